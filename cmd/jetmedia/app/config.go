@@ -1,0 +1,115 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+)
+
+// Config is a node's configuration. Defaults() gives one that works on one machine.
+type Config struct {
+	// Name identifies the node in events and in the NATS system (default: from the hostname).
+	Name string
+	// DataDir holds JetStream's files (default ./data).
+	DataDir string
+	// HTTPAddr is where the HTTP API, WHIP, WHEP and the demo page listen (127.0.0.1:8080).
+	HTTPAddr string
+	// UDPHost and UDPPort are the single ICE UDP port every WebRTC session shares
+	// (127.0.0.1:8443). UDPPort 0 picks a free port.
+	UDPHost string
+	UDPPort int
+	// Announce lists the IPs to announce in ICE candidates instead of the bound one (NAT).
+	Announce []string
+	// NATSListen, when set (host:port), opens the embedded NATS server to clients such as the
+	// nats CLI and other jetmedia commands. Empty: in-process only.
+	NATSListen string
+	// GatewayListen (host:port) opens a NATS gateway port; Gateways names the other nodes'
+	// gateway URLs (name → nats://host:port). Nodes joined by gateways form one system.
+	GatewayListen string
+	Gateways      map[string]string
+	// JetStream runs JetStream on this node (default true). A node without it uses the
+	// JetStream of the system it joins (a media-only node).
+	JetStream bool
+	// Storage sets the event log's retention (default: keep everything).
+	Storage pipeline.StorageConfig
+	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
+	ConnectTimeout  time.Duration
+	DisconnectGrace time.Duration
+	Logger          *slog.Logger
+}
+
+// Defaults returns the documented defaults.
+func Defaults() Config {
+	return Config{
+		Name:            defaultName(),
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		UDPHost:         "127.0.0.1",
+		UDPPort:         8443,
+		JetStream:       true,
+		ConnectTimeout:  30 * time.Second,
+		DisconnectGrace: 10 * time.Second,
+	}
+}
+
+var nonID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+func defaultName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "jetmedia"
+	}
+	h = nonID.ReplaceAllString(strings.Split(h, ".")[0], "-")
+	if len(h) > 64 {
+		h = h[:64]
+	}
+	if !events.ValidID(h) {
+		return "jetmedia"
+	}
+	return h
+}
+
+// Validate reports every problem of the config at once.
+func (c Config) Validate() error {
+	var errs []error
+	if !events.ValidID(c.Name) {
+		errs = append(errs, fmt.Errorf("name %q: use 1-64 of A-Z a-z 0-9 _ -", c.Name))
+	}
+	if c.JetStream && c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
+	}
+	if c.UDPPort < 0 || c.UDPPort > 65535 {
+		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))
+	}
+	if net.ParseIP(c.UDPHost) == nil {
+		errs = append(errs, fmt.Errorf("udp host %q is not an IP address", c.UDPHost))
+	}
+	for _, ip := range c.Announce {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("announce %q is not an IP address", ip))
+		}
+	}
+	if len(c.Gateways) > 0 && c.GatewayListen == "" {
+		errs = append(errs, errors.New("gateways need a gateway listen address"))
+	}
+	for name := range c.Gateways {
+		if !events.ValidID(name) {
+			errs = append(errs, fmt.Errorf("gateway name %q is not a valid id", name))
+		}
+	}
+	if !c.JetStream && c.GatewayListen == "" {
+		errs = append(errs, errors.New("a node without JetStream must join others by gateway"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,305 @@
+package app
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/egress/whep"
+	"github.com/jetmedia/jetmedia/ingress/whip"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// ProjectionDurable is the durable consumer that feeds the rooms bucket; its ack floor is the
+// projection's checkpoint.
+const ProjectionDurable = "proj-rooms"
+
+// Node is a running jetmedia server.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	srv      *pipeline.Server
+	ctrl     *nats.Conn // control plane: JetStream API, appends, KV
+	media    *nats.Conn // media plane: RTP and feedback
+	js       jetstream.JetStream
+	rooms    jetstream.KeyValue
+	appender *pipeline.Appender
+	bus      *pipeline.MediaBus
+	edge     *rtc.Edge
+	hub      *forward.Hub
+	whipReg  *rtc.Registry
+	whepReg  *rtc.Registry
+	router   *message.Router
+	http     *http.Server
+	httpLn   net.Listener
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start brings a node up: NATS, streams and buckets, the projection, WebRTC, HTTP. On error
+// everything started so far is stopped again.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.Name)
+	n = &Node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+			n = nil
+		}
+	}()
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	storeDir := ""
+	if cfg.JetStream {
+		storeDir = filepath.Join(cfg.DataDir, "jetstream")
+	}
+	n.srv, err = pipeline.StartServer(ctx, pipeline.ServerConfig{
+		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
+		Gateway: pipeline.GatewayConfig{Listen: cfg.GatewayListen, Remotes: cfg.Gateways},
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
+		return nil, err
+	}
+	if n.media, err = n.srv.Connect(cfg.Name + "-media"); err != nil {
+		return nil, err
+	}
+	if n.js, err = jetstream.New(n.ctrl); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelDeclare()
+	if err = pipeline.Declare(declareCtx, n.js, cfg.Storage); err != nil {
+		return nil, err
+	}
+	if n.rooms, err = n.js.KeyValue(ctx, pipeline.BucketRooms); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
+	}
+	n.appender = pipeline.NewAppender(n.js, cfg.Name)
+	n.bus = pipeline.NewMediaBus(n.media)
+	n.hub = forward.NewHub(n.bus)
+
+	if err = n.startProjection(runCtx); err != nil {
+		return nil, err
+	}
+
+	n.edge, err = rtc.NewEdge(rtc.Config{
+		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
+		Announce:  cfg.Announce, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
+	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.appender, Node: cfg.Name, Logger: log}); err != nil {
+		return nil, err
+	}
+	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.appender, Node: cfg.Name, Logger: log}); err != nil {
+		return nil, err
+	}
+	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Timeouts: timeouts, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	we, err := whep.New(whep.Config{API: n.edge.API, Sessions: n.whepReg, Bus: n.bus, Hub: n.hub,
+		Catalog: catalog{kv: n.rooms}, Timeouts: timeouts, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	wh.Register(mux)
+	we.Register(mux)
+	n.registerAPI(mux)
+	web, err := fs.Sub(webFS, "web")
+	if err != nil {
+		return nil, fmt.Errorf("web assets: %w", err)
+	}
+	mux.Handle("GET /", http.FileServerFS(web))
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	n.http = &http.Server{
+		Handler:           cors(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),
+		"nats", n.srv.ClientURL(), "gateway", n.srv.GatewayURL(), "data", cfg.DataDir)
+	return n, nil
+}
+
+// startProjection runs the rooms projection on the watermill router from a durable consumer.
+// The subscriber gets a connection of its own because closing it drains the connection.
+func (n *Node) startProjection(ctx context.Context) error {
+	subConn, err := n.srv.Connect(n.cfg.Name + "-projection")
+	if err != nil {
+		return err
+	}
+	sub, err := pipeline.NewEventSubscriber(subConn, pipeline.EventSubscriberConfig{
+		Durable: ProjectionDurable, Filter: pipeline.EventsSubjects, Logger: n.log,
+	})
+	if err != nil {
+		subConn.Close()
+		return err
+	}
+	if n.router, err = pipeline.NewRouter(n.log); err != nil {
+		_ = sub.Close()
+		return err
+	}
+	runner := projections.NewKVRunner(n.rooms, n.log)
+	n.router.AddConsumerHandler("rooms-projection", pipeline.EventsSubjects, sub, runner.Handle)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.router.Run(ctx); err != nil {
+			n.log.Error("router stopped", "err", err)
+		}
+	}()
+	select {
+	case <-n.router.Running():
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("projection router did not start")
+	}
+}
+
+// HTTPURL is the base URL of the HTTP API.
+func (n *Node) HTTPURL() string { return "http://" + n.httpLn.Addr().String() }
+
+// UDPAddr is the ICE UDP port's address.
+func (n *Node) UDPAddr() *net.UDPAddr { return n.edge.UDPAddr() }
+
+// JetStream is the node's JetStream client.
+func (n *Node) JetStream() jetstream.JetStream { return n.js }
+
+// Rooms is the rooms projection bucket.
+func (n *Node) Rooms() jetstream.KeyValue { return n.rooms }
+
+// Server is the embedded NATS server.
+func (n *Node) Server() *pipeline.Server { return n.srv }
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ProjectionLag is the number of events the rooms projection has not applied yet.
+func (n *Node) ProjectionLag(ctx context.Context) (uint64, error) {
+	c, err := n.js.Consumer(ctx, pipeline.StreamEvents, ProjectionDurable)
+	if err != nil {
+		return 0, fmt.Errorf("projection consumer: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("projection consumer: %w", err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// WaitProjected waits until the rooms projection has applied every stored event.
+func (n *Node) WaitProjected(ctx context.Context) error {
+	for {
+		lag, err := n.ProjectionLag(ctx)
+		if err == nil && lag == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("projection lag %d: %w", lag, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close ends every session (recording peer.left), stops HTTP, the projection and NATS, and
+// waits for all of it. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, n.http.Shutdown(ctx))
+			cancel()
+		}
+		if n.whipReg != nil {
+			errs = append(errs, n.whipReg.Close())
+		}
+		if n.whepReg != nil {
+			errs = append(errs, n.whepReg.Close())
+		}
+		if n.hub != nil {
+			n.hub.Close()
+		}
+		if n.edge != nil {
+			errs = append(errs, n.edge.Close())
+		}
+		if n.router != nil {
+			errs = append(errs, n.router.Close())
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		for _, c := range []*nats.Conn{n.media, n.ctrl} {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if n.srv != nil {
+			n.srv.Shutdown()
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Post, Retry-After")
+		next.ServeHTTP(w, r)
+	})
+}

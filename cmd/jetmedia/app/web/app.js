@@ -1,0 +1,250 @@
+// jetmedia demo page: a WHIP publisher (RFC 9725) and a WHEP player
+// (draft-ietf-wish-whep) in plain browser JavaScript.
+//
+// Signalling is non-trickle: the server answers with a complete SDP and has no
+// PATCH endpoint, so the offer is sent only once ICE gathering has finished.
+
+const ICE_GATHER_CAP_MS = 2000; // send what we have if gathering stalls (e.g. an unreachable STUN).
+const WHEP_RETRY_MS = 500; // poll interval while the room has no publisher (409).
+
+class HTTPError extends Error {
+  constructor(status, body) {
+    super(`HTTP ${status}${body ? `: ${body.trim()}` : ""}`);
+    this.status = status;
+  }
+}
+
+function waitIceGathering(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    const timer = setTimeout(done, ICE_GATHER_CAP_MS);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+// negotiate POSTs pc's offer to endpoint, applies the answer and returns the
+// session URL. It throws HTTPError for non-201 answers so callers can retry.
+async function negotiate(pc, endpoint, signal) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitIceGathering(pc);
+  const res = await fetch(endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp" },
+    body: pc.localDescription.sdp,
+    signal,
+  });
+  const body = await res.text();
+  if (res.status !== 201) throw new HTTPError(res.status, body);
+  const location = res.headers.get("Location");
+  if (!location) throw new Error("server answered without a Location header");
+  await pc.setRemoteDescription({ type: "answer", sdp: body });
+  return new URL(location, endpoint).href;
+}
+
+// whipPublish sends every track of stream to endpoint.
+export async function whipPublish(endpoint, stream, signal) {
+  const pc = new RTCPeerConnection();
+  try {
+    for (const track of stream.getTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    return { pc, url: await negotiate(pc, endpoint, signal) };
+  } catch (err) {
+    pc.close();
+    throw err;
+  }
+}
+
+// whepPlay receives the room's video and audio, retrying while the room has
+// no publisher yet. onTrack is called with the remote MediaStream.
+export async function whepPlay(endpoint, onTrack, signal, onWaiting = () => {}) {
+  for (;;) {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream();
+    pc.ontrack = (ev) => {
+      stream.addTrack(ev.track);
+      onTrack(stream);
+    };
+    try {
+      return { pc, url: await negotiate(pc, endpoint, signal) };
+    } catch (err) {
+      pc.close();
+      if (!(err instanceof HTTPError) || err.status !== 409) throw err;
+      onWaiting(err);
+      await sleep(WHEP_RETRY_MS, signal);
+    }
+  }
+}
+
+// stopSession tears a WHIP or WHEP session down on both ends.
+export async function stopSession(session, keepalive = false) {
+  session.pc.close();
+  const res = await fetch(session.url, { method: "DELETE", keepalive });
+  if (!res.ok) throw new HTTPError(res.status, await res.text());
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
+// ---- page wiring ----
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const roles = {
+  publish: { session: null, abort: null, start: $("publish"), stop: $("stop-publish"), video: $("local") },
+  play: { session: null, abort: null, start: $("play"), stop: $("stop-play"), video: $("remote") },
+};
+let state = "idle";
+
+$("room").value = params.get("room") || "demo";
+
+function setStatus(next, detail = "", isError = false) {
+  state = next;
+  const el = $("status");
+  el.textContent = detail ? `${next}: ${detail}` : next;
+  el.classList.toggle("error", isError);
+}
+
+function endpoint(kind) {
+  const room = $("room").value.trim();
+  if (!room) throw new Error("room name is empty");
+  return new URL(`${kind}/${encodeURIComponent(room)}`, document.baseURI).href;
+}
+
+function setBusy(role, busy) {
+  role.start.disabled = busy;
+  role.stop.disabled = !busy;
+}
+
+function watchConnection(name, pc) {
+  const update = () => {
+    const s = pc.connectionState;
+    if (s === "connected") setStatus(name === "publish" ? "publishing" : "playing");
+    else if (s === "failed" || s === "disconnected") setStatus(`${name} ${s}`, "peer connection lost", true);
+  };
+  pc.addEventListener("connectionstatechange", update);
+  update();
+}
+
+async function run(name, startFn) {
+  const role = roles[name];
+  role.abort = new AbortController();
+  const signal = role.abort.signal;
+  setBusy(role, true);
+  try {
+    const session = await startFn(signal);
+    if (signal.aborted) { // stopped while the answer was on its way
+      await stopSession(session);
+      return;
+    }
+    role.session = session;
+    setStatus(`${name} connecting`, "ICE/DTLS");
+    watchConnection(name, session.pc);
+  } catch (err) {
+    if (signal.aborted) return; // stopped by the user
+    console.error(`${name}:`, err);
+    setStatus(`${name} error`, err.message, true);
+    await stop(name);
+  }
+}
+
+async function stop(name) {
+  const role = roles[name];
+  role.abort?.abort(new DOMException("stopped", "AbortError"));
+  role.abort = null;
+  role.video.srcObject?.getTracks().forEach((t) => t.stop());
+  role.video.srcObject = null;
+  const session = role.session;
+  role.session = null;
+  setBusy(role, false);
+  if (!session) return;
+  try {
+    await stopSession(session);
+    setStatus(`${name} stopped`);
+  } catch (err) {
+    setStatus(`${name} stop error`, err.message, true);
+  }
+}
+
+function publish() {
+  return run("publish", async (signal) => {
+    setStatus("publish", "opening camera");
+    const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    if (signal.aborted) media.getTracks().forEach((t) => t.stop());
+    signal.throwIfAborted();
+    roles.publish.video.srcObject = media;
+    setStatus("publish", "sending offer");
+    return whipPublish(endpoint("whip"), media, signal);
+  });
+}
+
+function play() {
+  return run("play", (signal) => {
+    setStatus("play", "sending offer");
+    const video = roles.play.video;
+    const onTrack = (stream) => {
+      if (video.srcObject === stream) return;
+      video.srcObject = stream;
+      video.play().catch(() => {
+        // Autoplay with sound needs a user gesture; start muted instead.
+        video.muted = true;
+        video.play().catch(() => {});
+      });
+    };
+    const onWaiting = () => setStatus("waiting", "no publisher in this room yet, retrying");
+    return whepPlay(endpoint("whep"), onTrack, signal, onWaiting);
+  });
+}
+
+roles.publish.start.addEventListener("click", publish);
+roles.publish.stop.addEventListener("click", () => stop("publish"));
+roles.play.start.addEventListener("click", play);
+roles.play.stop.addEventListener("click", () => stop("play"));
+$("controls").addEventListener("submit", (ev) => ev.preventDefault());
+
+// Free the server's sessions when the tab goes away.
+window.addEventListener("pagehide", () => {
+  for (const role of Object.values(roles)) {
+    if (role.session) stopSession(role.session, true).catch(() => {});
+  }
+});
+
+// window.jetmedia is the page's test hook: counters summed over both sessions.
+window.jetmedia = {
+  async stats() {
+    const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state };
+    for (const role of Object.values(roles)) {
+      if (!role.session) continue;
+      const report = await role.session.pc.getStats();
+      report.forEach((s) => {
+        if (s.type === "inbound-rtp") {
+          out.bytesReceived += s.bytesReceived ?? 0;
+          if (s.kind === "video") out.framesDecoded += s.framesDecoded ?? 0;
+        } else if (s.type === "outbound-rtp" && s.kind === "video") {
+          out.framesSent += s.framesSent ?? 0;
+        }
+      });
+    }
+    return out;
+  },
+};
+
+const auto = params.get("auto");
+if (auto === "publish") publish();
+else if (auto === "play") play();

@@ -1,0 +1,4 @@
+// Package egress holds what delivers media and events out of jetmedia. Its subpackages:
+// forward (the per-node track fan-out with the RTP rewriter and the shared NACK cache) and
+// whep (WebRTC-HTTP egress). They import events and pipeline, never ingress.
+package egress

@@ -1,0 +1,180 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Writer takes a finished RTP packet for one viewer; pion's TrackLocalWriter is one.
+type Writer interface {
+	Write(pkt []byte) (int, error)
+}
+
+// Output is one viewer's binding to a track: its rewriter and where its packets go.
+type Output struct {
+	rw Rewriter
+	w  Writer
+}
+
+// NewOutput returns an output that sends with the viewer's negotiated SSRC and payload type.
+func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
+	return &Output{rw: Rewriter{SSRC: ssrc, PayloadType: payloadType}, w: w}
+}
+
+// Subscriber subscribes to a track's media subject; pipeline.MediaBus is one.
+type Subscriber interface {
+	Subscribe(room, track, layer string, fn func(data []byte)) (*nats.Subscription, error)
+}
+
+// Fanout delivers one track to every Output on this node from one subscription, keeping one
+// retransmission cache for all of them.
+type Fanout struct {
+	mu      sync.Mutex
+	outputs []*Output
+	cache   Cache
+	scratch [maxPacket]byte
+	// Forwarded and Dropped count packets, for stats.
+	Forwarded, Dropped uint64
+}
+
+// Forward sends one source packet to every output. It is the hot path: no allocation here.
+func (f *Fanout) Forward(pkt []byte) {
+	if len(pkt) > maxPacket {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cache.Put(pkt)
+	for _, o := range f.outputs {
+		n := copy(f.scratch[:], pkt)
+		b := f.scratch[:n]
+		if !o.rw.Rewrite(b) {
+			f.Dropped++
+			continue
+		}
+		if _, err := o.w.Write(b); err != nil {
+			f.Dropped++
+			continue
+		}
+		f.Forwarded++
+	}
+}
+
+// Retransmit resends the packets a viewer reported lost (its outgoing sequence numbers) from
+// the cache, and returns how many were found.
+func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sent := 0
+	for _, seq := range lost {
+		src, ok := o.rw.SourceSeq(seq)
+		if !ok {
+			continue
+		}
+		n := f.cache.Get(o.rw.Source(), src, f.scratch[:])
+		if n == 0 {
+			continue
+		}
+		b := f.scratch[:n]
+		if o.rw.Rewrite(b) {
+			if _, err := o.w.Write(b); err == nil {
+				sent++
+			}
+		}
+	}
+	return sent
+}
+
+func (f *Fanout) add(o *Output) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outputs = append(f.outputs, o)
+}
+
+func (f *Fanout) remove(o *Output) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, x := range f.outputs {
+		if x == o {
+			f.outputs = append(f.outputs[:i], f.outputs[i+1:]...)
+			break
+		}
+	}
+	return len(f.outputs)
+}
+
+// Hub keeps one Fanout per track that has viewers on this node.
+type Hub struct {
+	bus Subscriber
+
+	mu      sync.Mutex
+	fanouts map[string]*hubEntry
+	closed  bool
+}
+
+type hubEntry struct {
+	f   *Fanout
+	sub *nats.Subscription
+}
+
+// ErrClosed is returned by Attach after Close.
+var ErrClosed = errors.New("forward: hub closed")
+
+// NewHub returns a hub subscribing through bus.
+func NewHub(bus Subscriber) *Hub { return &Hub{bus: bus, fanouts: map[string]*hubEntry{}} }
+
+// Attach adds o to the track's fan-out, subscribing to the track on first use. The returned
+// fanout serves the viewer's retransmissions; detach removes the output and unsubscribes when
+// it was the last.
+func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
+	key := room + "." + track
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, nil, ErrClosed
+	}
+	e, ok := h.fanouts[key]
+	if !ok {
+		f := &Fanout{}
+		sub, err := h.bus.Subscribe(room, track, "0", f.Forward)
+		if err != nil {
+			return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
+		}
+		e = &hubEntry{f: f, sub: sub}
+		h.fanouts[key] = e
+	}
+	e.f.add(o)
+	var once sync.Once
+	detach := func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if e.f.remove(o) == 0 && h.fanouts[key] == e {
+				_ = e.sub.Unsubscribe()
+				delete(h.fanouts, key)
+			}
+		})
+	}
+	return e.f, detach, nil
+}
+
+// Tracks is the number of tracks with a subscription on this node.
+func (h *Hub) Tracks() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.fanouts)
+}
+
+// Close unsubscribes every track.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for k, e := range h.fanouts {
+		_ = e.sub.Unsubscribe()
+		delete(h.fanouts, k)
+	}
+}

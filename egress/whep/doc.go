@@ -1,0 +1,9 @@
+// Package whep is WebRTC-HTTP egress (draft-ietf-wish-whep): POST /whep/{room} plays the room's
+// current publisher, POST /whep/{room}/{peer} a chosen one; the session URL takes DELETE and
+// PATCH (trickle ICE). Viewers are fed by the node's forward.Hub: one subscription and one NACK
+// cache per track per node, whatever the number of viewers.
+//
+// Core is the sans-IO session; Handler is the shell (HTTP, pion, goroutines). It imports events,
+// pipeline and egress/forward; what a room publishes comes through the Catalog interface (the
+// KV projection, wired by cmd), not from ingress.
+package whep

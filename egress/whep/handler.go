@@ -1,0 +1,331 @@
+package whep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+)
+
+// TrackSpec is what a viewer needs to know of a published track.
+type TrackSpec struct {
+	Track     string
+	Kind      string // "audio" or "video"
+	Codec     string // MIME type
+	ClockRate uint32
+	Channels  uint16
+	Fmtp      string
+}
+
+// ErrNoPublisher means the room (or the peer asked for) publishes nothing yet.
+var ErrNoPublisher = errors.New("whep: nothing published")
+
+// ErrNoPeer means the peer asked for is not in the room.
+var ErrNoPeer = errors.New("whep: no such peer")
+
+// Catalog answers what a room publishes. peer "" means the room's current publisher.
+type Catalog interface {
+	Published(ctx context.Context, room, peer string) (publisher string, tracks []TrackSpec, err error)
+}
+
+// Config wires a Handler.
+type Config struct {
+	API      *webrtc.API
+	Sessions *rtc.Registry
+	Bus      *pipeline.MediaBus
+	Hub      *forward.Hub
+	Catalog  Catalog
+	// Prefix is the URL path the routes live under (default "/whep").
+	Prefix   string
+	Timeouts rtc.Timeouts
+	Logger   *slog.Logger
+}
+
+// Handler serves WHEP.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Hub == nil || cfg.Catalog == nil {
+		return nil, errors.New("whep: API, Sessions, Bus, Hub and Catalog are required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/whep"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep")}, nil
+}
+
+// Register adds the WHEP routes to mux. The session URL is /whep/{room}/s/{session} so that it
+// cannot be confused with /whep/{room}/{peer}.
+func (h *Handler) Register(mux *http.ServeMux) {
+	p := h.cfg.Prefix
+	mux.HandleFunc("POST "+p+"/{room}", h.post)
+	mux.HandleFunc("POST "+p+"/{room}/{peer}", h.post)
+	mux.HandleFunc("OPTIONS "+p+"/{room}", options)
+	mux.HandleFunc("OPTIONS "+p+"/{room}/{peer}", options)
+	mux.HandleFunc("DELETE "+p+"/{room}/s/{session}", h.delete)
+	mux.HandleFunc("PATCH "+p+"/{room}/s/{session}", h.patch)
+	mux.HandleFunc("OPTIONS "+p+"/{room}/s/{session}", options)
+}
+
+func options(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Accept-Post", "application/sdp")
+	w.Header().Set("Allow", "OPTIONS, POST, DELETE, PATCH")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
+	if err := h.play(w, r); err != nil {
+		rtc.WriteError(w, r, h.log, err)
+	}
+}
+
+func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
+	reg := h.cfg.Sessions
+	room, peer := r.PathValue("room"), r.PathValue("peer")
+	if !events.ValidID(room) {
+		return rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id (1-64 of A-Z a-z 0-9 _ -)", room)
+	}
+	if peer != "" && !events.ValidID(peer) {
+		return rtc.Errorf(http.StatusBadRequest, "peer %q is not a valid id", peer)
+	}
+	offer, parsed, err := rtc.ReadOffer(r)
+	if err != nil {
+		return err
+	}
+	kinds := rtc.RecvKinds(parsed)
+	if len(kinds) == 0 {
+		return rtc.Errorf(http.StatusBadRequest, "WHEP offer receives no audio or video (add recvonly m-lines)")
+	}
+	if reg.Closing() {
+		return rtc.Errorf(http.StatusServiceUnavailable, "server is shutting down")
+	}
+	publisher, specs, err := h.cfg.Catalog.Published(r.Context(), room, peer)
+	switch {
+	case errors.Is(err, ErrNoPublisher):
+		return &rtc.HTTPError{Status: http.StatusConflict, RetryAfter: 1,
+			Msg: fmt.Sprintf("room %q has no published track yet; retry", room)}
+	case errors.Is(err, ErrNoPeer):
+		return rtc.Errorf(http.StatusNotFound, "peer %q is not in room %q", peer, room)
+	case err != nil:
+		return fmt.Errorf("whep: catalog of room %s: %w", room, err)
+	}
+	// Offer's m-lines bound how many tracks of each kind the viewer can take.
+	var chosen []TrackSpec
+	for _, t := range specs {
+		if kinds[t.Kind] > 0 {
+			kinds[t.Kind]--
+			chosen = append(chosen, t)
+		}
+	}
+	if len(chosen) == 0 {
+		return rtc.Errorf(http.StatusUnprocessableEntity, "the offer receives none of the kinds published (%d tracks)", len(specs))
+	}
+	pc, err := h.cfg.API.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return fmt.Errorf("whep: new peer connection: %w", err)
+	}
+	ids := make([]string, len(chosen))
+	for i, t := range chosen {
+		ids[i] = t.Track
+	}
+	id := events.NewID()
+	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, id, reg.Node(), publisher, ids)}
+	v.s = reg.NewSession(id, room, pc, v.core, h.log.With("room", room, "session", id))
+	v.s.OnPLI = v.sendPLI
+	ok := false
+	defer func() {
+		if !ok {
+			_ = pc.Close()
+		}
+	}()
+	answer, err := rtc.Answer(r.Context(), pc, offer, func() error {
+		for _, spec := range chosen {
+			t := &viewerTrack{v: v, spec: spec, stream: publisher}
+			sender, err := pc.AddTrack(t)
+			if err != nil {
+				return rtc.Errorf(http.StatusUnprocessableEntity, "cannot send %s track %s: %v", spec.Kind, spec.Track, err)
+			}
+			reg.Go(func() { t.readRTCP(sender) })
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := reg.Add(v.s); err != nil {
+		return err
+	}
+	now := reg.Now()
+	if err := v.s.StepErr(func(rtc.Core) Output { return v.core.Answered(now, r.RemoteAddr, r.UserAgent()) }); err != nil {
+		v.s.Step(func(rtc.Core) Output { return v.core.Shutdown(now) })
+		return rtc.Errorf(http.StatusServiceUnavailable, "cannot record the session in the event log: %v", err)
+	}
+	ok = true
+	v.s.Log.Info("playing session started", "publisher", publisher, "tracks", len(chosen), "remote", r.RemoteAddr)
+	rtc.WriteAnswer(w, h.cfg.Prefix+"/"+room+"/s/"+id, `"`+id+`"`, answer)
+	return nil
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	if err != nil {
+		rtc.WriteError(w, r, h.log, err)
+		return
+	}
+	now := h.cfg.Sessions.Now()
+	s.Step(func(c rtc.Core) Output { return c.(*Core).Deleted(now) })
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
+	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	if err == nil {
+		err = rtc.Trickle(r, s.PC)
+	}
+	if err != nil {
+		rtc.WriteError(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// viewer is the shell state of one WHEP session beyond the generic Session.
+type viewer struct {
+	h    *Handler
+	s    *rtc.Session
+	core *Core
+}
+
+func (v *viewer) sendPLI(track string) {
+	pli, err := (&rtcp.PictureLossIndication{}).Marshal()
+	if err == nil {
+		err = v.h.cfg.Bus.SendFeedback(v.s.Room, track, pli)
+	}
+	if err != nil {
+		v.s.Log.Debug("keyframe request not sent", "track", track, "err", err)
+	}
+}
+
+// viewerTrack is a pion TrackLocal fed by the node's fan-out of the published track.
+type viewerTrack struct {
+	v      *viewer
+	spec   TrackSpec
+	stream string
+
+	mu     sync.Mutex
+	out    *forward.Output
+	fan    *forward.Fanout
+	detach func()
+}
+
+func (t *viewerTrack) ID() string       { return t.spec.Track }
+func (t *viewerTrack) RID() string      { return "" }
+func (t *viewerTrack) StreamID() string { return t.stream }
+func (t *viewerTrack) Kind() webrtc.RTPCodecType {
+	if t.spec.Kind == "audio" {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// Bind is called by pion when the viewer's transport is up: from then on packets of the
+// track are rewritten to the negotiated SSRC and payload type and written to the viewer.
+func (t *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := matchCodec(t.spec, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("whep: viewer cannot receive %s: %w", t.spec.Codec, webrtc.ErrUnsupportedCodec)
+	}
+	out := forward.NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
+	fan, detach, err := t.v.h.cfg.Hub.Attach(t.v.s.Room, t.spec.Track, out)
+	if err != nil {
+		return webrtc.RTPCodecParameters{}, err
+	}
+	t.mu.Lock()
+	t.out, t.fan, t.detach = out, fan, detach
+	t.mu.Unlock()
+	now := t.v.h.cfg.Sessions.Now()
+	video := t.spec.Kind == "video"
+	t.v.s.Step(func(rtc.Core) Output { return t.v.core.Bound(now, t.spec.Track, video) })
+	return codec, nil
+}
+
+// Unbind stops the track's packets to this viewer.
+func (t *viewerTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.mu.Lock()
+	detach := t.detach
+	t.detach, t.out, t.fan = nil, nil, nil
+	t.mu.Unlock()
+	if detach != nil {
+		detach()
+	}
+	return nil
+}
+
+// readRTCP answers the viewer's feedback: NACKs from the node's packet cache, PLI and FIR by
+// asking the publisher for a keyframe. It ends when the PeerConnection closes.
+func (t *viewerTrack) readRTCP(sender *webrtc.RTPSender) {
+	lost := make([]uint16, 0, 64)
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				lost = lost[:0]
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool { lost = append(lost, seq); return true })
+				}
+				t.mu.Lock()
+				fan, out := t.fan, t.out
+				t.mu.Unlock()
+				if fan != nil {
+					fan.Retransmit(out, lost)
+				}
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				now := t.v.h.cfg.Sessions.Now()
+				t.v.s.Step(func(rtc.Core) Output { return t.v.core.KeyframeRequested(now, t.spec.Track) })
+			}
+		}
+	}
+}
+
+// matchCodec picks the viewer's negotiated codec for the published one: same MIME type, and
+// for H.264 the same profile and packetization mode when the viewer offers it.
+func matchCodec(spec TrackSpec, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i, c := range offered {
+		if !strings.EqualFold(c.MimeType, spec.Codec) {
+			continue
+		}
+		if c.SDPFmtpLine == spec.Fmtp {
+			return c, true
+		}
+		if fallback == nil {
+			fallback = &offered[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}

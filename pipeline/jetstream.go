@@ -1,0 +1,80 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StorageConfig sets the retention of the event log. Zero values keep history forever.
+type StorageConfig struct {
+	// MaxAge drops events older than this; 0 keeps them.
+	MaxAge time.Duration
+	// MaxBytes caps the event stream's size; 0 or less is unlimited.
+	MaxBytes int64
+	// Replicas of the stream and buckets inside one cluster (1 on a single node).
+	Replicas int
+}
+
+// EventsStreamConfig is the declaration of the EVENTS stream.
+func EventsStreamConfig(sc StorageConfig) jetstream.StreamConfig {
+	maxBytes := sc.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "jetmedia event log: every room's typed, versioned events",
+		Subjects:    []string{EventsSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      sc.MaxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    max(sc.Replicas, 1),
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}
+}
+
+// RoomsBucketConfig is the declaration of a rooms projection bucket.
+func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "jetmedia room state projected from the EVENTS stream",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(sc.Replicas, 1),
+	}
+}
+
+// Declare creates or updates the stream and buckets jetmedia needs. It is safe to call on every
+// start and from every node.
+func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		if _, err = js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc)); err == nil {
+			break
+		}
+		// A node that just joined a system may not see JetStream yet.
+		if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, RoomsBucketConfig(BucketRooms, sc)); err != nil {
+		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketRooms, err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
+)
+
+// ReadOptions selects which events Read and Follow deliver.
+type ReadOptions struct {
+	// Filter is a subject filter: EventsSubjects for all rooms, RoomEventsFilter(room) for one.
+	Filter string
+	// FromSeq starts at this stream sequence (1 = from the start). 0 means "new events only"
+	// for Follow and "from the start" for Read.
+	FromSeq uint64
+}
+
+// Read delivers the stored events that match opts in log order, up to the head as it was when
+// Read started, then returns. fn returning an error stops the read with that error.
+func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) error) error {
+	stream, err := js.Stream(ctx, StreamEvents)
+	if err != nil {
+		return fmt.Errorf("pipeline: stream %s: %w", StreamEvents, err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, opts.Filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: head of %s: %w", opts.Filter, err)
+	}
+	if opts.FromSeq == 0 {
+		opts.FromSeq = 1
+	}
+	if opts.FromSeq > last.Sequence {
+		return nil
+	}
+	return consume(ctx, js, opts, func(e events.Envelope) (bool, error) {
+		if err := fn(e); err != nil {
+			return false, err
+		}
+		return e.Seq < last.Sequence, nil
+	})
+}
+
+// Follow delivers matching events as they are stored until ctx ends or fn returns an error.
+func Follow(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) error) error {
+	err := consume(ctx, js, opts, func(e events.Envelope) (bool, error) { return true, fn(e) })
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) (bool, error)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{opts.Filter}}
+	if opts.FromSeq == 0 {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	} else {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = opts.FromSeq
+	}
+	c, err := js.OrderedConsumer(ctx, StreamEvents, cfg)
+	if err != nil {
+		return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
+		}
+		e, err := DecodeStored(msg)
+		if err != nil {
+			return err
+		}
+		more, err := fn(e)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// DecodeStored decodes a stored event and fills in its stream sequence.
+func DecodeStored(msg jetstream.Msg) (events.Envelope, error) {
+	e, err := events.Decode(msg.Data())
+	if err != nil {
+		return e, fmt.Errorf("pipeline: stored event on %s: %w", msg.Subject(), err)
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		return e, fmt.Errorf("pipeline: stored event %s metadata: %w", e.ID, err)
+	}
+	e.Seq = md.Sequence.Stream
+	return e, nil
+}

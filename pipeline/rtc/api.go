@@ -1,0 +1,101 @@
+package rtc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the WebRTC media edge.
+type Config struct {
+	// UDPListen is where the single ICE UDP port listens (host:port). A specific IP makes that
+	// IP the only host candidate; 0.0.0.0 announces every interface's address.
+	UDPListen string
+	// Announce replaces the host candidates' addresses (public IPs of a NATed host).
+	Announce []string
+	// Logger gets pion's log lines.
+	Logger *slog.Logger
+}
+
+// Edge is a WebRTC API bound to one UDP port, shared by every session of a node.
+type Edge struct {
+	API  *webrtc.API
+	conn net.PacketConn
+	mux  ice.UDPMux
+}
+
+// NewEdge opens the UDP port and builds the API.
+func NewEdge(cfg Config) (*Edge, error) {
+	conn, err := net.ListenPacket("udp", cfg.UDPListen)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: listen udp %s: %w", cfg.UDPListen, err)
+	}
+	mux := webrtc.NewICEUDPMux(nil, conn)
+	me, ir, err := newEngine()
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	var se webrtc.SettingEngine
+	se.SetICEUDPMux(mux)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	if len(cfg.Announce) > 0 {
+		se.SetNAT1To1IPs(cfg.Announce, webrtc.ICECandidateTypeHost)
+	}
+	if cfg.Logger != nil {
+		se.LoggerFactory = logFactory{log: cfg.Logger.With("component", "pion")}
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return &Edge{API: api, conn: conn, mux: mux}, nil
+}
+
+// UDPAddr is the address the ICE port is bound to.
+func (e *Edge) UDPAddr() *net.UDPAddr { return e.conn.LocalAddr().(*net.UDPAddr) }
+
+// Close releases the UDP port. Sessions must be closed first.
+func (e *Edge) Close() error {
+	return errors.Join(e.mux.Close(), e.conn.Close())
+}
+
+// newEngine registers the codecs jetmedia forwards and the interceptors every session uses:
+// RTCP sender/receiver reports, and NACK generation toward publishers. Viewers' NACKs are
+// answered by egress from one packet cache per track per node, not by a pion responder per
+// viewer (which costs megabytes each), so no responder is registered; the nack feedback is
+// still advertised.
+func newEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, nil, fmt.Errorf("rtc: codecs: %w", err)
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "ccm", Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
+	ir := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, nil, fmt.Errorf("rtc: nack generator: %w", err)
+	}
+	ir.Add(gen)
+	rep, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, nil, fmt.Errorf("rtc: receiver reports: %w", err)
+	}
+	ir.Add(rep)
+	srep, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, nil, fmt.Errorf("rtc: sender reports: %w", err)
+	}
+	ir.Add(srep)
+	return me, ir, nil
+}

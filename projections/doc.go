@@ -1,0 +1,7 @@
+// Package projections owns jetmedia's read models: pure folds (state, event) → state, and the
+// runners that feed them from durable JetStream consumers into KV buckets, with checkpoints.
+//
+// The room fold (Fold) is the single definition of what a room is; the KV runner, the rebuild
+// command and `jetmedia replay` all use it, which is why a rebuilt bucket equals the live one.
+// It imports events and pipeline; it must not import ingress, egress or cmd.
+package projections

@@ -1,0 +1,167 @@
+package projections
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jetmedia/jetmedia/events"
+)
+
+// Room is the state of one room folded from its events.
+type Room struct {
+	Room      string    `json:"room"`
+	CreatedAt time.Time `json:"created_at"`
+	// Node is the node that created the room.
+	Node string `json:"node"`
+	// LastSeq is the stream sequence of the last event folded in: the projection's per-room
+	// checkpoint, which makes redelivered events no-ops.
+	LastSeq uint64 `json:"last_seq"`
+	// LastEvent is the time of the last event folded in.
+	LastEvent time.Time `json:"last_event"`
+
+	Peers  map[string]Peer         `json:"-"`
+	Tracks map[string]Track        `json:"-"`
+	Subs   map[string]Subscription `json:"-"` // key: peer + "." + track
+}
+
+// Peer is one participant session.
+type Peer struct {
+	Peer       string    `json:"peer"`
+	Transport  string    `json:"transport"`
+	Role       string    `json:"role"`
+	Node       string    `json:"node"`
+	RemoteAddr string    `json:"remote_addr,omitempty"`
+	UserAgent  string    `json:"user_agent,omitempty"`
+	JoinedAt   time.Time `json:"joined_at"`
+}
+
+// Track is one published track.
+type Track struct {
+	Track       string    `json:"track"`
+	Peer        string    `json:"peer"`
+	Kind        string    `json:"kind"`
+	Codec       string    `json:"codec"`
+	ClockRate   uint32    `json:"clock_rate"`
+	Channels    uint16    `json:"channels,omitempty"`
+	FmtpLine    string    `json:"fmtp,omitempty"`
+	Layers      []string  `json:"layers"`
+	PublishedAt time.Time `json:"published_at"`
+}
+
+// Subscription is one peer receiving one track.
+type Subscription struct {
+	Peer      string    `json:"peer"`
+	Track     string    `json:"track"`
+	Publisher string    `json:"publisher"`
+	Since     time.Time `json:"since"`
+}
+
+// NewRoom returns the empty state of a room that has seen no events.
+func NewRoom(room string) Room {
+	return Room{Room: room, Peers: map[string]Peer{}, Tracks: map[string]Track{}, Subs: map[string]Subscription{}}
+}
+
+// Exists reports whether any event has been folded in.
+func (r Room) Exists() bool { return r.LastSeq > 0 }
+
+// Clone returns a deep copy, so a fold never changes its input.
+func (r Room) Clone() Room {
+	c := r
+	c.Peers = maps.Clone(r.Peers)
+	c.Tracks = maps.Clone(r.Tracks)
+	c.Subs = maps.Clone(r.Subs)
+	if c.Peers == nil {
+		c.Peers = map[string]Peer{}
+	}
+	if c.Tracks == nil {
+		c.Tracks = map[string]Track{}
+	}
+	if c.Subs == nil {
+		c.Subs = map[string]Subscription{}
+	}
+	return c
+}
+
+// PeerIDs returns the peers sorted, for stable output.
+func (r Room) PeerIDs() []string { return slices.Sorted(maps.Keys(r.Peers)) }
+
+// TrackIDs returns the tracks sorted.
+func (r Room) TrackIDs() []string { return slices.Sorted(maps.Keys(r.Tracks)) }
+
+// SubKey is the Subs map key of peer's subscription to track.
+func SubKey(peer, track string) string { return peer + "." + track }
+
+// Fold applies one event to a room's state and returns the new state; r is not modified. An
+// event at or below LastSeq (a redelivery) leaves the state as it is. Unknown event types are
+// skipped (a newer writer's events must not stop an older reader) but still advance LastSeq.
+func Fold(r Room, e events.Envelope) (Room, error) {
+	if e.Seq != 0 && e.Seq <= r.LastSeq {
+		return r, nil
+	}
+	if e.Room != r.Room {
+		return r, fmt.Errorf("projections: event %s of room %s folded into room %s", e.ID, e.Room, r.Room)
+	}
+	n := r.Clone()
+	n.LastSeq = e.Seq
+	n.LastEvent = e.Time
+	p, err := e.Payload()
+	if err != nil {
+		if errorsIsUnknown(err) {
+			return n, nil
+		}
+		return r, fmt.Errorf("projections: fold %s: %w", e.ID, err)
+	}
+	switch p := p.(type) {
+	case events.RoomCreated:
+		if n.CreatedAt.IsZero() {
+			n.CreatedAt, n.Node = e.Time, p.Node
+		}
+	case events.PeerJoined:
+		n.Peers[p.Peer] = Peer{Peer: p.Peer, Transport: p.Transport, Role: p.Role, Node: p.Node,
+			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, JoinedAt: e.Time}
+	case events.PeerLeft:
+		delete(n.Peers, p.Peer)
+		// A peer that leaves takes its tracks and subscriptions with it, whether or not the
+		// writer managed to record their end (a crashed node cannot).
+		for id, t := range n.Tracks {
+			if t.Peer == p.Peer {
+				delete(n.Tracks, id)
+			}
+		}
+		for k, s := range n.Subs {
+			if s.Peer == p.Peer || s.Publisher == p.Peer {
+				delete(n.Subs, k)
+			}
+		}
+	case events.TrackPublished:
+		n.Tracks[p.Track] = Track{Track: p.Track, Peer: p.Peer, Kind: p.Kind, Codec: p.Codec,
+			ClockRate: p.ClockRate, Channels: p.Channels, FmtpLine: p.FmtpLine,
+			Layers: slices.Clone(p.Layers), PublishedAt: e.Time}
+	case events.TrackUnpublished:
+		delete(n.Tracks, p.Track)
+		for k, s := range n.Subs {
+			if s.Track == p.Track {
+				delete(n.Subs, k)
+			}
+		}
+	case events.SubscriptionStarted:
+		n.Subs[SubKey(p.Peer, p.Track)] = Subscription{Peer: p.Peer, Track: p.Track, Publisher: p.Publisher, Since: e.Time}
+	case events.SubscriptionEnded:
+		delete(n.Subs, SubKey(p.Peer, p.Track))
+	}
+	return n, nil
+}
+
+// FoldAll folds events in order into a room that has seen none.
+func FoldAll(room string, evs []events.Envelope) (Room, error) {
+	r := NewRoom(room)
+	for _, e := range evs {
+		var err error
+		if r, err = Fold(r, e); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,89 @@
+package tests
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/tests/browser"
+)
+
+// TestBrowserWHIPToWHEP publishes Chromium's fake camera through the demo page
+// over WHIP and plays it back in a second tab over WHEP, end to end through a
+// real node.
+func TestBrowserWHIPToWHEP(t *testing.T) {
+	chromium := browser.RequireChromium(t) // before the node: a skip costs nothing
+
+	cfg := app.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = browserTestLogger(t)
+	node, err := app.Start(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { node.Close() })
+
+	b := browser.Start(t, chromium) // cleaned up before the node
+
+	room := "browser-" + strings.ToLower(rand.Text()[:10])
+	page := func(auto string) string {
+		return node.HTTPURL() + "/?" + url.Values{"room": {room}, "auto": {auto}}.Encode()
+	}
+	publisher := b.Open(t, page("publish"))
+	viewer := b.Open(t, strings.Replace(page("play"), room, room+"x", 1))
+
+	// diagnose reports what both pages saw; it runs only on failure.
+	diagnose := func() string {
+		var sb strings.Builder
+		for _, p := range []struct {
+			name string
+			tab  *browser.Tab
+		}{{"publisher", publisher}, {"viewer", viewer}} {
+			stats, err := p.tab.Stats()
+			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nstats: %+v (err %v)\nconsole:\n  %s\n",
+				p.name, p.tab.Text("status"), stats, err, strings.Join(p.tab.Console(), "\n  "))
+		}
+		return sb.String()
+	}
+
+	var stats browser.PageStats
+	deadline := time.Now().Add(30 * time.Second)
+	for stats.FramesDecoded <= 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("viewer decoded %d frames in 30s, want > 10%s", stats.FramesDecoded, diagnose())
+		}
+		time.Sleep(250 * time.Millisecond)
+		stats, _ = viewer.Stats() // not defined until the page's script ran
+	}
+	t.Logf("viewer: %+v", stats)
+	require.Equal(t, "playing", stats.State, diagnose())
+	require.Positive(t, stats.BytesReceived)
+
+	pub, err := publisher.Stats()
+	require.NoError(t, err, diagnose())
+	t.Logf("publisher: %+v", pub)
+	require.Positive(t, pub.FramesSent, diagnose())
+	require.Equal(t, "publishing", pub.State, diagnose())
+
+	// Stop deletes the WHEP session; the page shows an error unless the
+	// server answers the DELETE with a 2xx.
+	require.NoError(t, viewer.Click("stop-play"))
+	require.Eventually(t, func() bool { return viewer.Text("status") == "play stopped" },
+		5*time.Second, 50*time.Millisecond, "after Stop: %s", diagnose())
+}
+
+// browserTestLogger is quiet unless JETMEDIA_TEST_LOG=1.
+func browserTestLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("JETMEDIA_TEST_LOG") != "1" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

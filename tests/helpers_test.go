@@ -1,0 +1,104 @@
+package tests
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/schemas"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
+)
+
+// testLogger is quiet unless JETMEDIA_TEST_LOG=1.
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("JETMEDIA_TEST_LOG") != "1" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// nodeConfig is a node on loopback with random ports and a fresh data dir.
+func nodeConfig(t testing.TB, name string) app.Config {
+	cfg := app.Defaults()
+	cfg.Name = name
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = testLogger(t)
+	return cfg
+}
+
+func startNode(t testing.TB, cfg app.Config) *app.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := app.Start(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func newRoom(prefix string) string {
+	return prefix + "-" + strings.ToLower(rand.Text()[:8])
+}
+
+func clientAPI(t testing.TB) *webrtc.API {
+	api, err := rtcclient.NewAPI()
+	require.NoError(t, err)
+	return api
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// roomEvents reads a room's whole log.
+func roomEvents(t testing.TB, js jetstream.JetStream, room string) []events.Envelope {
+	t.Helper()
+	var out []events.Envelope
+	err := pipeline.Read(ctxT(t, 10*time.Second), js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+		out = append(out, e)
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// requireSchemaValid validates every stored event of the system against its JSON Schema; an
+// event type with no schema fails.
+func requireSchemaValid(t testing.TB, js jetstream.JetStream) int {
+	t.Helper()
+	v, err := schemas.New()
+	require.NoError(t, err)
+	n := 0
+	err = pipeline.Read(ctxT(t, 20*time.Second), js, pipeline.ReadOptions{Filter: pipeline.EventsSubjects}, func(e events.Envelope) error {
+		raw, err := events.Encode(e)
+		require.NoError(t, err)
+		require.NoError(t, v.ValidateEvent(raw), "event %d %s", e.Seq, raw)
+		n++
+		return nil
+	})
+	require.NoError(t, err)
+	return n
+}
+
+func types(evs []events.Envelope) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Type
+	}
+	return out
+}
