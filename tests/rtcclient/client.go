@@ -48,7 +48,9 @@ type HTTPError struct {
 	RetryAfter string
 }
 
-func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body)) }
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
+}
 
 // exchange posts the offer (after ICE gathering) and applies the answer; it returns the
 // session URL.
@@ -336,4 +338,3 @@ func (v *Viewer) Close() error {
 	})
 	return err
 }
-
