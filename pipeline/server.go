@@ -182,7 +182,9 @@ func (s *Server) Shutdown() {
 
 type natsLogger struct{ log *slog.Logger }
 
-func (l *natsLogger) Noticef(f string, v ...any) { l.log.Info(fmt.Sprintf(f, v...)) }
+// Noticef is logged at Debug: nats-server's notices are its startup banner and routine
+// connection news, too chatty for an embedded server's operator.
+func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }

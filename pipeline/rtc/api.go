@@ -1,7 +1,6 @@
 package rtc
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -65,7 +64,8 @@ func (e *Edge) UDPAddr() *net.UDPAddr { return e.conn.LocalAddr().(*net.UDPAddr)
 
 // Close releases the UDP port. Sessions must be closed first.
 func (e *Edge) Close() error {
-	return errors.Join(e.mux.Close(), e.conn.Close())
+	// The mux owns the socket and closes it.
+	return e.mux.Close()
 }
 
 // newEngine registers the codecs jetmedia forwards and the interceptors every session uses:

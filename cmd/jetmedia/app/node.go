@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -53,6 +54,7 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 
+	unlock    func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -82,7 +84,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 
 	storeDir := ""
 	if cfg.JetStream {
-		storeDir = filepath.Join(cfg.DataDir, "jetstream")
+		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
 	}
 	n.srv, err = pipeline.StartServer(ctx, pipeline.ServerConfig{
 		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
@@ -91,6 +96,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("record nats url: %w", err)
+		}
 	}
 	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
 		return nil, err
@@ -287,6 +297,10 @@ func (n *Node) Close() error {
 		}
 		if n.srv != nil {
 			n.srv.Shutdown()
+		}
+		if n.unlock != nil {
+			_ = os.Remove(filepath.Join(n.cfg.DataDir, natsURLFile))
+			n.unlock()
 		}
 		n.closeErr = errors.Join(errs...)
 	})

@@ -1,0 +1,70 @@
+// Command jetmedia is the jetmedia media server and its tools: serve, tail, rooms, replay and
+// projections. The wiring lives in package app; this file only parses the command line.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `jetmedia: a WebRTC media server whose state is an event log.
+
+Usage:
+  jetmedia serve [flags]                 run a node (embedded NATS + JetStream, HTTP, WebRTC)
+  jetmedia tail [--room R] [--from-start] [--no-follow]
+                                         print the event log as JSON lines
+  jetmedia rooms [--json]                list live rooms with their peers and tracks
+  jetmedia replay --room R [--json]      print a room's timeline and the state folded from it
+  jetmedia projections rebuild [--bucket B]
+                                         fold the whole log into a fresh bucket and compare it
+                                         with the live rooms projection
+
+Every command but serve reads the node's data directory (--data, default ./data) directly
+when no server runs on it, or the NATS URL given with --nats (or JETMEDIA_NATS), or the one a
+server running on --data announced. Run "jetmedia COMMAND -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, errUsage) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jetmedia:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "tail":
+		return tail(ctx, rest, stdout, stderr)
+	case "rooms":
+		return rooms(ctx, rest, stdout, stderr)
+	case "replay":
+		return replay(ctx, rest, stdout, stderr)
+	case "projections":
+		return projectionsCmd(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "jetmedia: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}

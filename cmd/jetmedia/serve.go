@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+)
+
+// envPrefix: every flag of serve can also be set as JETMEDIA_<FLAG> (dashes as underscores);
+// flags win over the environment, which wins over the defaults.
+const envPrefix = "JETMEDIA_"
+
+type listFlag struct{ vals *[]string }
+
+func (l listFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	return strings.Join(*l.vals, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l.vals = append(*l.vals, v)
+		}
+	}
+	return nil
+}
+
+type mapFlag struct{ m map[string]string }
+
+func (f mapFlag) String() string {
+	parts := make([]string, 0, len(f.m))
+	for k, v := range f.m {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f mapFlag) Set(s string) error {
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return fmt.Errorf("want name=nats://host:port, got %q", kv)
+		}
+		f.m[k] = v
+	}
+	return nil
+}
+
+// applyEnv sets every flag that has a JETMEDIA_ variable, before the command line is parsed.
+func applyEnv(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in a system of nodes")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (JetStream files)")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address: API, WHIP, WHEP, demo page")
+	fs.StringVar(&cfg.UDPHost, "udp-host", cfg.UDPHost, "IP the WebRTC ICE UDP port binds (0.0.0.0: all interfaces)")
+	fs.IntVar(&cfg.UDPPort, "udp-port", cfg.UDPPort, "the one UDP port all WebRTC sessions share (0: any free port)")
+	fs.Var(listFlag{&cfg.Announce}, "announce", "IPs to announce in ICE candidates instead of the bound one (comma-separated)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "host:port to accept NATS clients on (default: none, in-process only)")
+	fs.StringVar(&cfg.GatewayListen, "gateway-listen", cfg.GatewayListen, "host:port of this node's NATS gateway port (joins nodes into one system)")
+	cfg.Gateways = map[string]string{}
+	fs.Var(mapFlag{cfg.Gateways}, "gateway", "another node's gateway: name=nats://host:port (repeatable, comma-separated)")
+	fs.BoolVar(&cfg.JetStream, "jetstream", cfg.JetStream, "run JetStream here; false makes a media-only node that uses the system's JetStream")
+	fs.DurationVar(&cfg.Storage.MaxAge, "retention-max-age", cfg.Storage.MaxAge, "drop events older than this (0: keep forever)")
+	fs.Int64Var(&cfg.Storage.MaxBytes, "retention-max-bytes", cfg.Storage.MaxBytes, "cap the event log's size in bytes (0: unlimited)")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")
+	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
+	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
+	return fs
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg := app.Defaults()
+	logLevel := "info"
+	fs := serveFlags(&cfg, &logLevel)
+	fs.SetOutput(stderr)
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	log, err := newLogger(stderr, logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	node, err := app.Start(startCtx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("ready: open "+node.HTTPURL()+"/ in a browser", "whip", node.HTTPURL()+"/whip/{room}", "whep", node.HTTPURL()+"/whep/{room}")
+	<-ctx.Done()
+	log.Info("shutting down")
+	return node.Close()
+}
