@@ -12,9 +12,9 @@ import (
 // step is one input to a Lifecycle at an offset from t0, with the result it must give.
 type step struct {
 	at    time.Duration
-	op    string // answer, connected, disconnected, expired, close, pli
-	track string // for pli
-	want  any    // bool (answer, pli), string (expired), [2]bool (close); nil for no result
+	op    string     // answer, connected, disconnected, expired, close, pli
+	track string     // for pli
+	want  any        // bool (answer, pli), string (expired), [2]bool (close); nil for no result
 	state *rtc.State // state after the step; nil = not checked
 }
 
