@@ -41,7 +41,9 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*wmjs.Subscri
 		return nil, fmt.Errorf("pipeline: event subscriber needs a durable name and a filter")
 	}
 	if cfg.AckWait == 0 {
-		cfg.AckWait = 30 * time.Second
+		// Short: after a crash the unacknowledged event is redelivered this much later, and
+		// folds take milliseconds.
+		cfg.AckWait = 10 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {

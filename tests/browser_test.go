@@ -29,7 +29,11 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 	cfg.Logger = browserTestLogger(t)
 	node, err := app.Start(t.Context(), cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { node.Close() })
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("closing the node: %v", err)
+		}
+	})
 
 	b := browser.Start(t, chromium) // cleaned up before the node
 
@@ -38,9 +42,9 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 		return node.HTTPURL() + "/?" + url.Values{"room": {room}, "auto": {auto}}.Encode()
 	}
 	publisher := b.Open(t, page("publish"))
-	viewer := b.Open(t, strings.Replace(page("play"), room, room+"x", 1))
+	viewer := b.Open(t, page("play"))
 
-	// diagnose reports what both pages saw; it runs only on failure.
+	// diagnose reports what both pages saw, for failure messages.
 	diagnose := func() string {
 		var sb strings.Builder
 		for _, p := range []struct {
@@ -48,8 +52,12 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 			tab  *browser.Tab
 		}{{"publisher", publisher}, {"viewer", viewer}} {
 			stats, err := p.tab.Stats()
+			console := p.tab.Console()
+			if len(console) == 0 {
+				console = []string{"(empty)"}
+			}
 			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nstats: %+v (err %v)\nconsole:\n  %s\n",
-				p.name, p.tab.Text("status"), stats, err, strings.Join(p.tab.Console(), "\n  "))
+				p.name, p.tab.Text("status"), stats, err, strings.Join(console, "\n  "))
 		}
 		return sb.String()
 	}
@@ -64,20 +72,24 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 		stats, _ = viewer.Stats() // not defined until the page's script ran
 	}
 	t.Logf("viewer: %+v", stats)
-	require.Equal(t, "playing", stats.State, diagnose())
-	require.Positive(t, stats.BytesReceived)
 
 	pub, err := publisher.Stats()
-	require.NoError(t, err, diagnose())
+	require.NoError(t, err)
 	t.Logf("publisher: %+v", pub)
-	require.Positive(t, pub.FramesSent, diagnose())
-	require.Equal(t, "publishing", pub.State, diagnose())
+	if stats.State != "playing" || stats.BytesReceived <= 0 || pub.FramesSent <= 0 || pub.State != "publishing" {
+		t.Fatalf("want viewer playing with bytes received and publisher publishing with frames sent%s", diagnose())
+	}
 
 	// Stop deletes the WHEP session; the page shows an error unless the
 	// server answers the DELETE with a 2xx.
 	require.NoError(t, viewer.Click("stop-play"))
-	require.Eventually(t, func() bool { return viewer.Text("status") == "play stopped" },
-		5*time.Second, 50*time.Millisecond, "after Stop: %s", diagnose())
+	stopped := time.Now().Add(5 * time.Second)
+	for viewer.Text("status") != "play stopped" {
+		if time.Now().After(stopped) {
+			t.Fatalf("Stop did not end the WHEP session cleanly%s", diagnose())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // browserTestLogger is quiet unless JETMEDIA_TEST_LOG=1.

@@ -117,7 +117,14 @@ type Tab struct {
 	done chan struct{} // closed when the console recorder stops
 
 	mu      sync.Mutex
-	console []string
+	console []consoleLine
+}
+
+// consoleLine is a console message and how often it came in a row (a page
+// that polls repeats itself).
+type consoleLine struct {
+	time, text string
+	repeats    int
 }
 
 // Open opens url in a new tab that lives until t ends.
@@ -136,12 +143,16 @@ func (b *Browser) Open(t testing.TB, url string) *Tab {
 			if err != nil {
 				return
 			}
-			line := m.Time.Format("15:04:05.000") + " " + m.String()
+			text := m.String()
 			if m.URL != "" {
-				line += fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
+				text += fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
 			}
 			tab.mu.Lock()
-			tab.console = append(tab.console, line)
+			if n := len(tab.console); n > 0 && tab.console[n-1].text == text {
+				tab.console[n-1].repeats++
+			} else {
+				tab.console = append(tab.console, consoleLine{time: m.Time.Format("15:04:05.000"), text: text})
+			}
 			tab.mu.Unlock()
 		}
 	}()
@@ -155,11 +166,20 @@ func (b *Browser) Open(t testing.TB, url string) *Tab {
 	return tab
 }
 
-// Console returns the messages the page has written so far, one per line.
+// Console returns the messages the page has written so far, one per line,
+// with the time of the first of a run of identical messages and their count.
 func (tab *Tab) Console() []string {
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
-	return append([]string(nil), tab.console...)
+	lines := make([]string, 0, len(tab.console))
+	for _, l := range tab.console {
+		line := l.time + " " + l.text
+		if l.repeats > 0 {
+			line += fmt.Sprintf(" [repeated %d more times]", l.repeats)
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // Eval evaluates the JavaScript expression in tab, awaits it when it is a

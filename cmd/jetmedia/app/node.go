@@ -284,6 +284,13 @@ func (n *Node) Close() error {
 			errs = append(errs, n.edge.Close())
 		}
 		if n.router != nil {
+			// Let the projection apply (and acknowledge) the sessions' last events, so a
+			// restart does not wait for their redelivery.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.WaitProjected(ctx); err != nil {
+				n.log.Warn("projection not caught up at shutdown; it resumes on restart", "err", err)
+			}
+			cancel()
 			errs = append(errs, n.router.Close())
 		}
 		if n.cancel != nil {

@@ -1,0 +1,40 @@
+# jetmedia recipes. `just` comes from the npm package rust-just where apt has none.
+# The README's two commands (run, test) work without just.
+
+# Run a single node with the defaults (http://127.0.0.1:8080/).
+run *ARGS:
+    go run ./cmd/jetmedia serve {{ARGS}}
+
+# Every test, as CI runs them minus the race detector.
+test:
+    go test ./...
+
+# Every test under the race detector (what CI runs).
+race:
+    go test -race -count=1 ./...
+
+# gofmt, go vet and staticcheck.
+lint:
+    test -z "$(gofmt -l $(git ls-files '*.go'))"
+    go vet ./...
+    go tool staticcheck ./...
+
+# Hot-path benchmarks, 10 runs each for benchstat (see docs/benchmarks.md).
+bench:
+    go test -run '^$' -bench . -benchmem -count 10 ./egress/forward ./pipeline ./projections | tee bench.out
+
+# Fuzz every parser for 30 s each.
+fuzz:
+    go test -run '^$' -fuzz FuzzDecode -fuzztime 30s ./events
+    go test -run '^$' -fuzz FuzzReadOffer -fuzztime 30s ./pipeline/rtc
+    go test -run '^$' -fuzz FuzzValidateEvent -fuzztime 30s ./schemas
+
+# End-to-end tests only: real Chromium, two-server systems, restarts.
+e2e:
+    go test -race -count=1 -v ./tests/...
+
+# Two nodes joined by a gateway on loopback (ports 8080/8081, gateways 7222/7223).
+cluster:
+    go run ./cmd/jetmedia serve --name a --data ./data/a --http 127.0.0.1:8080 --udp-port 8443 --gateway-listen 127.0.0.1:7222 --gateway b=nats://127.0.0.1:7223 & \
+    go run ./cmd/jetmedia serve --name b --data ./data/b --http 127.0.0.1:8081 --udp-port 8444 --gateway-listen 127.0.0.1:7223 --gateway a=nats://127.0.0.1:7222 --jetstream=false; \
+    kill %1
