@@ -1,0 +1,199 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/pion/rtp"
+	"github.com/stretchr/testify/require"
+)
+
+// collector is a Writer that keeps a copy of every packet (Fanout reuses its buffer).
+type collector struct {
+	mu   sync.Mutex
+	pkts []rtp.Packet
+	err  error
+}
+
+func (c *collector) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	var p rtp.Packet
+	if err := p.Unmarshal(append([]byte(nil), b...)); err != nil {
+		return 0, err
+	}
+	c.pkts = append(c.pkts, p)
+	return len(b), nil
+}
+
+func (c *collector) got() []rtp.Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]rtp.Packet(nil), c.pkts...)
+}
+
+func rtpPacket(t testing.TB, ssrc uint32, seq uint16, payload string) []byte {
+	t.Helper()
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: ssrc},
+		Payload: []byte(payload)}
+	b, err := p.Marshal()
+	require.NoError(t, err)
+	return b
+}
+
+func TestFanoutForward(t *testing.T) {
+	var f Fanout
+	cols := make([]*collector, 3)
+	outs := make([]*Output, 3)
+	for i := range cols {
+		cols[i] = &collector{}
+		outs[i] = NewOutput(uint32(1000+i), uint8(96+i), cols[i])
+		f.add(outs[i])
+	}
+	for seq := uint16(500); seq < 505; seq++ {
+		f.Forward(rtpPacket(t, 42, seq, fmt.Sprint("p", seq)))
+	}
+	for i, c := range cols {
+		got := c.got()
+		require.Len(t, got, 5, "output %d", i)
+		for j, p := range got {
+			require.Equal(t, uint32(1000+i), p.SSRC, "output %d has its own SSRC", i)
+			require.Equal(t, uint8(96+i), p.PayloadType)
+			require.Equal(t, uint16(500+j), p.SequenceNumber)
+			require.Equal(t, fmt.Sprint("p", 500+j), string(p.Payload))
+		}
+	}
+	require.Equal(t, uint64(15), f.Forwarded)
+	require.Zero(t, f.Dropped)
+
+	// Removing an output stops its packets and leaves the others.
+	require.Equal(t, 2, f.remove(outs[1]))
+	require.Equal(t, 2, f.remove(outs[1]), "removing twice is harmless")
+	f.Forward(rtpPacket(t, 42, 505, "after"))
+	require.Len(t, cols[0].got(), 6)
+	require.Len(t, cols[1].got(), 5)
+	require.Len(t, cols[2].got(), 6)
+	require.Equal(t, 1, f.remove(outs[0]))
+	require.Equal(t, 0, f.remove(outs[2]))
+	f.Forward(rtpPacket(t, 42, 506, "nobody"))
+	require.Equal(t, uint64(17), f.Forwarded)
+}
+
+func TestFanoutDrops(t *testing.T) {
+	var f Fanout
+	ok, failing := &collector{}, &collector{err: errors.New("closed")}
+	f.add(NewOutput(1, 96, failing))
+	f.add(NewOutput(2, 96, ok))
+
+	f.Forward(rtpPacket(t, 42, 1, "x"))
+	require.Len(t, ok.got(), 1, "one failing viewer does not stop the others")
+	require.Equal(t, uint64(1), f.Forwarded)
+	require.Equal(t, uint64(1), f.Dropped)
+
+	f.Forward([]byte{0x80, 0, 0}) // too short: every output drops it
+	require.Equal(t, uint64(3), f.Dropped)
+	require.Len(t, ok.got(), 1)
+
+	f.Forward(make([]byte, maxPacket+1))
+	require.Len(t, ok.got(), 1, "oversized packets are not forwarded")
+}
+
+func TestFanoutRetransmit(t *testing.T) {
+	var f Fanout
+	late := &collector{}
+	early := &collector{}
+	oEarly := NewOutput(7, 96, early)
+	f.add(oEarly)
+	// The early viewer sees source A, then the publisher reconnects as source B.
+	for seq := uint16(100); seq < 110; seq++ {
+		f.Forward(rtpPacket(t, 0xA, seq, fmt.Sprint("a", seq)))
+	}
+	oLate := NewOutput(8, 97, late)
+	f.add(oLate)
+	for seq := uint16(3000); seq < 3010; seq++ {
+		f.Forward(rtpPacket(t, 0xB, seq, fmt.Sprint("b", seq)))
+	}
+	// early: out 100..109 from A, 110..119 from B (3000..3009). late: 3000..3009 from B only.
+	require.Len(t, early.got(), 20)
+	require.Equal(t, uint16(110), early.got()[10].SequenceNumber)
+
+	n := len(early.got())
+	sent := f.Retransmit(oEarly, []uint16{112, 119, 105, 120, 60000})
+	require.Equal(t, 2, sent, "112 and 119 are B's and cached; 105 was A's; 120 and 60000 never sent")
+	re := early.got()[n:]
+	require.Len(t, re, 2)
+	for i, want := range []struct {
+		seq     uint16
+		payload string
+	}{{112, "b3002"}, {119, "b3009"}} {
+		require.Equal(t, want.seq, re[i].SequenceNumber, "resent with the viewer's numbering")
+		require.Equal(t, uint32(7), re[i].SSRC)
+		require.Equal(t, uint8(96), re[i].PayloadType)
+		require.Equal(t, want.payload, string(re[i].Payload))
+	}
+
+	n = len(late.got())
+	require.Equal(t, 1, f.Retransmit(oLate, []uint16{3005}))
+	p := late.got()[n]
+	require.Equal(t, uint16(3005), p.SequenceNumber)
+	require.Equal(t, uint32(8), p.SSRC)
+	require.Equal(t, "b3005", string(p.Payload))
+
+	// A retransmission does not disturb the numbering of what follows.
+	f.Forward(rtpPacket(t, 0xB, 3010, "b3010"))
+	require.Equal(t, uint16(120), early.got()[len(early.got())-1].SequenceNumber)
+
+	fresh := NewOutput(9, 96, &collector{})
+	require.Zero(t, f.Retransmit(fresh, []uint16{3000}), "an output that was never sent anything has nothing to resend")
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+func BenchmarkFanoutForward(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("outputs=%d", n), func(b *testing.B) {
+			f := new(Fanout)
+			for i := range n {
+				f.add(NewOutput(uint32(i+1), 96, discard{}))
+			}
+			pkt := rtpPacket(b, 42, 0, string(make([]byte, 1200-12)))
+			b.ReportAllocs()
+			b.SetBytes(1200)
+			var seq uint16
+			for b.Loop() {
+				seq++
+				pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+				f.Forward(pkt)
+			}
+			if f.Forwarded == 0 || f.Dropped != 0 {
+				b.Fatalf("forwarded %d dropped %d", f.Forwarded, f.Dropped)
+			}
+		})
+	}
+}
+
+// TestFanoutForwardAllocs keeps the hot path allocation-free outside benchmarks too.
+func TestFanoutForwardAllocs(t *testing.T) {
+	f := new(Fanout)
+	for i := range 10 {
+		f.add(NewOutput(uint32(i+1), 96, discard{}))
+	}
+	pkt := rtpPacket(t, 42, 0, string(make([]byte, 1188)))
+	var seq uint16
+	allocs := testing.AllocsPerRun(200, func() {
+		seq++
+		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+		f.Forward(pkt)
+	})
+	require.Zero(t, allocs)
+	lost := []uint16{1, 2, 3}
+	allocs = testing.AllocsPerRun(200, func() { f.Retransmit(f.outputs[0], lost) })
+	require.Zero(t, allocs)
+}
