@@ -213,7 +213,14 @@ func (k *KVRunner) Handle(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("projections: event %s has no stream sequence: %w", e.ID, err)
 	}
-	return k.Apply(msg.Context(), e)
+	err = k.Apply(msg.Context(), e)
+	if errors.Is(err, events.ErrInvalid) {
+		// Same as above: data that does not decode never will, and the consumer keeps one
+		// event in flight, so retrying it would stall every room.
+		k.log.Error("skipping event with invalid data", "id", e.ID, "type", e.Type, "seq", e.Seq, "err", err)
+		return nil
+	}
+	return err
 }
 
 // Apply folds one stored event (with Seq set) into the bucket.
