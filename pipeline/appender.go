@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -116,6 +118,13 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 		lastErr = err
 		h.known = false
 		// Events of batch that were stored before the conflict are deduplicated by id on retry.
+		// A writer that must re-read the head loses every race against one that already knows
+		// it, so back off a random while before retrying, or a busy peer starves it.
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("pipeline: append to room %s: %w", room, ctx.Err())
+		case <-time.After(rand.N(time.Duration(attempt+1) * time.Millisecond)):
+		}
 	}
 	return 0, lastErr
 }
