@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/stretchr/testify/require"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/stretchr/testify/require"
 )
 
 // seen is what a handler records of one message.
