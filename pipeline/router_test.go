@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/pipeline"
 )
 
 // seen is what a handler records of one message.
