@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -55,23 +54,18 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 // Declare creates or updates the stream and buckets jetmedia needs. It is safe to call on every
 // start and from every node.
 func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		if _, err = js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc)); err == nil {
+	// A node that just joined a system may not reach JetStream yet (leaf link coming up,
+	// cluster electing its meta leader): retry until ctx ends.
+	for {
+		_, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc))
+		if err == nil {
 			break
-		}
-		// A node that just joined a system may not see JetStream yet.
-		if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, ctx.Err())
+			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, RoomsBucketConfig(BucketRooms, sc)); err != nil {
 		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketRooms, err)

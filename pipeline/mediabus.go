@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -10,7 +11,19 @@ import (
 // routed by interest, so a packet crosses to another server once whatever the number of
 // subscribers there.
 type MediaBus struct {
-	nc *nats.Conn
+	nc       *nats.Conn
+	sent     atomic.Uint64
+	received atomic.Uint64
+}
+
+// MediaStats counts the RTP packets this node put on and took off media subjects.
+type MediaStats struct {
+	Sent, Received uint64
+}
+
+// Stats returns the packet counters.
+func (b *MediaBus) Stats() MediaStats {
+	return MediaStats{Sent: b.sent.Load(), Received: b.received.Load()}
 }
 
 // NewMediaBus uses nc for the media plane. Give it a connection separate from the control
@@ -20,20 +33,21 @@ func NewMediaBus(nc *nats.Conn) *MediaBus { return &MediaBus{nc: nc} }
 // TrackSender publishes the packets of one track layer. The subject is computed once; Send does
 // not allocate.
 type TrackSender struct {
-	nc      *nats.Conn
+	bus     *MediaBus
 	subject string
 }
 
 // Sender returns a sender for md.<room>.<track>.<layer>.
 func (b *MediaBus) Sender(room, track, layer string) *TrackSender {
-	return &TrackSender{nc: b.nc, subject: MediaSubject(room, track, layer)}
+	return &TrackSender{bus: b, subject: MediaSubject(room, track, layer)}
 }
 
 // Send publishes one RTP packet. The bytes are copied before it returns.
 func (s *TrackSender) Send(pkt []byte) error {
-	if err := s.nc.Publish(s.subject, pkt); err != nil {
+	if err := s.bus.nc.Publish(s.subject, pkt); err != nil {
 		return fmt.Errorf("pipeline: media publish %s: %w", s.subject, err)
 	}
+	s.bus.sent.Add(1)
 	return nil
 }
 
@@ -41,7 +55,10 @@ func (s *TrackSender) Send(pkt []byte) error {
 // goroutine, in order. fn must not keep data after it returns.
 func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*nats.Subscription, error) {
 	subj := MediaSubject(room, track, layer)
-	sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Data) })
+	sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) {
+		b.received.Add(1)
+		fn(m.Data)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
 	}

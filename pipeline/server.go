@@ -23,9 +23,13 @@ type ServerConfig struct {
 	// Listen is host:port for NATS client connections. Empty means none: only in-process
 	// connections, the default for a single node.
 	Listen string
-	// Gateway, when Listen is set, joins this server to others as its own cluster in a
-	// supercluster (see GatewayConfig).
-	Gateway GatewayConfig
+	// Cluster joins this server to others of one cluster by routes.
+	Cluster ClusterConfig
+	// Leaf makes this server a leaf-node hub, or a leaf of a hub.
+	Leaf LeafConfig
+	// Domain is the JetStream domain of a server that runs JetStream and accepts leaf nodes
+	// (default DefaultDomain). Leaves without JetStream use the hub's through it.
+	Domain string
 	// JetStream turns JetStream on (default). A node without it uses the JetStream of the
 	// system it joins.
 	JetStream bool
@@ -33,14 +37,28 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// GatewayConfig joins clusters into a supercluster. Each jetmedia node forms a cluster of its
-// own name; Remotes name the others and where their gateway port listens.
-type GatewayConfig struct {
-	// Listen is host:port of this node's gateway port; empty disables gateways.
+// ClusterConfig joins servers of one region into a cluster by routes.
+type ClusterConfig struct {
+	// Name of the cluster (default "jetmedia").
+	Name string
+	// Listen is host:port of this server's route port; empty disables routes.
 	Listen string
-	// Remotes maps a remote cluster (node) name to its gateway URL, e.g. nats://127.0.0.1:7222.
-	Remotes map[string]string
+	// Routes are other servers' route URLs, e.g. nats://127.0.0.1:6222.
+	Routes []string
 }
+
+// LeafConfig joins servers as hub and leaf nodes: a leaf (an edge or media-only node) keeps
+// one connection to its hub, which carries media by interest and, for a leaf without
+// JetStream, the JetStream API of the hub's domain.
+type LeafConfig struct {
+	// Listen is host:port on which this server accepts leaf nodes; empty disables it.
+	Listen string
+	// Hub is the hub's leaf URL (nats-leaf://host:port) this server connects to as a leaf.
+	Hub string
+}
+
+// DefaultDomain is the JetStream domain of a hub when none is configured.
+const DefaultDomain = "jetmedia"
 
 // Validate reports a config that cannot start.
 func (c ServerConfig) Validate() error {
@@ -50,7 +68,11 @@ func (c ServerConfig) Validate() error {
 	if c.JetStream && c.StoreDir == "" {
 		return errors.New("pipeline: JetStream needs a store directory")
 	}
-	for _, hp := range []string{c.Listen, c.Gateway.Listen} {
+	if c.Cluster.Listen != "" && c.Listen == "" {
+		// nats-server waits for the client listener before it solicits routes.
+		return errors.New("pipeline: routes need a client listen address (use 127.0.0.1:0 for a random one)")
+	}
+	for _, hp := range []string{c.Listen, c.Cluster.Listen, c.Leaf.Listen} {
 		if hp == "" {
 			continue
 		}
@@ -75,7 +97,9 @@ func splitHostPort(hp string) (string, int, error) {
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns  *server.Server
+	ns *server.Server
+	// opts is what the server started with; it fills in the random ports it chose.
+	opts *server.Options
 	log *slog.Logger
 }
 
@@ -108,22 +132,53 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			opts.Port = server.RANDOM_PORT
 		}
 	}
-	if cfg.Gateway.Listen != "" {
-		h, p, err := splitHostPort(cfg.Gateway.Listen)
+	if cfg.Cluster.Listen != "" {
+		h, p, err := splitHostPort(cfg.Cluster.Listen)
 		if err != nil {
 			return nil, err
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
 		}
-		opts.Cluster.Name = cfg.Name
-		opts.Gateway = server.GatewayOpts{Name: cfg.Name, Host: h, Port: p}
-		for name, u := range cfg.Gateway.Remotes {
-			rg, err := remoteGateway(name, u)
-			if err != nil {
-				return nil, err
+		name := cfg.Cluster.Name
+		if name == "" {
+			name = "jetmedia"
+		}
+		opts.Cluster = server.ClusterOpts{Name: name, Host: h, Port: p}
+		for _, r := range cfg.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("pipeline: route URL %q is not nats://host:port", r)
 			}
-			opts.Gateway.Gateways = append(opts.Gateway.Gateways, rg)
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	domain := cfg.Domain
+	if domain == "" {
+		domain = DefaultDomain
+	}
+	if cfg.Leaf.Listen != "" {
+		h, p, err := splitHostPort(cfg.Leaf.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.LeafNode.Host, opts.LeafNode.Port = h, p
+		if cfg.JetStream {
+			opts.JetStreamDomain = domain
+		}
+	}
+	if cfg.Leaf.Hub != "" {
+		u, err := url.Parse(cfg.Leaf.Hub)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("pipeline: hub URL %q is not nats-leaf://host:port", cfg.Leaf.Hub)
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
+		if !cfg.JetStream {
+			// Plain JetStream clients on the leaf reach the hub's domain.
+			opts.JsAccDefaultDomain = map[string]string{server.DEFAULT_GLOBAL_ACCOUNT: domain}
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -141,7 +196,19 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("pipeline: nats server %s not ready after %s", cfg.Name, deadline)
 	}
-	return &Server{ns: ns, log: log}, nil
+	if cfg.Leaf.Hub != "" {
+		if err := waitLeaf(ctx, ns, deadline); err != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, err
+		}
+	}
+	if cfg.JetStream && !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("pipeline: JetStream did not start on %s (see the nats log lines)", cfg.Name)
+	}
+	return &Server{ns: ns, opts: opts, log: log}, nil
 }
 
 // Connect opens an in-process client connection, named for the server's monitoring.
@@ -165,13 +232,38 @@ func (s *Server) ClientURL() string {
 	return s.ns.ClientURL()
 }
 
-// GatewayURL is the URL of this server's gateway port, or "" with none.
-func (s *Server) GatewayURL() string {
-	a := s.ns.GatewayAddr()
+// RouteURL is the URL of this server's route port, or "" with none.
+func (s *Server) RouteURL() string {
+	a := s.ns.ClusterAddr()
 	if a == nil {
 		return ""
 	}
 	return "nats://" + a.String()
+}
+
+// LeafURL is the URL leaf nodes connect to, or "" when this server accepts none.
+func (s *Server) LeafURL() string {
+	if s.opts.LeafNode.Port <= 0 {
+		return ""
+	}
+	return "nats-leaf://" + net.JoinHostPort(s.opts.LeafNode.Host, strconv.Itoa(s.opts.LeafNode.Port))
+}
+
+// waitLeaf waits until the connection to the hub is up: before it, JetStream calls from the
+// leaf find no responders.
+func waitLeaf(ctx context.Context, ns *server.Server, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for ns.NumLeafNodes() == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pipeline: no connection to the hub after %s", d)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline: waiting for the hub: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Shutdown stops the server and waits for it. It is idempotent.
@@ -190,11 +282,3 @@ func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v.
 func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Tracef(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
-
-func remoteGateway(name, rawURL string) (*server.RemoteGatewayOpts, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("pipeline: gateway %s URL %q is not nats://host:port", name, rawURL)
-	}
-	return &server.RemoteGatewayOpts{Name: name, URLs: []*url.URL{u}}, nil
-}

@@ -36,30 +36,6 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
-type mapFlag struct{ m map[string]string }
-
-func (f mapFlag) String() string {
-	parts := make([]string, 0, len(f.m))
-	for k, v := range f.m {
-		parts = append(parts, k+"="+v)
-	}
-	return strings.Join(parts, ",")
-}
-
-func (f mapFlag) Set(s string) error {
-	for _, kv := range strings.Split(s, ",") {
-		if kv = strings.TrimSpace(kv); kv == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || v == "" {
-			return fmt.Errorf("want name=nats://host:port, got %q", kv)
-		}
-		f.m[k] = v
-	}
-	return nil
-}
-
 // applyEnv sets every flag that has a JETMEDIA_ variable, before the command line is parsed.
 func applyEnv(fs *flag.FlagSet) error {
 	var errs []error
@@ -91,10 +67,12 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&cfg.UDPPort, "udp-port", cfg.UDPPort, "the one UDP port all WebRTC sessions share (0: any free port)")
 	fs.Var(listFlag{&cfg.Announce}, "announce", "IPs to announce in ICE candidates instead of the bound one (comma-separated)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "host:port to accept NATS clients on (default: none, in-process only)")
-	fs.StringVar(&cfg.GatewayListen, "gateway-listen", cfg.GatewayListen, "host:port of this node's NATS gateway port (joins nodes into one system)")
-	cfg.Gateways = map[string]string{}
-	fs.Var(mapFlag{cfg.Gateways}, "gateway", "another node's gateway: name=nats://host:port (repeatable, comma-separated)")
-	fs.BoolVar(&cfg.JetStream, "jetstream", cfg.JetStream, "run JetStream here; false makes a media-only node that uses the system's JetStream")
+	fs.StringVar(&cfg.LeafListen, "leaf-listen", cfg.LeafListen, "host:port on which to accept leaf nodes (this node becomes a hub)")
+	fs.StringVar(&cfg.Hub, "hub", cfg.Hub, "hub to join as a leaf node: nats-leaf://host:port")
+	fs.StringVar(&cfg.ClusterListen, "cluster-listen", cfg.ClusterListen, "host:port of this node's NATS route port (cluster of nodes in one region)")
+	fs.Var(listFlag{&cfg.Routes}, "routes", "route URLs of the cluster's nodes, nats://host:port (comma-separated; may include this node)")
+	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name (default jetmedia)")
+	fs.BoolVar(&cfg.JetStream, "jetstream", cfg.JetStream, "run JetStream here; false makes a media-only node that uses its hub's or cluster's JetStream")
 	fs.DurationVar(&cfg.Storage.MaxAge, "retention-max-age", cfg.Storage.MaxAge, "drop events older than this (0: keep forever)")
 	fs.Int64Var(&cfg.Storage.MaxBytes, "retention-max-bytes", cfg.Storage.MaxBytes, "cap the event log's size in bytes (0: unlimited)")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")

@@ -31,12 +31,18 @@ type Config struct {
 	// NATSListen, when set (host:port), opens the embedded NATS server to clients such as the
 	// nats CLI and other jetmedia commands. Empty: in-process only.
 	NATSListen string
-	// GatewayListen (host:port) opens a NATS gateway port; Gateways names the other nodes'
-	// gateway URLs (name → nats://host:port). Nodes joined by gateways form one system.
-	GatewayListen string
-	Gateways      map[string]string
-	// JetStream runs JetStream on this node (default true). A node without it uses the
-	// JetStream of the system it joins (a media-only node).
+	// ClusterListen (host:port) opens a NATS route port; Routes lists other nodes' route URLs
+	// (nats://host:port). Nodes joined by routes form one cluster (one region).
+	ClusterListen string
+	Routes        []string
+	// ClusterName names the cluster (default "jetmedia").
+	ClusterName string
+	// LeafListen (host:port) accepts leaf nodes: this node becomes a hub. Hub
+	// (nats-leaf://host:port) makes this node a leaf of that hub.
+	LeafListen string
+	Hub        string
+	// JetStream runs JetStream on this node (default true). A node without it is a media-only
+	// node that uses the JetStream of the hub or cluster it joins.
 	JetStream bool
 	// Storage sets the event log's retention (default: keep everything).
 	Storage pipeline.StorageConfig
@@ -100,16 +106,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("announce %q is not an IP address", ip))
 		}
 	}
-	if len(c.Gateways) > 0 && c.GatewayListen == "" {
-		errs = append(errs, errors.New("gateways need a gateway listen address"))
+	if c.ClusterListen != "" && c.NATSListen == "" {
+		errs = append(errs, errors.New("a cluster node needs a NATS client listen address (--nats-listen; 127.0.0.1:0 is fine)"))
 	}
-	for name := range c.Gateways {
-		if !events.ValidID(name) {
-			errs = append(errs, fmt.Errorf("gateway name %q is not a valid id", name))
-		}
+	if len(c.Routes) > 0 && c.ClusterListen == "" {
+		errs = append(errs, errors.New("routes need a cluster listen address"))
 	}
-	if !c.JetStream && c.GatewayListen == "" {
-		errs = append(errs, errors.New("a node without JetStream must join others by gateway"))
+	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
+		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
 	}
 	return errors.Join(errs...)
 }

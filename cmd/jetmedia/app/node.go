@@ -63,7 +63,7 @@ type Node struct {
 
 // Start brings a node up: NATS, streams and buckets, the projection, WebRTC, HTTP. On error
 // everything started so far is stopped again.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -72,11 +72,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Name)
-	n = &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
-			n = nil
 		}
 	}()
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -91,7 +90,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.srv, err = pipeline.StartServer(ctx, pipeline.ServerConfig{
 		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Gateway: pipeline.GatewayConfig{Listen: cfg.GatewayListen, Remotes: cfg.Gateways},
+		Cluster: pipeline.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
+		Leaf:    pipeline.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
 		Logger:  log,
 	})
 	if err != nil {
@@ -176,7 +176,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 	}()
 	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),
-		"nats", n.srv.ClientURL(), "gateway", n.srv.GatewayURL(), "data", cfg.DataDir)
+		"nats", n.srv.ClientURL(), "leaf", n.srv.LeafURL(), "routes", n.srv.RouteURL(), "data", cfg.DataDir)
 	return n, nil
 }
 
@@ -229,6 +229,9 @@ func (n *Node) Rooms() jetstream.KeyValue { return n.rooms }
 
 // Server is the embedded NATS server.
 func (n *Node) Server() *pipeline.Server { return n.srv }
+
+// Media returns the node's media-plane packet counters.
+func (n *Node) Media() pipeline.MediaStats { return n.bus.Stats() }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
