@@ -57,7 +57,11 @@ func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) erro
 	// A node that just joined a system may not reach JetStream yet (leaf link coming up,
 	// cluster electing its meta leader): retry until ctx ends.
 	for {
-		_, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc))
+		// Short attempts: a request sent before the cluster has a meta leader may get no
+		// answer at all.
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.CreateOrUpdateStream(attempt, EventsStreamConfig(sc))
+		cancel()
 		if err == nil {
 			break
 		}
