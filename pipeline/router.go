@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -64,7 +65,7 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*wmjs.Subscri
 		if err != nil {
 			return nil, nil, fmt.Errorf("pipeline: consumer %s: %w", cfg.Durable, err)
 		}
-		return c, nil, nil
+		return closeSafeConsumer{c}, nil, nil
 	}
 	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
 		Conn:                nc,
@@ -117,4 +118,24 @@ func NewRouter(log *slog.Logger) (*message.Router, error) {
 		}.Middleware,
 	)
 	return r, nil
+}
+
+// closeSafeConsumer works around a race in watermill-nats v2.1.3's jetstream subscriber: when
+// the subscriber is closed or its context ends, it closes the output channel while a delivery
+// callback may still be selecting on a send to it, and "send on closed channel" panics on the
+// NATS delivery goroutine, killing the process. The callback's message is not acked then, so
+// recovering that one panic is safe: JetStream redelivers the event to the next subscriber.
+type closeSafeConsumer struct{ jetstream.Consumer }
+
+func (c closeSafeConsumer) Consume(h jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
+	return c.Consumer.Consume(func(msg jetstream.Msg) {
+		defer func() {
+			if r := recover(); r != nil {
+				if err, ok := r.(runtime.Error); !ok || err.Error() != "send on closed channel" {
+					panic(r)
+				}
+			}
+		}()
+		h(msg)
+	}, opts...)
 }

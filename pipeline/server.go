@@ -100,7 +100,7 @@ type Server struct {
 	ns *server.Server
 	// opts is what the server started with; it fills in the random ports it chose.
 	opts *server.Options
-	log *slog.Logger
+	log  *slog.Logger
 }
 
 // StartServer starts the embedded server and waits until it accepts connections.
