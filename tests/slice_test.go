@@ -49,6 +49,14 @@ func TestPublishToThreeViewers(t *testing.T) {
 	}
 	require.Positive(t, pub.PLIs.Load(), "a new viewer's keyframe request reaches the publisher")
 
+	// A NACK is answered by the viewer's node from its per-track packet cache (the viewer's
+	// SRTP then drops the copy as a replay, since the original was not really lost).
+	rtxBefore := node.Forwarding().Retransmitted
+	_, err = viewers[1].NACKLastVideo()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return node.Forwarding().Retransmitted > rtxBefore },
+		5*time.Second, 10*time.Millisecond, "the NACKed packet is resent from the cache")
+
 	require.NoError(t, node.WaitProjected(ctx))
 	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
 	require.NoError(t, err)

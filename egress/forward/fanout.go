@@ -36,8 +36,9 @@ type Fanout struct {
 	outputs []*Output
 	cache   Cache
 	scratch [maxPacket]byte
-	// Forwarded and Dropped count packets, for stats.
-	Forwarded, Dropped uint64
+	// Forwarded, Retransmitted and Dropped count packets written to viewers, resent from the
+	// cache on NACK, and not delivered; read them with Counters while the fanout is in use.
+	Forwarded, Retransmitted, Dropped uint64
 }
 
 // Forward sends one source packet to every output. It is the hot path: no allocation here.
@@ -85,7 +86,26 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 			}
 		}
 	}
+	f.Retransmitted += uint64(sent)
 	return sent
+}
+
+// Stats are packet counters of a fan-out or of all of a hub's.
+type Stats struct {
+	Forwarded, Retransmitted, Dropped uint64
+}
+
+func (s *Stats) add(o Stats) {
+	s.Forwarded += o.Forwarded
+	s.Retransmitted += o.Retransmitted
+	s.Dropped += o.Dropped
+}
+
+// Counters returns the fan-out's packet counters.
+func (f *Fanout) Counters() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Stats{Forwarded: f.Forwarded, Retransmitted: f.Retransmitted, Dropped: f.Dropped}
 }
 
 func (f *Fanout) add(o *Output) {
@@ -113,6 +133,7 @@ type Hub struct {
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry
 	closed  bool
+	retired Stats // counters of fan-outs already removed
 }
 
 type hubEntry struct {
@@ -155,6 +176,7 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 			if e.f.remove(o) == 0 && h.fanouts[key] == e {
 				_ = e.sub.Unsubscribe()
 				delete(h.fanouts, key)
+				h.retired.add(e.f.Counters())
 			}
 		})
 	}
@@ -166,6 +188,17 @@ func (h *Hub) Tracks() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.fanouts)
+}
+
+// Stats sums the counters of every fan-out the hub has had.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.retired
+	for _, e := range h.fanouts {
+		s.add(e.f.Counters())
+	}
+	return s
 }
 
 // Close unsubscribes every track.

@@ -63,6 +63,9 @@ func ReadOffer(r *http.Request) (string, *sdp.SessionDescription, error) {
 	if len(body) > MaxSDPBytes {
 		return "", nil, Errorf(http.StatusRequestEntityTooLarge, "SDP offer larger than %d bytes", MaxSDPBytes)
 	}
+	if len(body) == 0 {
+		return "", nil, Errorf(http.StatusBadRequest, "malformed SDP offer: the body is empty")
+	}
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(string(body)); err != nil {
 		return "", nil, Errorf(http.StatusBadRequest, "malformed SDP offer: %v", err)

@@ -259,6 +259,9 @@ type Viewer struct {
 	Video, Audio atomic.Int64
 	// FirstVideo is when the first video packet arrived (zero until then).
 	firstVideo atomic.Int64
+	// videoSSRC and lastVideoSeq identify the latest video packet, for NACK tests.
+	videoSSRC    atomic.Uint32
+	lastVideoSeq atomic.Uint32
 
 	wg   sync.WaitGroup
 	once sync.Once
@@ -302,11 +305,14 @@ func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string) (*View
 		}
 		buf := make([]byte, 1500)
 		for {
-			if _, _, err := tr.Read(buf); err != nil {
+			n, _, err := tr.Read(buf)
+			if err != nil {
 				return
 			}
-			if counter == &v.Video {
+			if counter == &v.Video && n >= 12 {
 				v.firstVideo.CompareAndSwap(0, time.Now().UnixNano())
+				v.videoSSRC.Store(uint32(tr.SSRC()))
+				v.lastVideoSeq.Store(uint32(buf[2])<<8 | uint32(buf[3]))
 			}
 			counter.Add(1)
 		}
@@ -327,6 +333,19 @@ func (v *Viewer) FirstVideo() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, ns)
+}
+
+// NACKLastVideo reports the latest video packet as lost (an RTCP generic NACK), so the server
+// resends it from its cache. It returns the sequence number asked for.
+func (v *Viewer) NACKLastVideo() (uint16, error) {
+	ssrc := v.videoSSRC.Load()
+	if ssrc == 0 {
+		return 0, errors.New("no video received yet")
+	}
+	seq := uint16(v.lastVideoSeq.Load())
+	return seq, v.PC.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
+		SenderSSRC: 1, MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq}},
+	}})
 }
 
 // Close DELETEs the session and closes the PeerConnection.

@@ -233,6 +233,10 @@ func (n *Node) Server() *pipeline.Server { return n.srv }
 // Media returns the node's media-plane packet counters.
 func (n *Node) Media() pipeline.MediaStats { return n.bus.Stats() }
 
+// Forwarding returns the node's egress packet counters (forwarded, retransmitted on NACK,
+// dropped).
+func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
+
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
