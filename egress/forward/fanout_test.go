@@ -148,6 +148,8 @@ func TestFanoutRetransmit(t *testing.T) {
 	f.Forward(rtpPacket(t, 0xB, 3010, "b3010"))
 	require.Equal(t, uint16(120), early.got()[len(early.got())-1].SequenceNumber)
 
+	require.Equal(t, Stats{Forwarded: 32, Retransmitted: 3}, f.Counters(), "resends are counted apart from forwards")
+
 	fresh := NewOutput(9, 96, &collector{})
 	require.Zero(t, f.Retransmit(fresh, []uint16{3000}), "an output that was never sent anything has nothing to resend")
 }
