@@ -12,19 +12,9 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 )
 
-// skipUnderRace skips tests that close watermill-nats subscribers while messages flow: its
-// subscriber closes the output channel while a delivery may still be sending on it. The panic
-// that causes is recovered (closeSafeConsumer), but the race detector still reports the race.
-func skipUnderRace(t *testing.T) {
-	if raceEnabled {
-		t.Skip("watermill-nats v2.1.3 closes a subscription's output channel concurrently with a send; see closeSafeConsumer")
-	}
-}
-
 // Closing or cancelling the router while events are delivered must not crash the process, and
 // no event may be lost: a later subscriber on the durable catches up to the head.
 func TestEventSubscriberCloseUnderLoad(t *testing.T) {
-	skipUnderRace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv, err := StartServer(ctx, ServerConfig{Name: "close-load", JetStream: true, StoreDir: t.TempDir()})

@@ -1,15 +1,12 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
@@ -35,9 +32,9 @@ type EventSubscriberConfig struct {
 }
 
 // NewEventSubscriber returns a watermill subscriber of a durable, in-order (one in flight)
-// consumer of the EVENTS stream. It takes ownership of nc: closing the subscriber drains it, so
-// give it a connection of its own.
-func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*wmjs.Subscriber, error) {
+// consumer of the EVENTS stream; the topic it is subscribed with is ignored. It does not own
+// nc.
+func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*JetStreamSubscriber, error) {
 	if cfg.Durable == "" || cfg.Filter == "" {
 		return nil, fmt.Errorf("pipeline: event subscriber needs a durable name and a filter")
 	}
@@ -46,39 +43,24 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*wmjs.Subscri
 		// folds take milliseconds.
 		cfg.AckWait = 10 * time.Second
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: event subscriber %s: %w", cfg.Durable, err)
 	}
 	consumerCfg := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		FilterSubject: cfg.Filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		// One event in flight keeps folds in log order.
+		// One event in flight keeps folds in log order, also across nodes sharing the durable.
 		MaxAckPending: 1,
 		AckWait:       cfg.AckWait,
 		MaxDeliver:    -1,
 	}
-	init := func(ctx context.Context, js jetstream.JetStream, _ string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
-		c, err := js.CreateOrUpdateConsumer(ctx, StreamEvents, consumerCfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("pipeline: consumer %s: %w", cfg.Durable, err)
-		}
-		return closeSafeConsumer{c}, nil, nil
-	}
-	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-		Conn:                nc,
-		Logger:              watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}),
-		AckWaitTimeout:      cfg.AckWait,
-		ResourceInitializer: init,
-		Unmarshaler:         eventUnmarshaler{},
-		NakDelay:            wmjs.NewStaticDelay(time.Second),
+	return NewJetStreamSubscriber(js, SubscriberConfig{
+		Consumer: func(string) (string, jetstream.ConsumerConfig) { return StreamEvents, consumerCfg },
+		Logger:   cfg.Logger,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: event subscriber %s: %w", cfg.Durable, err)
-	}
-	return sub, nil
 }
 
 // eventUnmarshaler turns a stored event into a watermill message whose UUID is the event id
@@ -118,24 +100,4 @@ func NewRouter(log *slog.Logger) (*message.Router, error) {
 		}.Middleware,
 	)
 	return r, nil
-}
-
-// closeSafeConsumer works around a race in watermill-nats v2.1.3's jetstream subscriber: when
-// the subscriber is closed or its context ends, it closes the output channel while a delivery
-// callback may still be selecting on a send to it, and "send on closed channel" panics on the
-// NATS delivery goroutine, killing the process. The callback's message is not acked then, so
-// recovering that one panic is safe: JetStream redelivers the event to the next subscriber.
-type closeSafeConsumer struct{ jetstream.Consumer }
-
-func (c closeSafeConsumer) Consume(h jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
-	return c.Consumer.Consume(func(msg jetstream.Msg) {
-		defer func() {
-			if r := recover(); r != nil {
-				if err, ok := r.(runtime.Error); !ok || err.Error() != "send on closed channel" {
-					panic(r)
-				}
-			}
-		}()
-		h(msg)
-	}, opts...)
 }

@@ -181,17 +181,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 }
 
 // startProjection runs the rooms projection on the watermill router from a durable consumer.
-// The subscriber gets a connection of its own because closing it drains the connection.
 func (n *Node) startProjection(ctx context.Context) error {
-	subConn, err := n.srv.Connect(n.cfg.Name + "-projection")
-	if err != nil {
-		return err
-	}
-	sub, err := pipeline.NewEventSubscriber(subConn, pipeline.EventSubscriberConfig{
+	sub, err := pipeline.NewEventSubscriber(n.ctrl, pipeline.EventSubscriberConfig{
 		Durable: ProjectionDurable, Filter: pipeline.EventsSubjects, Logger: n.log,
 	})
 	if err != nil {
-		subConn.Close()
 		return err
 	}
 	if n.router, err = pipeline.NewRouter(n.log); err != nil {
