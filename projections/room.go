@@ -104,7 +104,9 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 		return r, fmt.Errorf("projections: event %s of room %s folded into room %s", e.ID, e.Room, r.Room)
 	}
 	n := r.Clone()
-	n.LastSeq = e.Seq
+	if e.Seq != 0 { // an event not read from the log (no sequence) keeps the checkpoint
+		n.LastSeq = e.Seq
+	}
 	n.LastEvent = e.Time
 	p, err := e.Payload()
 	if err != nil {

@@ -229,3 +229,13 @@ func entries(t testing.TB, r projections.Room) map[string]string {
 	}
 	return out
 }
+
+// An event that was not read from the log (Seq 0) is folded but keeps the room's checkpoint.
+func TestFoldUnstoredEventKeepsCheckpoint(t *testing.T) {
+	r, err := projections.FoldAll("r", []events.Envelope{ev(t, 7, events.RoomCreated{Node: "n1"})})
+	require.NoError(t, err)
+	r, err = projections.Fold(r, ev(t, 0, events.PeerJoined{Peer: "p", Transport: "whip", Role: "publisher", Node: "n1"}))
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), r.LastSeq)
+	require.Contains(t, r.Peers, "p")
+}
