@@ -33,8 +33,8 @@ fuzz:
 e2e:
     go test -race -count=1 -v ./tests/...
 
-# Two nodes joined by a gateway on loopback (ports 8080/8081, gateways 7222/7223).
+# A hub and a media-only leaf node on loopback (HTTP 8080 and 8081).
 cluster:
-    go run ./cmd/jetmedia serve --name a --data ./data/a --http 127.0.0.1:8080 --udp-port 8443 --gateway-listen 127.0.0.1:7222 --gateway b=nats://127.0.0.1:7223 & \
-    go run ./cmd/jetmedia serve --name b --data ./data/b --http 127.0.0.1:8081 --udp-port 8444 --gateway-listen 127.0.0.1:7223 --gateway a=nats://127.0.0.1:7222 --jetstream=false; \
+    go run ./cmd/jetmedia serve --name hub --data ./data/hub --leaf-listen 127.0.0.1:7422 & \
+    sleep 3; go run ./cmd/jetmedia serve --name edge --data ./data/edge --http 127.0.0.1:8081 --udp-port 8444 --hub nats-leaf://127.0.0.1:7422 --jetstream=false; \
     kill %1
