@@ -94,11 +94,3 @@ func requireSchemaValid(t testing.TB, js jetstream.JetStream) int {
 	require.NoError(t, err)
 	return n
 }
-
-func types(evs []events.Envelope) []string {
-	out := make([]string, len(evs))
-	for i, e := range evs {
-		out[i] = e.Type
-	}
-	return out
-}

@@ -50,7 +50,13 @@ func NewEdge(cfg Config) (*Edge, error) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 	if len(cfg.Announce) > 0 {
-		se.SetNAT1To1IPs(cfg.Announce, webrtc.ICECandidateTypeHost)
+		// Host candidates carry the announced addresses instead of the bound one.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: cfg.Announce, AsCandidateType: webrtc.ICECandidateTypeHost,
+		}); err != nil {
+			_ = mux.Close()
+			return nil, fmt.Errorf("rtc: announce %v: %w", cfg.Announce, err)
+		}
 	}
 	if cfg.Logger != nil {
 		se.LoggerFactory = logFactory{log: cfg.Logger.With("component", "pion")}
