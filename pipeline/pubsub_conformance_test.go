@@ -16,7 +16,7 @@ import (
 // TestWatermillConformance runs watermill's universal pub/sub suite against our
 // JetStreamSubscriber (with watermill-nats' JetStream Publisher) on our embedded server.
 //
-// Consumers get a server-side AckWait of 1 s: a message handed to a subscriber that was closed
+// Consumers get a server-side AckWait of 5 s: a message handed to a subscriber that was closed
 // before acking it is redelivered only after AckWait, and the suite does not wait 30 s.
 func TestWatermillConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -25,7 +25,7 @@ func TestWatermillConformance(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 
-	const ackWait = time.Second
+	const ackWait = 5 * time.Second
 	log := watermill.NopLogger{}
 	pubSub := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 		// Publisher.Close closes its connection: it gets one of its own.
@@ -40,16 +40,13 @@ func TestWatermillConformance(t *testing.T) {
 		require.NoError(t, err)
 		s, err := NewJetStreamSubscriber(js, SubscriberConfig{
 			Consumer: func(topic string) (string, jetstream.ConsumerConfig) {
+				// Without a group, a topic's subscribers share one durable consumer, so a
+				// subscriber that replaces a closed one continues where it stopped.
 				name := "watermill__" + group + "__" + topic
-				if group == "" {
-					name = "watermill__" + watermill.NewShortUUID()
-				}
-				return topic, jetstream.ConsumerConfig{Name: name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait}
+				return topic, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait}
 			},
-			// A group's consumer outlives its members; a lone subscriber's does not.
-			DeleteOnClose: group == "",
-			NakDelay:      10 * time.Millisecond,
-			Unmarshal:     wmjs.DefaultUnmarshaler{}.Unmarshal,
+			NakDelay:  10 * time.Millisecond,
+			Unmarshal: wmjs.DefaultUnmarshaler{}.Unmarshal,
 		})
 		require.NoError(t, err)
 		return p, initializingSubscriber{s, js}
@@ -62,7 +59,9 @@ func TestWatermillConformance(t *testing.T) {
 			GuaranteedOrder:                     true,
 			GuaranteedOrderWithSingleSubscriber: true,
 			Persistent:                          true,
-			NewSubscriberReceivesOldMessages:    true,
+			// A topic's subscribers share a durable consumer: a new one gets what is not
+			// acked yet, not what another already consumed.
+			NewSubscriberReceivesOldMessages: false,
 			// One embedded server serves every subtest.
 			RequireSingleInstance: true,
 			// The server is in-process; TestReconnect is skipped.

@@ -82,6 +82,8 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer for %s on %s: %w", topic, stream, err)
 	}
+	// A small prefetch: a prefetched message's ack timer runs while it waits in the buffer,
+	// so the consumer's AckWait must cover handling this many messages.
 	it, err := consumer.Messages(jetstream.PullMaxMessages(16))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consume %s: %w", topic, err)
@@ -144,7 +146,9 @@ func (s *JetStreamSubscriber) deliver(ctx context.Context, it jetstream.Messages
 		}
 		select {
 		case <-m.Acked():
-			if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+			// A plain ack, not a double ack: a lost ack means one redelivery, which handlers
+			// tolerate (at least once), while a round trip per message would cap throughput.
+			if err := msg.Ack(); err != nil {
 				s.log.Warn("ack failed; the message will be redelivered", "err", err)
 			}
 		case <-m.Nacked():
