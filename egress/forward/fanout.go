@@ -36,31 +36,36 @@ type Fanout struct {
 	outputs []*Output
 	cache   Cache
 	scratch [maxPacket]byte
-	// Forwarded, Retransmitted and Dropped count packets written to viewers, resent from the
-	// cache on NACK, and not delivered; read them with Counters while the fanout is in use.
-	Forwarded, Retransmitted, Dropped uint64
+	// Stats are the fan-out's counters, kept under mu (plain adds, no allocation); read them
+	// with Counters while the fanout is in use.
+	Stats
 }
 
 // Forward sends one source packet to every output. It is the hot path: no allocation here.
 func (f *Fanout) Forward(pkt []byte) {
-	if len(pkt) > maxPacket {
-		return
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(pkt) > maxPacket {
+		f.DroppedOversize += uint64(len(f.outputs))
+		f.Dropped += uint64(len(f.outputs))
+		return
+	}
 	f.cache.Put(pkt)
 	for _, o := range f.outputs {
 		n := copy(f.scratch[:], pkt)
 		b := f.scratch[:n]
 		if !o.rw.Rewrite(b) {
+			f.DroppedInvalid++
 			f.Dropped++
 			continue
 		}
 		if _, err := o.w.Write(b); err != nil {
+			f.DroppedWrite++
 			f.Dropped++
 			continue
 		}
 		f.Forwarded++
+		f.ForwardedBytes += uint64(n)
 	}
 }
 
@@ -69,6 +74,8 @@ func (f *Fanout) Forward(pkt []byte) {
 func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.NACKs++
+	f.NACKed += uint64(len(lost))
 	sent := 0
 	for _, seq := range lost {
 		src, ok := o.rw.SourceSeq(seq)
@@ -92,20 +99,37 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 
 // Stats are packet counters of a fan-out or of all of a hub's.
 type Stats struct {
+	// Forwarded, Retransmitted and Dropped count packets written to viewers, resent from the
+	// cache on NACK, and not delivered (the sum of the Dropped* reasons below).
 	Forwarded, Retransmitted, Dropped uint64
+	// ForwardedBytes is the size of the packets Forwarded (RTP header included).
+	ForwardedBytes uint64
+	// NACKs counts the NACK reports served, NACKed the sequence numbers they asked for.
+	NACKs, NACKed uint64
+	// Why packets were dropped: not RTP (invalid), the viewer's transport refused the write,
+	// larger than any MTU (oversize), or the node's media subscription overflowed (slow
+	// consumer: the fan-out did not keep up with the track).
+	DroppedInvalid, DroppedWrite, DroppedOversize, DroppedSlow uint64
 }
 
-func (s *Stats) add(o Stats) {
+func (s *Stats) plus(o Stats) {
 	s.Forwarded += o.Forwarded
 	s.Retransmitted += o.Retransmitted
 	s.Dropped += o.Dropped
+	s.ForwardedBytes += o.ForwardedBytes
+	s.NACKs += o.NACKs
+	s.NACKed += o.NACKed
+	s.DroppedInvalid += o.DroppedInvalid
+	s.DroppedWrite += o.DroppedWrite
+	s.DroppedOversize += o.DroppedOversize
+	s.DroppedSlow += o.DroppedSlow
 }
 
 // Counters returns the fan-out's packet counters.
 func (f *Fanout) Counters() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stats{Forwarded: f.Forwarded, Retransmitted: f.Retransmitted, Dropped: f.Dropped}
+	return f.Stats
 }
 
 func (f *Fanout) add(o *Output) {
@@ -141,6 +165,17 @@ type hubEntry struct {
 	sub *nats.Subscription
 }
 
+// stats are the fan-out's counters plus the packets its subscription dropped because the
+// fan-out fell behind (counted by nats.go, read here rather than on the hot path).
+func (e *hubEntry) stats() Stats {
+	s := e.f.Counters()
+	if n, err := e.sub.Dropped(); err == nil && n > 0 {
+		s.DroppedSlow += uint64(n)
+		s.Dropped += uint64(n)
+	}
+	return s
+}
+
 // ErrClosed is returned by Attach after Close.
 var ErrClosed = errors.New("forward: hub closed")
 
@@ -174,9 +209,10 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			if e.f.remove(o) == 0 && h.fanouts[key] == e {
+				st := e.stats()
 				_ = e.sub.Unsubscribe()
 				delete(h.fanouts, key)
-				h.retired.add(e.f.Counters())
+				h.retired.plus(st)
 			}
 		})
 	}
@@ -196,7 +232,7 @@ func (h *Hub) Stats() Stats {
 	defer h.mu.Unlock()
 	s := h.retired
 	for _, e := range h.fanouts {
-		s.add(e.f.Counters())
+		s.plus(e.stats())
 	}
 	return s
 }

@@ -101,6 +101,8 @@ func TestFanoutDrops(t *testing.T) {
 
 	f.Forward(make([]byte, maxPacket+1))
 	require.Len(t, ok.got(), 1, "oversized packets are not forwarded")
+	require.Equal(t, Stats{Forwarded: 1, ForwardedBytes: 13, Dropped: 5, DroppedWrite: 1, DroppedInvalid: 2, DroppedOversize: 2},
+		f.Counters(), "every drop has its reason")
 }
 
 func TestFanoutRetransmit(t *testing.T) {
@@ -148,7 +150,9 @@ func TestFanoutRetransmit(t *testing.T) {
 	f.Forward(rtpPacket(t, 0xB, 3010, "b3010"))
 	require.Equal(t, uint16(120), early.got()[len(early.got())-1].SequenceNumber)
 
-	require.Equal(t, Stats{Forwarded: 32, Retransmitted: 3}, f.Counters(), "resends are counted apart from forwards")
+	// 10 packets of 16 bytes (a100..a109) and 22 of 17 (b3000..b3010, b3010 to both).
+	require.Equal(t, Stats{Forwarded: 32, Retransmitted: 3, ForwardedBytes: 10*16 + 22*17, NACKs: 2, NACKed: 6},
+		f.Counters(), "resends are counted apart from forwards")
 
 	fresh := NewOutput(9, 96, &collector{})
 	require.Zero(t, f.Retransmit(fresh, []uint16{3000}), "an output that was never sent anything has nothing to resend")

@@ -94,7 +94,7 @@ func TestHub(t *testing.T) {
 
 	detachB()
 	require.Zero(t, hub.Tracks(), "last viewer gone: unsubscribed")
-	require.Equal(t, forward.Stats{Forwarded: 21}, hub.Stats(), "a removed fan-out's counters are kept")
+	require.Equal(t, forward.Stats{Forwarded: 21, ForwardedBytes: 21 * 13}, hub.Stats(), "a removed fan-out's counters are kept")
 
 	_, detachC, err := hub.Attach("r1", "t2", forward.NewOutput(3, 96, &collector{}))
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -30,6 +31,26 @@ type Config struct {
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+
+	// Counters of every session, bumped with atomics on the packet path (no lock, no
+	// allocation); Stats reads them.
+	packetsIn, bytesIn, dropped, plis atomic.Uint64
+}
+
+// Stats are a WHIP handler's counters since it started.
+type Stats struct {
+	// PacketsIn and BytesIn count RTP received from publishers (bytes: whole RTP packets).
+	PacketsIn, BytesIn uint64
+	// DroppedPublish counts packets received but not put on their media subject.
+	DroppedPublish uint64
+	// PLIsSent counts keyframe requests (PLI) sent to publishers.
+	PLIsSent uint64
+}
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() Stats {
+	return Stats{PacketsIn: h.packetsIn.Load(), BytesIn: h.bytesIn.Load(),
+		DroppedPublish: h.dropped.Load(), PLIsSent: h.plis.Load()}
 }
 
 // New returns a handler.
@@ -160,7 +181,9 @@ func (p *publisher) sendPLI(track string) {
 	}
 	if err := p.s.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}}); err != nil {
 		p.s.Log.Debug("PLI not sent", "track", track, "err", err)
+		return
 	}
+	p.h.plis.Add(1)
 }
 
 // forward runs on pion's OnTrack goroutine for the life of the track: it records the track
@@ -198,7 +221,10 @@ func (p *publisher) forward(tr *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
+		p.h.packetsIn.Add(1)
+		p.h.bytesIn.Add(uint64(n))
 		if err := sender.Send(buf[:n]); err != nil {
+			p.h.dropped.Add(1)
 			p.s.Log.Debug("media publish failed", "track", info.Track, "err", err)
 		}
 	}

@@ -50,6 +50,8 @@ type Node struct {
 	hub      *forward.Hub
 	whipReg  *rtc.Registry
 	whepReg  *rtc.Registry
+	whip     *whip.Handler
+	metrics  *metrics
 	router   *message.Router
 	http     *http.Server
 	httpLn   net.Listener
@@ -135,16 +137,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
-	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.appender, Node: cfg.Name, Logger: log}); err != nil {
+	n.metrics = newMetrics(n)
+	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.appender, Node: cfg.Name, Logger: log}); err != nil {
+	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
 	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	n.whip = wh
 	we, err := whep.New(whep.Config{API: n.edge.API, Sessions: n.whepReg, Bus: n.bus, Hub: n.hub,
 		Catalog: catalog{kv: n.rooms}, Timeouts: timeouts, Logger: log})
 	if err != nil {
@@ -155,6 +159,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	wh.Register(mux)
 	we.Register(mux)
 	n.registerAPI(mux)
+	n.registerOps(mux)
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
 		return nil, fmt.Errorf("web assets: %w", err)
