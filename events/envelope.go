@@ -43,6 +43,10 @@ type Envelope struct {
 	Node string `json:"node"`
 	// CausationID is the id of the event or request that caused this one, if any.
 	CausationID string `json:"causationid,omitempty"`
+	// PrevHash is the hash (see Hash) of the room's previous event, chaining each room's events
+	// so that an edit or an insertion is evident. Absent on a room's first event and on events
+	// written before the chain existed. The Appender sets it; writers leave it empty.
+	PrevHash string `json:"prevhash,omitempty"`
 	// Data is the type-specific payload.
 	Data json.RawMessage `json:"data"`
 

@@ -34,8 +34,10 @@ type Appender struct {
 }
 
 type roomHead struct {
-	mu    sync.Mutex
-	last  uint64
+	mu   sync.Mutex
+	last uint64
+	// hash is the chain hash of the event at last (events.Hash), the next event's prevhash.
+	hash  string
 	known bool
 }
 
@@ -57,18 +59,24 @@ func (a *Appender) head(room string) *roomHead {
 
 // LastSeq reads the stream sequence of the room's newest event (0 for a room with none).
 func (a *Appender) LastSeq(ctx context.Context, room string) (uint64, error) {
+	seq, _, err := a.readHead(ctx, room)
+	return seq, err
+}
+
+// readHead reads the room's newest event: its sequence and chain hash (0 and "" for none).
+func (a *Appender) readHead(ctx context.Context, room string) (uint64, string, error) {
 	stream, err := a.js.Stream(ctx, StreamEvents)
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: stream %s: %w", StreamEvents, err)
+		return 0, "", fmt.Errorf("pipeline: stream %s: %w", StreamEvents, err)
 	}
 	msg, err := stream.GetLastMsgForSubject(ctx, RoomEventsFilter(room))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
+		return 0, "", nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: last event of room %s: %w", room, err)
+		return 0, "", fmt.Errorf("pipeline: last event of room %s: %w", room, err)
 	}
-	return msg.Sequence, nil
+	return msg.Sequence, events.Hash(msg.Data), nil
 }
 
 // Append stores the events of one room in order and returns the sequence of the last. A room's
@@ -91,11 +99,11 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
 		if !h.known {
-			seq, err := a.LastSeq(ctx, room)
+			seq, hash, err := a.readHead(ctx, room)
 			if err != nil {
 				return 0, err
 			}
-			h.last, h.known = seq, true
+			h.last, h.hash, h.known = seq, hash, true
 		}
 		batch := evs
 		if h.last == 0 && evs[0].Type != events.TypeRoomCreated {
@@ -138,7 +146,17 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	h := a.head(evs[0].Room)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.last, h.known = expected, true
+	if !h.known || h.last != expected {
+		// The next event's prevhash is the hash of the event at expected: read the head.
+		seq, hash, err := a.readHead(ctx, evs[0].Room)
+		if err != nil {
+			return 0, err
+		}
+		h.last, h.hash, h.known = seq, hash, true
+		if seq != expected {
+			return 0, fmt.Errorf("%w: room %s: head is %d, expected %d", ErrConflict, evs[0].Room, seq, expected)
+		}
+	}
 	seq, err := a.appendExpect(ctx, h, evs)
 	if err != nil {
 		h.known = false
@@ -148,6 +166,7 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 
 func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.Envelope) (uint64, error) {
 	for _, e := range evs {
+		e.PrevHash = h.hash
 		data, err := events.Encode(e)
 		if err != nil {
 			return 0, err
@@ -165,15 +184,16 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 			return 0, fmt.Errorf("pipeline: append %s to room %s: %w", e.Type, e.Room, err)
 		}
 		if ack.Duplicate {
-			// Stored before (a retry): the head may be past it; re-read before the next write.
-			seq, err := a.LastSeq(ctx, e.Room)
+			// Stored before (a retry, perhaps with another prevhash): the head may be past it;
+			// re-read it before the next write.
+			seq, hash, err := a.readHead(ctx, e.Room)
 			if err != nil {
 				return 0, err
 			}
-			h.last = seq
+			h.last, h.hash = seq, hash
 			continue
 		}
-		h.last = ack.Sequence
+		h.last, h.hash = ack.Sequence, events.Hash(data)
 	}
 	return h.last, nil
 }

@@ -49,6 +49,8 @@ func TestAppendCreatesRoom(t *testing.T) {
 	_, err = a.Append(ctx, c, joined(t, "s", "p1"))
 	require.NoError(t, err)
 	require.Equal(t, []string{events.TypeRoomCreated, events.TypePeerJoined}, types(readRoom(t, n.js, "s")))
+	requireIntact(t, n.js, "r", 3)
+	requireIntact(t, n.js, "s", 2)
 }
 
 func TestAppendOrderAndSubjects(t *testing.T) {
@@ -113,6 +115,7 @@ func TestAppendDedupesByID(t *testing.T) {
 	seq, err = a.Append(ctx, e3)
 	require.NoError(t, err)
 	require.Equal(t, uint64(4), seq)
+	requireIntact(t, n.js, "r", 4)
 }
 
 // Two nodes appending to one room at once: both succeed, the room is created once, and each
@@ -187,6 +190,7 @@ func TestAppendTwoNodesConcurrently(t *testing.T) {
 			prev = p
 		}
 	}
+	requireIntact(t, n.js, "r", total)
 }
 
 func TestAppendExpect(t *testing.T) {
@@ -224,6 +228,7 @@ func TestAppendExpect(t *testing.T) {
 	seq, err = a.AppendExpect(ctx, 77)
 	require.NoError(t, err)
 	require.Equal(t, uint64(77), seq, "nothing to append")
+	requireIntact(t, n.js, "r", 5)
 }
 
 // Appends to one room don't conflict with appends to another: the expected sequence is per room.

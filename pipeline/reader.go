@@ -39,7 +39,11 @@ func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func
 	if opts.FromSeq > last.Sequence {
 		return nil
 	}
-	return consume(ctx, js, opts, func(e events.Envelope) (bool, error) {
+	return consume(ctx, js, opts, func(msg jetstream.Msg) (bool, error) {
+		e, err := DecodeStored(msg)
+		if err != nil {
+			return false, err
+		}
 		if err := fn(e); err != nil {
 			return false, err
 		}
@@ -47,16 +51,65 @@ func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func
 	})
 }
 
+// StoredEvent is one event as stored: its stream sequence, subject and exact bytes (what the
+// hash chain covers), undecoded.
+type StoredEvent struct {
+	Seq     uint64
+	Subject string
+	// Data is the message payload; it is only valid during the callback.
+	Data []byte
+}
+
+// ReadStored is Read without decoding: it delivers each stored event's sequence and bytes, up to
+// the head as it was when ReadStored started. It is for tools that check the bytes themselves
+// (the audit chain) and for readers that decode only what they need.
+func ReadStored(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(StoredEvent) error) error {
+	stream, err := js.Stream(ctx, StreamEvents)
+	if err != nil {
+		return fmt.Errorf("pipeline: stream %s: %w", StreamEvents, err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, opts.Filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: head of %s: %w", opts.Filter, err)
+	}
+	if opts.FromSeq == 0 {
+		opts.FromSeq = 1
+	}
+	if opts.FromSeq > last.Sequence {
+		return nil
+	}
+	return consume(ctx, js, opts, func(msg jetstream.Msg) (bool, error) {
+		md, err := msg.Metadata()
+		if err != nil {
+			return false, fmt.Errorf("pipeline: stored event on %s metadata: %w", msg.Subject(), err)
+		}
+		seq := md.Sequence.Stream
+		if err := fn(StoredEvent{Seq: seq, Subject: msg.Subject(), Data: msg.Data()}); err != nil {
+			return false, err
+		}
+		return seq < last.Sequence, nil
+	})
+}
+
 // Follow delivers matching events as they are stored until ctx ends or fn returns an error.
 func Follow(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) error) error {
-	err := consume(ctx, js, opts, func(e events.Envelope) (bool, error) { return true, fn(e) })
+	err := consume(ctx, js, opts, func(msg jetstream.Msg) (bool, error) {
+		e, err := DecodeStored(msg)
+		if err != nil {
+			return false, err
+		}
+		return true, fn(e)
+	})
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
 }
 
-func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) (bool, error)) error {
+func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(jetstream.Msg) (bool, error)) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{opts.Filter}}
 	if opts.FromSeq == 0 {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
@@ -83,11 +136,7 @@ func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn f
 			}
 			return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
 		}
-		e, err := DecodeStored(msg)
-		if err != nil {
-			return err
-		}
-		more, err := fn(e)
+		more, err := fn(msg)
 		if err != nil || !more {
 			return err
 		}

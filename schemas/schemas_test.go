@@ -95,6 +95,8 @@ func TestValidEvents(t *testing.T) {
 	for i, p := range full {
 		cases = append(cases, tc{p.EventType() + "/full" + string(rune('0'+i)), encode(t, p, "")})
 	}
+	chained := mutate(t, events.TypePeerJoined, func(e, _ map[string]any) { e["prevhash"] = events.Hash([]byte("previous")) })
+	cases = append(cases, tc{"prevhash", chained})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.NoError(t, v.ValidateEvent(c.raw), "%s", c.raw)
@@ -140,6 +142,9 @@ func TestInvalidEvents(t *testing.T) {
 		{"missing node", events.TypeRoomCreated, func(e, _ map[string]any) { delete(e, "node") }},
 		{"empty causationid", events.TypeRoomCreated, func(e, _ map[string]any) { e["causationid"] = "" }},
 		{"unknown envelope attribute", events.TypeRoomCreated, func(e, _ map[string]any) { e["causationId"] = "x" }},
+		{"empty prevhash", events.TypePeerJoined, func(e, _ map[string]any) { e["prevhash"] = "" }},
+		{"prevhash upper case", events.TypePeerJoined, func(e, _ map[string]any) { e["prevhash"] = strings.Repeat("A", 64) }},
+		{"prevhash short", events.TypePeerJoined, func(e, _ map[string]any) { e["prevhash"] = strings.Repeat("a", 63) }},
 		{"missing data", events.TypeRoomCreated, func(e, _ map[string]any) { delete(e, "data") }},
 		{"null data", events.TypeRoomCreated, func(e, _ map[string]any) { e["data"] = nil }},
 		{"data of another type", events.TypePeerLeft, func(e, _ map[string]any) { e["type"] = events.TypeTrackUnpublished }},

@@ -20,6 +20,9 @@ Usage:
                                          print the event log as JSON lines
   jetmedia rooms [--json]                list live rooms with their peers and tracks
   jetmedia replay --room R [--json]      print a room's timeline and the state folded from it
+  jetmedia audit verify [--room R] [--json]
+                                         check each room's hash chain: intact, or the first
+                                         event that breaks it (exit status 1)
   jetmedia projections rebuild [--bucket B]
                                          fold the whole log into a fresh bucket and compare it
                                          with the live rooms projection
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replay(ctx, rest, stdout, stderr)
 	case "projections":
 		return projectionsCmd(ctx, rest, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+// errBroken makes the command exit with status 1 after it printed the break.
+var errBroken = errors.New("hash chain broken")
+
+// chainReport is the --json form of one room's chain.
+type chainReport struct {
+	Room      string `json:"room"`
+	Intact    bool   `json:"intact"`
+	Events    int    `json:"events"`
+	FirstSeq  uint64 `json:"first_seq"`
+	HeadSeq   uint64 `json:"head_seq"`
+	Head      string `json:"head"`
+	Legacy    int    `json:"legacy,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	Break     *struct {
+		Seq      uint64 `json:"seq"`
+		ID       string `json:"id"`
+		PrevSeq  uint64 `json:"prev_seq"`
+		Expected string `json:"expected"`
+		Found    string `json:"found"`
+	} `json:"break,omitempty"`
+}
+
+func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: jetmedia audit verify [--room R] [--json] [--nats URL | --data DIR]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	var cf connFlags
+	cf.register(fs)
+	room := fs.String("room", "", "check this room only (default: every room)")
+	asJSON := fs.Bool("json", false, "print JSON: one report per room")
+	if err := parse(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if *room != "" && !events.ValidID(*room) {
+		return fmt.Errorf("--room %q: give a valid room id", *room)
+	}
+	c, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	filter := pipeline.EventsSubjects
+	if *room != "" {
+		filter = pipeline.RoomEventsFilter(*room)
+	}
+	head, err := headSeq(ctx, c.js, filter)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	prog := newProgress(stderr, "verify", head)
+	chains, err := projections.VerifyChains(ctx, c.js, *room, prog.tick)
+	prog.done()
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	if len(chains) == 0 {
+		if *room != "" {
+			return fmt.Errorf("room %q has no events", *room)
+		}
+		fmt.Fprintln(stdout, "no events")
+		return nil
+	}
+	total, broken := 0, 0
+	reports := make([]chainReport, 0, len(chains))
+	for _, ch := range chains {
+		total += ch.Events
+		r := chainReport{Room: ch.Room, Intact: ch.Break == nil, Events: ch.Events, FirstSeq: ch.FirstSeq,
+			HeadSeq: ch.HeadSeq, Head: ch.Head, Legacy: ch.Legacy, Truncated: ch.Truncated}
+		if b := ch.Break; b != nil {
+			broken++
+			r.Break = &struct {
+				Seq      uint64 `json:"seq"`
+				ID       string `json:"id"`
+				PrevSeq  uint64 `json:"prev_seq"`
+				Expected string `json:"expected"`
+				Found    string `json:"found"`
+			}{b.Seq, b.ID, b.PrevSeq, b.Want, b.Got}
+		}
+		reports = append(reports, r)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(reports); err != nil {
+			return err
+		}
+	} else {
+		for _, ch := range chains {
+			printChain(stdout, ch)
+		}
+		if len(chains) > 1 {
+			if broken == 0 {
+				fmt.Fprintf(stdout, "all %d rooms intact: %d events", len(chains), total)
+			} else {
+				fmt.Fprintf(stdout, "%d of %d rooms BROKEN", broken, len(chains))
+			}
+			fmt.Fprintf(stdout, " (checked in %s)\n", took.Round(time.Millisecond))
+		}
+	}
+	if broken > 0 {
+		return fmt.Errorf("%w in %d room(s)", errBroken, broken)
+	}
+	return nil
+}
+
+func printChain(w io.Writer, ch *events.Chain) {
+	if ch.Break != nil {
+		b := ch.Break
+		found := b.Got
+		if found == "" {
+			found = "none"
+		}
+		fmt.Fprintf(w, "room %s: BROKEN at seq %d (id %s): expected prevhash %s (hash of seq %d), found %s\n",
+			ch.Room, b.Seq, b.ID, b.Want, b.PrevSeq, found)
+		fmt.Fprintf(w, "  the %d events before it are intact; seq %d was altered, or seq %d was written bypassing the appender, or events between them are missing\n",
+			ch.Events, b.PrevSeq, b.Seq)
+		return
+	}
+	fmt.Fprintf(w, "room %s: intact: %d events (seq %d..%d), head %s\n", ch.Room, ch.Events, ch.FirstSeq, ch.HeadSeq, ch.Head)
+	if ch.Legacy > 0 {
+		fmt.Fprintf(w, "  %d events after the first were written before the hash chain existed (no prevhash); the chain covers the rest\n", ch.Legacy)
+	}
+	if ch.Truncated {
+		fmt.Fprintf(w, "  the room's earlier events are gone (stream retention); checked from seq %d on\n", ch.FirstSeq)
+	}
+}
+
+// headSeq is the stream sequence of the newest event matching filter (0 when none).
+func headSeq(ctx context.Context, js jetstream.JetStream, filter string) (uint64, error) {
+	stream, err := js.Stream(ctx, pipeline.StreamEvents)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", pipeline.StreamEvents, err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", filter, err)
+	}
+	return msg.Sequence, nil
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// progress reports a long read on stderr (events, events/s, share done, ETA) when stderr is a
+// terminal, and stays silent when it is piped or redirected, so scripts get clean output.
+type progress struct {
+	w     io.Writer
+	label string
+	// first and end bound the read in stream sequences; the share done is measured in them
+	// (other rooms' events between them make it an estimate).
+	first, end uint64
+	start      time.Time
+	lastPrint  time.Time
+	n          int
+	printed    bool
+}
+
+// newProgress returns a reporter, or nil (which reports nothing) when w is not a terminal.
+func newProgress(w io.Writer, label string, end uint64) *progress {
+	if !isTerminal(w) {
+		return nil
+	}
+	now := time.Now()
+	return &progress{w: w, label: label, end: end, start: now, lastPrint: now}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// tick counts one event at stream sequence seq.
+func (p *progress) tick(seq uint64) {
+	if p == nil {
+		return
+	}
+	if p.n == 0 {
+		p.first = seq
+	}
+	p.n++
+	if p.n%1024 != 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(p.lastPrint) < 250*time.Millisecond {
+		return
+	}
+	p.lastPrint = now
+	elapsed := now.Sub(p.start).Seconds()
+	rate := float64(p.n) / elapsed
+	line := fmt.Sprintf("%s: %d events, %.0f events/s", p.label, p.n, rate)
+	if p.end > p.first && seq >= p.first {
+		done := float64(seq-p.first+1) / float64(p.end-p.first+1)
+		eta := time.Duration(elapsed * (1 - done) / done * float64(time.Second))
+		line += fmt.Sprintf(", %3.0f%%, ETA %s", 100*done, eta.Round(time.Second))
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	p.printed = true
+}
+
+// done clears the progress line and, if one was shown, prints the total.
+func (p *progress) done() {
+	if p == nil || !p.printed {
+		return
+	}
+	d := time.Since(p.start)
+	fmt.Fprintf(p.w, "\r\033[K%s: %d events in %s (%.0f events/s)\n", p.label, p.n, d.Round(time.Millisecond), float64(p.n)/d.Seconds())
+}

@@ -1,0 +1,123 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The hash chain.
+//
+// Each room's events form a chain: every event but the room's first carries in "prevhash" the
+// hash of the room's previous event. The hash of an event is the SHA-256, in lowercase hex (64
+// characters), of the event's wire form exactly as stored: the bytes of the JetStream message
+// payload. Those bytes are the canonical form, and jetmedia writes them with Encode: the JSON
+// encoding of Envelope with its fields in struct order (specversion, id, type, source, subject,
+// time, room, actor, node, causationid if set, prevhash if set, data), no whitespace, Go's
+// encoding/json escaping, time in RFC 3339 with nanosecond digits trimmed, and data as its raw
+// JSON bytes compacted. No hash of the event itself is part of it (there is no such field), and
+// prevhash is, so each hash covers the whole history before it.
+//
+// Because the hash is over the stored bytes, anyone can check the chain without jetmedia's code:
+// sha256 of one message's payload must equal the next one's prevhash. A change to any stored
+// event, an event inserted between two others, or one removed from the middle breaks the link
+// after it. The chain cannot protect its newest event (a forger who computes the right prevhash
+// can append at the head); anchoring the head hash elsewhere does.
+
+// ErrChainBroken is wrapped by every *ChainBreak.
+var ErrChainBroken = errors.New("events: hash chain broken")
+
+// Hash returns the chain hash of an event's stored bytes: lowercase hex SHA-256.
+func Hash(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ChainBreak describes the first event of a room whose link to the previous one does not hold.
+type ChainBreak struct {
+	Room string
+	// Seq and ID are the event whose prevhash does not match.
+	Seq uint64
+	ID  string
+	// PrevSeq is the stream sequence of the room's previous event, whose hash is Want.
+	PrevSeq uint64
+	// Want is the hash of the previous event as stored; Got is the prevhash the event records
+	// ("" when it records none).
+	Want, Got string
+}
+
+func (b *ChainBreak) Error() string {
+	got := b.Got
+	if got == "" {
+		got = "no prevhash"
+	}
+	return fmt.Sprintf("room %s: chain broken at seq %d (id %s): expected prevhash %s (hash of seq %d), found %s: "+
+		"seq %d was altered, or seq %d was forged or written bypassing the appender, or events between them are missing",
+		b.Room, b.Seq, b.ID, b.Want, b.PrevSeq, got, b.PrevSeq, b.Seq)
+}
+
+// Unwrap makes errors.Is(err, ErrChainBroken) hold.
+func (b *ChainBreak) Unwrap() error { return ErrChainBroken }
+
+// Chain checks one room's events, fed in log order. The zero value with Room set is ready.
+type Chain struct {
+	Room string
+	// Events counts the events checked so far.
+	Events int
+	// Legacy counts events after the room's first that carry no prevhash and were written
+	// before any event of the room carried one (logs older than the chain).
+	Legacy int
+	// Truncated is true when the room's first stored event records a prevhash: earlier events
+	// are gone (stream retention), so the chain is checked from there on.
+	Truncated bool
+	// FirstSeq, HeadSeq and Head are the first and newest events checked and the newest's hash.
+	FirstSeq, HeadSeq uint64
+	Head              string
+	// Break is the first broken link; once set, later events are not checked.
+	Break *ChainBreak
+
+	chained bool
+}
+
+// links is the part of an envelope the chain needs; decoding only it keeps verification fast.
+type links struct {
+	ID       string `json:"id"`
+	Room     string `json:"room"`
+	PrevHash string `json:"prevhash"`
+}
+
+// Add checks the next stored event of the room (its stream sequence and stored bytes). It
+// returns the *ChainBreak the first time a link does not hold, and nil after that.
+func (c *Chain) Add(seq uint64, raw []byte) error {
+	if c.Break != nil {
+		return nil
+	}
+	var l links
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return fmt.Errorf("%w: seq %d: %v", ErrInvalid, seq, err)
+	}
+	if c.Room == "" {
+		c.Room = l.Room
+	}
+	if c.Events == 0 {
+		c.FirstSeq = seq
+		c.Truncated = l.PrevHash != ""
+		c.chained = c.Truncated
+	} else {
+		switch {
+		case l.PrevHash == "" && !c.chained:
+			c.Legacy++
+		case l.PrevHash != c.Head:
+			c.Break = &ChainBreak{Room: c.Room, Seq: seq, ID: l.ID, PrevSeq: c.HeadSeq, Want: c.Head, Got: l.PrevHash}
+			return c.Break
+		default:
+			c.chained = true
+		}
+	}
+	c.Events++
+	c.HeadSeq = seq
+	c.Head = Hash(raw)
+	return nil
+}
