@@ -35,6 +35,10 @@ type PeerJoined struct {
 	Node       string `json:"node"`
 	RemoteAddr string `json:"remote_addr,omitempty"`
 	UserAgent  string `json:"user_agent,omitempty"`
+	// Identity and Name are the token's identity (sub) and display name, when the session was
+	// opened with a token (added as optional fields: older events lack them).
+	Identity string `json:"identity,omitempty"`
+	Name     string `json:"name,omitempty"`
 }
 
 // PeerLeft: a peer's session ended.

@@ -28,13 +28,16 @@ type Room struct {
 
 // Peer is one participant session.
 type Peer struct {
-	Peer       string    `json:"peer"`
-	Transport  string    `json:"transport"`
-	Role       string    `json:"role"`
-	Node       string    `json:"node"`
-	RemoteAddr string    `json:"remote_addr,omitempty"`
-	UserAgent  string    `json:"user_agent,omitempty"`
-	JoinedAt   time.Time `json:"joined_at"`
+	Peer       string `json:"peer"`
+	Transport  string `json:"transport"`
+	Role       string `json:"role"`
+	Node       string `json:"node"`
+	RemoteAddr string `json:"remote_addr,omitempty"`
+	UserAgent  string `json:"user_agent,omitempty"`
+	// Identity and Name come from the token that opened the session (absent before tokens).
+	Identity string    `json:"identity,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	JoinedAt time.Time `json:"joined_at"`
 }
 
 // Track is one published track.
@@ -122,7 +125,7 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 		}
 	case events.PeerJoined:
 		n.Peers[p.Peer] = Peer{Peer: p.Peer, Transport: p.Transport, Role: p.Role, Node: p.Node,
-			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, JoinedAt: e.Time}
+			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, Identity: p.Identity, Name: p.Name, JoinedAt: e.Time}
 	case events.PeerLeft:
 		delete(n.Peers, p.Peer)
 		// A peer that leaves takes its tracks and subscriptions with it, whether or not the

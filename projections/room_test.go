@@ -84,6 +84,10 @@ func TestFold(t *testing.T) {
 			require.Equal(t, projections.Peer{Peer: "new", Transport: "whep", Role: "viewer", Node: "n3", JoinedAt: at(11)}, r.Peers["new"])
 			require.Len(t, r.Peers, 4)
 		}},
+		{"peer.joined keeps the token's identity and name", events.PeerJoined{Peer: "new", Transport: "whip", Role: "publisher", Node: "n3", Identity: "alice", Name: "Alice"}, func(t *testing.T, r projections.Room) {
+			require.Equal(t, "alice", r.Peers["new"].Identity)
+			require.Equal(t, "Alice", r.Peers["new"].Name)
+		}},
 		{"peer.joined again replaces the peer", events.PeerJoined{Peer: "view", Transport: "whep", Role: "viewer", Node: "n9"}, func(t *testing.T, r projections.Room) {
 			require.Equal(t, "n9", r.Peers["view"].Node)
 			require.Len(t, r.Subs, 3, "subscriptions stay")

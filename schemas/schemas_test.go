@@ -38,6 +38,7 @@ var samples = map[string]events.Payload{
 
 var full = []events.Payload{
 	events.PeerJoined{Peer: "p1", Transport: "sip", Role: "viewer", Node: "n1", RemoteAddr: "[2001:db8::1]:5060", UserAgent: "Ümlaut/1.0 (x)"},
+	events.PeerJoined{Peer: "p1", Transport: "whip", Role: "publisher", Node: "n1", Identity: "alice@example.com", Name: "Alice Ä."},
 	events.TrackPublished{Peer: "p1", Track: "mic_1", Kind: "audio", Codec: "audio/opus", ClockRate: 48000, Channels: 2, FmtpLine: "minptime=10;useinbandfec=1", Layers: []string{"0"}},
 	events.TrackPublished{Peer: "p1", Track: "cam-1", Kind: "video", Codec: "video/H264", ClockRate: 90000, FmtpLine: "profile-level-id=42e01f", Layers: []string{"q", "h", "f"}},
 }
@@ -150,6 +151,7 @@ func TestInvalidEvents(t *testing.T) {
 		{"data of another type", events.TypePeerLeft, func(e, _ map[string]any) { e["type"] = events.TypeTrackUnpublished }},
 		{"data missing required field", events.TypePeerJoined, func(_, d map[string]any) { delete(d, "peer") }},
 		{"data extra field", events.TypePeerJoined, func(_, d map[string]any) { d["admin"] = true }},
+		{"empty identity", events.TypePeerJoined, func(_, d map[string]any) { d["identity"] = "" }},
 		{"data field wrong type", events.TypeSubscriptionStarted, func(_, d map[string]any) { d["publisher"] = 7 }},
 		{"data peer not an id", events.TypeSubscriptionEnded, func(_, d map[string]any) { d["peer"] = "p.1" }},
 		{"wrong role", events.TypePeerJoined, func(_, d map[string]any) { d["role"] = "admin" }},

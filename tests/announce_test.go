@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
 // TestAnnounce: with --announce the answer's host candidates carry the announced address
@@ -33,7 +35,11 @@ func TestAnnounce(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ICE gathering did not complete")
 	}
-	resp, err := http.Post(node.HTTPURL()+"/whip/announced", "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	req, err := http.NewRequest(http.MethodPost, node.HTTPURL()+"/whip/announced", strings.NewReader(pc.LocalDescription().SDP))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token(t, "announced", "announcer", auth.Publish))
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
 // TestBadInput: malformed or unwanted requests get the status the WHIP/WHEP specifications
@@ -47,10 +48,14 @@ func TestBadInput(t *testing.T) {
 		{"patch unknown session", "PATCH", "/whip/room1/nosuchsession", "application/trickle-ice-sdpfrag", "a=candidate:1 1 udp 1 127.0.0.1 9 typ host", 404, "no session"},
 		{"unknown room state", "GET", "/v1/rooms/never-seen", "", "", 404, "no history"},
 	}
+	// A token that allows everything, so that these requests fail for what they carry (the
+	// auth failures are in auth_test.go).
+	all := "Bearer " + token(t, auth.AnyRoom, "bad-input", auth.Grants...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			req, err := http.NewRequestWithContext(ctx, c.method, node.HTTPURL()+c.path, strings.NewReader(c.body))
 			require.NoError(t, err)
+			req.Header.Set("Authorization", all)
 			if c.ctype != "" {
 				req.Header.Set("Content-Type", c.ctype)
 			}

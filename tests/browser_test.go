@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/browser"
 )
 
@@ -89,6 +90,18 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 			t.Fatalf("Stop did not end the WHEP session cleanly%s", diagnose())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The node runs in dev mode (no key configured): the page says so, and took its tokens
+	// from /dev/token, so its identity is the actor of its events.
+	dev, err := browser.Eval[bool](publisher, 5*time.Second, `!document.getElementById("dev-mode").hidden`)
+	require.NoError(t, err)
+	require.True(t, dev, "the page announces dev mode")
+	require.True(t, node.DevMode())
+	rooms, err := projections.LoadRoom(t.Context(), node.Rooms(), room)
+	require.NoError(t, err)
+	require.NotEmpty(t, rooms.Peers)
+	for _, p := range rooms.Peers {
+		require.True(t, strings.HasPrefix(p.Identity, "web-"), "peer %s has the page's identity, got %q", p.Peer, p.Identity)
 	}
 }
 

@@ -91,7 +91,7 @@ func publishOnAPlayOnB(t *testing.T, a, b *app.Node, crossed func() uint64) {
 	room := newRoom("pair")
 	ctx := ctxT(t, 60*time.Second)
 
-	pub, err := rtcclient.Publish(ctx, api, a.HTTPURL(), room)
+	pub, err := rtcclient.Publish(ctx, api, a.HTTPURL(), room, asPublisher(t, room))
 	require.NoError(t, err)
 	defer pub.Close(true)
 	require.Eventually(t, func() bool {
@@ -99,10 +99,10 @@ func publishOnAPlayOnB(t *testing.T, a, b *app.Node, crossed func() uint64) {
 		return err == nil && len(r.Tracks) == 2
 	}, 15*time.Second, 20*time.Millisecond, "b sees a's tracks in the rooms bucket")
 
-	v1, err := rtcclient.Play(ctx, api, b.HTTPURL(), room)
+	v1, err := rtcclient.Play(ctx, api, b.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
 	defer v1.Close()
-	v2, err := rtcclient.Play(ctx, api, b.HTTPURL(), room)
+	v2, err := rtcclient.Play(ctx, api, b.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
 	defer v2.Close()
 	for _, v := range []*rtcclient.Viewer{v1, v2} {

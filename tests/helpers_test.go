@@ -16,6 +16,7 @@ import (
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/schemas"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -36,7 +37,38 @@ func nodeConfig(t testing.TB, name string) app.Config {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.UDPPort = 0
 	cfg.Logger = testLogger(t)
+	cfg.AuthKeys = []auth.Key{testKey}
 	return cfg
+}
+
+// testKey signs the tokens of the tests' nodes (nodeConfig configures it, so no node of a
+// test runs in dev mode unless the test says so).
+var testKey = auth.Key{ID: "test", Secret: []byte("jetmedia-tests-secret-0123456789abcdef")}
+
+// Identities of the tokens asPublisher and asViewer give.
+const (
+	publisherIdentity = "test-publisher"
+	viewerIdentity    = "test-viewer"
+)
+
+// token is a token for identity in room with grants, valid for an hour, signed with testKey.
+func token(t testing.TB, room, identity string, grants ...auth.Grant) string {
+	t.Helper()
+	k, err := auth.NewKeyring(testKey)
+	require.NoError(t, err)
+	tok, err := k.Sign(auth.NewClaims(room, identity, grants, time.Now(), time.Hour))
+	require.NoError(t, err)
+	return tok
+}
+
+// asPublisher and asViewer are rtcclient options carrying a publish or subscribe token for
+// room.
+func asPublisher(t testing.TB, room string) rtcclient.Option {
+	return rtcclient.WithToken(token(t, room, publisherIdentity, auth.Publish))
+}
+
+func asViewer(t testing.TB, room string) rtcclient.Option {
+	return rtcclient.WithToken(token(t, room, viewerIdentity, auth.Subscribe))
 }
 
 func startNode(t testing.TB, cfg app.Config) *app.Node {

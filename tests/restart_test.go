@@ -24,9 +24,9 @@ func TestRestartKeepsHistory(t *testing.T) {
 	room := newRoom("restart")
 	ctx := ctxT(t, 60*time.Second)
 
-	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room)
+	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
 	require.NoError(t, err)
-	viewer, err := rtcclient.Play(ctx, api, node.HTTPURL(), room)
+	viewer, err := rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return viewer.Video.Load() > 10 }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, viewer.Close())
@@ -52,7 +52,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 	require.Equal(t, after[len(after)-1].Seq, state.LastSeq)
 
 	// The restarted node serves the room again and extends the same history.
-	pub2, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room)
+	pub2, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub2.Close(true) })
 	require.Eventually(t, func() bool {

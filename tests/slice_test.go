@@ -23,13 +23,13 @@ func TestPublishToThreeViewers(t *testing.T) {
 	room := newRoom("three")
 	ctx := ctxT(t, 60*time.Second)
 
-	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room)
+	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
 	require.NoError(t, err)
 	defer pub.Close(true)
 
 	viewers := make([]*rtcclient.Viewer, 3)
 	for i := range viewers {
-		viewers[i], err = rtcclient.Play(ctx, api, node.HTTPURL(), room)
+		viewers[i], err = rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
 		require.NoError(t, err)
 		// Play answers as soon as one track is known; wait for both before the next viewer
 		// so every viewer gets audio and video.
@@ -39,7 +39,7 @@ func TestPublishToThreeViewers(t *testing.T) {
 				return err == nil && len(r.Tracks) == 2
 			}, 10*time.Second, 20*time.Millisecond)
 			require.NoError(t, viewers[0].Close())
-			viewers[0], err = rtcclient.Play(ctx, api, node.HTTPURL(), room)
+			viewers[0], err = rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
 			require.NoError(t, err)
 		}
 	}
@@ -70,7 +70,11 @@ func TestPublishToThreeViewers(t *testing.T) {
 	requireSameRoom(t, folded, live)
 	require.Equal(t, events.TypeRoomCreated, log[0].Type)
 	require.Equal(t, events.TypePeerJoined, log[1].Type)
-	require.Equal(t, pubPeer(t, log), log[1].Actor)
+	require.Equal(t, publisherIdentity, log[1].Actor, "the token's identity is the actor")
+	joined, err := log[1].Payload()
+	require.NoError(t, err)
+	require.Equal(t, pubPeer(t, log), joined.(events.PeerJoined).Peer)
+	require.Equal(t, publisherIdentity, joined.(events.PeerJoined).Identity)
 	published := 0
 	for _, e := range log {
 		if e.Type == events.TypeTrackPublished {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -38,6 +39,8 @@ func TestTools(t *testing.T) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.UDPPort = 0
 	cfg.NATSListen = "127.0.0.1:0"
+	key := auth.GenerateKey("cli")
+	cfg.AuthKeys = []auth.Key{key}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	node, err := app.Start(ctx, cfg)
@@ -46,7 +49,9 @@ func TestTools(t *testing.T) {
 
 	api, err := rtcclient.NewAPI()
 	require.NoError(t, err)
-	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), "cli-room")
+	tok, err := runCLI(t, "token", "--room", "cli-room", "--identity", "cli-user", "--grants", "publish", "--auth-key", key.String())
+	require.NoError(t, err)
+	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), "cli-room", rtcclient.WithToken(strings.TrimSpace(tok)))
 	require.NoError(t, err)
 	defer pub.Close(true)
 	require.Eventually(t, func() bool {

@@ -78,6 +78,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
+	addAuthKeyFlags(fs, &cfg.AuthKeys)
 	return fs
 }
 
@@ -86,7 +87,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := "info"
 	fs := serveFlags(&cfg, &logLevel)
 	fs.SetOutput(stderr)
-	pprofAddr := fs.String("pprof", "", "host:port to serve Go's profiler (net/http/pprof) on; off by default")
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
@@ -101,13 +101,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = log
-	if *pprofAddr != "" {
-		stopPprof, err := startPprof(*pprofAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopPprof()
-	}
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	node, err := app.Start(startCtx, cfg)

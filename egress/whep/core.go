@@ -12,17 +12,22 @@ type Output = rtc.Output
 
 // Core is the sans-IO state machine of one WHEP session.
 type Core struct {
-	lc        rtc.Lifecycle
-	peer      string
-	node      string
-	publisher string
-	tracks    []string
+	lc             rtc.Lifecycle
+	peer           string
+	node           string
+	identity, name string
+	publisher      string
+	tracks         []string
 }
 
 // NewCore returns the core of viewer peer on node, playing tracks of publisher.
 func NewCore(t rtc.Timeouts, peer, node, publisher string, tracks []string) *Core {
 	return &Core{lc: rtc.NewLifecycle(t), peer: peer, node: node, publisher: publisher, tracks: tracks}
 }
+
+// SetIdentity records the token identity and display name that opened the session, for its
+// peer.joined event. Call it before Answered.
+func (c *Core) SetIdentity(identity, name string) { c.identity, c.name = identity, name }
 
 // State is the session's current state.
 func (c *Core) State() rtc.State { return c.lc.State() }
@@ -34,7 +39,7 @@ func (c *Core) Answered(now time.Time, remoteAddr, userAgent string) Output {
 	}
 	out := Output{Events: []events.Payload{events.PeerJoined{
 		Peer: c.peer, Transport: events.TransportWHEP, Role: "viewer", Node: c.node,
-		RemoteAddr: remoteAddr, UserAgent: userAgent,
+		RemoteAddr: remoteAddr, UserAgent: userAgent, Identity: c.identity, Name: c.name,
 	}}}
 	for _, t := range c.tracks {
 		out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.peer, Track: t, Publisher: c.publisher})

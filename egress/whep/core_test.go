@@ -199,3 +199,11 @@ func TestCoreGolden(t *testing.T) {
 	require.NoError(t, err, "run with -update to create it")
 	require.Equal(t, string(want), b.String())
 }
+
+func TestCoreIdentity(t *testing.T) {
+	c := newCore()
+	c.SetIdentity("bob", "")
+	out := c.Answered(t0, "10.0.0.2:5000", "chrome")
+	require.Equal(t, events.PeerJoined{Peer: "view", Transport: "whep", Role: "viewer", Node: "n2",
+		RemoteAddr: "10.0.0.2:5000", UserAgent: "chrome", Identity: "bob"}, out.Events[0])
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Bus      *pipeline.MediaBus
 	Hub      *forward.Hub
 	Catalog  Catalog
+	// Auth checks bearer tokens: POST needs the subscribe grant for the room, PATCH and
+	// DELETE the session owner's identity (or admin).
+	Auth rtc.Authorizer
 	// Prefix is the URL path the routes live under (default "/whep").
 	Prefix   string
 	Timeouts rtc.Timeouts
@@ -60,8 +64,8 @@ type Handler struct {
 
 // New returns a handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Hub == nil || cfg.Catalog == nil {
-		return nil, errors.New("whep: API, Sessions, Bus, Hub and Catalog are required")
+	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Hub == nil || cfg.Catalog == nil || cfg.Auth == nil {
+		return nil, errors.New("whep: API, Sessions, Bus, Hub, Catalog and Auth are required")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/whep"
@@ -106,6 +110,10 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	if peer != "" && !events.ValidID(peer) {
 		return rtc.Errorf(http.StatusBadRequest, "peer %q is not a valid id", peer)
 	}
+	claims, err := h.cfg.Auth.Authorize(r, room, auth.Subscribe, reg.Now())
+	if err != nil {
+		return rtc.AuthError(err)
+	}
 	offer, parsed, err := rtc.ReadOffer(r)
 	if err != nil {
 		return err
@@ -148,7 +156,9 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := events.NewID()
 	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, id, reg.Node(), publisher, ids)}
-	v.s = reg.NewSession(id, room, pc, v.core, h.log.With("room", room, "session", id))
+	v.core.SetIdentity(claims.Identity, claims.Name)
+	v.s = reg.NewSession(id, room, pc, v.core, h.log.With("room", room, "session", id, "identity", claims.Identity))
+	v.s.Identity = claims.Identity
 	v.s.OnPLI = v.sendPLI
 	ok := false
 	defer func() {
@@ -185,7 +195,7 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
 	if err != nil {
 		rtc.WriteError(w, r, h.log, err)
 		return
@@ -196,7 +206,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
 	if err == nil {
 		err = rtc.Trickle(r, s.PC)
 	}

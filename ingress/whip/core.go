@@ -22,16 +22,21 @@ type Output = rtc.Output
 
 // Core is the sans-IO state machine of one WHIP session.
 type Core struct {
-	lc     rtc.Lifecycle
-	peer   string
-	node   string
-	tracks []string
+	lc             rtc.Lifecycle
+	peer           string
+	node           string
+	identity, name string
+	tracks         []string
 }
 
 // NewCore returns the core of a new session of peer on node.
 func NewCore(t rtc.Timeouts, peer, node string) *Core {
 	return &Core{lc: rtc.NewLifecycle(t), peer: peer, node: node}
 }
+
+// SetIdentity records the token identity and display name that opened the session, for its
+// peer.joined event. Call it before Answered.
+func (c *Core) SetIdentity(identity, name string) { c.identity, c.name = identity, name }
 
 // State is the session's current state.
 func (c *Core) State() rtc.State { return c.lc.State() }
@@ -46,7 +51,7 @@ func (c *Core) Answered(now time.Time, remoteAddr, userAgent string) Output {
 	}
 	return Output{Events: []events.Payload{events.PeerJoined{
 		Peer: c.peer, Transport: events.TransportWHIP, Role: "publisher", Node: c.node,
-		RemoteAddr: remoteAddr, UserAgent: userAgent,
+		RemoteAddr: remoteAddr, UserAgent: userAgent, Identity: c.identity, Name: c.name,
 	}}}
 }
 

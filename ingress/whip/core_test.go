@@ -218,3 +218,11 @@ func golden(t *testing.T, path, got string) {
 	require.NoError(t, err, "run with -update to create it")
 	require.Equal(t, string(want), got)
 }
+
+func TestCoreIdentity(t *testing.T) {
+	c := whip.NewCore(timeouts, "pub", "n1")
+	c.SetIdentity("alice", "Alice")
+	out := c.Answered(t0, "10.0.0.1:5000", "obs")
+	require.Equal(t, []events.Payload{events.PeerJoined{Peer: "pub", Transport: "whip", Role: "publisher", Node: "n1",
+		RemoteAddr: "10.0.0.1:5000", UserAgent: "obs", Identity: "alice", Name: "Alice"}}, out.Events)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -21,6 +22,9 @@ type Config struct {
 	API      *webrtc.API
 	Sessions *rtc.Registry
 	Bus      *pipeline.MediaBus
+	// Auth checks bearer tokens: POST needs the publish grant for the room, PATCH and DELETE
+	// the session owner's identity (or admin).
+	Auth rtc.Authorizer
 	// Prefix is the URL path the routes live under (default "/whip").
 	Prefix   string
 	Timeouts rtc.Timeouts
@@ -55,8 +59,8 @@ func (h *Handler) Stats() Stats {
 
 // New returns a handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil {
-		return nil, errors.New("whip: API, Sessions and Bus are required")
+	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Auth == nil {
+		return nil, errors.New("whip: API, Sessions, Bus and Auth are required")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/whip"
@@ -95,6 +99,10 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	if !events.ValidID(room) {
 		return rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id (1-64 of A-Z a-z 0-9 _ -)", room)
 	}
+	claims, err := h.cfg.Auth.Authorize(r, room, auth.Publish, reg.Now())
+	if err != nil {
+		return rtc.AuthError(err)
+	}
 	offer, parsed, err := rtc.ReadOffer(r)
 	if err != nil {
 		return err
@@ -111,7 +119,9 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := events.NewID()
 	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, id, reg.Node()), ssrc: map[string]webrtc.SSRC{}}
-	p.s = reg.NewSession(id, room, pc, p.core, h.log.With("room", room, "session", id))
+	p.core.SetIdentity(claims.Identity, claims.Name)
+	p.s = reg.NewSession(id, room, pc, p.core, h.log.With("room", room, "session", id, "identity", claims.Identity))
+	p.s.Identity = claims.Identity
 	p.s.OnPLI = p.sendPLI
 	ok := false
 	defer func() {
@@ -139,7 +149,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
 	if err != nil {
 		rtc.WriteError(w, r, h.log, err)
 		return
@@ -150,7 +160,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.Find(r.PathValue("room"), r.PathValue("session"))
+	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
 	if err == nil {
 		err = rtc.Trickle(r, s.PC)
 	}

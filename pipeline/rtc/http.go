@@ -22,6 +22,8 @@ type HTTPError struct {
 	Msg    string
 	// RetryAfter, in seconds, is sent as Retry-After when non-zero.
 	RetryAfter int
+	// Challenge is sent as WWW-Authenticate when set (401 and 403 of bearer-token checks).
+	Challenge string
 }
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Msg) }
@@ -43,6 +45,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	if he.RetryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(he.RetryAfter))
+	}
+	if he.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", he.Challenge)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(he.Status)

@@ -183,8 +183,12 @@ func (r *Registry) tick() {
 type Session struct {
 	ID   string
 	Room string
-	PC   *webrtc.PeerConnection
-	Log  *slog.Logger
+	// Identity is the token identity that created the session (set before Add, never
+	// changed): the actor of the session's events and the owner its PATCH and DELETE need.
+	// Empty: the session's id is the actor.
+	Identity string
+	PC       *webrtc.PeerConnection
+	Log      *slog.Logger
 	// OnPLI sends a keyframe request for a track (toward the publisher); called under the
 	// session lock.
 	OnPLI func(track string)
@@ -256,9 +260,13 @@ func (s *Session) StepErr(in func(Core) Output) error {
 
 func (s *Session) append(ps []events.Payload) error {
 	now := s.reg.cfg.Now()
+	actor := s.Identity
+	if actor == "" {
+		actor = s.ID
+	}
 	envs := make([]events.Envelope, 0, len(ps))
 	for _, p := range ps {
-		e, err := events.New(events.Meta{Room: s.Room, Actor: s.ID, Node: s.reg.cfg.Node, Time: now}, p)
+		e, err := events.New(events.Meta{Room: s.Room, Actor: actor, Node: s.reg.cfg.Node, Time: now}, p)
 		if err != nil {
 			return err
 		}

@@ -52,9 +52,32 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
 }
 
+// Option configures Publish and Play.
+type Option func(*options)
+
+type options struct{ token string }
+
+// WithToken sends token as the bearer token (Authorization: Bearer) of the POST and of the
+// session's DELETE.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+func setToken(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+}
+
 // exchange posts the offer (after ICE gathering) and applies the answer; it returns the
 // session URL.
-func exchange(ctx context.Context, pc *webrtc.PeerConnection, endpoint string) (string, error) {
+func exchange(ctx context.Context, pc *webrtc.PeerConnection, endpoint, token string) (string, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return "", err
@@ -73,6 +96,7 @@ func exchange(ctx context.Context, pc *webrtc.PeerConnection, endpoint string) (
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/sdp")
+	setToken(req, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
@@ -96,18 +120,20 @@ func exchange(ctx context.Context, pc *webrtc.PeerConnection, endpoint string) (
 	return loc.ResolveReference(rel).String(), nil
 }
 
-func deleteSession(location string) error {
+func deleteSession(location, token string) error {
 	req, err := http.NewRequest(http.MethodDelete, location, nil)
 	if err != nil {
 		return err
 	}
+	setToken(req, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return &HTTPError{Status: resp.StatusCode}
+		return &HTTPError{Status: resp.StatusCode, Body: string(body)}
 	}
 	return nil
 }
@@ -116,6 +142,7 @@ func deleteSession(location string) error {
 type Publisher struct {
 	PC       *webrtc.PeerConnection
 	Location string
+	token    string
 	// PLIs counts keyframe requests received from the server.
 	PLIs atomic.Int64
 	// Sent counts RTP packets sent.
@@ -127,14 +154,16 @@ type Publisher struct {
 	once         sync.Once
 }
 
-// Publish starts publishing to baseURL/whip/room and sends packets until Close: video at
-// 30 packets/s (one per frame, a keyframe every 2 s or on PLI) and audio at 50 packets/s.
-func Publish(ctx context.Context, api *webrtc.API, baseURL, room string) (*Publisher, error) {
+// Publish starts publishing to baseURL/whip/room (with the options, e.g. WithToken) and sends
+// packets until Close: video at 30 packets/s (one per frame, a keyframe every 2 s or on PLI)
+// and audio at 50 packets/s.
+func Publish(ctx context.Context, api *webrtc.API, baseURL, room string, opts ...Option) (*Publisher, error) {
+	o := collect(opts)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{PC: pc}
+	p := &Publisher{PC: pc, token: o.token}
 	p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "pub")
 	if err != nil {
 		return nil, err
@@ -152,7 +181,7 @@ func Publish(ctx context.Context, api *webrtc.API, baseURL, room string) (*Publi
 		}
 		senders = append(senders, tr.Sender())
 	}
-	loc, err := exchange(ctx, pc, strings.TrimRight(baseURL, "/")+"/whip/"+room)
+	loc, err := exchange(ctx, pc, strings.TrimRight(baseURL, "/")+"/whip/"+room, o.token)
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
@@ -243,7 +272,7 @@ func (p *Publisher) Close(leave bool) error {
 	p.once.Do(func() {
 		p.cancel()
 		if leave {
-			err = deleteSession(p.Location)
+			err = deleteSession(p.Location, p.token)
 		}
 		err = errors.Join(err, p.PC.Close())
 		p.wg.Wait()
@@ -255,6 +284,7 @@ func (p *Publisher) Close(leave bool) error {
 type Viewer struct {
 	PC       *webrtc.PeerConnection
 	Location string
+	token    string
 	// Video and Audio count RTP packets received per kind.
 	Video, Audio atomic.Int64
 	// FirstVideo is when the first video packet arrived (zero until then).
@@ -269,9 +299,10 @@ type Viewer struct {
 
 // Play starts playing baseURL/whep/room (or path, if given, e.g. "room/peer"), retrying
 // while the server answers 409 (nothing published yet) until ctx ends.
-func Play(ctx context.Context, api *webrtc.API, baseURL, path string) (*Viewer, error) {
+func Play(ctx context.Context, api *webrtc.API, baseURL, path string, opts ...Option) (*Viewer, error) {
+	o := collect(opts)
 	for {
-		v, err := playOnce(ctx, api, baseURL, path)
+		v, err := playOnce(ctx, api, baseURL, path, o)
 		var he *HTTPError
 		if err == nil || !errors.As(err, &he) || he.Status != http.StatusConflict {
 			return v, err
@@ -284,12 +315,12 @@ func Play(ctx context.Context, api *webrtc.API, baseURL, path string) (*Viewer, 
 	}
 }
 
-func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string) (*Viewer, error) {
+func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string, o options) (*Viewer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	v := &Viewer{PC: pc}
+	v := &Viewer{PC: pc, token: o.token}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			_ = pc.Close()
@@ -317,7 +348,7 @@ func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string) (*View
 			counter.Add(1)
 		}
 	})
-	loc, err := exchange(ctx, pc, strings.TrimRight(baseURL, "/")+"/whep/"+path)
+	loc, err := exchange(ctx, pc, strings.TrimRight(baseURL, "/")+"/whep/"+path, o.token)
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
@@ -352,7 +383,7 @@ func (v *Viewer) NACKLastVideo() (uint16, error) {
 func (v *Viewer) Close() error {
 	var err error
 	v.once.Do(func() {
-		err = errors.Join(deleteSession(v.Location), v.PC.Close())
+		err = errors.Join(deleteSession(v.Location, v.token), v.PC.Close())
 		v.wg.Wait()
 	})
 	return err

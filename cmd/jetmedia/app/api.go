@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -55,6 +56,9 @@ func (n *Node) registerAPI(mux *http.ServeMux) {
 		writeJSON(w, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
 	mux.HandleFunc("GET /v1/rooms", func(w http.ResponseWriter, r *http.Request) {
+		if !n.authorizeAdmin(w, r, auth.AnyRoom) {
+			return
+		}
 		rooms, err := projections.Rooms(r.Context(), n.rooms)
 		if err != nil {
 			rtc.WriteError(w, r, n.log, err)
@@ -72,6 +76,9 @@ func (n *Node) registerAPI(mux *http.ServeMux) {
 		id := r.PathValue("room")
 		if !events.ValidID(id) {
 			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
+			return
+		}
+		if !n.authorizeAdmin(w, r, id) {
 			return
 		}
 		room, err := projections.LoadRoom(r.Context(), n.rooms, id)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
 // Config is a node's configuration. Defaults() gives one that works on one machine.
@@ -49,7 +50,10 @@ type Config struct {
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
 	ConnectTimeout  time.Duration
 	DisconnectGrace time.Duration
-	Logger          *slog.Logger
+	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
+	// and GET /dev/token to mint tokens (README "Auth").
+	AuthKeys []auth.Key
+	Logger   *slog.Logger
 }
 
 // Defaults returns the documented defaults.
@@ -111,6 +115,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		errs = append(errs, errors.New("routes need a cluster listen address"))
+	}
+	if len(c.AuthKeys) > 0 {
+		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
 		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))

@@ -23,6 +23,7 @@ import (
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/ingress/whip"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -50,6 +51,8 @@ type Node struct {
 	hub      *forward.Hub
 	whipReg  *rtc.Registry
 	whepReg  *rtc.Registry
+	keys     *auth.Keyring // verifies tokens; see auth.go
+	devMode  bool
 	whip     *whip.Handler
 	metrics  *metrics
 	router   *message.Router
@@ -137,6 +140,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
+	if err = n.setupAuth(); err != nil {
+		return nil, err
+	}
 	n.metrics = newMetrics(n)
 	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
@@ -144,13 +150,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Timeouts: timeouts, Logger: log})
+	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Auth: n.keys, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	n.whip = wh
 	we, err := whep.New(whep.Config{API: n.edge.API, Sessions: n.whepReg, Bus: n.bus, Hub: n.hub,
-		Catalog: catalog{kv: n.rooms}, Timeouts: timeouts, Logger: log})
+		Catalog: catalog{kv: n.rooms}, Auth: n.keys, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	wh.Register(mux)
 	we.Register(mux)
 	n.registerAPI(mux)
+	n.registerAuth(mux)
 	n.registerOps(mux)
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {

@@ -3,6 +3,10 @@
 //
 // Signalling is non-trickle: the server answers with a complete SDP and has no
 // PATCH endpoint, so the offer is sent only once ICE gathering has finished.
+//
+// Every request carries a bearer token (RFC 9725 §4.4): the one pasted in the
+// page (or given as ?token=), else, on a server in dev mode, one minted by
+// GET /dev/token for this room with just the grant the action needs.
 
 const ICE_GATHER_CAP_MS = 2000; // send what we have if gathering stalls (e.g. an unreachable STUN).
 const WHEP_RETRY_MS = 500; // poll interval while the room has no publisher (409).
@@ -30,12 +34,12 @@ function waitIceGathering(pc) {
 
 // negotiate POSTs pc's offer to endpoint, applies the answer and returns the
 // session URL. It throws HTTPError for non-201 answers so callers can retry.
-async function negotiate(pc, endpoint, signal) {
+async function negotiate(pc, endpoint, token, signal) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitIceGathering(pc);
   const res = await fetch(endpoint, {
     method: "POST",
-    headers: { "Content-Type": "application/sdp" },
+    headers: { "Content-Type": "application/sdp", ...authHeader(token) },
     body: pc.localDescription.sdp,
     signal,
   });
@@ -47,14 +51,18 @@ async function negotiate(pc, endpoint, signal) {
   return new URL(location, endpoint).href;
 }
 
+function authHeader(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 // whipPublish sends every track of stream to endpoint.
-export async function whipPublish(endpoint, stream, signal) {
+export async function whipPublish(endpoint, stream, token, signal) {
   const pc = new RTCPeerConnection();
   try {
     for (const track of stream.getTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
-    return { pc, url: await negotiate(pc, endpoint, signal) };
+    return { pc, token, url: await negotiate(pc, endpoint, token, signal) };
   } catch (err) {
     pc.close();
     throw err;
@@ -63,7 +71,7 @@ export async function whipPublish(endpoint, stream, signal) {
 
 // whepPlay receives the room's video and audio, retrying while the room has
 // no publisher yet. onTrack is called with the remote MediaStream.
-export async function whepPlay(endpoint, onTrack, signal, onWaiting = () => {}) {
+export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () => {}) {
   for (;;) {
     const pc = new RTCPeerConnection();
     pc.addTransceiver("video", { direction: "recvonly" });
@@ -74,7 +82,7 @@ export async function whepPlay(endpoint, onTrack, signal, onWaiting = () => {}) 
       onTrack(stream);
     };
     try {
-      return { pc, url: await negotiate(pc, endpoint, signal) };
+      return { pc, token, url: await negotiate(pc, endpoint, token, signal) };
     } catch (err) {
       pc.close();
       if (!(err instanceof HTTPError) || err.status !== 409) throw err;
@@ -87,7 +95,7 @@ export async function whepPlay(endpoint, onTrack, signal, onWaiting = () => {}) 
 // stopSession tears a WHIP or WHEP session down on both ends.
 export async function stopSession(session, keepalive = false) {
   session.pc.close();
-  const res = await fetch(session.url, { method: "DELETE", keepalive });
+  const res = await fetch(session.url, { method: "DELETE", keepalive, headers: authHeader(session.token) });
   if (!res.ok) throw new HTTPError(res.status, await res.text());
 }
 
@@ -113,6 +121,32 @@ const roles = {
 let state = "idle";
 
 $("room").value = params.get("room") || "demo";
+$("token").value = params.get("token") || "";
+// One identity per page load: the actor of this tab's events, and the owner of its sessions.
+const identity = params.get("identity") || `web-${Math.random().toString(36).slice(2, 10)}`;
+let devMode = false;
+
+// token returns the pasted token, or in dev mode a fresh one for room with grant.
+async function token(room, grant, signal) {
+  const pasted = $("token").value.trim();
+  if (pasted) return pasted;
+  const q = new URLSearchParams({ room, identity, grants: grant });
+  if (params.get("name")) q.set("name", params.get("name"));
+  const res = await fetch(new URL(`dev/token?${q}`, document.baseURI), { signal });
+  if (res.status === 404) {
+    throw new Error(`this server needs a token with the ${grant} grant for room ${room}: ` +
+      `paste one (jetmedia token --room ${room} --identity you --grants ${grant})`);
+  }
+  if (!res.ok) throw new HTTPError(res.status, await res.text());
+  return (await res.json()).token;
+}
+
+// Dev mode is announced on the page: anyone who reaches this server can mint tokens.
+async function detectDevMode() {
+  const res = await fetch(new URL("dev/token?room=demo&grants=subscribe", document.baseURI), { method: "HEAD" });
+  devMode = res.ok;
+  $("dev-mode").hidden = !devMode;
+}
 
 function setStatus(next, detail = "", isError = false) {
   state = next;
@@ -121,10 +155,14 @@ function setStatus(next, detail = "", isError = false) {
   el.classList.toggle("error", isError);
 }
 
-function endpoint(kind) {
+function roomName() {
   const room = $("room").value.trim();
   if (!room) throw new Error("room name is empty");
-  return new URL(`${kind}/${encodeURIComponent(room)}`, document.baseURI).href;
+  return room;
+}
+
+function endpoint(kind) {
+  return new URL(`${kind}/${encodeURIComponent(roomName())}`, document.baseURI).href;
 }
 
 function setBusy(role, busy) {
@@ -189,13 +227,15 @@ function publish() {
     if (signal.aborted) media.getTracks().forEach((t) => t.stop());
     signal.throwIfAborted();
     roles.publish.video.srcObject = media;
+    const tok = await token(roomName(), "publish", signal);
     setStatus("publish", "sending offer");
-    return whipPublish(endpoint("whip"), media, signal);
+    return whipPublish(endpoint("whip"), media, tok, signal);
   });
 }
 
 function play() {
-  return run("play", (signal) => {
+  return run("play", async (signal) => {
+    const tok = await token(roomName(), "subscribe", signal);
     setStatus("play", "sending offer");
     const video = roles.play.video;
     const onTrack = (stream) => {
@@ -208,7 +248,7 @@ function play() {
       });
     };
     const onWaiting = () => setStatus("waiting", "no publisher in this room yet, retrying");
-    return whepPlay(endpoint("whep"), onTrack, signal, onWaiting);
+    return whepPlay(endpoint("whep"), tok, onTrack, signal, onWaiting);
   });
 }
 
@@ -228,7 +268,7 @@ window.addEventListener("pagehide", () => {
 // window.jetmedia is the page's test hook: counters summed over both sessions.
 window.jetmedia = {
   async stats() {
-    const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state };
+    const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity };
     for (const role of Object.values(roles)) {
       if (!role.session) continue;
       const report = await role.session.pc.getStats();
@@ -246,5 +286,7 @@ window.jetmedia = {
 };
 
 const auto = params.get("auto");
-if (auto === "publish") publish();
-else if (auto === "play") play();
+detectDevMode().catch((err) => console.warn("dev mode probe:", err)).finally(() => {
+  if (auto === "publish") publish();
+  else if (auto === "play") play();
+});
