@@ -25,7 +25,7 @@ type env struct {
 
 // start runs a real embedded server with JetStream in a temporary directory and declares the
 // stream and bucket.
-func start(t *testing.T) env {
+func start(t testing.TB) env {
 	t.Helper()
 	ctx := t.Context()
 	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "proj-test", JetStream: true, StoreDir: t.TempDir()})

@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -91,4 +95,119 @@ func TestAuditVerify(t *testing.T) {
 	require.ErrorContains(t, err, "valid room id")
 	_, err = runCLI(t, "audit")
 	require.ErrorIs(t, err, errUsage)
+}
+
+func TestReplayAt(t *testing.T) {
+	evs := loggen.Events("timeline", 200, 5, genStart, time.Second)
+	for i := range evs {
+		evs[i].Seq = uint64(i + 1) // the only room of a fresh stream
+	}
+	dir := withStore(t, func(js jetstream.JetStream) {
+		i := 0
+		require.NoError(t, loggen.Write(t.Context(), js, len(evs), func() events.Envelope { i++; return evs[i-1] }))
+	})
+	data := "--data=" + dir
+	type replayJSON struct {
+		At     *time.Time        `json:"at"`
+		Events []events.Envelope `json:"events"`
+		State  app.RoomView      `json:"state"`
+	}
+	for _, k := range []int{0, 1, 57, 120, 199} {
+		at := evs[k].Time
+		out, err := runCLI(t, "replay", data, "--room", "timeline", "--at", at.Format(time.RFC3339Nano), "--json")
+		require.NoError(t, err)
+		var got replayJSON
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		require.True(t, got.At.Equal(at))
+		want, err := projections.FoldUntil("timeline", evs, at)
+		require.NoError(t, err)
+		n := 0
+		for n < len(evs) && projections.Before(evs[n], at) {
+			n++
+		}
+		require.Len(t, got.Events, n)
+		require.Equal(t, mustJSON(t, app.ViewOf(want)), mustJSON(t, got.State), "state at event %d", k)
+
+		text, err := runCLI(t, "replay", data, "--room", "timeline", "--at", at.Format(time.RFC3339Nano))
+		require.NoError(t, err)
+		require.Contains(t, text, "state at "+at.Format(time.RFC3339Nano)+":")
+		require.Equal(t, len(got.Events), strings.Count(text, "actor="), "one timeline line per event")
+	}
+	// A duration ago: long after the generated history, so everything.
+	out, err := runCLI(t, "replay", data, "--room", "timeline", "--at", "5m", "--json")
+	require.NoError(t, err)
+	var all replayJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &all))
+	require.Len(t, all.Events, len(evs))
+
+	_, err = runCLI(t, "replay", data, "--room", "timeline", "--at", genStart.Add(-time.Hour).Format(time.RFC3339))
+	require.ErrorContains(t, err, "no events at or before")
+	_, err = runCLI(t, "replay", data, "--room", "timeline", "--at", "yesterday")
+	require.ErrorContains(t, err, "neither an RFC 3339 time")
+	_, err = runCLI(t, "replay", data, "--room", "nobody")
+	require.ErrorContains(t, err, "has no events")
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestParseInstant(t *testing.T) {
+	now := time.Date(2026, 11, 3, 14, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Time
+		err  bool
+	}{
+		{in: "2026-11-03T14:03:00Z", want: time.Date(2026, 11, 3, 14, 3, 0, 0, time.UTC)},
+		{in: "2026-11-03T15:03:00.5+01:00", want: time.Date(2026, 11, 3, 14, 3, 0, 5e8, time.UTC)},
+		{in: "5m", want: now.Add(-5 * time.Minute)},
+		{in: "2h30m", want: now.Add(-150 * time.Minute)},
+		{in: "0s", want: now},
+		{in: "-5m", err: true},
+		{in: "2026-11-03", err: true},
+		{in: "", err: true},
+	}
+	for _, c := range cases {
+		got, err := parseInstant(c.in, now)
+		if c.err {
+			require.Error(t, err, c.in)
+			continue
+		}
+		require.NoError(t, err, c.in)
+		require.True(t, c.want.Equal(got), "%s: %s", c.in, got)
+	}
+}
+
+func TestProgressOnlyOnTerminals(t *testing.T) {
+	var buf strings.Builder
+	require.Nil(t, newProgress(&buf, "x", 10), "not a file")
+	f, err := os.Create(t.TempDir() + "/out")
+	require.NoError(t, err)
+	defer f.Close()
+	require.Nil(t, newProgress(f, "x", 10), "a regular file (redirected stderr)")
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.Nil(t, newProgress(w, "x", 10), "a pipe")
+	var p *progress // what the commands hold when stderr is not a terminal
+	p.tick(1)
+	p.done()
+
+	// /dev/null is a character device, like a terminal: the reporter runs (into nothing).
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer null.Close()
+	p = newProgress(null, "x", 100_000)
+	require.NotNil(t, p)
+	p.lastPrint = p.lastPrint.Add(-time.Second)
+	for seq := range uint64(100_000) {
+		p.tick(seq + 1)
+	}
+	require.True(t, p.printed)
+	p.done()
 }

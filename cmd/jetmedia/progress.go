@@ -76,3 +76,18 @@ func (p *progress) done() {
 	d := time.Since(p.start)
 	fmt.Fprintf(p.w, "\r\033[K%s: %d events in %s (%.0f events/s)\n", p.label, p.n, d.Round(time.Millisecond), float64(p.n)/d.Seconds())
 }
+
+// parseInstant reads an instant given on the command line: RFC 3339 (with or without a
+// fraction), or a duration ago relative to now ("5m", "2h30m").
+func parseInstant(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("%q: a duration ago must not be negative", s)
+		}
+		return now.Add(-d).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-03T14:03:00Z) nor a duration ago (5m)", s)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -211,49 +212,78 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var cf connFlags
 	cf.register(fs)
 	room := fs.String("room", "", "the room to replay (required)")
-	asJSON := fs.Bool("json", false, "print JSON: {events, state}")
+	atFlag := fs.String("at", "", "replay up to this instant: RFC 3339 (2026-11-03T14:03:00Z) or a duration ago (5m, 2h30m); default: now")
+	asJSON := fs.Bool("json", false, "print JSON: {at, events, state}")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if !events.ValidID(*room) {
 		return fmt.Errorf("--room %q: give a valid room id", *room)
 	}
+	var at time.Time
+	if *atFlag != "" {
+		var err error
+		if at, err = parseInstant(*atFlag, time.Now()); err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+	}
 	c, err := cf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	state := projections.NewRoom(*room)
+	head, err := headSeq(ctx, c.js, pipeline.RoomEventsFilter(*room))
+	if err != nil {
+		return err
+	}
+	if head == 0 {
+		return fmt.Errorf("room %q has no events", *room)
+	}
+	prog := newProgress(stderr, "replay", head)
 	var log []events.Envelope
-	err = pipeline.Read(ctx, c.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(*room)}, func(e events.Envelope) error {
-		var err error
-		if state, err = projections.Fold(state, e); err != nil {
-			return err
-		}
+	out := bufio.NewWriter(stdout)
+	state, err := projections.StateAt(ctx, c.js, *room, at, func(e events.Envelope) error {
+		prog.tick(e.Seq)
 		if *asJSON {
 			log = append(log, e)
-		} else {
-			fmt.Fprintln(stdout, timelineLine(e))
+			return nil
 		}
-		return nil
+		_, err := fmt.Fprintln(out, timelineLine(e))
+		return err
 	})
+	prog.done()
 	if err != nil {
 		return err
 	}
 	if !state.Exists() {
-		return fmt.Errorf("room %q has no events", *room)
+		return fmt.Errorf("room %q has no events at or before %s", *room, at.Format(time.RFC3339Nano))
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
+		if log == nil {
+			log = []events.Envelope{}
+		}
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		var atOut *time.Time
+		if !at.IsZero() {
+			atOut = &at
+		}
+		if err := enc.Encode(struct {
+			At     *time.Time        `json:"at,omitempty"`
 			Events []events.Envelope `json:"events"`
 			State  app.RoomView      `json:"state"`
-		}{log, app.ViewOf(state)})
+		}{atOut, log, app.ViewOf(state)}); err != nil {
+			return err
+		}
+		return out.Flush()
 	}
-	fmt.Fprintln(stdout, "\nstate after the last event:")
-	printState(stdout, app.ViewOf(state))
-	return nil
+	if at.IsZero() {
+		fmt.Fprintln(out, "\nstate after the last event:")
+	} else {
+		fmt.Fprintf(out, "\nstate at %s:\n", at.Format(time.RFC3339Nano))
+	}
+	printState(out, app.ViewOf(state))
+	return out.Flush()
 }
 
 // timelineLine is one human-readable line of a timeline: time, sequence, type, actor and the
