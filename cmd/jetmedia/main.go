@@ -28,6 +28,9 @@ Usage:
                                          with the live rooms projection
   jetmedia token --room R --identity I [--grants publish,subscribe,data,admin] [--ttl 1h]
                                          print an access token signed with --auth-key
+  jetmedia load --url URL [--publishers P] [--subscribers S] [--ramp D] [--duration D] [--json]
+                                         drive a running server with synthetic WHIP publishers
+                                         and WHEP subscribers; report loss, latency, server CPU
 
 Every command but serve reads the node's data directory (--data, default ./data) directly
 when no server runs on it, or the NATS URL given with --nats (or JETMEDIA_NATS), or the one a
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return auditCmd(ctx, rest, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, rest, stdout, stderr)
+	case "load":
+		return loadCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -87,6 +87,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := "info"
 	fs := serveFlags(&cfg, &logLevel)
 	fs.SetOutput(stderr)
+	pprofAddr := fs.String("pprof", "", "host:port to serve Go's profiler (net/http/pprof) on; off by default")
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
@@ -101,6 +102,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = log
+	if *pprofAddr != "" {
+		stopPprof, err := startPprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	node, err := app.Start(startCtx, cfg)

@@ -1,0 +1,435 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// newAPI returns the pion API every client of a run shares: default codecs and interceptors
+// (NACK, RTCP reports, TWCC, as a browser has). Against a server on loopback it gathers
+// loopback candidates only, so the run never sends traffic off the machine.
+func newAPI(loopback bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	var se webrtc.SettingEngine
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopback {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// isLoopback reports whether the server URL names this machine by a loopback address.
+func isLoopback(u *url.URL) bool {
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// httpStatusError is a non-2xx reply of the server.
+type httpStatusError struct {
+	Status int
+	Body   string
+}
+
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
+}
+
+// exchange posts pc's offer (after ICE gathering: no trickle) to endpoint, applies the answer
+// and returns the session URL.
+func exchange(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, endpoint, token string) (string, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	setToken(req, token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		return "", &httpStatusError{Status: resp.StatusCode, Body: string(body)}
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		return "", err
+	}
+	base, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	loc := resp.Header.Get("Location")
+	rel, err := url.Parse(loc)
+	if err != nil || loc == "" {
+		return "", fmt.Errorf("load: no usable Location header: %q", loc)
+	}
+	return base.ResolveReference(rel).String(), nil
+}
+
+// deleteSession ends a WHIP/WHEP session; errors are not interesting at the end of a run.
+func deleteSession(hc *http.Client, location, token string) {
+	if location == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return
+	}
+	setToken(req, token)
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+func setToken(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+}
+
+// counters of packets and bytes, updated with atomics by one sender or reader.
+type counters struct {
+	packets, bytes atomic.Uint64
+}
+
+func (c *counters) add(n int) {
+	c.packets.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+// publisher sends one synthetic video track (VP8 framing, at a bitrate and frame rate) and
+// one audio track (Opus, 50 packets/s) through WHIP.
+type publisher struct {
+	room     string
+	token    string
+	pc       *webrtc.PeerConnection
+	location string
+
+	video, audio         *webrtc.TrackLocalStaticRTP
+	videoSent, audioSent counters
+	// videoSeq and audioSeq are the next probe sequence numbers: a subscriber's loss is
+	// measured up to the last one sent.
+	videoSeq, audioSeq atomic.Uint32
+	plis               atomic.Uint64
+	keyframe           chan struct{}
+
+	wg sync.WaitGroup
+}
+
+func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL, room, token string, audio bool) (*publisher, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	p := &publisher{room: room, token: token, pc: pc, keyframe: make(chan struct{}, 1)}
+	p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "load")
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	tracks := []webrtc.TrackLocal{p.video}
+	if audio {
+		p.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "load")
+		if err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+		tracks = append(tracks, p.audio)
+	}
+	for i, t := range tracks {
+		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+		// RTCP must be read for the interceptors to run; the video sender's carries PLIs.
+		video := i == 0
+		p.wg.Go(func() { p.readRTCP(tr.Sender(), video) })
+	}
+	if p.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whip/"+room, token); err != nil {
+		_ = pc.Close()
+		p.wg.Wait()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *publisher) readRTCP(s *webrtc.RTPSender, video bool) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		if !video {
+			continue
+		}
+		for _, pk := range pkts {
+			switch pk.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.plis.Add(1)
+				select {
+				case p.keyframe <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// send paces the media until ctx ends: each video frame as a burst of packets at its due
+// time (a keyframe every 2 s or after a PLI), audio every 20 ms.
+func (p *publisher) send(ctx context.Context, bitrate, fps, maxPayload int) {
+	if p.audio != nil {
+		p.wg.Go(func() { p.sendAudio(ctx) })
+	}
+	sizes := framePackets(frameBytes(bitrate, fps), maxPayload)
+	payload := make([]byte, maxPayload+probeSize)
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
+	start := time.Now()
+	var ts uint32
+	var seq uint16
+	keyEvery := int64(2 * fps)
+	sinceKey := int64(0)
+	for k := int64(0); ; k++ {
+		if !sleepUntil(ctx, due(start, k, fps)) {
+			return
+		}
+		select {
+		case <-p.keyframe:
+			sinceKey = 0
+		default:
+		}
+		key := sinceKey%keyEvery == 0
+		sinceKey++
+		ts += uint32(90000 / fps)
+		for i, size := range sizes {
+			b := payload[:size]
+			clear(b[:probeOffset])
+			if i == 0 {
+				b[0] = 0x10 // VP8 descriptor: start of partition 0
+				if !key {
+					b[1] = 0x01 // VP8 frame header: inter frame
+				}
+			}
+			seq++
+			pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload = seq, ts, i == len(sizes)-1, b
+			putProbe(b, time.Now().UnixNano(), p.videoSeq.Load())
+			if err := p.video.WriteRTP(pkt); err != nil {
+				continue
+			}
+			p.videoSeq.Add(1)
+			p.videoSent.add(12 + size)
+		}
+	}
+}
+
+func (p *publisher) sendAudio(ctx context.Context) {
+	const size = 80 // ~32 kbit/s Opus
+	payload := make([]byte, size)
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: payload}
+	start := time.Now()
+	var ts uint32
+	var seq uint16
+	for k := int64(0); ; k++ {
+		if !sleepUntil(ctx, due(start, k, 50)) {
+			return
+		}
+		seq++
+		ts += 960
+		pkt.SequenceNumber, pkt.Timestamp = seq, ts
+		putProbe(payload, time.Now().UnixNano(), p.audioSeq.Load())
+		if err := p.audio.WriteRTP(pkt); err != nil {
+			continue
+		}
+		p.audioSeq.Add(1)
+		p.audioSent.add(12 + size)
+	}
+}
+
+// close DELETEs the session and closes the PeerConnection (send loops end with their ctx).
+func (p *publisher) close(hc *http.Client) {
+	deleteSession(hc, p.location, p.token)
+	_ = p.pc.Close()
+	p.wg.Wait()
+}
+
+// sleepUntil waits for t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// trackRecv is what a subscriber saw of one track. The reader goroutine owns seq; the
+// counters are atomics for the progress line.
+type trackRecv struct {
+	got counters
+	seq seqTracker
+}
+
+// subscriber plays one publisher's tracks through WHEP and measures what arrives.
+type subscriber struct {
+	pub      *publisher
+	token    string
+	pc       *webrtc.PeerConnection
+	location string
+
+	posted     time.Time    // when the offer was posted
+	firstVideo atomic.Int64 // unix nanos of the first video packet
+	video      trackRecv
+	audio      trackRecv
+	latency    *Histogram   // shared by the run; recorded only while measuring
+	measuring  *atomic.Bool // the run's hold phase
+	mu         sync.Mutex   // guards seq trackers against the final read
+	wg         sync.WaitGroup
+}
+
+// errNotPublished is a 409: the room publishes nothing yet.
+var errNotPublished = errors.New("load: room publishes nothing yet")
+
+func startSubscriber(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
+	audio bool, latency *Histogram, measuring *atomic.Bool) (*subscriber, error) {
+	for {
+		s, err := playOnce(ctx, api, hc, baseURL, pub, token, audio, latency, measuring)
+		var he *httpStatusError
+		if err == nil || !errors.As(err, &he) || he.Status != http.StatusConflict {
+			return s, err
+		}
+		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			return nil, fmt.Errorf("%w: %v", errNotPublished, err)
+		}
+	}
+}
+
+func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
+	audio bool, latency *Histogram, measuring *atomic.Bool) (*subscriber, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{pub: pub, token: token, pc: pc, latency: latency, measuring: measuring, posted: time.Now()}
+	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}
+	if audio {
+		kinds = append(kinds, webrtc.RTPCodecTypeAudio)
+	}
+	for _, k := range kinds {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		s.wg.Add(1)
+		defer s.wg.Done()
+		s.read(tr)
+	})
+	if s.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whep/"+pub.room, token); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// read runs on pion's OnTrack goroutine until the connection closes.
+func (s *subscriber) read(tr *webrtc.TrackRemote) {
+	rec := &s.audio
+	video := tr.Kind() == webrtc.RTPCodecTypeVideo
+	if video {
+		rec = &s.video
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		payload, err := rtpPayload(buf[:n])
+		if err != nil {
+			continue
+		}
+		sent, seq, ok := readProbe(payload)
+		if !ok {
+			continue
+		}
+		if video {
+			s.firstVideo.CompareAndSwap(0, now.UnixNano())
+		}
+		rec.got.add(n)
+		s.mu.Lock()
+		rec.seq.add(seq)
+		s.mu.Unlock()
+		if s.measuring.Load() {
+			s.latency.Record(now.Sub(time.Unix(0, sent)))
+		}
+	}
+}
+
+// joinTime is from posting the offer to the first video packet, or false with none yet.
+func (s *subscriber) joinTime() (time.Duration, bool) {
+	f := s.firstVideo.Load()
+	if f == 0 {
+		return 0, false
+	}
+	return time.Unix(0, f).Sub(s.posted), true
+}
+
+// close DELETEs the session, closes the PeerConnection and waits for its readers.
+func (s *subscriber) close(hc *http.Client) {
+	deleteSession(hc, s.location, s.token)
+	_ = s.pc.Close()
+	s.wg.Wait()
+}

@@ -1,0 +1,203 @@
+package load
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/stretchr/testify/require"
+)
+
+func TestProbeRoundTrip(t *testing.T) {
+	p := make([]byte, 100)
+	putProbe(p, 1_700_000_000_123_456_789, 42)
+	sent, seq, ok := readProbe(p)
+	require.True(t, ok)
+	require.Equal(t, int64(1_700_000_000_123_456_789), sent)
+	require.Equal(t, uint32(42), seq)
+
+	_, _, ok = readProbe(p[:probeSize-1])
+	require.False(t, ok, "too short")
+	_, _, ok = readProbe(make([]byte, 100))
+	require.False(t, ok, "no magic")
+}
+
+func TestRTPPayload(t *testing.T) {
+	payload := []byte("0123456789abcdefghij")
+	plain := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 9}, Payload: payload}
+	ext := plain
+	ext.Header.Extension = true
+	ext.Header.ExtensionProfile = 0xBEDE
+	require.NoError(t, ext.Header.SetExtension(1, []byte{0x01, 0x02}))
+	csrc := plain
+	csrc.Header.CSRC = []uint32{1, 2, 3}
+	padded := plain
+	padded.Header.Padding = true
+	padded.PaddingSize = 7
+	for name, p := range map[string]rtp.Packet{"plain": plain, "extension": ext, "csrc": csrc, "padding": padded} {
+		t.Run(name, func(t *testing.T) {
+			b, err := p.Marshal()
+			require.NoError(t, err)
+			got, err := rtpPayload(b)
+			require.NoError(t, err)
+			require.Equal(t, payload, got)
+		})
+	}
+	for name, b := range map[string][]byte{
+		"short":              {0x80, 0, 0},
+		"version 1":          append([]byte{0x40}, make([]byte, 20)...),
+		"extension past end": append([]byte{0x90}, make([]byte, 12)...),
+		"padding past start": append([]byte{0xa0}, append(make([]byte, 11), 200)...),
+	} {
+		_, err := rtpPayload(b)
+		require.ErrorIs(t, err, errNotRTP, name)
+	}
+}
+
+func TestFramePackets(t *testing.T) {
+	for _, tc := range []struct {
+		frame, max int
+		want       []int
+	}{
+		{8333, 1200, []int{1191, 1191, 1191, 1190, 1190, 1190, 1190}},
+		{1200, 1200, []int{1200}},
+		{1201, 1200, []int{601, 600}},
+		{5, 1200, []int{probeSize}},
+		{100, 4, []int{probeSize, probeSize, probeSize, probeSize, probeSize, probeSize}},
+	} {
+		got := framePackets(tc.frame, tc.max)
+		require.Equal(t, tc.want, got, "frame %d max %d", tc.frame, tc.max)
+	}
+	// 2 Mbit/s at 30 fps: 8333 bytes a frame, 7 packets.
+	require.Equal(t, 8333, frameBytes(2_000_000, 30))
+	sum := 0
+	for _, s := range framePackets(frameBytes(2_000_000, 30), 1200) {
+		sum += s
+	}
+	require.Equal(t, 8333, sum, "the frame's bytes are all sent")
+	require.Zero(t, frameBytes(1000, 0))
+}
+
+func TestDueAndSpread(t *testing.T) {
+	start := time.Unix(1000, 0)
+	require.Equal(t, start, due(start, 0, 30))
+	require.Equal(t, start.Add(time.Second), due(start, 30, 30))
+	require.Equal(t, start.Add(33_333_333*time.Nanosecond), due(start, 1, 30))
+	require.Equal(t, start.Add(100*time.Second), due(start, 3_000_000, 30_000), "no drift over long runs")
+	require.Equal(t, start.Add(20*time.Millisecond), due(start, 1, 50))
+
+	require.Zero(t, spread(0, 1, time.Second))
+	require.Zero(t, spread(3, 10, 0))
+	require.Zero(t, spread(0, 5, 4*time.Second))
+	require.Equal(t, time.Second, spread(1, 5, 4*time.Second))
+	require.Equal(t, 4*time.Second, spread(4, 5, 4*time.Second))
+}
+
+func TestHistogramBuckets(t *testing.T) {
+	prev := -1
+	for v := uint64(0); v < 1<<22; v += 1 + v/97 {
+		i := bucketOf(v)
+		require.GreaterOrEqual(t, i, prev, "buckets are monotonic (%d)", v)
+		prev = i
+		mid := bucketValue(i)
+		require.InDelta(t, float64(v), mid, math.Max(1, float64(v)*0.016), "value %d in bucket %d (mid %f)", v, i, mid)
+	}
+	require.Equal(t, histBuckets-1, bucketOf(math.MaxUint64))
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h Histogram
+	require.Zero(t, h.Quantile(0.5))
+	for i := 1; i <= 1000; i++ {
+		h.Record(time.Duration(i) * 10 * time.Microsecond) // 10 µs .. 10 ms
+	}
+	h.Record(-time.Second)
+	require.Equal(t, uint64(1001), h.Count())
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 5 * time.Millisecond}, {0.95, 9500 * time.Microsecond}, {0.99, 9900 * time.Microsecond}} {
+		got := h.Quantile(tc.q)
+		require.InDelta(t, float64(tc.want), float64(got), float64(tc.want)*0.02, "q%v", tc.q)
+	}
+	require.Equal(t, 10*time.Millisecond, h.Quantile(1), "max is exact")
+
+	var a, b Histogram
+	a.Record(time.Millisecond)
+	b.Record(3 * time.Millisecond)
+	b.Record(3 * time.Millisecond)
+	a.Merge(&b)
+	require.Equal(t, uint64(3), a.Count())
+	require.InDelta(t, float64(3*time.Millisecond), float64(a.Quantile(0.5)), float64(50*time.Microsecond))
+	require.Equal(t, 3*time.Millisecond, a.Quantile(1))
+}
+
+func TestHistogramRecordAllocs(t *testing.T) {
+	var h Histogram
+	require.Zero(t, testing.AllocsPerRun(100, func() { h.Record(1234 * time.Microsecond) }))
+}
+
+func TestPercentile(t *testing.T) {
+	require.Zero(t, percentile(nil, 0.5))
+	ds := []time.Duration{5, 1, 4, 2, 3}
+	require.Equal(t, time.Duration(3), percentile(ds, 0.5))
+	require.Equal(t, time.Duration(1), percentile(ds, 0))
+	require.Equal(t, time.Duration(5), percentile(ds, 1))
+	require.Equal(t, []time.Duration{5, 1, 4, 2, 3}, ds, "input left as it was")
+}
+
+func TestSeqTracker(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		seqs           []uint32
+		lastSent       uint32
+		expected, lost uint64
+		dups           uint64
+	}{
+		{"nothing received", nil, 100, 0, 0, 0},
+		{"all from the join on", []uint32{10, 11, 12, 13}, 13, 4, 0, 0},
+		{"a gap", []uint32{10, 11, 13, 14}, 14, 5, 1, 0},
+		{"tail lost", []uint32{10, 11}, 14, 5, 3, 0},
+		{"retransmission fills a gap, duplicates ignored", []uint32{10, 12, 11, 12, 12}, 12, 3, 0, 2},
+		{"reordered around the join", []uint32{11, 10, 12}, 12, 3, 0, 0},
+		{"publisher's count behind what arrived", []uint32{1, 2, 3}, 2, 3, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr seqTracker
+			for _, s := range tc.seqs {
+				tr.add(s)
+			}
+			exp, lost := tr.loss(tc.lastSent)
+			require.Equal(t, tc.expected, exp)
+			require.Equal(t, tc.lost, lost)
+			require.Equal(t, tc.dups, tr.dups)
+		})
+	}
+	require.Zero(t, lossPercent(0, 0))
+	require.InDelta(t, 25.0, lossPercent(4, 1), 1e-9)
+}
+
+func TestParseProc(t *testing.T) {
+	stat := []byte("4242 (jet media (x)) S 1 4242 4242 0 -1 4194560 5000 0 0 0 250 75 0 0 20 0 12 0 100 2000000 3000 18446744073709551615\n")
+	cpu, err := parseStatCPU(stat)
+	require.NoError(t, err)
+	require.Equal(t, 3250*time.Millisecond, cpu, "utime 250 + stime 75 ticks of 10 ms")
+	_, err = parseStatCPU([]byte("4242 (x) S 1 2"))
+	require.Error(t, err)
+
+	rss, err := parseStatusRSS([]byte("Name:\tjetmedia\nVmPeak:\t  100 kB\nVmRSS:\t   51200 kB\nThreads:\t12\n"))
+	require.NoError(t, err)
+	require.Equal(t, int64(50<<20), rss)
+	_, err = parseStatusRSS([]byte("Name:\tkthreadd\n"))
+	require.Error(t, err)
+
+	a := procSample{At: time.Unix(0, 0), CPU: 0}
+	b := procSample{At: time.Unix(2, 0), CPU: 500 * time.Millisecond}
+	require.InDelta(t, 25.0, cpuPercent(a, b), 1e-9)
+	require.Zero(t, cpuPercent(b, b))
+
+	self, err := readProc("self", time.Now())
+	require.NoError(t, err)
+	require.Positive(t, self.RSS)
+}

@@ -1,0 +1,543 @@
+package load
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Config is one load run. Defaults() gives one 2 Mbit/s publisher with one subscriber for 10 s.
+type Config struct {
+	// URL is the server's base URL; the run talks to nothing else.
+	URL string
+	// Publishers is the number of WHIP publishers, each in a room of its own.
+	Publishers int
+	// Subscribers is the number of WHEP subscribers per publisher.
+	Subscribers int
+	// Bitrate (bits/s) and FPS of each publisher's video; MaxPayload bounds an RTP payload.
+	Bitrate, FPS, MaxPayload int
+	// Audio adds a 50 packets/s audio track to each publisher.
+	Audio bool
+	// Ramp spreads the subscribers' joins over this long; Duration is the hold after it.
+	Ramp, Duration time.Duration
+	// Room prefixes the rooms' names (<room>-<run id>-<n>).
+	Room string
+	// ServerPID, when set, is the server's process on this machine: its CPU and memory are
+	// read from /proc during the hold.
+	ServerPID int
+	// Progress, when set, receives a status line every second (with \r: for a terminal).
+	Progress io.Writer
+	// Drain is how long subscribers keep receiving after the publishers stop.
+	Drain time.Duration
+	// Token, when set, is sent as "Authorization: Bearer <token>" with every request: it
+	// must grant publish and subscribe in every room of the run (room "*"). Without it each
+	// client asks the server's dev-mode GET /dev/token for one of its own, and sends none
+	// when the server has no such endpoint.
+	Token string
+}
+
+// Defaults returns a small run that works against a default `jetmedia serve`.
+func Defaults() Config {
+	return Config{
+		URL: "http://127.0.0.1:8080", Publishers: 1, Subscribers: 1,
+		Bitrate: 2_000_000, FPS: 30, MaxPayload: 1200, Audio: true,
+		Duration: 10 * time.Second, Room: "load", Drain: 500 * time.Millisecond,
+	}
+}
+
+// Validate reports every problem of the config at once.
+func (c Config) Validate() error {
+	var errs []error
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("url %q: want http(s)://host:port", c.URL))
+	}
+	if c.Publishers < 1 || c.Subscribers < 0 {
+		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
+	}
+	if c.Bitrate < 8_000 || c.FPS < 1 || c.FPS > 240 {
+		errs = append(errs, fmt.Errorf("bitrate %d, fps %d: want at least 8000 bit/s and 1-240 fps", c.Bitrate, c.FPS))
+	}
+	if c.MaxPayload < probeSize || c.MaxPayload > 1400 {
+		errs = append(errs, fmt.Errorf("max payload %d: want %d-1400", c.MaxPayload, probeSize))
+	}
+	if c.Duration <= 0 || c.Ramp < 0 || c.Drain < 0 {
+		errs = append(errs, errors.New("duration must be positive, ramp and drain not negative"))
+	}
+	if c.Room == "" || strings.ContainsAny(c.Room, "./ ") {
+		errs = append(errs, fmt.Errorf("room prefix %q: use letters, digits, - and _", c.Room))
+	}
+	return errors.Join(errs...)
+}
+
+// Report is what one run measured. Durations are in milliseconds.
+type Report struct {
+	URL                     string  `json:"url"`
+	Publishers              int     `json:"publishers"`
+	SubscribersPerPublisher int     `json:"subscribers_per_publisher"`
+	BitrateBPS              int     `json:"bitrate_bps"`
+	FPS                     int     `json:"fps"`
+	RampSeconds             float64 `json:"ramp_seconds"`
+	HoldSeconds             float64 `json:"hold_seconds"`
+	ElapsedSeconds          float64 `json:"elapsed_seconds"`
+
+	Sent     Traffic `json:"sent"`
+	Received Traffic `json:"received"`
+	// ExpectedPackets is what subscribers should have received (from each one's first packet
+	// to the last sent); LostPackets those that never arrived; Duplicates arrived twice.
+	ExpectedPackets uint64  `json:"expected_packets"`
+	LostPackets     uint64  `json:"lost_packets"`
+	LossPercent     float64 `json:"loss_percent"`
+	Duplicates      uint64  `json:"duplicate_packets"`
+
+	// Latency is end to end (publisher's send to subscriber's receive), during the hold.
+	Latency Quantiles `json:"latency_ms"`
+	// Join is from a subscriber's POST to its first video packet.
+	Join Quantiles `json:"join_ms"`
+
+	SubscribersJoined  int    `json:"subscribers_joined"`
+	SubscribersFailed  int    `json:"subscribers_failed"`
+	SubscribersNoMedia int    `json:"subscribers_without_media"`
+	FirstError         string `json:"first_error,omitempty"`
+	PLIsToPublishers   uint64 `json:"plis_to_publishers"`
+
+	// Server is the server's process during the hold (with ServerPID); Tool is this one's.
+	Server *Process `json:"server,omitempty"`
+	Tool   *Process `json:"tool,omitempty"`
+	// ReceivedPPS is packets per second the subscribers received during the hold, and
+	// PacketsPerServerCore that divided by the server's CPU in cores.
+	ReceivedPPS          float64 `json:"received_pps"`
+	PacketsPerServerCore float64 `json:"packets_per_server_core_second,omitempty"`
+}
+
+// Traffic counts RTP packets and bytes (headers included).
+type Traffic struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Quantiles of a distribution, in milliseconds.
+type Quantiles struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+// Process is a process's CPU (percent of one core, averaged over the hold) and memory.
+type Process struct {
+	PID        int     `json:"pid,omitempty"`
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func histQuantiles(h *Histogram) Quantiles {
+	return Quantiles{Count: h.Count(), P50: ms(h.Quantile(0.5)), P95: ms(h.Quantile(0.95)),
+		P99: ms(h.Quantile(0.99)), Max: ms(h.Quantile(1))}
+}
+
+func durQuantiles(ds []time.Duration) Quantiles {
+	return Quantiles{Count: uint64(len(ds)), P50: ms(percentile(ds, 0.5)), P95: ms(percentile(ds, 0.95)),
+		P99: ms(percentile(ds, 0.99)), Max: ms(percentile(ds, 1))}
+}
+
+// run is the state of one Run.
+type run struct {
+	noDevTokens atomic.Bool // the server has no GET /dev/token
+
+	cfg  Config
+	api  *webrtc.API
+	hc   *http.Client
+	id   string
+	pubs []*publisher
+
+	mu        sync.Mutex
+	subs      []*subscriber
+	failed    int
+	firstErr  error
+	latency   Histogram
+	measuring atomic.Bool
+}
+
+// Run drives the server for cfg.Ramp + cfg.Duration, then stops every client and reports.
+// Cancelling ctx ends the run early; the report then covers what ran.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(cfg.URL)
+	api, err := newAPI(isLoopback(u))
+	if err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, api: api, id: strings.ToLower(rand.Text()[:6]),
+		hc: &http.Client{Timeout: 20 * time.Second}}
+	started := time.Now()
+
+	sendCtx, stopSending := context.WithCancel(context.Background())
+	defer func() {
+		stopSending() // the send loops end before their publishers close
+		r.closeAll()
+	}()
+
+	// Publishers first, each sending at once; then wait until the server lists their tracks
+	// so every subscriber gets all of them.
+	for i := range cfg.Publishers {
+		room := fmt.Sprintf("%s-%s-%d", cfg.Room, r.id, i)
+		tok, err := r.token(ctx, room)
+		if err != nil {
+			return nil, err
+		}
+		p, err := startPublisher(ctx, api, r.hc, cfg.URL, room, tok, cfg.Audio)
+		if err != nil {
+			return nil, fmt.Errorf("publisher %d: %w", i, err)
+		}
+		r.pubs = append(r.pubs, p)
+		p.wg.Go(func() { p.send(sendCtx, cfg.Bitrate, cfg.FPS, cfg.MaxPayload) })
+	}
+	want := 1
+	if cfg.Audio {
+		want = 2
+	}
+	for _, p := range r.pubs {
+		if err := r.waitTracks(ctx, p.room, want); err != nil {
+			return nil, err
+		}
+	}
+
+	stopProgress := r.progress(started)
+	defer stopProgress()
+
+	// Ramp: subscribers join spread over the ramp, round-robin over the publishers.
+	total := cfg.Publishers * cfg.Subscribers
+	var joins sync.WaitGroup
+	rampStart := time.Now()
+	for i := range total {
+		if !sleepUntil(ctx, rampStart.Add(spread(i, total, cfg.Ramp))) {
+			break
+		}
+		pub := r.pubs[i%len(r.pubs)]
+		joins.Go(func() {
+			tok, err := r.token(ctx, pub.room)
+			var s *subscriber
+			if err == nil {
+				s, err = startSubscriber(ctx, api, r.hc, cfg.URL, pub, tok, cfg.Audio, &r.latency, &r.measuring)
+			}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if err != nil {
+				r.failed++
+				if r.firstErr == nil {
+					r.firstErr = err
+				}
+				return
+			}
+			r.subs = append(r.subs, s)
+		})
+	}
+	joins.Wait()
+	// The hold: steady state, measured.
+	sampler := newSampler(cfg.ServerPID)
+	holdStart := time.Now()
+	r.measuring.Store(true)
+	recvBefore := r.received()
+	sleepUntil(ctx, holdStart.Add(cfg.Duration))
+	r.measuring.Store(false)
+	holdEnd := time.Now()
+	recvAfter := r.received()
+	server, tool := sampler.stop()
+
+	// Stop sending, let the last packets arrive, then account.
+	stopSending()
+	time.Sleep(cfg.Drain)
+	rep := r.report(started, holdEnd.Sub(holdStart))
+	rep.ReceivedPPS = float64(recvAfter-recvBefore) / holdEnd.Sub(holdStart).Seconds()
+	rep.Server, rep.Tool = server, tool
+	if server != nil && server.CPUPercent > 0 {
+		rep.PacketsPerServerCore = rep.ReceivedPPS / (server.CPUPercent / 100)
+	}
+	return rep, nil
+}
+
+// waitTracks polls the server's room API until the room lists n tracks. A server without the
+// API (404 on every room) is taken as ready: subscribers then retry on 409 instead.
+func (r *run) waitTracks(ctx context.Context, room string, n int) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, err := r.roomTracks(ctx, room)
+		if err == nil && got >= n {
+			return nil
+		}
+		var he *httpStatusError
+		if errors.As(err, &he) && he.Status == http.StatusNotFound && time.Now().After(deadline.Add(-10*time.Second)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("room %s: %d of %d tracks published after 15 s (%v)", room, got, n, err)
+		}
+		if !sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *run) roomTracks(ctx context.Context, room string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.cfg.URL, "/")+"/v1/rooms/"+room, nil)
+	if err != nil {
+		return 0, err
+	}
+	setToken(req, r.cfg.Token)
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return 0, &httpStatusError{Status: resp.StatusCode, Body: string(body)}
+	}
+	var v struct {
+		Tracks []json.RawMessage `json:"tracks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return 0, err
+	}
+	return len(v.Tracks), nil
+}
+
+func (r *run) snapshotSubs() []*subscriber {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*subscriber(nil), r.subs...)
+}
+
+func (r *run) received() uint64 {
+	var n uint64
+	for _, s := range r.snapshotSubs() {
+		n += s.video.got.packets.Load() + s.audio.got.packets.Load()
+	}
+	return n
+}
+
+func (r *run) sent() Traffic {
+	var t Traffic
+	for _, p := range r.pubs {
+		t.Packets += p.videoSent.packets.Load() + p.audioSent.packets.Load()
+		t.Bytes += p.videoSent.bytes.Load() + p.audioSent.bytes.Load()
+	}
+	return t
+}
+
+// report accounts every subscriber against what its publisher sent.
+func (r *run) report(started time.Time, hold time.Duration) *Report {
+	c := r.cfg
+	rep := &Report{URL: c.URL, Publishers: c.Publishers, SubscribersPerPublisher: c.Subscribers,
+		BitrateBPS: c.Bitrate, FPS: c.FPS, RampSeconds: c.Ramp.Seconds(), HoldSeconds: hold.Seconds(),
+		ElapsedSeconds: time.Since(started).Seconds(), Sent: r.sent()}
+	var joins []time.Duration
+	subs := r.snapshotSubs()
+	for _, s := range subs {
+		rep.Received.Packets += s.video.got.packets.Load() + s.audio.got.packets.Load()
+		rep.Received.Bytes += s.video.got.bytes.Load() + s.audio.got.bytes.Load()
+		s.mu.Lock()
+		for _, tr := range []struct {
+			rec  *trackRecv
+			next uint32
+		}{{&s.video, s.pub.videoSeq.Load()}, {&s.audio, s.pub.audioSeq.Load()}} {
+			if tr.next == 0 {
+				continue
+			}
+			exp, lost := tr.rec.seq.loss(tr.next - 1)
+			rep.ExpectedPackets += exp
+			rep.LostPackets += lost
+			rep.Duplicates += tr.rec.seq.dups
+		}
+		s.mu.Unlock()
+		if d, ok := s.joinTime(); ok {
+			joins = append(joins, d)
+		} else {
+			rep.SubscribersNoMedia++
+		}
+	}
+	rep.LossPercent = lossPercent(rep.ExpectedPackets, rep.LostPackets)
+	rep.Latency = histQuantiles(&r.latency)
+	rep.Join = durQuantiles(joins)
+	r.mu.Lock()
+	rep.SubscribersJoined, rep.SubscribersFailed = len(r.subs), r.failed
+	if r.firstErr != nil {
+		rep.FirstError = r.firstErr.Error()
+	}
+	r.mu.Unlock()
+	for _, p := range r.pubs {
+		rep.PLIsToPublishers += p.plis.Load()
+	}
+	return rep
+}
+
+// closeAll ends every session, subscribers first, in parallel.
+func (r *run) closeAll() {
+	var wg sync.WaitGroup
+	for _, s := range r.snapshotSubs() {
+		wg.Go(func() { s.close(r.hc) })
+	}
+	wg.Wait()
+	for _, p := range r.pubs {
+		wg.Go(func() { p.close(r.hc) })
+	}
+	wg.Wait()
+}
+
+// progress prints a status line every second until the returned stop is called.
+func (r *run) progress(started time.Time) (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var lastRecv, lastSent uint64
+		for {
+			select {
+			case <-done:
+				fmt.Fprintln(r.cfg.Progress)
+				return
+			case <-t.C:
+			}
+			recv, sent := r.received(), r.sent().Packets
+			r.mu.Lock()
+			joined, failed := len(r.subs), r.failed
+			r.mu.Unlock()
+			phase := "ramp"
+			if r.measuring.Load() {
+				phase = "hold"
+			}
+			fmt.Fprintf(r.cfg.Progress, "\r%5.1fs %s  subs %d/%d (failed %d)  sent %d pkt/s  recv %d pkt/s  latency p99 %.2f ms   ",
+				time.Since(started).Seconds(), phase, joined, r.cfg.Publishers*r.cfg.Subscribers, failed,
+				sent-lastSent, recv-lastRecv, ms(r.latency.Quantile(0.99)))
+			lastRecv, lastSent = recv, sent
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// sampler reads the server's (and this process's) CPU and memory every second.
+type sampler struct {
+	pid   string
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	first [2]procSample
+	last  [2]procSample
+	ok    [2]bool
+	peak  [2]int64
+}
+
+func newSampler(pid int) *sampler {
+	s := &sampler{done: make(chan struct{})}
+	if pid > 0 {
+		s.pid = strconv.Itoa(pid)
+	}
+	s.sample()
+	s.wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+				s.sample()
+			}
+		}
+	})
+	return s
+}
+
+func (s *sampler) sample() {
+	now := time.Now()
+	for i, pid := range []string{s.pid, "self"} {
+		if pid == "" {
+			continue
+		}
+		p, err := readProc(pid, now)
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		if !s.ok[i] {
+			s.first[i], s.ok[i] = p, true
+		}
+		s.last[i] = p
+		s.peak[i] = max(s.peak[i], p.RSS)
+		s.mu.Unlock()
+	}
+}
+
+// stop takes a last sample and returns the server's and this process's figures (nil when not
+// sampled).
+func (s *sampler) stop() (server, tool *Process) {
+	close(s.done)
+	s.wg.Wait()
+	s.sample()
+	out := [2]*Process{}
+	for i := range out {
+		if !s.ok[i] {
+			continue
+		}
+		out[i] = &Process{CPUPercent: cpuPercent(s.first[i], s.last[i]), RSSBytes: s.last[i].RSS, PeakRSS: s.peak[i]}
+	}
+	if out[0] != nil {
+		out[0].PID, _ = strconv.Atoi(s.pid)
+	}
+	return out[0], out[1]
+}
+
+// token is the bearer token of one client in room: the configured one, or one the server's
+// dev mode mints, or none.
+func (r *run) token(ctx context.Context, room string) (string, error) {
+	if r.cfg.Token != "" || r.noDevTokens.Load() {
+		return r.cfg.Token, nil
+	}
+	q := url.Values{"room": {room}, "grants": {"publish,subscribe"}, "format": {"text"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.cfg.URL, "/")+"/dev/token?"+q.Encode(), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	switch {
+	case resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain"):
+		return strings.TrimSpace(string(body)), nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusOK:
+		// No dev mode (404, or the demo page's file server): run without tokens; a server
+		// that needs them says so with 401 on the first POST.
+		r.noDevTokens.Store(true)
+		return "", nil
+	}
+	return "", fmt.Errorf("dev token: %w", &httpStatusError{Status: resp.StatusCode, Body: string(body)})
+}

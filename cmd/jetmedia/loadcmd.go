@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
+)
+
+// loadCmd runs `jetmedia load`: synthetic publishers and subscribers against --url, then a
+// report (text, or JSON with --json) on stdout; a progress line on stderr when it is a
+// terminal.
+func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := load.Defaults()
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "the server's base URL (the only thing the run talks to)")
+	fs.IntVar(&cfg.Publishers, "publishers", cfg.Publishers, "WHIP publishers, each in its own room")
+	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "WHEP subscribers per publisher")
+	fs.IntVar(&cfg.Bitrate, "bitrate", cfg.Bitrate, "video bitrate of each publisher, bits/s")
+	fs.IntVar(&cfg.FPS, "fps", cfg.FPS, "video frames per second")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest RTP payload, bytes")
+	fs.BoolVar(&cfg.Audio, "audio", cfg.Audio, "add a 50 packets/s audio track to each publisher")
+	fs.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread the subscribers' joins over this long")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "hold with every subscriber joined this long (measured)")
+	fs.StringVar(&cfg.Room, "room", cfg.Room, "room name prefix")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id on this machine: report its CPU and RSS")
+	fs.StringVar(&cfg.Token, "token", "", "bearer token for WHIP, WHEP and the room API")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("load takes no arguments, got %q", fs.Args())
+	}
+	if f, ok := stderr.(*os.File); ok && loadTerminal(f) {
+		cfg.Progress = stderr
+	}
+	rep, err := load.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printReport(stdout, rep)
+	return nil
+}
+
+func loadTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func printReport(w io.Writer, r *load.Report) {
+	fmt.Fprintf(w, "%s: %d publisher(s) × %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
+		r.URL, r.Publishers, r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+	fmt.Fprintf(w, "sent      %d packets, %d bytes\n", r.Sent.Packets, r.Sent.Bytes)
+	fmt.Fprintf(w, "received  %d packets, %d bytes (%.0f packets/s in the hold)\n", r.Received.Packets, r.Received.Bytes, r.ReceivedPPS)
+	fmt.Fprintf(w, "loss      %.3f %% (%d of %d), %d duplicates\n", r.LossPercent, r.LostPackets, r.ExpectedPackets, r.Duplicates)
+	fmt.Fprintf(w, "latency   p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms (%d packets)\n",
+		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.Count)
+	fmt.Fprintf(w, "join      p50 %.0f ms  p95 %.0f ms  max %.0f ms; %d joined, %d failed, %d without media\n",
+		r.Join.P50, r.Join.P95, r.Join.Max, r.SubscribersJoined, r.SubscribersFailed, r.SubscribersNoMedia)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "error     %s\n", r.FirstError)
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(w, "server    pid %d: CPU %.1f %% of a core, RSS %.1f MiB (peak %.1f MiB), %.0f packets per core-second\n",
+			s.PID, s.CPUPercent, float64(s.RSSBytes)/(1<<20), float64(s.PeakRSS)/(1<<20), r.PacketsPerServerCore)
+	}
+	if s := r.Tool; s != nil {
+		fmt.Fprintf(w, "tool      CPU %.1f %% of a core, RSS %.1f MiB\n", s.CPUPercent, float64(s.RSSBytes)/(1<<20))
+	}
+}
