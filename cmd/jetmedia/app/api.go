@@ -52,6 +52,9 @@ func compare(a, b string) int {
 }
 
 func (n *Node) registerAPI(mux *http.ServeMux) {
+	for pattern, h := range n.historyRoutes() {
+		mux.HandleFunc(pattern, n.adminOnly(h))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
