@@ -20,9 +20,17 @@ import (
 
 const webDir = "../../cmd/jetmedia/app/web"
 
-func serve(t *testing.T, api http.Handler) string {
+// serve stands in for a node: the demo page's files, api on /whip/ and /whep/, and with dev a
+// dev-mode /dev/token that hands out "dev-token-for-<grants>".
+func serve(t *testing.T, api http.Handler, dev bool) string {
 	mux := http.NewServeMux()
 	mux.Handle("/", http.FileServerFS(os.DirFS(webDir)))
+	if dev {
+		mux.HandleFunc("/dev/token", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"token":"dev-token-for-`+r.URL.Query().Get("grants")+`"}`)
+		})
+	}
 	if api != nil {
 		mux.Handle("/whep/", api)
 		mux.Handle("/whip/", api)
@@ -34,7 +42,7 @@ func serve(t *testing.T, api http.Handler) string {
 
 func TestPageLoadsCleanly(t *testing.T) {
 	b := browser.Start(t, browser.RequireChromium(t))
-	tab := b.Open(t, serve(t, nil)+"/")
+	tab := b.Open(t, serve(t, nil, true)+"/")
 
 	stats, err := tab.Stats()
 	require.NoError(t, err)
@@ -43,6 +51,40 @@ func TestPageLoadsCleanly(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "demo", room)
 	require.Empty(t, tab.Console(), "the page must load without console output")
+	dev, err := browser.Eval[bool](tab, 5*time.Second, `!document.getElementById("dev-mode").hidden`)
+	require.NoError(t, err)
+	require.True(t, dev, "a server with /dev/token is announced as in dev mode")
+}
+
+// TestPageWithoutDevMode: on a server with no /dev/token and no token pasted, the page sends
+// its offer without one and shows the server's 401 with a hint on how to get a token; a
+// pasted token (?token=) is sent as the bearer token.
+func TestPageWithoutDevMode(t *testing.T) {
+	auths := make(chan string, 4)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auths <- r.Header.Get("Authorization")
+		if r.Header.Get("Authorization") == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jetmedia"`)
+			http.Error(w, "this endpoint needs a token", http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, "token lacks the \"publish\" grant", http.StatusForbidden)
+	})
+	b := browser.Start(t, browser.RequireChromium(t))
+	base := serve(t, api, false)
+	tab := b.Open(t, base+"/?room=r2&auto=publish")
+	require.Eventually(t, func() bool { return strings.HasPrefix(tab.Text("status"), "publish error: HTTP 401") }, 10*time.Second, 50*time.Millisecond,
+		"status line %q", tab.Text("status"))
+	require.Contains(t, tab.Text("status"), "jetmedia token --room r2")
+	require.Equal(t, "", <-auths)
+	dev, err := browser.Eval[bool](tab, 5*time.Second, `!document.getElementById("dev-mode").hidden`)
+	require.NoError(t, err)
+	require.False(t, dev)
+
+	tab = b.Open(t, base+"/?room=r2&auto=publish&token=pasted-token")
+	require.Eventually(t, func() bool { return strings.HasPrefix(tab.Text("status"), "publish error: HTTP 403") }, 10*time.Second, 50*time.Millisecond,
+		"status line %q", tab.Text("status"))
+	require.Equal(t, "Bearer pasted-token", <-auths)
 }
 
 // TestPagePlayRetriesThenShowsError has the stand-in answer 409 (no publisher)
@@ -53,6 +95,7 @@ func TestPagePlayRetriesThenShowsError(t *testing.T) {
 		mu      sync.Mutex
 		offers  []string
 		ctypes  []string
+		bearers []string
 		gapsOK  = true
 		lastReq time.Time
 	)
@@ -70,6 +113,7 @@ func TestPagePlayRetriesThenShowsError(t *testing.T) {
 		lastReq = time.Now()
 		offers = append(offers, string(body))
 		ctypes = append(ctypes, r.Header.Get("Content-Type"))
+		bearers = append(bearers, r.Header.Get("Authorization"))
 		if len(offers) <= 2 {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "room has no publisher", http.StatusConflict)
@@ -78,7 +122,7 @@ func TestPagePlayRetriesThenShowsError(t *testing.T) {
 		http.Error(w, "offer has no supported video codec", http.StatusBadRequest)
 	})
 	b := browser.Start(t, browser.RequireChromium(t))
-	tab := b.Open(t, serve(t, api)+"/?room=r1&auto=play")
+	tab := b.Open(t, serve(t, api, true)+"/?room=r1&auto=play")
 
 	want := "play error: HTTP 400: offer has no supported video codec"
 	require.Eventually(t, func() bool { return tab.Text("status") == want }, 10*time.Second, 100*time.Millisecond,
@@ -90,6 +134,7 @@ func TestPagePlayRetriesThenShowsError(t *testing.T) {
 	require.True(t, gapsOK, "retries must wait about 500 ms")
 	for i, offer := range offers {
 		require.Equal(t, "application/sdp", ctypes[i])
+		require.Equal(t, "Bearer dev-token-for-subscribe", bearers[i], "the dev token is sent")
 		require.True(t, strings.HasPrefix(offer, "v=0"), "offer %d is not SDP:\n%s", i, offer)
 		require.Contains(t, offer, "m=video")
 		require.Contains(t, offer, "m=audio")
@@ -116,7 +161,7 @@ func TestPagePublishSendsCameraOffer(t *testing.T) {
 		http.Error(w, "publishing is closed", http.StatusServiceUnavailable)
 	})
 	b := browser.Start(t, browser.RequireChromium(t))
-	tab := b.Open(t, serve(t, api)+"/?room=cam&auto=publish")
+	tab := b.Open(t, serve(t, api, true)+"/?room=cam&auto=publish")
 
 	var offer string
 	select {

@@ -124,28 +124,35 @@ $("room").value = params.get("room") || "demo";
 $("token").value = params.get("token") || "";
 // One identity per page load: the actor of this tab's events, and the owner of its sessions.
 const identity = params.get("identity") || `web-${Math.random().toString(36).slice(2, 10)}`;
-let devMode = false;
+let devMode = null; // unknown until detectDevMode has answered
 
-// token returns the pasted token, or in dev mode a fresh one for room with grant.
+// token returns the pasted token, or in dev mode a fresh one for room with
+// grant, or null: then the server's 401 says what is missing.
 async function token(room, grant, signal) {
   const pasted = $("token").value.trim();
   if (pasted) return pasted;
+  if (devMode === false) return null;
   const q = new URLSearchParams({ room, identity, grants: grant });
   if (params.get("name")) q.set("name", params.get("name"));
   const res = await fetch(new URL(`dev/token?${q}`, document.baseURI), { signal });
-  if (res.status === 404) {
-    throw new Error(`this server needs a token with the ${grant} grant for room ${room}: ` +
-      `paste one (jetmedia token --room ${room} --identity you --grants ${grant})`);
-  }
+  if (res.status === 404) return null;
   if (!res.ok) throw new HTTPError(res.status, await res.text());
   return (await res.json()).token;
 }
 
-// Dev mode is announced on the page: anyone who reaches this server can mint tokens.
+// Dev mode is announced on the page: anyone who reaches this server can mint
+// tokens. Only a node in dev mode has /dev/token.
 async function detectDevMode() {
   const res = await fetch(new URL("dev/token?room=demo&grants=subscribe", document.baseURI), { method: "HEAD" });
   devMode = res.ok;
   $("dev-mode").hidden = !devMode;
+}
+
+// explain adds what to do to a 401 or 403 from the server.
+function explain(err, name) {
+  if (!(err instanceof HTTPError) || (err.status !== 401 && err.status !== 403)) return err.message;
+  const grant = name === "publish" ? "publish" : "subscribe";
+  return `${err.message} (paste a token: jetmedia token --room ${$("room").value.trim()} --identity you --grants ${grant})`;
 }
 
 function setStatus(next, detail = "", isError = false) {
@@ -197,7 +204,7 @@ async function run(name, startFn) {
   } catch (err) {
     if (signal.aborted) return; // stopped by the user
     console.error(`${name}:`, err);
-    setStatus(`${name} error`, err.message, true);
+    setStatus(`${name} error`, explain(err, name), true);
     await stop(name);
   }
 }
