@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -84,8 +85,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+p+"/{room}/{peer}", h.post)
 	mux.HandleFunc("OPTIONS "+p+"/{room}", options)
 	mux.HandleFunc("OPTIONS "+p+"/{room}/{peer}", options)
-	mux.HandleFunc("DELETE "+p+"/{room}/s/{session}", h.delete)
-	mux.HandleFunc("PATCH "+p+"/{room}/s/{session}", h.patch)
+	mux.HandleFunc("DELETE "+p+"/{room}/s/{session}", h.cfg.Sessions.DeleteHandler(h.cfg.Auth, h.log, deleted))
+	mux.HandleFunc("PATCH "+p+"/{room}/s/{session}", h.cfg.Sessions.PatchHandler(h.cfg.Auth, h.log))
 	mux.HandleFunc("OPTIONS "+p+"/{room}/s/{session}", options)
 }
 
@@ -194,28 +195,8 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
-	if err != nil {
-		rtc.WriteError(w, r, h.log, err)
-		return
-	}
-	now := h.cfg.Sessions.Now()
-	s.Step(func(c rtc.Core) Output { return c.(*Core).Deleted(now) })
-	w.WriteHeader(http.StatusOK)
-}
-
-func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
-	if err == nil {
-		err = rtc.Trickle(r, s.PC)
-	}
-	if err != nil {
-		rtc.WriteError(w, r, h.log, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
+// deleted is the core's input for a client DELETE.
+func deleted(c rtc.Core, now time.Time) Output { return c.(*Core).Deleted(now) }
 
 // viewer is the shell state of one WHEP session beyond the generic Session.
 type viewer struct {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -76,8 +77,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	p := h.cfg.Prefix
 	mux.HandleFunc("POST "+p+"/{room}", h.post)
 	mux.HandleFunc("OPTIONS "+p+"/{room}", options)
-	mux.HandleFunc("DELETE "+p+"/{room}/{session}", h.delete)
-	mux.HandleFunc("PATCH "+p+"/{room}/{session}", h.patch)
+	mux.HandleFunc("DELETE "+p+"/{room}/{session}", h.cfg.Sessions.DeleteHandler(h.cfg.Auth, h.log, deleted))
+	mux.HandleFunc("PATCH "+p+"/{room}/{session}", h.cfg.Sessions.PatchHandler(h.cfg.Auth, h.log))
 	mux.HandleFunc("OPTIONS "+p+"/{room}/{session}", options)
 }
 
@@ -148,28 +149,8 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
-	if err != nil {
-		rtc.WriteError(w, r, h.log, err)
-		return
-	}
-	now := h.cfg.Sessions.Now()
-	s.Step(func(c rtc.Core) Output { return c.(*Core).Deleted(now) })
-	w.WriteHeader(http.StatusOK)
-}
-
-func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.FindOwned(r, h.cfg.Auth)
-	if err == nil {
-		err = rtc.Trickle(r, s.PC)
-	}
-	if err != nil {
-		rtc.WriteError(w, r, h.log, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
+// deleted is the core's input for a client DELETE.
+func deleted(c rtc.Core, now time.Time) Output { return c.(*Core).Deleted(now) }
 
 // publisher is the shell state of one WHIP session beyond the generic Session.
 type publisher struct {

@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -57,4 +58,34 @@ func (r *Registry) FindOwned(req *http.Request, a Authorizer) (*Session, error) 
 		return nil, AuthError(err)
 	}
 	return s, nil
+}
+
+// DeleteHandler serves DELETE on a session URL: a token that owns the session (or an admin's)
+// ends it through the core's deleted input. WHIP and WHEP share it.
+func (r *Registry) DeleteHandler(a Authorizer, log *slog.Logger, deleted func(c Core, now time.Time) Output) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		s, err := r.FindOwned(req, a)
+		if err != nil {
+			WriteError(w, req, log, err)
+			return
+		}
+		now := r.Now()
+		s.Step(func(c Core) Output { return deleted(c, now) })
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// PatchHandler serves PATCH on a session URL: trickle ICE from the session's owner.
+func (r *Registry) PatchHandler(a Authorizer, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		s, err := r.FindOwned(req, a)
+		if err == nil {
+			err = Trickle(req, s.PC)
+		}
+		if err != nil {
+			WriteError(w, req, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
