@@ -21,6 +21,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/egress/whep"
+	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/whip"
 	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
@@ -51,6 +52,7 @@ type Node struct {
 	hub      *forward.Hub
 	whipReg  *rtc.Registry
 	whepReg  *rtc.Registry
+	sigReg   *rtc.Registry // room SDK sessions (ingress/signal)
 	keys     *auth.Keyring // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
@@ -161,9 +163,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if n.sigReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+		return nil, err
+	}
+	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sigReg, Bus: n.bus, Hub: n.hub,
+		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
 	wh.Register(mux)
 	we.Register(mux)
+	sg.Register(mux)
 	n.registerAPI(mux)
 	n.registerAuth(mux)
 	n.registerOps(mux)
@@ -289,6 +301,9 @@ func (n *Node) Close() error {
 		}
 		if n.whepReg != nil {
 			errs = append(errs, n.whepReg.Close())
+		}
+		if n.sigReg != nil {
+			errs = append(errs, n.sigReg.Close())
 		}
 		if n.hub != nil {
 			n.hub.Close()

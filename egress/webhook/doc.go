@@ -1,0 +1,7 @@
+// Package webhook delivers the event log to HTTP endpoints: one durable JetStream consumer on
+// EVENTS per endpoint, events POSTed as their stored JSON bytes with Standard Webhooks headers
+// (id, timestamp, HMAC-SHA256 signature), in order per room, at least once, retried with
+// exponential backoff and jitter, and parked in the WEBHOOKS_PARKED stream after the last
+// attempt, from where Redrive sends them again. It imports events and pipeline, never ingress
+// or other egress packages. See docs/webhooks.md.
+package webhook

@@ -1,0 +1,366 @@
+// Package client is the Go SDK of jetmedia rooms: join a room over the signalling WebSocket,
+// publish pion tracks, receive the other peers' tracks, room events and data messages. It is
+// built on pion and speaks the protocol of package signal (schemas/signal).
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/ingress/signal"
+)
+
+// Options tune a Join.
+type Options struct {
+	// API builds the PeerConnection (default: webrtc.NewAPI()).
+	API *webrtc.API
+	// Room overrides the token's room (needed for tokens valid in every room).
+	Room string
+	// Metadata is the peer's application metadata.
+	Metadata string
+	// ManualSubscribe turns auto-subscription off.
+	ManualSubscribe bool
+	// EventBuffer is the Events channel's capacity (default 256); events beyond it are dropped.
+	EventBuffer int
+}
+
+// EventType says what an Event is about.
+type EventType string
+
+const (
+	PeerJoined       EventType = signal.TypePeerJoined
+	PeerLeft         EventType = signal.TypePeerLeft
+	TrackPublished   EventType = signal.TypeTrackPublished
+	TrackUnpublished EventType = signal.TypeTrackUnpublished
+	Subscription     EventType = signal.TypeSubscription
+	Data             EventType = signal.TypeData
+	ErrorEvent       EventType = signal.TypeError
+)
+
+// Event is something that happened in the room.
+type Event struct {
+	Type EventType
+	// At is when the SDK received it.
+	At    time.Time
+	Peer  signal.PeerInfo
+	Track signal.TrackInfo
+	// State of a Subscription event: "active" or "ended".
+	State string
+	// From, To and Payload of a Data event (To is empty for a message to the whole room).
+	From, To, Payload string
+	// Code and Message of an Error event.
+	Code, Message string
+}
+
+// Error is an error message from the server.
+type Error struct{ Code, Message string }
+
+func (e *Error) Error() string { return "jetmedia: " + e.Code + ": " + e.Message }
+
+// Room is a joined room.
+type Room struct {
+	// Self is this peer as the room sees it; Grants are the token's.
+	Self   signal.PeerInfo
+	Name   string
+	Grants []string
+	// Peers and Tracks are the room when joined (later changes arrive as events).
+	Peers  []signal.PeerInfo
+	Tracks []signal.TrackInfo
+
+	ws     *websocket.Conn
+	pc     *webrtc.PeerConnection
+	events chan Event
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	wmu sync.Mutex // one writer at a time on the WebSocket
+
+	nmu       sync.Mutex // negotiation
+	needOffer bool
+
+	tmu     sync.Mutex
+	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+
+	closeOnce sync.Once
+}
+
+// Join connects to url (ws://host:port/rtc), joins with token and returns the room once the
+// server has sent its snapshot. A rejected join returns an *Error.
+func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
+	if opts.API == nil {
+		opts.API = webrtc.NewAPI()
+	}
+	if opts.EventBuffer == 0 {
+		opts.EventBuffer = 256
+	}
+	url = strings.Replace(strings.Replace(url, "http://", "ws://", 1), "https://", "wss://", 1)
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: http.DefaultClient})
+	if err != nil {
+		return nil, fmt.Errorf("jetmedia: dial %s: %w", url, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	auto := !opts.ManualSubscribe
+	join := signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: token, Room: opts.Room,
+		Metadata: opts.Metadata, AutoSubscribe: &auto}
+	if err := wsjson.Write(ctx, ws, join); err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("jetmedia: join: %w", err)
+	}
+	var m signal.ServerMessage
+	if err := wsjson.Read(ctx, ws, &m); err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("jetmedia: join: %w", err)
+	}
+	switch {
+	case m.Type == signal.TypeError:
+		_ = ws.CloseNow()
+		return nil, &Error{Code: m.Code, Message: m.Message}
+	case m.Type != signal.TypeJoined || m.Self == nil:
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("jetmedia: join: expected joined, got %q", m.Type)
+	}
+	pc, err := opts.API.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("jetmedia: peer connection: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r := &Room{Self: *m.Self, Name: m.Room, Grants: m.Grants, Peers: m.Peers, Tracks: m.Tracks,
+		ws: ws, pc: pc, events: make(chan Event, opts.EventBuffer), ctx: rctx, cancel: cancel}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
+		r.tmu.Lock()
+		fn := r.onTrack
+		r.tmu.Unlock()
+		if fn != nil {
+			fn(tr, rc)
+		}
+	})
+	r.wg.Add(1)
+	go r.read()
+	return r, nil
+}
+
+// Events delivers the room's events; it is closed when the room is left or the connection
+// ends.
+func (r *Room) Events() <-chan Event { return r.events }
+
+// OnTrack sets the function called for each remote track (StreamID is the publishing peer, ID
+// the track id). Set it before tracks can arrive (right after Join).
+func (r *Room) OnTrack(fn func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) {
+	r.tmu.Lock()
+	r.onTrack = fn
+	r.tmu.Unlock()
+}
+
+// PeerConnection is the room's PeerConnection (for stats).
+func (r *Room) PeerConnection() *webrtc.PeerConnection { return r.pc }
+
+func (r *Room) write(m signal.ClientMessage) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	return wsjson.Write(ctx, r.ws, m)
+}
+
+// Publish announces track (source: "camera", "screen", "mic" or free text) and starts sending
+// it. The caller writes its media.
+func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSender, error) {
+	if err := r.write(signal.ClientMessage{Type: signal.TypePublish, Kind: track.Kind().String(), Source: source}); err != nil {
+		return nil, err
+	}
+	r.nmu.Lock()
+	tx, err := r.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	r.nmu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	sender := tx.Sender()
+	// Read RTCP so that interceptors run and the sender's buffer does not fill.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			if _, _, err := sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	return sender, r.negotiate()
+}
+
+// Send sends a data message to one peer, or to the whole room when to is empty.
+func (r *Room) Send(payload, to string) error {
+	return r.write(signal.ClientMessage{Type: signal.TypeData, Payload: &payload, To: to})
+}
+
+// Leave leaves the room and closes the connection. Idempotent.
+func (r *Room) Leave() error {
+	var err error
+	r.closeOnce.Do(func() {
+		err = r.write(signal.ClientMessage{Type: signal.TypeLeave})
+		// Give the server a moment to record the leave before the socket goes.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		select {
+		case <-r.ctx.Done():
+		case <-ctx.Done():
+		}
+		r.shutdown()
+	})
+	return err
+}
+
+// Close drops the connection without a leave (the server sees the socket end).
+func (r *Room) Close() error {
+	r.closeOnce.Do(r.shutdown)
+	return nil
+}
+
+func (r *Room) shutdown() {
+	r.cancel()
+	_ = r.ws.CloseNow()
+	_ = r.pc.Close()
+	r.wg.Wait()
+}
+
+// negotiate sends an offer, or remembers to once the current exchange ends.
+func (r *Room) negotiate() error {
+	r.nmu.Lock()
+	defer r.nmu.Unlock()
+	if r.pc.SignalingState() != webrtc.SignalingStateStable {
+		r.needOffer = true
+		return nil
+	}
+	r.needOffer = false
+	o, err := r.pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(r.pc)
+	if err := r.pc.SetLocalDescription(o); err != nil {
+		return err
+	}
+	<-gathered
+	return r.write(signal.ClientMessage{Type: signal.TypeOffer, SDP: r.pc.LocalDescription().SDP})
+}
+
+// onOffer answers a server offer. The client is the polite side: its own pending offer is
+// rolled back and sent again afterwards.
+func (r *Room) onOffer(sdp string) error {
+	r.nmu.Lock()
+	if r.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		if err := r.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			r.nmu.Unlock()
+			return err
+		}
+		r.needOffer = true
+	}
+	err := r.answerLocked(sdp)
+	again := r.needOffer
+	r.nmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if again {
+		return r.negotiate()
+	}
+	return nil
+}
+
+func (r *Room) answerLocked(sdp string) error {
+	if err := r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return err
+	}
+	a, err := r.pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(r.pc)
+	if err := r.pc.SetLocalDescription(a); err != nil {
+		return err
+	}
+	<-gathered
+	return r.write(signal.ClientMessage{Type: signal.TypeAnswer, SDP: r.pc.LocalDescription().SDP})
+}
+
+func (r *Room) onAnswer(sdp string) error {
+	r.nmu.Lock()
+	if r.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		r.nmu.Unlock()
+		return nil // our offer was rolled back; the answer is stale
+	}
+	err := r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+	again := r.needOffer
+	r.nmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if again {
+		return r.negotiate()
+	}
+	return nil
+}
+
+func (r *Room) emit(e Event) {
+	e.At = time.Now()
+	select {
+	case r.events <- e:
+	default:
+	}
+}
+
+// read handles the server's messages until the connection ends.
+func (r *Room) read() {
+	defer r.wg.Done()
+	defer close(r.events)
+	defer r.cancel()
+	for {
+		var m signal.ServerMessage
+		if err := wsjson.Read(r.ctx, r.ws, &m); err != nil {
+			return
+		}
+		var err error
+		switch m.Type {
+		case signal.TypeOffer:
+			err = r.onOffer(m.SDP)
+		case signal.TypeAnswer:
+			err = r.onAnswer(m.SDP)
+		case signal.TypeCandidate:
+			var ci webrtc.ICECandidateInit
+			if err = json.Unmarshal(m.Candidate, &ci); err == nil {
+				err = r.pc.AddICECandidate(ci)
+			}
+		case signal.TypePeerJoined, signal.TypePeerLeft:
+			if m.Peer != nil {
+				r.emit(Event{Type: EventType(m.Type), Peer: *m.Peer})
+			}
+		case signal.TypeTrackPublished, signal.TypeTrackUnpublished, signal.TypeSubscription:
+			if m.Track != nil {
+				r.emit(Event{Type: EventType(m.Type), Track: *m.Track, State: m.State})
+			}
+		case signal.TypeData:
+			e := Event{Type: Data, From: m.From, To: m.To}
+			if m.Payload != nil {
+				e.Payload = *m.Payload
+			}
+			r.emit(e)
+		case signal.TypeError:
+			r.emit(Event{Type: ErrorEvent, Code: m.Code, Message: m.Message})
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			r.emit(Event{Type: ErrorEvent, Code: "client", Message: err.Error()})
+		}
+	}
+}

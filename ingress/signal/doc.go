@@ -1,0 +1,10 @@
+// Package signal is the room SDK's signalling: a WebSocket at /rtc carrying versioned JSON
+// messages (schemas/signal), one PeerConnection per client renegotiated in both directions.
+//
+// Core is the sans-IO session core: it takes the client's messages, the room's KV state
+// (watched, never in-memory lists, so every node sees the same room), data messages and
+// published tracks, and returns events to append, messages to send and tracks to subscribe.
+// Handler is the shell: the WebSocket, the pion PeerConnection, the KV watch, the data
+// subjects and the media bus. It imports events, pipeline and egress/forward (for fan-out of
+// subscribed tracks, as WHEP does); never cmd or projections' runners.
+package signal

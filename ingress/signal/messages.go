@@ -1,0 +1,115 @@
+package signal
+
+import "encoding/json"
+
+// Version is the protocol version a join names and joined confirms.
+const Version = 1
+
+// Message types, client → server.
+const (
+	TypeJoin      = "join"
+	TypeOffer     = "offer"
+	TypeAnswer    = "answer"
+	TypeCandidate = "candidate"
+	TypePublish   = "publish"
+	TypeUnpublish = "unpublish"
+	TypeData      = "data"
+	TypeLeave     = "leave"
+)
+
+// Message types, server → client (offer, answer, candidate and data go both ways).
+const (
+	TypeJoined           = "joined"
+	TypePeerJoined       = "peer_joined"
+	TypePeerLeft         = "peer_left"
+	TypeTrackPublished   = "track_published"
+	TypeTrackUnpublished = "track_unpublished"
+	TypeSubscription     = "subscription"
+	TypeError            = "error"
+)
+
+// Error codes of error messages.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotFound     = "not_found"
+	CodeInternal     = "internal"
+)
+
+// MaxPayload bounds a data message's payload (bytes).
+const MaxPayload = 64 << 10
+
+// ClientMessage is any client → server message; Type says which fields are used.
+type ClientMessage struct {
+	Type string `json:"type"`
+	// join
+	Version       int    `json:"version,omitempty"`
+	Token         string `json:"token,omitempty"`
+	Room          string `json:"room,omitempty"`
+	Metadata      string `json:"metadata,omitempty"`
+	AutoSubscribe *bool  `json:"auto_subscribe,omitempty"`
+	// offer, answer, candidate
+	SDP       string          `json:"sdp,omitempty"`
+	Candidate json.RawMessage `json:"candidate,omitempty"`
+	// publish
+	Kind   string `json:"kind,omitempty"`
+	Source string `json:"source,omitempty"`
+	Muted  bool   `json:"muted,omitempty"`
+	// unpublish
+	Track string `json:"track,omitempty"`
+	// data
+	To      string  `json:"to,omitempty"`
+	Payload *string `json:"payload,omitempty"`
+}
+
+// PeerInfo is a peer as clients see it.
+type PeerInfo struct {
+	Peer      string `json:"peer"`
+	Identity  string `json:"identity,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Transport string `json:"transport"`
+}
+
+// TrackInfo is a published track as clients see it.
+type TrackInfo struct {
+	Track string `json:"track"`
+	Peer  string `json:"peer"`
+	Kind  string `json:"kind"`
+	Codec string `json:"codec"`
+}
+
+// ServerMessage is any server → client message; Type says which fields are used.
+type ServerMessage struct {
+	Type string `json:"type"`
+	// joined
+	Version int         `json:"version,omitempty"`
+	Room    string      `json:"room,omitempty"`
+	Self    *PeerInfo   `json:"self,omitempty"`
+	Grants  []string    `json:"grants,omitempty"`
+	Peers   []PeerInfo  `json:"peers,omitempty"`
+	Tracks  []TrackInfo `json:"tracks,omitempty"`
+	// peer_joined, peer_left
+	Peer *PeerInfo `json:"peer,omitempty"`
+	// track_published, track_unpublished, subscription
+	Track *TrackInfo `json:"track,omitempty"`
+	// subscription: "active" or "ended"
+	State string `json:"state,omitempty"`
+	// offer, answer, candidate
+	SDP       string          `json:"sdp,omitempty"`
+	Candidate json.RawMessage `json:"candidate,omitempty"`
+	// data
+	From    string  `json:"from,omitempty"`
+	To      string  `json:"to,omitempty"`
+	Payload *string `json:"payload,omitempty"`
+	// error
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// DataMessage is what travels on a room's data subjects (dm.<room>, dm.<room>.<peer>).
+type DataMessage struct {
+	From    string `json:"from"`
+	To      string `json:"to,omitempty"`
+	Payload string `json:"payload"`
+}
