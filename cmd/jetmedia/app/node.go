@@ -58,6 +58,7 @@ type Node struct {
 	whip     *whip.Handler
 	metrics  *metrics
 	router   *message.Router
+	rm       *readModels // pebble read models (audit index, analytics); see readmodels.go
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -133,6 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startProjection(runCtx); err != nil {
 		return nil, err
 	}
+	if err = n.startReadModels(runCtx); err != nil {
+		return nil, err
+	}
 
 	n.edge, err = rtc.NewEdge(rtc.Config{
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
@@ -177,6 +181,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	we.Register(mux)
 	sg.Register(mux)
 	n.registerAPI(mux)
+	n.registerReadModels(mux)
 	n.registerAuth(mux)
 	n.registerOps(mux)
 	web, err := fs.Sub(webFS, "web")
@@ -320,6 +325,9 @@ func (n *Node) Close() error {
 			}
 			cancel()
 			errs = append(errs, n.router.Close())
+		}
+		if n.rm != nil {
+			errs = append(errs, n.rm.close()) // after its router stops, before NATS goes
 		}
 		if n.cancel != nil {
 			n.cancel()

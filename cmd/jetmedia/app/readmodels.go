@@ -1,0 +1,263 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+// ReadModelsDir is where a node keeps its pebble read models, inside its data directory.
+const ReadModelsDir = "readmodels"
+
+// ReadModelDurable is the durable consumer that feeds the read model named model.
+func ReadModelDurable(model string) string { return "rm-" + model }
+
+// ReadModelsPoisonSubject is where the read models park the events they cannot apply.
+var ReadModelsPoisonSubject = pipeline.PoisonSubject("readmodels")
+
+// ReadModels lists the pebble read models every node keeps.
+func ReadModels() []projections.Model {
+	return []projections.Model{projections.AuditIndex{}, projections.Analytics{}}
+}
+
+// readModels runs the pebble read models: one pebble database, one router with the poison
+// queue, one durable consumer per model. It owns the database and the router.
+type readModels struct {
+	db     *pebble.DB
+	js     jetstream.JetStream
+	router *message.Router
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// startReadModels opens <data>/readmodels and runs a runner per model. A node without
+// JetStream of its own (a leaf) keeps no read models.
+func (n *Node) startReadModels(ctx context.Context) error {
+	if !n.cfg.JetStream {
+		return nil
+	}
+	rm, err := runReadModels(ctx, n.ctrl, n.js, filepath.Join(n.cfg.DataDir, ReadModelsDir), n.cfg.Storage, n.log)
+	if err != nil {
+		return err
+	}
+	n.rm = rm
+	return nil
+}
+
+func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir string, sc pipeline.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
+	if err := pipeline.DeclarePoison(ctx, js, sc); err != nil {
+		return nil, err
+	}
+	db, err := projections.OpenPebble(dir, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	rm := &readModels{db: db, js: js, log: log}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
+	rm.router, err = pipeline.NewConsumerRouter(pipeline.ConsumerRouterConfig{
+		Poison: pipeline.NewPoisonPublisher(js), PoisonTopic: ReadModelsPoisonSubject, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ReadModels() {
+		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{
+			Durable: ReadModelDurable(m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		runner := projections.NewPebbleRunner(db, m, log)
+		rm.router.AddConsumerHandler("readmodel-"+m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
+	}
+	rm.wg.Add(1)
+	go func() {
+		defer rm.wg.Done()
+		if err := rm.router.Run(ctx); err != nil {
+			log.Error("read model router stopped", "err", err)
+		}
+	}()
+	select {
+	case <-rm.router.Running():
+		return rm, nil
+	case <-time.After(30 * time.Second):
+		_ = rm.router.Close()
+		rm.wg.Wait()
+		return nil, errors.New("read model router did not start")
+	}
+}
+
+// lag is the number of events the slowest read model has not applied (or parked) yet.
+func (rm *readModels) lag(ctx context.Context) (uint64, error) {
+	var most uint64
+	for _, m := range ReadModels() {
+		c, err := rm.js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(m.Name()))
+		if err != nil {
+			return 0, fmt.Errorf("read model consumer: %w", err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("read model consumer: %w", err)
+		}
+		most = max(most, info.NumPending+uint64(info.NumAckPending))
+	}
+	return most, nil
+}
+
+// WaitReadModels waits until every read model has applied every stored event.
+func (n *Node) WaitReadModels(ctx context.Context) error {
+	if n.rm == nil {
+		return nil
+	}
+	for {
+		lag, err := n.rm.lag(ctx)
+		if err == nil && lag == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read model lag %d: %w", lag, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// close lets the models catch up briefly (they resume from their checkpoints anyway), stops
+// the router, waits for it and closes the database. It is idempotent.
+func (rm *readModels) close() error {
+	rm.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		for {
+			if lag, err := rm.lag(ctx); err == nil && lag == 0 || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		cancel()
+		err := rm.router.Close()
+		rm.wg.Wait()
+		rm.err = errors.Join(err, rm.db.Close())
+	})
+	return rm.err
+}
+
+// ReadModelsDB is the node's pebble database of read models (nil on a node without
+// JetStream). Readers must not write to it.
+func (n *Node) ReadModelsDB() *pebble.DB {
+	if n.rm == nil {
+		return nil
+	}
+	return n.rm.db
+}
+
+// registerReadModels serves the pebble read models:
+//
+//	GET /v1/audit/who?identity=I[&from=T][&to=T][&limit=N]   admin grant for every room
+//	GET /v1/analytics/rooms/{room}                            admin grant for the room
+func (n *Node) registerReadModels(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/audit/who", func(w http.ResponseWriter, r *http.Request) {
+		if !n.authorizeAdmin(w, r, auth.AnyRoom) {
+			return
+		}
+		q, err := ParseAuditQuery(r.URL.Query().Get, r.URL.Query())
+		if err != nil {
+			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "%v", err))
+			return
+		}
+		if n.rm == nil {
+			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
+			return
+		}
+		refs, err := projections.AuditWho(n.rm.db, q)
+		if err != nil {
+			rtc.WriteError(w, r, n.log, err)
+			return
+		}
+		writeJSON(w, refs)
+	})
+	mux.HandleFunc("GET /v1/analytics/rooms/{room}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("room")
+		if !events.ValidID(id) {
+			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
+			return
+		}
+		if !n.authorizeAdmin(w, r, id) {
+			return
+		}
+		if n.rm == nil {
+			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
+			return
+		}
+		a, ok, err := projections.LoadAnalytics(n.rm.db, id)
+		if err != nil {
+			rtc.WriteError(w, r, n.log, err)
+			return
+		}
+		if !ok {
+			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no figures", id))
+			return
+		}
+		writeJSON(w, a.Figures(time.Now()))
+	})
+}
+
+// ParseAuditQuery reads identity, from, to (RFC 3339) and limit (default 1000, at most
+// 100000); any other parameter is an error.
+func ParseAuditQuery(get func(string) string, all map[string][]string) (projections.AuditQuery, error) {
+	q := projections.AuditQuery{Identity: get("identity"), Limit: 1000}
+	for k := range all {
+		switch k {
+		case "identity", "from", "to", "limit":
+		default:
+			return q, fmt.Errorf("unknown parameter %q", k)
+		}
+	}
+	if q.Identity == "" {
+		return q, errors.New("identity is required")
+	}
+	var err error
+	if s := get("from"); s != "" {
+		if q.From, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("from: %q is not an RFC 3339 time", s)
+		}
+	}
+	if s := get("to"); s != "" {
+		if q.To, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("to: %q is not an RFC 3339 time", s)
+		}
+	}
+	if s := get("limit"); s != "" {
+		l, err := strconv.Atoi(s)
+		if err != nil || l < 1 || l > 100000 {
+			return q, fmt.Errorf("limit: %q is not a number from 1 to 100000", s)
+		}
+		q.Limit = l
+	}
+	return q, nil
+}

@@ -1,0 +1,270 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+// workload is n events over three rooms: peers join, publish audio and video, unpublish and
+// leave, with actors id0..id4, a minute apart in each room.
+func workload(t testing.TB, n int) []events.Envelope {
+	t.Helper()
+	var out []events.Envelope
+	step := map[string]int{}
+	for i := 0; len(out) < n; i++ {
+		room := fmt.Sprintf("room%d", i%3)
+		k := step[room]
+		step[room]++
+		peer := fmt.Sprintf("p%d", k/4)
+		var p events.Payload
+		switch k % 4 {
+		case 0:
+			p = join(peer)
+		case 1:
+			p = pub(peer, peer+"a", "audio")
+		case 2:
+			p = pub(peer, peer+"v", "video")
+		case 3:
+			if k%8 == 3 {
+				p = left(peer) // ends its tracks too
+			} else {
+				p = events.TrackUnpublished{Peer: peer, Track: peer + "v"}
+			}
+		}
+		e, err := events.New(events.Meta{Room: room, Actor: fmt.Sprintf("id%d", (k/4)%5), Node: "n1",
+			Time: h0.Add(time.Duration(k) * time.Minute)}, p)
+		require.NoError(t, err)
+		out = append(out, e)
+	}
+	return out
+}
+
+// publish stores evs raw on their subjects (the runner does not need the appender's chain)
+// and returns them with their stream sequences.
+func publish(t testing.TB, js jetstream.JetStream, evs []events.Envelope) []events.Envelope {
+	t.Helper()
+	for i, e := range evs {
+		b, err := events.Encode(e)
+		require.NoError(t, err)
+		ack, err := js.Publish(t.Context(), pipeline.EventSubject(e.Room, events.Kind(e.Type)), b)
+		require.NoError(t, err)
+		evs[i].Seq = ack.Sequence
+	}
+	return evs
+}
+
+// runModels runs one runner per model on a consumer router (with the poison queue on
+// poison.test), each from a durable named prefix-<model>; stop closes the router.
+func runModels(t *testing.T, e env, db *pebble.DB, prefix string, cfg pipeline.ConsumerRouterConfig, models ...projections.Model) (stop func()) {
+	t.Helper()
+	nc, err := e.srv.Connect("runner")
+	require.NoError(t, err)
+	r, err := pipeline.NewConsumerRouter(cfg)
+	require.NoError(t, err)
+	for _, m := range models {
+		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: prefix + "-" + m.Name(), Filter: pipeline.EventsSubjects})
+		require.NoError(t, err)
+		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, projections.NewPebbleRunner(db, m, nil).Handle)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = r.Run(context.Background()) }()
+	<-r.Running()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			require.NoError(t, r.Close())
+			wg.Wait()
+			nc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitCheckpoint(t *testing.T, db *pebble.DB, model string, seq uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		cp, err := projections.Checkpoint(db, model)
+		require.NoError(t, err)
+		return cp >= seq
+	}, 30*time.Second, 5*time.Millisecond)
+}
+
+// expected folds evs per room with the pure fold: what a single uninterrupted run must give.
+func expected(t *testing.T, evs []events.Envelope, at time.Time) map[string]projections.RoomFigures {
+	t.Helper()
+	rooms := map[string]projections.RoomAnalytics{}
+	for _, e := range evs {
+		a, ok := rooms[e.Room]
+		if !ok {
+			a = projections.NewRoomAnalytics(e.Room)
+		}
+		a, err := projections.FoldAnalytics(a, e)
+		require.NoError(t, err)
+		rooms[e.Room] = a
+	}
+	out := map[string]projections.RoomFigures{}
+	for id, a := range rooms {
+		out[id] = a.Figures(at)
+	}
+	return out
+}
+
+func figures(t *testing.T, db pebble.Reader, rooms []string, at time.Time) map[string]projections.RoomFigures {
+	t.Helper()
+	out := map[string]projections.RoomFigures{}
+	for _, id := range rooms {
+		a, ok, err := projections.LoadAnalytics(db, id)
+		require.NoError(t, err)
+		require.True(t, ok, id)
+		out[id] = a.Figures(at)
+	}
+	return out
+}
+
+// crashAt wraps a model: while applying the event at seq it takes a crash image of fs (what
+// a kill -9 of the machine at that instant leaves: only synced data), before that event's
+// batch commits.
+type crashAt struct {
+	projections.Model
+	seq   uint64
+	fs    *vfs.MemFS
+	image atomic.Pointer[vfs.MemFS]
+}
+
+func (c *crashAt) Apply(b *pebble.Batch, e events.Envelope) error {
+	if e.Seq == c.seq {
+		c.image.Store(c.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+	}
+	return c.Model.Apply(b, e)
+}
+
+// TestPebbleRunnerResumesAfterCrash kills the runners mid-stream (a crash image of the
+// filesystem taken while an event is being applied), resumes on that image with every event
+// redelivered from the start, and shows the figures and the audit index equal those of the
+// uninterrupted run and of the pure fold: nothing lost, nothing counted twice.
+func TestPebbleRunnerResumesAfterCrash(t *testing.T) {
+	e := start(t)
+	evs := publish(t, e.js, workload(t, 600))
+	last := evs[len(evs)-1].Seq
+	at := h0.Add(24 * time.Hour)
+	rooms := []string{"room0", "room1", "room2"}
+	want := expected(t, evs, at)
+
+	fs := vfs.NewCrashableMem()
+	db, err := projections.OpenPebble("rm", fs, false)
+	require.NoError(t, err)
+	crash := &crashAt{Model: projections.Analytics{}, seq: 250, fs: fs}
+	stop := runModels(t, e, db, "run1", pipeline.ConsumerRouterConfig{}, crash, projections.AuditIndex{})
+	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
+	waitCheckpoint(t, db, projections.AuditModelName, last)
+	stop()
+	require.Equal(t, want, figures(t, db, rooms, at), "uninterrupted run")
+	whoWant := map[string]int{}
+	for _, ev := range evs {
+		whoWant[ev.Actor]++
+	}
+	require.NoError(t, db.Close())
+
+	image := crash.image.Load()
+	require.NotNil(t, image)
+	db2, err := projections.OpenPebble("rm", image, false)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db2.Close()) }()
+	cp, err := projections.Checkpoint(db2, projections.AnalyticsModelName)
+	require.NoError(t, err)
+	require.Equal(t, uint64(249), cp, "the crash image holds every event before the one being applied")
+	partial := figures(t, db2, rooms, at)
+	require.NotEqual(t, want, partial)
+
+	// A new durable delivers the whole log again: the worst case after a crash (the real
+	// consumer resumes from its ack floor, which is at or below the checkpoint).
+	runModels(t, e, db2, "run2", pipeline.ConsumerRouterConfig{}, projections.Analytics{}, projections.AuditIndex{})
+	waitCheckpoint(t, db2, projections.AnalyticsModelName, last)
+	waitCheckpoint(t, db2, projections.AuditModelName, last)
+	require.Equal(t, want, figures(t, db2, rooms, at), "resumed run")
+	total := 0
+	for who, n := range whoWant {
+		refs, err := projections.AuditWho(db2, projections.AuditQuery{Identity: who})
+		require.NoError(t, err)
+		require.Len(t, refs, n, who)
+		for i := 1; i < len(refs); i++ {
+			require.False(t, refs[i].Time.Before(refs[i-1].Time), "time order")
+		}
+		total += n
+	}
+	require.Equal(t, len(evs), total)
+}
+
+// failOn fails every time it applies an event of actor "evil".
+type failOn struct{ projections.Model }
+
+var errEvil = errors.New("evil event")
+
+func (f failOn) Apply(b *pebble.Batch, e events.Envelope) error {
+	if e.Actor == "evil" {
+		return errEvil
+	}
+	return f.Model.Apply(b, e)
+}
+
+// TestPoisonQueue: an event that does not decode and one whose handling always fails are
+// parked on the POISON stream after their retries; the events after them are applied.
+func TestPoisonQueue(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	require.NoError(t, pipeline.DeclarePoison(ctx, e.js, pipeline.StorageConfig{}))
+	evs := publish(t, e.js, workload(t, 20))
+	garbage, err := e.js.Publish(ctx, pipeline.EventSubject("room0", "peer_joined"), []byte(`{"not":"an event"`))
+	require.NoError(t, err)
+	bad := evAt(t, 0, 30, "evil", join("x"))
+	bad.Room, bad.Subject = "room1", "room1"
+	evil := publish(t, e.js, []events.Envelope{bad})[0]
+	after := publish(t, e.js, workload(t, 40)[20:])
+	last := after[len(after)-1].Seq
+
+	db, err := projections.OpenPebble("rm", vfs.NewMem(), false)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	runModels(t, e, db, "poison", pipeline.ConsumerRouterConfig{
+		Poison: pipeline.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
+	}, failOn{projections.Analytics{}})
+	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
+
+	at := h0.Add(24 * time.Hour)
+	want := expected(t, append(evs, after...), at)
+	require.Equal(t, want, figures(t, db, []string{"room0", "room1", "room2"}, at))
+
+	stream, err := e.js.Stream(ctx, pipeline.StreamPoison)
+	require.NoError(t, err)
+	var parked []uint64
+	for seq := uint64(1); ; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		require.NoError(t, err)
+		require.Equal(t, "poison.test", m.Subject)
+		require.NotEmpty(t, m.Header.Get("reason_poisoned"))
+		s, err := strconv.ParseUint(m.Header.Get(pipeline.MetaSeq), 10, 64)
+		require.NoError(t, err)
+		parked = append(parked, s)
+	}
+	require.Equal(t, []uint64{garbage.Sequence, evil.Seq}, parked)
+}
