@@ -26,6 +26,9 @@ Usage:
   jetmedia projections rebuild [--bucket B]
                                          fold the whole log into a fresh bucket and compare it
                                          with the live rooms projection
+  jetmedia webhooks parked [--json]      list webhook events parked after their last attempt
+  jetmedia webhooks redrive [--endpoint URL] --webhook url=…,secret=…
+                                         send parked events again; remove the delivered ones
   jetmedia token --room R --identity I [--grants publish,subscribe,data,admin] [--ttl 1h]
                                          print an access token signed with --auth-key
   jetmedia load --url URL [--publishers P] [--subscribers S] [--ramp D] [--duration D] [--json]
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return auditCmd(ctx, rest, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, rest, stdout, stderr)
+	case "webhooks":
+		return webhooksCmd(ctx, rest, stdout, stderr)
 	case "load":
 		return loadCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":

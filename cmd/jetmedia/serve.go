@@ -79,6 +79,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
 	addAuthKeyFlags(fs, &cfg.AuthKeys)
+	addWebhookFlags(fs, &cfg.Webhooks)
 	return fs
 }
 

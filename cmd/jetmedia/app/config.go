@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
@@ -53,6 +54,9 @@ type Config struct {
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
+	// Webhooks are the endpoints that receive events, with their delivery settings
+	// (egress/webhook; docs/webhooks.md). No endpoints: no delivery.
+	Webhooks webhook.Config
 	Logger   *slog.Logger
 }
 
@@ -67,6 +71,7 @@ func Defaults() Config {
 		JetStream:       true,
 		ConnectTimeout:  30 * time.Second,
 		DisconnectGrace: 10 * time.Second,
+		Webhooks:        webhook.Defaults(),
 	}
 }
 
@@ -120,6 +125,9 @@ func (c Config) Validate() error {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(c.Webhooks.Endpoints) > 0 {
+		errs = append(errs, c.Webhooks.Validate())
 	}
 	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
 		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/whip"
@@ -58,6 +59,7 @@ type Node struct {
 	whip     *whip.Handler
 	metrics  *metrics
 	router   *message.Router
+	webhooks *webhook.Deliverer
 	rm       *readModels // pebble read models (audit index, analytics); see readmodels.go
 	http     *http.Server
 	httpLn   net.Listener
@@ -132,6 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.hub = forward.NewHub(n.bus)
 
 	if err = n.startProjection(runCtx); err != nil {
+		return nil, err
+	}
+	if err = n.startWebhooks(ctx); err != nil {
 		return nil, err
 	}
 	if err = n.startReadModels(runCtx); err != nil {
@@ -329,6 +334,7 @@ func (n *Node) Close() error {
 		if n.rm != nil {
 			errs = append(errs, n.rm.close()) // after its router stops, before NATS goes
 		}
+		n.closeWebhooks()
 		if n.cancel != nil {
 			n.cancel()
 		}

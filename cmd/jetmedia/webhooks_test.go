@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/egress/webhook"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline"
+)
+
+// A node configured with a webhook parks what its receiver refuses; the CLI lists the parked
+// events and redrives them once the receiver is back.
+func TestWebhooksParkedAndRedrive(t *testing.T) {
+	var healthy atomic.Bool
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		mu.Lock()
+		got = append(got, r.Header.Get(webhook.HeaderID))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	endpoint := "url=" + srv.URL + ",types=peer.joined,secret=s3cret"
+
+	cfg := app.Defaults()
+	cfg.Name = "hooks"
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.NATSListen = "127.0.0.1:0"
+	fs := serveFlags(&cfg, new(string))
+	require.NoError(t, fs.Parse([]string{"--webhook", endpoint, "--webhook-max-attempts=2",
+		"--webhook-backoff=5ms", "--webhook-max-backoff=10ms", "--webhook-timeout=1s"}))
+	require.Len(t, cfg.Webhooks.Endpoints, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := app.Start(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = node.Close() })
+
+	ap := pipeline.NewAppender(node.JetStream(), "hooks")
+	var want []string
+	for _, peer := range []string{"a", "b", "c"} {
+		e, err := events.New(events.Meta{Room: "hooked", Actor: peer, Node: "hooks", Time: time.Now()},
+			events.PeerJoined{Peer: peer, Transport: "whip", Role: "publisher", Node: "hooks"})
+		require.NoError(t, err)
+		_, err = ap.Append(ctx, e)
+		require.NoError(t, err)
+		want = append(want, e.ID)
+	}
+
+	data := "--data=" + cfg.DataDir
+	var parked []webhook.Parked
+	require.Eventually(t, func() bool {
+		out, err := runCLI(t, "webhooks", "parked", data, "--json")
+		require.NoError(t, err)
+		parked = parked[:0]
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var p webhook.Parked
+			require.NoError(t, json.Unmarshal([]byte(line), &p))
+			parked = append(parked, p)
+		}
+		return len(parked) == 3 // room.created is filtered out
+	}, 15*time.Second, 50*time.Millisecond)
+	for i, p := range parked {
+		require.Equal(t, want[i], p.EventID)
+		require.Equal(t, srv.URL, p.URL)
+	}
+	out, err := runCLI(t, "webhooks", "parked", data)
+	require.NoError(t, err)
+	require.Contains(t, out, "hooked")
+
+	_, err = runCLI(t, "webhooks", "redrive", data)
+	require.ErrorContains(t, err, "no endpoint configured")
+
+	healthy.Store(true)
+	out, err = runCLI(t, "webhooks", "redrive", data, "--webhook", endpoint)
+	require.NoError(t, err)
+	require.Contains(t, out, "delivered 3, failed 0")
+	mu.Lock()
+	require.Equal(t, want, got)
+	mu.Unlock()
+	out, err = runCLI(t, "webhooks", "parked", data)
+	require.NoError(t, err)
+	require.Contains(t, out, "no parked events")
+}
+
+func TestWebhookFlagsFromEnv(t *testing.T) {
+	t.Setenv("JETMEDIA_WEBHOOKS", "url=https://a.example/h https://b.example/h")
+	t.Setenv("JETMEDIA_WEBHOOK_MAX_ATTEMPTS", "4")
+	cfg := app.Defaults()
+	fs := serveFlags(&cfg, new(string))
+	require.NoError(t, applyEnv(fs))
+	require.NoError(t, fs.Parse([]string{"--webhook", "url=https://c.example/h,types=peer.left.v1"}))
+	require.Len(t, cfg.Webhooks.Endpoints, 3)
+	require.Equal(t, []string{"peer.left.v1"}, cfg.Webhooks.Endpoints[2].Types)
+	require.Equal(t, 4, cfg.Webhooks.MaxAttempts)
+	require.NoError(t, cfg.Validate())
+	require.Error(t, fs.Set("webhook", "url=nope"))
+}
