@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,7 +21,49 @@ import (
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/schemas"
 )
+
+// wireLog keeps every signalling message of a test, to validate them against the schemas.
+type wireLog struct {
+	mu   sync.Mutex
+	msgs []wireMsg
+}
+
+type wireMsg struct {
+	fromServer bool
+	raw        []byte
+}
+
+func (w *wireLog) trace(fromServer bool, raw []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, wireMsg{fromServer, append([]byte(nil), raw...)})
+}
+
+// requireValid validates every message seen against schemas/signal and returns how many of
+// each "<direction>.<type>" there were.
+func (w *wireLog) requireValid(t *testing.T) map[string]int {
+	t.Helper()
+	v, err := schemas.NewSignal()
+	require.NoError(t, err)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := map[string]int{}
+	for _, m := range w.msgs {
+		dir := schemas.FromClient
+		if m.fromServer {
+			dir = schemas.FromServer
+		}
+		require.NoError(t, v.Validate(dir, m.raw), "%s message %s", dir, m.raw)
+		var typ struct{ Type string }
+		require.NoError(t, json.Unmarshal(m.raw, &typ))
+		seen[dir+"."+typ.Type]++
+	}
+	return seen
+}
+
+var wire = &wireLog{}
 
 // sdkPeer is one SDK client of a test: its room, the RTP it received per publishing peer and
 // the events it saw.
@@ -62,7 +105,7 @@ func sdkURL(n *app.Node) string { return n.HTTPURL() + "/rtc" }
 func joinSDK(t *testing.T, ctx context.Context, node *app.Node, room, identity string, publish bool) *sdkPeer {
 	t.Helper()
 	tok := token(t, room, identity, auth.Publish, auth.Subscribe, auth.Data)
-	r, err := client.Join(ctx, sdkURL(node), tok, client.Options{API: clientAPI(t)})
+	r, err := client.Join(ctx, sdkURL(node), tok, client.Options{API: clientAPI(t), Trace: wire.trace})
 	require.NoError(t, err)
 	p := &sdkPeer{room: r, got: map[string]*atomic.Int64{}}
 	r.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -200,15 +243,15 @@ func TestSDKRoom(t *testing.T) {
 	require.NoError(t, err)
 	forged, err := bad.Sign(auth.NewClaims(room, "mallory", []auth.Grant{auth.Publish}, time.Now(), time.Hour))
 	require.NoError(t, err)
-	_, err = client.Join(ctx, sdkURL(node), forged, client.Options{API: clientAPI(t)})
+	_, err = client.Join(ctx, sdkURL(node), forged, client.Options{API: clientAPI(t), Trace: wire.trace})
 	var ce *client.Error
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "unauthorized", ce.Code)
 	require.NotEmpty(t, ce.Message)
-	_, err = client.Join(ctx, sdkURL(node), token(t, "other-room", "mallory", auth.Subscribe), client.Options{API: clientAPI(t), Room: room})
+	_, err = client.Join(ctx, sdkURL(node), token(t, "other-room", "mallory", auth.Subscribe), client.Options{API: clientAPI(t), Room: room, Trace: wire.trace})
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "forbidden", ce.Code)
-	viewer, err := client.Join(ctx, sdkURL(node), token(t, room, "vic", auth.Subscribe), client.Options{API: clientAPI(t)})
+	viewer, err := client.Join(ctx, sdkURL(node), token(t, room, "vic", auth.Subscribe), client.Options{API: clientAPI(t), Trace: wire.trace})
 	require.NoError(t, err)
 	require.Len(t, viewer.Peers, 2)
 	require.Len(t, viewer.Tracks, 2)
@@ -249,6 +292,14 @@ func TestSDKRoom(t *testing.T) {
 	require.NoError(t, err)
 	requireSameRoom(t, folded, live)
 	require.Empty(t, live.Peers)
+
+	// Every message both ways matches its schema; the test saw every kind it should.
+	seen := wire.requireValid(t)
+	for _, k := range []string{"client.join", "client.offer", "client.answer", "client.publish", "client.data", "client.leave",
+		"server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
+		"server.subscription", "server.offer", "server.answer", "server.data", "server.error"} {
+		require.Positive(t, seen[k], "no %s message", k)
+	}
 }
 
 func waitEvent(t *testing.T, r *client.Room, typ client.EventType) client.Event {
@@ -281,7 +332,7 @@ func TestSDKJoinLatency(t *testing.T) {
 	lat := make([]time.Duration, 0, joins)
 	for i := range joins {
 		start := time.Now()
-		r, err := client.Join(ctx, sdkURL(node), token(t, room, fmt.Sprintf("j%d", i), auth.Subscribe), client.Options{API: clientAPI(t)})
+		r, err := client.Join(ctx, sdkURL(node), token(t, room, fmt.Sprintf("j%d", i), auth.Subscribe), client.Options{API: clientAPI(t), Trace: wire.trace})
 		require.NoError(t, err)
 		id := r.Self.Peer
 		var seenAt time.Time

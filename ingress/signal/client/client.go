@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/ingress/signal"
@@ -32,6 +31,9 @@ type Options struct {
 	ManualSubscribe bool
 	// EventBuffer is the Events channel's capacity (default 256); events beyond it are dropped.
 	EventBuffer int
+	// Trace, if set, sees every message on the wire (fromServer tells the direction), for
+	// debugging and for the tests that validate the protocol against its schemas.
+	Trace func(fromServer bool, raw []byte)
 }
 
 // EventType says what an Event is about.
@@ -79,6 +81,7 @@ type Room struct {
 
 	ws     *websocket.Conn
 	pc     *webrtc.PeerConnection
+	trace  func(bool, []byte)
 	events chan Event
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -113,12 +116,12 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	auto := !opts.ManualSubscribe
 	join := signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: token, Room: opts.Room,
 		Metadata: opts.Metadata, AutoSubscribe: &auto}
-	if err := wsjson.Write(ctx, ws, join); err != nil {
+	if err := writeMsg(ctx, ws, opts.Trace, join); err != nil {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("jetmedia: join: %w", err)
 	}
 	var m signal.ServerMessage
-	if err := wsjson.Read(ctx, ws, &m); err != nil {
+	if err := readMsg(ctx, ws, opts.Trace, &m); err != nil {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("jetmedia: join: %w", err)
 	}
@@ -137,7 +140,7 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &Room{Self: *m.Self, Name: m.Room, Grants: m.Grants, Peers: m.Peers, Tracks: m.Tracks,
-		ws: ws, pc: pc, events: make(chan Event, opts.EventBuffer), ctx: rctx, cancel: cancel}
+		ws: ws, pc: pc, trace: opts.Trace, events: make(chan Event, opts.EventBuffer), ctx: rctx, cancel: cancel}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 		r.tmu.Lock()
 		fn := r.onTrack
@@ -171,7 +174,29 @@ func (r *Room) write(m signal.ClientMessage) error {
 	defer r.wmu.Unlock()
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	return wsjson.Write(ctx, r.ws, m)
+	return writeMsg(ctx, r.ws, r.trace, m)
+}
+
+func writeMsg(ctx context.Context, ws *websocket.Conn, trace func(bool, []byte), m signal.ClientMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if trace != nil {
+		trace(false, b)
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
+}
+
+func readMsg(ctx context.Context, ws *websocket.Conn, trace func(bool, []byte), m *signal.ServerMessage) error {
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if trace != nil {
+		trace(true, b)
+	}
+	return json.Unmarshal(b, m)
 }
 
 // Publish announces track (source: "camera", "screen", "mic" or free text) and starts sending
@@ -328,7 +353,7 @@ func (r *Room) read() {
 	defer r.cancel()
 	for {
 		var m signal.ServerMessage
-		if err := wsjson.Read(r.ctx, r.ws, &m); err != nil {
+		if err := readMsg(r.ctx, r.ws, r.trace, &m); err != nil {
 			return
 		}
 		var err error
