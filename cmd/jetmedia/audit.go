@@ -39,8 +39,16 @@ type chainReport struct {
 }
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "who" {
+		return auditWho(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return auditExport(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: jetmedia audit verify [--room R] [--json] [--nats URL | --data DIR]")
+		fmt.Fprintln(stderr, "usage: jetmedia audit verify [--room R] [--json] [--nats URL | --data DIR]\n"+
+			"       jetmedia audit who --identity I [--from T] [--to T] [--json] [--data DIR | --url URL --token T]\n"+
+			"       jetmedia audit export --room R [--format jsonl|csv] [--nats URL | --data DIR]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)

@@ -23,6 +23,10 @@ Usage:
   jetmedia audit verify [--room R] [--json]
                                          check each room's hash chain: intact, or the first
                                          event that breaks it (exit status 1)
+  jetmedia audit who --identity I [--from T] [--to T] [--json] [--url URL --token T]
+                                         what an identity did across rooms (audit index)
+  jetmedia audit export --room R [--format jsonl|csv]
+                                         a room's events from the log
   jetmedia projections rebuild [--bucket B]
                                          fold the whole log into a fresh bucket and compare it
                                          with the live rooms projection
