@@ -229,9 +229,13 @@ func TestEveryEventArrivesInOrderThroughFailures(t *testing.T) {
 			srv.Close() // receiver down: connection refused
 		case 20:
 			srv = listen(t, addr, rc) // back on the same port
+		case 24:
+			failing.Store(true) // so that events are in flight when the node stops
 		case 25:
-			d.Close() // the delivering node stops with events in flight
+			d.Close() // the delivering node stops with events taken and not acknowledged
 			d = start(t, b.js, cfg)
+		case 27:
+			failing.Store(false)
 		case 30:
 			srv.CloseClientConnections()
 		}
