@@ -170,6 +170,11 @@ func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.M
 					return
 				}
 				log.Warn("pull failed; retrying", "err", err)
+				select { // a consumer deleted under us fails every pull: do not spin
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 				continue
 			}
 			md, err := msg.Metadata()

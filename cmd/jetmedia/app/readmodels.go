@@ -84,6 +84,9 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, d
 		return nil, err
 	}
 	for _, m := range ReadModels() {
+		if err := rewindConsumer(ctx, js, db, m.Name()); err != nil {
+			return nil, err
+		}
 		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{
 			Durable: ReadModelDurable(m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
 		})
@@ -108,6 +111,35 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, d
 		rm.wg.Wait()
 		return nil, errors.New("read model router did not start")
 	}
+}
+
+// rewindConsumer makes the model's consumer deliver every event after the model's checkpoint.
+// The checkpoint in pebble is the truth: when it is behind the consumer's ack floor (the
+// readmodels directory was deleted to rebuild the models, or restored from a backup), the
+// consumer is deleted, and recreated from the start of the log; the runner skips what it has.
+func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, model string) error {
+	cp, err := projections.Checkpoint(db, model)
+	if err != nil {
+		return err
+	}
+	c, err := js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(model))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read model %s: consumer: %w", model, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read model %s: consumer: %w", model, err)
+	}
+	if info.AckFloor.Stream <= cp {
+		return nil
+	}
+	if err := js.DeleteConsumer(ctx, pipeline.StreamEvents, ReadModelDurable(model)); err != nil {
+		return fmt.Errorf("read model %s: rewind consumer: %w", model, err)
+	}
+	return nil
 }
 
 // lag is the number of events the slowest read model has not applied (or parked) yet.
