@@ -249,6 +249,11 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, key []byte, id str
 		}
 		wait := d.cfg.backoff(n)
 		wait = wait/2 + rand.N(wait/2+1)
+		// A receiver that says when to come back (429, 503) is heeded, up to MaxBackoff.
+		var se *StatusError
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			wait = min(se.RetryAfter, d.cfg.MaxBackoff)
+		}
 		select {
 		case <-ctx.Done():
 			return n, ctx.Err()
@@ -258,7 +263,11 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, key []byte, id str
 }
 
 // StatusError is a receiver's answer other than 2xx.
-type StatusError struct{ Code int }
+type StatusError struct {
+	Code int
+	// RetryAfter is the answer's Retry-After in seconds, if any.
+	RetryAfter time.Duration
+}
 
 func (e *StatusError) Error() string { return "receiver answered " + strconv.Itoa(e.Code) }
 
@@ -290,7 +299,11 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, ep En
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return &StatusError{Code: resp.StatusCode}
+		se := &StatusError{Code: resp.StatusCode}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return se
 	}
 	return nil
 }

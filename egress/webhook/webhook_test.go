@@ -307,6 +307,7 @@ func TestParkAndRedrive(t *testing.T) {
 	defer srv.Close()
 	cfg := testConfig(srv.URL)
 	cfg.MaxAttempts = 3
+	cfg.Timeout = 2 * time.Second // the healthy room must not park on a loaded machine
 	d := start(t, b.js, cfg)
 	defer d.Close()
 	for i := range 6 {
@@ -451,3 +452,34 @@ func TestParseEndpoint(t *testing.T) {
 }
 
 func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// Retry-After of a 429 is heeded (within MaxBackoff).
+func TestRetryAfter(t *testing.T) {
+	b := newBed(t)
+	var n atomic.Int64
+	var times []time.Time
+	var mu sync.Mutex
+	rc := &receiver{t: t, behave: func(d delivery) int {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		if n.Add(1) == 1 {
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	}}
+	srv := listen(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		rc.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	cfg := testConfig(srv.URL)
+	cfg.MaxBackoff = 5 * time.Second
+	d := start(t, b.js, cfg)
+	defer d.Close()
+	b.append(t, "ra", 0)
+	require.Eventually(t, func() bool { got, _ := rc.firstByRoom(); return len(got["ra"]) == 2 }, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, times[1].Sub(times[0]), 900*time.Millisecond)
+}
