@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,6 +88,14 @@ func TestWebhooksParkedAndRedrive(t *testing.T) {
 	out, err := runCLI(t, "webhooks", "parked", data)
 	require.NoError(t, err)
 	require.Contains(t, out, "hooked")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(node.HTTPURL() + "/metrics")
+		require.NoError(t, err)
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(metrics), `jetmedia_webhook_parked_total{endpoint="`+srv.URL+`"} 3`) &&
+			strings.Contains(string(metrics), `jetmedia_webhook_failed_attempts_total{endpoint="`+srv.URL+`"} 6`)
+	}, 5*time.Second, 20*time.Millisecond)
 
 	_, err = runCLI(t, "webhooks", "redrive", data)
 	require.ErrorContains(t, err, "no endpoint configured")

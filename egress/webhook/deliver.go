@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,9 +35,35 @@ type Deliverer struct {
 	log    *slog.Logger
 	client *http.Client
 
+	stats map[string]*counters // by endpoint URL; fixed after Start
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// counters of one endpoint.
+type counters struct {
+	delivered, failed, parked, queued atomic.Int64
+}
+
+// Stats are one endpoint's delivery counters since the node started.
+type Stats struct {
+	URL string
+	// Delivered events (accepted by the receiver), failed attempts, parked events, and events
+	// taken from the log and not yet delivered or parked.
+	Delivered, FailedAttempts, Parked, Queued int64
+}
+
+// Stats returns each endpoint's counters, in configuration order.
+func (d *Deliverer) Stats() []Stats {
+	out := make([]Stats, 0, len(d.cfg.Endpoints))
+	for _, ep := range d.cfg.Endpoints {
+		c := d.stats[ep.URL]
+		out = append(out, Stats{URL: ep.URL, Delivered: c.delivered.Load(), FailedAttempts: c.failed.Load(),
+			Parked: c.parked.Load(), Queued: c.queued.Load()})
+	}
+	return out
 }
 
 // Start declares the parked stream and each endpoint's durable consumer and starts delivering.
@@ -49,7 +76,10 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Deliverer,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Deliverer{cfg: cfg, js: js, log: log.With("component", "webhook"), client: cfg.Client}
+	d := &Deliverer{cfg: cfg, js: js, log: log.With("component", "webhook"), client: cfg.Client, stats: map[string]*counters{}}
+	for _, ep := range cfg.Endpoints {
+		d.stats[ep.URL] = &counters{}
+	}
 	if d.client == nil {
 		d.client = &http.Client{Timeout: cfg.Timeout}
 	}
@@ -146,13 +176,14 @@ func (l *lane) pop() (item, bool) {
 func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.MessagesContext) {
 	key, _ := ep.key() // validated
 	log := d.log.With("endpoint", ep.URL)
+	c := d.stats[ep.URL]
 	lanes := make([]*lane, d.cfg.Lanes)
 	for i := range lanes {
 		lanes[i] = &lane{notify: make(chan struct{}, 1), done: map[string]uint64{}}
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.runLane(ctx, ep, key, lanes[i], log)
+			d.runLane(ctx, ep, key, lanes[i], c, log)
 		}()
 	}
 	d.wg.Add(2)
@@ -198,6 +229,7 @@ func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.M
 				_ = msg.Ack()
 				continue
 			}
+			c.queued.Add(1)
 			h := fnv.New32a()
 			h.Write([]byte(head.Room))
 			lanes[h.Sum32()%uint32(len(lanes))].push(item{msg: msg, seq: md.Sequence.Stream, room: head.Room, id: head.ID, typ: head.Type})
@@ -205,7 +237,7 @@ func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.M
 	}()
 }
 
-func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lane, log *slog.Logger) {
+func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lane, c *counters, log *slog.Logger) {
 	for {
 		it, ok := l.pop()
 		if !ok {
@@ -218,9 +250,15 @@ func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lan
 		}
 		if it.seq <= l.done[it.room] {
 			_ = it.msg.Ack()
+			c.queued.Add(-1)
 			continue
 		}
 		attempts, err := d.attempt(ctx, ep, key, it.id, it.seq, it.msg.Data())
+		if err == nil {
+			c.failed.Add(int64(attempts - 1))
+		} else {
+			c.failed.Add(int64(attempts))
+		}
 		if ctx.Err() != nil {
 			return // not acknowledged: delivered again after a restart
 		}
@@ -229,7 +267,11 @@ func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lan
 			if !d.park(ctx, ep, it, attempts, err, log) {
 				return
 			}
+			c.parked.Add(1)
+		} else {
+			c.delivered.Add(1)
 		}
+		c.queued.Add(-1)
 		if err := it.msg.Ack(); err != nil {
 			log.Warn("ack failed; the event may be delivered again after a restart", "id", it.id, "err", err)
 		}

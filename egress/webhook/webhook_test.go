@@ -258,6 +258,11 @@ func TestEveryEventArrivesInOrderThroughFailures(t *testing.T) {
 		return c >= total
 	}, 30*time.Second, 20*time.Millisecond)
 	got, dups := rc.firstByRoom()
+	st := d.Stats()
+	require.Len(t, st, 1)
+	require.Positive(t, st[0].Delivered)
+	require.Positive(t, st[0].FailedAttempts)
+	require.Zero(t, st[0].Parked)
 	for _, r := range rooms {
 		require.Equal(t, want[r], got[r], "room %s: every event, in log order", r)
 	}
@@ -327,6 +332,10 @@ func TestParkAndRedrive(t *testing.T) {
 		}))
 		return len(parked) == len(badIDs)
 	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		st := d.Stats()[0]
+		return st.Parked == int64(len(badIDs)) && st.Delivered == int64(len(goodIDs)) && st.Queued == 0
+	}, 5*time.Second, 10*time.Millisecond)
 	for i, p := range parked {
 		require.Equal(t, badIDs[i], p.EventID, "parked in log order")
 		require.Equal(t, "bad", p.Room)

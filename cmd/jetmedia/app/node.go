@@ -136,9 +136,6 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startProjection(runCtx); err != nil {
 		return nil, err
 	}
-	if err = n.startWebhooks(ctx); err != nil {
-		return nil, err
-	}
 	if err = n.startReadModels(runCtx); err != nil {
 		return nil, err
 	}
@@ -155,6 +152,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	if err = n.startWebhooks(ctx); err != nil {
+		return nil, err
+	}
 	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
