@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,4 +125,85 @@ func TestWebhookFlagsFromEnv(t *testing.T) {
 	require.Equal(t, 4, cfg.Webhooks.MaxAttempts)
 	require.NoError(t, cfg.Validate())
 	require.Error(t, fs.Set("webhook", "url=nope"))
+}
+
+// A node stopped while its receiver fails delivers everything, in order, once it runs again on
+// the same data directory.
+func TestWebhooksAcrossNodeRestart(t *testing.T) {
+	var healthy atomic.Bool
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		mu.Lock()
+		got = append(got, r.Header.Get(webhook.HeaderID))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	cfg := app.Defaults()
+	cfg.Name = "restart"
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Webhooks.Endpoints = []webhook.Endpoint{{URL: srv.URL, Secret: "s"}}
+	cfg.Webhooks.InitialBackoff = 5 * time.Millisecond
+	cfg.Webhooks.MaxBackoff = 20 * time.Millisecond
+	cfg.Webhooks.MaxAttempts = 100000 // nothing parks here
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := app.Start(ctx, cfg)
+	require.NoError(t, err)
+	ap := pipeline.NewAppender(node.JetStream(), "restart")
+	for i := range 20 {
+		peer := "p" + strconv.Itoa(i)
+		e, err := events.New(events.Meta{Room: "rs" + strconv.Itoa(i%3), Actor: peer, Node: "restart", Time: time.Now()},
+			events.PeerJoined{Peer: peer, Transport: "whip", Role: "publisher", Node: "restart"})
+		require.NoError(t, err)
+		_, err = ap.Append(ctx, e)
+		require.NoError(t, err)
+	}
+	want := map[string][]string{}
+	for r := range 3 {
+		room := "rs" + strconv.Itoa(r)
+		require.NoError(t, pipeline.Read(ctx, node.JetStream(), pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)},
+			func(e events.Envelope) error { want[room] = append(want[room], e.ID); return nil }))
+	}
+	time.Sleep(50 * time.Millisecond) // events taken, attempts failing
+	require.NoError(t, node.Close())
+
+	healthy.Store(true)
+	node, err = app.Start(ctx, cfg)
+	require.NoError(t, err)
+	defer func() { _ = node.Close() }()
+	room := map[string]string{}
+	for r, ids := range want {
+		for _, id := range ids {
+			room[id] = r
+		}
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := map[string]bool{}
+		for _, id := range got {
+			n[id] = true
+		}
+		return len(n) >= len(room)
+	}, 15*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	byRoom := map[string][]string{}
+	seen := map[string]bool{}
+	for _, id := range got {
+		if !seen[id] { // duplicates are allowed, order is checked on first deliveries
+			seen[id] = true
+			byRoom[room[id]] = append(byRoom[room[id]], id)
+		}
+	}
+	for r, ids := range want {
+		require.Equal(t, ids, byRoom[r], "room %s", r)
+	}
 }
