@@ -39,9 +39,11 @@ func TestFoldAnalytics(t *testing.T) {
 		at     float64 // minutes after h0 the open sessions count up to
 		want   projections.RoomFigures
 	}{{
-		name:   "empty room",
-		events: func(t testing.TB) []events.Envelope { return []events.Envelope{evAt(t, 1, 0, "", events.RoomCreated{Node: "n1"})} },
-		want:   projections.RoomFigures{PublishMinutes: map[string]float64{}, Hours: []projections.HourFigures{}, LastSeq: 1},
+		name: "empty room",
+		events: func(t testing.TB) []events.Envelope {
+			return []events.Envelope{evAt(t, 1, 0, "", events.RoomCreated{Node: "n1"})}
+		},
+		want: projections.RoomFigures{PublishMinutes: map[string]float64{}, Hours: []projections.HourFigures{}, LastSeq: 1},
 	}, {
 		name: "one publisher, audio and video, leaves",
 		events: func(t testing.TB) []events.Envelope {

@@ -26,8 +26,10 @@ import (
 // ReadModelsDir is where a node keeps its pebble read models, inside its data directory.
 const ReadModelsDir = "readmodels"
 
-// ReadModelDurable is the durable consumer that feeds the read model named model.
-func ReadModelDurable(model string) string { return "rm-" + model }
+// ReadModelDurable is the durable consumer that feeds the read model named model on node.
+// Each node keeps its own pebble database, so each needs all the events: in a cluster, nodes
+// sharing one durable would split the log between their databases.
+func ReadModelDurable(node, model string) string { return "rm-" + node + "-" + model }
 
 // ReadModelsPoisonSubject is where the read models park the events they cannot apply.
 var ReadModelsPoisonSubject = pipeline.PoisonSubject("readmodels")
@@ -42,6 +44,7 @@ func ReadModels() []projections.Model {
 type readModels struct {
 	db     *pebble.DB
 	js     jetstream.JetStream
+	node   string
 	router *message.Router
 	log    *slog.Logger
 	wg     sync.WaitGroup
@@ -55,7 +58,7 @@ func (n *Node) startReadModels(ctx context.Context) error {
 	if !n.cfg.JetStream {
 		return nil
 	}
-	rm, err := runReadModels(ctx, n.ctrl, n.js, filepath.Join(n.cfg.DataDir, ReadModelsDir), n.cfg.Storage, n.log)
+	rm, err := runReadModels(ctx, n.ctrl, n.js, n.cfg.Name, filepath.Join(n.cfg.DataDir, ReadModelsDir), n.cfg.Storage, n.log)
 	if err != nil {
 		return err
 	}
@@ -63,7 +66,7 @@ func (n *Node) startReadModels(ctx context.Context) error {
 	return nil
 }
 
-func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir string, sc pipeline.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
+func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, node, dir string, sc pipeline.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
 	if err := pipeline.DeclarePoison(ctx, js, sc); err != nil {
 		return nil, err
 	}
@@ -71,7 +74,7 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, d
 	if err != nil {
 		return nil, err
 	}
-	rm := &readModels{db: db, js: js, log: log}
+	rm := &readModels{db: db, js: js, node: node, log: log}
 	defer func() {
 		if err != nil {
 			_ = db.Close()
@@ -84,11 +87,11 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, d
 		return nil, err
 	}
 	for _, m := range ReadModels() {
-		if err := rewindConsumer(ctx, js, db, m.Name()); err != nil {
+		if err := rewindConsumer(ctx, js, db, ReadModelDurable(node, m.Name()), m.Name()); err != nil {
 			return nil, err
 		}
 		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{
-			Durable: ReadModelDurable(m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
+			Durable: ReadModelDurable(node, m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
 		})
 		if err != nil {
 			return nil, err
@@ -117,12 +120,12 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, d
 // The checkpoint in pebble is the truth: when it is behind the consumer's ack floor (the
 // readmodels directory was deleted to rebuild the models, or restored from a backup), the
 // consumer is deleted, and recreated from the start of the log; the runner skips what it has.
-func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, model string) error {
+func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, durable, model string) error {
 	cp, err := projections.Checkpoint(db, model)
 	if err != nil {
 		return err
 	}
-	c, err := js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(model))
+	c, err := js.Consumer(ctx, pipeline.StreamEvents, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil
 	}
@@ -136,7 +139,7 @@ func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, 
 	if info.AckFloor.Stream <= cp {
 		return nil
 	}
-	if err := js.DeleteConsumer(ctx, pipeline.StreamEvents, ReadModelDurable(model)); err != nil {
+	if err := js.DeleteConsumer(ctx, pipeline.StreamEvents, durable); err != nil {
 		return fmt.Errorf("read model %s: rewind consumer: %w", model, err)
 	}
 	return nil
@@ -146,7 +149,7 @@ func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, 
 func (rm *readModels) lag(ctx context.Context) (uint64, error) {
 	var most uint64
 	for _, m := range ReadModels() {
-		c, err := rm.js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(m.Name()))
+		c, err := rm.js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(rm.node, m.Name()))
 		if err != nil {
 			return 0, fmt.Errorf("read model consumer: %w", err)
 		}
