@@ -48,6 +48,9 @@ type Output struct {
 	Subscribe   []TrackSpec
 	Unsubscribe []string
 	Data        []DataMessage
+	// Receive lists the kinds of tracks announced by publish: the shell adds a receiving
+	// transceiver for each and offers it, so the client never has to make an offer itself.
+	Receive []string
 }
 
 // Core is the sans-IO state machine of one SDK session: joined from the start (the shell
@@ -257,6 +260,7 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 			return out
 		}
 		c.announced = append(c.announced, m)
+		out.Receive = append(out.Receive, m.Kind)
 	case TypeUnpublish:
 		i := slices.Index(c.published, m.Track)
 		if i < 0 {

@@ -109,6 +109,9 @@ type conn struct {
 	offering  bool // our offer is waiting for the client's answer
 	needOffer bool // our tracks changed since the last offer
 	senders   map[string]*webrtc.RTPSender
+	// ended mirrors the core's Closed after each step (the core itself is read only under
+	// the session lock).
+	ended bool
 }
 
 func (c *conn) writer(ctx context.Context) {
@@ -325,7 +328,7 @@ func (c *conn) run(ctx context.Context, r *http.Request) (websocket.StatusCode, 
 		case i.msg != nil:
 			c.message(now, *i.msg)
 		}
-		if c.core.Closed() {
+		if c.ended {
 			return websocket.StatusNormalClosure, "left"
 		}
 		if c.needOffer && c.pc.SignalingState() == webrtc.SignalingStateStable {
@@ -340,6 +343,7 @@ func (c *conn) step(in func() Output) error {
 	var out Output
 	err := c.s.StepErr(func(rtc.Core) rtc.Output {
 		out = in()
+		c.ended = c.core.Closed()
 		// Queued under the session lock, so messages leave in the order the core made them.
 		if !c.enqueue(out.Send...) {
 			out.Close = true
@@ -367,6 +371,14 @@ func (c *conn) step(in func() Output) error {
 	}
 	for _, t := range out.Unsubscribe {
 		c.unsubscribe(t)
+	}
+	for _, kind := range out.Receive {
+		k := webrtc.NewRTPCodecType(kind)
+		if _, err := c.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			c.enqueue(errMsg(CodeInternal, "cannot receive %s: %v", kind, err))
+			continue
+		}
+		c.needOffer = true
 	}
 	return err
 }
@@ -402,6 +414,7 @@ func (c *conn) message(now time.Time, m ClientMessage) {
 			c.enqueue(errMsg(CodeBadRequest, "answer rejected: %v", err))
 		}
 		c.offering = false
+		c.s.Log.Debug("client answer applied")
 	case TypeCandidate:
 		var ci webrtc.ICECandidateInit
 		if err := json.Unmarshal(m.Candidate, &ci); err != nil {
@@ -416,12 +429,15 @@ func (c *conn) message(now time.Time, m ClientMessage) {
 	}
 }
 
-// answer applies a client offer. The server is the impolite side of perfect negotiation: a
-// client offer that crosses ours is ignored, and the client rolls its own back.
+// answer applies a client offer. A client offer that crosses ours is ignored (the server is the
+// impolite side; pion cannot roll a local offer back, so the Go SDK never offers: publish makes
+// the server offer a receiving m-line that the client's sending transceiver takes).
 func (c *conn) answer(sdp string) {
 	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		c.s.Log.Debug("client offer ignored: it crossed ours")
 		return
 	}
+	c.s.Log.Debug("answering client offer")
 	ans, err := rtc.Answer(context.Background(), c.pc, sdp, nil)
 	if err != nil {
 		c.enqueue(errMsg(CodeBadRequest, "%v", err))
@@ -448,6 +464,7 @@ func (c *conn) offer() {
 	case <-time.After(5 * time.Second):
 	}
 	c.offering = true
+	c.s.Log.Debug("offer sent", "transceivers", len(c.pc.GetTransceivers()))
 	c.enqueue(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
 }
 
@@ -513,6 +530,7 @@ func (c *conn) subscribe(t TrackSpec) {
 		return
 	}
 	sender := tx.Sender()
+	c.s.Log.Debug("forwarding track", "track", t.Track, "publisher", t.Peer)
 	c.senders[t.Track] = sender
 	c.needOffer = true
 	c.h.cfg.Sessions.Go(func() { lt.readRTCP(sender) })

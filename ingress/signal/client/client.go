@@ -89,8 +89,7 @@ type Room struct {
 
 	wmu sync.Mutex // one writer at a time on the WebSocket
 
-	nmu       sync.Mutex // negotiation
-	needOffer bool
+	nmu sync.Mutex // negotiation
 
 	tmu     sync.Mutex
 	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
@@ -199,16 +198,17 @@ func readMsg(ctx context.Context, ws *websocket.Conn, trace func(bool, []byte), 
 	return json.Unmarshal(b, m)
 }
 
-// Publish announces track (source: "camera", "screen", "mic" or free text) and starts sending
-// it. The caller writes its media.
+// Publish adds track (source: "camera", "screen", "mic" or free text) and announces it; the
+// server answers with an offer whose receiving m-line the track's transceiver takes, so only
+// the server ever offers and offers never cross. The caller writes its media.
 func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSender, error) {
-	if err := r.write(signal.ClientMessage{Type: signal.TypePublish, Kind: track.Kind().String(), Source: source}); err != nil {
-		return nil, err
-	}
 	r.nmu.Lock()
 	tx, err := r.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	r.nmu.Unlock()
 	if err != nil {
+		return nil, err
+	}
+	if err := r.write(signal.ClientMessage{Type: signal.TypePublish, Kind: track.Kind().String(), Source: source}); err != nil {
 		return nil, err
 	}
 	sender := tx.Sender()
@@ -222,7 +222,7 @@ func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSende
 			}
 		}
 	}()
-	return sender, r.negotiate()
+	return sender, nil
 }
 
 // Send sends a data message to one peer, or to the whole room when to is empty.
@@ -260,48 +260,11 @@ func (r *Room) shutdown() {
 	r.wg.Wait()
 }
 
-// negotiate sends an offer, or remembers to once the current exchange ends.
-func (r *Room) negotiate() error {
-	r.nmu.Lock()
-	defer r.nmu.Unlock()
-	if r.pc.SignalingState() != webrtc.SignalingStateStable {
-		r.needOffer = true
-		return nil
-	}
-	r.needOffer = false
-	o, err := r.pc.CreateOffer(nil)
-	if err != nil {
-		return err
-	}
-	gathered := webrtc.GatheringCompletePromise(r.pc)
-	if err := r.pc.SetLocalDescription(o); err != nil {
-		return err
-	}
-	<-gathered
-	return r.write(signal.ClientMessage{Type: signal.TypeOffer, SDP: r.pc.LocalDescription().SDP})
-}
-
-// onOffer answers a server offer. The client is the polite side: its own pending offer is
-// rolled back and sent again afterwards.
+// onOffer answers a server offer (the SDK never offers itself, so offers cannot cross).
 func (r *Room) onOffer(sdp string) error {
 	r.nmu.Lock()
-	if r.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := r.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			r.nmu.Unlock()
-			return err
-		}
-		r.needOffer = true
-	}
-	err := r.answerLocked(sdp)
-	again := r.needOffer
-	r.nmu.Unlock()
-	if err != nil {
-		return err
-	}
-	if again {
-		return r.negotiate()
-	}
-	return nil
+	defer r.nmu.Unlock()
+	return r.answerLocked(sdp)
 }
 
 func (r *Room) answerLocked(sdp string) error {
@@ -322,20 +285,11 @@ func (r *Room) answerLocked(sdp string) error {
 
 func (r *Room) onAnswer(sdp string) error {
 	r.nmu.Lock()
+	defer r.nmu.Unlock()
 	if r.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
-		r.nmu.Unlock()
-		return nil // our offer was rolled back; the answer is stale
+		return errors.New("answer without an offer")
 	}
-	err := r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
-	again := r.needOffer
-	r.nmu.Unlock()
-	if err != nil {
-		return err
-	}
-	if again {
-		return r.negotiate()
-	}
-	return nil
+	return r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
 }
 
 func (r *Room) emit(e Event) {
