@@ -1,0 +1,50 @@
+package tests
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/ingress/signal/client"
+)
+
+// TestSDKAcrossNodes: two SDK peers of one room on two nodes (b a media-only leaf of hub a).
+// Room events come from the shared KV state, media crosses on the track subjects and data
+// messages on the room's data subjects, so each sees and hears the other as on one node.
+func TestSDKAcrossNodes(t *testing.T) {
+	cfgA := nodeConfig(t, "hub")
+	cfgA.LeafListen = "127.0.0.1:0"
+	a := startNode(t, cfgA)
+	cfgB := nodeConfig(t, "edge")
+	cfgB.Hub = a.Server().LeafURL()
+	cfgB.JetStream = false
+	b := startNode(t, cfgB)
+	room := newRoom("sdkx")
+	ctx := ctxT(t, 60*time.Second)
+
+	alice := joinSDK(t, ctx, a, room, "alice", true)
+	bob := joinSDK(t, ctx, b, room, "bob", true)
+	ida, idb := alice.room.Self.Peer, bob.room.Self.Peer
+	require.Eventually(t, func() bool {
+		j := alice.seen(client.PeerJoined)
+		return len(j) == 1 && j[0].Peer.Peer == idb
+	}, 10*time.Second, 10*time.Millisecond, "alice on a sees bob join on b")
+	require.Eventually(t, func() bool { return alice.received(idb) > 30 && bob.received(ida) > 30 },
+		20*time.Second, 20*time.Millisecond, "media both ways (a got %d, b got %d)", alice.received(idb), bob.received(ida))
+
+	require.NoError(t, bob.room.Send("from the edge", ida))
+	require.NoError(t, alice.room.Send("from the hub", ""))
+	require.Eventually(t, func() bool {
+		return len(alice.seen(client.Data)) == 1 && len(bob.seen(client.Data)) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, "from the edge", alice.seen(client.Data)[0].Payload)
+	require.Equal(t, "from the hub", bob.seen(client.Data)[0].Payload)
+
+	bob.stopSend()
+	require.NoError(t, bob.room.Leave())
+	require.Eventually(t, func() bool {
+		l := alice.seen(client.PeerLeft)
+		return len(l) == 1 && l[0].Peer.Peer == idb
+	}, 5*time.Second, 10*time.Millisecond)
+}
