@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -363,5 +362,3 @@ func TestSDKJoinLatency(t *testing.T) {
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
 	t.Logf("join-to-visible over %d joins: p50 %v p99 %v max %v", len(lat), p(0.50), p(0.99), slices.Max(lat))
 }
-
-var _ = errors.Is

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -106,7 +105,6 @@ type conn struct {
 	pc   *webrtc.PeerConnection
 
 	// Negotiation state, touched only by run's goroutine.
-	offering  bool // our offer is waiting for the client's answer
 	needOffer bool // our tracks changed since the last offer
 	senders   map[string]*webrtc.RTPSender
 	// ended mirrors the core's Closed after each step (the core itself is read only under
@@ -413,7 +411,6 @@ func (c *conn) message(now time.Time, m ClientMessage) {
 		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
 			c.enqueue(errMsg(CodeBadRequest, "answer rejected: %v", err))
 		}
-		c.offering = false
 		c.s.Log.Debug("client answer applied")
 	case TypeCandidate:
 		var ci webrtc.ICECandidateInit
@@ -463,7 +460,6 @@ func (c *conn) offer() {
 	case <-gathered:
 	case <-time.After(5 * time.Second):
 	}
-	c.offering = true
 	c.s.Log.Debug("offer sent", "transceivers", len(c.pc.GetTransceivers()))
 	c.enqueue(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
 }
@@ -562,5 +558,3 @@ func isKeyframeRequest(data []byte) bool {
 	}
 	return false
 }
-
-var _ = fmt.Sprintf
