@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
 )
 
@@ -41,10 +42,21 @@ func TestSDKAcrossNodes(t *testing.T) {
 	require.Equal(t, "from the edge", alice.seen(client.Data)[0].Payload)
 	require.Equal(t, "from the hub", bob.seen(client.Data)[0].Payload)
 
+	// Bob's connection drops (no leave): the room sees him go, with reason "disconnected".
 	bob.stopSend()
-	require.NoError(t, bob.room.Leave())
+	require.NoError(t, bob.room.Close())
 	require.Eventually(t, func() bool {
 		l := alice.seen(client.PeerLeft)
 		return len(l) == 1 && l[0].Peer.Peer == idb
 	}, 5*time.Second, 10*time.Millisecond)
+	var reasons []string
+	for _, e := range roomEvents(t, a.JetStream(), room) {
+		if e.Type == events.TypePeerLeft {
+			p, err := e.Payload()
+			require.NoError(t, err)
+			reasons = append(reasons, p.(events.PeerLeft).Peer+":"+p.(events.PeerLeft).Reason)
+			require.Equal(t, "bob", e.Actor)
+		}
+	}
+	require.Equal(t, []string{idb + ":disconnected"}, reasons)
 }
