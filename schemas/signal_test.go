@@ -15,6 +15,8 @@ var signalSamples = map[string]string{
 	"client.candidate":         `{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
 	"client.publish":           `{"type":"publish","kind":"video","source":"camera","muted":false}`,
 	"client.unpublish":         `{"type":"unpublish","track":"t1"}`,
+	"client.subscribe":         `{"type":"subscribe","track":"t1"}`,
+	"client.unsubscribe":       `{"type":"unsubscribe","track":"t1"}`,
 	"client.data":              `{"type":"data","to":"p2","payload":"hi"}`,
 	"client.leave":             `{"type":"leave"}`,
 	"server.joined":            `{"type":"joined","version":1,"room":"r1","self":{"peer":"p1","identity":"alice","transport":"sdk"},"grants":["publish","data"],"peers":[{"peer":"p2","transport":"whip"}],"tracks":[{"track":"t1","peer":"p2","kind":"video","codec":"video/VP8"}]}`,

@@ -362,3 +362,53 @@ func TestSDKJoinLatency(t *testing.T) {
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
 	t.Logf("join-to-visible over %d joins: p50 %v p99 %v max %v", len(lat), p(0.50), p(0.99), slices.Max(lat))
 }
+
+// TestSDKManualSubscribe: with auto-subscribe off a peer receives nothing until it subscribes
+// to a track; unsubscribing ends the subscription in the log and the KV state.
+func TestSDKManualSubscribe(t *testing.T) {
+	node := startNode(t, nodeConfig(t, "manual"))
+	room := newRoom("manual")
+	ctx := ctxT(t, 60*time.Second)
+	alice := joinSDK(t, ctx, node, room, "alice", true)
+	require.Eventually(t, func() bool { return len(alice.seen(client.TrackPublished)) == 1 }, 10*time.Second, 10*time.Millisecond)
+	track := alice.seen(client.TrackPublished)[0].Track.Track
+
+	v, err := client.Join(ctx, sdkURL(node), token(t, room, "vic", auth.Subscribe), client.Options{API: clientAPI(t), ManualSubscribe: true, Trace: wire.trace})
+	require.NoError(t, err)
+	defer v.Close()
+	var got atomic.Int64
+	v.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	})
+	require.Len(t, v.Tracks, 1)
+	require.NoError(t, v.Subscribe("no-such-track"))
+	require.Equal(t, "not_found", waitEvent(t, v, client.ErrorEvent).Code)
+	require.Zero(t, got.Load(), "nothing before subscribing")
+	require.NoError(t, v.Subscribe(track))
+	require.Eventually(t, func() bool { return got.Load() > 30 }, 10*time.Second, 10*time.Millisecond)
+	ev := waitEvent(t, v, client.Subscription)
+	require.Equal(t, "active", ev.State)
+	require.NoError(t, v.Unsubscribe(track))
+	ev = waitEvent(t, v, client.Subscription)
+	require.Equal(t, "ended", ev.State)
+
+	require.NoError(t, node.WaitProjected(ctx))
+	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
+	require.NoError(t, err)
+	require.Empty(t, live.Subs)
+	var types []string
+	for _, e := range roomEvents(t, node.JetStream(), room) {
+		if e.Actor == "vic" {
+			types = append(types, e.Type)
+		}
+	}
+	require.Equal(t, []string{events.TypePeerJoined, events.TypeSubscriptionStarted, events.TypeSubscriptionEnded}, types)
+	requireSchemaValid(t, node.JetStream())
+	wire.requireValid(t)
+}

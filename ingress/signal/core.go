@@ -269,6 +269,26 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		}
 		c.published = slices.Delete(c.published, i, i+1)
 		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: m.Track})
+	case TypeSubscribe:
+		t, ok := c.tracks[m.Track]
+		switch {
+		case !c.claims.Has(auth.Subscribe):
+			out.Send = append(out.Send, errMsg(CodeForbidden, "token lacks the %q grant", auth.Subscribe))
+		case !ok || t.Peer == c.peer:
+			out.Send = append(out.Send, errMsg(CodeNotFound, "subscribe: no track %q of another peer in room %q", m.Track, c.room))
+		case !c.subscribed[m.Track]:
+			c.subscribed[m.Track] = true
+			out.Subscribe = append(out.Subscribe, t)
+			out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.peer, Track: t.Track, Publisher: t.Peer})
+		}
+	case TypeUnsubscribe:
+		if !c.subscribed[m.Track] {
+			out.Send = append(out.Send, errMsg(CodeNotFound, "unsubscribe: not subscribed to track %q", m.Track))
+			return out
+		}
+		delete(c.subscribed, m.Track)
+		out.Unsubscribe = append(out.Unsubscribe, m.Track)
+		out.Events = append(out.Events, events.SubscriptionEnded{Peer: c.peer, Track: m.Track})
 	case TypeData:
 		switch {
 		case !c.claims.Has(auth.Data):

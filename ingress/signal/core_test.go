@@ -132,3 +132,21 @@ func TestCorePublishDataLeave(t *testing.T) {
 	require.Empty(t, c.SocketClosed(t0).Events, "closed once")
 	require.Empty(t, c.Shutdown(t0).Events)
 }
+
+func TestCoreManualSubscribe(t *testing.T) {
+	c := NewCore("r1", "me", "n1", claims(auth.Subscribe, auth.Publish), false)
+	c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video"}))
+	c.KVReady(t0)
+	out := c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "tb"})
+	require.Len(t, out.Subscribe, 1)
+	require.Equal(t, []events.Payload{events.SubscriptionStarted{Peer: "me", Track: "tb", Publisher: "bob"}}, out.Events)
+	require.Empty(t, c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "tb"}).Events, "twice is once")
+	require.Equal(t, CodeNotFound, c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "nope"}).Send[0].Code)
+	out = c.Message(t0, ClientMessage{Type: TypeUnsubscribe, Track: "tb"})
+	require.Equal(t, []string{"tb"}, out.Unsubscribe)
+	require.Equal(t, []events.Payload{events.SubscriptionEnded{Peer: "me", Track: "tb"}}, out.Events)
+	require.Equal(t, CodeNotFound, c.Message(t0, ClientMessage{Type: TypeUnsubscribe, Track: "tb"}).Send[0].Code)
+	// Own tracks cannot be subscribed to.
+	c.KVPut(t0, "r1.track.mine", val(t, TrackSpec{Peer: "me", Kind: "video"}))
+	require.Equal(t, CodeNotFound, c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "mine"}).Send[0].Code)
+}

@@ -13,8 +13,12 @@ const (
 	TypeCandidate = "candidate"
 	TypePublish   = "publish"
 	TypeUnpublish = "unpublish"
-	TypeData      = "data"
-	TypeLeave     = "leave"
+	// TypeSubscribe and TypeUnsubscribe choose tracks by hand (for auto_subscribe false, or to
+	// drop a track auto-subscription took).
+	TypeSubscribe   = "subscribe"
+	TypeUnsubscribe = "unsubscribe"
+	TypeData        = "data"
+	TypeLeave       = "leave"
 )
 
 // Message types, server → client (offer, answer, candidate and data go both ways).
@@ -56,7 +60,7 @@ type ClientMessage struct {
 	Kind   string `json:"kind,omitempty"`
 	Source string `json:"source,omitempty"`
 	Muted  bool   `json:"muted,omitempty"`
-	// unpublish
+	// unpublish, subscribe, unsubscribe
 	Track string `json:"track,omitempty"`
 	// data
 	To      string  `json:"to,omitempty"`

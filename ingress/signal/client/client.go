@@ -225,6 +225,17 @@ func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSende
 	return sender, nil
 }
 
+// Subscribe starts receiving a track (manual mode, or again after Unsubscribe); the server
+// offers it and OnTrack sees it.
+func (r *Room) Subscribe(track string) error {
+	return r.write(signal.ClientMessage{Type: signal.TypeSubscribe, Track: track})
+}
+
+// Unsubscribe stops receiving a track.
+func (r *Room) Unsubscribe(track string) error {
+	return r.write(signal.ClientMessage{Type: signal.TypeUnsubscribe, Track: track})
+}
+
 // Send sends a data message to one peer, or to the whole room when to is empty.
 func (r *Room) Send(payload, to string) error {
 	return r.write(signal.ClientMessage{Type: signal.TypeData, Payload: &payload, To: to})
