@@ -84,7 +84,10 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	}
 	// A small prefetch: a prefetched message's ack timer runs while it waits in the buffer,
 	// so the consumer's AckWait must cover handling this many messages.
-	it, err := consumer.Messages(jetstream.PullMaxMessages(16))
+	// A 5 s pull expiry (heartbeat 2.5 s): a pull request lost while a new cluster settles its
+	// consumer leaders is noticed ("no heartbeat") and re-sent within seconds, not after the
+	// default 30 s expiry (measured: fresh durables on a 2-node cluster stalled 20 s+).
+	it, err := consumer.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consume %s: %w", topic, err)
 	}

@@ -186,7 +186,8 @@ func (rm *readModels) close() error {
 	rm.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		for {
-			if lag, err := rm.lag(ctx); err == nil && lag == 0 || ctx.Err() != nil {
+			// No answer (a cluster without quorum) is no reason to wait either.
+			if lag, err := rm.lag(ctx); err != nil || lag == 0 {
 				break
 			}
 			select {
