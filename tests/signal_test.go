@@ -76,6 +76,7 @@ type sdkPeer struct {
 	got      map[string]*atomic.Int64 // publisher peer → RTP packets received
 	events   []client.Event
 	stopSend context.CancelFunc
+	sender   *webrtc.RTPSender // of the published track
 }
 
 func (p *sdkPeer) received(peer string) int64 {
@@ -146,7 +147,7 @@ func joinSDK(t *testing.T, ctx context.Context, node *app.Node, room, identity s
 	if publish {
 		track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", identity)
 		require.NoError(t, err)
-		_, err = r.Publish(track, "camera")
+		p.sender, err = r.Publish(track, "camera")
 		require.NoError(t, err)
 		go sendVP8(sctx, track)
 	}
@@ -398,10 +399,19 @@ func TestSDKManualSubscribe(t *testing.T) {
 	ev = waitEvent(t, v, client.Subscription)
 	require.Equal(t, "ended", ev.State)
 
+	// Alice unpublishes her track: the others see it go.
+	id, err := alice.room.TrackID(ctx, alice.sender)
+	require.NoError(t, err)
+	require.Equal(t, track, id)
+	require.NoError(t, alice.room.Unpublish(ctx, alice.sender))
+	ev = waitEvent(t, v, client.TrackUnpublished)
+	require.Equal(t, track, ev.Track.Track)
+
 	require.NoError(t, node.WaitProjected(ctx))
 	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
 	require.NoError(t, err)
 	require.Empty(t, live.Subs)
+	require.Empty(t, live.Tracks)
 	var types []string
 	for _, e := range roomEvents(t, node.JetStream(), room) {
 		if e.Actor == "vic" {

@@ -48,6 +48,8 @@ type Output struct {
 	Subscribe   []TrackSpec
 	Unsubscribe []string
 	Data        []DataMessage
+	// Unpublished lists this peer's tracks whose RTP must no longer go onto their subjects.
+	Unpublished []string
 	// Receive lists the kinds of tracks announced by publish: the shell adds a receiving
 	// transceiver for each and offers it, so the client never has to make an offer itself.
 	Receive []string
@@ -269,6 +271,7 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		}
 		c.published = slices.Delete(c.published, i, i+1)
 		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: m.Track})
+		out.Unpublished = append(out.Unpublished, m.Track)
 	case TypeSubscribe:
 		t, ok := c.tracks[m.Track]
 		switch {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -107,6 +108,8 @@ type conn struct {
 	// Negotiation state, touched only by run's goroutine.
 	needOffer bool // our tracks changed since the last offer
 	senders   map[string]*webrtc.RTPSender
+	// stopped: per published track, set on unpublish so its RTP stops going out.
+	stopped map[string]*atomic.Bool
 	// ended mirrors the core's Closed after each step (the core itself is read only under
 	// the session lock).
 	ended bool
@@ -370,6 +373,11 @@ func (c *conn) step(in func() Output) error {
 	for _, t := range out.Unsubscribe {
 		c.unsubscribe(t)
 	}
+	for _, t := range out.Unpublished {
+		if s := c.stopped[t]; s != nil {
+			s.Store(true)
+		}
+	}
 	for _, kind := range out.Receive {
 		k := webrtc.NewRTPCodecType(kind)
 		if _, err := c.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -505,12 +513,20 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 	}
 	c.s.Log.Info("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
 	sender := bus.Sender(c.s.Room, spec.Track, "0")
+	stopped := &atomic.Bool{}
+	if c.stopped == nil {
+		c.stopped = map[string]*atomic.Bool{}
+	}
+	c.stopped[spec.Track] = stopped
 	c.h.cfg.Sessions.Go(func() {
 		buf := make([]byte, 1500)
 		for {
 			n, _, err := tr.Read(buf)
 			if err != nil {
 				return
+			}
+			if stopped.Load() {
+				continue // unpublished: drained, not forwarded
 			}
 			_ = sender.Send(buf[:n])
 		}

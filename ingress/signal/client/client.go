@@ -91,6 +91,13 @@ type Room struct {
 
 	nmu sync.Mutex // negotiation
 
+	pmu sync.Mutex
+	// pending: senders published and not yet named by the server, in order; published: the
+	// server's track id of each sender.
+	pending   []*webrtc.RTPSender
+	published map[*webrtc.RTPSender]string
+	named     chan struct{} // closed and replaced whenever a track is named
+
 	tmu     sync.Mutex
 	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 
@@ -139,6 +146,7 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &Room{Self: *m.Self, Name: m.Room, Grants: m.Grants, Peers: m.Peers, Tracks: m.Tracks,
+		published: map[*webrtc.RTPSender]string{}, named: make(chan struct{}),
 		ws: ws, pc: pc, trace: opts.Trace, events: make(chan Event, opts.EventBuffer), ctx: rctx, cancel: cancel}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 		r.tmu.Lock()
@@ -212,6 +220,9 @@ func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSende
 		return nil, err
 	}
 	sender := tx.Sender()
+	r.pmu.Lock()
+	r.pending = append(r.pending, sender)
+	r.pmu.Unlock()
 	// Read RTCP so that interceptors run and the sender's buffer does not fill.
 	r.wg.Add(1)
 	go func() {
@@ -223,6 +234,53 @@ func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSende
 		}
 	}()
 	return sender, nil
+}
+
+// TrackID waits until the server has named the track sent by sender (its track_published).
+func (r *Room) TrackID(ctx context.Context, sender *webrtc.RTPSender) (string, error) {
+	for {
+		r.pmu.Lock()
+		id, ok := r.published[sender]
+		ch := r.named
+		r.pmu.Unlock()
+		if ok {
+			return id, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-r.ctx.Done():
+			return "", errors.New("jetmedia: room closed")
+		}
+	}
+}
+
+// Unpublish stops publishing the track sent by sender.
+func (r *Room) Unpublish(ctx context.Context, sender *webrtc.RTPSender) error {
+	id, err := r.TrackID(ctx, sender)
+	if err != nil {
+		return err
+	}
+	if err := r.write(signal.ClientMessage{Type: signal.TypeUnpublish, Track: id}); err != nil {
+		return err
+	}
+	return sender.ReplaceTrack(nil)
+}
+
+// name records the server's id of this peer's next published track of kind.
+func (r *Room) name(t signal.TrackInfo) {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	for i, s := range r.pending {
+		if s.Track() != nil && s.Track().Kind().String() == t.Kind {
+			r.pending = append(r.pending[:i], r.pending[i+1:]...)
+			r.published[s] = t.Track
+			close(r.named)
+			r.named = make(chan struct{})
+			return
+		}
+	}
 }
 
 // Subscribe starts receiving a track (manual mode, or again after Unsubscribe); the server
@@ -337,6 +395,9 @@ func (r *Room) read() {
 				r.emit(Event{Type: EventType(m.Type), Peer: *m.Peer})
 			}
 		case signal.TypeTrackPublished, signal.TypeTrackUnpublished, signal.TypeSubscription:
+			if m.Track != nil && m.Type == signal.TypeTrackPublished && m.Track.Peer == r.Self.Peer {
+				r.name(*m.Track)
+			}
 			if m.Track != nil {
 				r.emit(Event{Type: EventType(m.Type), Track: *m.Track, State: m.State})
 			}
