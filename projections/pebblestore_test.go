@@ -268,3 +268,42 @@ func TestPoisonQueue(t *testing.T) {
 	}
 	require.Equal(t, []uint64{garbage.Sequence, evil.Seq}, parked)
 }
+
+// BenchmarkReadModelsCatchUp measures how fast the audit index and the analytics, side by
+// side on one router as in a node, fold a log from the start (synced pebble batches on disk).
+func BenchmarkReadModelsCatchUp(b *testing.B) {
+	b.ReportAllocs()
+	e := start(b)
+	evs := publish(b, e.js, workload(b, max(b.N, 10)))
+	last := evs[len(evs)-1].Seq
+	db, err := projections.OpenPebble(b.TempDir(), nil, false)
+	require.NoError(b, err)
+	defer func() { require.NoError(b, db.Close()) }()
+	b.ResetTimer()
+	nc, err := e.srv.Connect("bench")
+	require.NoError(b, err)
+	defer nc.Close()
+	r, err := pipeline.NewConsumerRouter(pipeline.ConsumerRouterConfig{})
+	require.NoError(b, err)
+	for _, m := range []projections.Model{projections.AuditIndex{}, projections.Analytics{}} {
+		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: "bench-" + m.Name(), Filter: pipeline.EventsSubjects})
+		require.NoError(b, err)
+		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, projections.NewPebbleRunner(db, m, nil).Handle)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(context.Background()) }()
+	for _, m := range []string{projections.AuditModelName, projections.AnalyticsModelName} {
+		for {
+			cp, err := projections.Checkpoint(db, m)
+			require.NoError(b, err)
+			if cp >= last {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(evs))/b.Elapsed().Seconds(), "events/s")
+	require.NoError(b, r.Close())
+	<-done
+}
