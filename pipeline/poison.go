@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -64,7 +65,8 @@ func (p PoisonPublisher) Publish(topic string, msgs ...*message.Message) error {
 		nm := nats.NewMsg(topic)
 		nm.Data = m.Payload
 		for k, v := range m.Metadata {
-			nm.Header.Set(k, v)
+			// A header value cannot hold a line break (errors.Join's errors do).
+			nm.Header.Set(k, strings.NewReplacer("\r", " ", "\n", " ").Replace(v))
 		}
 		// A retried park of the same event by the same handler is stored once.
 		if seq := m.Metadata.Get(MetaSeq); seq != "" {

@@ -219,7 +219,7 @@ var errEvil = errors.New("evil event")
 
 func (f failOn) Apply(b *pebble.Batch, e events.Envelope) error {
 	if e.Actor == "evil" {
-		return errEvil
+		return errors.Join(errEvil, errors.New("on two lines")) // a header cannot hold the break
 	}
 	return f.Model.Apply(b, e)
 }
@@ -262,6 +262,9 @@ func TestPoisonQueue(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "poison.test", m.Subject)
 		require.NotEmpty(t, m.Header.Get("reason_poisoned"))
+		if s := m.Header.Get(pipeline.MetaSeq); s == strconv.FormatUint(evil.Seq, 10) {
+			require.Contains(t, m.Header.Get("reason_poisoned"), "evil event on two lines")
+		}
 		s, err := strconv.ParseUint(m.Header.Get(pipeline.MetaSeq), 10, 64)
 		require.NoError(t, err)
 		parked = append(parked, s)
