@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -169,12 +167,12 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}()
 	answer, err := rtc.Answer(r.Context(), pc, offer, func() error {
 		for _, spec := range chosen {
-			t := &viewerTrack{v: v, spec: spec, stream: publisher}
+			t := v.track(spec, publisher)
 			sender, err := pc.AddTrack(t)
 			if err != nil {
 				return rtc.Errorf(http.StatusUnprocessableEntity, "cannot send %s track %s: %v", spec.Kind, spec.Track, err)
 			}
-			reg.Go(func() { t.readRTCP(sender) })
+			reg.Go(func() { t.ReadRTCP(sender) })
 		}
 		return nil
 	})
@@ -215,108 +213,20 @@ func (v *viewer) sendPLI(track string) {
 	}
 }
 
-// viewerTrack is a pion TrackLocal fed by the node's fan-out of the published track.
-type viewerTrack struct {
-	v      *viewer
-	spec   TrackSpec
-	stream string
-
-	mu     sync.Mutex
-	out    *forward.Output
-	fan    *forward.Fanout
-	detach func()
-}
-
-func (t *viewerTrack) ID() string       { return t.spec.Track }
-func (t *viewerTrack) RID() string      { return "" }
-func (t *viewerTrack) StreamID() string { return t.stream }
-func (t *viewerTrack) Kind() webrtc.RTPCodecType {
-	if t.spec.Kind == "audio" {
-		return webrtc.RTPCodecTypeAudio
+// track is the forward-fed pion track that plays spec to the viewer. Binding it asks the
+// publisher for a keyframe at once; the viewer's PLI and FIR go through the core's throttle.
+func (v *viewer) track(spec TrackSpec, publisher string) *forward.Track {
+	return &forward.Track{
+		Hub: v.h.cfg.Hub, Room: v.s.Room, TrackID: spec.Track, Stream: publisher,
+		MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.Fmtp,
+		OnBound: func() {
+			now := v.h.cfg.Sessions.Now()
+			video := spec.Kind == "video"
+			v.s.Step(func(rtc.Core) Output { return v.core.Bound(now, spec.Track, video) })
+		},
+		OnKeyframeRequest: func() {
+			now := v.h.cfg.Sessions.Now()
+			v.s.Step(func(rtc.Core) Output { return v.core.KeyframeRequested(now, spec.Track) })
+		},
 	}
-	return webrtc.RTPCodecTypeVideo
-}
-
-// Bind is called by pion when the viewer's transport is up: from then on packets of the
-// track are rewritten to the negotiated SSRC and payload type and written to the viewer.
-func (t *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	codec, ok := matchCodec(t.spec, ctx.CodecParameters())
-	if !ok {
-		return webrtc.RTPCodecParameters{}, fmt.Errorf("whep: viewer cannot receive %s: %w", t.spec.Codec, webrtc.ErrUnsupportedCodec)
-	}
-	out := forward.NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
-	fan, detach, err := t.v.h.cfg.Hub.Attach(t.v.s.Room, t.spec.Track, out)
-	if err != nil {
-		return webrtc.RTPCodecParameters{}, err
-	}
-	t.mu.Lock()
-	t.out, t.fan, t.detach = out, fan, detach
-	t.mu.Unlock()
-	now := t.v.h.cfg.Sessions.Now()
-	video := t.spec.Kind == "video"
-	t.v.s.Step(func(rtc.Core) Output { return t.v.core.Bound(now, t.spec.Track, video) })
-	return codec, nil
-}
-
-// Unbind stops the track's packets to this viewer.
-func (t *viewerTrack) Unbind(webrtc.TrackLocalContext) error {
-	t.mu.Lock()
-	detach := t.detach
-	t.detach, t.out, t.fan = nil, nil, nil
-	t.mu.Unlock()
-	if detach != nil {
-		detach()
-	}
-	return nil
-}
-
-// readRTCP answers the viewer's feedback: NACKs from the node's packet cache, PLI and FIR by
-// asking the publisher for a keyframe. It ends when the PeerConnection closes.
-func (t *viewerTrack) readRTCP(sender *webrtc.RTPSender) {
-	lost := make([]uint16, 0, 64)
-	for {
-		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.TransportLayerNack:
-				lost = lost[:0]
-				for _, pair := range p.Nacks {
-					pair.Range(func(seq uint16) bool { lost = append(lost, seq); return true })
-				}
-				t.mu.Lock()
-				fan, out := t.fan, t.out
-				t.mu.Unlock()
-				if fan != nil {
-					fan.Retransmit(out, lost)
-				}
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				now := t.v.h.cfg.Sessions.Now()
-				t.v.s.Step(func(rtc.Core) Output { return t.v.core.KeyframeRequested(now, t.spec.Track) })
-			}
-		}
-	}
-}
-
-// matchCodec picks the viewer's negotiated codec for the published one: same MIME type, and
-// for H.264 the same profile and packetization mode when the viewer offers it.
-func matchCodec(spec TrackSpec, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
-	var fallback *webrtc.RTPCodecParameters
-	for i, c := range offered {
-		if !strings.EqualFold(c.MimeType, spec.Codec) {
-			continue
-		}
-		if c.SDPFmtpLine == spec.Fmtp {
-			return c, true
-		}
-		if fallback == nil {
-			fallback = &offered[i]
-		}
-	}
-	if fallback != nil {
-		return *fallback, true
-	}
-	return webrtc.RTPCodecParameters{}, false
 }

@@ -535,7 +535,7 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 
 // subscribe adds a track forwarding t to the client; the next offer carries it.
 func (c *conn) subscribe(t TrackSpec) {
-	lt := &subTrack{c: c, spec: t}
+	lt := c.subTrack(t)
 	tx, err := c.pc.AddTransceiverFromTrack(lt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		c.enqueue(errMsg(CodeInternal, "cannot forward %s track %s: %v", t.Kind, t.Track, err))
@@ -545,7 +545,7 @@ func (c *conn) subscribe(t TrackSpec) {
 	c.s.Log.Debug("forwarding track", "track", t.Track, "publisher", t.Peer)
 	c.senders[t.Track] = sender
 	c.needOffer = true
-	c.h.cfg.Sessions.Go(func() { lt.readRTCP(sender) })
+	c.h.cfg.Sessions.Go(func() { lt.ReadRTCP(sender) })
 }
 
 func (c *conn) unsubscribe(track string) {

@@ -1,0 +1,135 @@
+package forward
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Track is a pion TrackLocal fed by the node's Hub: once pion binds it to a client's transport,
+// the published track's packets are rewritten to the negotiated SSRC and payload type and
+// written to that client. WHEP viewers and room SDK subscribers both use it.
+type Track struct {
+	Hub *Hub
+	// Room and TrackID name the published track; Stream is the stream (publisher) it belongs to.
+	Room, TrackID, Stream string
+	// MediaKind is "audio" or "video"; Codec the published MIME type and Fmtp its fmtp line.
+	MediaKind, Codec, Fmtp string
+	// OnBound runs once packets flow to the client (request a keyframe there, so a new
+	// client sees a picture at once). OnKeyframeRequest runs for the client's PLI and FIR.
+	OnBound, OnKeyframeRequest func()
+
+	mu     sync.Mutex
+	out    *Output
+	fan    *Fanout
+	detach func()
+}
+
+// ID is the published track's id.
+func (t *Track) ID() string { return t.TrackID }
+
+// RID is empty: one layer per track for now.
+func (t *Track) RID() string { return "" }
+
+// StreamID groups the track with the others of its publisher.
+func (t *Track) StreamID() string { return t.Stream }
+
+// Kind is the pion codec type of the track.
+func (t *Track) Kind() webrtc.RTPCodecType {
+	if t.MediaKind == "audio" {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// Bind attaches the client to the track's fan-out with its negotiated SSRC and payload type.
+func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := MatchCodec(t.Codec, t.Fmtp, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
+	}
+	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
+	fan, detach, err := t.Hub.Attach(t.Room, t.TrackID, out)
+	if err != nil {
+		return webrtc.RTPCodecParameters{}, err
+	}
+	t.mu.Lock()
+	t.out, t.fan, t.detach = out, fan, detach
+	t.mu.Unlock()
+	if t.OnBound != nil {
+		t.OnBound()
+	}
+	return codec, nil
+}
+
+// Unbind stops the track's packets to the client.
+func (t *Track) Unbind(webrtc.TrackLocalContext) error {
+	t.Detach()
+	return nil
+}
+
+// Detach stops the track's packets to the client; it is idempotent.
+func (t *Track) Detach() {
+	t.mu.Lock()
+	detach := t.detach
+	t.detach, t.out, t.fan = nil, nil, nil
+	t.mu.Unlock()
+	if detach != nil {
+		detach()
+	}
+}
+
+// ReadRTCP answers the client's feedback until the sender stops: NACKs from the node's packet
+// cache, PLI and FIR through OnKeyframeRequest.
+func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
+	lost := make([]uint16, 0, 64)
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				lost = lost[:0]
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool { lost = append(lost, seq); return true })
+				}
+				t.mu.Lock()
+				fan, out := t.fan, t.out
+				t.mu.Unlock()
+				if fan != nil {
+					fan.Retransmit(out, lost)
+				}
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				if t.OnKeyframeRequest != nil {
+					t.OnKeyframeRequest()
+				}
+			}
+		}
+	}
+}
+
+// MatchCodec picks the client's negotiated codec for a published one: the same MIME type,
+// preferring the same fmtp line (H.264 profile and packetization mode).
+func MatchCodec(mime, fmtp string, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i, c := range offered {
+		if !strings.EqualFold(c.MimeType, mime) {
+			continue
+		}
+		if c.SDPFmtpLine == fmtp {
+			return c, true
+		}
+		if fallback == nil {
+			fallback = &offered[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
