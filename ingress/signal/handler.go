@@ -17,7 +17,6 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
@@ -29,12 +28,26 @@ type Verifier interface {
 	Verify(token string, now time.Time) (auth.Claims, error)
 }
 
+// Deliverer makes the pion track that carries one published track to one client: onBound runs
+// once packets flow to it, onKeyframeRequest for the client's PLI and FIR. Egress provides it
+// (a forward.Track on the node's hub), wired by cmd, because ingress may not import egress.
+type Deliverer func(room string, spec TrackSpec, onBound, onKeyframeRequest func()) DeliveredTrack
+
+// DeliveredTrack is a pion TrackLocal fed by the node's fan-out of a published track.
+type DeliveredTrack interface {
+	webrtc.TrackLocal
+	// ReadRTCP answers the client's feedback until the sender stops.
+	ReadRTCP(sender *webrtc.RTPSender)
+	// Detach stops the packets to the client; idempotent.
+	Detach()
+}
+
 // Config wires a Handler.
 type Config struct {
 	API      *webrtc.API
 	Sessions *rtc.Registry
 	Bus      *pipeline.MediaBus
-	Hub      *forward.Hub
+	Deliver  Deliverer
 	// Rooms is the rooms KV bucket the session watches for the room's state.
 	Rooms jetstream.KeyValue
 	// Data carries data messages on dm.<room>[.<peer>] (core NATS).
@@ -55,8 +68,8 @@ type Handler struct {
 
 // New returns a handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Hub == nil || cfg.Rooms == nil || cfg.Data == nil || cfg.Auth == nil {
-		return nil, errors.New("signal: API, Sessions, Bus, Hub, Rooms, Data and Auth are required")
+	if cfg.API == nil || cfg.Sessions == nil || cfg.Bus == nil || cfg.Deliver == nil || cfg.Rooms == nil || cfg.Data == nil || cfg.Auth == nil {
+		return nil, errors.New("signal: API, Sessions, Bus, Deliver, Rooms, Data and Auth are required")
 	}
 	if cfg.Path == "" {
 		cfg.Path = "/rtc"

@@ -2,25 +2,19 @@ package signal
 
 import (
 	"github.com/pion/rtcp"
-
-	"github.com/jetmedia/jetmedia/egress/forward"
 )
 
-// subTrack returns the forward-fed pion track that delivers spec to the client (one
-// subscription per track per node, as for WHEP viewers). A keyframe is requested when it binds
-// and for the client's PLI and FIR (the publisher's side throttles).
-func (c *conn) subTrack(spec TrackSpec) *forward.Track {
-	t := &forward.Track{
-		Hub: c.h.cfg.Hub, Room: c.s.Room, TrackID: spec.Track, Stream: spec.Peer,
-		MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine,
-	}
-	t.OnKeyframeRequest = func() { c.requestKeyframe(spec.Track) }
-	t.OnBound = func() {
+// subTrack returns the track that delivers spec to the client (one subscription per track per
+// node, as for WHEP viewers). A keyframe is requested when it binds and for the client's PLI
+// and FIR (the publisher's side throttles).
+func (c *conn) subTrack(spec TrackSpec) DeliveredTrack {
+	var t DeliveredTrack
+	t = c.h.cfg.Deliver(c.s.Room, spec, func() {
 		c.s.OnClose(t.Detach)
 		if spec.Kind == "video" {
 			c.requestKeyframe(spec.Track)
 		}
-	}
+	}, func() { c.requestKeyframe(spec.Track) })
 	return t
 }
 

@@ -175,7 +175,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.sigReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sigReg, Bus: n.bus, Hub: n.hub,
+	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
+		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
+			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine,
+			OnBound: onBound, OnKeyframeRequest: onKeyframe}
+	}
+	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sigReg, Bus: n.bus, Deliver: deliver,
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, Logger: log})
 	if err != nil {
 		return nil, err
