@@ -26,7 +26,14 @@ type TrackSpec struct {
 	ClockRate uint32
 	Channels  uint16
 	Fmtp      string
+	// Since is when the track was published.
+	Since time.Time
 }
+
+// StartGrace is how long after a publisher's latest track appeared a viewer that wants a kind
+// the publisher does not send yet is asked to retry (409): a publisher's audio and video
+// tracks start a few milliseconds apart, and WHEP cannot add a track to a session later.
+const StartGrace = 2 * time.Second
 
 // ErrNoPublisher means the room (or the peer asked for) publishes nothing yet.
 var ErrNoPublisher = errors.New("whep: nothing published")
@@ -142,6 +149,10 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 			chosen = append(chosen, t)
 		}
 	}
+	if startingUp(kinds, specs, reg.Now()) {
+		return &rtc.HTTPError{Status: http.StatusConflict, RetryAfter: 1,
+			Msg: fmt.Sprintf("the publisher in room %q is still starting its tracks; retry", room)}
+	}
 	if len(chosen) == 0 {
 		return rtc.Errorf(http.StatusUnprocessableEntity, "the offer receives none of the kinds published (%d tracks)", len(specs))
 	}
@@ -211,6 +222,25 @@ func (v *viewer) sendPLI(track string) {
 	if err != nil {
 		v.s.Log.Debug("keyframe request not sent", "track", track, "err", err)
 	}
+}
+
+// startingUp reports whether the viewer wants a kind (left in wanted) that the publisher does not
+// send yet while its newest track is younger than StartGrace: more tracks are likely on the way.
+func startingUp(wanted map[string]int, specs []TrackSpec, now time.Time) bool {
+	var newest time.Time
+	have := map[string]bool{}
+	for _, t := range specs {
+		have[t.Kind] = true
+		if t.Since.After(newest) {
+			newest = t.Since
+		}
+	}
+	for kind, n := range wanted {
+		if n > 0 && !have[kind] && now.Sub(newest) < StartGrace {
+			return true
+		}
+	}
+	return false
 }
 
 // track is the forward-fed pion track that plays spec to the viewer. Binding it asks the
