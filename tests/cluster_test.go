@@ -20,13 +20,7 @@ import (
 // through the leaf connection). Publish on a, two viewers on b: the leaf connection's own
 // counters show each RTP packet crossed from a to b once, not once per viewer.
 func TestTwoServersLeaf(t *testing.T) {
-	cfgA := nodeConfig(t, "hub")
-	cfgA.LeafListen = "127.0.0.1:0"
-	a := startNode(t, cfgA)
-	cfgB := nodeConfig(t, "edge")
-	cfgB.Hub = a.Server().LeafURL()
-	cfgB.JetStream = false
-	b := startNode(t, cfgB)
+	a, b := startLeafPair(t)
 
 	crossed := func() uint64 {
 		lz, err := a.Server().NATS().Leafz(&server.LeafzOptions{})
@@ -44,34 +38,7 @@ func TestTwoServersLeaf(t *testing.T) {
 // EVENTS stream and rooms bucket live once in the cluster). Publish on a, two viewers on b:
 // the route counters show each RTP packet crossed once.
 func TestTwoServersRoutes(t *testing.T) {
-	ports := freePorts(t, 2)
-	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
-	cfgs := make([]app.Config, 2)
-	for i, name := range []string{"east1", "east2"} {
-		cfgs[i] = nodeConfig(t, name)
-		cfgs[i].NATSListen = "127.0.0.1:0"
-		cfgs[i].ClusterListen = "127.0.0.1:" + strconv.Itoa(ports[i])
-		cfgs[i].Routes = routes
-	}
-	// Both must start together: JetStream's meta group needs both to elect a leader.
-	nodes := make([]*app.Node, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			nodes[i], errs[i] = app.Start(ctx, cfgs[i])
-		})
-	}
-	wg.Wait()
-	for i := range nodes {
-		if nodes[i] != nil {
-			t.Cleanup(func() { _ = nodes[i].Close() })
-		}
-		require.NoError(t, errs[i])
-	}
-	a, b := nodes[0], nodes[1]
+	a, b := startRoutedPair(t, "east1", "east2")
 	crossed := func() uint64 {
 		rz, err := a.Server().NATS().Routez(&server.RoutezOptions{})
 		require.NoError(t, err)
@@ -134,4 +101,48 @@ func freePorts(t *testing.T, n int) []int {
 		require.NoError(t, l.Close())
 	}
 	return out
+}
+
+// startLeafPair starts hub a (JetStream) and b, a media-only leaf of a that uses a's
+// JetStream through the leaf connection.
+func startLeafPair(t *testing.T) (a, b *app.Node) {
+	cfgA := nodeConfig(t, "hub")
+	cfgA.LeafListen = "127.0.0.1:0"
+	a = startNode(t, cfgA)
+	cfgB := nodeConfig(t, "edge")
+	cfgB.Hub = a.Server().LeafURL()
+	cfgB.JetStream = false
+	return a, startNode(t, cfgB)
+}
+
+// startRoutedPair starts two nodes that form one cluster by routes, both running JetStream.
+// They start together: JetStream's meta group needs both to elect a leader.
+func startRoutedPair(t *testing.T, nameA, nameB string) (a, b *app.Node) {
+	ports := freePorts(t, 2)
+	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
+	cfgs := make([]app.Config, 2)
+	for i, name := range []string{nameA, nameB} {
+		cfgs[i] = nodeConfig(t, name)
+		cfgs[i].NATSListen = "127.0.0.1:0"
+		cfgs[i].ClusterListen = "127.0.0.1:" + strconv.Itoa(ports[i])
+		cfgs[i].Routes = routes
+	}
+	nodes := make([]*app.Node, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			nodes[i], errs[i] = app.Start(ctx, cfgs[i])
+		})
+	}
+	wg.Wait()
+	for i := range nodes {
+		if nodes[i] != nil {
+			t.Cleanup(func() { _ = nodes[i].Close() })
+		}
+		require.NoError(t, errs[i])
+	}
+	return nodes[0], nodes[1]
 }

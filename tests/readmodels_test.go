@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,33 +21,7 @@ import (
 // lists each token identity's sessions (the actor is the token's identity) and the analytics
 // count both peers, on both nodes, over HTTP with an admin token.
 func TestReadModelsOnEveryNode(t *testing.T) {
-	ports := freePorts(t, 2)
-	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
-	cfgs := make([]app.Config, 2)
-	for i, name := range []string{"rm1", "rm2"} {
-		cfgs[i] = nodeConfig(t, name)
-		cfgs[i].NATSListen = "127.0.0.1:0"
-		cfgs[i].ClusterListen = "127.0.0.1:" + strconv.Itoa(ports[i])
-		cfgs[i].Routes = routes
-	}
-	nodes := make([]*app.Node, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			nodes[i], errs[i] = app.Start(ctx, cfgs[i])
-		})
-	}
-	wg.Wait()
-	for i := range nodes {
-		if nodes[i] != nil {
-			t.Cleanup(func() { _ = nodes[i].Close() })
-		}
-		require.NoError(t, errs[i])
-	}
-	a, b := nodes[0], nodes[1]
+	a, b := startRoutedPair(t, "rm1", "rm2")
 	api := clientAPI(t)
 	room := newRoom("rm")
 	ctx := ctxT(t, 60*time.Second)
@@ -80,7 +52,7 @@ func TestReadModelsOnEveryNode(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 	}
-	for _, n := range nodes {
+	for _, n := range []*app.Node{a, b} {
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		require.NoError(t, n.WaitReadModels(wctx), n.Name())
 		cancel()

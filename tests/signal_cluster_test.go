@@ -14,13 +14,7 @@ import (
 // Room events come from the shared KV state, media crosses on the track subjects and data
 // messages on the room's data subjects, so each sees and hears the other as on one node.
 func TestSDKAcrossNodes(t *testing.T) {
-	cfgA := nodeConfig(t, "hub")
-	cfgA.LeafListen = "127.0.0.1:0"
-	a := startNode(t, cfgA)
-	cfgB := nodeConfig(t, "edge")
-	cfgB.Hub = a.Server().LeafURL()
-	cfgB.JetStream = false
-	b := startNode(t, cfgB)
+	a, b := startLeafPair(t)
 	room := newRoom("sdkx")
 	ctx := ctxT(t, 60*time.Second)
 
