@@ -22,32 +22,13 @@ type ReadOptions struct {
 // Read delivers the stored events that match opts in log order, up to the head as it was when
 // Read started, then returns. fn returning an error stops the read with that error.
 func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(events.Envelope) error) error {
-	stream, err := js.Stream(ctx, StreamEvents)
-	if err != nil {
-		return fmt.Errorf("pipeline: stream %s: %w", StreamEvents, err)
-	}
-	last, err := stream.GetLastMsgForSubject(ctx, opts.Filter)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("pipeline: head of %s: %w", opts.Filter, err)
-	}
-	if opts.FromSeq == 0 {
-		opts.FromSeq = 1
-	}
-	if opts.FromSeq > last.Sequence {
-		return nil
-	}
-	return consume(ctx, js, opts, func(msg jetstream.Msg) (bool, error) {
-		e, err := DecodeStored(msg)
+	return ReadStored(ctx, js, opts, func(st StoredEvent) error {
+		e, err := events.Decode(st.Data)
 		if err != nil {
-			return false, err
+			return fmt.Errorf("pipeline: stored event on %s: %w", st.Subject, err)
 		}
-		if err := fn(e); err != nil {
-			return false, err
-		}
-		return e.Seq < last.Sequence, nil
+		e.Seq = st.Seq
+		return fn(e)
 	})
 }
 
