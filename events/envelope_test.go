@@ -23,6 +23,8 @@ var samples = []events.Payload{
 	events.TrackUnpublished{Peer: "p1", Track: "t1"},
 	events.SubscriptionStarted{Peer: "v1", Track: "t1", Publisher: "p1"},
 	events.SubscriptionEnded{Peer: "v1", Track: "t1"},
+	events.PeerUpdated{Peer: "p1", Metadata: `{"hand":"up"}`},
+	events.TrackUpdated{Peer: "p1", Track: "t1", Muted: true},
 }
 
 func TestSamplesCoverRegistry(t *testing.T) {

@@ -12,6 +12,8 @@ const (
 	TypeTrackUnpublished    = "track.unpublished.v1"
 	TypeSubscriptionStarted = "subscription.started.v1"
 	TypeSubscriptionEnded   = "subscription.ended.v1"
+	TypePeerUpdated         = "peer.updated.v1"
+	TypeTrackUpdated        = "track.updated.v1"
 )
 
 // Transport names carried by peers.
@@ -39,6 +41,16 @@ type PeerJoined struct {
 	// opened with a token (added as optional fields: older events lack them).
 	Identity string `json:"identity,omitempty"`
 	Name     string `json:"name,omitempty"`
+	// Metadata is the application's metadata the peer joined with (room SDK; optional field,
+	// absent when empty).
+	Metadata string `json:"metadata,omitempty"`
+}
+
+// PeerUpdated: a peer replaced its application metadata.
+type PeerUpdated struct {
+	Peer string `json:"peer"`
+	// Metadata is the new value (empty: cleared).
+	Metadata string `json:"metadata"`
 }
 
 // PeerLeft: a peer's session ended.
@@ -61,6 +73,17 @@ type TrackPublished struct {
 	FmtpLine  string `json:"fmtp,omitempty"`
 	// Layers are the RTP layer tokens the track is sent on ("0" without simulcast).
 	Layers []string `json:"layers"`
+	// Source labels the track ("camera", "screen", "mic" or free text) and Muted is whether it
+	// started muted (room SDK; optional fields, absent when empty or false).
+	Source string `json:"source,omitempty"`
+	Muted  bool   `json:"muted,omitempty"`
+}
+
+// TrackUpdated: a published track was muted or unmuted by its publisher.
+type TrackUpdated struct {
+	Peer  string `json:"peer"`
+	Track string `json:"track"`
+	Muted bool   `json:"muted"`
 }
 
 // TrackUnpublished: a published track ended.
@@ -90,6 +113,8 @@ func (TrackPublished) EventType() string      { return TypeTrackPublished }
 func (TrackUnpublished) EventType() string    { return TypeTrackUnpublished }
 func (SubscriptionStarted) EventType() string { return TypeSubscriptionStarted }
 func (SubscriptionEnded) EventType() string   { return TypeSubscriptionEnded }
+func (PeerUpdated) EventType() string         { return TypePeerUpdated }
+func (TrackUpdated) EventType() string        { return TypeTrackUpdated }
 
 type codec struct {
 	decode func(json.RawMessage) (Payload, error)
@@ -112,6 +137,8 @@ var registry = map[string]codec{
 	TypeTrackUnpublished:    {decodeAs[TrackUnpublished]},
 	TypeSubscriptionStarted: {decodeAs[SubscriptionStarted]},
 	TypeSubscriptionEnded:   {decodeAs[SubscriptionEnded]},
+	TypePeerUpdated:         {decodeAs[PeerUpdated]},
+	TypeTrackUpdated:        {decodeAs[TrackUpdated]},
 }
 
 // Types lists every registered wire type, for schema coverage tests and docs.
