@@ -18,7 +18,8 @@ import (
 var samples = []events.Payload{
 	events.RoomCreated{Node: "n1"},
 	events.PeerJoined{Peer: "p1", Transport: events.TransportWHIP, Role: "publisher", Node: "n1", RemoteAddr: "10.0.0.1:5000", UserAgent: "obs/30"},
-	events.PeerLeft{Peer: "p1", Reason: "closed"},
+	events.NewPeerLeft("p1", "closed"),
+	events.PeerLeftV1{Peer: "p1", Reason: "kicked"}, // written by older nodes; decodes upcast
 	events.TrackPublished{Peer: "p1", Track: "t1", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Channels: 0, FmtpLine: "x=1", Layers: []string{"0", "1"}},
 	events.TrackUnpublished{Peer: "p1", Track: "t1"},
 	events.SubscriptionStarted{Peer: "v1", Track: "t1", Publisher: "p1"},
@@ -63,7 +64,11 @@ func TestRoundTrip(t *testing.T) {
 
 			got, err := d.Payload()
 			require.NoError(t, err)
-			require.Equal(t, p, got)
+			want := p
+			if v1, ok := p.(events.PeerLeftV1); ok {
+				want = v1.Upcast()
+			}
+			require.Equal(t, want, got)
 		})
 	}
 }

@@ -7,7 +7,7 @@ import "encoding/json"
 const (
 	TypeRoomCreated         = "room.created.v1"
 	TypePeerJoined          = "peer.joined.v1"
-	TypePeerLeft            = "peer.left.v1"
+	TypePeerLeft            = "peer.left.v2"
 	TypeTrackPublished      = "track.published.v1"
 	TypeTrackUnpublished    = "track.unpublished.v1"
 	TypeSubscriptionStarted = "subscription.started.v1"
@@ -15,6 +15,10 @@ const (
 	TypePeerUpdated         = "peer.updated.v1"
 	TypeTrackUpdated        = "track.updated.v1"
 )
+
+// TypePeerLeftV1 is the first version of peer.left, still in older logs. Decoding one upcasts
+// it to PeerLeft (v2); writers emit v2.
+const TypePeerLeftV1 = "peer.left.v1"
 
 // Transport names carried by peers.
 const (
@@ -53,12 +57,67 @@ type PeerUpdated struct {
 	Metadata string `json:"metadata"`
 }
 
-// PeerLeft: a peer's session ended.
+// PeerLeft: a peer's session ended (peer.left.v2).
+//
+// v2 adds Cause, required on the wire: which side ended the session. v1 had only Reason, which
+// mixed what happened with who did it; a v1 event decodes to this type with Cause derived from
+// its Reason (see PeerLeftV1.Upcast). Writers build it with NewPeerLeft.
 type PeerLeft struct {
 	Peer string `json:"peer"`
-	// Reason is why: "closed" (client DELETE), "disconnected" (ICE/DTLS failure), "shutdown".
+	// Reason is what happened: "closed" (the client ended it), "disconnected" (ICE/DTLS
+	// failure or a dropped socket), "shutdown" (node stopping), "timeout" (never connected, or
+	// not back within the grace period), "kicked" (removed by an operator).
+	Reason string     `json:"reason"`
+	Cause  LeaveCause `json:"cause"`
+}
+
+// LeaveCause says who ended a peer's session.
+type LeaveCause struct {
+	// By is the side that ended it: "client", "network", "server" or "operator".
+	By string `json:"by"`
+	// Detail is optional free text for people ("ICE failed", "DELETE"); never parse it.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Who ends a session, the values of LeaveCause.By.
+const (
+	ByClient   = "client"
+	ByNetwork  = "network"
+	ByServer   = "server"
+	ByOperator = "operator"
+)
+
+// CauseOf is the side that ends a session for a peer.left reason; "" for an unknown reason.
+// Writers and the v1 upcaster share it, so an upcast v1 event reads like a v2 one written
+// for the same reason.
+func CauseOf(reason string) string {
+	switch reason {
+	case "closed":
+		return ByClient
+	case "disconnected", "timeout":
+		return ByNetwork
+	case "shutdown":
+		return ByServer
+	case "kicked":
+		return ByOperator
+	}
+	return ""
+}
+
+// NewPeerLeft is the peer.left event for a peer whose session ended for reason.
+func NewPeerLeft(peer, reason string) PeerLeft {
+	return PeerLeft{Peer: peer, Reason: reason, Cause: LeaveCause{By: CauseOf(reason)}}
+}
+
+// PeerLeftV1 is the payload of peer.left.v1, as older logs hold it. Only tools and tests that
+// reproduce a pre-v2 log write it; readers never see it, because decoding upcasts it.
+type PeerLeftV1 struct {
+	Peer   string `json:"peer"`
 	Reason string `json:"reason"`
 }
+
+// Upcast turns a v1 payload into the current PeerLeft.
+func (v PeerLeftV1) Upcast() PeerLeft { return NewPeerLeft(v.Peer, v.Reason) }
 
 // TrackPublished: a peer started sending a track; its RTP rides md.<room>.<track>.<layer>.
 type TrackPublished struct {
@@ -109,6 +168,7 @@ type SubscriptionEnded struct {
 func (RoomCreated) EventType() string         { return TypeRoomCreated }
 func (PeerJoined) EventType() string          { return TypePeerJoined }
 func (PeerLeft) EventType() string            { return TypePeerLeft }
+func (PeerLeftV1) EventType() string          { return TypePeerLeftV1 }
 func (TrackPublished) EventType() string      { return TypeTrackPublished }
 func (TrackUnpublished) EventType() string    { return TypeTrackUnpublished }
 func (SubscriptionStarted) EventType() string { return TypeSubscriptionStarted }
@@ -128,11 +188,25 @@ func decodeAs[T Payload](raw json.RawMessage) (Payload, error) {
 	return v, nil
 }
 
+// upcastFrom decodes an old version's payload and turns it into the current one, so that
+// readers (folds, read models, tools) handle one Go type per event whatever version the log
+// holds.
+func upcastFrom[Old Payload, New Payload](up func(Old) New) func(json.RawMessage) (Payload, error) {
+	return func(raw json.RawMessage) (Payload, error) {
+		var v Old
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		return up(v), nil
+	}
+}
+
 // registry maps every wire type to its decoder. It is fixed at compile time and never written.
 var registry = map[string]codec{
 	TypeRoomCreated:         {decodeAs[RoomCreated]},
 	TypePeerJoined:          {decodeAs[PeerJoined]},
 	TypePeerLeft:            {decodeAs[PeerLeft]},
+	TypePeerLeftV1:          {upcastFrom(PeerLeftV1.Upcast)},
 	TypeTrackPublished:      {decodeAs[TrackPublished]},
 	TypeTrackUnpublished:    {decodeAs[TrackUnpublished]},
 	TypeSubscriptionStarted: {decodeAs[SubscriptionStarted]},

@@ -99,6 +99,6 @@ func (c *Core) close(reason string) Output {
 	for _, t := range c.tracks {
 		out.Events = append(out.Events, events.SubscriptionEnded{Peer: c.peer, Track: t})
 	}
-	out.Events = append(out.Events, events.PeerLeft{Peer: c.peer, Reason: reason})
+	out.Events = append(out.Events, events.NewPeerLeft(c.peer, reason))
 	return out
 }

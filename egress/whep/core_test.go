@@ -71,7 +71,7 @@ func closing(reason string) whep.Output {
 	return whep.Output{Close: true, Events: []events.Payload{
 		events.SubscriptionEnded{Peer: "view", Track: "a"},
 		events.SubscriptionEnded{Peer: "view", Track: "v"},
-		events.PeerLeft{Peer: "view", Reason: reason},
+		events.NewPeerLeft("view", reason),
 	}}
 }
 

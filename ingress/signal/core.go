@@ -376,7 +376,7 @@ func (c *Core) close(_ time.Time, reason string) Output {
 	for _, t := range c.published {
 		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: t})
 	}
-	out.Events = append(out.Events, events.PeerLeft{Peer: c.peer, Reason: reason})
+	out.Events = append(out.Events, events.NewPeerLeft(c.peer, reason))
 	out.Close = true
 	return out
 }

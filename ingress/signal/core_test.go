@@ -127,7 +127,7 @@ func TestCorePublishDataLeave(t *testing.T) {
 
 	out = c.Message(t0, ClientMessage{Type: TypeLeave})
 	require.True(t, out.Close)
-	require.Equal(t, []events.Payload{events.TrackUnpublished{Peer: "me", Track: "t1"}, events.PeerLeft{Peer: "me", Reason: "closed"}}, out.Events)
+	require.Equal(t, []events.Payload{events.TrackUnpublished{Peer: "me", Track: "t1"}, events.PeerLeft{Peer: "me", Reason: "closed", Cause: events.LeaveCause{By: events.ByClient}}}, out.Events)
 	require.True(t, c.Closed())
 	require.Empty(t, c.SocketClosed(t0).Events, "closed once")
 	require.Empty(t, c.Shutdown(t0).Events)

@@ -75,7 +75,7 @@ func published(id, kind string) events.Payload {
 
 func unpublished(id string) events.Payload { return events.TrackUnpublished{Peer: "pub", Track: id} }
 
-func left(reason string) events.Payload { return events.PeerLeft{Peer: "pub", Reason: reason} }
+func left(reason string) events.Payload { return events.NewPeerLeft("pub", reason) }
 
 func evs(p ...events.Payload) whip.Output { return whip.Output{Events: p} }
 

@@ -69,7 +69,7 @@ func (g *Gen) Next() events.Envelope {
 					delete(g.subs, k)
 				}
 			}
-			return g.envelope(p, events.PeerLeft{Peer: p, Reason: "closed"})
+			return g.envelope(p, events.NewPeerLeft(p, "closed"))
 		case op < 5:
 			p := g.pick()
 			if len(g.tracks[p]) >= 2 {
