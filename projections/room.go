@@ -38,6 +38,8 @@ type Peer struct {
 	Identity string    `json:"identity,omitempty"`
 	Name     string    `json:"name,omitempty"`
 	JoinedAt time.Time `json:"joined_at"`
+	// Metadata is the application's metadata: from peer.joined, replaced by peer.updated.
+	Metadata string `json:"metadata,omitempty"`
 }
 
 // Track is one published track.
@@ -51,6 +53,10 @@ type Track struct {
 	FmtpLine    string    `json:"fmtp,omitempty"`
 	Layers      []string  `json:"layers"`
 	PublishedAt time.Time `json:"published_at"`
+	// Source is the publisher's label (camera, screen, mic...); Muted starts from
+	// track.published and follows track.updated.
+	Source string `json:"source,omitempty"`
+	Muted  bool   `json:"muted,omitempty"`
 }
 
 // Subscription is one peer receiving one track.
@@ -125,7 +131,14 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 		}
 	case events.PeerJoined:
 		n.Peers[p.Peer] = Peer{Peer: p.Peer, Transport: p.Transport, Role: p.Role, Node: p.Node,
-			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, Identity: p.Identity, Name: p.Name, JoinedAt: e.Time}
+			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, Identity: p.Identity, Name: p.Name, JoinedAt: e.Time,
+			Metadata: p.Metadata}
+	case events.PeerUpdated:
+		// An update of a peer that has left (or never joined) changes nothing.
+		if peer, ok := n.Peers[p.Peer]; ok {
+			peer.Metadata = p.Metadata
+			n.Peers[p.Peer] = peer
+		}
 	case events.PeerLeft:
 		delete(n.Peers, p.Peer)
 		// A peer that leaves takes its tracks and subscriptions with it, whether or not the
@@ -143,7 +156,13 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 	case events.TrackPublished:
 		n.Tracks[p.Track] = Track{Track: p.Track, Peer: p.Peer, Kind: p.Kind, Codec: p.Codec,
 			ClockRate: p.ClockRate, Channels: p.Channels, FmtpLine: p.FmtpLine,
-			Layers: slices.Clone(p.Layers), PublishedAt: e.Time}
+			Layers: slices.Clone(p.Layers), PublishedAt: e.Time, Source: p.Source, Muted: p.Muted}
+	case events.TrackUpdated:
+		// Only the track's publisher can mute it; an update of an unpublished track is void.
+		if t, ok := n.Tracks[p.Track]; ok && t.Peer == p.Peer {
+			t.Muted = p.Muted
+			n.Tracks[p.Track] = t
+		}
 	case events.TrackUnpublished:
 		delete(n.Tracks, p.Track)
 		for k, s := range n.Subs {

@@ -119,6 +119,34 @@ func TestFold(t *testing.T) {
 			require.Equal(t, projections.Subscription{Peer: "view", Track: "c", Publisher: "cam2", Since: at(11)}, r.Subs["view.c"])
 			require.Len(t, r.Subs, 4)
 		}},
+		{"peer.joined keeps the metadata", events.PeerJoined{Peer: "new", Transport: "sdk", Role: "publisher", Node: "n3", Metadata: `{"seat":1}`}, func(t *testing.T, r projections.Room) {
+			require.Equal(t, `{"seat":1}`, r.Peers["new"].Metadata)
+		}},
+		{"peer.updated replaces the metadata and nothing else", events.PeerUpdated{Peer: "pub", Metadata: "hand up"}, func(t *testing.T, r projections.Room) {
+			want := baseRoom(t).Peers["pub"]
+			want.Metadata = "hand up"
+			require.Equal(t, want, r.Peers["pub"])
+		}},
+		{"peer.updated of an unknown peer adds nobody", events.PeerUpdated{Peer: "ghost", Metadata: "x"}, func(t *testing.T, r projections.Room) {
+			require.Len(t, r.Peers, 3)
+			require.NotContains(t, r.Peers, "ghost")
+		}},
+		{"track.published keeps source and muted", events.TrackPublished{Peer: "view", Track: "s", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}, Source: "screen", Muted: true}, func(t *testing.T, r projections.Room) {
+			require.Equal(t, "screen", r.Tracks["s"].Source)
+			require.True(t, r.Tracks["s"].Muted)
+		}},
+		{"track.updated mutes the track and nothing else", events.TrackUpdated{Peer: "pub", Track: "v", Muted: true}, func(t *testing.T, r projections.Room) {
+			want := baseRoom(t).Tracks["v"]
+			want.Muted = true
+			require.Equal(t, want, r.Tracks["v"])
+			require.False(t, r.Tracks["a"].Muted)
+		}},
+		{"track.updated by another peer than the publisher is void", events.TrackUpdated{Peer: "cam2", Track: "v", Muted: true}, func(t *testing.T, r projections.Room) {
+			require.False(t, r.Tracks["v"].Muted)
+		}},
+		{"track.updated of an unknown track adds nothing", events.TrackUpdated{Peer: "pub", Track: "zz", Muted: true}, func(t *testing.T, r projections.Room) {
+			require.Equal(t, []string{"a", "c", "v"}, r.TrackIDs())
+		}},
 		{"subscription.ended removes one sub", events.SubscriptionEnded{Peer: "view", Track: "a"}, func(t *testing.T, r projections.Room) {
 			require.Equal(t, []string{"pub.c", "view.v"}, keys(r.Subs))
 		}},
@@ -232,6 +260,32 @@ func entries(t testing.TB, r projections.Room) map[string]string {
 		out[k] = string(v)
 	}
 	return out
+}
+
+// TestFoldMuteAndMetadataRoundTrip: mute, unmute and metadata updates reach the KV form and
+// read back through ApplyEntry as the same room (what LoadRoom and history do).
+func TestFoldMuteAndMetadataRoundTrip(t *testing.T) {
+	evs := append(base(t),
+		ev(t, 11, events.PeerJoined{Peer: "sdk1", Transport: "sdk", Role: "publisher", Node: "n1", Metadata: "m0"}),
+		ev(t, 12, events.TrackPublished{Peer: "sdk1", Track: "mic", Kind: "audio", Codec: "audio/opus", ClockRate: 48000, Layers: []string{"0"}, Source: "mic"}),
+		ev(t, 13, events.TrackUpdated{Peer: "sdk1", Track: "mic", Muted: true}),
+		ev(t, 14, events.PeerUpdated{Peer: "sdk1", Metadata: "m1"}),
+		ev(t, 15, events.TrackUpdated{Peer: "sdk1", Track: "mic", Muted: false}),
+		ev(t, 16, events.TrackUpdated{Peer: "sdk1", Track: "mic", Muted: true}),
+	)
+	r, err := projections.FoldAll("r", evs)
+	require.NoError(t, err)
+	require.Equal(t, "m1", r.Peers["sdk1"].Metadata)
+	require.Equal(t, projections.Track{Track: "mic", Peer: "sdk1", Kind: "audio", Codec: "audio/opus", ClockRate: 48000,
+		Layers: []string{"0"}, PublishedAt: at(12), Source: "mic", Muted: true}, r.Tracks["mic"])
+	m, err := projections.Entries(r)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"track":"mic","peer":"sdk1","kind":"audio","codec":"audio/opus","clock_rate":48000,"layers":["0"],"published_at":"2026-11-03T10:00:12Z","source":"mic","muted":true}`, string(m["r.track.mic"]))
+	back := projections.NewRoom("r")
+	for k, v := range m {
+		require.NoError(t, projections.ApplyEntry(&back, k, v))
+	}
+	require.Equal(t, entries(t, r), entries(t, back))
 }
 
 // An event that was not read from the log (Seq 0) is folded but keeps the room's checkpoint.
