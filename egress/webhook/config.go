@@ -73,7 +73,7 @@ func (e Endpoint) String() string {
 	return s
 }
 
-// ParseEndpoint reads "url=https://…,types=peer.joined.v1|peer.left.v1,secret=…" (a bare URL
+// ParseEndpoint reads "url=https://…,types=peer.joined|peer.left,secret=…" (a bare URL
 // is "url=" alone). Keys may come in any order; the secret must not contain a comma.
 func ParseEndpoint(s string) (Endpoint, error) {
 	var e Endpoint
