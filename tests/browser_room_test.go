@@ -1,0 +1,254 @@
+package tests
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/tests/browser"
+)
+
+// roomPageStats is what the demo room page's window.jetmedia.stats() reports: per remote
+// peer, the frames decoded from its video track (its receiver's getStats()).
+type roomPageStats struct {
+	State string `json:"state"`
+	Peers map[string]struct {
+		FramesDecoded int   `json:"framesDecoded"`
+		BytesReceived int64 `json:"bytesReceived"`
+		VideoTracks   int   `json:"videoTracks"`
+		AudioTracks   int   `json:"audioTracks"`
+	} `json:"peers"`
+	FramesSent int `json:"framesSent"`
+}
+
+// roomTab is one Chromium tab on the demo room page.
+type roomTab struct {
+	name string
+	tab  *browser.Tab
+	peer string // its peer id once joined
+}
+
+func (r *roomTab) stats() (roomPageStats, error) {
+	return browser.Eval[roomPageStats](r.tab, 10*time.Second, `window.jetmedia.stats()`)
+}
+
+// eval runs a script in the tab; a failure ends the test with what every tab saw.
+func evalIn[T any](t *testing.T, r *roomTab, diagnose func() string, expr string) T {
+	t.Helper()
+	v, err := browser.Eval[T](r.tab, 15*time.Second, expr)
+	if err != nil {
+		t.Fatalf("%s: %s: %v%s", r.name, expr, err, diagnose())
+	}
+	return v
+}
+
+// TestBrowserRoom: three Chromium tabs (fake camera and microphone) join one room through the
+// demo room page and its browser SDK. Each decodes the video of both others; one sends a chat
+// message and the others get it; one leaves and the others see it go within a second. The
+// room's events validate, its KV state equals the fold of its log, and every signalling
+// message the pages exchanged matches its schema.
+func TestBrowserRoom(t *testing.T) {
+	chromium := browser.RequireChromium(t) // before the node: a skip costs nothing
+
+	cfg := app.Defaults() // no auth key: dev mode, the page takes its tokens from /dev/token
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = browserTestLogger(t)
+	node, err := app.Start(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("closing the node: %v", err)
+		}
+	})
+	b := browser.Start(t, chromium) // cleaned up before the node
+
+	room := "room-" + strings.ToLower(rand.Text()[:10])
+	tabs := []*roomTab{{name: "alice"}, {name: "bob"}, {name: "carol"}}
+	// diagnose reports what every page saw, for failure messages.
+	diagnose := func() string {
+		var sb strings.Builder
+		for _, r := range tabs {
+			if r.tab == nil {
+				continue
+			}
+			stats, err := r.stats()
+			sdk, serr := browser.Eval[string](r.tab, 5*time.Second, `JSON.stringify({state: window.jetmedia?.room?.state,
+				self: window.jetmedia?.room?.self, peers: [...(window.jetmedia?.room?.peers?.values() ?? [])].map(p => p.peer),
+				tracks: [...(window.jetmedia?.room?.tracks?.values() ?? [])],
+				ice: window.jetmedia?.room?.peerConnection?.iceConnectionState,
+				pc: window.jetmedia?.room?.peerConnection?.connectionState})`)
+			console := r.tab.Console()
+			if len(console) == 0 {
+				console = []string{"(empty)"}
+			}
+			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nsdk: %s (err %v)\nstats: %+v (err %v)\nchat: %s\nconsole:\n  %s\n",
+				r.name, r.peer, r.tab.Text("status"), sdk, serr, stats, err, r.tab.Text("messages"), strings.Join(console, "\n  "))
+		}
+		return sb.String()
+	}
+	// waitFor polls cond (a JavaScript expression) in r until it is true.
+	waitFor := func(r *roomTab, timeout time.Duration, what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s: not within %s (last error %v)%s", r.name, what, timeout, err, diagnose())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	// Small video keeps three encoders and six decoders affordable on a loaded 2-core machine.
+	for _, r := range tabs {
+		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"},
+			"video": {"320x240"}, "trace": {"1"}}
+		r.tab = b.Open(t, node.HTTPURL()+"/room.html?"+q.Encode())
+		waitFor(r, 30*time.Second, "join", `window.jetmedia.room?.state === "joined"`)
+		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
+	}
+
+	// Each page sees the other two and decodes both of their videos (counted per peer).
+	for _, r := range tabs {
+		waitFor(r, 30*time.Second, "see both other peers", `window.jetmedia.room.peers.size === 2`)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, r := range tabs {
+		for {
+			stats, err := r.stats()
+			done := err == nil
+			for _, o := range tabs {
+				if o == r {
+					continue
+				}
+				p, ok := stats.Peers[o.peer]
+				done = done && ok && p.VideoTracks == 1 && p.FramesDecoded > 0
+			}
+			if done {
+				require.Len(t, stats.Peers, 2, "%s receives only the two others", r.name)
+				t.Logf("%s decodes: %+v", r.name, stats.Peers)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not decode video from both other peers within 60s%s", r.name, diagnose())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	// Remote tiles are labelled with the peers' names.
+	for _, r := range tabs {
+		for _, o := range tabs {
+			if o != r {
+				waitFor(r, 5*time.Second, o.name+"'s tile", fmt.Sprintf(
+					`document.querySelector('li[data-peer=%q] .name')?.textContent === %q`, o.peer, o.name))
+			}
+		}
+	}
+
+	alice, bob, carol := tabs[0], tabs[1], tabs[2]
+	stay := []*roomTab{alice, bob}
+	// The staying pages note, on their own clock, when carol leaves and what data arrives.
+	for _, r := range stay {
+		evalIn[bool](t, r, diagnose, fmt.Sprintf(`(() => {
+			window.testLeftAt = null; window.testData = [];
+			const room = window.jetmedia.room;
+			room.addEventListener("peerleft", (e) => { if (e.detail.peer.peer === %q) window.testLeftAt = Date.now(); });
+			room.addEventListener("data", (e) => window.testData.push(e.detail));
+			return true })()`, carol.peer))
+	}
+
+	// Carol writes in the chat; alice and bob receive it, from her.
+	evalIn[bool](t, carol, diagnose, `(() => {
+		window.testData = []; window.jetmedia.room.addEventListener("data", (e) => window.testData.push(e.detail));
+		document.getElementById("chat-input").value = "hello from carol";
+		document.getElementById("chat-send").click();
+		return true })()`)
+	for _, r := range stay {
+		waitFor(r, 10*time.Second, "receive carol's message", fmt.Sprintf(
+			`window.testData.some((d) => d.from === %q && d.to === null && d.payload === "hello from carol")`, carol.peer))
+		require.Contains(t, r.tab.Text("messages"), "carol: hello from carol", "%s's chat shows the message", r.name)
+	}
+	time.Sleep(300 * time.Millisecond) // a stray echo would arrive by now
+	require.Zero(t, evalIn[int](t, carol, diagnose, `window.testData.length`), "the sender does not get its own message")
+
+	// Carol leaves. Both clocks are the same machine's Date.now(), read in the pages: when
+	// carol's page calls leave and when the others' SDK dispatches peerleft.
+	leaveAt := evalIn[float64](t, carol, diagnose, `(() => { const at = Date.now(); document.getElementById("leave").click(); return at })()`)
+	for _, r := range stay {
+		waitFor(r, 10*time.Second, "see carol leave", `window.testLeftAt !== null`)
+		leftAt := evalIn[float64](t, r, diagnose, `window.testLeftAt`)
+		latency := time.Duration((leftAt - leaveAt) * float64(time.Millisecond))
+		t.Logf("%s saw carol leave %v after she called leave", r.name, latency)
+		if latency >= time.Second {
+			t.Errorf("%s saw carol leave %v after her leave, want < 1s%s", r.name, latency, diagnose())
+		}
+		waitFor(r, 10*time.Second, "drop carol's tile", fmt.Sprintf(`!document.querySelector('li[data-peer=%q]')`, carol.peer))
+	}
+	waitFor(carol, 10*time.Second, "leave", `window.jetmedia.room === null && document.getElementById("status").textContent === "left the room"`)
+
+	for _, r := range stay {
+		require.NoError(t, r.tab.Click("leave"))
+		waitFor(r, 10*time.Second, "leave", `window.jetmedia.room === null`)
+	}
+
+	// Every signalling message the pages sent and got matches its schema.
+	wl := &wireLog{}
+	for _, r := range tabs {
+		for _, m := range evalIn[[][2]string](t, r, diagnose, `window.jetmedia.wire`) {
+			wl.trace(m[0] == "server", []byte(m[1]))
+		}
+	}
+	seen := wl.requireValid(t)
+	for _, k := range []string{"client.join", "client.publish", "client.answer", "client.candidate", "client.data", "client.leave",
+		"server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
+		"server.subscription", "server.offer", "server.data"} {
+		require.Positive(t, seen[k], "no %s message", k)
+	}
+	require.Zero(t, seen["server.error"], "no error message")
+
+	// The log: three SDK peers with the pages' identities and names, each publishing camera and
+	// mic and receiving the other four tracks; it validates and folds to the live state.
+	ctx := ctxT(t, 30*time.Second)
+	require.NoError(t, node.WaitProjected(ctx))
+	log := roomEvents(t, node.JetStream(), room)
+	count := map[string]int{}
+	for _, e := range log {
+		count[e.Type]++
+		if e.Type == events.TypePeerJoined {
+			p, err := e.Payload()
+			require.NoError(t, err)
+			j := p.(events.PeerJoined)
+			require.Equal(t, "sdk", j.Transport)
+			require.Equal(t, "web-"+j.Name, j.Identity)
+			require.Equal(t, j.Identity, e.Actor)
+		}
+	}
+	require.Equal(t, 3, count[events.TypePeerJoined], "%v", count)
+	require.Equal(t, 3, count[events.TypePeerLeft], "%v", count)
+	require.Equal(t, 6, count[events.TypeTrackPublished], "%v", count)
+	require.Equal(t, 6, count[events.TypeTrackUnpublished], "%v", count)
+	require.Equal(t, 12, count[events.TypeSubscriptionStarted], "%v", count)
+	require.Positive(t, requireSchemaValid(t, node.JetStream()))
+	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
+	require.NoError(t, err)
+	folded, err := projections.FoldAll(room, log)
+	require.NoError(t, err)
+	requireSameRoom(t, folded, live)
+	require.Empty(t, live.Peers)
+	raw, _ := json.Marshal(count)
+	t.Logf("events: %s", raw)
+}
