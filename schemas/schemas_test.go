@@ -29,7 +29,8 @@ func newValidator(t testing.TB) *Validator {
 var samples = map[string]events.Payload{
 	events.TypeRoomCreated:         events.RoomCreated{Node: "n1"},
 	events.TypePeerJoined:          events.PeerJoined{Peer: "p1", Transport: events.TransportWHIP, Role: "publisher", Node: "n1"},
-	events.TypePeerLeft:            events.PeerLeft{Peer: "p1", Reason: "disconnected"},
+	events.TypePeerLeft:            events.NewPeerLeft("p1", "disconnected"),
+	events.TypePeerLeftV1:          events.PeerLeftV1{Peer: "p1", Reason: "disconnected"},
 	events.TypeTrackPublished:      events.TrackPublished{Peer: "p1", Track: "t1", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}},
 	events.TypeTrackUnpublished:    events.TrackUnpublished{Peer: "p1", Track: "t1"},
 	events.TypeSubscriptionStarted: events.SubscriptionStarted{Peer: "p2", Track: "t1", Publisher: "p1"},
@@ -43,6 +44,7 @@ var full = []events.Payload{
 	events.PeerJoined{Peer: "p1", Transport: "whip", Role: "publisher", Node: "n1", Identity: "alice@example.com", Name: "Alice Ä."},
 	events.TrackPublished{Peer: "p1", Track: "mic_1", Kind: "audio", Codec: "audio/opus", ClockRate: 48000, Channels: 2, FmtpLine: "minptime=10;useinbandfec=1", Layers: []string{"0"}},
 	events.TrackPublished{Peer: "p1", Track: "cam-1", Kind: "video", Codec: "video/H264", ClockRate: 90000, FmtpLine: "profile-level-id=42e01f", Layers: []string{"q", "h", "f"}},
+	events.PeerLeft{Peer: "p1", Reason: "shutdown", Cause: events.LeaveCause{By: events.ByServer, Detail: "node draining"}},
 	events.PeerJoined{Peer: "p1", Transport: "sdk", Role: "viewer", Node: "n1", Identity: "bob", Metadata: `{"seat":3}`},
 	events.TrackPublished{Peer: "p1", Track: "t2", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}, Source: "screen", Muted: true},
 	events.PeerUpdated{Peer: "p1", Metadata: "hand raised"},
@@ -163,6 +165,15 @@ func TestInvalidEvents(t *testing.T) {
 		{"wrong role", events.TypePeerJoined, func(_, d map[string]any) { d["role"] = "admin" }},
 		{"wrong transport", events.TypePeerJoined, func(_, d map[string]any) { d["transport"] = "WHIP" }},
 		{"wrong reason", events.TypePeerLeft, func(_, d map[string]any) { d["reason"] = "bored" }},
+		{"v1 wrong reason", events.TypePeerLeftV1, func(_, d map[string]any) { d["reason"] = "bored" }},
+		// v2 needs the cause: a v1 payload under the v2 type is refused (decoding upcasts it
+		// only under its own v1 type).
+		{"peer.left.v2 without cause", events.TypePeerLeft, func(_, d map[string]any) { delete(d, "cause") }},
+		{"peer.left.v2 cause without by", events.TypePeerLeft, func(_, d map[string]any) { d["cause"] = map[string]any{"detail": "x"} }},
+		{"peer.left.v2 wrong by", events.TypePeerLeft, func(_, d map[string]any) { d["cause"] = map[string]any{"by": "alien"} }},
+		{"peer.left.v2 cause as string", events.TypePeerLeft, func(_, d map[string]any) { d["cause"] = "client" }},
+		{"peer.left.v2 empty detail", events.TypePeerLeft, func(_, d map[string]any) { d["cause"] = map[string]any{"by": "client", "detail": ""} }},
+		{"peer.left.v1 with cause", events.TypePeerLeftV1, func(_, d map[string]any) { d["cause"] = map[string]any{"by": "client"} }},
 		{"wrong kind", events.TypeTrackPublished, func(_, d map[string]any) { d["kind"] = "data" }},
 		{"codec not a MIME type", events.TypeTrackPublished, func(_, d map[string]any) { d["codec"] = "VP8" }},
 		{"clock_rate negative", events.TypeTrackPublished, func(_, d map[string]any) { d["clock_rate"] = -1 }},
