@@ -3,8 +3,8 @@
 // Join with a name: on a server in dev mode the page mints a token at GET /dev/token with the
 // publish, subscribe and data grants; elsewhere paste one (jetmedia token --room R --identity I
 // --name N --grants publish,subscribe,data). Query parameters: room, name, token, identity,
-// auto=join (join at once), video=WxH (camera size), trace=1 (keep the signalling messages
-// for window.jetmedia.wire).
+// auto=join (join at once), video=WxH (camera size), url (the signalling server, default this
+// page's), trace=1 (keep the signalling messages for window.jetmedia.wire).
 
 import { Room } from "./sdk/jetmedia.js";
 
@@ -179,7 +179,7 @@ async function join(ev) {
     }
     setStatus("joining…");
     const r = new Room({
-      token: await token(roomId, name), room: roomId,
+      token: await token(roomId, name), room: roomId, url: params.get("url") || undefined,
       trace: params.get("trace") === "1" ? (dir, msg) => wire.push([dir, msg]) : undefined,
     });
     room = r;

@@ -1,0 +1,96 @@
+package tests
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/tests/browser"
+)
+
+// TestBrowserSDKDocExample runs the example page of docs/sdk.md, as written there, in two
+// Chromium tabs against a node in dev mode: each shows the other's video, a data message
+// arrives, and a leave removes the leaver's video from the other page. The page is served
+// from a proxy in front of the node, so its root-relative URLs (/sdk/jetmedia.js,
+// /dev/token, /rtc) reach the node as they would on the node itself.
+func TestBrowserSDKDocExample(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	doc, err := os.ReadFile("../docs/sdk.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "```html\n")
+	require.True(t, ok, "docs/sdk.md has an html example")
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+
+	cfg := app.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = browserTestLogger(t)
+	node, err := app.Start(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("closing the node: %v", err)
+		}
+	})
+	target, err := url.Parse(node.HTTPURL())
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /example.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(example))
+	})
+	mux.Handle("/", httputil.NewSingleHostReverseProxy(target))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	b := browser.Start(t, chromium)
+	tabs := []*browser.Tab{b.Open(t, srv.URL+"/example.html"), b.Open(t, srv.URL+"/example.html")}
+	diagnose := func() string {
+		var sb strings.Builder
+		for i, tab := range tabs {
+			sb.WriteString("\n--- tab " + string(rune('1'+i)) + "\n  " + strings.Join(tab.Console(), "\n  "))
+		}
+		return sb.String()
+	}
+	waitFor := func(tab *browser.Tab, what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ok, err := browser.Eval[bool](tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60s (last error %v)%s", what, err, diagnose())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	for _, tab := range tabs {
+		waitFor(tab, "the other's video plays", `[...document.querySelectorAll("#others video")].length === 1 &&
+			document.querySelector("#others video").videoWidth > 0`)
+	}
+	require.NoError(t, tabs[0].Click("hello"))
+	consoleHas := func(tab *browser.Tab, s string) bool {
+		for _, l := range tab.Console() {
+			if strings.Contains(l, s) {
+				return true
+			}
+		}
+		return false
+	}
+	require.Eventually(t, func() bool { return consoleHas(tabs[1], "Ada says hello") }, 10*time.Second, 100*time.Millisecond, diagnose())
+	require.True(t, consoleHas(tabs[0], "joined demo as"), diagnose())
+	require.NoError(t, tabs[0].Click("leave"))
+	waitFor(tabs[1], "the leaver's video goes", `document.querySelectorAll("#others video").length === 0`)
+}
