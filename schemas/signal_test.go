@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -9,7 +10,7 @@ import (
 
 // signalSamples: one valid message per schema; every schema file needs one.
 var signalSamples = map[string]string{
-	"client.join":              `{"type":"join","version":1,"token":"eyJ.x.y","room":"r1","metadata":"{}","auto_subscribe":true}`,
+	"client.join":              `{"type":"join","version":1,"token":"eyJ.x.y","room":"r1","metadata":"{}","auto_subscribe":true,"resume":"p1.abc"}`,
 	"client.offer":             `{"type":"offer","sdp":"v=0\r\n"}`,
 	"client.answer":            `{"type":"answer","sdp":"v=0\r\n"}`,
 	"client.candidate":         `{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
@@ -19,7 +20,11 @@ var signalSamples = map[string]string{
 	"client.unsubscribe":       `{"type":"unsubscribe","track":"t1"}`,
 	"client.data":              `{"type":"data","to":"p2","payload":"hi"}`,
 	"client.leave":             `{"type":"leave"}`,
-	"server.joined":            `{"type":"joined","version":1,"room":"r1","self":{"peer":"p1","identity":"alice","transport":"sdk"},"grants":["publish","data"],"peers":[{"peer":"p2","transport":"whip"}],"tracks":[{"track":"t1","peer":"p2","kind":"video","codec":"video/VP8"}]}`,
+	"client.mute":              `{"type":"mute","track":"t1","muted":true}`,
+	"client.update":            `{"type":"update","metadata":"{\"hand\":\"up\"}"}`,
+	"server.peer_updated":      `{"type":"peer_updated","peer":{"peer":"p2","transport":"sdk","metadata":"x"}}`,
+	"server.track_updated":     `{"type":"track_updated","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus","source":"mic","muted":false}}`,
+	"server.joined":            `{"type":"joined","version":1,"room":"r1","self":{"peer":"p1","identity":"alice","transport":"sdk"},"grants":["publish","data"],"peers":[{"peer":"p2","transport":"whip"}],"tracks":[{"track":"t1","peer":"p2","kind":"video","codec":"video/VP8","source":"camera","muted":true}],"resume_token":"p1.x","resumed":true}`,
 	"server.peer_joined":       `{"type":"peer_joined","peer":{"peer":"p2","identity":"bob","name":"Bob","transport":"sdk"}}`,
 	"server.peer_left":         `{"type":"peer_left","peer":{"peer":"p2","transport":"sdk"}}`,
 	"server.track_published":   `{"type":"track_published","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus"}}`,
@@ -54,6 +59,13 @@ func TestSignalInvalid(t *testing.T) {
 		{FromServer, `{"type":"peer_joined","peer":{"peer":"p"}}`},
 		{FromServer, `{"type":"error","code":"teapot","message":"x"}`},
 		{FromClient, `[]`},
+		{FromClient, `{"type":"mute","track":"t1"}`},
+		{FromClient, `{"type":"mute","track":"t.1","muted":true}`},
+		{FromClient, `{"type":"update"}`},
+		{FromClient, `{"type":"publish","kind":"video","source":"` + strings.Repeat("s", 65) + `"}`},
+		{FromClient, `{"type":"join","version":1,"token":"x","resume":""}`},
+		{FromServer, `{"type":"track_updated","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus","muted":"yes"}}`},
+		{FromServer, `{"type":"peer_updated","peer":{"peer":"p2","transport":"sdk","metadata":7}}`},
 	} {
 		require.ErrorIs(t, v.Validate(tc.dir, []byte(tc.raw)), ErrInvalid, tc.raw)
 	}

@@ -36,13 +36,14 @@ func TestSDKAcrossNodes(t *testing.T) {
 	require.Equal(t, "from the edge", alice.seen(client.Data)[0].Payload)
 	require.Equal(t, "from the hub", bob.seen(client.Data)[0].Payload)
 
-	// Bob's connection drops (no leave): the room sees him go, with reason "disconnected".
+	// Bob's connection drops for good (no leave, no resume): once the resume grace (10 s by
+	// default) is over the room sees him go, with reason "disconnected".
 	bob.stopSend()
 	require.NoError(t, bob.room.Close())
 	require.Eventually(t, func() bool {
 		l := alice.seen(client.PeerLeft)
 		return len(l) == 1 && l[0].Peer.Peer == idb
-	}, 5*time.Second, 10*time.Millisecond)
+	}, 30*time.Second, 10*time.Millisecond)
 	var reasons []string
 	for _, e := range roomEvents(t, a.JetStream(), room) {
 		if e.Type == events.TypePeerLeft {

@@ -1,12 +1,14 @@
 package signal
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
@@ -22,6 +24,8 @@ type TrackSpec struct {
 	ClockRate uint32 `json:"clock_rate"`
 	Channels  uint16 `json:"channels,omitempty"`
 	FmtpLine  string `json:"fmtp,omitempty"`
+	Source    string `json:"source,omitempty"`
+	Muted     bool   `json:"muted,omitempty"`
 }
 
 // peerRecord is the part of a "<room>.peer.<p>" KV value the core reads.
@@ -30,6 +34,7 @@ type peerRecord struct {
 	Transport string `json:"transport"`
 	Identity  string `json:"identity,omitempty"`
 	Name      string `json:"name,omitempty"`
+	Metadata  string `json:"metadata,omitempty"`
 }
 
 // subRecord is the part of a "<room>.sub.<p>.<t>" KV value the core reads.
@@ -72,13 +77,49 @@ type Core struct {
 	subscribed map[string]bool
 	announced  []ClientMessage
 	published  []string
+	// muted: per published track, as last recorded.
+	muted map[string]bool
+
+	// metadata is this peer's, as last recorded.
+	metadata string
+	// Resume: the token a client presents to re-attach, how long a session without a socket
+	// lives, and since when it has had none.
+	resumeToken string
+	grace       time.Duration
+	detached    bool
+	detachedAt  time.Time
 }
 
 // NewCore returns the core of peer's session in room, opened with claims.
 func NewCore(room, peer, node string, claims auth.Claims, autoSubscribe bool) *Core {
 	return &Core{room: room, peer: peer, node: node, claims: claims, auto: autoSubscribe,
-		peers: map[string]PeerInfo{}, tracks: map[string]TrackSpec{}, subscribed: map[string]bool{}}
+		peers: map[string]PeerInfo{}, tracks: map[string]TrackSpec{}, subscribed: map[string]bool{},
+		muted: map[string]bool{}}
 }
+
+// JoinOptions are what a join sets besides the token.
+type JoinOptions struct {
+	// Metadata is the peer's application metadata (at most MaxMetadata bytes; the shell
+	// checks it before the session exists).
+	Metadata string
+	// ResumeToken is handed to the client in joined; a join presenting it re-attaches. Empty:
+	// no resume.
+	ResumeToken string
+	// Grace is how long the session outlives its WebSocket waiting for a resume; 0: it ends
+	// with the socket.
+	Grace time.Duration
+}
+
+// SetJoinOptions sets the join's options; call it before Joined.
+func (c *Core) SetJoinOptions(o JoinOptions) {
+	c.metadata, c.resumeToken, c.grace = o.Metadata, o.ResumeToken, o.Grace
+	if c.resumeToken == "" {
+		c.grace = 0
+	}
+}
+
+// Detached reports whether the session is waiting for a resume.
+func (c *Core) Detached() bool { return c.detached }
 
 // Peer is the session's peer id.
 func (c *Core) Peer() string { return c.peer }
@@ -97,7 +138,7 @@ func (c *Core) role() string {
 func (c *Core) Joined(_ time.Time, remoteAddr, userAgent string) Output {
 	return Output{Output: rtc.Output{Events: []events.Payload{events.PeerJoined{
 		Peer: c.peer, Transport: "sdk", Role: c.role(), Node: c.node, RemoteAddr: remoteAddr,
-		UserAgent: userAgent, Identity: c.claims.Identity, Name: c.claims.Name,
+		UserAgent: userAgent, Identity: c.claims.Identity, Name: c.claims.Name, Metadata: c.metadata,
 	}}}}
 }
 
@@ -121,11 +162,15 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 		if json.Unmarshal(value, &p) != nil {
 			return out
 		}
-		info := PeerInfo{Peer: id, Identity: p.Identity, Name: p.Name, Transport: p.Transport}
-		_, known := c.peers[id]
+		info := PeerInfo{Peer: id, Identity: p.Identity, Name: p.Name, Transport: p.Transport, Metadata: p.Metadata}
+		old, known := c.peers[id]
 		c.peers[id] = info
-		if !known && c.ready && id != c.peer {
+		switch {
+		case !c.ready || id == c.peer:
+		case !known:
 			out.Send = append(out.Send, ServerMessage{Type: TypePeerJoined, Peer: &info})
+		case old.Metadata != info.Metadata:
+			out.Send = append(out.Send, ServerMessage{Type: TypePeerUpdated, Peer: &info})
 		}
 	case "track":
 		var t TrackSpec
@@ -133,11 +178,15 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 			return out
 		}
 		t.Track = id
-		_, known := c.tracks[id]
+		old, known := c.tracks[id]
 		c.tracks[id] = t
-		if !known && c.ready {
+		switch {
+		case !c.ready:
+		case !known:
 			out.Send = append(out.Send, ServerMessage{Type: TypeTrackPublished, Track: trackInfo(t)})
 			c.autoSubscribe(&out, t)
+		case old.Muted != t.Muted:
+			out.Send = append(out.Send, ServerMessage{Type: TypeTrackUpdated, Track: trackInfo(t)})
 		}
 	case "sub":
 		var s subRecord
@@ -200,8 +249,18 @@ func (c *Core) KVReady(time.Time) Output {
 		return out
 	}
 	c.ready = true
-	self := PeerInfo{Peer: c.peer, Identity: c.claims.Identity, Name: c.claims.Name, Transport: "sdk"}
-	j := ServerMessage{Type: TypeJoined, Version: Version, Room: c.room, Self: &self}
+	out.Send = append(out.Send, c.snapshot(false))
+	for _, id := range slices.Sorted(maps.Keys(c.tracks)) {
+		c.autoSubscribe(&out, c.tracks[id])
+	}
+	return out
+}
+
+// snapshot is the joined message: the room as the core knows it now.
+func (c *Core) snapshot(resumed bool) ServerMessage {
+	self := PeerInfo{Peer: c.peer, Identity: c.claims.Identity, Name: c.claims.Name, Transport: "sdk", Metadata: c.metadata}
+	j := ServerMessage{Type: TypeJoined, Version: Version, Room: c.room, Self: &self,
+		ResumeToken: c.resumeToken, Resumed: resumed}
 	for _, g := range c.claims.Grants {
 		j.Grants = append(j.Grants, string(g))
 	}
@@ -210,15 +269,10 @@ func (c *Core) KVReady(time.Time) Output {
 			j.Peers = append(j.Peers, c.peers[id])
 		}
 	}
-	ids := slices.Sorted(maps.Keys(c.tracks))
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(c.tracks)) {
 		j.Tracks = append(j.Tracks, *trackInfo(c.tracks[id]))
 	}
-	out.Send = append(out.Send, j)
-	for _, id := range ids {
-		c.autoSubscribe(&out, c.tracks[id])
-	}
-	return out
+	return j
 }
 
 func (c *Core) autoSubscribe(out *Output, t TrackSpec) {
@@ -231,7 +285,7 @@ func (c *Core) autoSubscribe(out *Output, t TrackSpec) {
 }
 
 func trackInfo(t TrackSpec) *TrackInfo {
-	return &TrackInfo{Track: t.Track, Peer: t.Peer, Kind: t.Kind, Codec: t.Codec}
+	return &TrackInfo{Track: t.Track, Peer: t.Peer, Kind: t.Kind, Codec: t.Codec, Source: t.Source, Muted: t.Muted}
 }
 
 // splitKey reads "<room>.<kind>.<rest>".
@@ -261,6 +315,10 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 			out.Send = append(out.Send, errMsg(CodeBadRequest, "publish: kind must be audio or video, not %q", m.Kind))
 			return out
 		}
+		if n := utf8.RuneCountInString(m.Source); n > MaxSource || !utf8.ValidString(m.Source) {
+			out.Send = append(out.Send, errMsg(CodeBadRequest, "publish: source must be valid text of at most %d characters (got %d)", MaxSource, n))
+			return out
+		}
 		c.announced = append(c.announced, m)
 		out.Receive = append(out.Receive, m.Kind)
 	case TypeUnpublish:
@@ -270,6 +328,7 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 			return out
 		}
 		c.published = slices.Delete(c.published, i, i+1)
+		delete(c.muted, m.Track)
 		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: m.Track})
 		out.Unpublished = append(out.Unpublished, m.Track)
 	case TypeSubscribe:
@@ -305,6 +364,25 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		default:
 			out.Data = append(out.Data, DataMessage{From: c.peer, To: m.To, Payload: *m.Payload})
 		}
+	case TypeMute:
+		switch {
+		case !slices.Contains(c.published, m.Track):
+			out.Send = append(out.Send, errMsg(CodeNotFound, "mute: track %q is not published by this peer", m.Track))
+		case m.Muted == nil:
+			out.Send = append(out.Send, errMsg(CodeBadRequest, "mute: muted (true or false) is required"))
+		case c.muted[m.Track] != *m.Muted:
+			// A mute that changes nothing records nothing.
+			c.muted[m.Track] = *m.Muted
+			out.Events = append(out.Events, events.TrackUpdated{Peer: c.peer, Track: m.Track, Muted: *m.Muted})
+		}
+	case TypeUpdate:
+		switch {
+		case len(m.Metadata) > MaxMetadata:
+			out.Send = append(out.Send, errMsg(CodeBadRequest, "update: metadata has %d bytes, at most %d", len(m.Metadata), MaxMetadata))
+		case m.Metadata != c.metadata:
+			c.metadata = m.Metadata
+			out.Events = append(out.Events, events.PeerUpdated{Peer: c.peer, Metadata: m.Metadata})
+		}
 	case TypeLeave:
 		return c.close(now, "closed")
 	case TypeJoin:
@@ -338,10 +416,14 @@ func (c *Core) TrackStarted(_ time.Time, t TrackSpec) (Output, bool) {
 		out.Send = append(out.Send, errMsg(CodeBadRequest, "a %s track arrived without a publish message: announce tracks before adding them", t.Kind))
 		return out, false
 	}
+	m := c.announced[i]
 	c.announced = slices.Delete(c.announced, i, i+1)
 	c.published = append(c.published, t.Track)
+	muted := m.Muted != nil && *m.Muted
+	c.muted[t.Track] = muted
 	out.Events = append(out.Events, events.TrackPublished{Peer: c.peer, Track: t.Track, Kind: t.Kind,
-		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: []string{"0"}})
+		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: []string{"0"},
+		Source: m.Source, Muted: muted})
 	return out, true
 }
 
@@ -361,11 +443,56 @@ func (c *Core) Failed(now time.Time) rtc.Output { return c.close(now, "disconnec
 // Shutdown: the node is stopping.
 func (c *Core) Shutdown(now time.Time) rtc.Output { return c.close(now, "shutdown").Output }
 
-// Tick: nothing is timed yet (resume within a grace period is future work).
-func (c *Core) Tick(time.Time) rtc.Output { return rtc.Output{} }
+// Tick: a session whose socket has been gone for the grace period ends (its tracks are
+// unpublished and the peer leaves, reason "disconnected").
+func (c *Core) Tick(now time.Time) rtc.Output {
+	if c.closed || !c.detached || now.Before(c.detachedAt.Add(c.grace)) {
+		return rtc.Output{}
+	}
+	return c.close(now, "disconnected").Output
+}
 
-// SocketClosed: the WebSocket ended without a leave.
-func (c *Core) SocketClosed(now time.Time) Output { return c.close(now, "disconnected") }
+// SocketClosed: the WebSocket ended without a leave. With a grace period the session lives
+// on without it (the peer stays, media flows, nothing is recorded) until a resume or Tick
+// ends it; without one the peer leaves now.
+func (c *Core) SocketClosed(now time.Time) Output {
+	if c.closed || c.detached {
+		return Output{}
+	}
+	if c.grace <= 0 {
+		return c.close(now, "disconnected")
+	}
+	c.detached, c.detachedAt = true, now
+	return Output{}
+}
+
+// Resume: a join presenting token, opened with claims, wants this session. Accepted (ok) it
+// sends a fresh snapshot (joined, resumed) for the new socket; refused, an error to send on
+// the new socket before closing it. The token is compared in constant time. A resume that
+// arrives after the grace period ended ends the session (if Tick has not yet) and gets
+// resume_expired. A resume while the old socket still looks alive replaces it.
+func (c *Core) Resume(now time.Time, claims auth.Claims, token string) (Output, bool) {
+	var out Output
+	if c.detached && !now.Before(c.detachedAt.Add(c.grace)) {
+		out = c.close(now, "disconnected")
+	}
+	switch {
+	case c.closed || c.resumeToken == "":
+		out.Send = append(out.Send, errMsg(CodeResumeExpired, "the session ended (left, failed or not resumed within %v): join again", c.grace))
+		return out, false
+	case subtle.ConstantTimeCompare([]byte(token), []byte(c.resumeToken)) != 1:
+		out.Send = append(out.Send, errMsg(CodeUnauthorized, "resume token does not match the session"))
+		return out, false
+	case claims.Identity != c.claims.Identity:
+		out.Send = append(out.Send, errMsg(CodeForbidden, "the session belongs to another identity"))
+		return out, false
+	}
+	c.detached = false
+	if c.ready {
+		out.Send = append(out.Send, c.snapshot(true))
+	}
+	return out, true
+}
 
 func (c *Core) close(_ time.Time, reason string) Output {
 	var out Output

@@ -108,7 +108,7 @@ func TestCorePublishDataLeave(t *testing.T) {
 	require.Empty(t, c.Message(t0, ClientMessage{Type: TypePublish, Kind: "video", Source: "camera"}).Send)
 	out, ok := c.TrackStarted(t0, TrackSpec{Track: "t1", Peer: "me", Kind: "video", Codec: "video/VP8", ClockRate: 90000})
 	require.True(t, ok)
-	require.Equal(t, []events.Payload{events.TrackPublished{Peer: "me", Track: "t1", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}}}, out.Events)
+	require.Equal(t, []events.Payload{events.TrackPublished{Peer: "me", Track: "t1", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}, Source: "camera"}}, out.Events)
 	_, ok = c.TrackStarted(t0, TrackSpec{Track: "t2", Kind: "video"})
 	require.False(t, ok, "one publish admits one track")
 

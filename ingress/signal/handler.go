@@ -2,10 +2,13 @@ package signal
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +60,9 @@ type Config struct {
 	Path string
 	// JoinTimeout bounds the wait for the first message (default 10 s).
 	JoinTimeout time.Duration
+	// ResumeGrace is how long a session outlives a WebSocket that dropped without a leave,
+	// waiting for a join with its resume token. 0: the peer leaves when its socket drops.
+	ResumeGrace time.Duration
 	Logger      *slog.Logger
 }
 
@@ -64,6 +70,10 @@ type Config struct {
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+
+	mu sync.Mutex
+	// live: the running sessions by peer id, for resume.
+	live map[string]*conn
 }
 
 // New returns a handler.
@@ -77,74 +87,76 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.JoinTimeout == 0 {
 		cfg.JoinTimeout = 10 * time.Second
 	}
+	if cfg.ResumeGrace < 0 {
+		return nil, fmt.Errorf("signal: negative resume grace %v", cfg.ResumeGrace)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal")}, nil
+	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{}}, nil
 }
 
 // Register adds the WebSocket route to mux.
 func (h *Handler) Register(mux *http.ServeMux) { mux.HandleFunc("GET "+h.cfg.Path, h.serve) }
 
 // sendQueue bounds the messages waiting for a slow client; a client that falls this far behind
-// is disconnected rather than buffered without bound.
+// loses its socket (and may resume) rather than being buffered without bound.
 const sendQueue = 256
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		return
-	}
-	ws.SetReadLimit(MaxPayload + 16<<10)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	c := &conn{h: h, ws: ws, send: make(chan ServerMessage, sendQueue), done: make(chan struct{})}
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); c.writer(ctx) }()
-	status, reason := c.run(ctx, r)
-	close(c.done)
-	<-writerDone
-	_ = ws.Close(status, reason)
-}
-
-// conn is one WebSocket and, once joined, its session.
-type conn struct {
-	h    *Handler
+// socket is one WebSocket. A session uses one at a time; a resume hands it a new one.
+type socket struct {
 	ws   *websocket.Conn
 	send chan ServerMessage
-	done chan struct{} // closed when run returns: no more sends
 
-	s    *rtc.Session
-	core *Core
-	pc   *webrtc.PeerConnection
-
-	// Negotiation state, touched only by run's goroutine.
-	needOffer bool // our tracks changed since the last offer
-	senders   map[string]*webrtc.RTPSender
-	// stopped: per published track, set on unpublish so its RTP stops going out.
-	stopped map[string]*atomic.Bool
-	// ended mirrors the core's Closed after each step (the core itself is read only under
-	// the session lock).
-	ended bool
+	once sync.Once
+	gone chan struct{} // closed when the socket is let go: no more sends
+	// status and reason of the close, set before gone is closed.
+	status websocket.StatusCode
+	reason string
 }
 
-func (c *conn) writer(ctx context.Context) {
+func newSocket(ws *websocket.Conn) *socket {
+	return &socket{ws: ws, send: make(chan ServerMessage, sendQueue), gone: make(chan struct{})}
+}
+
+// release lets the socket go; its writer sends what is queued and it closes with status.
+// Idempotent: the first call's status wins.
+func (s *socket) release(status websocket.StatusCode, reason string) {
+	s.once.Do(func() {
+		s.status, s.reason = status, reason
+		close(s.gone)
+	})
+}
+
+// enqueue hands messages to the writer in order; false if the client is too slow.
+func (s *socket) enqueue(ms ...ServerMessage) bool {
+	for _, m := range ms {
+		select {
+		case s.send <- m:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *socket) writer() {
 	for {
 		select {
-		case m := <-c.send:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := wsjson.Write(wctx, c.ws, m)
+		case m := <-s.send:
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := wsjson.Write(wctx, s.ws, m)
 			cancel()
 			if err != nil {
 				return
 			}
-		case <-c.done:
+		case <-s.gone:
 			// Drain what is queued (a final error or the leave's messages), then stop.
 			for {
 				select {
-				case m := <-c.send:
+				case m := <-s.send:
 					wctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					err := wsjson.Write(wctx, c.ws, m)
+					err := wsjson.Write(wctx, s.ws, m)
 					cancel()
 					if err != nil {
 						return
@@ -157,122 +169,320 @@ func (c *conn) writer(ctx context.Context) {
 	}
 }
 
-// enqueue hands messages to the writer in order; false if the client is too slow.
-func (c *conn) enqueue(ms ...ServerMessage) bool {
-	for _, m := range ms {
-		select {
-		case c.send <- m:
-		default:
-			return false
+func (s *socket) fail(code, format string, args ...any) {
+	s.enqueue(errMsg(code, format, args...))
+	s.release(websocket.StatusPolicyViolation, code)
+}
+
+func (s *socket) authFail(err error) {
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		code := CodeUnauthorized
+		if ae.Status() == http.StatusForbidden {
+			code = CodeForbidden
 		}
+		s.fail(code, "%s", ae.Msg)
+		return
 	}
-	return true
+	s.fail(CodeUnauthorized, "%v", err)
 }
 
-// input is one thing for run's loop.
-type input struct {
-	msg   *ClientMessage
-	kv    jetstream.KeyValueEntry
-	ready bool
-	data  *DataMessage
-	track *webrtc.TrackRemote
-	err   error
+// serve owns one WebSocket: it reads the join, starts or resumes a session, then feeds the
+// session the socket's messages until the session lets the socket go or the socket fails.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(MaxPayload + 16<<10)
+	sk := newSocket(ws)
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); sk.writer() }()
+	readerDone := make(chan struct{})
+	if c := h.join(r, sk); c != nil {
+		go func() { defer close(readerDone); c.pump(sk) }()
+		select {
+		case <-sk.gone:
+		case <-c.done:
+			// The session ended (a resume that raced its end is never answered: the client
+			// retries and gets resume_expired).
+			sk.release(websocket.StatusGoingAway, "session ended")
+		}
+	} else {
+		close(readerDone)
+	}
+	<-sk.gone
+	<-writerDone
+	_ = ws.Close(sk.status, sk.reason)
+	<-readerDone
 }
 
-func (c *conn) run(ctx context.Context, r *http.Request) (websocket.StatusCode, string) {
-	h := c.h
+// join handles the join message: the session the socket now serves, or nil (the socket was
+// released with an error).
+func (h *Handler) join(r *http.Request, sk *socket) *conn {
 	reg := h.cfg.Sessions
 	var join ClientMessage
-	jctx, jcancel := context.WithTimeout(ctx, h.cfg.JoinTimeout)
-	err := wsjson.Read(jctx, c.ws, &join)
+	jctx, jcancel := context.WithTimeout(r.Context(), h.cfg.JoinTimeout)
+	err := wsjson.Read(jctx, sk.ws, &join)
 	jcancel()
 	if err != nil {
-		return websocket.StatusPolicyViolation, "no join"
+		sk.release(websocket.StatusPolicyViolation, "no join")
+		return nil
 	}
 	if join.Type != TypeJoin {
-		return c.fail(CodeBadRequest, "the first message must be join, not %q", join.Type)
+		sk.fail(CodeBadRequest, "the first message must be join, not %q", join.Type)
+		return nil
 	}
 	if join.Version != Version {
-		return c.fail(CodeBadRequest, "protocol version %d is not supported (this server speaks %d)", join.Version, Version)
+		sk.fail(CodeBadRequest, "protocol version %d is not supported (this server speaks %d)", join.Version, Version)
+		return nil
 	}
 	claims, err := h.cfg.Auth.Verify(join.Token, reg.Now())
 	if err != nil {
-		return c.authFail(err)
+		sk.authFail(err)
+		return nil
 	}
 	room := join.Room
 	if room == "" {
 		room = claims.Room
 	}
 	if !events.ValidID(room) {
-		return c.fail(CodeBadRequest, "room %q is not a valid id (1-64 of A-Z a-z 0-9 _ -)", room)
+		sk.fail(CodeBadRequest, "room %q is not a valid id (1-64 of A-Z a-z 0-9 _ -)", room)
+		return nil
 	}
 	if err := claims.Check(room, ""); err != nil {
-		return c.authFail(err)
+		sk.authFail(err)
+		return nil
+	}
+	if len(join.Metadata) > MaxMetadata {
+		sk.fail(CodeBadRequest, "metadata has %d bytes, at most %d", len(join.Metadata), MaxMetadata)
+		return nil
 	}
 	if reg.Closing() {
-		return c.fail(CodeInternal, "server is shutting down")
+		sk.fail(CodeInternal, "server is shutting down")
+		return nil
 	}
+	if join.Resume != "" {
+		return h.resume(sk, room, claims, join.Resume)
+	}
+	return h.start(r, sk, room, claims, join)
+}
+
+// resume hands sk to the session the token names, if it still runs.
+func (h *Handler) resume(sk *socket, room string, claims auth.Claims, token string) *conn {
+	peer, _, _ := strings.Cut(token, ".")
+	h.mu.Lock()
+	c := h.live[peer]
+	h.mu.Unlock()
+	if c == nil {
+		sk.fail(CodeResumeExpired, "no session to resume: it ended (left, failed or not resumed within the grace period): join again")
+		return nil
+	}
+	if c.s.Room != room {
+		sk.fail(CodeForbidden, "the session to resume is in another room")
+		return nil
+	}
+	if !c.feed(input{resume: &resumeReq{sk: sk, claims: claims, token: token}}) {
+		sk.fail(CodeResumeExpired, "the session ended: join again")
+		return nil
+	}
+	return c
+}
+
+// resumeReq asks a session's loop to take a new socket.
+type resumeReq struct {
+	sk     *socket
+	claims auth.Claims
+	token  string
+}
+
+// newResumeToken is "<peer>.<128 random bits>": the peer finds the session, the secret proves
+// the client got it from that session's joined.
+func newResumeToken(peer string) string {
+	return peer + "." + rand.Text()
+}
+
+// start creates a new session for a join and starts its loop.
+func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Claims, join ClientMessage) *conn {
+	reg := h.cfg.Sessions
 	pc, err := h.cfg.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return c.fail(CodeInternal, "new peer connection: %v", err)
+		sk.fail(CodeInternal, "new peer connection: %v", err)
+		return nil
 	}
-	c.pc = pc
-	c.senders = map[string]*webrtc.RTPSender{}
 	auto := join.AutoSubscribe == nil || *join.AutoSubscribe
 	id := events.NewID()
+	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
+		in: make(chan input, 64), done: make(chan struct{})}
 	c.core = NewCore(room, id, reg.Node(), claims, auto)
+	opts := JoinOptions{Metadata: join.Metadata}
+	if h.cfg.ResumeGrace > 0 {
+		opts.ResumeToken, opts.Grace = newResumeToken(id), h.cfg.ResumeGrace
+	}
+	c.core.SetJoinOptions(opts)
 	log := h.log.With("room", room, "peer", id, "identity", claims.Identity)
 	c.s = reg.NewSession(id, room, pc, c.core, log)
 	c.s.Identity = claims.Identity
-	// The loop ends when the session closes for any reason (leave, failure, shutdown).
-	sctx, scancel := context.WithCancel(ctx)
-	defer scancel()
-	c.s.OnClose(scancel)
+	// The loop ends when the session closes for any reason (leave, failure, grace over,
+	// shutdown).
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.s.OnClose(c.cancel)
 	if err := reg.Add(c.s); err != nil {
+		c.cancel()
 		_ = pc.Close()
-		return c.fail(CodeInternal, "%v", err)
+		sk.fail(CodeInternal, "%v", err)
+		return nil
 	}
 	now := reg.Now()
 	if err := c.step(func() Output { return c.core.Joined(now, r.RemoteAddr, r.UserAgent()) }); err != nil {
 		c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
-		return c.fail(CodeInternal, "cannot record the join in the event log: %v", err)
+		sk.fail(CodeInternal, "cannot record the join in the event log: %v", err)
+		return nil
 	}
-	log.Info("peer joined")
-
-	in := make(chan input, 64)
-	feed := func(i input) bool {
-		select {
-		case in <- i:
-			return true
-		case <-sctx.Done():
-			return false
+	// The room's state.
+	watcher, err := h.cfg.Rooms.Watch(c.ctx, room+".>")
+	if err != nil {
+		c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
+		sk.fail(CodeInternal, "watch room: %v", err)
+		return nil
+	}
+	c.cleanup = append(c.cleanup, func() { _ = watcher.Stop() })
+	// Data messages to the room and to this peer.
+	onData := func(m *nats.Msg) {
+		var d DataMessage
+		if json.Unmarshal(m.Data, &d) == nil {
+			c.feed(input{data: &d})
 		}
 	}
+	for _, subj := range []string{pipeline.DataRoomSubject(room), pipeline.DataPeerSubject(room, id)} {
+		sub, err := h.cfg.Data.Subscribe(subj, onData)
+		if err != nil {
+			c.runCleanup()
+			c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
+			sk.fail(CodeInternal, "data subscription: %v", err)
+			return nil
+		}
+		c.cleanup = append(c.cleanup, func() { _ = sub.Unsubscribe() })
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { c.feed(input{track: tr}) })
+	// The server trickles its candidates; the loop sends them, so they follow the offer or
+	// answer they belong to.
+	pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
+		if ic != nil {
+			c.feed(input{cand: ic})
+		}
+	})
+	h.mu.Lock()
+	h.live[id] = c
+	h.mu.Unlock()
+	log.Info("peer joined")
+	reg.Go(func() { c.loop(watcher) })
+	return c
+}
+
+// conn is one session: its core, PeerConnection and the socket it currently uses. Its loop
+// owns everything below (the socket, negotiation state); other goroutines only feed it.
+type conn struct {
+	h    *Handler
+	s    *rtc.Session
+	core *Core
+	pc   *webrtc.PeerConnection
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	in      chan input
+	done    chan struct{} // closed when the loop has ended
+	cleanup []func()
+
+	// cur is the socket messages go to; nil while detached.
+	cur *socket
+	// slow: the current socket's queue overflowed during a step.
+	slow bool
+
+	// Negotiation state, touched only by the loop.
+	needOffer bool // our tracks changed since the last offer
+	senders   map[string]*webrtc.RTPSender
+	// stopped: per published track, set on unpublish so its RTP stops going out.
+	stopped map[string]*atomic.Bool
+	// ended mirrors the core's Closed after each step (the core itself is read only under
+	// the session lock).
+	ended bool
+}
+
+// input is one thing for the loop. sock names the socket a message or error came from.
+type input struct {
+	sock   *socket
+	msg    *ClientMessage
+	err    error
+	resume *resumeReq
+	kv     jetstream.KeyValueEntry
+	ready  bool
+	data   *DataMessage
+	track  *webrtc.TrackRemote
+	cand   *webrtc.ICECandidate
+}
+
+// feed hands i to the loop; false once the session has ended.
+func (c *conn) feed(i input) bool {
+	select {
+	case c.in <- i:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// pump reads sk's client messages into the loop until the socket fails or the session ends.
+func (c *conn) pump(sk *socket) {
+	defer sk.release(websocket.StatusNormalClosure, "closed")
+	for {
+		var m ClientMessage
+		if err := wsjson.Read(context.Background(), sk.ws, &m); err != nil {
+			c.feed(input{sock: sk, err: err})
+			return
+		}
+		if !c.feed(input{sock: sk, msg: &m}) {
+			return
+		}
+	}
+}
+
+func (c *conn) runCleanup() {
+	for _, fn := range c.cleanup {
+		fn()
+	}
+	c.cleanup = nil
+}
+
+// loop runs the session until it closes (leave, PeerConnection failure, grace over, shutdown).
+func (c *conn) loop(watcher jetstream.KeyWatcher) {
+	reg := c.h.cfg.Sessions
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer scancel()
-	// Client messages.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	defer func() {
+		c.cancel()
+		c.runCleanup()
+		wg.Wait()
+		c.h.mu.Lock()
+		if c.h.live[c.s.ID] == c {
+			delete(c.h.live, c.s.ID)
+		}
+		c.h.mu.Unlock()
+		if c.cur != nil {
+			c.cur.release(websocket.StatusNormalClosure, "left")
+		}
+		close(c.done)
+		// Sockets handed over after the end: tell them.
 		for {
-			var m ClientMessage
-			if err := wsjson.Read(sctx, c.ws, &m); err != nil {
-				feed(input{err: err})
-				return
-			}
-			if !feed(input{msg: &m}) {
+			select {
+			case i := <-c.in:
+				if i.resume != nil {
+					i.resume.sk.fail(CodeResumeExpired, "the session ended: join again")
+				}
+			default:
 				return
 			}
 		}
 	}()
-	// The room's state.
-	watcher, err := h.cfg.Rooms.Watch(sctx, room+".>")
-	if err != nil {
-		c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
-		return c.fail(CodeInternal, "watch room: %v", err)
-	}
-	defer func() { _ = watcher.Stop() }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -283,49 +493,36 @@ func (c *conn) run(ctx context.Context, r *http.Request) (websocket.StatusCode, 
 					return
 				}
 				if e == nil {
-					if !feed(input{ready: true}) {
+					if !c.feed(input{ready: true}) {
 						return
 					}
 					continue
 				}
-				if !feed(input{kv: e}) {
+				if !c.feed(input{kv: e}) {
 					return
 				}
-			case <-sctx.Done():
+			case <-c.ctx.Done():
 				return
 			}
 		}
 	}()
-	// Data messages to the room and to this peer.
-	onData := func(m *nats.Msg) {
-		var d DataMessage
-		if json.Unmarshal(m.Data, &d) == nil {
-			feed(input{data: &d})
-		}
-	}
-	for _, subj := range []string{pipeline.DataRoomSubject(room), pipeline.DataPeerSubject(room, id)} {
-		sub, err := h.cfg.Data.Subscribe(subj, onData)
-		if err != nil {
-			c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
-			return c.fail(CodeInternal, "data subscription: %v", err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { feed(input{track: tr}) })
 
 	for {
 		var i input
 		select {
-		case <-sctx.Done():
-			// Closed by leave, PeerConnection failure or shutdown.
-			return websocket.StatusNormalClosure, "left"
-		case i = <-in:
+		case <-c.ctx.Done():
+			// Closed by leave, PeerConnection failure, the grace's end or shutdown.
+			return
+		case i = <-c.in:
 		}
 		now := reg.Now()
 		switch {
+		case i.resume != nil:
+			c.resume(now, i.resume)
+		case i.sock != nil && i.sock != c.cur:
+			// From a socket the session no longer uses (replaced by a resume).
 		case i.err != nil:
-			c.step(func() Output { return c.core.SocketClosed(now) })
-			return websocket.StatusNormalClosure, "closed"
+			c.detach(now, "closed")
 		case i.ready:
 			c.step(func() Output { return c.core.KVReady(now) })
 		case i.kv != nil:
@@ -339,16 +536,95 @@ func (c *conn) run(ctx context.Context, r *http.Request) (websocket.StatusCode, 
 			c.step(func() Output { return c.core.DataReceived(now, *i.data) })
 		case i.track != nil:
 			c.published(i.track)
+		case i.cand != nil:
+			c.sendCandidate(i.cand)
 		case i.msg != nil:
 			c.message(now, *i.msg)
 		}
-		if c.ended {
-			return websocket.StatusNormalClosure, "left"
+		if c.slow && !c.ended {
+			c.detach(now, "too slow")
 		}
-		if c.needOffer && c.pc.SignalingState() == webrtc.SignalingStateStable {
+		if c.ended {
+			return
+		}
+		if c.cur != nil && c.needOffer && c.pc.SignalingState() == webrtc.SignalingStateStable {
 			c.offer()
 		}
 	}
+}
+
+// detach lets the current socket go (it failed or its client was too slow); the core decides
+// whether the session waits for a resume.
+func (c *conn) detach(now time.Time, reason string) {
+	c.slow = false
+	if c.cur == nil {
+		return
+	}
+	c.cur.release(websocket.StatusGoingAway, reason)
+	c.cur = nil
+	c.step(func() Output { return c.core.SocketClosed(now) })
+	if !c.ended {
+		c.s.Log.Info("socket gone: waiting for a resume", "reason", reason)
+	}
+}
+
+// resume gives the session a new socket, if the core accepts the resume.
+func (c *conn) resume(now time.Time, req *resumeReq) {
+	prev := c.cur
+	c.cur = req.sk
+	var ok bool
+	c.step(func() Output {
+		out, accepted := c.core.Resume(now, req.claims, req.token)
+		ok = accepted
+		return out
+	})
+	if !ok {
+		c.cur = prev
+		req.sk.release(websocket.StatusPolicyViolation, "resume refused")
+		return
+	}
+	if prev != nil {
+		prev.release(websocket.StatusNormalClosure, "resumed on another connection")
+	}
+	c.s.Log.Info("session resumed")
+	// An offer the client may not have seen goes again; the client answers it on the new
+	// socket.
+	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		if ld := c.pc.LocalDescription(); ld != nil {
+			c.send(ServerMessage{Type: TypeOffer, SDP: ld.SDP})
+		}
+	}
+}
+
+// send queues messages for the current socket (dropped while detached: a resume brings a fresh
+// snapshot).
+func (c *conn) send(ms ...ServerMessage) {
+	if c.cur != nil && !c.cur.enqueue(ms...) {
+		c.slow = true
+	}
+}
+
+func (c *conn) sendCandidate(ic *webrtc.ICECandidate) {
+	ci := ic.ToJSON()
+	if ci.SDPMid == nil || *ci.SDPMid == "" {
+		mid := "0"
+		for _, tr := range c.pc.GetTransceivers() {
+			if tr.Mid() != "" {
+				mid = tr.Mid()
+				break
+			}
+		}
+		ci.SDPMid = &mid
+	}
+	if ci.SDPMLineIndex == nil {
+		var zero uint16
+		ci.SDPMLineIndex = &zero
+	}
+	b, err := json.Marshal(ci)
+	if err != nil {
+		return
+	}
+	c.send(ServerMessage{Type: TypeCandidate, Candidate: b})
 }
 
 // step feeds one input to the core through the session (which appends the events) and carries
@@ -359,9 +635,7 @@ func (c *conn) step(in func() Output) error {
 		out = in()
 		c.ended = c.core.Closed()
 		// Queued under the session lock, so messages leave in the order the core made them.
-		if !c.enqueue(out.Send...) {
-			out.Close = true
-		}
+		c.send(out.Send...)
 		return out.Output
 	})
 	if err != nil {
@@ -377,7 +651,7 @@ func (c *conn) step(in func() Output) error {
 			subj = pipeline.DataPeerSubject(c.s.Room, d.To)
 		}
 		if perr := c.h.cfg.Data.Publish(subj, b); perr != nil {
-			c.enqueue(errMsg(CodeInternal, "data not sent: %v", perr))
+			c.send(errMsg(CodeInternal, "data not sent: %v", perr))
 		}
 	}
 	for _, t := range out.Subscribe {
@@ -394,29 +668,12 @@ func (c *conn) step(in func() Output) error {
 	for _, kind := range out.Receive {
 		k := webrtc.NewRTPCodecType(kind)
 		if _, err := c.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			c.enqueue(errMsg(CodeInternal, "cannot receive %s: %v", kind, err))
+			c.send(errMsg(CodeInternal, "cannot receive %s: %v", kind, err))
 			continue
 		}
 		c.needOffer = true
 	}
 	return err
-}
-
-func (c *conn) fail(code, format string, args ...any) (websocket.StatusCode, string) {
-	c.enqueue(errMsg(code, format, args...))
-	return websocket.StatusPolicyViolation, code
-}
-
-func (c *conn) authFail(err error) (websocket.StatusCode, string) {
-	var ae *auth.Error
-	if errors.As(err, &ae) {
-		code := CodeUnauthorized
-		if ae.Status() == http.StatusForbidden {
-			code = CodeForbidden
-		}
-		return c.fail(code, "%s", ae.Msg)
-	}
-	return c.fail(CodeUnauthorized, "%v", err)
 }
 
 // message handles one client message after join.
@@ -426,21 +683,21 @@ func (c *conn) message(now time.Time, m ClientMessage) {
 		c.answer(m.SDP)
 	case TypeAnswer:
 		if c.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
-			c.enqueue(errMsg(CodeBadRequest, "answer without an offer"))
+			c.send(errMsg(CodeBadRequest, "answer without an offer"))
 			return
 		}
 		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
-			c.enqueue(errMsg(CodeBadRequest, "answer rejected: %v", err))
+			c.send(errMsg(CodeBadRequest, "answer rejected: %v", err))
 		}
 		c.s.Log.Debug("client answer applied")
 	case TypeCandidate:
 		var ci webrtc.ICECandidateInit
 		if err := json.Unmarshal(m.Candidate, &ci); err != nil {
-			c.enqueue(errMsg(CodeBadRequest, "candidate: %v", err))
+			c.send(errMsg(CodeBadRequest, "candidate: %v", err))
 			return
 		}
 		if err := c.pc.AddICECandidate(ci); err != nil {
-			c.enqueue(errMsg(CodeBadRequest, "candidate rejected: %v", err))
+			c.send(errMsg(CodeBadRequest, "candidate rejected: %v", err))
 		}
 	default:
 		c.step(func() Output { return c.core.Message(now, m) })
@@ -458,10 +715,10 @@ func (c *conn) answer(sdp string) {
 	c.s.Log.Debug("answering client offer")
 	ans, err := rtc.Answer(context.Background(), c.pc, sdp, nil)
 	if err != nil {
-		c.enqueue(errMsg(CodeBadRequest, "%v", err))
+		c.send(errMsg(CodeBadRequest, "%v", err))
 		return
 	}
-	c.enqueue(ServerMessage{Type: TypeAnswer, SDP: ans})
+	c.send(ServerMessage{Type: TypeAnswer, SDP: ans})
 }
 
 // offer sends a server offer (tracks to forward were added or removed).
@@ -482,7 +739,7 @@ func (c *conn) offer() {
 	case <-time.After(5 * time.Second):
 	}
 	c.s.Log.Debug("offer sent", "transceivers", len(c.pc.GetTransceivers()))
-	c.enqueue(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
+	c.send(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
 }
 
 // published starts moving a client track's RTP onto its media subject, if announced.
@@ -551,7 +808,7 @@ func (c *conn) subscribe(t TrackSpec) {
 	lt := c.subTrack(t)
 	tx, err := c.pc.AddTransceiverFromTrack(lt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
-		c.enqueue(errMsg(CodeInternal, "cannot forward %s track %s: %v", t.Kind, t.Track, err))
+		c.send(errMsg(CodeInternal, "cannot forward %s track %s: %v", t.Kind, t.Track, err))
 		return
 	}
 	sender := tx.Sender()

@@ -19,6 +19,10 @@ const (
 	TypeUnsubscribe = "unsubscribe"
 	TypeData        = "data"
 	TypeLeave       = "leave"
+	// TypeMute mutes or unmutes one of the client's own published tracks; TypeUpdate replaces
+	// its metadata.
+	TypeMute   = "mute"
+	TypeUpdate = "update"
 )
 
 // Message types, server → client (offer, answer, candidate and data go both ways).
@@ -29,6 +33,8 @@ const (
 	TypeTrackPublished   = "track_published"
 	TypeTrackUnpublished = "track_unpublished"
 	TypeSubscription     = "subscription"
+	TypePeerUpdated      = "peer_updated"
+	TypeTrackUpdated     = "track_updated"
 	TypeError            = "error"
 )
 
@@ -39,10 +45,20 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeNotFound     = "not_found"
 	CodeInternal     = "internal"
+	// CodeResumeExpired answers a resume whose session has ended (the grace period passed,
+	// or it left): the client must join again as a new peer.
+	CodeResumeExpired = "resume_expired"
 )
 
-// MaxPayload bounds a data message's payload (bytes).
-const MaxPayload = 64 << 10
+// Limits of client input.
+const (
+	// MaxPayload bounds a data message's payload (bytes).
+	MaxPayload = 64 << 10
+	// MaxMetadata bounds a peer's metadata (bytes), at join and in update.
+	MaxMetadata = 4096
+	// MaxSource bounds a published track's source label (characters).
+	MaxSource = 64
+)
 
 // ClientMessage is any client → server message; Type says which fields are used.
 type ClientMessage struct {
@@ -53,14 +69,16 @@ type ClientMessage struct {
 	Room          string `json:"room,omitempty"`
 	Metadata      string `json:"metadata,omitempty"`
 	AutoSubscribe *bool  `json:"auto_subscribe,omitempty"`
+	// Resume is the resume_token of an earlier joined: re-attach to that session.
+	Resume string `json:"resume,omitempty"`
 	// offer, answer, candidate
 	SDP       string          `json:"sdp,omitempty"`
 	Candidate json.RawMessage `json:"candidate,omitempty"`
-	// publish
+	// publish (kind, source, muted), mute (track, muted)
 	Kind   string `json:"kind,omitempty"`
 	Source string `json:"source,omitempty"`
-	Muted  bool   `json:"muted,omitempty"`
-	// unpublish, subscribe, unsubscribe
+	Muted  *bool  `json:"muted,omitempty"`
+	// unpublish, subscribe, unsubscribe, mute
 	Track string `json:"track,omitempty"`
 	// data
 	To      string  `json:"to,omitempty"`
@@ -73,6 +91,7 @@ type PeerInfo struct {
 	Identity  string `json:"identity,omitempty"`
 	Name      string `json:"name,omitempty"`
 	Transport string `json:"transport"`
+	Metadata  string `json:"metadata,omitempty"`
 }
 
 // TrackInfo is a published track as clients see it.
@@ -81,6 +100,10 @@ type TrackInfo struct {
 	Peer  string `json:"peer"`
 	Kind  string `json:"kind"`
 	Codec string `json:"codec"`
+	// Source is the publisher's label; Muted is always sent (false when absent in older
+	// servers' messages).
+	Source string `json:"source,omitempty"`
+	Muted  bool   `json:"muted"`
 }
 
 // ServerMessage is any server → client message; Type says which fields are used.
@@ -93,9 +116,13 @@ type ServerMessage struct {
 	Grants  []string    `json:"grants,omitempty"`
 	Peers   []PeerInfo  `json:"peers,omitempty"`
 	Tracks  []TrackInfo `json:"tracks,omitempty"`
-	// peer_joined, peer_left
+	// ResumeToken lets the client re-attach to this session after its socket drops; Resumed
+	// is set on the joined that answers a resume.
+	ResumeToken string `json:"resume_token,omitempty"`
+	Resumed     bool   `json:"resumed,omitempty"`
+	// peer_joined, peer_left, peer_updated
 	Peer *PeerInfo `json:"peer,omitempty"`
-	// track_published, track_unpublished, subscription
+	// track_published, track_unpublished, track_updated, subscription
 	Track *TrackInfo `json:"track,omitempty"`
 	// subscription: "active" or "ended"
 	State string `json:"state,omitempty"`

@@ -51,6 +51,9 @@ type Config struct {
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
 	ConnectTimeout  time.Duration
 	DisconnectGrace time.Duration
+	// ResumeGrace is how long a room SDK session outlives a WebSocket that dropped without a
+	// leave, waiting for the client to resume it (default 10 s; 0: the peer leaves at once).
+	ResumeGrace time.Duration
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -71,6 +74,7 @@ func Defaults() Config {
 		JetStream:       true,
 		ConnectTimeout:  30 * time.Second,
 		DisconnectGrace: 10 * time.Second,
+		ResumeGrace:     10 * time.Second,
 		Webhooks:        webhook.Defaults(),
 	}
 }
@@ -103,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
+	}
+	if c.ResumeGrace < 0 {
+		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))

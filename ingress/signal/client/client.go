@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -34,6 +37,9 @@ type Options struct {
 	// Trace, if set, sees every message on the wire (fromServer tells the direction), for
 	// debugging and for the tests that validate the protocol against its schemas.
 	Trace func(fromServer bool, raw []byte)
+	// ResumeWithin bounds how long the SDK keeps trying to resume after its WebSocket drops
+	// (default 10 s, the server's default grace). Negative: never resume.
+	ResumeWithin time.Duration
 }
 
 // EventType says what an Event is about.
@@ -47,7 +53,19 @@ const (
 	Subscription     EventType = signal.TypeSubscription
 	Data             EventType = signal.TypeData
 	ErrorEvent       EventType = signal.TypeError
+	PeerUpdated      EventType = signal.TypePeerUpdated
+	TrackUpdated     EventType = signal.TypeTrackUpdated
+	// Reconnecting: the WebSocket dropped and the SDK is resuming the session; Reconnected:
+	// it resumed (events for what changed meanwhile come right before it). If the session
+	// cannot be resumed an ErrorEvent (code resume_expired, or resume_failed when the server
+	// could not be reached) ends the room.
+	Reconnecting EventType = "reconnecting"
+	Reconnected  EventType = "reconnected"
 )
+
+// CodeResumeFailed is the ErrorEvent code when the server could not be reached again within
+// ResumeWithin.
+const CodeResumeFailed = "resume_failed"
 
 // Event is something that happened in the room.
 type Event struct {
@@ -75,11 +93,21 @@ type Room struct {
 	Self   signal.PeerInfo
 	Name   string
 	Grants []string
-	// Peers and Tracks are the room when joined (later changes arrive as events).
+	// Peers and Tracks are the room when joined (later changes arrive as events; State has
+	// the current view).
 	Peers  []signal.PeerInfo
 	Tracks []signal.TrackInfo
 
-	ws     *websocket.Conn
+	url, token, roomOpt string
+	resumeToken         string
+	resumeWithin        time.Duration
+	dropDelay           atomic.Int64 // nanoseconds to wait before resuming after DropConnection
+
+	smu    sync.Mutex
+	peers  map[string]signal.PeerInfo
+	tracks map[string]signal.TrackInfo
+
+	ws     *websocket.Conn // guarded by wmu; replaced by a resume
 	pc     *webrtc.PeerConnection
 	trace  func(bool, []byte)
 	events chan Event
@@ -102,6 +130,7 @@ type Room struct {
 	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 
 	closeOnce sync.Once
+	closing   atomic.Bool // Leave or Close: a dropped socket is not resumed
 }
 
 // Join connects to url (ws://host:port/rtc), joins with token and returns the room once the
@@ -113,31 +142,16 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	if opts.EventBuffer == 0 {
 		opts.EventBuffer = 256
 	}
-	url = strings.Replace(strings.Replace(url, "http://", "ws://", 1), "https://", "wss://", 1)
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: http.DefaultClient})
-	if err != nil {
-		return nil, fmt.Errorf("jetmedia: dial %s: %w", url, err)
+	if opts.ResumeWithin == 0 {
+		opts.ResumeWithin = 10 * time.Second
 	}
-	ws.SetReadLimit(1 << 20)
+	url = strings.Replace(strings.Replace(url, "http://", "ws://", 1), "https://", "wss://", 1)
 	auto := !opts.ManualSubscribe
 	join := signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: token, Room: opts.Room,
 		Metadata: opts.Metadata, AutoSubscribe: &auto}
-	if err := writeMsg(ctx, ws, opts.Trace, join); err != nil {
-		_ = ws.CloseNow()
-		return nil, fmt.Errorf("jetmedia: join: %w", err)
-	}
-	var m signal.ServerMessage
-	if err := readMsg(ctx, ws, opts.Trace, &m); err != nil {
-		_ = ws.CloseNow()
-		return nil, fmt.Errorf("jetmedia: join: %w", err)
-	}
-	switch {
-	case m.Type == signal.TypeError:
-		_ = ws.CloseNow()
-		return nil, &Error{Code: m.Code, Message: m.Message}
-	case m.Type != signal.TypeJoined || m.Self == nil:
-		_ = ws.CloseNow()
-		return nil, fmt.Errorf("jetmedia: join: expected joined, got %q", m.Type)
+	ws, m, err := dialJoin(ctx, url, opts.Trace, join)
+	if err != nil {
+		return nil, err
 	}
 	pc, err := opts.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -146,8 +160,16 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &Room{Self: *m.Self, Name: m.Room, Grants: m.Grants, Peers: m.Peers, Tracks: m.Tracks,
+		url: url, token: token, roomOpt: opts.Room, resumeToken: m.ResumeToken, resumeWithin: opts.ResumeWithin,
+		peers: map[string]signal.PeerInfo{}, tracks: map[string]signal.TrackInfo{},
 		published: map[*webrtc.RTPSender]string{}, named: make(chan struct{}),
 		ws: ws, pc: pc, trace: opts.Trace, events: make(chan Event, opts.EventBuffer), ctx: rctx, cancel: cancel}
+	for _, p := range m.Peers {
+		r.peers[p.Peer] = p
+	}
+	for _, t := range m.Tracks {
+		r.tracks[t.Track] = t
+	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 		r.tmu.Lock()
 		fn := r.onTrack
@@ -159,6 +181,50 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	r.wg.Add(1)
 	go r.read()
 	return r, nil
+}
+
+// dialJoin opens a WebSocket and sends join; it returns the socket and the server's joined. A
+// refused join is an *Error.
+func dialJoin(ctx context.Context, url string, trace func(bool, []byte), join signal.ClientMessage) (*websocket.Conn, signal.ServerMessage, error) {
+	var m signal.ServerMessage
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: http.DefaultClient})
+	if err != nil {
+		return nil, m, fmt.Errorf("jetmedia: dial %s: %w", url, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	if err := writeMsg(ctx, ws, trace, join); err != nil {
+		_ = ws.CloseNow()
+		return nil, m, fmt.Errorf("jetmedia: join: %w", err)
+	}
+	if err := readMsg(ctx, ws, trace, &m); err != nil {
+		_ = ws.CloseNow()
+		return nil, m, fmt.Errorf("jetmedia: join: %w", err)
+	}
+	switch {
+	case m.Type == signal.TypeError:
+		_ = ws.CloseNow()
+		return nil, m, &Error{Code: m.Code, Message: m.Message}
+	case m.Type != signal.TypeJoined || m.Self == nil:
+		_ = ws.CloseNow()
+		return nil, m, fmt.Errorf("jetmedia: join: expected joined, got %q", m.Type)
+	}
+	return ws, m, nil
+}
+
+// State returns the room as the SDK knows it now: the other peers and every track (its own
+// included), sorted by id.
+func (r *Room) State() ([]signal.PeerInfo, []signal.TrackInfo) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	peers := make([]signal.PeerInfo, 0, len(r.peers))
+	for _, id := range slices.Sorted(maps.Keys(r.peers)) {
+		peers = append(peers, r.peers[id])
+	}
+	tracks := make([]signal.TrackInfo, 0, len(r.tracks))
+	for _, id := range slices.Sorted(maps.Keys(r.tracks)) {
+		tracks = append(tracks, r.tracks[id])
+	}
+	return peers, tracks
 }
 
 // Events delivers the room's events; it is closed when the room is left or the connection
@@ -175,6 +241,12 @@ func (r *Room) OnTrack(fn func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) {
 
 // PeerConnection is the room's PeerConnection (for stats).
 func (r *Room) PeerConnection() *webrtc.PeerConnection { return r.pc }
+
+func (r *Room) conn() *websocket.Conn {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.ws
+}
 
 func (r *Room) write(m signal.ClientMessage) error {
 	r.wmu.Lock()
@@ -210,13 +282,31 @@ func readMsg(ctx context.Context, ws *websocket.Conn, trace func(bool, []byte), 
 // server answers with an offer whose receiving m-line the track's transceiver takes, so only
 // the server ever offers and offers never cross. The caller writes its media.
 func (r *Room) Publish(track webrtc.TrackLocal, source string) (*webrtc.RTPSender, error) {
+	return r.PublishWith(track, PublishOptions{Source: source})
+}
+
+// PublishOptions describe a published track.
+type PublishOptions struct {
+	// Source labels the track: "camera", "screen", "mic" or free text (at most 64
+	// characters).
+	Source string
+	// Muted publishes it muted (Mute changes it later).
+	Muted bool
+}
+
+// PublishWith is Publish with every option.
+func (r *Room) PublishWith(track webrtc.TrackLocal, o PublishOptions) (*webrtc.RTPSender, error) {
 	r.nmu.Lock()
 	tx, err := r.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	r.nmu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if err := r.write(signal.ClientMessage{Type: signal.TypePublish, Kind: track.Kind().String(), Source: source}); err != nil {
+	pub := signal.ClientMessage{Type: signal.TypePublish, Kind: track.Kind().String(), Source: o.Source}
+	if o.Muted {
+		pub.Muted = &o.Muted
+	}
+	if err := r.write(pub); err != nil {
 		return nil, err
 	}
 	sender := tx.Sender()
@@ -268,6 +358,32 @@ func (r *Room) Unpublish(ctx context.Context, sender *webrtc.RTPSender) error {
 	return sender.ReplaceTrack(nil)
 }
 
+// Mute mutes or unmutes the track sent by sender; the room (this peer included) sees a
+// TrackUpdated event. It does not stop the track's media: muting what is sent is up to the
+// caller.
+func (r *Room) Mute(ctx context.Context, sender *webrtc.RTPSender, muted bool) error {
+	id, err := r.TrackID(ctx, sender)
+	if err != nil {
+		return err
+	}
+	return r.write(signal.ClientMessage{Type: signal.TypeMute, Track: id, Muted: &muted})
+}
+
+// UpdateMetadata replaces this peer's metadata (at most 4096 bytes); the other peers see a
+// PeerUpdated event.
+func (r *Room) UpdateMetadata(metadata string) error {
+	if len(metadata) > signal.MaxMetadata {
+		return fmt.Errorf("jetmedia: metadata has %d bytes, at most %d", len(metadata), signal.MaxMetadata)
+	}
+	if err := r.write(signal.ClientMessage{Type: signal.TypeUpdate, Metadata: metadata}); err != nil {
+		return err
+	}
+	r.smu.Lock()
+	r.Self.Metadata = metadata
+	r.smu.Unlock()
+	return nil
+}
+
 // name records the server's id of this peer's next published track of kind.
 func (r *Room) name(t signal.TrackInfo) {
 	r.pmu.Lock()
@@ -303,6 +419,7 @@ func (r *Room) Send(payload, to string) error {
 func (r *Room) Leave() error {
 	var err error
 	r.closeOnce.Do(func() {
+		r.closing.Store(true)
 		err = r.write(signal.ClientMessage{Type: signal.TypeLeave})
 		// Give the server a moment to record the leave before the socket goes.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -316,15 +433,24 @@ func (r *Room) Leave() error {
 	return err
 }
 
-// Close drops the connection without a leave (the server sees the socket end).
+// Close closes the room for good without a leave: the server sees the socket end and the
+// peer leaves once its resume grace period is over.
 func (r *Room) Close() error {
 	r.closeOnce.Do(r.shutdown)
 	return nil
 }
 
+// DropConnection drops the WebSocket abruptly, as a network failure would (no leave, no close
+// handshake), and resumes the session after reconnectAfter. For tests of resume.
+func (r *Room) DropConnection(reconnectAfter time.Duration) {
+	r.dropDelay.Store(int64(reconnectAfter))
+	_ = r.conn().CloseNow()
+}
+
 func (r *Room) shutdown() {
+	r.closing.Store(true)
 	r.cancel()
-	_ = r.ws.CloseNow()
+	_ = r.conn().CloseNow()
 	_ = r.pc.Close()
 	r.wg.Wait()
 }
@@ -369,14 +495,128 @@ func (r *Room) emit(e Event) {
 	}
 }
 
-// read handles the server's messages until the connection ends.
+// read handles the server's messages until the room ends, resuming the session when the
+// WebSocket drops.
 func (r *Room) read() {
 	defer r.wg.Done()
 	defer close(r.events)
 	defer r.cancel()
 	for {
+		r.readSocket(r.conn())
+		if r.ctx.Err() != nil || r.closing.Load() {
+			return
+		}
+		if r.resumeToken == "" || r.resumeWithin < 0 {
+			r.emit(Event{Type: ErrorEvent, Code: CodeResumeFailed, Message: "connection lost and the server offers no resume"})
+			_ = r.pc.Close()
+			return
+		}
+		if !r.resume() {
+			_ = r.pc.Close()
+			return
+		}
+	}
+}
+
+// resume re-attaches to the session on a new WebSocket, retrying within resumeWithin.
+func (r *Room) resume() bool {
+	r.emit(Event{Type: Reconnecting})
+	deadline := time.Now().Add(r.resumeWithin)
+	wait := time.Duration(r.dropDelay.Swap(0))
+	backoff := 100 * time.Millisecond
+	join := signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: r.token, Room: r.roomOpt, Resume: r.resumeToken}
+	for attempt := 0; ; attempt++ {
+		if wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-r.ctx.Done():
+				return false
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		ws, m, err := dialJoin(ctx, r.url, r.trace, join)
+		cancel()
+		var se *Error
+		switch {
+		case err == nil && !m.Resumed:
+			_ = ws.CloseNow()
+			r.emit(Event{Type: ErrorEvent, Code: CodeResumeFailed, Message: "the server answered the resume with a new session"})
+			return false
+		case err == nil:
+			r.wmu.Lock()
+			r.ws = ws
+			r.wmu.Unlock()
+			r.applySnapshot(m)
+			r.emit(Event{Type: Reconnected})
+			return true
+		case r.ctx.Err() != nil:
+			return false
+		case errors.As(err, &se):
+			// The server answered: expired, or the token is no longer good. Final.
+			r.emit(Event{Type: ErrorEvent, Code: se.Code, Message: se.Message})
+			return false
+		case attempt > 0 && time.Now().After(deadline):
+			r.emit(Event{Type: ErrorEvent, Code: CodeResumeFailed, Message: fmt.Sprintf("no connection within %v: %v", r.resumeWithin, err)})
+			return false
+		}
+		wait = backoff
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// applySnapshot turns a resumed joined into the events the client missed while detached.
+func (r *Room) applySnapshot(m signal.ServerMessage) {
+	peers := map[string]signal.PeerInfo{}
+	for _, p := range m.Peers {
+		peers[p.Peer] = p
+	}
+	tracks := map[string]signal.TrackInfo{}
+	for _, t := range m.Tracks {
+		tracks[t.Track] = t
+	}
+	r.smu.Lock()
+	oldPeers, oldTracks := r.peers, r.tracks
+	r.peers, r.tracks = peers, tracks
+	r.smu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(oldTracks)) {
+		if _, ok := tracks[id]; !ok {
+			r.emit(Event{Type: TrackUnpublished, Track: oldTracks[id]})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(oldPeers)) {
+		if _, ok := peers[id]; !ok {
+			r.emit(Event{Type: PeerLeft, Peer: oldPeers[id]})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
+		old, ok := oldPeers[id]
+		switch {
+		case !ok:
+			r.emit(Event{Type: PeerJoined, Peer: peers[id]})
+		case old.Metadata != peers[id].Metadata:
+			r.emit(Event{Type: PeerUpdated, Peer: peers[id]})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(tracks)) {
+		t := tracks[id]
+		old, ok := oldTracks[id]
+		switch {
+		case !ok:
+			if t.Peer == r.Self.Peer {
+				r.name(t)
+			}
+			r.emit(Event{Type: TrackPublished, Track: t})
+		case old.Muted != t.Muted:
+			r.emit(Event{Type: TrackUpdated, Track: t})
+		}
+	}
+}
+
+// readSocket handles one WebSocket's messages until it fails.
+func (r *Room) readSocket(ws *websocket.Conn) {
+	for {
 		var m signal.ServerMessage
-		if err := readMsg(r.ctx, r.ws, r.trace, &m); err != nil {
+		if err := readMsg(r.ctx, ws, r.trace, &m); err != nil {
 			return
 		}
 		var err error
@@ -390,17 +630,33 @@ func (r *Room) read() {
 			if err = json.Unmarshal(m.Candidate, &ci); err == nil {
 				err = r.pc.AddICECandidate(ci)
 			}
-		case signal.TypePeerJoined, signal.TypePeerLeft:
+		case signal.TypePeerJoined, signal.TypePeerLeft, signal.TypePeerUpdated:
 			if m.Peer != nil {
+				r.smu.Lock()
+				if m.Type == signal.TypePeerLeft {
+					delete(r.peers, m.Peer.Peer)
+				} else {
+					r.peers[m.Peer.Peer] = *m.Peer
+				}
+				r.smu.Unlock()
 				r.emit(Event{Type: EventType(m.Type), Peer: *m.Peer})
 			}
-		case signal.TypeTrackPublished, signal.TypeTrackUnpublished, signal.TypeSubscription:
-			if m.Track != nil && m.Type == signal.TypeTrackPublished && m.Track.Peer == r.Self.Peer {
+		case signal.TypeTrackPublished, signal.TypeTrackUnpublished, signal.TypeTrackUpdated, signal.TypeSubscription:
+			if m.Track == nil {
+				break
+			}
+			if m.Type == signal.TypeTrackPublished && m.Track.Peer == r.Self.Peer {
 				r.name(*m.Track)
 			}
-			if m.Track != nil {
-				r.emit(Event{Type: EventType(m.Type), Track: *m.Track, State: m.State})
+			r.smu.Lock()
+			switch m.Type {
+			case signal.TypeTrackPublished, signal.TypeTrackUpdated:
+				r.tracks[m.Track.Track] = *m.Track
+			case signal.TypeTrackUnpublished:
+				delete(r.tracks, m.Track.Track)
 			}
+			r.smu.Unlock()
+			r.emit(Event{Type: EventType(m.Type), Track: *m.Track, State: m.State})
 		case signal.TypeData:
 			e := Event{Type: Data, From: m.From, To: m.To}
 			if m.Payload != nil {
