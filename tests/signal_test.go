@@ -26,8 +26,22 @@ import (
 
 // wireLog keeps every signalling message of a test, to validate them against the schemas.
 type wireLog struct {
-	mu   sync.Mutex
-	msgs []wireMsg
+	mu    sync.Mutex
+	msgs  []wireMsg
+	tests map[string]bool // tests that traced messages
+	// invalid: messages a test sends on purpose to see the server refuse them; they must
+	// fail their schema.
+	invalid map[string]bool
+}
+
+// expectInvalid marks raw as a message sent on purpose against the schema.
+func (w *wireLog) expectInvalid(raw string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.invalid == nil {
+		w.invalid = map[string]bool{}
+	}
+	w.invalid[raw] = true
 }
 
 type wireMsg struct {
@@ -55,6 +69,10 @@ func (w *wireLog) requireValid(t *testing.T) map[string]int {
 		if m.fromServer {
 			dir = schemas.FromServer
 		}
+		if w.invalid[string(m.raw)] {
+			require.Error(t, v.Validate(dir, m.raw), "%s message %s was sent as invalid", dir, m.raw)
+			continue
+		}
 		require.NoError(t, v.Validate(dir, m.raw), "%s message %s", dir, m.raw)
 		var typ struct{ Type string }
 		require.NoError(t, json.Unmarshal(m.raw, &typ))
@@ -64,6 +82,58 @@ func (w *wireLog) requireValid(t *testing.T) map[string]int {
 }
 
 var wire = &wireLog{}
+
+// ran notes that a test contributed messages, so that TestMain knows whether the whole set of
+// signalling tests ran (and must have covered every message type).
+func (w *wireLog) ran(t *testing.T) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tests == nil {
+		w.tests = map[string]bool{}
+	}
+	name, _, _ := strings.Cut(t.Name(), "/")
+	w.tests[name] = true
+}
+
+// coverageTests are the tests that together send every signalling message type.
+var coverageTests = []string{"TestSDKRoom", "TestSDKManualSubscribe", "TestSDKMuteAndMetadata", "TestSDKResume",
+	"TestSDKResumeExpired", "TestSignalClientOffer"}
+
+// missingTypes returns the message types ("<direction>.<type>") with a schema that no test
+// sent, or ok=false when not every coverage test ran (a -run filter).
+func (w *wireLog) missingTypes() (missing []string, ok bool, err error) {
+	w.mu.Lock()
+	for _, name := range coverageTests {
+		if !w.tests[name] {
+			w.mu.Unlock()
+			return nil, false, nil
+		}
+	}
+	w.mu.Unlock()
+	v, err := schemas.NewSignal()
+	if err != nil {
+		return nil, true, err
+	}
+	seen := map[string]bool{}
+	w.mu.Lock()
+	for _, m := range w.msgs {
+		dir := schemas.FromClient
+		if m.fromServer {
+			dir = schemas.FromServer
+		}
+		var typ struct{ Type string }
+		if json.Unmarshal(m.raw, &typ) == nil {
+			seen[dir+"."+typ.Type] = true
+		}
+	}
+	w.mu.Unlock()
+	for _, name := range v.Messages() {
+		if !seen[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, true, nil
+}
 
 const debugSDK = false
 
@@ -107,15 +177,28 @@ func sdkURL(n *app.Node) string { return n.HTTPURL() + "/rtc" }
 // VP8 track.
 func joinSDK(t *testing.T, ctx context.Context, node *app.Node, room, identity string, publish bool) *sdkPeer {
 	t.Helper()
+	var pub *client.PublishOptions
+	if publish {
+		pub = &client.PublishOptions{Source: "camera"}
+	}
+	return joinSDKWith(t, ctx, node, room, identity, client.Options{}, pub)
+}
+
+// joinSDKWith is joinSDK with SDK options and, when pub is set, a VP8 track published with it.
+func joinSDKWith(t *testing.T, ctx context.Context, node *app.Node, room, identity string, opts client.Options, pub *client.PublishOptions) *sdkPeer {
+	t.Helper()
+	wire.ran(t)
 	tok := token(t, room, identity, auth.Publish, auth.Subscribe, auth.Data)
-	r, err := client.Join(ctx, sdkURL(node), tok, client.Options{API: clientAPI(t), Trace: func(fromServer bool, raw []byte) {
+	opts.API = clientAPI(t)
+	opts.Trace = func(fromServer bool, raw []byte) {
 		wire.trace(fromServer, raw)
 		if debugSDK {
 			var m struct{ Type, SDP string }
 			_ = json.Unmarshal(raw, &m)
 			t.Logf("%s %s fromServer=%v %s mlines=%d", time.Now().Format("05.000"), identity, fromServer, m.Type, strings.Count(m.SDP, "m="))
 		}
-	}})
+	}
+	r, err := client.Join(ctx, sdkURL(node), tok, opts)
 	require.NoError(t, err)
 	p := &sdkPeer{room: r, got: map[string]*atomic.Int64{}}
 	r.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -144,10 +227,10 @@ func joinSDK(t *testing.T, ctx context.Context, node *app.Node, room, identity s
 	sctx, cancel := context.WithCancel(context.Background())
 	p.stopSend = cancel
 	t.Cleanup(func() { cancel(); _ = r.Close() })
-	if publish {
+	if pub != nil {
 		track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", identity)
 		require.NoError(t, err)
-		p.sender, err = r.Publish(track, "camera")
+		p.sender, err = r.PublishWith(track, *pub)
 		require.NoError(t, err)
 		go sendVP8(sctx, track)
 	}
@@ -375,6 +458,7 @@ func TestSDKManualSubscribe(t *testing.T) {
 	track := alice.seen(client.TrackPublished)[0].Track.Track
 
 	v, err := client.Join(ctx, sdkURL(node), token(t, room, "vic", auth.Subscribe), client.Options{API: clientAPI(t), ManualSubscribe: true, Trace: wire.trace})
+	wire.ran(t)
 	require.NoError(t, err)
 	defer v.Close()
 	var got atomic.Int64
