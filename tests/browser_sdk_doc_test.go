@@ -80,6 +80,8 @@ func TestBrowserSDKDocExample(t *testing.T) {
 		waitFor(tab, "the other's video plays", `[...document.querySelectorAll("#others video")].length === 1 &&
 			document.querySelector("#others video").videoWidth > 0`)
 	}
+	// The page wires its buttons once both its tracks are published.
+	waitFor(tabs[0], "the buttons are wired", `document.getElementById("hello").onclick !== null`)
 	require.NoError(t, tabs[0].Click("hello"))
 	consoleHas := func(tab *browser.Tab, s string) bool {
 		for _, l := range tab.Console() {
