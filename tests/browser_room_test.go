@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,10 +55,12 @@ func evalIn[T any](t *testing.T, r *roomTab, diagnose func() string, expr string
 }
 
 // TestBrowserRoom: three Chromium tabs (fake camera and microphone) join one room through the
-// demo room page and its browser SDK. Each decodes the video of both others; one sends a chat
-// message and the others get it; one leaves and the others see it go within a second. The
-// room's events validate, its KV state equals the fold of its log, and every signalling
-// message the pages exchanged matches its schema.
+// demo room page and its browser SDK. Each decodes the video of both others; one turns its
+// camera off and on and changes its metadata, and the others see it; one loses its WebSocket
+// and resumes without the others seeing it leave; one sends a chat message and the others get
+// it; one leaves and the others see it go within a second. The room's events validate, its KV
+// state equals the fold of its log, and every signalling message the pages exchanged matches
+// its schema.
 func TestBrowserRoom(t *testing.T) {
 	chromium := browser.RequireChromium(t) // before the node: a skip costs nothing
 
@@ -97,12 +102,12 @@ func TestBrowserRoom(t *testing.T) {
 		}
 		return sb.String()
 	}
-	// waitFor polls cond (a JavaScript expression) in r until it is true.
+	// waitFor polls cond (a JavaScript expression, or a promise of one) in r until it is true.
 	waitFor := func(r *roomTab, timeout time.Duration, what, cond string) {
 		t.Helper()
 		deadline := time.Now().Add(timeout)
 		for {
-			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
+			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(async () => { try { return Boolean(await (`+cond+`)) } catch { return false } })()`)
 			if err == nil && ok {
 				return
 			}
@@ -113,10 +118,15 @@ func TestBrowserRoom(t *testing.T) {
 		}
 	}
 
+	// Bob's signalling goes through a proxy that the test cuts to drop his WebSocket.
+	proxy := startCutProxy(t, strings.TrimPrefix(node.HTTPURL(), "http://"))
 	// Small video keeps three encoders and six decoders affordable on a loaded 2-core machine.
 	for _, r := range tabs {
 		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"},
 			"video": {"320x240"}, "trace": {"1"}}
+		if r.name == "bob" {
+			q.Set("url", proxy.URL())
+		}
 		r.tab = b.Open(t, node.HTTPURL()+"/room.html?"+q.Encode())
 		waitFor(r, 30*time.Second, "join", `window.jetmedia.room?.state === "joined"`)
 		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
@@ -160,6 +170,55 @@ func TestBrowserRoom(t *testing.T) {
 	}
 
 	alice, bob, carol := tabs[0], tabs[1], tabs[2]
+	for _, r := range tabs {
+		evalIn[bool](t, r, diagnose, `(() => {
+			window.testUpdates = []; window.testConn = []; window.testLeft = [];
+			const room = window.jetmedia.room;
+			room.addEventListener("trackupdated", (e) => window.testUpdates.push(e.detail.track));
+			room.addEventListener("peerleft", (e) => window.testLeft.push(e.detail.peer.peer));
+			for (const type of ["reconnecting", "reconnected", "left"]) room.addEventListener(type, () => window.testConn.push(type));
+			return true })()`)
+	}
+
+	// Alice turns her camera off: the others see her video track muted, in the SDK and on
+	// her tile.
+	aliceVideo := evalIn[string](t, alice, diagnose, `[...window.jetmedia.room.localTracks.values()].find((l) => l.kind === "video").id`)
+	require.NoError(t, alice.tab.Click("mute-camera"))
+	for _, r := range []*roomTab{bob, carol} {
+		waitFor(r, 10*time.Second, "see alice's camera muted", fmt.Sprintf(`window.testUpdates.some((t) => t.track === %q && t.muted === true) &&
+			window.jetmedia.room.tracks.get(%q).muted === true`, aliceVideo, aliceVideo))
+		waitFor(r, 5*time.Second, "show alice's camera off", fmt.Sprintf(
+			`document.querySelector('li[data-peer=%q] .state').textContent.includes("camera off")`, alice.peer))
+	}
+
+	// Alice changes her metadata: the others see it.
+	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"raised"}'); return true })()`)
+	for _, r := range []*roomTab{bob, carol} {
+		waitFor(r, 10*time.Second, "see alice's metadata", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"raised"}'`, alice.peer))
+	}
+
+	// Bob's WebSocket drops and cannot reconnect for a while; meanwhile alice turns her camera
+	// back on. Bob resumes within the grace period: the others never see him leave, his SDK
+	// learns of the unmute from the resumed snapshot, and his media never stopped.
+	proxy.cut(true)
+	waitFor(bob, 10*time.Second, "notice the drop", `window.jetmedia.room.state === "reconnecting"`)
+	require.NoError(t, alice.tab.Click("mute-camera"))
+	waitFor(carol, 10*time.Second, "see alice's camera on again", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false`, aliceVideo))
+	require.Equal(t, "reconnecting", evalIn[string](t, bob, diagnose, `window.jetmedia.room.state`), "bob was still away")
+	before, err := bob.stats()
+	require.NoError(t, err)
+	proxy.allow()
+	waitFor(bob, 15*time.Second, "resume", `window.jetmedia.room.state === "joined" && window.testConn.join() === "reconnecting,reconnected"`)
+	waitFor(bob, 5*time.Second, "learn of the unmute from the snapshot", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
+		window.testUpdates.some((t) => t.track === %q && t.muted === false)`, aliceVideo, aliceVideo))
+	require.Equal(t, bob.peer, evalIn[string](t, bob, diagnose, `window.jetmedia.room.self.peer`), "the same peer after the resume")
+	waitFor(bob, 30*time.Second, "keep decoding alice", fmt.Sprintf(`window.jetmedia.stats().then((s) => s.peers[%q].framesDecoded > %d)`,
+		alice.peer, before.Peers[alice.peer].FramesDecoded))
+	for _, r := range []*roomTab{alice, carol} {
+		require.Equal(t, "", evalIn[string](t, r, diagnose, `window.testLeft.join()`), "%s saw nobody leave", r.name)
+		require.True(t, evalIn[bool](t, r, diagnose, fmt.Sprintf(`window.jetmedia.room.peers.has(%q)`, bob.peer)))
+	}
+
 	stay := []*roomTab{alice, bob}
 	// The staying pages note, on their own clock, when carol leaves and what data arrives.
 	for _, r := range stay {
@@ -214,8 +273,8 @@ func TestBrowserRoom(t *testing.T) {
 	}
 	seen := wl.requireValid(t)
 	for _, k := range []string{"client.join", "client.publish", "client.answer", "client.candidate", "client.data", "client.leave",
-		"server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
-		"server.subscription", "server.offer", "server.data"} {
+		"client.mute", "client.update", "server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
+		"server.track_updated", "server.peer_updated", "server.subscription", "server.offer", "server.candidate", "server.data"} {
 		require.Positive(t, seen[k], "no %s message", k)
 	}
 	require.Zero(t, seen["server.error"], "no error message")
@@ -242,6 +301,8 @@ func TestBrowserRoom(t *testing.T) {
 	require.Equal(t, 6, count[events.TypeTrackPublished], "%v", count)
 	require.Equal(t, 6, count[events.TypeTrackUnpublished], "%v", count)
 	require.Equal(t, 12, count[events.TypeSubscriptionStarted], "%v", count)
+	require.Equal(t, 2, count[events.TypeTrackUpdated], "alice's camera off and on: %v", count)
+	require.Equal(t, 1, count[events.TypePeerUpdated], "alice's metadata: %v", count)
 	require.Positive(t, requireSchemaValid(t, node.JetStream()))
 	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
 	require.NoError(t, err)
@@ -251,4 +312,106 @@ func TestBrowserRoom(t *testing.T) {
 	require.Empty(t, live.Peers)
 	raw, _ := json.Marshal(count)
 	t.Logf("events: %s", raw)
+}
+
+// cutProxy forwards TCP connections to a target until the test cuts them: a stand-in for a
+// network that drops a page's WebSocket (the page's own requests and media go around it).
+type cutProxy struct {
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	refuse  bool // new connections are closed at once
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *cutProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.refuse || p.closing {
+			p.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		p.conns[c] = struct{}{}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go p.forward(c)
+	}
+}
+
+func (p *cutProxy) forward(c net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		_ = c.Close()
+	}()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.conns[up] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, up)
+		p.mu.Unlock()
+		_ = up.Close()
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(up, c)
+		_ = up.Close()
+	}()
+	_, _ = io.Copy(c, up)
+	_ = c.Close()
+	<-done
+}
+
+// cut drops every open connection; with refuse, new ones are closed at once until allow.
+func (p *cutProxy) cut(refuse bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = refuse
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+func (p *cutProxy) allow() {
+	p.mu.Lock()
+	p.refuse = false
+	p.mu.Unlock()
+}
+
+func (p *cutProxy) close() {
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	_ = p.ln.Close()
+	p.cut(true)
+	p.wg.Wait()
 }

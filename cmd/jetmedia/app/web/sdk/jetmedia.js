@@ -87,7 +87,7 @@ export class JetmediaError extends Error {
  *   with subscribe().
  * @property {RTCConfiguration} [rtcConfiguration] For the RTCPeerConnection (ICE servers).
  * @property {number} [resumeWindow=10000] How long (ms) to try to resume a dropped WebSocket;
- *   match the server's `--disconnect-grace`.
+ *   match the server's `--resume-grace`.
  * @property {number} [timeout=30000] How long (ms) join() and publish() wait for the server.
  * @property {(direction: "client"|"server", message: string) => void} [trace] Sees every
  *   signalling message (for debugging and protocol tests).
@@ -270,6 +270,9 @@ export class Room extends EventTarget {
       return Promise.reject(new JetmediaError("forbidden", 'the token lacks the "publish" grant'));
     }
     const source = options.source ?? (track.kind === "video" ? "camera" : "mic");
+    if (typeof source !== "string" || source.length === 0 || source.length > 64) {
+      throw new RangeError("jetmedia: source is 1 to 64 characters");
+    }
     const muted = Boolean(options.muted);
     track.enabled = !muted;
     const sender = options.stream ? this.#pc.addTrack(track, options.stream) : this.#pc.addTrack(track);
