@@ -377,3 +377,33 @@ func TestSignalClientOffer(t *testing.T) {
 	require.Len(t, ofType(log, events.TypePeerLeft), 1)
 	wire.requireValid(t)
 }
+
+// TestSDKShutdownEndsDetachedSession: a node that stops ends every rooms session, the one
+// waiting for a resume too: both peers leave with reason shutdown.
+func TestSDKShutdownEndsDetachedSession(t *testing.T) {
+	cfg := nodeConfig(t, "shut")
+	cfg.ResumeGrace = time.Minute
+	node := startNode(t, cfg)
+	room := newRoom("shut")
+	ctx := ctxT(t, 60*time.Second)
+	alice := joinSDK(t, ctx, node, room, "alice", true)
+	bob := joinSDK(t, ctx, node, room, "bob", false)
+	require.Eventually(t, func() bool { return bob.received(alice.room.Self.Peer) > 10 }, 20*time.Second, 20*time.Millisecond)
+	bob.room.DropConnection(time.Minute)
+	require.Eventually(t, func() bool { return len(bob.seen(client.Reconnecting)) == 1 }, 5*time.Second, 10*time.Millisecond)
+	// Give the server a moment to see the drop (no API shows a session as detached; the
+	// core's decisions are TestCoreResume's), then stop the node.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, node.Close())
+	alice.stopSend()
+
+	var reasons []string
+	for _, e := range eventsOf(t, room, cfg) {
+		if e.Type == events.TypePeerLeft {
+			p, err := e.Payload()
+			require.NoError(t, err)
+			reasons = append(reasons, e.Actor+":"+p.(events.PeerLeft).Reason)
+		}
+	}
+	require.ElementsMatch(t, []string{"alice:shutdown", "bob:shutdown"}, reasons)
+}
