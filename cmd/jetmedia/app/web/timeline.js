@@ -64,10 +64,11 @@ async function apiGet(room, path, signal) {
 
 // --- loading --------------------------------------------------------------
 
-// loadEvents reads every page of the room's events, reporting progress after
-// each page. A page cut short ends with {"next":"<seq>"}.
-async function loadEvents(room, signal, progress) {
-  const all = [];
+// loadEvents reads every page of the room's events and hands each to onEvent,
+// reporting progress after each page; it keeps no event, so a long room costs
+// memory for its sessions only. A page cut short ends with {"next":"<seq>"}.
+async function loadEvents(room, signal, onEvent, progress) {
+  let n = 0;
   let from = "";
   const started = performance.now();
   for (let page = 1; ; page++) {
@@ -82,27 +83,27 @@ async function loadEvents(room, signal, progress) {
       if (obj.type === undefined && obj.next !== undefined) {
         next = obj.next;
       } else {
-        all.push(obj);
+        onEvent(obj);
+        n++;
       }
     }
-    progress(all.length, page, performance.now() - started);
-    if (!next) return all;
+    progress(n, page, performance.now() - started);
+    if (!next) return n;
     from = next;
   }
 }
 
 const baseType = (t) => t.replace(/\.v\d+$/, ""); // "peer.left.v2" → "peer.left": every version
 
-// buildModel folds the events into sessions: one entry per peer with its
-// join and leave, and the tracks it published with their start and end. A
-// peer that leaves ends its tracks too (as the server's fold does), whether or
-// not their unpublish was recorded.
-function buildModel(evs) {
-  const peers = [];
+// newModel folds events, one add(e) at a time, into sessions: one entry per
+// peer with its join and leave, and the tracks it published with their start
+// and end. A peer that leaves ends its tracks too (as the server's fold does),
+// whether or not their unpublish was recorded.
+function newModel() {
+  const model = { peers: [], start: null, end: null, events: 0, add };
+  const peers = model.peers;
   const byPeer = new Map(); // peer id → its latest session
   const openTracks = new Map(); // track id → track
-  let start = null;
-  let end = null;
   const at = (e) => ({ iso: e.time, ms: Date.parse(e.time) });
   const peerOf = (id, e) => {
     let p = byPeer.get(id);
@@ -118,11 +119,12 @@ function buildModel(evs) {
     if (!tr.unpublished) tr.unpublished = when;
     openTracks.delete(tr.id);
   };
-  for (const e of evs) {
+  function add(e) {
     const when = at(e);
-    if (Number.isNaN(when.ms)) continue;
-    if (start === null) start = when;
-    end = when;
+    if (Number.isNaN(when.ms)) return;
+    if (model.start === null) model.start = when;
+    model.end = when;
+    model.events++;
     const d = e.data || {};
     switch (baseType(e.type)) {
       case "peer.joined": {
@@ -154,7 +156,7 @@ function buildModel(evs) {
       }
     }
   }
-  return { peers, start, end, events: evs.length };
+  return model;
 }
 
 // --- drawing --------------------------------------------------------------
@@ -335,17 +337,17 @@ async function load(room) {
   $("state").replaceChildren();
   setStatus(`loading ${room}…`);
   try {
-    const evs = await loadEvents(room, ctl.signal, (n, page, ms) => {
+    const model = newModel();
+    const total = await loadEvents(room, ctl.signal, model.add, (n, page, ms) => {
       const rate = ms > 0 ? Math.round((n / ms) * 1000) : 0;
       setStatus(`loading ${room}: ${n.toLocaleString()} events (${page} page${page > 1 ? "s" : ""}, ${rate.toLocaleString()} events/s)…`);
     });
     if (ctl.signal.aborted) return;
-    const model = buildModel(evs);
     if (!model.start) throw new Error(`room ${room} has no events`);
     current = { room, model, now: Date.now() };
     render();
     const present = model.peers.filter((p) => !p.leave).length;
-    setStatus(`${room}: ${evs.length.toLocaleString()} events, ${model.peers.length} peers (${present} present), ` +
+    setStatus(`${room}: ${total.toLocaleString()} events, ${model.peers.length} peers (${present} present), ` +
       `${model.peers.reduce((n, p) => n + p.tracks.length, 0)} tracks, from ${model.start.iso} to ${model.end.iso}. ` +
       "Click the chart for the state at that instant.");
     document.body.dataset.state = "ready";
