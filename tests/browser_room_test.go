@@ -415,3 +415,96 @@ func (p *cutProxy) close() {
 	p.cut(true)
 	p.wg.Wait()
 }
+
+// TestBrowserRoomResumeExpired: a tab whose WebSocket stays down past the server's grace period
+// is seen to leave by the other tab; when it gets through again its SDK is told
+// resume_expired and ends the room (error and left events), and the page can join afresh as a
+// new peer.
+func TestBrowserRoomResumeExpired(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+
+	cfg := app.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = browserTestLogger(t)
+	cfg.ResumeGrace = time.Second
+	node, err := app.Start(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("closing the node: %v", err)
+		}
+	})
+	b := browser.Start(t, chromium)
+	proxy := startCutProxy(t, strings.TrimPrefix(node.HTTPURL(), "http://"))
+
+	room := "expire-" + strings.ToLower(rand.Text()[:10])
+	alice, bob := &roomTab{name: "alice"}, &roomTab{name: "bob"}
+	tabs := []*roomTab{alice, bob}
+	diagnose := func() string {
+		var sb strings.Builder
+		for _, r := range tabs {
+			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nconsole:\n  %s\n", r.name, r.peer, r.tab.Text("status"), strings.Join(r.tab.Console(), "\n  "))
+		}
+		return sb.String()
+	}
+	waitFor := func(r *roomTab, what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s: not within 20s (last error %v)%s", r.name, what, err, diagnose())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, r := range tabs {
+		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"}, "video": {"160x120"}}
+		if r == bob {
+			q.Set("url", proxy.URL())
+		}
+		r.tab = b.Open(t, node.HTTPURL()+"/room.html?"+q.Encode())
+		waitFor(r, "join", `window.jetmedia.room?.state === "joined"`)
+		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
+	}
+	waitFor(alice, "see bob", fmt.Sprintf(`window.jetmedia.room.peers.has(%q)`, bob.peer))
+	evalIn[bool](t, alice, diagnose, `(() => { window.testLeft = []; window.jetmedia.room.addEventListener("peerleft", (e) => window.testLeft.push(e.detail.peer.peer)); return true })()`)
+	evalIn[bool](t, bob, diagnose, `(() => { window.testConn = []; const room = window.jetmedia.room;
+		for (const type of ["reconnecting", "reconnected", "left"]) room.addEventListener(type, (e) => window.testConn.push(type + (e.detail.reason ? ":" + e.detail.reason : "")));
+		room.addEventListener("error", (e) => window.testConn.push("error:" + e.detail.code));
+		return true })()`)
+
+	proxy.cut(true)
+	waitFor(bob, "notice the drop", `window.jetmedia.room.state === "reconnecting"`)
+	waitFor(alice, "see bob leave after the grace period", fmt.Sprintf(`window.testLeft.includes(%q)`, bob.peer))
+	proxy.allow()
+	waitFor(bob, "be told the session expired", `window.testConn.join() === "reconnecting,error:resume_expired,left:resume_expired"`)
+	waitFor(bob, "say so", `document.getElementById("status").textContent.includes("resume_expired") && !document.getElementById("join-form").hidden`)
+
+	// Joining again makes a new peer, which alice sees join.
+	require.NoError(t, bob.tab.Click("join"))
+	waitFor(bob, "join again", `window.jetmedia.room?.state === "joined"`)
+	again := evalIn[string](t, bob, diagnose, `window.jetmedia.room.self.peer`)
+	require.NotEqual(t, bob.peer, again)
+	waitFor(alice, "see bob again", fmt.Sprintf(`window.jetmedia.room.peers.has(%q) && !window.jetmedia.room.peers.has(%q)`, again, bob.peer))
+
+	for _, r := range tabs {
+		require.NoError(t, r.tab.Click("leave"))
+		waitFor(r, "leave", `window.jetmedia.room === null`)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	require.NoError(t, node.WaitProjected(ctx))
+	log := roomEvents(t, node.JetStream(), room)
+	require.Positive(t, requireSchemaValid(t, node.JetStream()))
+	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
+	require.NoError(t, err)
+	folded, err := projections.FoldAll(room, log)
+	require.NoError(t, err)
+	requireSameRoom(t, folded, live)
+	require.Empty(t, live.Peers)
+}

@@ -152,7 +152,10 @@ function wireRoom(r) {
   r.addEventListener("reconnecting", () => setStatus("reconnecting…"));
   r.addEventListener("reconnected", () => setStatus(`in room ${r.room} as ${label(r.self)}`));
   r.addEventListener("left", (e) => {
-    if (e.detail.reason !== "left") setStatus(`left the room: ${e.detail.error?.message ?? e.detail.reason}`, true);
+    if (e.detail.reason !== "left") {
+      const why = e.detail.error ? `${e.detail.error.code}: ${e.detail.error.message}` : "";
+      setStatus(`left the room (${e.detail.reason})${why ? ": " + why : ""}`, true);
+    }
     reset();
   });
 }
