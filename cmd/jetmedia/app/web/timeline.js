@@ -219,7 +219,7 @@ function render() {
 
   const svg = el("svg", { id: "timeline", width, height, viewBox: `0 0 ${width} ${height}`,
     "data-start": model.start.iso, "data-end": new Date(t1).toISOString() });
-  const { step, out } = ticks(t0, t1, Math.max(2, Math.floor(plotW / 90)));
+  const { step, out } = ticks(t0, t1, Math.max(2, Math.floor(plotW / 70)));
   const grid = el("g", { class: "axis" });
   grid.append(el("rect", { class: "axis-band", id: "axis", x: LABEL_W, y: 0, width: plotW, height: AXIS_H - 6 },
     undefined));
