@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
 )
@@ -31,6 +32,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id on this machine: report its CPU and RSS")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token for WHIP, WHEP and the room API")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile of the run to this file")
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
@@ -42,6 +44,17 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if f, ok := stderr.(*os.File); ok && loadTerminal(f) {
 		cfg.Progress = stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := load.Run(ctx, cfg)
 	if err != nil {

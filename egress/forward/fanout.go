@@ -29,12 +29,20 @@ type Subscriber interface {
 	Subscribe(room, track, layer string, fn func(data []byte)) (*nats.Subscription, error)
 }
 
+// Batcher groups the viewers' writes of one packet: between Cork and Uncork the writes are
+// queued, and Uncork sends them together (rtc.Edge batches its shared UDP socket's writes).
+type Batcher interface {
+	Cork()
+	Uncork()
+}
+
 // Fanout delivers one track to every Output on this node from one subscription, keeping one
 // retransmission cache for all of them.
 type Fanout struct {
 	mu      sync.Mutex
 	outputs []*Output
 	cache   Cache
+	batch   Batcher // nil: every write goes out on its own
 	scratch [maxPacket]byte
 	// Stats are the fan-out's counters, kept under mu (plain adds, no allocation); read them
 	// with Counters while the fanout is in use.
@@ -51,6 +59,10 @@ func (f *Fanout) Forward(pkt []byte) {
 		return
 	}
 	f.cache.Put(pkt)
+	if f.batch != nil && len(f.outputs) > 1 {
+		f.batch.Cork()
+		defer f.batch.Uncork()
+	}
 	for _, o := range f.outputs {
 		n := copy(f.scratch[:], pkt)
 		b := f.scratch[:n]
@@ -76,6 +88,10 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 	defer f.mu.Unlock()
 	f.NACKs++
 	f.NACKed += uint64(len(lost))
+	if f.batch != nil && len(lost) > 1 {
+		f.batch.Cork()
+		defer f.batch.Uncork()
+	}
 	sent := 0
 	for _, seq := range lost {
 		src, ok := o.rw.SourceSeq(seq)
@@ -152,7 +168,8 @@ func (f *Fanout) remove(o *Output) int {
 
 // Hub keeps one Fanout per track that has viewers on this node.
 type Hub struct {
-	bus Subscriber
+	bus   Subscriber
+	batch Batcher
 
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry
@@ -182,6 +199,14 @@ var ErrClosed = errors.New("forward: hub closed")
 // NewHub returns a hub subscribing through bus.
 func NewHub(bus Subscriber) *Hub { return &Hub{bus: bus, fanouts: map[string]*hubEntry{}} }
 
+// Batch makes the hub's fan-outs group each packet's writes through b. Call it before the
+// first Attach.
+func (h *Hub) Batch(b Batcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.batch = b
+}
+
 // Attach adds o to the track's fan-out, subscribing to the track on first use. The returned
 // fanout serves the viewer's retransmissions; detach removes the output and unsubscribes when
 // it was the last.
@@ -194,7 +219,7 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 	}
 	e, ok := h.fanouts[key]
 	if !ok {
-		f := &Fanout{}
+		f := &Fanout{batch: h.batch}
 		sub, err := h.bus.Subscribe(room, track, "0", f.Forward)
 		if err != nil {
 			return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)

@@ -27,15 +27,21 @@ type Config struct {
 // Edge is a WebRTC API bound to one UDP port, shared by every session of a node.
 type Edge struct {
 	API  *webrtc.API
-	conn net.PacketConn
+	conn *batchConn
 	mux  ice.UDPMux
 }
 
 // NewEdge opens the UDP port and builds the API.
 func NewEdge(cfg Config) (*Edge, error) {
-	conn, err := net.ListenPacket("udp", cfg.UDPListen)
+	udp, err := net.ListenPacket("udp", cfg.UDPListen)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: listen udp %s: %w", cfg.UDPListen, err)
+	}
+	// Every session's packets leave through this socket; fan-outs send theirs in batches.
+	conn, err := newBatchConn(udp.(*net.UDPConn))
+	if err != nil {
+		_ = udp.Close()
+		return nil, err
 	}
 	mux := webrtc.NewICEUDPMux(nil, conn)
 	me, ir, err := newEngine()
@@ -67,6 +73,17 @@ func NewEdge(cfg Config) (*Edge, error) {
 
 // UDPAddr is the address the ICE port is bound to.
 func (e *Edge) UDPAddr() *net.UDPAddr { return e.conn.LocalAddr().(*net.UDPAddr) }
+
+// WriteStats are the counters of the edge socket's writes.
+func (e *Edge) WriteStats() BatchStats { return e.conn.Stats() }
+
+// Cork queues every session's packets on the edge socket until Uncork, which sends them in
+// as few system calls as it can: a fan-out corks around the writes of one packet to all its
+// viewers.
+func (e *Edge) Cork() { e.conn.Cork() }
+
+// Uncork ends a Cork and sends what is queued.
+func (e *Edge) Uncork() { e.conn.Uncork() }
 
 // Close releases the UDP port. Sessions must be closed first.
 func (e *Edge) Close() error {

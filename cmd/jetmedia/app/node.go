@@ -147,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.hub.Batch(n.edge) // a packet's writes to all its viewers leave in one batch
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
 	if err = n.setupAuth(); err != nil {
 		return nil, err

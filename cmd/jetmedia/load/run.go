@@ -182,7 +182,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.URL)
-	api, err := newAPI(isLoopback(u))
+	api, err := newAPI(isLoopback(u), false)
+	if err != nil {
+		return nil, err
+	}
+	viewAPI, err := newAPI(isLoopback(u), true)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			tok, err := r.token(ctx, pub.room)
 			var s *subscriber
 			if err == nil {
-				s, err = startSubscriber(ctx, api, r.hc, cfg.URL, pub, tok, cfg.Audio, &r.latency, &r.measuring)
+				s, err = startSubscriber(ctx, viewAPI, r.hc, cfg.URL, pub, tok, cfg.Audio, &r.latency, &r.measuring)
 			}
 			r.mu.Lock()
 			defer r.mu.Unlock()

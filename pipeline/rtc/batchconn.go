@@ -1,0 +1,196 @@
+package rtc
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// batchSlots is how many packets one batch holds; batchSlot the largest packet a slot takes
+// (bigger ones are written at once, unbatched: pion keeps DTLS records and SRTP packets under
+// 1,200 bytes by default).
+const (
+	batchSlots = 128
+	batchSlot  = 1500
+)
+
+// batchConn is the edge's UDP socket with corkable writes. A packet fanned out to a hundred
+// viewers is a hundred writes in a row on this one shared socket, and a system call for each
+// was half of the server's CPU. Between Cork and Uncork writes are only copied into a batch;
+// Uncork sends the batch with as few system calls as the platform allows (one sendmmsg per
+// 128 packets on 64-bit Linux) on the caller's goroutine. Uncorked, a write goes out at once as
+// before, so RTCP, STUN and DTLS from pion's own goroutines are not delayed unless a fan-out
+// is corked at that moment, and then only until it uncorks.
+//
+// A corked write is reported done once queued; a packet the kernel then refuses is counted
+// (Stats), not reported, as for any datagram lost on the way. Reads pass through.
+type batchConn struct {
+	conn *net.UDPConn
+
+	mu     sync.Mutex
+	corks  int    // fan-outs corked now
+	fill   *batch // queued packets
+	closed bool
+
+	// sendMu is held while a batch is sent, so batches leave in the order they were filled;
+	// its holder owns spare.
+	sendMu sync.Mutex
+	spare  *batch
+	out    sender
+
+	// Counters, read by Stats.
+	packets, batches, sendErrors, direct atomic.Uint64
+}
+
+// batch is up to batchSlots packets and their destinations.
+type batch struct {
+	n    int
+	buf  [batchSlots * batchSlot]byte
+	size [batchSlots]int
+	to   [batchSlots]netip.AddrPort
+	sys  sysBatch // the system call's view of the same packets, where it has one
+}
+
+func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
+
+// sender sends a batch's packets in order; it returns how many the kernel refused. One
+// batch at a time (under sendMu).
+type sender interface {
+	send(b *batch) (failed int)
+}
+
+// newBatchConn takes over conn's writes; Close closes conn.
+func newBatchConn(conn *net.UDPConn) (*batchConn, error) {
+	out, err := newSender(conn)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: batched udp writes: %w", err)
+	}
+	return &batchConn{conn: conn, out: out, fill: new(batch), spare: new(batch)}, nil
+}
+
+// Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
+// several goroutines.
+func (c *batchConn) Cork() {
+	c.mu.Lock()
+	c.corks++
+	c.mu.Unlock()
+}
+
+// Uncork ends one Cork and sends every packet queued so far (other fan-outs' too: a packet
+// never waits longer than the fan-out it was queued behind).
+func (c *batchConn) Uncork() {
+	c.mu.Lock()
+	c.corks--
+	n := c.fill.n
+	c.mu.Unlock()
+	if n > 0 {
+		c.flush()
+	}
+}
+
+// flush sends what is queued.
+func (c *batchConn) flush() {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	b := c.fill
+	c.fill, c.spare = c.spare, b
+	c.mu.Unlock()
+	if b.n == 0 {
+		return
+	}
+	failed := c.out.send(b)
+	c.packets.Add(uint64(b.n - failed))
+	c.sendErrors.Add(uint64(failed))
+	c.batches.Add(1)
+	b.n = 0
+}
+
+// WriteToAddrPort sends b to addr, or queues it while the socket is corked.
+func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if len(b) > batchSlot {
+		c.direct.Add(1)
+		return c.conn.WriteToUDPAddrPort(b, addr)
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		if c.corks == 0 && c.fill.n == 0 {
+			c.mu.Unlock()
+			c.direct.Add(1)
+			return c.conn.WriteToUDPAddrPort(b, addr)
+		}
+		if f := c.fill; f.n < batchSlots {
+			i := f.n
+			f.size[i] = copy(f.buf[i*batchSlot:(i+1)*batchSlot], b)
+			f.to[i] = addr
+			f.n++
+			corked := c.corks > 0
+			c.mu.Unlock()
+			if !corked { // uncorked meanwhile: nobody else will send it
+				c.flush()
+			}
+			return len(b), nil
+		}
+		c.mu.Unlock()
+		c.flush() // full: send it and queue into the next
+	}
+}
+
+// WriteTo sends b to addr, a *net.UDPAddr.
+func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("rtc: write to %T: want *net.UDPAddr", addr)
+	}
+	return c.WriteToAddrPort(b, ua.AddrPort())
+}
+
+// ReadFromAddrPort reads from the socket.
+func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.conn.ReadFromUDPAddrPort(b)
+}
+
+// ReadFrom reads from the socket.
+func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) { return c.conn.ReadFrom(b) }
+
+// LocalAddr is the socket's address.
+func (c *batchConn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline apply to the socket.
+func (c *batchConn) SetDeadline(t time.Time) error      { return c.conn.SetDeadline(t) }
+func (c *batchConn) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
+func (c *batchConn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+
+// Close sends what is queued and closes the socket; later writes fail with net.ErrClosed.
+func (c *batchConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.flush()
+	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// BatchStats are the edge socket's write counters.
+type BatchStats struct {
+	// Packets were sent corked, in Batches system calls (or loops of writes where there is
+	// no sendmmsg); SendErrors of them were refused by the kernel. Direct were written at
+	// once (uncorked, or too large for a slot).
+	Packets, Batches, SendErrors, Direct uint64
+}
+
+// Stats returns the counters.
+func (c *batchConn) Stats() BatchStats {
+	return BatchStats{Packets: c.packets.Load(), Batches: c.batches.Load(),
+		SendErrors: c.sendErrors.Load(), Direct: c.direct.Load()}
+}

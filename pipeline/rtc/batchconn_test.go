@@ -1,0 +1,282 @@
+package rtc
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// listenUDP opens a receiving socket on network's loopback.
+func listenUDP(t testing.TB, network, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// recvN reads n datagrams from c, failing after a generous timeout.
+func recvN(t *testing.T, c *net.UDPConn, n int) [][]byte {
+	t.Helper()
+	return collect(t, c, n)()
+}
+
+// collect starts reading n datagrams from c at once (so that the socket's buffer never
+// overflows) and returns a function that waits for them.
+func collect(t *testing.T, c *net.UDPConn, n int) func() [][]byte {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	var got [][]byte
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for len(got) < n {
+			var k int
+			if k, _, err = c.ReadFromUDP(buf); err != nil {
+				return
+			}
+			got = append(got, append([]byte(nil), buf[:k]...))
+		}
+	}()
+	return func() [][]byte {
+		t.Helper()
+		<-done
+		require.NoError(t, err, "after %d of %d datagrams", len(got), n)
+		return got
+	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func payload(i, size int) []byte {
+	b := make([]byte, size)
+	copy(b, fmt.Sprintf("packet %d", i))
+	return b
+}
+
+func TestBatchConnCorkedWritesArriveInOrder(t *testing.T) {
+	for _, tc := range []struct{ name, network, bind, recv string }{
+		{"ipv4 socket", "udp4", "127.0.0.1:0", "127.0.0.1:0"},
+		{"dual-stack socket to ipv4", "udp", "[::]:0", "127.0.0.1:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			udp, err := net.ListenUDP(tc.network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.bind)))
+			if err != nil && tc.network == "udp" {
+				t.Skipf("no dual-stack socket on this machine: %v", err) // IPv6 disabled
+			}
+			require.NoError(t, err)
+			c, err := newBatchConn(udp)
+			require.NoError(t, err)
+			defer c.Close()
+			// 300 packets to three viewers (100 each, well within a socket's buffer even
+			// unread): more than a batch holds, so a full batch is sent mid-cork.
+			const n = 300
+			var rs []*net.UDPConn
+			var got []func() [][]byte
+			for range 3 {
+				r := listenUDP(t, "udp4", tc.recv)
+				rs = append(rs, r)
+				got = append(got, collect(t, r, n/3))
+			}
+			want := make([][][]byte, 3)
+			c.Cork()
+			for i := range n {
+				p := payload(i, 100+i)
+				ap := addrOf(rs[i%3])
+				if tc.network == "udp" {
+					ap = netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port()) // as pion gives it
+				}
+				k, err := c.WriteToAddrPort(p, ap)
+				require.NoError(t, err)
+				require.Equal(t, len(p), k)
+				want[i%3] = append(want[i%3], p)
+			}
+			c.Uncork()
+			for i := range rs {
+				require.Equal(t, want[i], got[i]())
+			}
+			st := c.Stats()
+			require.Equal(t, uint64(n), st.Packets)
+			require.Equal(t, uint64(3), st.Batches) // 128 + 128 + 44
+			require.Zero(t, st.SendErrors)
+			require.Zero(t, st.Direct)
+		})
+	}
+}
+
+func TestBatchConnUncorkedAndOversizeWritesGoDirect(t *testing.T) {
+	udp := listenUDP(t, "udp4", "127.0.0.1:0")
+	c, err := newBatchConn(udp)
+	require.NoError(t, err)
+	defer c.Close()
+	r := listenUDP(t, "udp4", "127.0.0.1:0")
+	small, big := payload(1, 200), payload(2, batchSlot+100)
+	_, err = c.WriteTo(small, r.LocalAddr())
+	require.NoError(t, err)
+	c.Cork()
+	_, err = c.WriteToAddrPort(big, addrOf(r)) // too big for a slot: sent at once even corked
+	require.NoError(t, err)
+	require.Equal(t, [][]byte{small, big}, recvN(t, r, 2))
+	c.Uncork()
+	require.Equal(t, BatchStats{Direct: 2}, c.Stats())
+
+	_, err = c.WriteTo(small, &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.Error(t, err, "not a UDP address")
+}
+
+func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
+	udp := listenUDP(t, "udp4", "127.0.0.1:0")
+	c, err := newBatchConn(udp)
+	require.NoError(t, err)
+	defer c.Close()
+	r := listenUDP(t, "udp4", "127.0.0.1:0")
+	c.Cork()
+	_, err = c.WriteToAddrPort(payload(1, 50), addrOf(r))
+	require.NoError(t, err)
+	// An IPv6 destination on an IPv4 socket: the kernel refuses this one packet.
+	_, err = c.WriteToAddrPort(payload(2, 50), netip.MustParseAddrPort("[2001:db8::1]:9"))
+	require.NoError(t, err)
+	_, err = c.WriteToAddrPort(payload(3, 50), addrOf(r))
+	require.NoError(t, err)
+	c.Uncork()
+	require.Equal(t, [][]byte{payload(1, 50), payload(3, 50)}, recvN(t, r, 2))
+	st := c.Stats()
+	require.Equal(t, uint64(1), st.SendErrors)
+	require.Equal(t, uint64(2), st.Packets)
+}
+
+func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
+	udp := listenUDP(t, "udp4", "127.0.0.1:0")
+	c, err := newBatchConn(udp)
+	require.NoError(t, err)
+	r := listenUDP(t, "udp4", "127.0.0.1:0")
+	c.Cork()
+	_, err = c.WriteToAddrPort(payload(1, 50), addrOf(r))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.Equal(t, [][]byte{payload(1, 50)}, recvN(t, r, 1))
+	_, err = c.WriteToAddrPort(payload(2, 50), addrOf(r))
+	require.ErrorIs(t, err, net.ErrClosed)
+	c.Uncork()
+	require.Equal(t, BatchStats{Packets: 1, Batches: 1}, c.Stats())
+}
+
+// Corked fan-outs on several goroutines: every packet arrives, none twice.
+func TestBatchConnConcurrentCorks(t *testing.T) {
+	udp := listenUDP(t, "udp4", "127.0.0.1:0")
+	c, err := newBatchConn(udp)
+	require.NoError(t, err)
+	defer c.Close()
+	// One viewer socket per writer, 100 small packets each: within its buffer even unread.
+	const writers, rounds, per = 4, 10, 10
+	var wg sync.WaitGroup
+	var gots []func() [][]byte
+	for range writers {
+		r := listenUDP(t, "udp4", "127.0.0.1:0")
+		gots = append(gots, collect(t, r, rounds*per))
+		wg.Go(func() {
+			for k := range rounds {
+				c.Cork()
+				for j := range per {
+					_, _ = c.WriteToAddrPort(payload(k*per+j, 64), addrOf(r))
+				}
+				c.Uncork()
+			}
+		})
+	}
+	wg.Wait()
+	for _, got := range gots {
+		seen := map[string]bool{}
+		for _, p := range got() {
+			require.False(t, seen[string(p)])
+			seen[string(p)] = true
+		}
+	}
+	require.Equal(t, uint64(writers*rounds*per), c.Stats().Packets)
+}
+
+func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
+	udp := listenUDP(t, "udp4", "127.0.0.1:0")
+	c, err := newBatchConn(udp)
+	require.NoError(t, err)
+	defer c.Close()
+	r := listenUDP(t, "udp4", "127.0.0.1:0")
+	dst, p := addrOf(r), payload(0, 1200)
+	allocs := testing.AllocsPerRun(100, func() {
+		c.Cork()
+		for range 10 {
+			_, _ = c.WriteToAddrPort(p, dst)
+		}
+		c.Uncork()
+	})
+	require.Zero(t, allocs)
+}
+
+// BenchmarkEdgeWrite is one 1,200-byte packet written to 100 viewers' sockets on loopback
+// (each drained by its own reader, as pion's would be), one system call each (direct) or
+// corked into batches (corked). The time includes the kernel's loopback delivery.
+func BenchmarkEdgeWrite(b *testing.B) {
+	for _, corked := range []bool{false, true} {
+		b.Run(fmt.Sprintf("viewers=100/corked=%v", corked), func(b *testing.B) {
+			udp := listenUDP(b, "udp4", "127.0.0.1:0")
+			c, err := newBatchConn(udp)
+			require.NoError(b, err)
+			defer c.Close()
+			var dsts []netip.AddrPort
+			var rs []*net.UDPConn
+			var wg sync.WaitGroup
+			defer func() {
+				for _, r := range rs {
+					_ = r.Close()
+				}
+				wg.Wait()
+			}()
+			for range 100 {
+				r := listenUDP(b, "udp4", "127.0.0.1:0")
+				rs = append(rs, r)
+				dsts = append(dsts, addrOf(r))
+				wg.Go(func() {
+					buf := make([]byte, 2048)
+					for {
+						if _, _, err := r.ReadFromUDPAddrPort(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+			p := payload(0, 1200)
+			b.SetBytes(int64(len(p) * len(dsts)))
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				if corked {
+					c.Cork()
+				}
+				for _, d := range dsts {
+					_, _ = c.WriteToAddrPort(p, d)
+				}
+				if corked {
+					c.Uncork()
+				}
+			}
+			// Wall time depends on how the two cores are shared; the CPU the whole process
+			// (writer, kernel, readers) spent per packet does much less.
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N*len(dsts)), "cpu-ns/packet")
+		})
+	}
+}
