@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -408,4 +409,95 @@ func TestSDKShutdownEndsDetachedSession(t *testing.T) {
 		}
 	}
 	require.ElementsMatch(t, []string{"alice:shutdown", "bob:shutdown"}, reasons)
+}
+
+// rawClient speaks the protocol over one WebSocket without the SDK; every message goes through
+// the wire log.
+type rawClient struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func dialRaw(t *testing.T, ctx context.Context, node *app.Node) *rawClient {
+	ws, _, err := websocket.Dial(ctx, sdkURL(node), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	return &rawClient{t: t, ws: ws}
+}
+
+func (c *rawClient) send(ctx context.Context, m signal.ClientMessage) {
+	b, err := json.Marshal(m)
+	require.NoError(c.t, err)
+	wire.trace(false, b)
+	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, b))
+}
+
+// read returns the next message of type typ, skipping others.
+func (c *rawClient) read(ctx context.Context, typ string) signal.ServerMessage {
+	for {
+		_, b, err := c.ws.Read(ctx)
+		require.NoError(c.t, err, "waiting for %s", typ)
+		wire.trace(true, b)
+		var m signal.ServerMessage
+		require.NoError(c.t, json.Unmarshal(b, &m))
+		if m.Type == typ {
+			return m
+		}
+	}
+}
+
+// TestSignalResumeResendsOffer: a server offer that was never answered when the socket dropped
+// comes again on the resumed socket, and answering it there brings the media.
+func TestSignalResumeResendsOffer(t *testing.T) {
+	wire.ran(t)
+	node := startNode(t, nodeConfig(t, "reoffer"))
+	room := newRoom("reoffer")
+	ctx := ctxT(t, 60*time.Second)
+	alice := joinSDK(t, ctx, node, room, "alice", true)
+	_, err := alice.room.TrackID(ctx, alice.sender)
+	require.NoError(t, err)
+
+	tok := token(t, room, "raw", auth.Subscribe)
+	first := dialRaw(t, ctx, node)
+	first.send(ctx, signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: tok})
+	joined := first.read(ctx, signal.TypeJoined)
+	offer := first.read(ctx, signal.TypeOffer) // alice's track, auto-subscribed
+	require.NoError(t, first.ws.CloseNow())    // dropped before answering
+
+	again := dialRaw(t, ctx, node)
+	again.send(ctx, signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: tok, Resume: joined.ResumeToken})
+	resumed := again.read(ctx, signal.TypeJoined)
+	require.True(t, resumed.Resumed)
+	require.Equal(t, joined.Self.Peer, resumed.Self.Peer)
+	reoffer := again.read(ctx, signal.TypeOffer)
+	require.Equal(t, offer.SDP, reoffer.SDP, "the unanswered offer, again")
+
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	defer pc.Close()
+	var got atomic.Int64
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	})
+	require.NoError(t, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: reoffer.SDP}))
+	ans, err := pc.CreateAnswer(nil)
+	require.NoError(t, err)
+	gathered := webrtc.GatheringCompletePromise(pc)
+	require.NoError(t, pc.SetLocalDescription(ans))
+	<-gathered
+	again.send(ctx, signal.ClientMessage{Type: signal.TypeAnswer, SDP: pc.LocalDescription().SDP})
+	require.Eventually(t, func() bool { return got.Load() > 30 }, 20*time.Second, 20*time.Millisecond, "media after answering on the resumed socket")
+
+	again.send(ctx, signal.ClientMessage{Type: signal.TypeLeave})
+	alice.stopSend()
+	require.NoError(t, alice.room.Leave())
+	_, log := requireRoomIsFoldOfLog(t, ctx, node, room)
+	require.Len(t, ofType(log, events.TypePeerJoined), 2, "the resume is no new join")
+	wire.requireValid(t)
 }
