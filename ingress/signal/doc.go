@@ -5,6 +5,8 @@
 // (watched, never in-memory lists, so every node sees the same room), data messages and
 // published tracks, and returns events to append, messages to send and tracks to subscribe.
 // Handler is the shell: the WebSocket, the pion PeerConnection, the KV watch, the data
-// subjects and the media bus. It imports events, pipeline and egress/forward (for fan-out of
+// subjects and the media bus. A session's loop runs apart from its WebSocket, so a socket that
+// drops can be replaced by a resume within the grace period (Config.ResumeGrace); the core
+// decides (SocketClosed, Tick, Resume), the loop only swaps sockets. It imports events, pipeline and egress/forward (for fan-out of
 // subscribed tracks, as WHEP does); never cmd or projections' runners.
 package signal
