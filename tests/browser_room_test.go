@@ -197,6 +197,26 @@ func TestBrowserRoom(t *testing.T) {
 		waitFor(r, 10*time.Second, "see alice's metadata", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"raised"}'`, alice.peer))
 	}
 
+	// Alice publishes a second video track after receiving the others' video: the SDK must keep
+	// the browser's addTrack off the transceivers the server made for those (which never
+	// send). The others receive it; then she unpublishes it and they see it go.
+	screen, err := browser.Eval[string](alice.tab, 45*time.Second, `(async () => {
+		const [track] = (await navigator.mediaDevices.getUserMedia({ video: { width: 160, height: 120 } })).getVideoTracks();
+		window.testScreen = await window.jetmedia.room.publish(track, { source: "screen" });
+		return window.testScreen.id })()`)
+	if err != nil {
+		t.Fatalf("alice publishes a second video: %v%s", err, diagnose())
+	}
+	for _, r := range []*roomTab{bob, carol} {
+		waitFor(r, 30*time.Second, "decode alice's second video", fmt.Sprintf(`window.jetmedia.room.remoteTrack(%q)?.receiver.getStats().then((st) =>
+			[...st.values()].some((s) => s.type === "inbound-rtp" && s.framesDecoded > 0))`, screen))
+		require.Equal(t, "screen", evalIn[string](t, r, diagnose, fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).source`, screen)))
+	}
+	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.unpublish(window.testScreen); window.testScreen.track.stop(); return true })()`)
+	for _, r := range []*roomTab{bob, carol} {
+		waitFor(r, 10*time.Second, "see alice's second video go", fmt.Sprintf(`!window.jetmedia.room.tracks.has(%q)`, screen))
+	}
+
 	// Bob's WebSocket drops and cannot reconnect for a while; meanwhile alice turns her camera
 	// back on. Bob resumes within the grace period: the others never see him leave, his SDK
 	// learns of the unmute from the resumed snapshot, and his media never stopped.
@@ -273,7 +293,7 @@ func TestBrowserRoom(t *testing.T) {
 	}
 	seen := wl.requireValid(t)
 	for _, k := range []string{"client.join", "client.publish", "client.answer", "client.candidate", "client.data", "client.leave",
-		"client.mute", "client.update", "server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
+		"client.mute", "client.unpublish", "client.update", "server.joined", "server.peer_joined", "server.peer_left", "server.track_published", "server.track_unpublished",
 		"server.track_updated", "server.peer_updated", "server.subscription", "server.offer", "server.candidate", "server.data"} {
 		require.Positive(t, seen[k], "no %s message", k)
 	}
@@ -298,9 +318,9 @@ func TestBrowserRoom(t *testing.T) {
 	}
 	require.Equal(t, 3, count[events.TypePeerJoined], "%v", count)
 	require.Equal(t, 3, count[events.TypePeerLeft], "%v", count)
-	require.Equal(t, 6, count[events.TypeTrackPublished], "%v", count)
-	require.Equal(t, 6, count[events.TypeTrackUnpublished], "%v", count)
-	require.Equal(t, 12, count[events.TypeSubscriptionStarted], "%v", count)
+	require.Equal(t, 7, count[events.TypeTrackPublished], "camera and mic each, and alice's second video: %v", count)
+	require.Equal(t, 7, count[events.TypeTrackUnpublished], "%v", count)
+	require.Equal(t, 14, count[events.TypeSubscriptionStarted], "%v", count)
 	require.Equal(t, 2, count[events.TypeTrackUpdated], "alice's camera off and on: %v", count)
 	require.Equal(t, 1, count[events.TypePeerUpdated], "alice's metadata: %v", count)
 	require.Positive(t, requireSchemaValid(t, node.JetStream()))

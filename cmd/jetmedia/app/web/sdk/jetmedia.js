@@ -205,6 +205,10 @@ export class Room extends EventTarget {
   #remote = new Map();
   /** @type {(() => void)|null} */
   #closed = null;
+  /** Placeholder tracks by kind (see #shield). @type {Map<string, MediaStreamTrack>} */
+  #placeholders = new Map();
+  /** @type {AudioContext|null} */
+  #audio = null;
 
   /** @param {RoomOptions} options */
   constructor(options) {
@@ -263,18 +267,18 @@ export class Room extends EventTarget {
    *   to camera for video and mic for audio; muted publishes the track muted.
    * @returns {Promise<LocalTrack>}
    */
-  publish(track, options = {}) {
+  async publish(track, options = {}) {
     this.#requireJoined("publish");
     if (!(track instanceof MediaStreamTrack)) throw new TypeError("jetmedia: publish needs a MediaStreamTrack");
-    if (!this.grants.includes("publish")) {
-      return Promise.reject(new JetmediaError("forbidden", 'the token lacks the "publish" grant'));
-    }
+    if (!this.grants.includes("publish")) throw new JetmediaError("forbidden", 'the token lacks the "publish" grant');
     const source = options.source ?? (track.kind === "video" ? "camera" : "mic");
     if (typeof source !== "string" || source.length === 0 || source.length > 64) {
       throw new RangeError("jetmedia: source is 1 to 64 characters");
     }
     const muted = Boolean(options.muted);
     track.enabled = !muted;
+    await this.#shield(track.kind);
+    if (this.#pc === null) throw new JetmediaError("closed", "the room was left");
     const sender = options.stream ? this.#pc.addTrack(track, options.stream) : this.#pc.addTrack(track);
     const local = new LocalTrack(track, sender, source, muted, (l, m) => {
       if (l.id !== null) this.#send({ type: "mute", track: l.id, muted: m });
@@ -374,6 +378,42 @@ export class Room extends EventTarget {
   }
 
   // ---- internals ----
+
+  // #shield keeps addTrack off the transceivers the server's offers made for subscribed
+  // tracks. Such a transceiver has no sending track and has never sent, so addTrack would
+  // reuse it rather than make a new one; but its m-line is the server's sendonly one, so the
+  // published track would never be sent, and the server's receiving m-line for it would find
+  // no addTrack transceiver to take it. A placeholder track on their senders (they stay
+  // recvonly, so it is never encoded or sent) makes them ineligible. replaceTrack settles
+  // asynchronously and an offer may add transceivers meanwhile, hence the loop; the caller
+  // calls addTrack right after, in the same task.
+  async #shield(kind) {
+    for (;;) {
+      const open = this.#pc?.getTransceivers().filter((t) => t.mid !== null && t.currentDirection !== "stopped" &&
+        t.sender.track === null && t.receiver.track.kind === kind) ?? [];
+      if (open.length === 0) return;
+      const placeholder = this.#placeholder(kind);
+      await Promise.all(open.map((t) => t.sender.replaceTrack(placeholder).catch(() => {})));
+      if (open.every((t) => t.sender.track === null)) return; // cannot shield them: give up rather than spin
+    }
+  }
+
+  // #placeholder is a track of kind that produces nothing: a still canvas, or a silent audio
+  // graph.
+  #placeholder(kind) {
+    let t = this.#placeholders.get(kind);
+    if (t && t.readyState === "live") return t;
+    if (kind === "video") {
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = 2;
+      t = canvas.captureStream(0).getVideoTracks()[0];
+    } else {
+      this.#audio ??= new AudioContext();
+      t = this.#audio.createMediaStreamDestination().stream.getAudioTracks()[0];
+    }
+    this.#placeholders.set(kind, t);
+    return t;
+  }
 
   #snapshot() {
     return { room: this.room, self: this.self, grants: [...this.grants],
@@ -548,6 +588,10 @@ export class Room extends EventTarget {
     }
     this.#pc?.close();
     this.#pc = null;
+    for (const t of this.#placeholders.values()) t.stop();
+    this.#placeholders.clear();
+    this.#audio?.close().catch(() => {});
+    this.#audio = null;
     for (const p of this.#pending) p.reject(err ?? new JetmediaError("closed", "the room was left"));
     this.#pending = [];
     if (err) this.#emitError(err);
