@@ -149,7 +149,9 @@ func TestSDKResume(t *testing.T) {
 	require.Eventually(t, func() bool { return alice.received(idb) > 30 && bob.received(ida) > 30 },
 		20*time.Second, 20*time.Millisecond, "media both ways before the drop")
 
-	bob.room.DropConnection(1500 * time.Millisecond)
+	const away = 1500 * time.Millisecond
+	dropAt := time.Now()
+	bob.room.DropConnection(away)
 	require.Eventually(t, func() bool { return len(bob.seen(client.Reconnecting)) == 1 }, 5*time.Second, 10*time.Millisecond)
 	// While bob is away: alice changes her metadata, carol joins and publishes, and bob's
 	// media still reaches alice.
@@ -162,6 +164,7 @@ func TestSDKResume(t *testing.T) {
 
 	require.Eventually(t, func() bool { return len(bob.seen(client.Reconnected)) == 1 }, 15*time.Second, 10*time.Millisecond)
 	require.Empty(t, bob.seen(client.ErrorEvent))
+	t.Logf("resume took %v after the first attempt (socket away for %v)", bob.seen(client.Reconnected)[0].At.Sub(dropAt)-away, away)
 	// The resumed snapshot told bob what he missed.
 	require.Eventually(t, func() bool {
 		for _, e := range bob.seen(client.PeerUpdated) {
