@@ -24,7 +24,8 @@ import (
 // sha256 of one message's payload must equal the next one's prevhash. A change to any stored
 // event, an event inserted between two others, or one removed from the middle breaks the link
 // after it. The chain cannot protect its newest event (a forger who computes the right prevhash
-// can append at the head); anchoring the head hash elsewhere does.
+// can append at the head, or rewrite the tail and re-chain it); an anchor of the head hash kept
+// elsewhere does (projections.Anchor).
 
 // ErrChainBroken is wrapped by every *ChainBreak.
 var ErrChainBroken = errors.New("events: hash chain broken")
@@ -72,9 +73,10 @@ type Chain struct {
 	// Truncated is true when the room's first stored event records a prevhash: earlier events
 	// are gone (stream retention), so the chain is checked from there on.
 	Truncated bool
-	// FirstSeq, HeadSeq and Head are the first and newest events checked and the newest's hash.
+	// FirstSeq, HeadSeq and Head are the first and newest events checked and the newest's hash;
+	// HeadID is the newest's event id.
 	FirstSeq, HeadSeq uint64
-	Head              string
+	Head, HeadID      string
 	// Break is the first broken link; once set, later events are not checked.
 	Break *ChainBreak
 
@@ -118,6 +120,7 @@ func (c *Chain) Add(seq uint64, raw []byte) error {
 	}
 	c.Events++
 	c.HeadSeq = seq
+	c.HeadID = l.ID
 	c.Head = Hash(raw)
 	return nil
 }

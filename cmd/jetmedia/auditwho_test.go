@@ -94,6 +94,30 @@ func TestAuditWhoAndAnalytics(t *testing.T) {
 	code, _ = get("/v1/analytics/rooms/nope", admin)
 	require.Equal(t, http.StatusNotFound, code)
 
+	// The anchor a cron job fetches: the chain heads, the same the CLI computes.
+	code, _ = get("/v1/audit/anchor", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, body = get("/v1/audit/anchor", admin)
+	require.Equal(t, http.StatusOK, code, string(body))
+	anchor, err := projections.ParseAnchor(body)
+	require.NoError(t, err)
+	require.Equal(t, "rm", anchor.Node)
+	require.Len(t, anchor.Rooms, 2)
+	require.Equal(t, "r1", anchor.Rooms[0].Room)
+	chains, err := projections.VerifyChains(ctx, node.JetStream(), "", nil)
+	require.NoError(t, err)
+	want, err := projections.NewAnchor(chains, "rm", anchor.Time)
+	require.NoError(t, err)
+	require.Equal(t, want, anchor)
+	require.GreaterOrEqual(t, anchor.Rooms[0].Events, 5)
+	code, body = get("/v1/audit/anchor?room=r2", admin)
+	require.Equal(t, http.StatusOK, code, string(body))
+	one, err := projections.ParseAnchor(body)
+	require.NoError(t, err)
+	require.Equal(t, anchor.Rooms[1:], one.Rooms)
+	code, _ = get("/v1/audit/anchor?room=nope", admin)
+	require.Equal(t, http.StatusNotFound, code)
+
 	// The running server holds the index: the CLI says how to ask it, and --url does.
 	data := "--data=" + cfg.DataDir
 	_, err = runCLI(t, "audit", "who", data, "--identity", "alice")
