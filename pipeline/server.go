@@ -211,10 +211,11 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	return &Server{ns: ns, opts: opts, log: log}, nil
 }
 
-// Connect opens an in-process client connection, named for the server's monitoring.
-func (s *Server) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name),
-		nats.MaxReconnects(-1), nats.ReconnectBufSize(64<<20))
+// Connect opens an in-process client connection, named for the server's monitoring; opts
+// come after the defaults (nats.NoEcho for a local media bus's RTP connection).
+func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: connect %s: %w", name, err)
 	}

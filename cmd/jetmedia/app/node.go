@@ -44,7 +44,8 @@ type Node struct {
 
 	srv      *pipeline.Server
 	ctrl     *nats.Conn // control plane: JetStream API, appends, KV
-	media    *nats.Conn // media plane: RTP and feedback
+	media    *nats.Conn // media plane: feedback
+	rtp      *nats.Conn // media plane: RTP, without echo (the bus hands the node's own to its viewers)
 	js       jetstream.JetStream
 	rooms    jetstream.KeyValue
 	appender *pipeline.Appender
@@ -118,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.media, err = n.srv.Connect(cfg.Name + "-media"); err != nil {
 		return nil, err
 	}
+	if n.rtp, err = n.srv.Connect(cfg.Name+"-rtp", nats.NoEcho()); err != nil {
+		return nil, err
+	}
 	if n.js, err = jetstream.New(n.ctrl); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -130,7 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
 	}
 	n.appender = pipeline.NewAppender(n.js, cfg.Name)
-	n.bus = pipeline.NewMediaBus(n.media)
+	if n.bus, err = pipeline.NewLocalMediaBus(n.media, n.rtp); err != nil {
+		return nil, err
+	}
 	n.hub = forward.NewHub(n.bus)
 
 	if err = n.startProjection(runCtx); err != nil {
@@ -345,7 +351,7 @@ func (n *Node) Close() error {
 			n.cancel()
 		}
 		n.wg.Wait()
-		for _, c := range []*nats.Conn{n.media, n.ctrl} {
+		for _, c := range []*nats.Conn{n.rtp, n.media, n.ctrl} {
 			if c != nil {
 				c.Close()
 			}
