@@ -130,6 +130,8 @@ func TestBrowserRoom(t *testing.T) {
 		r.tab = b.Open(t, node.HTTPURL()+"/room.html?"+q.Encode())
 		waitFor(r, 30*time.Second, "join", `window.jetmedia.room?.state === "joined"`)
 		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
+		waitFor(r, 5*time.Second, "show the call instead of the join form", `getComputedStyle(document.getElementById("join-form")).display === "none" &&
+			getComputedStyle(document.getElementById("call")).display !== "none"`)
 	}
 
 	// Each page sees the other two and decodes both of their videos (counted per peer).

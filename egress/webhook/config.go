@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,6 +25,8 @@ type Endpoint struct {
 	// decoded bytes, as Standard Webhooks libraries do; any other string as its UTF-8 bytes.
 	// Empty: requests are not signed.
 	Secret string
+	// Breaker is the endpoint's circuit breaker (zero value: on, with the defaults).
+	Breaker Breaker
 }
 
 // ID names the endpoint in consumer and subject names: the first 16 hex digits of the
@@ -66,15 +69,53 @@ func (e Endpoint) Wants(t string) bool {
 
 // String shows the endpoint without its secret.
 func (e Endpoint) String() string {
-	s := e.URL
+	s := e.redactedURL()
 	if len(e.Types) > 0 {
 		s += " types=" + strings.Join(e.Types, "|")
+	}
+	switch b := e.Breaker; {
+	case b.Off:
+		s += " breaker=off"
+	case b.Failures != 0 || b.Window != 0:
+		b = b.withDefaults()
+		s += fmt.Sprintf(" breaker=%d/%v", b.Failures, b.Window)
 	}
 	return s
 }
 
-// ParseEndpoint reads "url=https://…,types=peer.joined|peer.left,secret=…" (a bare URL
-// is "url=" alone). Keys may come in any order; the secret must not contain a comma.
+// redactedURL is the URL with a password in it masked, for logs.
+func (e Endpoint) redactedURL() string {
+	u, err := url.Parse(e.URL)
+	if err != nil {
+		return e.URL
+	}
+	return u.Redacted()
+}
+
+// parseBreaker reads "off", "on", "<failures>" or "<failures>/<window>".
+func parseBreaker(v string) (Breaker, error) {
+	switch v {
+	case "off":
+		return Breaker{Off: true}, nil
+	case "on", "":
+		return Breaker{}, nil
+	}
+	n, w, hasWindow := strings.Cut(v, "/")
+	var b Breaker
+	var err error
+	if b.Failures, err = strconv.Atoi(n); err != nil || b.Failures < 1 {
+		return Breaker{}, fmt.Errorf("breaker %q: give off, on, <failures> or <failures>/<window> (5/1m)", v)
+	}
+	if hasWindow {
+		if b.Window, err = time.ParseDuration(w); err != nil || b.Window <= 0 {
+			return Breaker{}, fmt.Errorf("breaker %q: window %q is not a positive duration (30s, 1m)", v, w)
+		}
+	}
+	return b, nil
+}
+
+// ParseEndpoint reads "url=https://…,types=peer.joined|peer.left,secret=…,breaker=…" (a bare
+// URL is "url=" alone). Keys may come in any order; the secret must not contain a comma.
 func ParseEndpoint(s string) (Endpoint, error) {
 	var e Endpoint
 	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
@@ -84,7 +125,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 				e.URL = part
 				continue
 			}
-			return Endpoint{}, fmt.Errorf("webhook %q: %q is not key=value (keys: url, types, secret)", s, part)
+			return Endpoint{}, fmt.Errorf("webhook %q: %q is not key=value (keys: url, types, secret, breaker)", s, part)
 		}
 		switch strings.TrimSpace(k) {
 		case "url":
@@ -97,8 +138,14 @@ func ParseEndpoint(s string) (Endpoint, error) {
 			}
 		case "secret":
 			e.Secret = v
+		case "breaker":
+			b, err := parseBreaker(strings.TrimSpace(v))
+			if err != nil {
+				return Endpoint{}, fmt.Errorf("webhook %q: %w", s, err)
+			}
+			e.Breaker = b
 		default:
-			return Endpoint{}, fmt.Errorf("webhook %q: unknown key %q (keys: url, types, secret)", s, k)
+			return Endpoint{}, fmt.Errorf("webhook %q: unknown key %q (keys: url, types, secret, breaker)", s, k)
 		}
 	}
 	if err := e.validate(); err != nil {
@@ -113,6 +160,9 @@ func (e Endpoint) validate() error {
 		return fmt.Errorf("webhook url %q: give an absolute http or https URL", e.URL)
 	}
 	if _, err := e.key(); err != nil {
+		return fmt.Errorf("webhook %s: %w", e.URL, err)
+	}
+	if err := e.Breaker.validate(); err != nil {
 		return fmt.Errorf("webhook %s: %w", e.URL, err)
 	}
 	return nil

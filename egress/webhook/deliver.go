@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -35,7 +34,8 @@ type Deliverer struct {
 	log    *slog.Logger
 	client *http.Client
 
-	stats map[string]*counters // by endpoint URL; fixed after Start
+	stats    map[string]*counters // by endpoint URL; fixed after Start
+	breakers map[string]*breaker  // by endpoint URL; fixed after Start
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -53,6 +53,10 @@ type Stats struct {
 	// Delivered events (accepted by the receiver), failed attempts, parked events, and events
 	// taken from the log and not yet delivered or parked.
 	Delivered, FailedAttempts, Parked, Queued int64
+	// CircuitOpen: the endpoint's circuit breaker is open (or half-open, probing), so no lane
+	// sends; CircuitOpens counts the times it opened.
+	CircuitOpen  bool
+	CircuitOpens int64
 }
 
 // Stats returns each endpoint's counters, in configuration order.
@@ -60,8 +64,9 @@ func (d *Deliverer) Stats() []Stats {
 	out := make([]Stats, 0, len(d.cfg.Endpoints))
 	for _, ep := range d.cfg.Endpoints {
 		c := d.stats[ep.URL]
+		open, opens := d.breakers[ep.URL].stats()
 		out = append(out, Stats{URL: ep.URL, Delivered: c.delivered.Load(), FailedAttempts: c.failed.Load(),
-			Parked: c.parked.Load(), Queued: c.queued.Load()})
+			Parked: c.parked.Load(), Queued: c.queued.Load(), CircuitOpen: open, CircuitOpens: opens})
 	}
 	return out
 }
@@ -76,9 +81,12 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Deliverer,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Deliverer{cfg: cfg, js: js, log: log.With("component", "webhook"), client: cfg.Client, stats: map[string]*counters{}}
+	d := &Deliverer{cfg: cfg, js: js, log: log.With("component", "webhook"), client: cfg.Client,
+		stats: map[string]*counters{}, breakers: map[string]*breaker{}}
 	for _, ep := range cfg.Endpoints {
 		d.stats[ep.URL] = &counters{}
+		d.breakers[ep.URL] = newBreaker(newCircuit(cfg.Lanes, ep.Breaker, cfg.MaxAttempts, cfg.InitialBackoff, cfg.MaxBackoff, jitter),
+			d.log.With("endpoint", ep.redactedURL()))
 	}
 	if d.client == nil {
 		d.client = &http.Client{Timeout: cfg.Timeout}
@@ -143,22 +151,66 @@ type item struct {
 
 // lane delivers the events of the rooms hashed to it, one at a time.
 type lane struct {
-	mu     sync.Mutex
-	queue  []item
+	index  int
 	notify chan struct{}
-	// done is the stream sequence of each room's last delivered or parked event: an event at
-	// or below it is a redelivery and is acknowledged without being sent again.
-	done map[string]uint64
+
+	mu    sync.Mutex
+	queue []item
+	rooms map[string]*roomMark
+	swept time.Time
 }
 
-func (l *lane) push(it item) {
+// roomMark is what a lane remembers of a room to recognise redeliveries: JetStream sends an
+// event again when its ack wait runs out while it waits in the lane, or when an ack was lost.
+type roomMark struct {
+	pushed  uint64    // highest sequence queued
+	done    uint64    // sequence of the last event delivered or parked
+	pending int       // events queued or in flight
+	doneAt  time.Time // when done was set
+}
+
+// Forgetting a room: it has nothing pending and its last event finished longer ago than any
+// redelivery of it can take to arrive (ackWait after its last delivery). Checked once a minute.
+const (
+	roomForgetAfter = ackWait + time.Minute
+	sweepEvery      = time.Minute
+)
+
+// pushResult says what became of an event handed to a lane.
+type pushResult uint8
+
+const (
+	pushQueued    pushResult = iota
+	pushDuplicate            // a redelivery of an event still queued or in flight: dropped
+	pushDone                 // a redelivery of an event delivered or parked: acknowledge it
+)
+
+func (l *lane) push(it item) pushResult {
 	l.mu.Lock()
+	r := l.rooms[it.room]
+	if r == nil {
+		r = &roomMark{}
+		l.rooms[it.room] = r
+	}
+	switch {
+	case it.seq <= r.done:
+		l.mu.Unlock()
+		return pushDone
+	case it.seq <= r.pushed:
+		// First deliveries come in log order, so this one was queued before and its
+		// original is still ahead; that one is acknowledged when it is delivered.
+		l.mu.Unlock()
+		return pushDuplicate
+	}
+	r.pushed = it.seq
+	r.pending++
 	l.queue = append(l.queue, it)
 	l.mu.Unlock()
 	select {
 	case l.notify <- struct{}{}:
 	default:
 	}
+	return pushQueued
 }
 
 func (l *lane) pop() (item, bool) {
@@ -173,17 +225,41 @@ func (l *lane) pop() (item, bool) {
 	return it, true
 }
 
+// finish records that the room's event seq was delivered or parked, and forgets idle rooms.
+func (l *lane) finish(room string, seq uint64, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.rooms[room]; r != nil {
+		r.done, r.doneAt = seq, now
+		r.pending--
+	}
+	if now.Sub(l.swept) < sweepEvery {
+		return
+	}
+	l.swept = now
+	for name, r := range l.rooms {
+		if r.pending == 0 && now.Sub(r.doneAt) > roomForgetAfter {
+			delete(l.rooms, name)
+		}
+	}
+}
+
+func newLane(index int, now time.Time) *lane {
+	return &lane{index: index, notify: make(chan struct{}, 1), rooms: map[string]*roomMark{}, swept: now}
+}
+
 func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.MessagesContext) {
 	key, _ := ep.key() // validated
-	log := d.log.With("endpoint", ep.URL)
+	log := d.log.With("endpoint", ep.redactedURL())
 	c := d.stats[ep.URL]
+	br := d.breakers[ep.URL]
 	lanes := make([]*lane, d.cfg.Lanes)
 	for i := range lanes {
-		lanes[i] = &lane{notify: make(chan struct{}, 1), done: map[string]uint64{}}
+		lanes[i] = newLane(i, time.Now())
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.runLane(ctx, ep, key, lanes[i], c, log)
+			d.runLane(ctx, ep, key, lanes[i], br, c, log)
 		}()
 	}
 	d.wg.Add(2)
@@ -229,15 +305,22 @@ func (d *Deliverer) runEndpoint(ctx context.Context, ep Endpoint, it jetstream.M
 				_ = msg.Ack()
 				continue
 			}
-			c.queued.Add(1)
+			c.queued.Add(1) // before the push: the lane may finish the event at once
 			h := fnv.New32a()
 			h.Write([]byte(head.Room))
-			lanes[h.Sum32()%uint32(len(lanes))].push(item{msg: msg, seq: md.Sequence.Stream, room: head.Room, id: head.ID, typ: head.Type})
+			switch lanes[h.Sum32()%uint32(len(lanes))].push(item{msg: msg, seq: md.Sequence.Stream, room: head.Room, id: head.ID, typ: head.Type}) {
+			case pushQueued:
+			case pushDuplicate:
+				c.queued.Add(-1)
+			case pushDone:
+				c.queued.Add(-1)
+				_ = msg.Ack()
+			}
 		}
 	}()
 }
 
-func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lane, c *counters, log *slog.Logger) {
+func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lane, br *breaker, c *counters, log *slog.Logger) {
 	for {
 		it, ok := l.pop()
 		if !ok {
@@ -248,17 +331,7 @@ func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lan
 				continue
 			}
 		}
-		if it.seq <= l.done[it.room] {
-			_ = it.msg.Ack()
-			c.queued.Add(-1)
-			continue
-		}
-		attempts, err := d.attempt(ctx, ep, key, it.id, it.seq, it.msg.Data())
-		if err == nil {
-			c.failed.Add(int64(attempts - 1))
-		} else {
-			c.failed.Add(int64(attempts))
-		}
+		attempts, err := d.deliver(ctx, ep, key, l.index, br, c, it.id, it.seq, it.msg.Data())
 		if ctx.Err() != nil {
 			return // not acknowledged: delivered again after a restart
 		}
@@ -275,11 +348,70 @@ func (d *Deliverer) runLane(ctx context.Context, ep Endpoint, key []byte, l *lan
 		if err := it.msg.Ack(); err != nil {
 			log.Warn("ack failed; the event may be delivered again after a restart", "id", it.id, "err", err)
 		}
-		l.done[it.room] = it.seq
+		l.finish(it.room, it.seq, time.Now())
 	}
 }
 
-// attempt sends one event until it is accepted, the attempts run out or ctx ends.
+// deliver sends one event through the endpoint's breaker until it is accepted, its attempts
+// run out or ctx ends. attempts counts the failures held against the event (those while the
+// circuit was open are not: the receiver was down, not refusing it); c.failed counts every
+// failed request.
+func (d *Deliverer) deliver(ctx context.Context, ep Endpoint, key []byte, laneIndex int, br *breaker, c *counters, id string, seq uint64, body []byte) (attempts int, err error) {
+	for {
+		probe, aerr := br.acquire(ctx, laneIndex)
+		if aerr != nil {
+			return attempts, aerr
+		}
+		if err = d.post(ctx, ep, key, id, seq, body); err == nil {
+			br.record(probe, nil)
+			return attempts + 1, nil
+		}
+		c.failed.Add(1)
+		if ctx.Err() != nil {
+			return attempts, err
+		}
+		if !br.record(probe, err) {
+			continue // the circuit is open: acquire holds the lane until it closes
+		}
+		changed := br.changes()
+		attempts++
+		if attempts >= d.cfg.MaxAttempts {
+			return attempts, err
+		}
+		// The backoff ends early when the circuit opens (acquire then holds the lane) or
+		// closes again (the receiver is back: no reason to wait longer).
+		if !sleep(ctx, d.wait(attempts, err), changed) {
+			return attempts, ctx.Err()
+		}
+	}
+}
+
+// wait is the jittered backoff after the n-th failure, or the receiver's Retry-After if
+// longer (up to MaxBackoff).
+func (d *Deliverer) wait(n int, err error) time.Duration {
+	wait := jitter(d.cfg.backoff(n))
+	var se *StatusError
+	if errors.As(err, &se) && se.RetryAfter > wait {
+		wait = min(se.RetryAfter, d.cfg.MaxBackoff)
+	}
+	return wait
+}
+
+// sleep waits d, or until wake is closed (nil: never); false if ctx ended.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+// attempt sends one event, without breaker, until it is accepted, the attempts run out or ctx
+// ends (redrive: an operator's command).
 func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, key []byte, id string, seq uint64, body []byte) (int, error) {
 	var err error
 	for n := 1; ; n++ {
@@ -289,17 +421,8 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, key []byte, id str
 		if n >= d.cfg.MaxAttempts || ctx.Err() != nil {
 			return n, err
 		}
-		wait := d.cfg.backoff(n)
-		wait = wait/2 + rand.N(wait/2+1)
-		// A receiver that says when to come back (429, 503) is heeded, up to MaxBackoff.
-		var se *StatusError
-		if errors.As(err, &se) && se.RetryAfter > wait {
-			wait = min(se.RetryAfter, d.cfg.MaxBackoff)
-		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, d.wait(n, err), nil) {
 			return n, ctx.Err()
-		case <-time.After(wait):
 		}
 	}
 }

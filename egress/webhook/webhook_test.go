@@ -298,19 +298,36 @@ func TestTypeFilter(t *testing.T) {
 }
 
 // Events of a room the receiver keeps refusing are parked after MaxAttempts while other rooms
-// flow; redrive delivers them in order and empties the parked stream.
+// flow; redrive delivers them in order and empties the parked stream. A refusal (400) parks
+// with the breaker on; a 503 parks the same way with the breaker off (the behaviour before
+// the breaker). With the breaker on, a 503 for every event of the only busy room looks like
+// an outage and holds the events instead: TestBreakerHoldsThroughOutage.
 func TestParkAndRedrive(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		breaker webhook.Breaker
+	}{
+		{"refused", http.StatusBadRequest, webhook.Breaker{}},
+		{"unavailable, breaker off", http.StatusServiceUnavailable, webhook.Breaker{Off: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testParkAndRedrive(t, tc.status, tc.breaker) })
+	}
+}
+
+func testParkAndRedrive(t *testing.T, status int, breaker webhook.Breaker) {
 	b := newBed(t)
 	var healed atomic.Bool
 	rc := &receiver{t: t, behave: func(d delivery) int {
 		if d.room == "bad" && !healed.Load() {
-			return http.StatusServiceUnavailable
+			return status
 		}
 		return http.StatusOK
 	}}
 	srv := listen(t, "127.0.0.1:0", rc)
 	defer srv.Close()
 	cfg := testConfig(srv.URL)
+	cfg.Endpoints[0].Breaker = breaker
 	cfg.MaxAttempts = 3
 	cfg.Timeout = 2 * time.Second // the healthy room must not park on a loaded machine
 	d := start(t, b.js, cfg)
@@ -336,12 +353,13 @@ func TestParkAndRedrive(t *testing.T) {
 		st := d.Stats()[0]
 		return st.Parked == int64(len(badIDs)) && st.Delivered == int64(len(goodIDs)) && st.Queued == 0
 	}, 5*time.Second, 10*time.Millisecond)
+	require.Zero(t, d.Stats()[0].CircuitOpens)
 	for i, p := range parked {
 		require.Equal(t, badIDs[i], p.EventID, "parked in log order")
 		require.Equal(t, "bad", p.Room)
 		require.Equal(t, srv.URL, p.URL)
 		require.Equal(t, 3, p.Attempts)
-		require.Contains(t, p.Error, "503")
+		require.Contains(t, p.Error, strconv.Itoa(status))
 	}
 
 	// A redrive while the receiver still fails keeps everything parked.
@@ -438,6 +456,9 @@ func TestParseEndpoint(t *testing.T) {
 		{in: "url=https://e.com/h,types=peer.joined.v1|peer.left,secret=whsec_c2VjcmV0",
 			want: webhook.Endpoint{URL: "https://e.com/h", Types: []string{"peer.joined.v1", "peer.left"}, Secret: "whsec_c2VjcmV0"}},
 		{in: "secret=s,url=http://127.0.0.1:9/x", want: webhook.Endpoint{URL: "http://127.0.0.1:9/x", Secret: "s"}},
+		{in: "url=http://e.com/h,breaker=off", want: webhook.Endpoint{URL: "http://e.com/h", Breaker: webhook.Breaker{Off: true}}},
+		{in: "breaker=3/30s,url=http://e.com/h", want: webhook.Endpoint{URL: "http://e.com/h", Breaker: webhook.Breaker{Failures: 3, Window: 30 * time.Second}}},
+		{in: "url=http://e.com/h,breaker=never", err: true},
 		{in: "url=ftp://e.com", err: true},
 		{in: "url=https://e.com,colour=red", err: true},
 		{in: "url=https://e.com,secret=whsec_!!!", err: true},
@@ -491,4 +512,146 @@ func TestRetryAfter(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.GreaterOrEqual(t, times[1].Sub(times[0]), 900*time.Millisecond)
+}
+
+// parkedCount is the number of events in WEBHOOKS_PARKED.
+func (b bed) parkedCount(t *testing.T) int {
+	t.Helper()
+	n := 0
+	require.NoError(t, webhook.ListParked(context.Background(), b.js, "", func(webhook.Parked) error { n++; return nil }))
+	return n
+}
+
+// A receiver down (connection refused) for much longer than an event's attempts last: the
+// circuit opens, nothing is parked and no lane sends but the probe; once the receiver is back
+// every event arrives, each room in log order, and the circuit closes. With the breaker off the
+// same outage parks events (the behaviour before the breaker).
+func TestBreakerHoldsThroughOutage(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("off=%v", off), func(t *testing.T) { testOutage(t, off) })
+	}
+}
+
+func testOutage(t *testing.T, off bool) {
+	b := newBed(t)
+	rc := &receiver{t: t}
+	srv := listen(t, "127.0.0.1:0", rc)
+	addr := srv.Listener.Addr().String()
+	cfg := testConfig(srv.URL)
+	cfg.Endpoints[0].Breaker.Off = off
+	// Without the breaker an event parks after 3 attempts, within about 10 ms of backoff: the
+	// outage below lasts a hundred times longer.
+	cfg.MaxAttempts = 3
+	cfg.InitialBackoff = 2 * time.Millisecond
+	cfg.MaxBackoff = 10 * time.Millisecond
+	cfg.Timeout = 2 * time.Second // a loaded machine must not turn a healthy answer into a failure
+	cfg.Lanes = 8
+	d := start(t, b.js, cfg)
+	defer d.Close()
+
+	rooms := 20
+	perRoom := 40
+	if v, err := strconv.Atoi(os.Getenv("JETMEDIA_WEBHOOK_BACKLOG_ROOMS")); err == nil && v > 0 {
+		rooms = v
+	}
+	room := func(r int) string { return fmt.Sprintf("o%02d", r) }
+	for r := range rooms { // a first event per room while the receiver is up
+		b.append(t, room(r), 0)
+	}
+	require.Eventually(t, func() bool { return d.Stats()[0].Delivered >= int64(2*rooms) }, 20*time.Second, 10*time.Millisecond)
+
+	srv.Close() // the receiver goes down
+	downAt := time.Now()
+	for i := 1; i < perRoom; i++ {
+		for r := range rooms {
+			b.append(t, room(r), i)
+		}
+	}
+	if off {
+		require.Eventually(t, func() bool { return b.parkedCount(t) > 0 }, 20*time.Second, 10*time.Millisecond,
+			"without the breaker an outage parks events")
+		require.Zero(t, d.Stats()[0].CircuitOpens)
+		return
+	}
+	require.Eventually(t, func() bool { return d.Stats()[0].CircuitOpen }, 20*time.Second, 5*time.Millisecond)
+	// Stay down until many retry windows have passed (and at least a second).
+	time.Sleep(max(time.Second, 100*time.Duration(cfg.MaxAttempts)*cfg.MaxBackoff-time.Since(downAt)))
+	st := d.Stats()[0]
+	require.True(t, st.CircuitOpen, "still down: still open")
+	require.Zero(t, st.Parked)
+	require.Zero(t, b.parkedCount(t))
+	requestsWhileDown := rc.requests.Load()
+	failedWhileDown := st.FailedAttempts
+	delivered := st.Delivered
+
+	backlog := int64(rooms*perRoom+rooms) - delivered // plus each room.created
+	srv = listen(t, addr, rc)
+	defer srv.Close()
+	backAt := time.Now()
+	require.Eventually(t, func() bool { return d.Stats()[0].Delivered >= int64(rooms*perRoom+rooms) }, 60*time.Second, 2*time.Millisecond)
+	drained := time.Since(backAt)
+	st = d.Stats()[0]
+	require.False(t, st.CircuitOpen)
+	require.GreaterOrEqual(t, st.CircuitOpens, int64(1))
+	require.Zero(t, st.Parked)
+	require.Zero(t, b.parkedCount(t))
+	got, dups := rc.firstByRoom()
+	for r := range rooms {
+		want, _ := b.logOf(t, room(r))
+		require.Equal(t, want, got[room(r)], "room %s: every event, in log order", room(r))
+	}
+	require.Zero(t, rc.badSig.Load())
+	t.Logf("outage %v: circuit opened %d times, %d failed requests while down (none reached the receiver: %d requests before it came back); "+
+		"backlog of %d events drained in %v after the receiver came back (%d duplicates)",
+		backAt.Sub(downAt).Round(time.Millisecond), st.CircuitOpens, failedWhileDown, requestsWhileDown, backlog, drained.Round(time.Millisecond), dups)
+}
+
+// A receiver that refuses one event (400) while it accepts the others: that event alone is
+// parked, every other one arrives in order, and the circuit never opens.
+func TestBreakerParksOnlyARefusedEvent(t *testing.T) {
+	b := newBed(t)
+	var poison atomic.Pointer[string]
+	rc := &receiver{t: t, behave: func(dl delivery) int {
+		if p := poison.Load(); p != nil && dl.id == *p {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	}}
+	srv := listen(t, "127.0.0.1:0", rc)
+	defer srv.Close()
+	cfg := testConfig(srv.URL)
+	cfg.MaxAttempts = 4
+	cfg.Timeout = 2 * time.Second
+	start(t, b.js, cfg).Close() // the endpoint's consumer exists: it receives what follows
+	rooms := []string{"x1", "x2", "x3"}
+	for i := range 20 {
+		for _, r := range rooms {
+			b.append(t, r, i)
+		}
+	}
+	ids, _ := b.logOf(t, "x2")
+	poison.Store(&ids[4])
+	d := start(t, b.js, cfg)
+	defer d.Close()
+	total := int64(len(rooms) * 21)
+	require.Eventually(t, func() bool {
+		st := d.Stats()[0]
+		return st.Delivered+st.Parked >= total && st.Queued == 0
+	}, 20*time.Second, 10*time.Millisecond)
+	st := d.Stats()[0]
+	require.Equal(t, int64(1), st.Parked)
+	require.Zero(t, st.CircuitOpens)
+	var parked []webhook.Parked
+	require.NoError(t, webhook.ListParked(context.Background(), b.js, "", func(p webhook.Parked) error { parked = append(parked, p); return nil }))
+	require.Len(t, parked, 1)
+	require.Equal(t, ids[4], parked[0].EventID)
+	require.Equal(t, 4, parked[0].Attempts)
+	got, _ := rc.firstByRoom()
+	for _, r := range rooms {
+		want, _ := b.logOf(t, r)
+		if r == "x2" {
+			want = slices.DeleteFunc(want, func(id string) bool { return id == ids[4] })
+		}
+		require.Equal(t, want, got[r], "room %s", r)
+	}
 }
