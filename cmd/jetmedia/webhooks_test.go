@@ -22,7 +22,8 @@ import (
 )
 
 // A node configured with a webhook parks what its receiver refuses; the CLI lists the parked
-// events and redrives them once the receiver is back.
+// events and redrives them once the receiver is back. The receiver answers 500 to everything,
+// which the circuit breaker would take for an outage and hold: breaker=off parks as before.
 func TestWebhooksParkedAndRedrive(t *testing.T) {
 	var healthy atomic.Bool
 	var mu sync.Mutex
@@ -37,7 +38,7 @@ func TestWebhooksParkedAndRedrive(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	endpoint := "url=" + srv.URL + ",types=peer.joined,secret=s3cret"
+	endpoint := "url=" + srv.URL + ",types=peer.joined,secret=s3cret,breaker=off"
 
 	cfg := app.Defaults()
 	cfg.Name = "hooks"
