@@ -121,7 +121,7 @@ func TestBrowserRoom(t *testing.T) {
 	// Bob's signalling goes through a proxy that the test cuts to drop his WebSocket.
 	proxy := startCutProxy(t, strings.TrimPrefix(node.HTTPURL(), "http://"))
 	// Small video keeps three encoders and six decoders affordable on a loaded 2-core machine.
-	for _, r := range tabs {
+	for i, r := range tabs {
 		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"},
 			"video": {"320x240"}, "trace": {"1"}}
 		if r.name == "bob" {
@@ -132,6 +132,18 @@ func TestBrowserRoom(t *testing.T) {
 		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
 		waitFor(r, 5*time.Second, "show the call instead of the join form", `getComputedStyle(document.getElementById("join-form")).display === "none" &&
 			getComputedStyle(document.getElementById("call")).display !== "none"`)
+		// Join to visible, for the log (not a pass/fail bound): from this page's join() call
+		// until the first page's SDK dispatched its peerjoined, both on the machine's clock.
+		if i > 0 {
+			waitFor(tabs[0], 10*time.Second, "see "+r.name+" join", fmt.Sprintf(`window.testJoined[%q] !== undefined`, r.peer))
+			seen := evalIn[float64](t, tabs[0], diagnose, fmt.Sprintf(`window.testJoined[%q]`, r.peer))
+			called := evalIn[float64](t, r, diagnose, `window.jetmedia.joinCalledAt`)
+			t.Logf("%s's join was visible to alice %.0f ms after its join() call", r.name, seen-called)
+		} else {
+			evalIn[bool](t, r, diagnose, `(() => { window.testJoined = {};
+				window.jetmedia.room.addEventListener("peerjoined", (e) => { window.testJoined[e.detail.peer.peer] = Date.now(); });
+				return true })()`)
+		}
 	}
 
 	// Each page sees the other two and decodes both of their videos (counted per peer).

@@ -19,6 +19,7 @@ let media = null;
 const local = { video: null, audio: null }; // LocalTracks
 const wire = [];
 let state = "not joined";
+let joinCalledAt = null; // Date.now() when join() was last called, for the tests
 
 $("room").value = params.get("room") || "demo";
 $("name").value = params.get("name") || "";
@@ -187,6 +188,7 @@ async function join(ev) {
     });
     room = r;
     wireRoom(r);
+    joinCalledAt = Date.now();
     await r.join();
     $("self-name").textContent = label(r.self);
     for (const p of r.peers.values()) tile(p);
@@ -278,6 +280,7 @@ window.jetmedia = {
   get state() { return state; },
   wire,
   identity,
+  get joinCalledAt() { return joinCalledAt; },
   // stats: per remote peer, the video frames decoded and bytes received of its tracks, from
   // each receiver's getStats(); plus what this page sends.
   async stats() {
