@@ -173,6 +173,15 @@ func TestWebhooksAcrossNodeRestart(t *testing.T) {
 			func(e events.Envelope) error { want[room] = append(want[room], e.ID); return nil }))
 	}
 	time.Sleep(50 * time.Millisecond) // events taken, attempts failing
+	// Every request fails with 502: the endpoint's circuit breaker opens, and /metrics says so.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(node.HTTPURL() + "/metrics")
+		require.NoError(t, err)
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(metrics), `jetmedia_webhook_circuit_open{endpoint="`+srv.URL+`"} 1`) &&
+			strings.Contains(string(metrics), `jetmedia_webhook_circuit_opened_total{endpoint="`+srv.URL+`"} 1`)
+	}, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, node.Close())
 
 	healthy.Store(true)

@@ -46,6 +46,10 @@ var (
 		"Events parked in WEBHOOKS_PARKED after their last attempt.", []string{"endpoint"}, nil)
 	descHookQueued = prometheus.NewDesc("jetmedia_webhook_queued",
 		"Events taken from the log for an endpoint and not yet delivered or parked.", []string{"endpoint"}, nil)
+	descHookCircuitOpen = prometheus.NewDesc("jetmedia_webhook_circuit_open",
+		"1 while the endpoint's circuit breaker is open or probing (receiver down: no lane sends, nothing parks), else 0.", []string{"endpoint"}, nil)
+	descHookCircuitOpens = prometheus.NewDesc("jetmedia_webhook_circuit_opened_total",
+		"Times the endpoint's circuit breaker opened.", []string{"endpoint"}, nil)
 )
 
 // webhookCollector reads the deliverer's counters at scrape time.
@@ -56,6 +60,8 @@ func (webhookCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHookFailed
 	ch <- descHookParked
 	ch <- descHookQueued
+	ch <- descHookCircuitOpen
+	ch <- descHookCircuitOpens
 }
 
 func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
@@ -64,5 +70,11 @@ func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHookFailed, prometheus.CounterValue, float64(s.FailedAttempts), s.URL)
 		ch <- prometheus.MustNewConstMetric(descHookParked, prometheus.CounterValue, float64(s.Parked), s.URL)
 		ch <- prometheus.MustNewConstMetric(descHookQueued, prometheus.GaugeValue, float64(s.Queued), s.URL)
+		open := 0.0
+		if s.CircuitOpen {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descHookCircuitOpen, prometheus.GaugeValue, open, s.URL)
+		ch <- prometheus.MustNewConstMetric(descHookCircuitOpens, prometheus.CounterValue, float64(s.CircuitOpens), s.URL)
 	}
 }
