@@ -186,8 +186,9 @@ func TestBrowserRoom(t *testing.T) {
 	alice, bob, carol := tabs[0], tabs[1], tabs[2]
 	for _, r := range tabs {
 		evalIn[bool](t, r, diagnose, `(() => {
-			window.testUpdates = []; window.testConn = []; window.testLeft = [];
+			window.testUpdates = []; window.testConn = []; window.testLeft = []; window.testPeerUpdates = [];
 			const room = window.jetmedia.room;
+			room.addEventListener("peerupdated", (e) => window.testPeerUpdates.push(e.detail.peer));
 			room.addEventListener("trackupdated", (e) => window.testUpdates.push(e.detail.track));
 			room.addEventListener("peerleft", (e) => window.testLeft.push(e.detail.peer.peer));
 			for (const type of ["reconnecting", "reconnected", "left"]) room.addEventListener(type, () => window.testConn.push(type));
@@ -232,12 +233,15 @@ func TestBrowserRoom(t *testing.T) {
 	}
 
 	// Bob's WebSocket drops and cannot reconnect for a while; meanwhile alice turns her camera
-	// back on. Bob resumes within the grace period: the others never see him leave, his SDK
-	// learns of the unmute from the resumed snapshot, and his media never stopped.
+	// back on and changes her metadata. Bob resumes within the grace period: the others never
+	// see him leave, his SDK learns of the unmute and the metadata from the resumed snapshot
+	// (with trackupdated and peerupdated events), and his media never stopped.
 	proxy.cut(true)
 	waitFor(bob, 10*time.Second, "notice the drop", `window.jetmedia.room.state === "reconnecting"`)
 	require.NoError(t, alice.tab.Click("mute-camera"))
-	waitFor(carol, 10*time.Second, "see alice's camera on again", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false`, aliceVideo))
+	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"down"}'); return true })()`)
+	waitFor(carol, 10*time.Second, "see alice's camera on again and her new metadata", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
+		window.jetmedia.room.peers.get(%q).metadata === '{"hand":"down"}'`, aliceVideo, alice.peer))
 	require.Equal(t, "reconnecting", evalIn[string](t, bob, diagnose, `window.jetmedia.room.state`), "bob was still away")
 	before, err := bob.stats()
 	require.NoError(t, err)
@@ -245,6 +249,8 @@ func TestBrowserRoom(t *testing.T) {
 	waitFor(bob, 15*time.Second, "resume", `window.jetmedia.room.state === "joined" && window.testConn.join() === "reconnecting,reconnected"`)
 	waitFor(bob, 5*time.Second, "learn of the unmute from the snapshot", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
 		window.testUpdates.some((t) => t.track === %q && t.muted === false)`, aliceVideo, aliceVideo))
+	waitFor(bob, 5*time.Second, "learn of alice's metadata from the snapshot", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"down"}' &&
+		window.testPeerUpdates.some((p) => p.peer === %q && p.metadata === '{"hand":"down"}')`, alice.peer, alice.peer))
 	require.Equal(t, bob.peer, evalIn[string](t, bob, diagnose, `window.jetmedia.room.self.peer`), "the same peer after the resume")
 	waitFor(bob, 30*time.Second, "keep decoding alice", fmt.Sprintf(`window.jetmedia.stats().then((s) => s.peers[%q].framesDecoded > %d)`,
 		alice.peer, before.Peers[alice.peer].FramesDecoded))
@@ -336,7 +342,7 @@ func TestBrowserRoom(t *testing.T) {
 	require.Equal(t, 7, count[events.TypeTrackUnpublished], "%v", count)
 	require.Equal(t, 14, count[events.TypeSubscriptionStarted], "%v", count)
 	require.Equal(t, 2, count[events.TypeTrackUpdated], "alice's camera off and on: %v", count)
-	require.Equal(t, 1, count[events.TypePeerUpdated], "alice's metadata: %v", count)
+	require.Equal(t, 2, count[events.TypePeerUpdated], "alice's metadata, twice: %v", count)
 	require.Positive(t, requireSchemaValid(t, node.JetStream()))
 	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
 	require.NoError(t, err)
