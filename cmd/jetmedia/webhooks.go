@@ -39,7 +39,7 @@ func (f endpointsFlag) Set(v string) error {
 	return nil
 }
 
-const webhookUsage = "webhook endpoint: url=https://…[,types=peer.joined|peer.left][,secret=whsec_…]; repeatable"
+const webhookUsage = "webhook endpoint: url=https://…[,types=peer.joined|peer.left][,secret=whsec_…][,breaker=off|N|N/window]; repeatable"
 
 // addWebhookFlags registers the webhook settings (and so JETMEDIA_WEBHOOK(S) and the other
 // JETMEDIA_WEBHOOK_* variables where the command applies the environment).
