@@ -548,3 +548,111 @@ func TestBrowserRoomResumeExpired(t *testing.T) {
 	requireSameRoom(t, folded, live)
 	require.Empty(t, live.Peers)
 }
+
+// TestBrowserRoomManualSubscribe drives the SDK from a script: a viewer with a subscribe-only
+// token and autoSubscribe false receives nothing until it subscribes to a track, then decodes
+// it, and stops on unsubscribe; publishing and sending data without the grants fail with
+// forbidden, and a bad token is refused at join with its code.
+func TestBrowserRoomManualSubscribe(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	cfg := app.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPPort = 0
+	cfg.Logger = browserTestLogger(t)
+	node, err := app.Start(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("closing the node: %v", err)
+		}
+	})
+	b := browser.Start(t, chromium)
+	room := "manual-" + strings.ToLower(rand.Text()[:10])
+
+	pub := &roomTab{name: "alice"}
+	viewer := &roomTab{name: "viewer"}
+	pub.tab = b.Open(t, node.HTTPURL()+"/room.html?"+url.Values{"room": {room}, "name": {"alice"}, "auto": {"join"}, "video": {"160x120"}}.Encode())
+	viewer.tab = b.Open(t, node.HTTPURL()+"/room.html") // for its origin: the script below uses the SDK itself
+	tabs := []*roomTab{pub, viewer}
+	diagnose := func() string {
+		var sb strings.Builder
+		for _, r := range tabs {
+			log, _ := browser.Eval[string](r.tab, 5*time.Second, `JSON.stringify(window.testLog ?? null)`)
+			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nlog: %s\nconsole:\n  %s\n", r.name, r.tab.Text("status"), log, strings.Join(r.tab.Console(), "\n  "))
+		}
+		return sb.String()
+	}
+	waitFor := func(r *roomTab, what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(async () => { try { return Boolean(await (`+cond+`)) } catch { return false } })()`)
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s: not within 30s (last error %v)%s", r.name, what, err, diagnose())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor(pub, "publish", `window.jetmedia.room?.localTracks.size === 2`)
+	video := evalIn[string](t, pub, diagnose, `[...window.jetmedia.room.localTracks.values()].find((l) => l.kind === "video").id`)
+
+	// A forged token is refused with its code.
+	code := evalIn[string](t, viewer, diagnose, fmt.Sprintf(`(async () => {
+		const { Room } = await import("/sdk/jetmedia.js");
+		try { await new Room({ token: "e30.e30.AAAA", room: %q }).join(); return "joined" } catch (err) { return err.code } })()`, room))
+	require.Equal(t, "unauthorized", code)
+
+	joined := evalIn[string](t, viewer, diagnose, fmt.Sprintf(`(async () => {
+		const { Room } = await import("/sdk/jetmedia.js");
+		const res = await fetch("/dev/token?" + new URLSearchParams({ room: %q, identity: "web-viewer", grants: "subscribe" }));
+		const room = new Room({ token: (await res.json()).token, autoSubscribe: false });
+		window.testLog = []; window.testRoom = room;
+		for (const type of ["track", "subscription", "trackpublished", "error"]) {
+			room.addEventListener(type, (e) => window.testLog.push(type + ":" + (e.detail.trackId ?? e.detail.track?.track ?? e.detail.code) + (e.detail.state ? ":" + e.detail.state : "")));
+		}
+		const snap = await room.join();
+		return JSON.stringify(snap.grants) })()`, room))
+	require.Equal(t, `["subscribe"]`, joined)
+	require.Equal(t, 2, evalIn[int](t, viewer, diagnose, `window.testRoom.tracks.size`), "the snapshot lists alice's tracks")
+
+	// Without the grants: publish rejects, send throws, both with forbidden.
+	require.Equal(t, "forbidden", evalIn[string](t, viewer, diagnose, `(async () => {
+		const [track] = (await navigator.mediaDevices.getUserMedia({ video: true })).getVideoTracks();
+		try { await window.testRoom.publish(track); return "published" } catch (err) { return err.code } finally { track.stop() } })()`))
+	require.Equal(t, "forbidden", evalIn[string](t, viewer, diagnose, `(() => { try { window.testRoom.send("hi"); return "sent" } catch (err) { return err.code } })()`))
+
+	// Nothing arrives unasked; a subscribe brings the track, decoded; an unsubscribe ends it.
+	time.Sleep(time.Second)
+	require.Equal(t, "[]", evalIn[string](t, viewer, diagnose, `JSON.stringify(window.testLog)`), "manual mode receives nothing unasked")
+	evalIn[bool](t, viewer, diagnose, fmt.Sprintf(`(() => { window.testRoom.subscribe(%q); return true })()`, video))
+	waitFor(viewer, "receive and decode alice's video", fmt.Sprintf(`window.testLog.includes("track:%s") &&
+		window.testRoom.remoteTrack(%q).receiver.getStats().then((st) => [...st.values()].some((s) => s.type === "inbound-rtp" && s.framesDecoded > 0))`, video, video))
+	waitFor(viewer, "see the subscription active", fmt.Sprintf(`window.testLog.includes("subscription:%s:active")`, video))
+	evalIn[bool](t, viewer, diagnose, fmt.Sprintf(`(() => { window.testRoom.unsubscribe(%q); return true })()`, video))
+	waitFor(viewer, "see the subscription end", fmt.Sprintf(`window.testLog.includes("subscription:%s:ended")`, video))
+	require.NotContains(t, evalIn[string](t, viewer, diagnose, `JSON.stringify(window.testLog)`), "error:", diagnose())
+
+	evalIn[bool](t, viewer, diagnose, `window.testRoom.leave().then(() => true)`)
+	require.NoError(t, pub.tab.Click("leave"))
+	waitFor(pub, "leave", `window.jetmedia.room === null`)
+	ctx := ctxT(t, 30*time.Second)
+	require.NoError(t, node.WaitProjected(ctx))
+	log := roomEvents(t, node.JetStream(), room)
+	count := map[string]int{}
+	for _, e := range log {
+		count[e.Type]++
+	}
+	require.Equal(t, 1, count[events.TypeSubscriptionStarted], "%v", count)
+	require.Equal(t, 1, count[events.TypeSubscriptionEnded], "%v", count)
+	require.Positive(t, requireSchemaValid(t, node.JetStream()))
+	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
+	require.NoError(t, err)
+	folded, err := projections.FoldAll(room, log)
+	require.NoError(t, err)
+	requireSameRoom(t, folded, live)
+	require.Empty(t, live.Peers)
+}
