@@ -444,12 +444,13 @@ export class Room extends EventTarget {
   }
 
   /**
-   * Opens a WebSocket and joins (resume: the resume token, or null). Resolves with the joined
+   * Opens a WebSocket and joins (resume: the resume token, or null), waiting at most timeout
+   * ms for the answer. Resolves with the joined
    * message, the socket attached; rejects with a JetmediaError whose `retry` says whether the
    * failure was the network's (worth another try) rather than the server's answer.
    * @returns {Promise<any>}
    */
-  #open(resume) {
+  #open(resume, timeout = this.#opts.timeout) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.#wsURL);
       let settled = false;
@@ -463,7 +464,7 @@ export class Room extends EventTarget {
         err.retry = retry;
         reject(err);
       };
-      const timer = setTimeout(() => fail("timeout", `no answer to join within ${this.#opts.timeout} ms`, true), this.#opts.timeout);
+      const timer = setTimeout(() => fail("timeout", `no answer to join within ${timeout} ms`, true), timeout);
       ws.onopen = () => {
         const m = { type: "join", version: PROTOCOL_VERSION, token: this.#opts.token };
         if (this.#opts.room) m.room = this.#opts.room;
@@ -542,7 +543,8 @@ export class Room extends EventTarget {
     for (let attempt = 1; ; attempt++) {
       let joined;
       try {
-        joined = await this.#open(this.#resumeToken);
+        // An attempt never outlasts the window (a connection may hang rather than fail).
+        joined = await this.#open(this.#resumeToken, Math.max(1000, deadline - performance.now()));
       } catch (err) {
         if (this.#state === "left") return; // left meanwhile
         if (!err.retry || performance.now() + delay >= deadline) {
