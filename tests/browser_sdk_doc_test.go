@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -95,4 +96,17 @@ func TestBrowserSDKDocExample(t *testing.T) {
 	require.True(t, consoleHas(tabs[0], "joined demo as"), diagnose())
 	require.NoError(t, tabs[0].Click("leave"))
 	waitFor(tabs[1], "the leaver's video goes", `document.querySelectorAll("#others video").length === 0`)
+
+	// A page of another origin imports the SDK from the node and joins it there, as docs/sdk.md
+	// says it can (the tab's origin is the proxy's, not the node's).
+	peer, err := browser.Eval[string](tabs[1], 30*time.Second, fmt.Sprintf(`(async () => {
+		const node = %q;
+		const { Room } = await import(node + "/sdk/jetmedia.js");
+		const { token } = await (await fetch(node + "/dev/token?room=elsewhere&grants=subscribe")).json();
+		const room = new Room({ url: node, token });
+		const snap = await room.join();
+		await room.leave();
+		return snap.self.peer })()`, node.HTTPURL()))
+	require.NoError(t, err, diagnose())
+	require.NotEmpty(t, peer)
 }
