@@ -15,8 +15,9 @@ type Writer interface {
 
 // Output is one viewer's binding to a track: its rewriter and where its packets go.
 type Output struct {
-	rw Rewriter
-	w  Writer
+	rw  Rewriter
+	w   Writer
+	rtx *rtxBuffer // the viewer's retransmissions, made at its first NACK
 }
 
 // NewOutput returns an output that sends with the viewer's negotiated SSRC and payload type.
@@ -43,6 +44,7 @@ type Fanout struct {
 	outputs []*Output
 	cache   Cache
 	batch   Batcher // nil: every write goes out on its own
+	newest  uint16  // sequence number of the newest source packet
 	scratch [maxPacket]byte
 	// Stats are the fan-out's counters, kept under mu (plain adds, no allocation); read them
 	// with Counters while the fanout is in use.
@@ -59,6 +61,9 @@ func (f *Fanout) Forward(pkt []byte) {
 		return
 	}
 	f.cache.Put(pkt)
+	if len(pkt) >= MinHeader {
+		f.newest = uint16(pkt[2])<<8 | uint16(pkt[3])
+	}
 	if f.batch != nil && len(f.outputs) > 1 {
 		f.batch.Cork()
 		defer f.batch.Uncork()
@@ -81,35 +86,69 @@ func (f *Fanout) Forward(pkt []byte) {
 	}
 }
 
+// MaxRetransmit bounds the packets resent for one NACK report, and RetransmitAge how far
+// behind the track's newest packet a resent one may be (256 packets: about a second of 2 Mbit/s
+// video). A viewer that lost more is better served by a keyframe (its decoder asks with a
+// PLI) than by a burst of stale packets: when an overloaded machine makes a hundred viewers
+// each ask for hundreds of packets, resending them all takes the CPU the live packets need,
+// and the losses feed themselves.
+const (
+	MaxRetransmit = 32
+	RetransmitAge = 256
+)
+
+// rtxBuffer holds one viewer's packets to resend, copied out of the cache.
+type rtxBuffer struct {
+	n   int
+	len [MaxRetransmit]int
+	buf [MaxRetransmit][maxPacket]byte
+}
+
 // Retransmit resends the packets a viewer reported lost (its outgoing sequence numbers) from
-// the cache, and returns how many were found.
+// the cache, at most MaxRetransmit of them and none older than RetransmitAge, and returns how
+// many were sent. The packets are copied and rewritten under the fan-out's lock but written
+// after it, so that serving many viewers' NACKs does not hold up the live packets. Calls for
+// one output must not overlap (a viewer's RTCP reader makes them).
 func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
+	if o.rtx == nil {
+		o.rtx = new(rtxBuffer) // once per viewer that ever NACKs
+	}
+	r := o.rtx
+	r.n = 0
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.NACKs++
 	f.NACKed += uint64(len(lost))
-	if f.batch != nil && len(lost) > 1 {
-		f.batch.Cork()
-		defer f.batch.Uncork()
+	for _, seq := range lost {
+		if r.n == MaxRetransmit {
+			break
+		}
+		src, ok := o.rw.SourceSeq(seq)
+		if !ok || uint16(f.newest-src) > RetransmitAge {
+			continue
+		}
+		n := f.cache.Get(o.rw.Source(), src, r.buf[r.n][:])
+		if n == 0 || !o.rw.Rewrite(r.buf[r.n][:n]) {
+			continue
+		}
+		r.len[r.n] = n
+		r.n++
+	}
+	batch := f.batch
+	f.mu.Unlock()
+
+	if batch != nil && r.n > 1 {
+		batch.Cork()
+		defer batch.Uncork()
 	}
 	sent := 0
-	for _, seq := range lost {
-		src, ok := o.rw.SourceSeq(seq)
-		if !ok {
-			continue
-		}
-		n := f.cache.Get(o.rw.Source(), src, f.scratch[:])
-		if n == 0 {
-			continue
-		}
-		b := f.scratch[:n]
-		if o.rw.Rewrite(b) {
-			if _, err := o.w.Write(b); err == nil {
-				sent++
-			}
+	for i := range r.n {
+		if _, err := o.w.Write(r.buf[i][:r.len[i]]); err == nil {
+			sent++
 		}
 	}
+	f.mu.Lock()
 	f.Retransmitted += uint64(sent)
+	f.mu.Unlock()
 	return sent
 }
 

@@ -158,6 +158,28 @@ func TestFanoutRetransmit(t *testing.T) {
 	require.Zero(t, f.Retransmit(fresh, []uint16{3000}), "an output that was never sent anything has nothing to resend")
 }
 
+func TestFanoutRetransmitIsBounded(t *testing.T) {
+	var f Fanout
+	c := &collector{}
+	o := NewOutput(7, 96, c)
+	f.add(o)
+	for seq := range uint16(400) { // the cache keeps the last 512
+		f.Forward(rtpPacket(t, 0xA, seq, fmt.Sprint("a", seq)))
+	}
+	var lost []uint16
+	for seq := range uint16(400) {
+		lost = append(lost, seq)
+	}
+	n := len(c.got())
+	// Newest is 399: 143..399 are young enough; only the first MaxRetransmit of them go.
+	require.Equal(t, MaxRetransmit, f.Retransmit(o, lost))
+	re := c.got()[n:]
+	require.Len(t, re, MaxRetransmit)
+	require.Equal(t, uint16(399-RetransmitAge), re[0].SequenceNumber)
+	require.Zero(t, f.Retransmit(o, []uint16{0, 100, 142}), "too old to help")
+	require.Equal(t, 1, f.Retransmit(o, []uint16{399}))
+}
+
 type discard struct{}
 
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
