@@ -283,6 +283,12 @@ func TestBrowserRoom(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // a stray echo would arrive by now
 	require.Zero(t, evalIn[int](t, carol, diagnose, `window.testData.length`), "the sender does not get its own message")
+	// Bob whispers to carol: only she gets it, marked as to her.
+	evalIn[bool](t, bob, diagnose, fmt.Sprintf(`(() => { window.jetmedia.room.send("psst carol", { to: %q }); return true })()`, carol.peer))
+	waitFor(carol, 10*time.Second, "receive bob's private message", fmt.Sprintf(
+		`window.testData.some((d) => d.from === %q && d.to === %q && d.payload === "psst carol")`, bob.peer, carol.peer))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1, evalIn[int](t, alice, diagnose, `window.testData.length`), "alice got only carol's room message")
 
 	// Carol leaves. Both clocks are the same machine's Date.now(), read in the pages: when
 	// carol's page calls leave and when the others' SDK dispatches peerleft.
