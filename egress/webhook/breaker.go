@@ -290,6 +290,10 @@ func (b *breaker) record(probe bool, err error) (counts bool) {
 	defer b.mu.Unlock()
 	before := b.c.state
 	counts = b.c.record(probe, classify(err), retryAfter, time.Now())
+	if probe && b.c.state == circuitOpen {
+		b.log.Debug("webhook probe failed; circuit stays open", "err", err,
+			"failed_probes", b.c.probes, "next_probe_in", time.Until(b.c.probeAt).Round(time.Millisecond))
+	}
 	b.transition(before)
 	return counts
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -158,6 +159,9 @@ func testConfig(url string, types ...string) webhook.Config {
 	cfg.MaxBackoff = 50 * time.Millisecond
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Lanes = 4
+	if os.Getenv("JETMEDIA_TEST_LOG") == "1" { // quiet unless asked
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	return cfg
 }
 
@@ -479,6 +483,8 @@ func TestParseEndpoint(t *testing.T) {
 	require.False(t, e.Wants("track.published.v2"))
 	require.False(t, e.Wants("peer.left.v1"))
 	require.True(t, webhook.Endpoint{}.Wants("anything.v1"))
+	shown := webhook.Endpoint{URL: "https://user:hunter2@e.com/h", Secret: "s3cret", Breaker: webhook.Breaker{Failures: 7}}.String()
+	require.Equal(t, "https://user:xxxxx@e.com/h breaker=7/1m0s", shown, "no password, no secret")
 }
 
 func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
@@ -505,6 +511,9 @@ func TestRetryAfter(t *testing.T) {
 	defer srv.Close()
 	cfg := testConfig(srv.URL)
 	cfg.MaxBackoff = 5 * time.Second
+	// A 429 answered after the client gave up is a timeout, retried without Retry-After: on a
+	// loaded machine (a -race run of the package) the test's usual 200 ms was not enough.
+	cfg.Timeout = 5 * time.Second
 	d := start(t, b.js, cfg)
 	defer d.Close()
 	b.append(t, "ra", 0)
