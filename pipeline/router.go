@@ -17,6 +17,9 @@ import (
 const (
 	MetaSeq     = "jm_seq"     // stream sequence of the event
 	MetaSubject = "jm_subject" // subject the event was stored under
+	// MetaPending is how many events of the consumer the server still had to deliver when it
+	// delivered this one; "0" marks the newest event at that time (where a batch should end).
+	MetaPending = "jm_pending"
 )
 
 // EventSubscriberConfig describes one durable consumer of the event log.
@@ -28,7 +31,16 @@ type EventSubscriberConfig struct {
 	Filter string
 	// AckWait is how long an event may stay unacknowledged before redelivery.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// MaxAckPending is how many events may be in flight (default 1). With 1, the server sends
+	// the next event only after the previous one's ack: a round trip per event, but the order
+	// holds even for several subscribers sharing the durable. More is for one subscriber per
+	// durable (a node's own consumer): the events are prefetched, handed over one at a time in
+	// log order, and a nacked one is retried in place before any event after it.
+	MaxAckPending int
+	// StartSeq, if not 0, is the stream sequence a new consumer starts at (default: the start
+	// of the log). It does not move an existing durable.
+	StartSeq uint64
+	Logger   *slog.Logger
 }
 
 // NewEventSubscriber returns a watermill subscriber of a durable, in-order (one in flight)
@@ -43,6 +55,12 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*JetStreamSub
 		// folds take milliseconds.
 		cfg.AckWait = 10 * time.Second
 	}
+	if cfg.MaxAckPending == 0 {
+		cfg.MaxAckPending = 1
+	}
+	if cfg.MaxAckPending < 0 {
+		return nil, fmt.Errorf("pipeline: event subscriber %s: MaxAckPending %d is negative", cfg.Durable, cfg.MaxAckPending)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: event subscriber %s: %w", cfg.Durable, err)
@@ -52,14 +70,23 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*JetStreamSub
 		FilterSubject: cfg.Filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		// One event in flight keeps folds in log order, also across nodes sharing the durable.
-		MaxAckPending: 1,
+		MaxAckPending: cfg.MaxAckPending,
 		AckWait:       cfg.AckWait,
 		MaxDeliver:    -1,
 	}
+	if cfg.StartSeq > 0 {
+		consumerCfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		consumerCfg.OptStartSeq = cfg.StartSeq
+	}
+	prefetch := 16
+	if cfg.MaxAckPending > prefetch {
+		prefetch = min(cfg.MaxAckPending, 256)
+	}
 	return NewJetStreamSubscriber(js, SubscriberConfig{
-		Consumer: func(string) (string, jetstream.ConsumerConfig) { return StreamEvents, consumerCfg },
-		Logger:   cfg.Logger,
+		Consumer:    func(string) (string, jetstream.ConsumerConfig) { return StreamEvents, consumerCfg },
+		Prefetch:    prefetch,
+		RetryNacked: cfg.MaxAckPending > 1,
+		Logger:      cfg.Logger,
 	})
 }
 
@@ -72,6 +99,7 @@ func (eventUnmarshaler) Unmarshal(msg jetstream.Msg) (*message.Message, error) {
 	m := message.NewMessage(id, msg.Data())
 	if md, err := msg.Metadata(); err == nil {
 		m.Metadata.Set(MetaSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+		m.Metadata.Set(MetaPending, strconv.FormatUint(md.NumPending, 10))
 	}
 	m.Metadata.Set(MetaSubject, msg.Subject())
 	return m, nil

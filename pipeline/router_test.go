@@ -51,10 +51,15 @@ func (r *recorder) get() []seen {
 // runRouter runs a router with one durable event consumer and returns a stop function that
 // closes it and waits for Run to return.
 func runRouter(t *testing.T, n node, durable string, h message.NoPublishHandlerFunc) (stop func()) {
+	return runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: durable, Filter: pipeline.EventsSubjects}, h)
+}
+
+func runRouterCfg(t *testing.T, n node, cfg pipeline.EventSubscriberConfig, h message.NoPublishHandlerFunc) (stop func()) {
 	t.Helper()
+	durable := cfg.Durable
 	nc, err := n.srv.Connect("router-" + durable)
 	require.NoError(t, err)
-	sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: durable, Filter: pipeline.EventsSubjects})
+	sub, err := pipeline.NewEventSubscriber(nc, cfg)
 	require.NoError(t, err)
 	r, err := pipeline.NewRouter(nil)
 	require.NoError(t, err)
@@ -166,6 +171,27 @@ func TestRouterRetriesInOrder(t *testing.T) {
 	got := waitFor(t, rec, len(want))
 	require.Equal(t, want, seenIDs(got))
 	require.Zero(t, rec.fail[want[2]], "the failures happened")
+}
+
+// With many events in flight, an event that fails past the router's retries (nacked) is
+// handed over again in place, before any later one, instead of being redelivered by JetStream
+// after the events behind it; StartSeq starts a new consumer there.
+func TestRouterNackInOrderWithManyInFlight(t *testing.T) {
+	n := start(t)
+	a := pipeline.NewAppender(n.js, "n1")
+	want := append([]string{"room-created-r"}, appendN(t, a, "r", 40)...)
+	rec := &recorder{fail: map[string]int{want[5]: 8}} // more than the 1+5 attempts of a round
+	runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: "many", Filter: pipeline.EventsSubjects, MaxAckPending: 64}, rec.handle)
+	got := waitFor(t, rec, len(want))
+	require.Equal(t, want, seenIDs(got))
+	require.Zero(t, rec.fail[want[5]], "the failures happened")
+
+	from := &recorder{}
+	runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: "from", Filter: pipeline.EventsSubjects, MaxAckPending: 64, StartSeq: got[30].seq}, from.handle)
+	require.Equal(t, want[30:], seenIDs(waitFor(t, from, len(want)-30)))
+
+	_, err := pipeline.NewEventSubscriber(nil, pipeline.EventSubscriberConfig{Durable: "x", Filter: "ev.>", MaxAckPending: -1})
+	require.ErrorContains(t, err, "negative")
 }
 
 func seenIDs(s []seen) []string {

@@ -25,6 +25,14 @@ type SubscriberConfig struct {
 	DeleteOnClose bool
 	// NakDelay is how long JetStream waits before redelivering a nacked message (default 1 s).
 	NakDelay time.Duration
+	// Prefetch is how many messages a pull asks for (default 16). A prefetched message's ack
+	// timer runs while it waits, so the consumer's AckWait must cover handling this many.
+	Prefetch int
+	// RetryNacked hands a nacked message to watermill again, after NakDelay, instead of NAKing
+	// it to JetStream, and hands nothing after it until it is acked. Consumers with several
+	// messages in flight need it to keep the stream's order: JetStream would redeliver a NAKed
+	// message after the ones behind it.
+	RetryNacked bool
 	// Unmarshal turns a JetStream message into a watermill one (default: eventUnmarshaler).
 	Unmarshal func(jetstream.Msg) (*message.Message, error)
 	Logger    *slog.Logger
@@ -60,6 +68,12 @@ func NewJetStreamSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*JetS
 	if cfg.NakDelay == 0 {
 		cfg.NakDelay = time.Second
 	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = 16
+	}
+	if cfg.Prefetch < 0 {
+		return nil, fmt.Errorf("pipeline: subscriber prefetch %d is negative", cfg.Prefetch)
+	}
 	if cfg.Unmarshal == nil {
 		cfg.Unmarshal = eventUnmarshaler{}.Unmarshal
 	}
@@ -87,7 +101,7 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	// A 5 s pull expiry (heartbeat 2.5 s): a pull request lost while a new cluster settles its
 	// consumer leaders is noticed ("no heartbeat") and re-sent within seconds, not after the
 	// default 30 s expiry (measured: fresh durables on a 2-node cluster stalled 20 s+).
-	it, err := consumer.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
+	it, err := consumer.Messages(jetstream.PullMaxMessages(s.cfg.Prefetch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consume %s: %w", topic, err)
 	}
@@ -133,11 +147,21 @@ func (s *JetStreamSubscriber) deliver(ctx context.Context, it jetstream.Messages
 			s.log.Warn("pull failed; retrying", "err", err)
 			continue
 		}
+		if !s.handOver(ctx, msg, out) {
+			return
+		}
+	}
+}
+
+// handOver gives msg to watermill and settles it with JetStream once watermill has; false
+// when ctx ended first (the message is then redelivered after AckWait).
+func (s *JetStreamSubscriber) handOver(ctx context.Context, msg jetstream.Msg, out chan<- *message.Message) bool {
+	for {
 		m, err := s.cfg.Unmarshal(msg)
 		if err != nil {
 			s.log.Error("cannot decode message; terminating it", "subject", msg.Subject(), "err", err)
 			_ = msg.Term()
-			continue
+			return true
 		}
 		mctx, mcancel := context.WithCancel(ctx)
 		m.SetContext(mctx)
@@ -145,24 +169,38 @@ func (s *JetStreamSubscriber) deliver(ctx context.Context, it jetstream.Messages
 		case out <- m:
 		case <-ctx.Done():
 			mcancel()
-			return // not acked: redelivered after AckWait
+			return false // not acked: redelivered after AckWait
 		}
 		select {
 		case <-m.Acked():
+			mcancel()
 			// A plain ack, not a double ack: a lost ack means one redelivery, which handlers
 			// tolerate (at least once), while a round trip per message would cap throughput.
 			if err := msg.Ack(); err != nil {
 				s.log.Warn("ack failed; the message will be redelivered", "err", err)
 			}
+			return true
 		case <-m.Nacked():
-			if err := msg.NakWithDelay(s.cfg.NakDelay); err != nil {
-				s.log.Warn("nak failed", "err", err)
+			mcancel()
+			if !s.cfg.RetryNacked {
+				if err := msg.NakWithDelay(s.cfg.NakDelay); err != nil {
+					s.log.Warn("nak failed", "err", err)
+				}
+				return true
+			}
+			// Keep it ours meanwhile: no redelivery of it behind the messages after it.
+			if err := msg.InProgress(); err != nil {
+				s.log.Warn("in-progress failed", "err", err)
+			}
+			select {
+			case <-time.After(s.cfg.NakDelay):
+			case <-ctx.Done():
+				return false
 			}
 		case <-ctx.Done():
 			mcancel()
-			return
+			return false
 		}
-		mcancel()
 	}
 }
 

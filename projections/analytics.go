@@ -213,6 +213,41 @@ func (Analytics) Apply(b *pebble.Batch, e events.Envelope) error {
 	return b.Set(analyticsKey(e.Room), v, nil)
 }
 
+// NewStage implements StagedModel: a batch folds each room's figures in memory and writes
+// each room once.
+func (Analytics) NewStage() Stage { return &analyticsStage{rooms: map[string]RoomAnalytics{}} }
+
+type analyticsStage struct{ rooms map[string]RoomAnalytics }
+
+func (s *analyticsStage) Apply(r pebble.Reader, e events.Envelope) error {
+	a, ok := s.rooms[e.Room]
+	if !ok {
+		var err error
+		if a, _, err = LoadAnalytics(r, e.Room); err != nil {
+			return err
+		}
+	}
+	next, err := FoldAnalytics(a, e) // a is unchanged on error
+	if err != nil {
+		return err
+	}
+	s.rooms[e.Room] = next
+	return nil
+}
+
+func (s *analyticsStage) Write(b *pebble.Batch) error {
+	for room, a := range s.rooms {
+		v, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(analyticsKey(room), v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // LoadAnalytics reads a room's figures; ok is false when the room has none.
 func LoadAnalytics(r pebble.Reader, room string) (RoomAnalytics, bool, error) {
 	v, ok, err := getKey(r, analyticsKey(room))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,15 +72,24 @@ func publish(t testing.TB, js jetstream.JetStream, evs []events.Envelope) []even
 // runModels runs one runner per model on a consumer router (with the poison queue on
 // poison.test), each from a durable named prefix-<model>; stop closes the router.
 func runModels(t *testing.T, e env, db *pebble.DB, prefix string, cfg pipeline.ConsumerRouterConfig, models ...projections.Model) (stop func()) {
+	return runModelsBatch(t, e, db, prefix, cfg, projections.DefaultMaxBatch, models...)
+}
+
+// runModelsBatch is runModels with batches of at most maxBatch events; the consumers are
+// configured as a node's (projections.RunnerInFlight).
+func runModelsBatch(t *testing.T, e env, db *pebble.DB, prefix string, cfg pipeline.ConsumerRouterConfig, maxBatch int, models ...projections.Model) (stop func()) {
 	t.Helper()
 	nc, err := e.srv.Connect("runner")
 	require.NoError(t, err)
 	r, err := pipeline.NewConsumerRouter(cfg)
 	require.NoError(t, err)
 	for _, m := range models {
-		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: prefix + "-" + m.Name(), Filter: pipeline.EventsSubjects})
+		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: prefix + "-" + m.Name(),
+			Filter: pipeline.EventsSubjects, MaxAckPending: projections.RunnerInFlight})
 		require.NoError(t, err)
-		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, projections.NewPebbleRunner(db, m, nil).Handle)
+		runner := projections.NewPebbleRunner(db, m, nil)
+		require.NoError(t, runner.SetMaxBatch(maxBatch))
+		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -156,10 +166,35 @@ func (c *crashAt) Apply(b *pebble.Batch, e events.Envelope) error {
 }
 
 // TestPebbleRunnerResumesAfterCrash kills the runners mid-stream (a crash image of the
-// filesystem taken while an event is being applied), resumes on that image with every event
-// redelivered from the start, and shows the figures and the audit index equal those of the
-// uninterrupted run and of the pure fold: nothing lost, nothing counted twice.
+// filesystem taken while an event is being applied, in the middle of a batch of 100 whose
+// events are acknowledged already), resumes on that image with every event redelivered from
+// the start, and shows the figures and the audit index equal those of the uninterrupted run
+// and of the pure fold: nothing lost, nothing counted twice.
 func TestPebbleRunnerResumesAfterCrash(t *testing.T) {
+	t.Run("Apply", func(t *testing.T) { testResumesAfterCrash(t, false) })
+	t.Run("staged", func(t *testing.T) { testResumesAfterCrash(t, true) })
+}
+
+// crashStaged is crashAt for the analytics' staged path (a StagedModel).
+type crashStaged struct{ *crashAt }
+
+func (c crashStaged) NewStage() projections.Stage {
+	return &crashStage{c: c.crashAt, Stage: projections.Analytics{}.NewStage()}
+}
+
+type crashStage struct {
+	c *crashAt
+	projections.Stage
+}
+
+func (s *crashStage) Apply(r pebble.Reader, e events.Envelope) error {
+	if e.Seq == s.c.seq {
+		s.c.image.Store(s.c.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+	}
+	return s.Stage.Apply(r, e)
+}
+
+func testResumesAfterCrash(t *testing.T, staged bool) {
 	e := start(t)
 	evs := publish(t, e.js, workload(t, 600))
 	last := evs[len(evs)-1].Seq
@@ -171,7 +206,11 @@ func TestPebbleRunnerResumesAfterCrash(t *testing.T) {
 	db, err := projections.OpenPebble("rm", fs, false)
 	require.NoError(t, err)
 	crash := &crashAt{Model: projections.Analytics{}, seq: 250, fs: fs}
-	stop := runModels(t, e, db, "run1", pipeline.ConsumerRouterConfig{}, crash, projections.AuditIndex{})
+	var model projections.Model = crash
+	if staged {
+		model = crashStaged{crash}
+	}
+	stop := runModelsBatch(t, e, db, "run1", pipeline.ConsumerRouterConfig{}, 100, model, projections.AuditIndex{})
 	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
 	waitCheckpoint(t, db, projections.AuditModelName, last)
 	stop()
@@ -189,7 +228,9 @@ func TestPebbleRunnerResumesAfterCrash(t *testing.T) {
 	defer func() { require.NoError(t, db2.Close()) }()
 	cp, err := projections.Checkpoint(db2, projections.AnalyticsModelName)
 	require.NoError(t, err)
-	require.Equal(t, uint64(249), cp, "the crash image holds every event before the one being applied")
+	// The whole log was stored before the runners started, so no batch ends early (at the
+	// newest event): batches end at 100, 200, ...
+	require.Equal(t, uint64(200), cp, "the crash image holds every batch committed before the one being filled")
 	partial := figures(t, db2, rooms, at)
 	require.NotEqual(t, want, partial)
 
@@ -212,30 +253,36 @@ func TestPebbleRunnerResumesAfterCrash(t *testing.T) {
 	require.Equal(t, len(evs), total)
 }
 
-// failOn fails every time it applies an event of actor "evil".
+// failOn applies every event, and then fails for those of actor "evil": their writes are in
+// the batch when the error comes.
 type failOn struct{ projections.Model }
 
 var errEvil = errors.New("evil event")
 
 func (f failOn) Apply(b *pebble.Batch, e events.Envelope) error {
+	if err := f.Model.Apply(b, e); err != nil {
+		return err
+	}
 	if e.Actor == "evil" {
 		return errors.Join(errEvil, errors.New("on two lines")) // a header cannot hold the break
 	}
-	return f.Model.Apply(b, e)
+	return nil
 }
 
-// TestPoisonQueue: an event that does not decode and one whose handling always fails are
-// parked on the POISON stream after their retries; the events after them are applied.
+// TestPoisonQueue: one event whose handling always fails, after writing into the batch that
+// holds the 20 events before it, and one that does not decode, are parked on the POISON stream
+// after their retries; the events before them are kept, without the failing one's writes, and
+// the events after them are applied.
 func TestPoisonQueue(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
 	require.NoError(t, pipeline.DeclarePoison(ctx, e.js, pipeline.StorageConfig{}))
 	evs := publish(t, e.js, workload(t, 20))
-	garbage, err := e.js.Publish(ctx, pipeline.EventSubject("room0", "peer_joined"), []byte(`{"not":"an event"`))
-	require.NoError(t, err)
 	bad := evAt(t, 0, 30, "evil", join("x"))
 	bad.Room, bad.Subject = "room1", "room1"
 	evil := publish(t, e.js, []events.Envelope{bad})[0]
+	garbage, err := e.js.Publish(ctx, pipeline.EventSubject("room0", "peer_joined"), []byte(`{"not":"an event"`))
+	require.NoError(t, err)
 	after := publish(t, e.js, workload(t, 40)[20:])
 	last := after[len(after)-1].Seq
 
@@ -269,12 +316,62 @@ func TestPoisonQueue(t *testing.T) {
 		require.NoError(t, err)
 		parked = append(parked, s)
 	}
-	require.Equal(t, []uint64{garbage.Sequence, evil.Seq}, parked)
+	require.Equal(t, []uint64{evil.Seq, garbage.Sequence}, parked)
+}
+
+// TestStagedPoison: in the analytics' staged path, an event the fold rejects (a known type whose
+// data does not decode) in the middle of a batch is parked; the events before it, in the same
+// batch, and after it are counted.
+func TestStagedPoison(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	require.NoError(t, pipeline.DeclarePoison(ctx, e.js, pipeline.StorageConfig{}))
+	evs := publish(t, e.js, workload(t, 20))
+	bad, err := events.New(events.Meta{Room: "room1", Actor: "x", Node: "n1", Time: h0}, join("x"))
+	require.NoError(t, err)
+	bad.Data = []byte(`{"peer":5}`)
+	raw, err := events.Encode(bad)
+	require.NoError(t, err)
+	ack, err := e.js.Publish(ctx, pipeline.EventSubject("room1", events.Kind(bad.Type)), raw)
+	require.NoError(t, err)
+	after := publish(t, e.js, workload(t, 40)[20:])
+	last := after[len(after)-1].Seq
+
+	db, err := projections.OpenPebble("rm", vfs.NewMem(), false)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	runModels(t, e, db, "staged", pipeline.ConsumerRouterConfig{
+		Poison: pipeline.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
+	}, projections.Analytics{})
+	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
+	at := h0.Add(24 * time.Hour)
+	require.Equal(t, expected(t, append(evs, after...), at), figures(t, db, []string{"room0", "room1", "room2"}, at))
+	stream, err := e.js.Stream(ctx, pipeline.StreamPoison)
+	require.NoError(t, err)
+	m, err := stream.GetMsg(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, strconv.FormatUint(ack.Sequence, 10), m.Header.Get(pipeline.MetaSeq))
+	_, err = stream.GetMsg(ctx, 2)
+	require.ErrorIs(t, err, jetstream.ErrMsgNotFound, "one event parked")
 }
 
 // BenchmarkReadModelsCatchUp measures how fast the audit index and the analytics, side by
 // side on one router as in a node, fold a log from the start (synced pebble batches on disk).
+// "batched" is the node's configuration; "per-event" commits and acknowledges each event
+// before the next is sent (one in flight), as the runners did before batching.
 func BenchmarkReadModelsCatchUp(b *testing.B) {
+	for _, c := range []struct {
+		name               string
+		inFlight, maxBatch int
+	}{
+		{"per-event", 1, 1},
+		{"batched", projections.RunnerInFlight, projections.DefaultMaxBatch},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchCatchUp(b, c.inFlight, c.maxBatch) })
+	}
+}
+
+func benchCatchUp(b *testing.B, inFlight, maxBatch int) {
 	b.ReportAllocs()
 	e := start(b)
 	evs := publish(b, e.js, workload(b, max(b.N, 10)))
@@ -289,9 +386,12 @@ func BenchmarkReadModelsCatchUp(b *testing.B) {
 	r, err := pipeline.NewConsumerRouter(pipeline.ConsumerRouterConfig{})
 	require.NoError(b, err)
 	for _, m := range []projections.Model{projections.AuditIndex{}, projections.Analytics{}} {
-		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: "bench-" + m.Name(), Filter: pipeline.EventsSubjects})
+		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: "bench-" + m.Name(),
+			Filter: pipeline.EventsSubjects, MaxAckPending: inFlight})
 		require.NoError(b, err)
-		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, projections.NewPebbleRunner(db, m, nil).Handle)
+		runner := projections.NewPebbleRunner(db, m, nil)
+		require.NoError(b, runner.SetMaxBatch(maxBatch))
+		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(context.Background()) }()
@@ -309,4 +409,41 @@ func BenchmarkReadModelsCatchUp(b *testing.B) {
 	b.ReportMetric(float64(len(evs))/b.Elapsed().Seconds(), "events/s")
 	require.NoError(b, r.Close())
 	<-done
+}
+
+// BenchmarkPebbleRunnerHandle measures the apply path alone, without JetStream: the analytics
+// runner handling stored events (decode, fold, batch, synced commits) into pebble on disk, at
+// one event a commit and in batches.
+func BenchmarkPebbleRunnerHandle(b *testing.B) {
+	for _, batch := range []int{1, projections.DefaultMaxBatch} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			evs := workload(b, b.N)
+			msgs := make([]*message.Message, len(evs))
+			for i, e := range evs {
+				raw, err := events.Encode(e)
+				require.NoError(b, err)
+				m := message.NewMessage(e.ID, raw)
+				m.Metadata.Set(pipeline.MetaSeq, strconv.Itoa(i+1))
+				m.Metadata.Set(pipeline.MetaPending, strconv.Itoa(len(evs)-i-1))
+				msgs[i] = m
+			}
+			db, err := projections.OpenPebble(b.TempDir(), nil, false)
+			require.NoError(b, err)
+			defer func() { require.NoError(b, db.Close()) }()
+			r := projections.NewPebbleRunner(db, projections.Analytics{}, nil)
+			require.NoError(b, r.SetMaxBatch(batch))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for _, m := range msgs {
+				if err := r.Handle(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			cp, err := projections.Checkpoint(db, projections.AnalyticsModelName)
+			require.NoError(b, err)
+			require.Equal(b, uint64(b.N), cp)
+		})
+	}
 }

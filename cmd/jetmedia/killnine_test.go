@@ -50,7 +50,7 @@ func TestReadModelsSurviveKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
 	}
-	const perRoom = 1500
+	const perRoom = 5000 // enough that the kill lands while the models catch up, at thousands of events/s
 	rooms := []string{"k0", "k1"}
 	var evs []events.Envelope
 	dir := withStore(t, func(js jetstream.JetStream) {

@@ -42,14 +42,15 @@ func ReadModels() []projections.Model {
 // readModels runs the pebble read models: one pebble database, one router with the poison
 // queue, one durable consumer per model. It owns the database and the router.
 type readModels struct {
-	db     *pebble.DB
-	js     jetstream.JetStream
-	node   string
-	router *message.Router
-	log    *slog.Logger
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	db      *pebble.DB
+	js      jetstream.JetStream
+	node    string
+	router  *message.Router
+	runners []*projections.PebbleRunner
+	log     *slog.Logger
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
 }
 
 // startReadModels opens <data>/readmodels and runs a runner per model. A node without
@@ -87,16 +88,19 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 		return nil, err
 	}
 	for _, m := range ReadModels() {
-		if err := rewindConsumer(ctx, js, db, ReadModelDurable(node, m.Name()), m.Name()); err != nil {
+		cp, err := resetConsumer(ctx, js, db, ReadModelDurable(node, m.Name()), m.Name())
+		if err != nil {
 			return nil, err
 		}
 		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{
 			Durable: ReadModelDurable(node, m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
+			StartSeq: cp + 1, MaxAckPending: projections.RunnerInFlight, AckWait: 60 * time.Second,
 		})
 		if err != nil {
 			return nil, err
 		}
 		runner := projections.NewPebbleRunner(db, m, log)
+		rm.runners = append(rm.runners, runner)
 		rm.router.AddConsumerHandler("readmodel-"+m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
 	}
 	rm.wg.Add(1)
@@ -116,33 +120,22 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 	}
 }
 
-// rewindConsumer makes the model's consumer deliver every event after the model's checkpoint.
-// The checkpoint in pebble is the truth: when it is behind the consumer's ack floor (the
-// readmodels directory was deleted to rebuild the models, or restored from a backup), the
-// consumer is deleted, and recreated from the start of the log; the runner skips what it has.
-func rewindConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, durable, model string) error {
+// resetConsumer deletes the model's consumer, if any, and returns the model's checkpoint: the
+// consumer is created again to deliver every event after it. The checkpoint in pebble is the
+// truth, not the consumer's ack floor: the runner acknowledges events before the batch holding
+// them commits, so after a crash the ack floor can be past the checkpoint; and the readmodels
+// directory may have been deleted to rebuild the models, or restored from a backup. The
+// consumer is this node's own, so nobody else loses its place.
+func resetConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, durable, model string) (uint64, error) {
 	cp, err := projections.Checkpoint(db, model)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	c, err := js.Consumer(ctx, pipeline.StreamEvents, durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil
+	err = js.DeleteConsumer(ctx, pipeline.StreamEvents, durable)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, fmt.Errorf("read model %s: reset consumer: %w", model, err)
 	}
-	if err != nil {
-		return fmt.Errorf("read model %s: consumer: %w", model, err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("read model %s: consumer: %w", model, err)
-	}
-	if info.AckFloor.Stream <= cp {
-		return nil
-	}
-	if err := js.DeleteConsumer(ctx, pipeline.StreamEvents, durable); err != nil {
-		return fmt.Errorf("read model %s: rewind consumer: %w", model, err)
-	}
-	return nil
+	return cp, nil
 }
 
 // lag is the number of events the slowest read model has not applied (or parked) yet.
@@ -198,6 +191,9 @@ func (rm *readModels) close() error {
 		cancel()
 		err := rm.router.Close()
 		rm.wg.Wait()
+		for _, r := range rm.runners {
+			err = errors.Join(err, r.Flush())
+		}
 		rm.err = errors.Join(err, rm.db.Close())
 	})
 	return rm.err
