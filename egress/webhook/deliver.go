@@ -49,6 +49,7 @@ type counters struct {
 
 // Stats are one endpoint's delivery counters since the node started.
 type Stats struct {
+	// URL is the endpoint's URL with any password masked (it becomes a metric label).
 	URL string
 	// Delivered events (accepted by the receiver), failed attempts, parked events, and events
 	// taken from the log and not yet delivered or parked.
@@ -65,7 +66,7 @@ func (d *Deliverer) Stats() []Stats {
 	for _, ep := range d.cfg.Endpoints {
 		c := d.stats[ep.URL]
 		open, opens := d.breakers[ep.URL].stats()
-		out = append(out, Stats{URL: ep.URL, Delivered: c.delivered.Load(), FailedAttempts: c.failed.Load(),
+		out = append(out, Stats{URL: ep.redactedURL(), Delivered: c.delivered.Load(), FailedAttempts: c.failed.Load(),
 			Parked: c.parked.Load(), Queued: c.queued.Load(), CircuitOpen: open, CircuitOpens: opens})
 	}
 	return out

@@ -664,3 +664,14 @@ func TestBreakerParksOnlyARefusedEvent(t *testing.T) {
 		require.Equal(t, want, got[r], "room %s", r)
 	}
 }
+
+// Stats names an endpoint without the password in its URL: the URL becomes a metric label.
+func TestStatsRedactsURL(t *testing.T) {
+	b := newBed(t)
+	d, err := webhook.Start(t.Context(), b.js, testConfig("http://user:hunter2@127.0.0.1:9/hook"))
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	st := d.Stats()
+	require.Len(t, st, 1)
+	require.Equal(t, "http://user:xxxxx@127.0.0.1:9/hook", st[0].URL)
+}
