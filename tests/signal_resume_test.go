@@ -60,7 +60,7 @@ func TestSDKMuteAndMetadata(t *testing.T) {
 	bob := joinSDK(t, ctx, node, room, "bob", false)
 	require.Equal(t, []signal.PeerInfo{{Peer: alice.room.Self.Peer, Identity: "alice", Transport: "sdk", Metadata: `{"seat":1}`}}, bob.room.Peers)
 	require.Len(t, bob.room.Tracks, 1)
-	require.Equal(t, signal.TrackInfo{Track: track, Peer: alice.room.Self.Peer, Kind: "video", Codec: "video/VP8", Source: "camera", Muted: true}, bob.room.Tracks[0])
+	require.Equal(t, signal.TrackInfo{Track: track, Peer: alice.room.Self.Peer, Kind: "video", Codec: "video/VP8", Source: "camera", Muted: true, Layers: []string{"0"}}, bob.room.Tracks[0])
 
 	// Unmute: both see it (the publisher too).
 	require.NoError(t, alice.room.Mute(ctx, alice.sender, false))

@@ -17,15 +17,16 @@ import (
 
 // TrackSpec is what the shell needs to subscribe to a published track.
 type TrackSpec struct {
-	Track     string `json:"track"`
-	Peer      string `json:"peer"`
-	Kind      string `json:"kind"`
-	Codec     string `json:"codec"`
-	ClockRate uint32 `json:"clock_rate"`
-	Channels  uint16 `json:"channels,omitempty"`
-	FmtpLine  string `json:"fmtp,omitempty"`
-	Source    string `json:"source,omitempty"`
-	Muted     bool   `json:"muted,omitempty"`
+	Track     string   `json:"track"`
+	Peer      string   `json:"peer"`
+	Kind      string   `json:"kind"`
+	Codec     string   `json:"codec"`
+	ClockRate uint32   `json:"clock_rate"`
+	Channels  uint16   `json:"channels,omitempty"`
+	FmtpLine  string   `json:"fmtp,omitempty"`
+	Source    string   `json:"source,omitempty"`
+	Muted     bool     `json:"muted,omitempty"`
+	Layers    []string `json:"layers,omitempty"`
 }
 
 // peerRecord is the part of a "<room>.peer.<p>" KV value the core reads.
@@ -185,7 +186,7 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 		case !known:
 			out.Send = append(out.Send, ServerMessage{Type: TypeTrackPublished, Track: trackInfo(t)})
 			c.autoSubscribe(&out, t)
-		case old.Muted != t.Muted:
+		case old.Muted != t.Muted || !slices.Equal(old.Layers, t.Layers):
 			out.Send = append(out.Send, ServerMessage{Type: TypeTrackUpdated, Track: trackInfo(t)})
 		}
 	case "sub":
@@ -285,7 +286,7 @@ func (c *Core) autoSubscribe(out *Output, t TrackSpec) {
 }
 
 func trackInfo(t TrackSpec) *TrackInfo {
-	return &TrackInfo{Track: t.Track, Peer: t.Peer, Kind: t.Kind, Codec: t.Codec, Source: t.Source, Muted: t.Muted}
+	return &TrackInfo{Track: t.Track, Peer: t.Peer, Kind: t.Kind, Codec: t.Codec, Source: t.Source, Muted: t.Muted, Layers: t.Layers}
 }
 
 // splitKey reads "<room>.<kind>.<rest>".

@@ -100,6 +100,14 @@ func TestCoreUpdatesFromKV(t *testing.T) {
 	c.KVPut(t0, "r1.track.t1", val(t, TrackSpec{Peer: "me", Kind: "audio", Codec: "audio/opus", Muted: true}))
 	out = c.KVPut(t0, "r1.track.t1", val(t, TrackSpec{Peer: "me", Kind: "audio", Codec: "audio/opus", Muted: false}))
 	require.Equal(t, []string{TypeTrackUpdated}, types(out.Send), "the publisher sees its own track_updated too")
+
+	// Layers ride along and a changed layer set is an update too.
+	out = c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video", Codec: "video/VP8", Source: "screen", Muted: true, Layers: []string{"0"}}))
+	require.Equal(t, []ServerMessage{{Type: TypeTrackUpdated, Track: &TrackInfo{Track: "tb", Peer: "bob", Kind: "video", Codec: "video/VP8", Source: "screen", Muted: true, Layers: []string{"0"}}}}, out.Send)
+	require.Empty(t, c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video", Codec: "video/VP8", Source: "screen", Muted: true, Layers: []string{"0"}})).Send)
+	out = c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video", Codec: "video/VP8", Source: "screen", Muted: true, Layers: []string{"0", "1"}}))
+	require.Equal(t, []string{TypeTrackUpdated}, types(out.Send))
+	require.Equal(t, []string{"0", "1"}, out.Send[0].Track.Layers)
 }
 
 // TestCoreResume walks the grace period's decisions with explicit times.

@@ -104,6 +104,8 @@ type TrackInfo struct {
 	// servers' messages).
 	Source string `json:"source,omitempty"`
 	Muted  bool   `json:"muted"`
+	// Layers are the track's layer ids ("0" without simulcast); absent from older servers.
+	Layers []string `json:"layers,omitempty"`
 }
 
 // ServerMessage is any server → client message; Type says which fields are used.

@@ -64,6 +64,7 @@ export class JetmediaError extends Error {
  * @property {string} codec MIME type, e.g. `video/VP8`.
  * @property {string} [source] `camera`, `screen`, `mic` or free text.
  * @property {boolean} [muted]
+ * @property {string[]} [layers] Layer ids (`0` without simulcast).
  */
 
 /**
