@@ -86,15 +86,30 @@ func FoldAnalytics(a RoomAnalytics, e events.Envelope) (RoomAnalytics, error) {
 	if e.Seq != 0 && e.Seq <= a.LastSeq {
 		return a, nil
 	}
+	p, err := analyticsPayload(e)
+	if err != nil {
+		return a, err
+	}
+	n := a.clone()
+	n.fold(e, p)
+	return n, nil
+}
+
+// analyticsPayload is e's payload; nil for a type this code does not know.
+func analyticsPayload(e events.Envelope) (events.Payload, error) {
 	p, err := e.Payload()
 	if err != nil {
 		if errorsIsUnknown(err) {
-			p = nil // a newer event type: nothing to count, but the checkpoint moves on
-		} else {
-			return a, err
+			return nil, nil // a newer event type: nothing to count, but the checkpoint moves on
 		}
+		return nil, err
 	}
-	n := a.clone()
+	return p, nil
+}
+
+// fold adds e (with its payload p) to n in place; it cannot fail, so that callers check
+// everything that can before they change n.
+func (n *RoomAnalytics) fold(e events.Envelope, p events.Payload) {
 	if e.Seq != 0 {
 		n.LastSeq = e.Seq
 	}
@@ -135,7 +150,6 @@ func FoldAnalytics(a RoomAnalytics, e events.Envelope) (RoomAnalytics, error) {
 			delete(n.LiveTracks, p.Track)
 		}
 	}
-	return n, nil
 }
 
 // RoomFigures is the answer of GET /v1/analytics/rooms/{room}.
@@ -219,6 +233,9 @@ func (Analytics) NewStage() Stage { return &analyticsStage{rooms: map[string]Roo
 
 type analyticsStage struct{ rooms map[string]RoomAnalytics }
 
+// Apply folds in place (FoldAnalytics would clone the room's maps for every event): the stage
+// owns its values (LoadAnalytics returns fresh maps), and nothing changes before the payload
+// decoded.
 func (s *analyticsStage) Apply(r pebble.Reader, e events.Envelope) error {
 	a, ok := s.rooms[e.Room]
 	if !ok {
@@ -227,11 +244,15 @@ func (s *analyticsStage) Apply(r pebble.Reader, e events.Envelope) error {
 			return err
 		}
 	}
-	next, err := FoldAnalytics(a, e) // a is unchanged on error
+	if e.Seq != 0 && e.Seq <= a.LastSeq {
+		return nil
+	}
+	p, err := analyticsPayload(e)
 	if err != nil {
 		return err
 	}
-	s.rooms[e.Room] = next
+	a.fold(e, p)
+	s.rooms[e.Room] = a
 	return nil
 }
 
