@@ -3,9 +3,11 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"github.com/nats-io/nats.go"
 )
@@ -24,21 +26,49 @@ type MediaBus struct {
 	nc  *nats.Conn // feedback, and RTP unless rtp is set apart
 	rtp *nats.Conn // RTP
 
-	local bool // rtp does not echo: deliver this node's RTP to this node's subscribers here
-	mu    sync.RWMutex
-	subs  map[string][]*localSub // by subject; replaced, never changed in place
+	local    bool                      // rtp does not echo: deliver this node's RTP to this node's subscribers here
+	interest func(subject string) bool // whether anyone beyond this node's own delivery wants it
+	mu       sync.RWMutex
+	subs     map[string][]*localSub               // by subject; replaced, never changed in place
+	senders  map[string]weak.Pointer[TrackSender] // this node's publishers, by subject
 
 	sent     atomic.Uint64
 	received atomic.Uint64
 }
 
-// localSub is the in-node half of a subscription: its NATS half's Unsubscribe ends both.
+// localSub is the in-node half of a subscription.
 type localSub struct {
-	sub *nats.Subscription
+	sub *MediaSubscription
 	fn  func(data []byte)
 }
 
-// MediaStats counts the RTP packets this node put on and took off media subjects.
+// MediaSubscription is a subscription to one track layer's RTP: through NATS for other nodes'
+// packets and, on a local bus, directly for this node's own.
+type MediaSubscription struct {
+	nats  *nats.Subscription // nil for a track this node publishes: no NATS interest needed
+	ended atomic.Bool
+}
+
+// Unsubscribe ends the subscription.
+func (s *MediaSubscription) Unsubscribe() error {
+	s.ended.Store(true)
+	if s.nats == nil {
+		return nil
+	}
+	return s.nats.Unsubscribe()
+}
+
+// Dropped is the number of other nodes' packets dropped because the subscriber fell behind.
+func (s *MediaSubscription) Dropped() (int, error) {
+	if s.nats == nil {
+		return 0, nil
+	}
+	return s.nats.Dropped()
+}
+
+// MediaStats counts the RTP packets this node's publishers handed to the bus (Sent: put on
+// their media subjects, published on NATS when anyone beyond this node wants them) and those
+// delivered to this node's subscribers (Received, once per subscription).
 type MediaStats struct {
 	Sent, Received uint64
 }
@@ -57,12 +87,15 @@ var ErrEcho = errors.New("pipeline: the RTP connection must be made with nats.No
 
 // NewLocalMediaBus sends feedback on nc and RTP on rtp, a connection made with nats.NoEcho
 // and used for nothing else, delivering the node's own RTP to the node's own subscribers
-// without NATS.
-func NewLocalMediaBus(nc, rtp *nats.Conn) (*MediaBus, error) {
+// without NATS. interest (Server.Interest), when given, tells whether any NATS subscription
+// wants a subject: a packet nobody else wants is not published at all, which spares the
+// server's work and its allocation per message.
+func NewLocalMediaBus(nc, rtp *nats.Conn, interest func(subject string) bool) (*MediaBus, error) {
 	if !rtp.Opts.NoEcho {
 		return nil, ErrEcho
 	}
-	return &MediaBus{nc: nc, rtp: rtp, local: true, subs: map[string][]*localSub{}}, nil
+	return &MediaBus{nc: nc, rtp: rtp, local: true, interest: interest, subs: map[string][]*localSub{},
+		senders: map[string]weak.Pointer[TrackSender]{}}, nil
 }
 
 // TrackSender publishes the packets of one track layer. The subject is computed once; Send does
@@ -72,15 +105,37 @@ type TrackSender struct {
 	subject string
 }
 
-// Sender returns a sender for md.<room>.<track>.<layer>.
+// Sender returns a sender for md.<room>.<track>.<layer>. On a local bus, this node's
+// subscriptions to the track made while the sender is in use need no NATS subscription: the
+// node's own packets reach them directly and no other node publishes the track.
 func (b *MediaBus) Sender(room, track, layer string) *TrackSender {
-	return &TrackSender{bus: b, subject: MediaSubject(room, track, layer)}
+	s := &TrackSender{bus: b, subject: MediaSubject(room, track, layer)}
+	if b.local {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if len(b.senders) >= 64 { // forget publishers whose senders are gone
+			maps.DeleteFunc(b.senders, func(_ string, p weak.Pointer[TrackSender]) bool { return p.Value() == nil })
+		}
+		b.senders[s.subject] = weak.Make(s)
+	}
+	return s
+}
+
+// publishing reports whether a sender of subject is in use on this node.
+func (b *MediaBus) publishing(subject string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	p, ok := b.senders[subject]
+	return ok && p.Value() != nil
 }
 
 // Send publishes one RTP packet (other nodes get it from NATS) and, on a local bus, then runs
 // this node's subscribers of the track. The bytes are not kept after it returns.
 func (s *TrackSender) Send(pkt []byte) error {
-	err := s.bus.rtp.Publish(s.subject, pkt)
+	var err error
+	if s.bus.interest == nil || s.bus.interest(s.subject) {
+		err = s.bus.rtp.Publish(s.subject, pkt)
+	}
 	if err == nil {
 		s.bus.sent.Add(1)
 	}
@@ -100,7 +155,7 @@ func (b *MediaBus) deliver(subject string, data []byte) {
 	b.mu.RUnlock()
 	stale := false
 	for _, s := range subs {
-		if !s.sub.IsValid() {
+		if s.sub.ended.Load() {
 			stale = true
 			continue
 		}
@@ -116,7 +171,7 @@ func (b *MediaBus) deliver(subject string, data []byte) {
 func (b *MediaBus) prune(subject string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	live := slices.DeleteFunc(slices.Clone(b.subs[subject]), func(s *localSub) bool { return !s.sub.IsValid() })
+	live := slices.DeleteFunc(slices.Clone(b.subs[subject]), func(s *localSub) bool { return s.sub.ended.Load() })
 	if len(live) == 0 {
 		delete(b.subs, subject)
 		return
@@ -126,29 +181,33 @@ func (b *MediaBus) prune(subject string) {
 
 // Subscribe delivers the packets of one track layer to fn, in order: other nodes' on the RTP
 // connection's delivery goroutine, this node's (on a local bus) on the sender's. fn must not
-// keep data after it returns. Unsubscribing the returned subscription ends both.
-func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*nats.Subscription, error) {
+// keep data after it returns.
+func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*MediaSubscription, error) {
 	subj := MediaSubject(room, track, layer)
-	sub, err := b.rtp.Subscribe(subj, func(m *nats.Msg) {
-		b.received.Add(1)
-		fn(m.Data)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
-	}
-	// Media is better dropped than queued without bound behind a slow consumer.
-	if err := sub.SetPendingLimits(4096, 16<<20); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
+	ms := &MediaSubscription{}
+	if !b.local || !b.publishing(subj) {
+		sub, err := b.rtp.Subscribe(subj, func(m *nats.Msg) {
+			b.received.Add(1)
+			fn(m.Data)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
+		}
+		// Media is better dropped than queued without bound behind a slow consumer.
+		if err := sub.SetPendingLimits(4096, 16<<20); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
+		}
+		ms.nats = sub
 	}
 	if b.local {
 		b.mu.Lock()
 		// A new slice: deliver may be reading the old one.
-		b.subs[subj] = append(slices.Clip(b.subs[subj]), &localSub{sub: sub, fn: fn})
+		b.subs[subj] = append(slices.Clip(b.subs[subj]), &localSub{sub: ms, fn: fn})
 		b.mu.Unlock()
 		b.prune(subj)
 	}
-	return sub, nil
+	return ms, nil
 }
 
 // SendFeedback publishes a marshalled RTCP packet toward the publisher of a track.

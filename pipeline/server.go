@@ -222,6 +222,17 @@ func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// Interest reports whether any subscription wants subject: a client of this server, or one
+// beyond a route or leaf node connection (their interest is propagated into this server's
+// subscription list). With gateways, whose interest is not propagated that way, it is always
+// true. It does not allocate.
+func (s *Server) Interest(subject string) bool {
+	if s.opts.Gateway.Name != "" {
+		return true
+	}
+	return s.ns.GlobalAccount().Interest(subject) > 0
+}
+
 // NATS exposes the underlying server for monitoring (Varz, Gatewayz...).
 func (s *Server) NATS() *server.Server { return s.ns }
 

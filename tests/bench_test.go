@@ -92,7 +92,7 @@ func BenchmarkMediaPathLocal(b *testing.B) {
 			rtp, err := srv.Connect("rtp", nats.NoEcho())
 			require.NoError(b, err)
 			defer rtp.Close()
-			bus, err := pipeline.NewLocalMediaBus(fb, rtp)
+			bus, err := pipeline.NewLocalMediaBus(fb, rtp, srv.Interest)
 			require.NoError(b, err)
 			hub := forward.NewHub(bus)
 			defer hub.Close()

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/nats-io/nats.go"
+	"github.com/jetmedia/jetmedia/pipeline"
 )
 
 // Writer takes a finished RTP packet for one viewer; pion's TrackLocalWriter is one.
@@ -27,7 +27,7 @@ func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
 
 // Subscriber subscribes to a track's media subject; pipeline.MediaBus is one.
 type Subscriber interface {
-	Subscribe(room, track, layer string, fn func(data []byte)) (*nats.Subscription, error)
+	Subscribe(room, track, layer string, fn func(data []byte)) (*pipeline.MediaSubscription, error)
 }
 
 // Batcher groups the viewers' writes of one packet: between Cork and Uncork the writes are
@@ -218,7 +218,7 @@ type Hub struct {
 
 type hubEntry struct {
 	f   *Fanout
-	sub *nats.Subscription
+	sub *pipeline.MediaSubscription
 }
 
 // stats are the fan-out's counters plus the packets its subscription dropped because the

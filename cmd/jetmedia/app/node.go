@@ -134,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
 	}
 	n.appender = pipeline.NewAppender(n.js, cfg.Name)
-	if n.bus, err = pipeline.NewLocalMediaBus(n.media, n.rtp); err != nil {
+	if n.bus, err = pipeline.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
 		return nil, err
 	}
 	n.hub = forward.NewHub(n.bus)
