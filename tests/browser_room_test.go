@@ -16,7 +16,6 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/browser"
 )
 
@@ -64,18 +63,8 @@ func evalIn[T any](t *testing.T, r *roomTab, diagnose func() string, expr string
 func TestBrowserRoom(t *testing.T) {
 	chromium := browser.RequireChromium(t) // before the node: a skip costs nothing
 
-	cfg := app.Defaults() // no auth key: dev mode, the page takes its tokens from /dev/token
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.Logger = browserTestLogger(t)
-	node, err := app.Start(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("closing the node: %v", err)
-		}
-	})
+	// Dev mode: the page takes its tokens from /dev/token.
+	node := startDevNode(t, "browser-room", nil)
 	b := browser.Start(t, chromium) // cleaned up before the node
 
 	room := "room-" + strings.ToLower(rand.Text()[:10])
@@ -93,29 +82,14 @@ func TestBrowserRoom(t *testing.T) {
 				tracks: [...(window.jetmedia?.room?.tracks?.values() ?? [])],
 				ice: window.jetmedia?.room?.peerConnection?.iceConnectionState,
 				pc: window.jetmedia?.room?.peerConnection?.connectionState})`)
-			console := r.tab.Console()
-			if len(console) == 0 {
-				console = []string{"(empty)"}
-			}
-			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nsdk: %s (err %v)\nstats: %+v (err %v)\nchat: %s\nconsole:\n  %s\n",
-				r.name, r.peer, r.tab.Text("status"), sdk, serr, stats, err, r.tab.Text("messages"), strings.Join(console, "\n  "))
+			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nsdk: %s (err %v)\nstats: %+v (err %v)\nchat: %s\nconsole:\n%s\n",
+				r.name, r.peer, r.tab.Text("status"), sdk, serr, stats, err, r.tab.Text("messages"), tabConsole(r.tab))
 		}
 		return sb.String()
 	}
-	// waitFor polls cond (a JavaScript expression, or a promise of one) in r until it is true.
 	waitFor := func(r *roomTab, timeout time.Duration, what, cond string) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(async () => { try { return Boolean(await (`+cond+`)) } catch { return false } })()`)
-			if err == nil && ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s: not within %s (last error %v)%s", r.name, what, timeout, err, diagnose())
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		waitTab(t, r.tab, timeout, r.name+": "+what, cond, diagnose)
 	}
 
 	// Bob's signalling goes through a proxy that the test cuts to drop his WebSocket.
@@ -327,9 +301,8 @@ func TestBrowserRoom(t *testing.T) {
 
 	// The log: three SDK peers with the pages' identities and names, each publishing camera and
 	// mic and receiving the other four tracks; it validates and folds to the live state.
-	ctx := ctxT(t, 30*time.Second)
-	require.NoError(t, node.WaitProjected(ctx))
-	log := roomEvents(t, node.JetStream(), room)
+	live, log := requireRoomIsFoldOfLog(t, ctxT(t, 30*time.Second), node, room)
+	require.Empty(t, live.Peers)
 	count := map[string]int{}
 	for _, e := range log {
 		count[e.Type]++
@@ -349,13 +322,6 @@ func TestBrowserRoom(t *testing.T) {
 	require.Equal(t, 14, count[events.TypeSubscriptionStarted], "%v", count)
 	require.Equal(t, 2, count[events.TypeTrackUpdated], "alice's camera off and on: %v", count)
 	require.Equal(t, 2, count[events.TypePeerUpdated], "alice's metadata, twice: %v", count)
-	require.Positive(t, requireSchemaValid(t, node.JetStream()))
-	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
-	require.NoError(t, err)
-	folded, err := projections.FoldAll(room, log)
-	require.NoError(t, err)
-	requireSameRoom(t, folded, live)
-	require.Empty(t, live.Peers)
 	raw, _ := json.Marshal(count)
 	t.Logf("events: %s", raw)
 }
@@ -469,19 +435,7 @@ func (p *cutProxy) close() {
 func TestBrowserRoomResumeExpired(t *testing.T) {
 	chromium := browser.RequireChromium(t)
 
-	cfg := app.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.Logger = browserTestLogger(t)
-	cfg.ResumeGrace = time.Second
-	node, err := app.Start(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("closing the node: %v", err)
-		}
-	})
+	node := startDevNode(t, "browser-expire", func(cfg *app.Config) { cfg.ResumeGrace = time.Second })
 	b := browser.Start(t, chromium)
 	proxy := startCutProxy(t, strings.TrimPrefix(node.HTTPURL(), "http://"))
 
@@ -491,23 +445,13 @@ func TestBrowserRoomResumeExpired(t *testing.T) {
 	diagnose := func() string {
 		var sb strings.Builder
 		for _, r := range tabs {
-			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nconsole:\n  %s\n", r.name, r.peer, r.tab.Text("status"), strings.Join(r.tab.Console(), "\n  "))
+			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nconsole:\n%s\n", r.name, r.peer, r.tab.Text("status"), tabConsole(r.tab))
 		}
 		return sb.String()
 	}
 	waitFor := func(r *roomTab, what, cond string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
-			if err == nil && ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s: not within 20s (last error %v)%s", r.name, what, err, diagnose())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitTab(t, r.tab, 20*time.Second, r.name+": "+what, cond, diagnose)
 	}
 	for _, r := range tabs {
 		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"}, "video": {"160x120"}}
@@ -543,15 +487,7 @@ func TestBrowserRoomResumeExpired(t *testing.T) {
 		require.NoError(t, r.tab.Click("leave"))
 		waitFor(r, "leave", `window.jetmedia.room === null`)
 	}
-	ctx := ctxT(t, 30*time.Second)
-	require.NoError(t, node.WaitProjected(ctx))
-	log := roomEvents(t, node.JetStream(), room)
-	require.Positive(t, requireSchemaValid(t, node.JetStream()))
-	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
-	require.NoError(t, err)
-	folded, err := projections.FoldAll(room, log)
-	require.NoError(t, err)
-	requireSameRoom(t, folded, live)
+	live, _ := requireRoomIsFoldOfLog(t, ctxT(t, 30*time.Second), node, room)
 	require.Empty(t, live.Peers)
 }
 
@@ -561,18 +497,7 @@ func TestBrowserRoomResumeExpired(t *testing.T) {
 // forbidden, and a bad token is refused at join with its code.
 func TestBrowserRoomManualSubscribe(t *testing.T) {
 	chromium := browser.RequireChromium(t)
-	cfg := app.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.Logger = browserTestLogger(t)
-	node, err := app.Start(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("closing the node: %v", err)
-		}
-	})
+	node := startDevNode(t, "browser-manual", nil)
 	b := browser.Start(t, chromium)
 	room := "manual-" + strings.ToLower(rand.Text()[:10])
 
@@ -585,23 +510,13 @@ func TestBrowserRoomManualSubscribe(t *testing.T) {
 		var sb strings.Builder
 		for _, r := range tabs {
 			log, _ := browser.Eval[string](r.tab, 5*time.Second, `JSON.stringify(window.testLog ?? null)`)
-			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nlog: %s\nconsole:\n  %s\n", r.name, r.tab.Text("status"), log, strings.Join(r.tab.Console(), "\n  "))
+			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nlog: %s\nconsole:\n%s\n", r.name, r.tab.Text("status"), log, tabConsole(r.tab))
 		}
 		return sb.String()
 	}
 	waitFor := func(r *roomTab, what, cond string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			ok, err := browser.Eval[bool](r.tab, 10*time.Second, `(async () => { try { return Boolean(await (`+cond+`)) } catch { return false } })()`)
-			if err == nil && ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s: not within 30s (last error %v)%s", r.name, what, err, diagnose())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitTab(t, r.tab, 30*time.Second, r.name+": "+what, cond, diagnose)
 	}
 	waitFor(pub, "publish", `window.jetmedia.room?.localTracks.size === 2`)
 	video := evalIn[string](t, pub, diagnose, `[...window.jetmedia.room.localTracks.values()].find((l) => l.kind === "video").id`)
@@ -645,20 +560,12 @@ func TestBrowserRoomManualSubscribe(t *testing.T) {
 	evalIn[bool](t, viewer, diagnose, `window.testRoom.leave().then(() => true)`)
 	require.NoError(t, pub.tab.Click("leave"))
 	waitFor(pub, "leave", `window.jetmedia.room === null`)
-	ctx := ctxT(t, 30*time.Second)
-	require.NoError(t, node.WaitProjected(ctx))
-	log := roomEvents(t, node.JetStream(), room)
+	live, log := requireRoomIsFoldOfLog(t, ctxT(t, 30*time.Second), node, room)
+	require.Empty(t, live.Peers)
 	count := map[string]int{}
 	for _, e := range log {
 		count[e.Type]++
 	}
 	require.Equal(t, 1, count[events.TypeSubscriptionStarted], "%v", count)
 	require.Equal(t, 1, count[events.TypeSubscriptionEnded], "%v", count)
-	require.Positive(t, requireSchemaValid(t, node.JetStream()))
-	live, err := projections.LoadRoom(ctx, node.Rooms(), room)
-	require.NoError(t, err)
-	folded, err := projections.FoldAll(room, log)
-	require.NoError(t, err)
-	requireSameRoom(t, folded, live)
-	require.Empty(t, live.Peers)
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/tests/browser"
 )
 
@@ -31,18 +30,7 @@ func TestBrowserSDKDocExample(t *testing.T) {
 	example, _, ok := strings.Cut(rest, "```")
 	require.True(t, ok)
 
-	cfg := app.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.Logger = browserTestLogger(t)
-	node, err := app.Start(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("closing the node: %v", err)
-		}
-	})
+	node := startDevNode(t, "sdk-doc", nil)
 	target, err := url.Parse(node.HTTPURL())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -59,23 +47,13 @@ func TestBrowserSDKDocExample(t *testing.T) {
 	diagnose := func() string {
 		var sb strings.Builder
 		for i, tab := range tabs {
-			sb.WriteString("\n--- tab " + string(rune('1'+i)) + "\n  " + strings.Join(tab.Console(), "\n  "))
+			sb.WriteString("\n--- tab " + string(rune('1'+i)) + "\n" + tabConsole(tab))
 		}
 		return sb.String()
 	}
 	waitFor := func(tab *browser.Tab, what, cond string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			ok, err := browser.Eval[bool](tab, 10*time.Second, `(() => { try { return Boolean(`+cond+`) } catch { return false } })()`)
-			if err == nil && ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 60s (last error %v)%s", what, err, diagnose())
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+		waitTab(t, tab, 60*time.Second, what, cond, diagnose)
 	}
 	for _, tab := range tabs {
 		waitFor(tab, "the other's video plays", `[...document.querySelectorAll("#others video")].length === 1 &&

@@ -3,16 +3,13 @@ package tests
 import (
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/browser"
 )
@@ -23,19 +20,7 @@ import (
 func TestBrowserWHIPToWHEP(t *testing.T) {
 	chromium := browser.RequireChromium(t) // before the node: a skip costs nothing
 
-	cfg := app.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.Logger = browserTestLogger(t)
-	node, err := app.Start(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("closing the node: %v", err)
-		}
-	})
-
+	node := startDevNode(t, "browser", nil)
 	b := browser.Start(t, chromium) // cleaned up before the node
 
 	room := "browser-" + strings.ToLower(rand.Text()[:10])
@@ -53,12 +38,8 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 			tab  *browser.Tab
 		}{{"publisher", publisher}, {"viewer", viewer}} {
 			stats, err := p.tab.Stats()
-			console := p.tab.Console()
-			if len(console) == 0 {
-				console = []string{"(empty)"}
-			}
-			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nstats: %+v (err %v)\nconsole:\n  %s\n",
-				p.name, p.tab.Text("status"), stats, err, strings.Join(console, "\n  "))
+			fmt.Fprintf(&sb, "\n--- %s\nstatus: %s\nstats: %+v (err %v)\nconsole:\n%s\n",
+				p.name, p.tab.Text("status"), stats, err, tabConsole(p.tab))
 		}
 		return sb.String()
 	}
@@ -103,12 +84,4 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 	for _, p := range rooms.Peers {
 		require.True(t, strings.HasPrefix(p.Identity, "web-"), "peer %s has the page's identity, got %q", p.Peer, p.Identity)
 	}
-}
-
-// browserTestLogger is quiet unless JETMEDIA_TEST_LOG=1.
-func browserTestLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("JETMEDIA_TEST_LOG") != "1" {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -65,10 +65,7 @@ const readRows = `[...document.querySelectorAll("#timeline .peer-row")].map((g) 
 func TestTimelinePage(t *testing.T) {
 	chromium := browser.RequireChromium(t) // before the nodes: a skip costs nothing
 
-	cfg := nodeConfig(t, "timeline")
-	cfg.AuthKeys = nil // dev mode: the page mints its admin token at /dev/token
-	node := startNode(t, cfg)
-	require.True(t, node.DevMode())
+	node := startDevNode(t, "timeline", nil) // the page mints its admin token at /dev/token
 	ctx := ctxT(t, 90*time.Second)
 
 	room := newRoom("timeline")
@@ -236,7 +233,7 @@ func waitPage(t *testing.T, tab *browser.Tab, want string) {
 			return
 		}
 		if time.Now().After(deadline) || (got == "error" && want != "error") {
-			t.Fatalf("timeline page state %q, want %q; status: %s\nconsole:\n  %s", got, want, tab.Text("status"), strings.Join(tab.Console(), "\n  "))
+			t.Fatalf("timeline page state %q, want %q; status: %s\nconsole:\n%s", got, want, tab.Text("status"), tabConsole(tab))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -267,7 +264,7 @@ func waitState(t *testing.T, tab *browser.Tab) {
 			return
 		}
 		if time.Now().After(deadline) || got == "error" || got == "empty" {
-			t.Fatalf("state panel %q: %s\nconsole:\n  %s", got, tab.Text("state"), strings.Join(tab.Console(), "\n  "))
+			t.Fatalf("state panel %q: %s\nconsole:\n%s", got, tab.Text("state"), tabConsole(tab))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
