@@ -12,7 +12,8 @@ import (
 
 // TestLoadAgainstNode runs `jetmedia load`'s engine for a few seconds against an in-process
 // node: one 2 Mbit/s publisher, three subscribers. On loopback nothing may be lost, every
-// subscriber gets media, and the figures hang together.
+// subscriber gets media, and the figures hang together, the server's CPU and RSS read from its
+// /metrics among them.
 func TestLoadAgainstNode(t *testing.T) {
 	// Defaults, not nodeConfig: no auth keys, so the node runs in dev mode and the tool mints
 	// its clients' tokens at GET /dev/token, as it does against a developer's `jetmedia serve`.
@@ -24,6 +25,10 @@ func TestLoadAgainstNode(t *testing.T) {
 	cfg.Subscribers = 3
 	cfg.Ramp = 500 * time.Millisecond
 	cfg.Duration = 3 * time.Second
+	// The server's CPU and RSS from its own /metrics (the process collector). In-process, the
+	// "server" process is this test binary, tool and node together: the figures must be there
+	// and plausible, not the node's alone.
+	cfg.MetricsURL = node.HTTPURL() + "/metrics"
 	rep, err := load.Run(ctxT(t, 60*time.Second), cfg)
 	require.NoError(t, err)
 	t.Logf("report: %+v", *rep)
@@ -44,7 +49,12 @@ func TestLoadAgainstNode(t *testing.T) {
 	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
 	require.Positive(t, rep.Join.P50)
 	require.NotNil(t, rep.Tool, "the tool's own CPU and memory")
-	require.Nil(t, rep.Server, "no server pid given")
+	require.NotNil(t, rep.Server, "sampled through --metrics-url")
+	require.Equal(t, cfg.MetricsURL, rep.Server.MetricsURL)
+	require.Positive(t, rep.Server.CPUPercent)
+	require.Positive(t, rep.Server.RSSBytes)
+	require.GreaterOrEqual(t, rep.Server.PeakRSS, rep.Server.RSSBytes)
+	require.Positive(t, rep.PacketsPerServerCore)
 	// Video at 2 Mbit/s is ~7 packets a frame at 30 fps, audio 50/s: ~260 packets/s per viewer.
 	require.InDelta(t, 3*260, rep.ReceivedPPS, 3*260*0.2)
 

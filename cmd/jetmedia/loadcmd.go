@@ -30,6 +30,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "hold with every subscriber joined this long (measured)")
 	fs.StringVar(&cfg.Room, "room", cfg.Room, "room name prefix")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id on this machine: report its CPU and RSS")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus `URL` (http://host:port/metrics), instead of --server-pid: report its CPU and RSS from the process metrics")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token for WHIP, WHEP and the room API")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile of the run to this file")
@@ -88,8 +89,12 @@ func printReport(w io.Writer, r *load.Report) {
 		fmt.Fprintf(w, "error     %s\n", r.FirstError)
 	}
 	if s := r.Server; s != nil {
-		fmt.Fprintf(w, "server    pid %d: CPU %.1f %% of a core, RSS %.1f MiB (peak %.1f MiB), %.0f packets per core-second\n",
-			s.PID, s.CPUPercent, float64(s.RSSBytes)/(1<<20), float64(s.PeakRSS)/(1<<20), r.PacketsPerServerCore)
+		from := fmt.Sprintf("pid %d", s.PID)
+		if s.MetricsURL != "" {
+			from = s.MetricsURL
+		}
+		fmt.Fprintf(w, "server    %s: CPU %.1f %% of a core, RSS %.1f MiB (peak %.1f MiB), %.0f packets per core-second\n",
+			from, s.CPUPercent, float64(s.RSSBytes)/(1<<20), float64(s.PeakRSS)/(1<<20), r.PacketsPerServerCore)
 	}
 	if s := r.Tool; s != nil {
 		fmt.Fprintf(w, "tool      CPU %.1f %% of a core, RSS %.1f MiB\n", s.CPUPercent, float64(s.RSSBytes)/(1<<20))

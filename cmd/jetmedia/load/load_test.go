@@ -1,11 +1,18 @@
 package load
 
 import (
+	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -200,4 +207,69 @@ func TestParseProc(t *testing.T) {
 	self, err := readProc("self", time.Now())
 	require.NoError(t, err)
 	require.Positive(t, self.RSS)
+}
+
+func TestParseProcessMetrics(t *testing.T) {
+	const scrape = `# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 42
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.34
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 5.1200e+07
+# TYPE jetmedia_rtp_packets_total counter
+jetmedia_rtp_packets_total{direction="out"} 1e6
+`
+	cpu, rss, err := parseProcessMetrics(strings.NewReader(scrape))
+	require.NoError(t, err)
+	require.Equal(t, 12340*time.Millisecond, cpu)
+	require.Equal(t, int64(51_200_000), rss)
+
+	for name, tc := range map[string]struct{ in, want string }{
+		"no process collector": {"# TYPE go_goroutines gauge\ngo_goroutines 42\n", "no single process_cpu_seconds_total"},
+		"no rss":               {"process_cpu_seconds_total 1\n", "no single process_resident_memory_bytes"},
+		"negative":             {"process_cpu_seconds_total -1\nprocess_resident_memory_bytes 1\n", "process_cpu_seconds_total = -1"},
+		"not a number":         {"process_cpu_seconds_total NaN\nprocess_resident_memory_bytes 1\n", "NaN"},
+		"two series":           {"process_cpu_seconds_total{a=\"1\"} 1\nprocess_cpu_seconds_total{a=\"2\"} 1\nprocess_resident_memory_bytes 1\n", "no single"},
+		"not the text format":  {"<html>hello</html>", "metrics:"},
+		"empty":                {"", "no single"},
+	} {
+		_, _, err := parseProcessMetrics(strings.NewReader(tc.in))
+		require.ErrorContains(t, err, tc.want, name)
+	}
+}
+
+// TestScrapeProcess reads this process's figures from a real client_golang process
+// collector served over HTTP, as a node's /metrics serves them.
+func TestScrapeProcess(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	s, err := scrapeProcess(context.Background(), srv.Client(), srv.URL)
+	require.NoError(t, err)
+	require.Positive(t, s.RSS)
+	self, err := readProc("self", time.Now())
+	require.NoError(t, err)
+	require.InDelta(t, float64(self.RSS), float64(s.RSS), float64(self.RSS)/2, "the same process by /proc and by its metrics")
+	require.LessOrEqual(t, s.CPU, self.CPU+10*time.Millisecond)
+
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	defer notFound.Close()
+	_, err = scrapeProcess(context.Background(), notFound.Client(), notFound.URL+"/metrics")
+	require.ErrorContains(t, err, "HTTP 404")
+}
+
+func TestValidateServerSampling(t *testing.T) {
+	c := Defaults()
+	c.MetricsURL = "http://127.0.0.1:8080/metrics"
+	require.NoError(t, c.Validate())
+	c.ServerPID = 42
+	require.ErrorContains(t, c.Validate(), "give one of them")
+	c.ServerPID, c.MetricsURL = 0, "127.0.0.1:8080/metrics"
+	require.ErrorContains(t, c.Validate(), "metrics url")
+	c.MetricsURL, c.ServerPID = "", -1
+	require.ErrorContains(t, c.Validate(), "server pid -1")
 }

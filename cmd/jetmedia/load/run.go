@@ -37,6 +37,10 @@ type Config struct {
 	// ServerPID, when set, is the server's process on this machine: its CPU and memory are
 	// read from /proc during the hold.
 	ServerPID int
+	// MetricsURL, when set instead, is the server's Prometheus endpoint (http://host:port/metrics):
+	// its CPU and memory are read from the process collector's process_cpu_seconds_total and
+	// process_resident_memory_bytes, so the server may run on another machine.
+	MetricsURL string
 	// Progress, when set, receives a status line every second (with \r: for a terminal).
 	Progress io.Writer
 	// Drain is how long subscribers keep receiving after the publishers stop.
@@ -75,6 +79,17 @@ func (c Config) Validate() error {
 	}
 	if c.Duration <= 0 || c.Ramp < 0 || c.Drain < 0 {
 		errs = append(errs, errors.New("duration must be positive, ramp and drain not negative"))
+	}
+	if c.MetricsURL != "" {
+		if u, err := url.Parse(c.MetricsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("metrics url %q: want http(s)://host:port/metrics", c.MetricsURL))
+		}
+		if c.ServerPID > 0 {
+			errs = append(errs, errors.New("server pid and metrics url: give one of them"))
+		}
+	}
+	if c.ServerPID < 0 {
+		errs = append(errs, fmt.Errorf("server pid %d: want a positive process id", c.ServerPID))
 	}
 	if c.Room == "" || strings.ContainsAny(c.Room, "./ ") {
 		errs = append(errs, fmt.Errorf("room prefix %q: use letters, digits, - and _", c.Room))
@@ -137,9 +152,11 @@ type Quantiles struct {
 	Max   float64 `json:"max"`
 }
 
-// Process is a process's CPU (percent of one core, averaged over the hold) and memory.
+// Process is a process's CPU (percent of one core, averaged over the hold) and memory, read
+// from /proc (PID) or from the server's metrics (MetricsURL).
 type Process struct {
 	PID        int     `json:"pid,omitempty"`
+	MetricsURL string  `json:"metrics_url,omitempty"`
 	CPUPercent float64 `json:"cpu_percent"`
 	RSSBytes   int64   `json:"rss_bytes"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
@@ -192,6 +209,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r := &run{cfg: cfg, api: api, id: strings.ToLower(rand.Text()[:6]),
 		hc: &http.Client{Timeout: 20 * time.Second}}
+	if cfg.MetricsURL != "" {
+		// A wrong URL is an error now, not a report without the server's figures later.
+		if _, err := scrapeProcess(ctx, r.hc, cfg.MetricsURL); err != nil {
+			return nil, err
+		}
+	}
 	started := time.Now()
 
 	sendCtx, stopSending := context.WithCancel(context.Background())
@@ -257,7 +280,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	joins.Wait()
 	// The hold: steady state, measured.
-	sampler := newSampler(cfg.ServerPID)
+	sampler := newSampler(r.serverSampler())
 	holdStart := time.Now()
 	r.measuring.Store(true)
 	recvBefore := r.received()
@@ -272,6 +295,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	time.Sleep(cfg.Drain)
 	rep := r.report(started, holdEnd.Sub(holdStart))
 	rep.ReceivedPPS = float64(recvAfter-recvBefore) / holdEnd.Sub(holdStart).Seconds()
+	if server != nil {
+		server.PID, server.MetricsURL = cfg.ServerPID, cfg.MetricsURL
+	}
 	rep.Server, rep.Tool = server, tool
 	if server != nil && server.CPUPercent > 0 {
 		rep.PacketsPerServerCore = rep.ReceivedPPS / (server.CPUPercent / 100)
@@ -445,9 +471,27 @@ func (r *run) progress(started time.Time) (stop func()) {
 	}
 }
 
+// sampleFunc reads one process's CPU time and memory.
+type sampleFunc func(now time.Time) (procSample, error)
+
+// serverSampler is how the run reads the server's process: /proc with a PID, a scrape with a
+// metrics URL, nothing (nil) with neither.
+func (r *run) serverSampler() sampleFunc {
+	switch {
+	case r.cfg.ServerPID > 0:
+		pid := strconv.Itoa(r.cfg.ServerPID)
+		return func(now time.Time) (procSample, error) { return readProc(pid, now) }
+	case r.cfg.MetricsURL != "":
+		return func(time.Time) (procSample, error) {
+			return scrapeProcess(context.Background(), r.hc, r.cfg.MetricsURL)
+		}
+	}
+	return nil
+}
+
 // sampler reads the server's (and this process's) CPU and memory every second.
 type sampler struct {
-	pid   string
+	src   [2]sampleFunc // the server's (nil: not sampled) and this process's
 	done  chan struct{}
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -457,11 +501,9 @@ type sampler struct {
 	peak  [2]int64
 }
 
-func newSampler(pid int) *sampler {
-	s := &sampler{done: make(chan struct{})}
-	if pid > 0 {
-		s.pid = strconv.Itoa(pid)
-	}
+func newSampler(server sampleFunc) *sampler {
+	self := func(now time.Time) (procSample, error) { return readProc("self", now) }
+	s := &sampler{done: make(chan struct{}), src: [2]sampleFunc{server, self}}
 	s.sample()
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Second)
@@ -479,12 +521,11 @@ func newSampler(pid int) *sampler {
 }
 
 func (s *sampler) sample() {
-	now := time.Now()
-	for i, pid := range []string{s.pid, "self"} {
-		if pid == "" {
+	for i, src := range s.src {
+		if src == nil {
 			continue
 		}
-		p, err := readProc(pid, now)
+		p, err := src(time.Now())
 		if err != nil {
 			continue
 		}
@@ -510,9 +551,6 @@ func (s *sampler) stop() (server, tool *Process) {
 			continue
 		}
 		out[i] = &Process{CPUPercent: cpuPercent(s.first[i], s.last[i]), RSSBytes: s.last[i].RSS, PeakRSS: s.peak[i]}
-	}
-	if out[0] != nil {
-		out[0].PID, _ = strconv.Atoi(s.pid)
 	}
 	return out[0], out[1]
 }
