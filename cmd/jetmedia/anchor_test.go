@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -17,22 +16,6 @@ import (
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
-
-// onStore runs fn on the JetStream store in dir (as withStore made it), then shuts it down.
-func onStore(t *testing.T, dir string, fn func(js jetstream.JetStream)) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "history-test", JetStream: true, StoreDir: dir})
-	require.NoError(t, err)
-	defer srv.Shutdown()
-	nc, err := srv.Connect("history-test")
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	fn(js)
-}
 
 // forgeByRecreatingStream is the attack the hash chain alone cannot see, done the way someone
 // with the account's JetStream admin rights can do it: the EVENTS stream denies deleting and

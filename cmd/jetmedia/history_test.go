@@ -26,6 +26,18 @@ var genStart = time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
 func withStore(t *testing.T, fn func(js jetstream.JetStream)) string {
 	t.Helper()
 	dir := t.TempDir()
+	onStore(t, dir, func(js jetstream.JetStream) {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		require.NoError(t, pipeline.Declare(ctx, js, pipeline.StorageConfig{}))
+		fn(js)
+	})
+	return dir
+}
+
+// onStore runs fn on the JetStream store in dir (as withStore made it), then shuts it down.
+func onStore(t *testing.T, dir string, fn func(js jetstream.JetStream)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "history-test", JetStream: true, StoreDir: dir})
@@ -36,9 +48,7 @@ func withStore(t *testing.T, fn func(js jetstream.JetStream)) string {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, pipeline.Declare(ctx, js, pipeline.StorageConfig{}))
 	fn(js)
-	return dir
 }
 
 func TestAuditVerify(t *testing.T) {
