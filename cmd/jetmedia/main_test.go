@@ -30,22 +30,36 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// TestTools runs tail, rooms, replay and projections rebuild against a running node (through
-// the NATS URL it recorded in its data dir) and then against its data dir alone.
-func TestTools(t *testing.T) {
+// cliNodeConfig is a node on loopback with random ports and a fresh data dir, whose NATS also
+// listens on a random port so that the CLI reaches it while it runs.
+func cliNodeConfig(t *testing.T, name string) app.Config {
 	cfg := app.Defaults()
-	cfg.Name = "cli"
+	cfg.Name = name
 	cfg.DataDir = t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.UDPPort = 0
 	cfg.NATSListen = "127.0.0.1:0"
+	return cfg
+}
+
+// startCLINode starts a node with cfg, closed at cleanup.
+func startCLINode(t *testing.T, ctx context.Context, cfg app.Config) *app.Node {
+	t.Helper()
+	node, err := app.Start(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = node.Close() })
+	return node
+}
+
+// TestTools runs tail, rooms, replay and projections rebuild against a running node (through
+// the NATS URL it recorded in its data dir) and then against its data dir alone.
+func TestTools(t *testing.T) {
+	cfg := cliNodeConfig(t, "cli")
 	key := auth.GenerateKey("cli")
 	cfg.AuthKeys = []auth.Key{key}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := app.Start(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = node.Close() })
+	node := startCLINode(t, ctx, cfg)
 
 	api, err := rtcclient.NewAPI()
 	require.NoError(t, err)

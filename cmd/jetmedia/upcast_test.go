@@ -70,12 +70,7 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	recv := httptest.NewServer(hooks)
 	defer recv.Close()
 
-	cfg := app.Defaults()
-	cfg.Name = "upgraded"
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg := cliNodeConfig(t, "upgraded")
 	cfg.Webhooks.Endpoints = []webhook.Endpoint{
 		{URL: recv.URL + "/any", Types: []string{"peer.left"}},
 		{URL: recv.URL + "/v1", Types: []string{events.TypePeerLeftV1}},
@@ -83,9 +78,7 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	node, err := app.Start(ctx, cfg) // dev mode: the history API needs no token
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = node.Close() })
+	node := startCLINode(t, ctx, cfg) // dev mode: the history API needs no token
 
 	const room = "mixed"
 	t0 := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)

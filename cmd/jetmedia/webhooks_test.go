@@ -40,21 +40,14 @@ func TestWebhooksParkedAndRedrive(t *testing.T) {
 	defer srv.Close()
 	endpoint := "url=" + srv.URL + ",types=peer.joined,secret=s3cret,breaker=off"
 
-	cfg := app.Defaults()
-	cfg.Name = "hooks"
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.UDPPort = 0
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg := cliNodeConfig(t, "hooks")
 	fs := serveFlags(&cfg, new(string))
 	require.NoError(t, fs.Parse([]string{"--webhook", endpoint, "--webhook-max-attempts=2",
 		"--webhook-backoff=5ms", "--webhook-max-backoff=10ms", "--webhook-timeout=1s"}))
 	require.Len(t, cfg.Webhooks.Endpoints, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := app.Start(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = node.Close() })
+	node := startCLINode(t, ctx, cfg)
 
 	ap := pipeline.NewAppender(node.JetStream(), "hooks")
 	var want []string
