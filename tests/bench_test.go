@@ -19,6 +19,45 @@ type countWriter struct{ n atomic.Int64 }
 
 func (w *countWriter) Write(b []byte) (int, error) { w.n.Add(1); return len(b), nil }
 
+// benchServer is an embedded NATS server without JetStream, shut down when the benchmark ends.
+func benchServer(b *testing.B, ctx context.Context) *pipeline.Server {
+	b.Helper()
+	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "bench"})
+	require.NoError(b, err)
+	b.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// benchConn is a client connection to srv, closed when the benchmark ends.
+func benchConn(b *testing.B, srv *pipeline.Server, name string, opts ...nats.Option) *nats.Conn {
+	b.Helper()
+	nc, err := srv.Connect(name, opts...)
+	require.NoError(b, err)
+	b.Cleanup(nc.Close)
+	return nc
+}
+
+// attachViewers attaches n outputs of room/track to hub, detached when the benchmark ends;
+// every packet written to any of them counts in the writer returned.
+func attachViewers(b *testing.B, hub *forward.Hub, n int) *countWriter {
+	b.Helper()
+	w := &countWriter{}
+	for i := range n {
+		_, detach, err := hub.Attach("room", "track", forward.NewOutput(uint32(1000+i), 96, w))
+		require.NoError(b, err)
+		b.Cleanup(detach)
+	}
+	return w
+}
+
+// benchPacket is a 1200-byte RTP packet of SSRC 42; the benchmarks set its sequence number.
+func benchPacket() []byte {
+	pkt := make([]byte, 1200)
+	pkt[0] = 0x80
+	binary.BigEndian.PutUint32(pkt[8:], 42)
+	return pkt
+}
+
 // BenchmarkMediaPath is the whole forward path inside one node: a publisher's packet onto
 // its media subject (TrackSender.Send), through the embedded NATS server, to the node's
 // fan-out, rewritten and written for each viewer. ns/op is per published packet.
@@ -27,28 +66,14 @@ func BenchmarkMediaPath(b *testing.B) {
 		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "bench"})
-			require.NoError(b, err)
-			defer srv.Shutdown()
-			pubConn, err := srv.Connect("pub")
-			require.NoError(b, err)
-			defer pubConn.Close()
-			subConn, err := srv.Connect("sub")
-			require.NoError(b, err)
-			defer subConn.Close()
+			srv := benchServer(b, ctx)
+			pubConn, subConn := benchConn(b, srv, "pub"), benchConn(b, srv, "sub")
 			hub := forward.NewHub(pipeline.NewMediaBus(subConn))
-			defer hub.Close()
-			w := &countWriter{}
-			for i := range viewers {
-				_, detach, err := hub.Attach("room", "track", forward.NewOutput(uint32(1000+i), 96, w))
-				require.NoError(b, err)
-				defer detach()
-			}
+			b.Cleanup(hub.Close) // after the viewers detach, before the connections close
+			w := attachViewers(b, hub, viewers)
 			require.NoError(b, subConn.Flush())
 			sender := pipeline.NewMediaBus(pubConn).Sender("room", "track", "0")
-			pkt := make([]byte, 1200)
-			pkt[0] = 0x80
-			binary.BigEndian.PutUint32(pkt[8:], 42)
+			pkt := benchPacket()
 			b.SetBytes(int64(len(pkt)))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -83,30 +108,15 @@ func BenchmarkMediaPathLocal(b *testing.B) {
 		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "bench"})
-			require.NoError(b, err)
-			defer srv.Shutdown()
-			fb, err := srv.Connect("feedback")
-			require.NoError(b, err)
-			defer fb.Close()
-			rtp, err := srv.Connect("rtp", nats.NoEcho())
-			require.NoError(b, err)
-			defer rtp.Close()
-			bus, err := pipeline.NewLocalMediaBus(fb, rtp, srv.Interest)
+			srv := benchServer(b, ctx)
+			bus, err := pipeline.NewLocalMediaBus(benchConn(b, srv, "feedback"), benchConn(b, srv, "rtp", nats.NoEcho()), srv.Interest)
 			require.NoError(b, err)
 			// The publisher's sender exists before viewers can find the track, as on a node.
 			sender := bus.Sender("room", "track", "0")
 			hub := forward.NewHub(bus)
-			defer hub.Close()
-			w := &countWriter{}
-			for i := range viewers {
-				_, detach, err := hub.Attach("room", "track", forward.NewOutput(uint32(1000+i), 96, w))
-				require.NoError(b, err)
-				defer detach()
-			}
-			pkt := make([]byte, 1200)
-			pkt[0] = 0x80
-			binary.BigEndian.PutUint32(pkt[8:], 42)
+			b.Cleanup(hub.Close) // after the viewers detach, before the connections close
+			w := attachViewers(b, hub, viewers)
+			pkt := benchPacket()
 			b.SetBytes(int64(len(pkt)))
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
