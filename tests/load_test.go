@@ -62,3 +62,41 @@ func TestLoadAgainstNode(t *testing.T) {
 	fwd := node.Forwarding()
 	require.GreaterOrEqual(t, fwd.Forwarded, rep.Received.Packets)
 }
+
+// TestLoadRoomsAgainstNode runs the load engine's rooms mode against an in-process node in
+// dev mode: one room, two publishing SDK peers, two subscribing ones. Every subscriber gets
+// every track of both publishers, and nothing is lost on loopback.
+func TestLoadRoomsAgainstNode(t *testing.T) {
+	ncfg := app.Defaults()
+	ncfg.Name, ncfg.DataDir, ncfg.HTTPAddr, ncfg.UDPPort, ncfg.Logger = "load-rooms", t.TempDir(), "127.0.0.1:0", 0, testLogger(t)
+	node := startNode(t, ncfg)
+	cfg := load.Defaults()
+	cfg.URL = node.HTTPURL()
+	cfg.Mode = load.ModeRooms
+	cfg.Rooms, cfg.Publishers, cfg.Subscribers = 1, 2, 2
+	cfg.Ramp = 500 * time.Millisecond
+	cfg.Duration = 3 * time.Second
+	rep, err := load.Run(ctxT(t, 90*time.Second), cfg)
+	require.NoError(t, err)
+	t.Logf("report: %+v", *rep)
+
+	require.Equal(t, load.ModeRooms, rep.Mode)
+	require.Equal(t, 1, rep.Rooms)
+	require.Equal(t, 2, rep.Publishers)
+	require.Equal(t, 2, rep.SubscribersJoined)
+	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
+	require.Zero(t, rep.SubscribersNoMedia)
+	require.Zero(t, rep.SubscribersMissingTracks, "every subscriber gets both publishers' video and audio")
+	require.Positive(t, rep.ExpectedPackets)
+	require.Zero(t, rep.LostPackets, "no loss on loopback")
+	// Two subscribers of both publishers: at most two copies of everything sent (the
+	// publishers send before the subscribers join), and more than one.
+	require.LessOrEqual(t, rep.Received.Packets, 2*rep.Sent.Packets)
+	require.Greater(t, rep.Received.Packets, rep.Sent.Packets)
+	require.Positive(t, rep.Latency.Count)
+	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
+	require.Equal(t, uint64(2), rep.Join.Count)
+	require.Positive(t, rep.Join.P50)
+	// Two publishers of ~260 packets/s each, to two subscribers.
+	require.InDelta(t, 4*260, rep.ReceivedPPS, 4*260*0.25)
+}

@@ -20,8 +20,10 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "the server's base URL (the only thing the run talks to)")
-	fs.IntVar(&cfg.Publishers, "publishers", cfg.Publishers, "WHIP publishers, each in its own room")
-	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "WHEP subscribers per publisher")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "whip: WHIP publishers, each in its own room, and WHEP subscribers of each; rooms: rooms of Go SDK peers (/rtc), publishers and subscribers of all of them")
+	fs.IntVar(&cfg.Rooms, "rooms", cfg.Rooms, "rooms (--mode rooms)")
+	fs.IntVar(&cfg.Publishers, "publishers", cfg.Publishers, "WHIP publishers, each in its own room; --mode rooms: publishing peers per room")
+	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "WHEP subscribers per publisher; --mode rooms: subscribing peers per room, each receiving every publisher there")
 	fs.IntVar(&cfg.Bitrate, "bitrate", cfg.Bitrate, "video bitrate of each publisher, bits/s")
 	fs.IntVar(&cfg.FPS, "fps", cfg.FPS, "video frames per second")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest RTP payload, bytes")
@@ -31,7 +33,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.Room, "room", cfg.Room, "room name prefix")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id on this machine: report its CPU and RSS")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus `URL` (http://host:port/metrics), instead of --server-pid: report its CPU and RSS from the process metrics")
-	fs.StringVar(&cfg.Token, "token", "", "bearer token for WHIP, WHEP and the room API")
+	fs.StringVar(&cfg.Token, "token", "", "bearer token for WHIP, WHEP, room joins and the room API, valid in every room (room \"*\") with the publish and subscribe grants, and admin in whip mode for the room API (default: minted by a dev-mode server's /dev/token)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile of the run to this file")
 	if err := applyEnv(fs); err != nil {
@@ -76,15 +78,20 @@ func loadTerminal(f *os.File) bool {
 }
 
 func printReport(w io.Writer, r *load.Report) {
-	fmt.Fprintf(w, "%s: %d publisher(s) × %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
-		r.URL, r.Publishers, r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+	if r.Mode == load.ModeRooms {
+		fmt.Fprintf(w, "%s: %d room(s) of %d SDK publisher(s) + %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
+			r.URL, r.Rooms, r.Publishers/max(r.Rooms, 1), r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+	} else {
+		fmt.Fprintf(w, "%s: %d publisher(s) × %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
+			r.URL, r.Publishers, r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+	}
 	fmt.Fprintf(w, "sent      %d packets, %d bytes\n", r.Sent.Packets, r.Sent.Bytes)
 	fmt.Fprintf(w, "received  %d packets, %d bytes (%.0f packets/s in the hold)\n", r.Received.Packets, r.Received.Bytes, r.ReceivedPPS)
 	fmt.Fprintf(w, "loss      %.3f %% (%d of %d), %d duplicates\n", r.LossPercent, r.LostPackets, r.ExpectedPackets, r.Duplicates)
 	fmt.Fprintf(w, "latency   p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms (%d packets)\n",
 		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.Count)
-	fmt.Fprintf(w, "join      p50 %.0f ms  p95 %.0f ms  max %.0f ms; %d joined, %d failed, %d without media\n",
-		r.Join.P50, r.Join.P95, r.Join.Max, r.SubscribersJoined, r.SubscribersFailed, r.SubscribersNoMedia)
+	fmt.Fprintf(w, "join      p50 %.0f ms  p95 %.0f ms  max %.0f ms; %d joined, %d failed, %d without media, %d missing a track\n",
+		r.Join.P50, r.Join.P95, r.Join.Max, r.SubscribersJoined, r.SubscribersFailed, r.SubscribersNoMedia, r.SubscribersMissingTracks)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "error     %s\n", r.FirstError)
 	}

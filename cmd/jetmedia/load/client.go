@@ -18,6 +18,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/ingress/signal/client"
 )
 
 // newAPI returns the pion API the clients of one role share. Publishers get pion's default
@@ -158,12 +160,17 @@ func (c *counters) add(n int) {
 }
 
 // publisher sends one synthetic video track (VP8 framing, at a bitrate and frame rate) and
-// one audio track (Opus, 50 packets/s) through WHIP.
+// one audio track (Opus, 50 packets/s), through WHIP (pc and location) or as a peer of a room
+// (sdk, peer and senders; see rooms.go).
 type publisher struct {
 	room     string
 	token    string
 	pc       *webrtc.PeerConnection
 	location string
+
+	sdk     *client.Room
+	peer    string
+	senders []*webrtc.RTPSender
 
 	video, audio         *webrtc.TrackLocalStaticRTP
 	videoSent, audioSent counters
@@ -176,27 +183,42 @@ type publisher struct {
 	wg sync.WaitGroup
 }
 
+// newPublisher makes a publisher's tracks, not yet sent anywhere.
+func newPublisher(room, token string, audio bool) (*publisher, error) {
+	p := &publisher{room: room, token: token, keyframe: make(chan struct{}, 1)}
+	var err error
+	p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "load")
+	if err != nil {
+		return nil, err
+	}
+	if audio {
+		p.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "load")
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// tracks are the publisher's tracks, video first.
+func (p *publisher) tracks() []webrtc.TrackLocal {
+	if p.audio == nil {
+		return []webrtc.TrackLocal{p.video}
+	}
+	return []webrtc.TrackLocal{p.video, p.audio}
+}
+
 func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL, room, token string, audio bool) (*publisher, error) {
+	p, err := newPublisher(room, token, audio)
+	if err != nil {
+		return nil, err
+	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	p := &publisher{room: room, token: token, pc: pc, keyframe: make(chan struct{}, 1)}
-	p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "load")
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	tracks := []webrtc.TrackLocal{p.video}
-	if audio {
-		p.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "load")
-		if err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
-		tracks = append(tracks, p.audio)
-	}
-	for i, t := range tracks {
+	p.pc = pc
+	for i, t := range p.tracks() {
 		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
@@ -306,10 +328,15 @@ func (p *publisher) sendAudio(ctx context.Context) {
 	}
 }
 
-// close DELETEs the session and closes the PeerConnection (send loops end with their ctx).
+// close ends the WHIP session (DELETE) or leaves the room, and closes the PeerConnection
+// (send loops end with their ctx).
 func (p *publisher) close(hc *http.Client) {
-	deleteSession(hc, p.location, p.token)
-	_ = p.pc.Close()
+	if p.sdk != nil {
+		_ = p.sdk.Leave()
+	} else {
+		deleteSession(hc, p.location, p.token)
+		_ = p.pc.Close()
+	}
 	p.wg.Wait()
 }
 
@@ -336,21 +363,62 @@ type trackRecv struct {
 	seq seqTracker
 }
 
+// reception is what one subscriber received of one publisher's tracks.
+type reception struct {
+	pub        *publisher
+	firstVideo atomic.Int64 // unix nanos of the first video packet
+	video      trackRecv
+	audio      trackRecv
+	mu         sync.Mutex // guards seq trackers against the final read
+}
+
+// read runs on pion's OnTrack goroutine until the connection closes. Latency is recorded
+// into the run's histogram while the run is measuring.
+func (rc *reception) read(tr *webrtc.TrackRemote, latency *Histogram, measuring *atomic.Bool) {
+	rec := &rc.audio
+	video := tr.Kind() == webrtc.RTPCodecTypeVideo
+	if video {
+		rec = &rc.video
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		payload, err := rtpPayload(buf[:n])
+		if err != nil {
+			continue
+		}
+		sent, seq, ok := readProbe(payload)
+		if !ok {
+			continue
+		}
+		if video {
+			rc.firstVideo.CompareAndSwap(0, now.UnixNano())
+		}
+		rec.got.add(n)
+		rc.mu.Lock()
+		rec.seq.add(seq)
+		rc.mu.Unlock()
+		if measuring.Load() {
+			latency.Record(now.Sub(time.Unix(0, sent)))
+		}
+	}
+}
+
 // subscriber plays one publisher's tracks through WHEP and measures what arrives.
 type subscriber struct {
-	pub      *publisher
 	token    string
 	pc       *webrtc.PeerConnection
 	location string
 
-	posted     time.Time    // when the offer was posted
-	firstVideo atomic.Int64 // unix nanos of the first video packet
-	video      trackRecv
-	audio      trackRecv
-	latency    *Histogram   // shared by the run; recorded only while measuring
-	measuring  *atomic.Bool // the run's hold phase
-	mu         sync.Mutex   // guards seq trackers against the final read
-	wg         sync.WaitGroup
+	posted    time.Time // when the offer was posted
+	rec       reception
+	latency   *Histogram   // shared by the run; recorded only while measuring
+	measuring *atomic.Bool // the run's hold phase
+	wg        sync.WaitGroup
 }
 
 // errNotPublished is a 409: the room publishes nothing yet.
@@ -376,7 +444,8 @@ func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL str
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{pub: pub, token: token, pc: pc, latency: latency, measuring: measuring, posted: time.Now()}
+	s := &subscriber{token: token, pc: pc, latency: latency, measuring: measuring, posted: time.Now()}
+	s.rec.pub = pub
 	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}
 	if audio {
 		kinds = append(kinds, webrtc.RTPCodecTypeAudio)
@@ -390,7 +459,7 @@ func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL str
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		s.wg.Add(1)
 		defer s.wg.Done()
-		s.read(tr)
+		s.rec.read(tr, s.latency, s.measuring)
 	})
 	if s.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whep/"+pub.room, token); err != nil {
 		_ = pc.Close()
@@ -399,49 +468,9 @@ func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL str
 	return s, nil
 }
 
-// read runs on pion's OnTrack goroutine until the connection closes.
-func (s *subscriber) read(tr *webrtc.TrackRemote) {
-	rec := &s.audio
-	video := tr.Kind() == webrtc.RTPCodecTypeVideo
-	if video {
-		rec = &s.video
-	}
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := tr.Read(buf)
-		if err != nil {
-			return
-		}
-		now := time.Now()
-		payload, err := rtpPayload(buf[:n])
-		if err != nil {
-			continue
-		}
-		sent, seq, ok := readProbe(payload)
-		if !ok {
-			continue
-		}
-		if video {
-			s.firstVideo.CompareAndSwap(0, now.UnixNano())
-		}
-		rec.got.add(n)
-		s.mu.Lock()
-		rec.seq.add(seq)
-		s.mu.Unlock()
-		if s.measuring.Load() {
-			s.latency.Record(now.Sub(time.Unix(0, sent)))
-		}
-	}
-}
+func (s *subscriber) receptions() []*reception { return []*reception{&s.rec} }
 
-// joinTime is from posting the offer to the first video packet, or false with none yet.
-func (s *subscriber) joinTime() (time.Duration, bool) {
-	f := s.firstVideo.Load()
-	if f == 0 {
-		return 0, false
-	}
-	return time.Unix(0, f).Sub(s.posted), true
-}
+func (s *subscriber) joinStarted() time.Time { return s.posted }
 
 // close DELETEs the session, closes the PeerConnection and waits for its readers.
 func (s *subscriber) close(hc *http.Client) {

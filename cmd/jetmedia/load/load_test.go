@@ -273,3 +273,18 @@ func TestValidateServerSampling(t *testing.T) {
 	c.MetricsURL, c.ServerPID = "", -1
 	require.ErrorContains(t, c.Validate(), "server pid -1")
 }
+
+func TestValidateMode(t *testing.T) {
+	c := Defaults()
+	require.Equal(t, ModeWHIP, c.Mode)
+	c.Rooms = 3
+	require.ErrorContains(t, c.Validate(), "only mode rooms")
+	c.Mode = ModeRooms
+	require.NoError(t, c.Validate())
+	c.Subscribers = 0
+	require.NoError(t, c.Validate(), "publishers only")
+	c.Rooms = 0
+	require.ErrorContains(t, c.Validate(), "rooms 0")
+	c.Mode = "sip"
+	require.ErrorContains(t, c.Validate(), `mode "sip"`)
+}

@@ -18,13 +18,28 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// Modes of a run.
+const (
+	// ModeWHIP: WHIP publishers, each in a room of its own, and WHEP subscribers of each.
+	ModeWHIP = "whip"
+	// ModeRooms: rooms of SDK peers, some publishing and the others subscribing to all of
+	// them (rooms.go).
+	ModeRooms = "rooms"
+)
+
 // Config is one load run. Defaults() gives one 2 Mbit/s publisher with one subscriber for 10 s.
 type Config struct {
 	// URL is the server's base URL; the run talks to nothing else.
 	URL string
-	// Publishers is the number of WHIP publishers, each in a room of its own.
+	// Mode is ModeWHIP (default) or ModeRooms.
+	Mode string
+	// Rooms is the number of rooms in ModeRooms (ModeWHIP has one per publisher).
+	Rooms int
+	// Publishers is the number of WHIP publishers, each in a room of its own; in ModeRooms
+	// the number of publishing peers in each room.
 	Publishers int
-	// Subscribers is the number of WHEP subscribers per publisher.
+	// Subscribers is the number of WHEP subscribers per publisher; in ModeRooms the number of
+	// subscribing peers in each room, each receiving every publisher there.
 	Subscribers int
 	// Bitrate (bits/s) and FPS of each publisher's video; MaxPayload bounds an RTP payload.
 	Bitrate, FPS, MaxPayload int
@@ -55,7 +70,7 @@ type Config struct {
 // Defaults returns a small run that works against a default `jetmedia serve`.
 func Defaults() Config {
 	return Config{
-		URL: "http://127.0.0.1:8080", Publishers: 1, Subscribers: 1,
+		URL: "http://127.0.0.1:8080", Mode: ModeWHIP, Rooms: 1, Publishers: 1, Subscribers: 1,
 		Bitrate: 2_000_000, FPS: 30, MaxPayload: 1200, Audio: true,
 		Duration: 10 * time.Second, Room: "load", Drain: 500 * time.Millisecond,
 	}
@@ -67,6 +82,14 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("url %q: want http(s)://host:port", c.URL))
+	}
+	switch {
+	case c.Mode != ModeWHIP && c.Mode != ModeRooms:
+		errs = append(errs, fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeWHIP, ModeRooms))
+	case c.Mode == ModeRooms && c.Rooms < 1:
+		errs = append(errs, fmt.Errorf("rooms %d: want at least 1", c.Rooms))
+	case c.Mode == ModeWHIP && c.Rooms != 1:
+		errs = append(errs, fmt.Errorf("rooms %d: only mode %s has rooms of many peers (whip: one room per publisher)", c.Rooms, ModeRooms))
 	}
 	if c.Publishers < 1 || c.Subscribers < 0 {
 		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
@@ -99,7 +122,12 @@ func (c Config) Validate() error {
 
 // Report is what one run measured. Durations are in milliseconds.
 type Report struct {
-	URL                     string  `json:"url"`
+	URL  string `json:"url"`
+	Mode string `json:"mode"`
+	// Rooms is the number of rooms (in ModeWHIP one per publisher); Publishers counts them
+	// all. Every publisher has SubscribersPerPublisher subscribers: of its own in ModeWHIP,
+	// the room's in ModeRooms.
+	Rooms                   int     `json:"rooms"`
 	Publishers              int     `json:"publishers"`
 	SubscribersPerPublisher int     `json:"subscribers_per_publisher"`
 	BitrateBPS              int     `json:"bitrate_bps"`
@@ -119,14 +147,18 @@ type Report struct {
 
 	// Latency is end to end (publisher's send to subscriber's receive), during the hold.
 	Latency Quantiles `json:"latency_ms"`
-	// Join is from a subscriber's POST to its first video packet.
+	// Join is from a subscriber's POST (ModeRooms: its SDK Join call) to its first video
+	// packet (of any publisher).
 	Join Quantiles `json:"join_ms"`
 
-	SubscribersJoined  int    `json:"subscribers_joined"`
-	SubscribersFailed  int    `json:"subscribers_failed"`
-	SubscribersNoMedia int    `json:"subscribers_without_media"`
-	FirstError         string `json:"first_error,omitempty"`
-	PLIsToPublishers   uint64 `json:"plis_to_publishers"`
+	SubscribersJoined  int `json:"subscribers_joined"`
+	SubscribersFailed  int `json:"subscribers_failed"`
+	SubscribersNoMedia int `json:"subscribers_without_media"`
+	// SubscribersMissingTracks got media, but not from every track of every publisher they
+	// subscribe to.
+	SubscribersMissingTracks int    `json:"subscribers_missing_tracks"`
+	FirstError               string `json:"first_error,omitempty"`
+	PLIsToPublishers         uint64 `json:"plis_to_publishers"`
 
 	// Server is the server's process during the hold (with ServerPID); Tool is this one's.
 	Server *Process `json:"server,omitempty"`
@@ -174,18 +206,42 @@ func durQuantiles(ds []time.Duration) Quantiles {
 		P99: ms(percentile(ds, 0.99)), Max: ms(percentile(ds, 1))}
 }
 
+// viewer is a subscriber of either mode: what it received of each publisher it subscribes to.
+type viewer interface {
+	receptions() []*reception
+	// joinStarted is when it began to join (its first video packet ends the join).
+	joinStarted() time.Time
+	close(hc *http.Client)
+}
+
+// joinTime is from a viewer's start of joining to its first video packet of any publisher,
+// or false with none yet.
+func joinTime(v viewer) (time.Duration, bool) {
+	var first int64
+	for _, rc := range v.receptions() {
+		if f := rc.firstVideo.Load(); f != 0 && (first == 0 || f < first) {
+			first = f
+		}
+	}
+	if first == 0 {
+		return 0, false
+	}
+	return time.Unix(0, first).Sub(v.joinStarted()), true
+}
+
 // run is the state of one Run.
 type run struct {
 	noDevTokens atomic.Bool // the server has no GET /dev/token
 
-	cfg  Config
-	api  *webrtc.API
-	hc   *http.Client
-	id   string
-	pubs []*publisher
+	cfg     Config
+	api     *webrtc.API // publishers'
+	viewAPI *webrtc.API // subscribers'
+	hc      *http.Client
+	id      string
+	pubs    []*publisher // in ModeRooms room by room, Publishers to a room
 
 	mu        sync.Mutex
-	subs      []*subscriber
+	subs      []viewer
 	failed    int
 	firstErr  error
 	latency   Histogram
@@ -207,7 +263,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, api: api, id: strings.ToLower(rand.Text()[:6]),
+	r := &run{cfg: cfg, api: api, viewAPI: viewAPI, id: strings.ToLower(rand.Text()[:6]),
 		hc: &http.Client{Timeout: 20 * time.Second}}
 	if cfg.MetricsURL != "" {
 		// A wrong URL is an error now, not a report without the server's figures later.
@@ -225,47 +281,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// Publishers first, each sending at once; then wait until the server lists their tracks
 	// so every subscriber gets all of them.
-	for i := range cfg.Publishers {
-		room := fmt.Sprintf("%s-%s-%d", cfg.Room, r.id, i)
-		tok, err := r.token(ctx, room)
-		if err != nil {
-			return nil, err
-		}
-		p, err := startPublisher(ctx, api, r.hc, cfg.URL, room, tok, cfg.Audio)
-		if err != nil {
-			return nil, fmt.Errorf("publisher %d: %w", i, err)
-		}
-		r.pubs = append(r.pubs, p)
-		p.wg.Go(func() { p.send(sendCtx, cfg.Bitrate, cfg.FPS, cfg.MaxPayload) })
+	publish, join := r.publishWHIP, r.joinWHIP
+	if cfg.Mode == ModeRooms {
+		publish, join = r.publishRooms, r.joinRoom
 	}
-	want := 1
-	if cfg.Audio {
-		want = 2
-	}
-	for _, p := range r.pubs {
-		if err := r.waitTracks(ctx, p.room, want); err != nil {
-			return nil, err
-		}
+	if err := publish(ctx, sendCtx); err != nil {
+		return nil, err
 	}
 
 	stopProgress := r.progress(started)
 	defer stopProgress()
 
-	// Ramp: subscribers join spread over the ramp, round-robin over the publishers.
-	total := cfg.Publishers * cfg.Subscribers
+	// Ramp: subscribers join spread over the ramp, round-robin over the publishers (rooms).
+	total := r.viewers()
 	var joins sync.WaitGroup
 	rampStart := time.Now()
 	for i := range total {
 		if !sleepUntil(ctx, rampStart.Add(spread(i, total, cfg.Ramp))) {
 			break
 		}
-		pub := r.pubs[i%len(r.pubs)]
 		joins.Go(func() {
-			tok, err := r.token(ctx, pub.room)
-			var s *subscriber
-			if err == nil {
-				s, err = startSubscriber(ctx, viewAPI, r.hc, cfg.URL, pub, tok, cfg.Audio, &r.latency, &r.measuring)
-			}
+			v, err := join(ctx, i)
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			if err != nil {
@@ -275,7 +311,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				return
 			}
-			r.subs = append(r.subs, s)
+			r.subs = append(r.subs, v)
 		})
 	}
 	joins.Wait()
@@ -303,6 +339,57 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.PacketsPerServerCore = rep.ReceivedPPS / (server.CPUPercent / 100)
 	}
 	return rep, nil
+}
+
+// viewers is how many subscribers the run has.
+func (r *run) viewers() int {
+	if r.cfg.Mode == ModeRooms {
+		return r.cfg.Rooms * r.cfg.Subscribers
+	}
+	return r.cfg.Publishers * r.cfg.Subscribers
+}
+
+// publishWHIP starts the WHIP publishers, each in a room of its own, and waits until the
+// server lists their tracks.
+func (r *run) publishWHIP(ctx, sendCtx context.Context) error {
+	c := r.cfg
+	for i := range c.Publishers {
+		room := fmt.Sprintf("%s-%s-%d", c.Room, r.id, i)
+		tok, err := r.token(ctx, room)
+		if err != nil {
+			return err
+		}
+		p, err := startPublisher(ctx, r.api, r.hc, c.URL, room, tok, c.Audio)
+		if err != nil {
+			return fmt.Errorf("publisher %d: %w", i, err)
+		}
+		r.pubs = append(r.pubs, p)
+		p.wg.Go(func() { p.send(sendCtx, c.Bitrate, c.FPS, c.MaxPayload) })
+	}
+	want := 1
+	if c.Audio {
+		want = 2
+	}
+	for _, p := range r.pubs {
+		if err := r.waitTracks(ctx, p.room, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinWHIP is the i-th subscriber of the ramp: round-robin over the publishers.
+func (r *run) joinWHIP(ctx context.Context, i int) (viewer, error) {
+	pub := r.pubs[i%len(r.pubs)]
+	tok, err := r.token(ctx, pub.room)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startSubscriber(ctx, r.viewAPI, r.hc, r.cfg.URL, pub, tok, r.cfg.Audio, &r.latency, &r.measuring)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // waitTracks polls the server's room API until the room lists n tracks. A server without the
@@ -351,16 +438,18 @@ func (r *run) roomTracks(ctx context.Context, room string) (int, error) {
 	return len(v.Tracks), nil
 }
 
-func (r *run) snapshotSubs() []*subscriber {
+func (r *run) snapshotSubs() []viewer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*subscriber(nil), r.subs...)
+	return append([]viewer(nil), r.subs...)
 }
 
 func (r *run) received() uint64 {
 	var n uint64
 	for _, s := range r.snapshotSubs() {
-		n += s.video.got.packets.Load() + s.audio.got.packets.Load()
+		for _, rc := range s.receptions() {
+			n += rc.video.got.packets.Load() + rc.audio.got.packets.Load()
+		}
 	}
 	return n
 }
@@ -377,32 +466,44 @@ func (r *run) sent() Traffic {
 // report accounts every subscriber against what its publisher sent.
 func (r *run) report(started time.Time, hold time.Duration) *Report {
 	c := r.cfg
-	rep := &Report{URL: c.URL, Publishers: c.Publishers, SubscribersPerPublisher: c.Subscribers,
+	rep := &Report{URL: c.URL, Mode: c.Mode, Rooms: c.Rooms, Publishers: len(r.pubs), SubscribersPerPublisher: c.Subscribers,
 		BitrateBPS: c.Bitrate, FPS: c.FPS, RampSeconds: c.Ramp.Seconds(), HoldSeconds: hold.Seconds(),
 		ElapsedSeconds: time.Since(started).Seconds(), Sent: r.sent()}
+	if c.Mode == ModeWHIP {
+		rep.Rooms = len(r.pubs)
+	}
 	var joins []time.Duration
 	subs := r.snapshotSubs()
 	for _, s := range subs {
-		rep.Received.Packets += s.video.got.packets.Load() + s.audio.got.packets.Load()
-		rep.Received.Bytes += s.video.got.bytes.Load() + s.audio.got.bytes.Load()
-		s.mu.Lock()
-		for _, tr := range []struct {
-			rec  *trackRecv
-			next uint32
-		}{{&s.video, s.pub.videoSeq.Load()}, {&s.audio, s.pub.audioSeq.Load()}} {
-			if tr.next == 0 {
-				continue
+		complete := true
+		for _, rc := range s.receptions() {
+			rep.Received.Packets += rc.video.got.packets.Load() + rc.audio.got.packets.Load()
+			rep.Received.Bytes += rc.video.got.bytes.Load() + rc.audio.got.bytes.Load()
+			rc.mu.Lock()
+			for _, tr := range []struct {
+				rec  *trackRecv
+				next uint32
+			}{{&rc.video, rc.pub.videoSeq.Load()}, {&rc.audio, rc.pub.audioSeq.Load()}} {
+				if tr.next == 0 {
+					continue
+				}
+				if !tr.rec.seq.started {
+					complete = false
+				}
+				exp, lost := tr.rec.seq.loss(tr.next - 1)
+				rep.ExpectedPackets += exp
+				rep.LostPackets += lost
+				rep.Duplicates += tr.rec.seq.dups
 			}
-			exp, lost := tr.rec.seq.loss(tr.next - 1)
-			rep.ExpectedPackets += exp
-			rep.LostPackets += lost
-			rep.Duplicates += tr.rec.seq.dups
+			rc.mu.Unlock()
 		}
-		s.mu.Unlock()
-		if d, ok := s.joinTime(); ok {
-			joins = append(joins, d)
-		} else {
+		if d, ok := joinTime(s); !ok {
 			rep.SubscribersNoMedia++
+		} else {
+			joins = append(joins, d)
+			if !complete {
+				rep.SubscribersMissingTracks++
+			}
 		}
 	}
 	rep.LossPercent = lossPercent(rep.ExpectedPackets, rep.LostPackets)
@@ -460,7 +561,7 @@ func (r *run) progress(started time.Time) (stop func()) {
 				phase = "hold"
 			}
 			fmt.Fprintf(r.cfg.Progress, "\r%5.1fs %s  subs %d/%d (failed %d)  sent %d pkt/s  recv %d pkt/s  latency p99 %.2f ms   ",
-				time.Since(started).Seconds(), phase, joined, r.cfg.Publishers*r.cfg.Subscribers, failed,
+				time.Since(started).Seconds(), phase, joined, r.viewers(), failed,
 				sent-lastSent, recv-lastRecv, ms(r.latency.Quantile(0.99)))
 			lastRecv, lastSent = recv, sent
 		}

@@ -1,0 +1,163 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/ingress/signal/client"
+)
+
+// Rooms mode: in each of Config.Rooms rooms, Config.Publishers peers join with the Go SDK and
+// publish the same synthetic video (+ audio) as the WHIP publishers, sent by the same
+// publisher.send; then Config.Subscribers peers join, spread over the ramp, and auto-subscribe
+// to every track of the room. Publishers do not subscribe (they join with manual
+// subscription and never ask), so what is measured is one fan-out per published track to the
+// room's subscribers, as in WHIP mode, but through the signalling WebSocket and the room's
+// one renegotiated PeerConnection per peer.
+
+// rtcURL is the rooms WebSocket of the server at baseURL (the SDK turns http into ws).
+func rtcURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + "/rtc" }
+
+// startRoomPublisher joins room as a publishing peer and publishes the tracks; the caller
+// starts sending and waits for the server to name them (published).
+func startRoomPublisher(ctx context.Context, api *webrtc.API, baseURL, room, token string, audio bool) (*publisher, error) {
+	p, err := newPublisher(room, token, audio)
+	if err != nil {
+		return nil, err
+	}
+	p.sdk, err = client.Join(ctx, rtcURL(baseURL), token, client.Options{API: api, Room: room, ManualSubscribe: true})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", room, err)
+	}
+	p.peer = p.sdk.Self.Peer
+	// The SDK reads each sender's RTCP itself, so this publisher does not see the server's
+	// PLIs: it sends a keyframe every 2 s only.
+	for i, t := range p.tracks() {
+		source := "camera"
+		if i > 0 {
+			source = "mic"
+		}
+		s, err := p.sdk.PublishWith(t, client.PublishOptions{Source: source})
+		if err != nil {
+			_ = p.sdk.Close()
+			return nil, fmt.Errorf("publish %s in %s: %w", source, room, err)
+		}
+		p.senders = append(p.senders, s)
+	}
+	return p, nil
+}
+
+// published waits until the server has named every track of p (its track_published): from
+// then on a subscriber that joins gets them.
+func (p *publisher) published(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, s := range p.senders {
+		if _, err := p.sdk.TrackID(ctx, s); err != nil {
+			return fmt.Errorf("room %s, peer %s: track not published: %w", p.room, p.peer, err)
+		}
+	}
+	return nil
+}
+
+// roomSubscriber is a peer that joins a room with auto-subscription and receives every
+// publisher's tracks there.
+type roomSubscriber struct {
+	sdk    *client.Room
+	joinAt time.Time             // when Join was called
+	byPeer map[string]*reception // by the publishing peer's id (a remote track's stream id)
+	recs   []*reception
+	wg     sync.WaitGroup
+}
+
+func startRoomSubscriber(ctx context.Context, api *webrtc.API, baseURL, room, token string, pubs []*publisher,
+	latency *Histogram, measuring *atomic.Bool) (*roomSubscriber, error) {
+	s := &roomSubscriber{byPeer: make(map[string]*reception, len(pubs))}
+	for _, p := range pubs {
+		rc := &reception{pub: p}
+		s.byPeer[p.peer] = rc
+		s.recs = append(s.recs, rc)
+	}
+	s.joinAt = time.Now()
+	sdk, err := client.Join(ctx, rtcURL(baseURL), token, client.Options{API: api, Room: room})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", room, err)
+	}
+	s.sdk = sdk
+	// Tracks arrive only after the server's offer is answered: well after Join returned.
+	sdk.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		s.wg.Add(1)
+		defer s.wg.Done()
+		rc := s.byPeer[tr.StreamID()]
+		if rc == nil {
+			// Not one of this run's publishers (someone else in the room): read and drop.
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := tr.Read(buf); err != nil {
+					return
+				}
+			}
+		}
+		rc.read(tr, latency, measuring)
+	})
+	return s, nil
+}
+
+func (s *roomSubscriber) receptions() []*reception { return s.recs }
+
+func (s *roomSubscriber) joinStarted() time.Time { return s.joinAt }
+
+// close leaves the room and waits for the track readers.
+func (s *roomSubscriber) close(*http.Client) {
+	_ = s.sdk.Leave()
+	s.wg.Wait()
+}
+
+// publishRooms joins and starts every room's publishers, and waits until the server lists
+// their tracks.
+func (r *run) publishRooms(ctx, sendCtx context.Context) error {
+	c := r.cfg
+	for k := range c.Rooms {
+		room := fmt.Sprintf("%s-%s-%d", c.Room, r.id, k)
+		for i := range c.Publishers {
+			tok, err := r.token(ctx, room)
+			if err != nil {
+				return err
+			}
+			p, err := startRoomPublisher(ctx, r.api, c.URL, room, tok, c.Audio)
+			if err != nil {
+				return fmt.Errorf("room %d publisher %d: %w", k, i, err)
+			}
+			r.pubs = append(r.pubs, p)
+			p.wg.Go(func() { p.send(sendCtx, c.Bitrate, c.FPS, c.MaxPayload) })
+		}
+	}
+	for _, p := range r.pubs {
+		if err := p.published(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinRoom is the i-th subscriber of the ramp: round-robin over the rooms.
+func (r *run) joinRoom(ctx context.Context, i int) (viewer, error) {
+	k := i % r.cfg.Rooms
+	pubs := r.pubs[k*r.cfg.Publishers : (k+1)*r.cfg.Publishers]
+	tok, err := r.token(ctx, pubs[0].room)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startRoomSubscriber(ctx, r.viewAPI, r.cfg.URL, pubs[0].room, tok, pubs, &r.latency, &r.measuring)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
