@@ -89,6 +89,7 @@ func TestLoadRoomsAgainstNode(t *testing.T) {
 	require.Zero(t, rep.SubscribersMissingTracks, "every subscriber gets both publishers' video and audio")
 	require.Positive(t, rep.ExpectedPackets)
 	require.Zero(t, rep.LostPackets, "no loss on loopback")
+	require.Positive(t, rep.PLIsToPublishers, "the server asks for a keyframe as a subscriber's track binds, and the SDK publishers see it")
 	// Two subscribers of both publishers: at most two copies of everything sent (the
 	// publishers send before the subscribers join), and more than one.
 	require.LessOrEqual(t, rep.Received.Packets, 2*rep.Sent.Packets)

@@ -27,8 +27,9 @@ import (
 // server (NACK generation and receiver reports) and not the statistics and congestion
 // feedback bookkeeping: a hundred viewers share the server's two cores in a benchmark, and
 // what they spend per packet delays the packets they measure. Against a server on loopback
-// it gathers loopback candidates only, so the run never sends traffic off the machine.
-func newAPI(loopback, viewer bool) (*webrtc.API, error) {
+// it gathers loopback candidates only, so the run never sends traffic off the machine. extra
+// interceptors run after those.
+func newAPI(loopback, viewer bool, extra ...interceptor.Factory) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
@@ -43,6 +44,9 @@ func newAPI(loopback, viewer bool) (*webrtc.API, error) {
 		}
 	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
+	}
+	for _, f := range extra {
+		ir.Add(f)
 	}
 	var se webrtc.SettingEngine
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -245,14 +249,19 @@ func (p *publisher) readRTCP(s *webrtc.RTPSender, video bool) {
 		if !video {
 			continue
 		}
-		for _, pk := range pkts {
-			switch pk.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				p.plis.Add(1)
-				select {
-				case p.keyframe <- struct{}{}:
-				default:
-				}
+		p.watchRTCP(pkts)
+	}
+}
+
+// watchRTCP takes the keyframe requests (PLI, FIR) among pkts: the next frame is a keyframe.
+func (p *publisher) watchRTCP(pkts []rtcp.Packet) {
+	for _, pk := range pkts {
+		switch pk.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			p.plis.Add(1)
+			select {
+			case p.keyframe <- struct{}{}:
+			default:
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
@@ -25,10 +26,40 @@ import (
 // rtcURL is the rooms WebSocket of the server at baseURL (the SDK turns http into ws).
 func rtcURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + "/rtc" }
 
+// rtcpWatch is an interceptor that shows a publisher the RTCP its PeerConnection receives: the
+// SDK reads its senders' RTCP itself and drops it, and the publisher needs the PLIs.
+type rtcpWatch struct {
+	interceptor.NoOp
+	p *publisher
+}
+
+func (w *rtcpWatch) NewInterceptor(string) (interceptor.Interceptor, error) { return w, nil }
+
+func (w *rtcpWatch) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, a, err := reader.Read(b, a)
+		if err != nil {
+			return n, a, err
+		}
+		if a == nil {
+			a = interceptor.Attributes{}
+		}
+		if pkts, perr := a.GetRTCPPackets(b[:n]); perr == nil {
+			w.p.watchRTCP(pkts)
+		}
+		return n, a, err
+	})
+}
+
 // startRoomPublisher joins room as a publishing peer and publishes the tracks; the caller
 // starts sending and waits for the server to name them (published).
-func startRoomPublisher(ctx context.Context, api *webrtc.API, baseURL, room, token string, audio bool) (*publisher, error) {
+func startRoomPublisher(ctx context.Context, loopback bool, baseURL, room, token string, audio bool) (*publisher, error) {
 	p, err := newPublisher(room, token, audio)
+	if err != nil {
+		return nil, err
+	}
+	// An API of its own: its RTCP watch is this publisher's.
+	api, err := newAPI(loopback, false, &rtcpWatch{p: p})
 	if err != nil {
 		return nil, err
 	}
@@ -37,8 +68,6 @@ func startRoomPublisher(ctx context.Context, api *webrtc.API, baseURL, room, tok
 		return nil, fmt.Errorf("join %s: %w", room, err)
 	}
 	p.peer = p.sdk.Self.Peer
-	// The SDK reads each sender's RTCP itself, so this publisher does not see the server's
-	// PLIs: it sends a keyframe every 2 s only.
 	for i, t := range p.tracks() {
 		source := "camera"
 		if i > 0 {
@@ -131,7 +160,7 @@ func (r *run) publishRooms(ctx, sendCtx context.Context) error {
 			if err != nil {
 				return err
 			}
-			p, err := startRoomPublisher(ctx, r.api, c.URL, room, tok, c.Audio)
+			p, err := startRoomPublisher(ctx, r.loopback, c.URL, room, tok, c.Audio)
 			if err != nil {
 				return fmt.Errorf("room %d publisher %d: %w", k, i, err)
 			}

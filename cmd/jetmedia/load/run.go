@@ -233,12 +233,13 @@ func joinTime(v viewer) (time.Duration, bool) {
 type run struct {
 	noDevTokens atomic.Bool // the server has no GET /dev/token
 
-	cfg     Config
-	api     *webrtc.API // publishers'
-	viewAPI *webrtc.API // subscribers'
-	hc      *http.Client
-	id      string
-	pubs    []*publisher // in ModeRooms room by room, Publishers to a room
+	cfg      Config
+	loopback bool        // the server is on this machine's loopback
+	api      *webrtc.API // WHIP publishers'
+	viewAPI  *webrtc.API // subscribers'
+	hc       *http.Client
+	id       string
+	pubs     []*publisher // in ModeRooms room by room, Publishers to a room
 
 	mu        sync.Mutex
 	subs      []viewer
@@ -263,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, api: api, viewAPI: viewAPI, id: strings.ToLower(rand.Text()[:6]),
+	r := &run{cfg: cfg, loopback: isLoopback(u), api: api, viewAPI: viewAPI, id: strings.ToLower(rand.Text()[:6]),
 		hc: &http.Client{Timeout: 20 * time.Second}}
 	if cfg.MetricsURL != "" {
 		// A wrong URL is an error now, not a report without the server's figures later.
