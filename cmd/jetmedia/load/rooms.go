@@ -26,6 +26,15 @@ import (
 // rtcURL is the rooms WebSocket of the server at baseURL (the SDK turns http into ws).
 func rtcURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + "/rtc" }
 
+// joinError says which room a join failed in, and what to do when it failed for want of a
+// token (a server without dev mode mints none).
+func joinError(room, token string, err error) error {
+	if token == "" {
+		return fmt.Errorf("join %s without a token (the server has no dev-mode /dev/token; give --token, valid in room \"*\" with publish,subscribe): %w", room, err)
+	}
+	return fmt.Errorf("join %s: %w", room, err)
+}
+
 // rtcpWatch is an interceptor that shows a publisher the RTCP its PeerConnection receives: the
 // SDK reads its senders' RTCP itself and drops it, and the publisher needs the PLIs.
 type rtcpWatch struct {
@@ -65,7 +74,7 @@ func startRoomPublisher(ctx context.Context, loopback bool, baseURL, room, token
 	}
 	p.sdk, err = client.Join(ctx, rtcURL(baseURL), token, client.Options{API: api, Room: room, ManualSubscribe: true})
 	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", room, err)
+		return nil, joinError(room, token, err)
 	}
 	p.peer = p.sdk.Self.Peer
 	for i, t := range p.tracks() {
@@ -117,7 +126,7 @@ func startRoomSubscriber(ctx context.Context, api *webrtc.API, baseURL, room, to
 	s.joinAt = time.Now()
 	sdk, err := client.Join(ctx, rtcURL(baseURL), token, client.Options{API: api, Room: room})
 	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", room, err)
+		return nil, joinError(room, token, err)
 	}
 	s.sdk = sdk
 	// Tracks arrive only after the server's offer is answered: well after Join returned.
