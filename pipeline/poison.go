@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
 )
 
 // Names of the poison queue: events a consumer failed to handle after its retries are parked
@@ -38,6 +41,112 @@ func PoisonStreamConfig(sc StorageConfig) jetstream.StreamConfig {
 		Replicas:    max(sc.Replicas, 1),
 		AllowDirect: true,
 	}
+}
+
+// MetaID is the header of a parked event that holds its event id (the watermill message's
+// UUID, which the event subscriber takes from the stored event's Nats-Msg-Id).
+const MetaID = "jm_id"
+
+// Poisoned is one event parked on the poison queue, as the poison middleware and
+// PoisonPublisher stored it.
+type Poisoned struct {
+	Seq      uint64    `json:"seq"`       // sequence in the POISON stream
+	ParkedAt time.Time `json:"parked_at"` // when it was parked (after the last retry)
+	Subject  string    `json:"subject"`   // poison.<consumer group>
+	Handler  string    `json:"handler"`   // the router handler that failed, e.g. readmodel-analytics
+	Reason   string    `json:"reason"`    // the handler's last error (watermill's reason_poisoned)
+	// The event: its sequence and subject in the EVENTS stream, and what its payload says (or,
+	// for a payload that does not decode, what the subject and headers say).
+	EventSeq     uint64 `json:"event_seq"`
+	EventSubject string `json:"event_subject"`
+	EventID      string `json:"event_id,omitempty"`
+	Type         string `json:"type,omitempty"`
+	Room         string `json:"room,omitempty"`
+	// DecodeError is set when the parked payload is not an event.
+	DecodeError string `json:"decode_error,omitempty"`
+}
+
+// ListPoisoned calls fn with each event parked on subject (a poison subject or a filter such
+// as PoisonSubjects), oldest first. Without a POISON stream nothing is parked.
+func ListPoisoned(ctx context.Context, js jetstream.JetStream, subject string, fn func(Poisoned) error) error {
+	stream, err := js.Stream(ctx, StreamPoison)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: stream %s: %w", StreamPoison, err)
+	}
+	for seq := uint64(1); ; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("pipeline: read poisoned events: %w", err)
+		}
+		seq = m.Sequence + 1
+		if err := fn(toPoisoned(m)); err != nil {
+			return err
+		}
+	}
+}
+
+func toPoisoned(m *jetstream.RawStreamMsg) Poisoned {
+	p := Poisoned{Seq: m.Sequence, ParkedAt: m.Time, Subject: m.Subject,
+		Handler: m.Header.Get(middleware.PoisonedHandlerKey), Reason: m.Header.Get(middleware.ReasonForPoisonedKey),
+		EventSubject: m.Header.Get(MetaSubject), EventID: m.Header.Get(MetaID)}
+	p.EventSeq, _ = strconv.ParseUint(m.Header.Get(MetaSeq), 10, 64)
+	// ev.<room>.<kind>
+	if parts := strings.SplitN(p.EventSubject, ".", 3); len(parts) == 3 && parts[0] == "ev" {
+		p.Room = parts[1]
+	}
+	e, err := events.Decode(m.Data)
+	if err != nil {
+		p.DecodeError = err.Error()
+		return p
+	}
+	p.EventID, p.Type, p.Room = e.ID, e.Type, e.Room
+	return p
+}
+
+// ErrNotPoisoned is returned for a sequence that holds no parked event of the subject asked.
+var ErrNotPoisoned = errors.New("no such parked event")
+
+// DropPoisoned removes the parked event at seq of the POISON stream, which must be one parked
+// on subject (a poison subject or filter): the operator gives it up.
+func DropPoisoned(ctx context.Context, js jetstream.JetStream, subject string, seq uint64) error {
+	stream, err := js.Stream(ctx, StreamPoison)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("pipeline: seq %d: %w (no %s stream)", seq, ErrNotPoisoned, StreamPoison)
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: stream %s: %w", StreamPoison, err)
+	}
+	m, err := stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !subjectMatches(subject, m.Subject)) {
+		return fmt.Errorf("pipeline: seq %d: %w on %s", seq, ErrNotPoisoned, subject)
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: read poisoned event %d: %w", seq, err)
+	}
+	if err := stream.DeleteMsg(ctx, seq); err != nil {
+		return fmt.Errorf("pipeline: drop poisoned event %d: %w", seq, err)
+	}
+	return nil
+}
+
+// subjectMatches reports whether subject matches filter (tokens, * and a final >).
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, t := range f {
+		if t == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || (t != "*" && t != s[i]) {
+			return false
+		}
+	}
+	return len(f) == len(s)
 }
 
 // DeclarePoison creates or updates the POISON stream.
@@ -67,6 +176,9 @@ func (p PoisonPublisher) Publish(topic string, msgs ...*message.Message) error {
 		for k, v := range m.Metadata {
 			// A header value cannot hold a line break (errors.Join's errors do).
 			nm.Header.Set(k, strings.NewReplacer("\r", " ", "\n", " ").Replace(v))
+		}
+		if m.UUID != "" {
+			nm.Header.Set(MetaID, m.UUID) // the event id, also when the payload does not decode
 		}
 		// A retried park of the same event by the same handler is stored once.
 		if seq := m.Metadata.Get(MetaSeq); seq != "" {

@@ -33,6 +33,9 @@ Usage:
   jetmedia webhooks parked [--json]      list webhook events parked after their last attempt
   jetmedia webhooks redrive [--endpoint URL] --webhook url=…,secret=…
                                          send parked events again; remove the delivered ones
+  jetmedia poison list [--model M] [--json]
+                                         list events the read models parked (failed to apply)
+  jetmedia poison drop (--seq N | --all) remove parked read-model events (see poison -h)
   jetmedia token --room R --identity I [--grants publish,subscribe,data,admin] [--ttl 1h]
                                          print an access token signed with --auth-key
   jetmedia load --url URL [--publishers P] [--subscribers S] [--ramp D] [--duration D] [--json]
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(ctx, rest, stdout, stderr)
 	case "webhooks":
 		return webhooksCmd(ctx, rest, stdout, stderr)
+	case "poison":
+		return poisonCmd(ctx, rest, stdout, stderr)
 	case "load":
 		return loadCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":

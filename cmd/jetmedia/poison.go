@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/pipeline"
+)
+
+const poisonUsage = `Usage: jetmedia poison list [--model M] [--json]
+       jetmedia poison drop (--seq N | --all) [--model M]
+
+The read models (the audit index and the analytics) park an event they still fail to apply
+after their retries on the POISON stream (subject poison.readmodels) and go on with the next
+one. list shows them, oldest first: the POISON sequence, when, which model, the event (its
+sequence in the log, id, type and room) and the model's last error. drop removes parked events
+once they are understood (--seq the POISON sequence list shows, or --all; --model limits --all
+to one model).
+
+There is no redrive: a read model's checkpoint is past a parked event, and the models are
+folds, so applying the event now, out of its order, could count it wrongly (a join after its
+leave). To apply parked events again, once the cause is fixed, rebuild the models: stop the
+node, remove <data>/readmodels and start it; the models fold the whole log again, in order.
+An event that still fails is parked again. Then drop the old entries.
+`
+
+func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "drop") {
+		if len(args) > 0 && args[0] == "redrive" {
+			return errors.New("poison redrive: not supported; to apply parked events again rebuild the read models " +
+				"(stop the node, remove <data>/readmodels, start it), see jetmedia poison -h")
+		}
+		fmt.Fprint(stderr, poisonUsage)
+		return errUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("poison "+sub, flag.ContinueOnError)
+	var cf connFlags
+	cf.register(fs)
+	model := fs.String("model", "", "only this read model (audit or analytics)")
+	asJSON := fs.Bool("json", false, "print JSON, one parked event a line")
+	var seq uint64
+	var all bool
+	if sub == "drop" {
+		fs.Uint64Var(&seq, "seq", 0, "the POISON sequence of the parked event to drop")
+		fs.BoolVar(&all, "all", false, "drop every parked event (of --model, if given)")
+	}
+	if err := parse(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if *model != "" && !knownModel(*model) {
+		return fmt.Errorf("poison %s: unknown model %q (the read models are %s)", sub, *model, strings.Join(modelNames(), ", "))
+	}
+	if sub == "drop" {
+		switch {
+		case all && seq != 0:
+			return errors.New("poison drop: give --seq or --all, not both")
+		case !all && seq == 0:
+			return errors.New("poison drop: give --seq N (a POISON sequence from jetmedia poison list) or --all")
+		case seq != 0 && *model != "":
+			return errors.New("poison drop: --model goes with --all; --seq names one parked event already")
+		}
+	}
+	c, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if sub == "drop" && seq != 0 {
+		if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "dropped %d\n", seq)
+		return nil
+	}
+	var list []pipeline.Poisoned
+	err = pipeline.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p pipeline.Poisoned) error {
+		if *model == "" || *model == modelOf(p) {
+			list = append(list, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if sub == "drop" {
+		for _, p := range list {
+			if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, p.Seq); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stdout, "dropped %d\n", len(list))
+		return nil
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, p := range list {
+			if err := enc.Encode(poisonedJSON{Poisoned: p, Model: modelOf(p)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdout, "no poisoned events")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tPARKED AT\tMODEL\tROOM\tEVENT SEQ\tTYPE\tEVENT ID\tREASON")
+	for _, p := range list {
+		typ := p.Type
+		if p.DecodeError != "" {
+			typ = "(not an event)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Seq, p.ParkedAt.UTC().Format(time.RFC3339), modelOf(p),
+			p.Room, p.EventSeq, typ, p.EventID, p.Reason)
+	}
+	return tw.Flush()
+}
+
+// poisonedJSON is a line of poison list --json: the parked event and its model.
+type poisonedJSON struct {
+	pipeline.Poisoned
+	Model string `json:"model"`
+}
+
+// modelOf is the read model whose handler parked p (app.runReadModels names the handlers
+// readmodel-<model>).
+func modelOf(p pipeline.Poisoned) string { return strings.TrimPrefix(p.Handler, "readmodel-") }
+
+func modelNames() []string {
+	var out []string
+	for _, m := range app.ReadModels() {
+		out = append(out, m.Name())
+	}
+	return out
+}
+
+func knownModel(name string) bool {
+	for _, n := range modelNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
