@@ -93,6 +93,16 @@ func Checkpoint(r pebble.Reader, model string) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
+// DropModel deletes every key of model (its data and its checkpoint), synced: the next runner
+// of the model folds the log from its start. The model's runner must not be running.
+func DropModel(db *pebble.DB, model string) error {
+	// "0" is the byte after "/": the range is exactly the keys under "<model>/".
+	if err := db.DeleteRange([]byte(model+"/"), []byte(model+"0"), pebble.Sync); err != nil {
+		return fmt.Errorf("projections: drop model %s: %w", model, err)
+	}
+	return nil
+}
+
 // PebbleRunner feeds one Model from a durable consumer of the event log, in batches: it
 // applies consecutive events into one pebble batch that also holds the model's checkpoint (the
 // stream sequence of the last event in it) and commits it, synced, once it holds MaxBatch

@@ -7,16 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/projections"
 )
 
 const poisonUsage = `Usage: jetmedia poison list [--model M] [--json]
        jetmedia poison drop (--seq N | --all) [--model M]
+       jetmedia poison redrive [--model M]   (with the node stopped)
 
 The read models (the audit index and the analytics) park an event they still fail to apply
 after their retries on the POISON stream (subject poison.readmodels) and go on with the next
@@ -25,19 +30,18 @@ sequence in the log, id, type and room) and the model's last error. drop removes
 once they are understood (--seq the POISON sequence list shows, or --all; --model limits --all
 to one model).
 
-There is no redrive: a read model's checkpoint is past a parked event, and the models are
-folds, so applying the event now, out of its order, could count it wrongly (a join after its
-leave). To apply parked events again, once the cause is fixed, rebuild the models: stop the
-node, remove <data>/readmodels and start it; the models fold the whole log again, in order.
-An event that still fails is parked again. Then drop the old entries.
+redrive applies the parked events again, once their cause is fixed, by rebuilding the models
+that parked them (or --model): it deletes the model from <data>/readmodels and drops its
+parked events; the node, when it starts, folds the whole log into the model again, in order.
+It does not apply a parked event on its own: the model's checkpoint is past it (events at or
+below the checkpoint are skipped as redeliveries) and the models are folds, so the event
+applied now, out of its order, could count wrongly (a join after its leave). redrive needs the
+node stopped (it holds the database): run it with --data, not --nats. An event that still
+fails is parked again.
 `
 
 func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "drop") {
-		if len(args) > 0 && args[0] == "redrive" {
-			return errors.New("poison redrive: not supported; to apply parked events again rebuild the read models " +
-				"(stop the node, remove <data>/readmodels, start it), see jetmedia poison -h")
-		}
+	if len(args) == 0 || (args[0] != "list" && args[0] != "drop" && args[0] != "redrive") {
 		fmt.Fprint(stderr, poisonUsage)
 		return errUsage
 	}
@@ -46,7 +50,10 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cf connFlags
 	cf.register(fs)
 	model := fs.String("model", "", "only this read model (audit or analytics)")
-	asJSON := fs.Bool("json", false, "print JSON, one parked event a line")
+	asJSON := new(bool)
+	if sub == "list" {
+		fs.BoolVar(asJSON, "json", false, "print JSON, one parked event a line")
+	}
 	var seq uint64
 	var all bool
 	if sub == "drop" {
@@ -69,11 +76,20 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return errors.New("poison drop: --model goes with --all; --seq names one parked event already")
 		}
 	}
+	if sub == "redrive" && cf.natsURL != "" {
+		return errors.New("poison redrive: rebuilds the read models in the node's data directory: stop the node and give --data, not --nats")
+	}
 	c, err := cf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	if sub == "redrive" {
+		if !c.offline {
+			return fmt.Errorf("poison redrive: a node runs on %s and holds its read models: stop it first", cf.dataDir)
+		}
+		return redrive(ctx, c, filepath.Join(cf.dataDir, app.ReadModelsDir), *model, stdout)
+	}
 	if sub == "drop" && seq != 0 {
 		if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
 			return err
@@ -124,6 +140,45 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			p.Room, p.EventSeq, typ, p.EventID, p.Reason)
 	}
 	return tw.Flush()
+}
+
+// redrive deletes each model that parked events (or only model) from the database in dir and
+// drops its parked events, the model first: a failure in between leaves parked events that
+// the rebuild may park again (listed twice), never a parked event that is not applied again.
+func redrive(ctx context.Context, c *conn, dir, model string, stdout io.Writer) error {
+	parked := map[string][]uint64{}
+	if model != "" {
+		parked[model] = nil
+	}
+	err := pipeline.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p pipeline.Poisoned) error {
+		if m := modelOf(p); (model == "" || m == model) && knownModel(m) {
+			parked[m] = append(parked[m], p.Seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(parked) == 0 {
+		fmt.Fprintln(stdout, "no poisoned events: nothing to redrive")
+		return nil
+	}
+	db, err := projections.OpenPebble(dir, nil, false)
+	if err != nil {
+		return err
+	}
+	for _, m := range slices.Sorted(maps.Keys(parked)) {
+		if err := projections.DropModel(db, m); err != nil {
+			return errors.Join(err, db.Close())
+		}
+		for _, seq := range parked[m] {
+			if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
+				return errors.Join(err, db.Close())
+			}
+		}
+		fmt.Fprintf(stdout, "%s: model deleted (the node folds the log into it again when it starts), %d parked events dropped\n", m, len(parked[m]))
+	}
+	return db.Close()
 }
 
 // poisonedJSON is a line of poison list --json: the parked event and its model.

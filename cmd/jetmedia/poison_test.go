@@ -10,8 +10,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/projections"
 )
 
 // A node's read models park an event they cannot apply (a peer_joined whose data does not
@@ -114,7 +116,9 @@ func TestPoisonFlagErrors(t *testing.T) {
 	}{
 		{[]string{"poison"}, "usage"},
 		{[]string{"poison", "bogus"}, "usage"},
-		{[]string{"poison", "redrive"}, "rebuild the read models"},
+		{[]string{"poison", "redrive", "--nats", "nats://127.0.0.1:1"}, "stop the node and give --data"},
+		{[]string{"poison", "redrive", dir, "--model", "nope"}, `unknown model "nope"`},
+		{[]string{"poison", "drop", dir, "--all", "--json"}, "usage"},
 		{[]string{"poison", "drop", dir}, "give --seq N"},
 		{[]string{"poison", "drop", dir, "--seq", "3", "--all"}, "not both"},
 		{[]string{"poison", "drop", dir, "--seq", "3", "--model", "audit"}, "--model goes with --all"},
@@ -126,4 +130,73 @@ func TestPoisonFlagErrors(t *testing.T) {
 		_, err := runCLI(t, c.args...)
 		require.ErrorContains(t, err, c.want, "%v", c.args)
 	}
+}
+
+// redrive, with the node stopped, deletes the model that parked an event and drops its parked
+// events; the node, started again, folds the whole log into the model: the good events are
+// there again and the bad one, still bad, is parked again. The other model is left alone.
+func TestPoisonRedrive(t *testing.T) {
+	cfg := cliNodeConfig(t, "redrive")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	node, err := app.Start(ctx, cfg)
+	require.NoError(t, err)
+	js := node.JetStream()
+	good, err := events.New(events.Meta{Room: "fine", Actor: "a", Node: "redrive", Time: time.Now()},
+		events.PeerJoined{Peer: "a", Transport: "whip", Role: "publisher", Node: "redrive"})
+	require.NoError(t, err)
+	rawGood, err := events.Encode(good)
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, pipeline.EventSubject("fine", events.Kind(good.Type)), rawGood)
+	require.NoError(t, err)
+	badAck, err := js.Publish(ctx, pipeline.EventSubject("junk", "peer_joined"), []byte(`{"not":"an event"`))
+	require.NoError(t, err)
+	require.NoError(t, node.WaitReadModels(ctx))
+	require.NoError(t, node.Close())
+
+	data := "--data=" + cfg.DataDir
+	parked := func(model string) []poisonedJSON {
+		out, err := runCLI(t, "poison", "list", data, "--json", "--model", model)
+		require.NoError(t, err)
+		var got []poisonedJSON
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line != "" {
+				var p poisonedJSON
+				require.NoError(t, json.Unmarshal([]byte(line), &p))
+				got = append(got, p)
+			}
+		}
+		return got
+	}
+	before := parked("analytics")
+	require.Len(t, before, 1)
+	require.Equal(t, badAck.Sequence, before[0].EventSeq)
+	require.Len(t, parked("audit"), 1)
+
+	out, err := runCLI(t, "poison", "redrive", data, "--model", "analytics")
+	require.NoError(t, err)
+	require.Contains(t, out, "analytics: model deleted")
+	require.Contains(t, out, "1 parked events dropped")
+	require.Empty(t, parked("analytics"))
+	require.Len(t, parked("audit"), 1, "the other model keeps its parked event")
+
+	node = startCLINode(t, ctx, cfg)
+	require.NoError(t, node.WaitReadModels(ctx))
+	a, ok, err := projections.LoadAnalytics(node.ReadModelsDB(), "fine")
+	require.NoError(t, err)
+	require.True(t, ok, "the analytics are folded again from the log")
+	require.Equal(t, "fine", a.Room)
+	cp, err := projections.Checkpoint(node.ReadModelsDB(), projections.AnalyticsModelName)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, cp, badAck.Sequence-1)
+	after := parked("analytics")
+	require.Len(t, after, 1, "the event that still fails is parked again")
+	require.Equal(t, badAck.Sequence, after[0].EventSeq)
+	require.Greater(t, after[0].Seq, before[0].Seq)
+	require.NoError(t, node.Close())
+
+	_, err = runCLI(t, "poison", "redrive", data)
+	require.NoError(t, err)
+	require.Empty(t, parked("analytics"))
+	require.Empty(t, parked("audit"))
 }

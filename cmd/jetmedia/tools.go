@@ -29,6 +29,9 @@ import (
 type conn struct {
 	js    jetstream.JetStream
 	close func()
+	// offline is set when no node runs on the data directory: the CLI's own server opened it
+	// and holds its lock, so the node's other files (its read models) are the CLI's too.
+	offline bool
 }
 
 type connFlags struct {
@@ -85,7 +88,7 @@ func (c *connFlags) open(ctx context.Context) (*conn, error) {
 		unlock()
 		return nil, err
 	}
-	return &conn{js: js, close: func() { nc.Close(); srv.Shutdown(); unlock() }}, nil
+	return &conn{js: js, close: func() { nc.Close(); srv.Shutdown(); unlock() }, offline: true}, nil
 }
 
 func dial(url string) (*conn, error) {
