@@ -35,7 +35,9 @@ Usage:
                                          send parked events again; remove the delivered ones
   jetmedia poison list [--model M] [--json]
                                          list events the read models parked (failed to apply)
-  jetmedia poison drop (--seq N | --all) remove parked read-model events (see poison -h)
+  jetmedia poison drop (--seq N | --all) remove parked read-model events
+  jetmedia poison redrive [--model M]    with the node stopped: rebuild the models that parked
+                                         events (the node folds the log again at start)
   jetmedia token --room R --identity I [--grants publish,subscribe,data,admin] [--ttl 1h]
                                          print an access token signed with --auth-key
   jetmedia load --url URL [--publishers P] [--subscribers S] [--ramp D] [--duration D] [--json]
