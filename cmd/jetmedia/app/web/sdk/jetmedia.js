@@ -278,9 +278,13 @@ export class Room extends EventTarget {
     }
     const muted = Boolean(options.muted);
     track.enabled = !muted;
-    await this.#shield(track.kind);
-    if (this.#pc === null) throw new JetmediaError("closed", "the room was left");
-    const sender = options.stream ? this.#pc.addTrack(track, options.stream) : this.#pc.addTrack(track);
+    // In the negotiation queue: an offer being applied meanwhile could make a transceiver that
+    // #shield has not seen yet and addTrack would reuse.
+    const sender = await this.#serialized(async () => {
+      await this.#shield(track.kind);
+      if (this.#pc === null) throw new JetmediaError("closed", "the room was left");
+      return options.stream ? this.#pc.addTrack(track, options.stream) : this.#pc.addTrack(track);
+    });
     const local = new LocalTrack(track, sender, source, muted, (l, m) => {
       if (l.id !== null) this.#send({ type: "mute", track: l.id, muted: m });
     });
@@ -729,6 +733,14 @@ export class Room extends EventTarget {
         this.#emitError(new JetmediaError(m.code, m.message));
         break;
     }
+  }
+
+  // #serialized runs step in the negotiation queue (after any offer being applied) and
+  // returns its result; a failure goes to the caller, not to the queue.
+  #serialized(step) {
+    const run = this.#negotiation.then(step);
+    this.#negotiation = run.catch(() => {});
+    return run;
   }
 
   #negotiate(step) {
