@@ -762,7 +762,7 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 	var plimu sync.Mutex
 	var lastPLI time.Time
 	sub, err := bus.SubscribeFeedback(c.s.Room, spec.Track, func(data []byte) {
-		if !isKeyframeRequest(data) {
+		if !rtc.IsKeyframeRequest(data) {
 			return
 		}
 		plimu.Lock()
@@ -828,19 +828,4 @@ func (c *conn) unsubscribe(track string) {
 		c.s.Log.Debug("remove track", "track", track, "err", err)
 	}
 	c.needOffer = true
-}
-
-// isKeyframeRequest reports whether marshalled RTCP holds a PLI or FIR.
-func isKeyframeRequest(data []byte) bool {
-	pkts, err := rtcp.Unmarshal(data)
-	if err != nil {
-		return false
-	}
-	for _, p := range pkts {
-		switch p.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			return true
-		}
-	}
-	return false
 }

@@ -190,7 +190,7 @@ func (p *publisher) forward(tr *webrtc.TrackRemote) {
 	p.ssrc[info.Track] = tr.SSRC()
 	p.mu.Unlock()
 	sub, err := p.h.cfg.Bus.SubscribeFeedback(p.s.Room, info.Track, func(data []byte) {
-		if isKeyframeRequest(data) {
+		if rtc.IsKeyframeRequest(data) {
 			now := reg.Now()
 			p.s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
 		}
@@ -219,19 +219,4 @@ func (p *publisher) forward(tr *webrtc.TrackRemote) {
 			p.s.Log.Debug("media publish failed", "track", info.Track, "err", err)
 		}
 	}
-}
-
-// isKeyframeRequest reports whether marshalled RTCP holds a PLI or FIR.
-func isKeyframeRequest(data []byte) bool {
-	pkts, err := rtcp.Unmarshal(data)
-	if err != nil {
-		return false
-	}
-	for _, p := range pkts {
-		switch p.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			return true
-		}
-	}
-	return false
 }
