@@ -30,13 +30,8 @@ func TestAuthRejects(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 
 	// A publisher and a viewer whose sessions the requests below try to take over.
-	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
-	require.NoError(t, err)
+	pub := publishTracks(t, ctx, api, node, room)
 	defer pub.Close(true)
-	require.Eventually(t, func() bool {
-		r, err := projections.LoadRoom(ctx, node.Rooms(), room)
-		return err == nil && len(r.Tracks) == 2
-	}, 10*time.Second, 20*time.Millisecond)
 	viewer, err := rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
 	defer viewer.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/schemas"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -125,4 +126,17 @@ func requireSchemaValid(t testing.TB, js jetstream.JetStream) int {
 	})
 	require.NoError(t, err)
 	return n
+}
+
+// publishTracks publishes the test client's audio and video to room and waits until both
+// tracks are in the rooms bucket; the caller closes the publisher.
+func publishTracks(t testing.TB, ctx context.Context, api *webrtc.API, node *app.Node, room string) *rtcclient.Publisher {
+	t.Helper()
+	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		r, err := projections.LoadRoom(ctx, node.Rooms(), room)
+		return err == nil && len(r.Tracks) == 2
+	}, 10*time.Second, 20*time.Millisecond)
+	return pub
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
-	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
@@ -71,13 +70,8 @@ func TestMetricsMove(t *testing.T) {
 	require.Zero(t, value(t, before, "jetmedia_ingress_rtp_packets_total", "transport", "whip"))
 	require.Zero(t, value(t, before, "jetmedia_sessions"))
 
-	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
-	require.NoError(t, err)
+	pub := publishTracks(t, ctx, api, node, room)
 	defer pub.Close(true)
-	require.Eventually(t, func() bool {
-		r, err := projections.LoadRoom(ctx, node.Rooms(), room)
-		return err == nil && len(r.Tracks) == 2
-	}, 10*time.Second, 20*time.Millisecond)
 	viewer, err := rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
 	defer viewer.Close()

@@ -52,13 +52,8 @@ func TestRestartKeepsHistory(t *testing.T) {
 	require.Equal(t, after[len(after)-1].Seq, state.LastSeq)
 
 	// The restarted node serves the room again and extends the same history.
-	pub2, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
-	require.NoError(t, err)
+	pub2 := publishTracks(t, ctx, api, node, room)
 	t.Cleanup(func() { _ = pub2.Close(true) })
-	require.Eventually(t, func() bool {
-		r, err := projections.LoadRoom(ctx, node.Rooms(), room)
-		return err == nil && len(r.Tracks) == 2
-	}, 10*time.Second, 20*time.Millisecond)
 	extended := roomEvents(t, node.JetStream(), room)
 	require.Equal(t, ids(after), ids(extended[:len(after)]))
 	require.Equal(t, events.TypePeerJoined, extended[len(after)].Type, "no second room.created")
