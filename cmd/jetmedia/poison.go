@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -117,13 +116,11 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, p := range list {
-			if err := enc.Encode(poisonedJSON{Poisoned: p, Model: modelOf(p)}); err != nil {
-				return err
-			}
+		out := make([]poisonedJSON, len(list))
+		for i, p := range list {
+			out[i] = poisonedJSON{Poisoned: p, Model: modelOf(p)}
 		}
-		return nil
+		return writeJSONLines(stdout, out)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no poisoned events")

@@ -121,13 +121,7 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, p := range list {
-			if err := enc.Encode(p); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no parked events")
@@ -140,4 +134,15 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			p.EventSeq, p.Type, p.EventID, p.Attempts, p.Error)
 	}
 	return tw.Flush()
+}
+
+// writeJSONLines writes one JSON value a line (the --json form of the list commands).
+func writeJSONLines[T any](w io.Writer, list []T) error {
+	enc := json.NewEncoder(w)
+	for _, v := range list {
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("write json: %w", err)
+		}
+	}
+	return nil
 }
