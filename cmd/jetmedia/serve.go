@@ -77,6 +77,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.Int64Var(&cfg.Storage.MaxBytes, "retention-max-bytes", cfg.Storage.MaxBytes, "cap the event log's size in bytes (0: unlimited)")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
+	fs.IntVar(&cfg.FanoutLanes, "fanout-lanes", cfg.FanoutLanes, "goroutines that may write one track's packets to its viewers, one per 24 viewers (default: the cores Go uses)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
 	addAuthKeyFlags(fs, &cfg.AuthKeys)

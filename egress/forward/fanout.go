@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jetmedia/jetmedia/pipeline"
 )
@@ -18,6 +19,8 @@ type Output struct {
 	rw  Rewriter
 	w   Writer
 	rtx *rtxBuffer // the viewer's retransmissions, made at its first NACK
+	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
+	lane *lane
 }
 
 // NewOutput returns an output that sends with the viewer's negotiated SSRC and payload type.
@@ -39,51 +42,172 @@ type Batcher interface {
 
 // Fanout delivers one track to every Output on this node from one subscription, keeping one
 // retransmission cache for all of them.
+//
+// Its outputs are split into lanes. Forward writes the first lane's itself; with more than
+// one lane allowed (Hub.Lanes) and enough viewers, further lanes each get a goroutine of
+// their own that writes a copy of every packet to its share of the viewers, so that a
+// packet's fan-out runs on several cores at once. A lane's goroutine is woken once per burst
+// of packets, not per packet: Forward queues the packet in the lane's ring and goes on.
 type Fanout struct {
-	mu      sync.Mutex
-	outputs []*Output
-	cache   Cache
-	batch   Batcher // nil: every write goes out on its own
-	newest  uint16  // sequence number of the newest source packet
-	scratch [maxPacket]byte
-	// Stats are the fan-out's counters, kept under mu (plain adds, no allocation); read them
-	// with Counters while the fanout is in use.
+	mu       sync.Mutex // guards cache, newest, lanes (the slice) and Stats
+	cache    Cache
+	batch    Batcher       // nil: every write goes out on its own
+	newest   atomic.Uint32 // sequence number of the newest source packet (written under mu)
+	maxLanes int           // 0 or 1: one lane, written by Forward
+	lanes    []*lane
+	workers  sync.WaitGroup
+	closed   bool
+	// Stats holds the fan-out's own counters (oversize drops, NACK service); the lanes keep
+	// their forwarding counters. Read the sum with Counters.
 	Stats
+}
+
+// LaneMin is the number of viewers a lane must have before the next one is opened: below it,
+// waking another goroutine costs more than writing the packets.
+const LaneMin = 24
+
+// ringSlots is how many packets a lane's goroutine may lag behind Forward: a burst of a
+// keyframe's packets fits; beyond it the lane's viewers lose the packet (counted as slow).
+const ringSlots = 256
+
+// lane is a share of a fan-out's outputs and what writes to them.
+type lane struct {
+	mu      sync.Mutex // held while a packet is written to the lane's outputs; guards them and stats
+	outputs []*Output
+	scratch [maxPacket]byte
+	stats   Stats
+
+	// A worker lane's queue (nil for the first lane, which Forward writes itself).
+	ring *laneRing
+	wake chan struct{} // cap 1: a packet is queued
+	stop chan struct{}
+	full atomic.Uint64 // packets not queued because the ring was full, times outputs
+}
+
+// laneRing is a single-producer (Forward, under the fan-out's lock), single-consumer (the
+// lane's goroutine) queue of packets.
+type laneRing struct {
+	head, tail atomic.Uint64
+	n          [ringSlots]int
+	buf        [ringSlots][maxPacket]byte
 }
 
 // Forward sends one source packet to every output. It is the hot path: no allocation here.
 func (f *Fanout) Forward(pkt []byte) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	if len(f.lanes) == 0 {
+		f.mu.Unlock()
+		return
+	}
 	if len(pkt) > maxPacket {
-		f.DroppedOversize += uint64(len(f.outputs))
-		f.Dropped += uint64(len(f.outputs))
+		n := uint64(f.outputsLocked())
+		f.DroppedOversize += n
+		f.Dropped += n
+		f.mu.Unlock()
 		return
 	}
 	f.cache.Put(pkt)
 	if len(pkt) >= MinHeader {
-		f.newest = uint16(pkt[2])<<8 | uint16(pkt[3])
+		f.newest.Store(uint32(pkt[2])<<8 | uint32(pkt[3]))
 	}
-	if f.batch != nil && len(f.outputs) > 1 {
-		f.batch.Cork()
-		defer f.batch.Uncork()
+	first := f.lanes[0]
+	for _, l := range f.lanes[1:] {
+		l.enqueue(pkt)
 	}
-	for _, o := range f.outputs {
-		n := copy(f.scratch[:], pkt)
-		b := f.scratch[:n]
+	batch := f.batch
+	f.mu.Unlock()
+
+	first.mu.Lock()
+	first.write(pkt, batch)
+	first.mu.Unlock()
+}
+
+// outputsLocked counts the outputs of every lane (f.mu held; lane membership only changes
+// under it too).
+func (f *Fanout) outputsLocked() int {
+	n := 0
+	for _, l := range f.lanes {
+		n += len(l.outputs)
+	}
+	return n
+}
+
+// write sends pkt to the lane's outputs (l.mu held).
+func (l *lane) write(pkt []byte, batch Batcher) {
+	if len(l.outputs) == 0 {
+		return
+	}
+	if batch != nil && len(l.outputs) > 1 {
+		batch.Cork()
+		defer batch.Uncork()
+	}
+	for _, o := range l.outputs {
+		n := copy(l.scratch[:], pkt)
+		b := l.scratch[:n]
 		if !o.rw.Rewrite(b) {
-			f.DroppedInvalid++
-			f.Dropped++
+			l.stats.DroppedInvalid++
+			l.stats.Dropped++
 			continue
 		}
 		if _, err := o.w.Write(b); err != nil {
-			f.DroppedWrite++
-			f.Dropped++
+			l.stats.DroppedWrite++
+			l.stats.Dropped++
 			continue
 		}
-		f.Forwarded++
-		f.ForwardedBytes += uint64(n)
+		l.stats.Forwarded++
+		l.stats.ForwardedBytes += uint64(n)
 	}
+}
+
+// enqueue copies pkt into the lane's ring and wakes its goroutine (f.mu held: one producer).
+func (l *lane) enqueue(pkt []byte) {
+	r := l.ring
+	h := r.head.Load()
+	if h-r.tail.Load() >= ringSlots {
+		// The lane's goroutine is a whole ring behind: its viewers lose this packet.
+		l.full.Add(1)
+		return
+	}
+	i := h % ringSlots
+	r.n[i] = copy(r.buf[i][:], pkt)
+	r.head.Store(h + 1)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is a worker lane's goroutine: it writes every queued packet until stop.
+func (l *lane) run(batch Batcher) {
+	r := l.ring
+	for {
+		select {
+		case <-l.wake:
+		case <-l.stop:
+			return
+		}
+		for t := r.tail.Load(); t != r.head.Load(); t++ {
+			i := t % ringSlots
+			l.mu.Lock()
+			l.write(r.buf[i][:r.n[i]], batch)
+			l.mu.Unlock()
+			r.tail.Store(t + 1)
+		}
+	}
+}
+
+// counters are the lane's forwarding counters, ring overflows included.
+func (l *lane) counters() Stats {
+	l.mu.Lock()
+	s := l.stats
+	n := uint64(len(l.outputs))
+	l.mu.Unlock()
+	// A full ring drops the packet for every output the lane had then; the lane's current
+	// size is close enough for a counter.
+	slow := l.full.Load() * n
+	s.DroppedSlow += slow
+	s.Dropped += slow
+	return s
 }
 
 // MaxRetransmit bounds the packets resent for one NACK report, and RetransmitAge how far
@@ -100,41 +224,69 @@ const (
 // rtxBuffer holds one viewer's packets to resend, copied out of the cache.
 type rtxBuffer struct {
 	n   int
+	src [MaxRetransmit]uint16 // source sequence numbers asked for
 	len [MaxRetransmit]int
 	buf [MaxRetransmit][maxPacket]byte
 }
 
 // Retransmit resends the packets a viewer reported lost (its outgoing sequence numbers) from
 // the cache, at most MaxRetransmit of them and none older than RetransmitAge, and returns how
-// many were sent. The packets are copied and rewritten under the fan-out's lock but written
-// after it, so that serving many viewers' NACKs does not hold up the live packets. Calls for
-// one output must not overlap (a viewer's RTCP reader makes them).
+// many were sent. The packets are copied and rewritten under the fan-out's and the viewer's
+// lane's locks, one after the other, but written after them, so that serving many viewers'
+// NACKs does not hold up the live packets. Calls for one output must not overlap (a viewer's
+// RTCP reader makes them).
 func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 	if o.rtx == nil {
 		o.rtx = new(rtxBuffer) // once per viewer that ever NACKs
 	}
 	r := o.rtx
 	r.n = 0
-	f.mu.Lock()
-	f.NACKs++
-	f.NACKed += uint64(len(lost))
+	l := o.lane
+	if l == nil {
+		return 0 // not (or no longer) an output of a fan-out
+	}
+	// The viewer's numbering belongs to its lane.
+	newest := uint16(f.newest.Load())
+	l.mu.Lock()
+	ssrc := o.rw.Source()
 	for _, seq := range lost {
 		if r.n == MaxRetransmit {
 			break
 		}
-		src, ok := o.rw.SourceSeq(seq)
-		if !ok || uint16(f.newest-src) > RetransmitAge {
+		if src, ok := o.rw.SourceSeq(seq); ok && uint16(newest-src) <= RetransmitAge {
+			r.src[r.n] = src
+			r.n++
+		}
+	}
+	l.mu.Unlock()
+
+	f.mu.Lock()
+	f.NACKs++
+	f.NACKed += uint64(len(lost))
+	kept := 0
+	for i := range r.n {
+		n := f.cache.Get(ssrc, r.src[i], r.buf[kept][:])
+		if n == 0 {
 			continue
 		}
-		n := f.cache.Get(o.rw.Source(), src, r.buf[r.n][:])
-		if n == 0 || !o.rw.Rewrite(r.buf[r.n][:n]) {
-			continue
-		}
-		r.len[r.n] = n
-		r.n++
+		r.len[kept] = n
+		kept++
 	}
 	batch := f.batch
 	f.mu.Unlock()
+
+	l.mu.Lock()
+	r.n = 0
+	for i := range kept {
+		if o.rw.Rewrite(r.buf[i][:r.len[i]]) {
+			r.len[r.n] = r.len[i]
+			if r.n != i {
+				copy(r.buf[r.n][:], r.buf[i][:r.len[i]])
+			}
+			r.n++
+		}
+	}
+	l.mu.Unlock()
 
 	if batch != nil && r.n > 1 {
 		batch.Cork()
@@ -184,31 +336,75 @@ func (s *Stats) plus(o Stats) {
 func (f *Fanout) Counters() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.Stats
+	s := f.Stats
+	for _, l := range f.lanes {
+		s.plus(l.counters())
+	}
+	return s
 }
 
+// add gives o to the lane with the fewest outputs, opening a lane (and its goroutine) when
+// every open one has LaneMin outputs and more are allowed.
 func (f *Fanout) add(o *Output) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.outputs = append(f.outputs, o)
+	if len(f.lanes) == 0 {
+		f.lanes = []*lane{{}}
+	}
+	best := f.lanes[0]
+	for _, l := range f.lanes[1:] {
+		if len(l.outputs) < len(best.outputs) {
+			best = l
+		}
+	}
+	if len(best.outputs) >= LaneMin && len(f.lanes) < f.maxLanes && !f.closed {
+		best = &lane{ring: new(laneRing), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		f.lanes = append(f.lanes, best)
+		nl, b := best, f.batch
+		f.workers.Go(func() { nl.run(b) })
+	}
+	best.mu.Lock()
+	best.outputs = append(best.outputs, o)
+	o.lane = best
+	best.mu.Unlock()
 }
 
+// remove takes o out of its lane and returns how many outputs the fan-out has left. Lanes
+// stay open until close (viewers come and go; a lane costs nothing while idle).
 func (f *Fanout) remove(o *Output) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i, x := range f.outputs {
-		if x == o {
-			f.outputs = append(f.outputs[:i], f.outputs[i+1:]...)
-			break
+	for _, l := range f.lanes {
+		l.mu.Lock()
+		for i, x := range l.outputs {
+			if x == o {
+				l.outputs = append(l.outputs[:i], l.outputs[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+	}
+	return f.outputsLocked()
+}
+
+// close stops the fan-out's lane goroutines and waits for them; it is idempotent.
+func (f *Fanout) close() {
+	f.mu.Lock()
+	if !f.closed {
+		f.closed = true
+		for _, l := range f.lanes[min(1, len(f.lanes)):] {
+			close(l.stop)
 		}
 	}
-	return len(f.outputs)
+	f.mu.Unlock()
+	f.workers.Wait()
 }
 
 // Hub keeps one Fanout per track that has viewers on this node.
 type Hub struct {
 	bus   Subscriber
 	batch Batcher
+	lanes int
 
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry
@@ -246,6 +442,16 @@ func (h *Hub) Batch(b Batcher) {
 	h.batch = b
 }
 
+// Lanes lets each of the hub's fan-outs write its packets from up to n goroutines (one lane
+// per LaneMin viewers): on a machine with idle cores a track with many viewers is fanned out
+// in parallel. 0 or 1 keeps every fan-out on the goroutine that delivers its packets. Call it
+// before the first Attach.
+func (h *Hub) Lanes(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lanes = n
+}
+
 // Attach adds o to the track's fan-out, subscribing to the track on first use. The returned
 // fanout serves the viewer's retransmissions; detach removes the output and unsubscribes when
 // it was the last.
@@ -258,7 +464,7 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 	}
 	e, ok := h.fanouts[key]
 	if !ok {
-		f := &Fanout{batch: h.batch}
+		f := &Fanout{batch: h.batch, maxLanes: h.lanes}
 		sub, err := h.bus.Subscribe(room, track, "0", f.Forward)
 		if err != nil {
 			return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
@@ -275,6 +481,7 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 			if e.f.remove(o) == 0 && h.fanouts[key] == e {
 				st := e.stats()
 				_ = e.sub.Unsubscribe()
+				e.f.close()
 				delete(h.fanouts, key)
 				h.retired.plus(st)
 			}
@@ -308,6 +515,7 @@ func (h *Hub) Close() {
 	h.closed = true
 	for k, e := range h.fanouts {
 		_ = e.sub.Unsubscribe()
+		e.f.close()
 		delete(h.fanouts, k)
 	}
 }

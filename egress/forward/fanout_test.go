@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/stretchr/testify/require"
@@ -68,8 +69,8 @@ func TestFanoutForward(t *testing.T) {
 			require.Equal(t, fmt.Sprint("p", 500+j), string(p.Payload))
 		}
 	}
-	require.Equal(t, uint64(15), f.Forwarded)
-	require.Zero(t, f.Dropped)
+	require.Equal(t, uint64(15), f.Counters().Forwarded)
+	require.Zero(t, f.Counters().Dropped)
 
 	// Removing an output stops its packets and leaves the others.
 	require.Equal(t, 2, f.remove(outs[1]))
@@ -81,7 +82,7 @@ func TestFanoutForward(t *testing.T) {
 	require.Equal(t, 1, f.remove(outs[0]))
 	require.Equal(t, 0, f.remove(outs[2]))
 	f.Forward(rtpPacket(t, 42, 506, "nobody"))
-	require.Equal(t, uint64(17), f.Forwarded)
+	require.Equal(t, uint64(17), f.Counters().Forwarded)
 }
 
 func TestFanoutDrops(t *testing.T) {
@@ -92,11 +93,11 @@ func TestFanoutDrops(t *testing.T) {
 
 	f.Forward(rtpPacket(t, 42, 1, "x"))
 	require.Len(t, ok.got(), 1, "one failing viewer does not stop the others")
-	require.Equal(t, uint64(1), f.Forwarded)
-	require.Equal(t, uint64(1), f.Dropped)
+	require.Equal(t, uint64(1), f.Counters().Forwarded)
+	require.Equal(t, uint64(1), f.Counters().Dropped)
 
 	f.Forward([]byte{0x80, 0, 0}) // too short: every output drops it
-	require.Equal(t, uint64(3), f.Dropped)
+	require.Equal(t, uint64(3), f.Counters().Dropped)
 	require.Len(t, ok.got(), 1)
 
 	f.Forward(make([]byte, maxPacket+1))
@@ -200,8 +201,8 @@ func BenchmarkFanoutForward(b *testing.B) {
 				pkt[2], pkt[3] = byte(seq>>8), byte(seq)
 				f.Forward(pkt)
 			}
-			if f.Forwarded == 0 || f.Dropped != 0 {
-				b.Fatalf("forwarded %d dropped %d", f.Forwarded, f.Dropped)
+			if s := f.Counters(); s.Forwarded == 0 || s.Dropped != 0 {
+				b.Fatalf("forwarded %d dropped %d", s.Forwarded, s.Dropped)
 			}
 		})
 	}
@@ -222,7 +223,7 @@ func TestFanoutForwardAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 	lost := []uint16{1, 2, 3}
-	allocs = testing.AllocsPerRun(200, func() { f.Retransmit(f.outputs[0], lost) })
+	allocs = testing.AllocsPerRun(200, func() { f.Retransmit(f.lanes[0].outputs[0], lost) })
 	require.Zero(t, allocs)
 }
 
@@ -253,5 +254,79 @@ func BenchmarkFanoutRetransmit(b *testing.B) {
 			b.Fatal("not every packet was resent")
 		}
 		i++
+	}
+}
+
+// TestFanoutLanes: with lanes allowed, viewers beyond LaneMin are written by another
+// goroutine; every viewer still gets every packet once, in order, with its own numbering, and
+// its NACKs are served; close stops the lanes' goroutines.
+func TestFanoutLanes(t *testing.T) {
+	f := &Fanout{maxLanes: 3}
+	const viewers = 3*LaneMin + 5
+	cols := make([]*collector, viewers)
+	outs := make([]*Output, viewers)
+	for i := range viewers {
+		cols[i] = &collector{}
+		outs[i] = NewOutput(uint32(1000+i), 96, cols[i])
+		f.add(outs[i])
+	}
+	require.Len(t, f.lanes, 3, "one lane per LaneMin viewers, up to the limit")
+	for _, l := range f.lanes {
+		require.GreaterOrEqual(t, len(l.outputs), LaneMin, "new viewers go to the smallest lane")
+	}
+	const packets = 3 * ringSlots // more than a ring holds: the lanes keep up or count drops
+	for seq := range uint16(packets) {
+		f.Forward(rtpPacket(t, 42, 7000+seq, fmt.Sprint("p", seq)))
+		if seq%64 == 63 {
+			require.Eventually(t, func() bool { return f.Counters().Forwarded == uint64(seq+1)*viewers },
+				5*time.Second, time.Millisecond, "every lane writes every packet")
+		}
+	}
+	require.Zero(t, f.Counters().Dropped)
+	for i, c := range cols {
+		got := c.got()
+		require.Len(t, got, packets, "viewer %d", i)
+		for k, p := range got {
+			require.Equal(t, uint32(1000+i), p.SSRC)
+			require.Equal(t, fmt.Sprint("p", k), string(p.Payload), "viewer %d gets the packets in order", i)
+		}
+	}
+
+	last := outs[viewers-1] // in a worker lane
+	require.NotSame(t, f.lanes[0], last.lane)
+	first := cols[viewers-1].got()[0].SequenceNumber
+	n := len(cols[viewers-1].got())
+	require.Equal(t, 2, f.Retransmit(last, []uint16{first + packets - 1, first + packets - 2}))
+	re := cols[viewers-1].got()[n:]
+	require.Equal(t, fmt.Sprint("p", packets-1), string(re[0].Payload))
+
+	require.Equal(t, viewers-1, f.remove(outs[0]))
+	f.close()
+	f.close() // idempotent
+	for _, l := range f.lanes[1:] {
+		select {
+		case <-l.stop:
+		default:
+			t.Fatal("a lane's goroutine was not stopped")
+		}
+	}
+}
+
+// BenchmarkFanoutForwardLanes is FanoutForward with two lanes: the cost of queueing a packet
+// for the second lane's goroutine (its writes run on another core when there is one).
+func BenchmarkFanoutForwardLanes(b *testing.B) {
+	f := &Fanout{maxLanes: 2}
+	for i := range 100 {
+		f.add(NewOutput(uint32(i+1), 96, discard{}))
+	}
+	defer f.close()
+	pkt := rtpPacket(b, 42, 0, string(make([]byte, 1200-12)))
+	b.ReportAllocs()
+	b.SetBytes(1200)
+	var seq uint16
+	for b.Loop() {
+		seq++
+		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+		f.Forward(pkt)
 	}
 }

@@ -32,15 +32,18 @@ type batchConn struct {
 	conn *net.UDPConn
 
 	mu     sync.Mutex
-	corks  int    // fan-outs corked now
-	fill   *batch // queued packets
+	corks  int      // fan-outs corked now
+	fill   *batch   // queued packets
+	free   []*batch // batches sent and ready for reuse
 	closed bool
 
-	// sendMu is held while a batch is sent, so batches leave in the order they were filled;
-	// its holder owns spare.
-	sendMu sync.Mutex
-	spare  *batch
-	out    sender
+	// sending is read-held while a batch is sent: several batches may be in the kernel at
+	// once (fan-out lanes on different cores each send their own), and the sender may write
+	// on the socket's descriptor directly, so Close takes it to wait for them before the
+	// descriptor is closed (and its number reused).
+	sending  sync.RWMutex
+	fdClosed bool // under sending
+	out      sender
 
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct atomic.Uint64
@@ -57,8 +60,8 @@ type batch struct {
 
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
 
-// sender sends a batch's packets in order; it returns how many the kernel refused. One
-// batch at a time (under sendMu).
+// sender sends a batch's packets in order; it returns how many the kernel refused. Calls
+// with different batches may run at once.
 type sender interface {
 	send(b *batch) (failed int)
 }
@@ -69,7 +72,7 @@ func newBatchConn(conn *net.UDPConn) (*batchConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtc: batched udp writes: %w", err)
 	}
-	return &batchConn{conn: conn, out: out, fill: new(batch), spare: new(batch)}, nil
+	return &batchConn{conn: conn, out: out, fill: new(batch)}, nil
 }
 
 // Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
@@ -92,22 +95,38 @@ func (c *batchConn) Uncork() {
 	}
 }
 
-// flush sends what is queued.
+// flush sends what is queued, on the caller's goroutine. The next writes fill another batch
+// meanwhile, so batches filled one after the other may leave in either order when two
+// goroutines flush at once (a viewer's packets are written by one fan-out lane, which waits
+// for its own flush, so its packets stay in order).
 func (c *batchConn) flush() {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
 	c.mu.Lock()
 	b := c.fill
-	c.fill, c.spare = c.spare, b
-	c.mu.Unlock()
 	if b.n == 0 {
+		c.mu.Unlock()
 		return
 	}
-	failed := c.out.send(b)
+	if n := len(c.free); n > 0 {
+		c.fill, c.free = c.free[n-1], c.free[:n-1]
+	} else {
+		c.fill = new(batch) // one per goroutine flushing at once, at most
+	}
+	c.mu.Unlock()
+
+	c.sending.RLock()
+	failed := b.n
+	if !c.fdClosed {
+		failed = c.out.send(b)
+	}
+	c.sending.RUnlock()
 	c.packets.Add(uint64(b.n - failed))
 	c.sendErrors.Add(uint64(failed))
 	c.batches.Add(1)
 	b.n = 0
+
+	c.mu.Lock()
+	c.free = append(c.free, b)
+	c.mu.Unlock()
 }
 
 // WriteToAddrPort sends b to addr, or queues it while the socket is corked.
@@ -175,6 +194,9 @@ func (c *batchConn) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.flush()
+	c.sending.Lock()
+	defer c.sending.Unlock()
+	c.fdClosed = true
 	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}

@@ -17,6 +17,11 @@ type sysBatch struct {
 	hdrs  [batchSlots]mmsghdr
 	iov   [batchSlots]syscall.Iovec
 	names [batchSlots]syscall.RawSockaddrInet6
+
+	// The send in progress: packets n, sent up to off, failed of them refused; write is
+	// writeFD as a method value, made once so that sending allocates nothing.
+	n, off, failed int
+	write          func(fd uintptr) bool
 }
 
 // mmsghdr is struct mmsghdr on 64-bit Linux.
@@ -26,15 +31,15 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// mmsgSender sends a batch with as few sendmmsg calls as the kernel allows.
+// mmsgSender sends a batch with as few sendmmsg calls as the kernel allows. It calls
+// sendmmsg on the socket's descriptor itself rather than through the net package, whose
+// write lock would let only one batch into the kernel at a time; only when the socket's
+// buffer is full does it wait through the net package's poller. The batchConn keeps the
+// descriptor open while a send runs.
 type mmsgSender struct {
 	raw   syscall.RawConn
+	fd    uintptr
 	inet6 bool // the socket is AF_INET6 (dual stack): IPv4 peers are written as ::ffff:a.b.c.d
-
-	// The batch being sent, for write (a method value made once, so sending allocates nothing).
-	cur         *batch
-	off, failed int
-	write       func(fd uintptr) bool
 }
 
 func newSender(conn *net.UDPConn) (sender, error) {
@@ -44,16 +49,15 @@ func newSender(conn *net.UDPConn) (sender, error) {
 	}
 	var sa syscall.Sockaddr
 	var serr error
-	if err := raw.Control(func(fd uintptr) { sa, serr = syscall.Getsockname(int(fd)) }); err != nil {
+	var sysfd uintptr
+	if err := raw.Control(func(fd uintptr) { sysfd = fd; sa, serr = syscall.Getsockname(int(fd)) }); err != nil {
 		return nil, err
 	}
 	if serr != nil {
 		return nil, fmt.Errorf("getsockname: %w", serr)
 	}
 	_, inet6 := sa.(*syscall.SockaddrInet6)
-	s := &mmsgSender{raw: raw, inet6: inet6}
-	s.write = s.writeFD
-	return s, nil
+	return &mmsgSender{raw: raw, fd: sysfd, inet6: inet6}, nil
 }
 
 func (s *mmsgSender) send(b *batch) int {
@@ -66,12 +70,18 @@ func (s *mmsgSender) send(b *batch) int {
 		h.Name = (*byte)(unsafe.Pointer(&sb.names[i]))
 		h.Namelen = s.putAddr(&sb.names[i], i, b)
 	}
-	s.cur, s.off, s.failed = b, 0, 0
-	if err := s.raw.Write(s.write); err != nil {
-		s.failed += b.n - s.off // the socket is closed: the rest is not sent
+	sb.n, sb.off, sb.failed = b.n, 0, 0
+	if sb.writeFD(s.fd) {
+		return sb.failed
 	}
-	s.cur = nil
-	return s.failed
+	// The socket's buffer is full: wait for room through the poller.
+	if sb.write == nil {
+		sb.write = sb.writeFD
+	}
+	if err := s.raw.Write(sb.write); err != nil {
+		sb.failed += sb.n - sb.off // the socket is closed: the rest is not sent
+	}
+	return sb.failed
 }
 
 // putAddr writes packet i's destination into sa in the socket's family and returns its size.
@@ -95,24 +105,23 @@ func (s *mmsgSender) putAddr(sa *syscall.RawSockaddrInet6, i int, b *batch) uint
 	return syscall.SizeofSockaddrInet6
 }
 
-// writeFD runs under the socket's write lock; false asks the poller to wait until the socket
-// can take more.
-func (s *mmsgSender) writeFD(fd uintptr) bool {
-	b := s.cur
-	for s.off < b.n {
+// writeFD sends the batch's packets from off on; false when the socket cannot take more now
+// (EAGAIN: the caller waits for room and calls again).
+func (sb *sysBatch) writeFD(fd uintptr) bool {
+	for sb.off < sb.n {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&b.sys.hdrs[s.off])), uintptr(b.n-s.off), 0, 0, 0)
+			uintptr(unsafe.Pointer(&sb.hdrs[sb.off])), uintptr(sb.n-sb.off), 0, 0, 0)
 		switch errno {
 		case 0:
-			s.off += int(n)
+			sb.off += int(n)
 		case syscall.EAGAIN:
 			return false
 		case syscall.EINTR:
 		default:
 			// The first packet left was refused (sendmmsg reports an error only when it
 			// sent none): skip it, as a failed sendto would lose it.
-			s.failed++
-			s.off++
+			sb.failed++
+			sb.off++
 		}
 	}
 	return true

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -54,6 +55,10 @@ type Config struct {
 	// ResumeGrace is how long a room SDK session outlives a WebSocket that dropped without a
 	// leave, waiting for the client to resume it (default 10 s; 0: the peer leaves at once).
 	ResumeGrace time.Duration
+	// FanoutLanes is how many goroutines may write one track's packets to its viewers on this
+	// node, one per forward.LaneMin viewers (default: GOMAXPROCS, the cores Go uses; 1: the
+	// goroutine that receives the track writes them all).
+	FanoutLanes int
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -75,6 +80,7 @@ func Defaults() Config {
 		ConnectTimeout:  30 * time.Second,
 		DisconnectGrace: 10 * time.Second,
 		ResumeGrace:     10 * time.Second,
+		FanoutLanes:     runtime.GOMAXPROCS(0),
 		Webhooks:        webhook.Defaults(),
 	}
 }
@@ -110,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
+	}
+	if c.FanoutLanes < 1 {
+		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
 	}
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))

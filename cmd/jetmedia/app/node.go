@@ -138,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.hub = forward.NewHub(n.bus)
+	n.hub.Lanes(cfg.FanoutLanes)
 
 	if err = n.startProjection(runCtx); err != nil {
 		return nil, err
