@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtp"
+
 	"github.com/jetmedia/jetmedia/pipeline"
 )
 
@@ -14,18 +16,27 @@ type Writer interface {
 	Write(pkt []byte) (int, error)
 }
 
+// HeaderWriter takes a packet as a parsed header and its payload; pion's TrackLocalWriter is
+// one. The fan-out parses each packet once for all such writers, where a Writer given bytes
+// parses them again (pion's allocates a packet for it, per viewer and packet).
+type HeaderWriter interface {
+	WriteRTP(h *rtp.Header, payload []byte) (int, error)
+}
+
 // Output is one viewer's binding to a track: its rewriter and where its packets go.
 type Output struct {
 	rw  Rewriter
 	w   Writer
-	rtx *rtxBuffer // the viewer's retransmissions, made at its first NACK
+	hw  HeaderWriter // w, when it takes parsed headers
+	rtx *rtxBuffer   // the viewer's retransmissions, made at its first NACK
 	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
 	lane *lane
 }
 
 // NewOutput returns an output that sends with the viewer's negotiated SSRC and payload type.
 func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
-	return &Output{rw: Rewriter{SSRC: ssrc, PayloadType: payloadType}, w: w}
+	hw, _ := w.(HeaderWriter)
+	return &Output{rw: Rewriter{SSRC: ssrc, PayloadType: payloadType}, w: w, hw: hw}
 }
 
 // Subscriber subscribes to a track's media subject; pipeline.MediaBus is one.
@@ -75,6 +86,9 @@ type lane struct {
 	mu      sync.Mutex // held while a packet is written to the lane's outputs; guards them and stats
 	outputs []*Output
 	scratch [maxPacket]byte
+	src     rtp.Header // the packet being written, parsed once for the HeaderWriters
+	hdr     rtp.Header // its copy rewritten for one viewer
+	ext     []rtp.Extension
 	stats   Stats
 
 	// A worker lane's queue (nil for the first lane, which Forward writes itself).
@@ -141,7 +155,37 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 		batch.Cork()
 		defer batch.Uncork()
 	}
+	var payload []byte
+	parsed, valid := false, false
 	for _, o := range l.outputs {
+		if o.hw != nil {
+			if !parsed {
+				parsed = true
+				n, err := l.src.Unmarshal(pkt)
+				valid = err == nil && l.src.Version == 2
+				payload = pkt[min(n, len(pkt)):]
+			}
+			if !valid {
+				l.stats.DroppedInvalid++
+				l.stats.Dropped++
+				continue
+			}
+			l.hdr = l.src
+			if len(l.src.Extensions) > 0 {
+				// A writer's interceptors may set extensions: not in the shared parse.
+				l.ext = append(l.ext[:0], l.src.Extensions...)
+				l.hdr.Extensions = l.ext
+			}
+			o.rw.RewriteHeader(&l.hdr)
+			if _, err := o.hw.WriteRTP(&l.hdr, payload); err != nil {
+				l.stats.DroppedWrite++
+				l.stats.Dropped++
+				continue
+			}
+			l.stats.Forwarded++
+			l.stats.ForwardedBytes += uint64(len(pkt))
+			continue
+		}
 		n := copy(l.scratch[:], pkt)
 		b := l.scratch[:n]
 		if !o.rw.Rewrite(b) {

@@ -330,3 +330,41 @@ func BenchmarkFanoutForwardLanes(b *testing.B) {
 		f.Forward(pkt)
 	}
 }
+
+// headerCollector takes parsed headers, as pion's TrackLocalWriter does, and keeps the packets
+// as they would go out.
+type headerCollector struct{ collector }
+
+func (c *headerCollector) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	hb, err := h.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	return c.Write(append(hb, payload...))
+}
+
+// TestFanoutHeaderWriters: a viewer whose writer takes parsed headers gets the same packets as
+// one given bytes, extensions, marker and padding included.
+func TestFanoutHeaderWriters(t *testing.T) {
+	var f Fanout
+	byBytes, byHeader := &collector{}, &headerCollector{}
+	f.add(NewOutput(7, 100, byBytes))
+	f.add(NewOutput(7, 100, byHeader))
+	for seq := uint16(65530); seq != 4; seq++ {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000,
+			SSRC: 0xA, Marker: seq%2 == 0}, Payload: []byte(fmt.Sprint("frame", seq))}
+		require.NoError(t, p.SetExtension(3, []byte{byte(seq), 1, 2}))
+		if seq%3 == 0 {
+			p.Padding, p.PaddingSize = true, 4
+		}
+		b, err := p.Marshal()
+		require.NoError(t, err)
+		f.Forward(b)
+	}
+	f.Forward([]byte{0x80, 1, 2}) // too short for either
+	require.Len(t, byHeader.got(), 10)
+	require.Equal(t, byBytes.got(), byHeader.got())
+	c := f.Counters()
+	require.Equal(t, uint64(20), c.Forwarded)
+	require.Equal(t, uint64(2), c.DroppedInvalid)
+}

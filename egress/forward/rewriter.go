@@ -1,6 +1,10 @@
 package forward
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/pion/rtp"
+)
 
 // MinHeader is the fixed RTP header size.
 const MinHeader = 12
@@ -27,9 +31,24 @@ func (r *Rewriter) Rewrite(pkt []byte) bool {
 	if len(pkt) < MinHeader || pkt[0]>>6 != 2 {
 		return false
 	}
-	seq := binary.BigEndian.Uint16(pkt[2:4])
-	ts := binary.BigEndian.Uint32(pkt[4:8])
-	ssrc := binary.BigEndian.Uint32(pkt[8:12])
+	seq, ts := r.next(binary.BigEndian.Uint16(pkt[2:4]), binary.BigEndian.Uint32(pkt[4:8]), binary.BigEndian.Uint32(pkt[8:12]))
+	pkt[1] = pkt[1]&0x80 | r.PayloadType&0x7f
+	binary.BigEndian.PutUint16(pkt[2:4], seq)
+	binary.BigEndian.PutUint32(pkt[4:8], ts)
+	binary.BigEndian.PutUint32(pkt[8:12], r.SSRC)
+	return true
+}
+
+// RewriteHeader does what Rewrite does to a parsed header (the marker, extensions and CSRCs
+// stay as they are).
+func (r *Rewriter) RewriteHeader(h *rtp.Header) {
+	h.SequenceNumber, h.Timestamp = r.next(h.SequenceNumber, h.Timestamp, h.SSRC)
+	h.PayloadType = r.PayloadType & 0x7f
+	h.SSRC = r.SSRC
+}
+
+// next maps a source packet's sequence number and timestamp onto the viewer's stream.
+func (r *Rewriter) next(seq uint16, ts, ssrc uint32) (uint16, uint32) {
 	first := !r.started
 	if first {
 		r.started, r.srcSSRC = true, ssrc
@@ -45,11 +64,7 @@ func (r *Rewriter) Rewrite(pkt []byte) bool {
 	if first || int16(outSeq-r.lastSeq) > 0 {
 		r.lastSeq, r.lastTS = outSeq, outTS
 	}
-	pkt[1] = pkt[1]&0x80 | r.PayloadType&0x7f
-	binary.BigEndian.PutUint16(pkt[2:4], outSeq)
-	binary.BigEndian.PutUint32(pkt[4:8], outTS)
-	binary.BigEndian.PutUint32(pkt[8:12], r.SSRC)
-	return true
+	return outSeq, outTS
 }
 
 // SourceSeq maps an outgoing sequence number (from a viewer's NACK) back to the source's, and
