@@ -27,6 +27,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Bitrate, "bitrate", cfg.Bitrate, "video bitrate of each publisher, bits/s")
 	fs.IntVar(&cfg.FPS, "fps", cfg.FPS, "video frames per second")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest RTP payload, bytes")
+	fs.StringVar(&cfg.Viewer, "viewer", cfg.Viewer, "how --mode whip subscribers receive: lite (pion's protocol libraries, viewers sharing batched sockets: a few µs of CPU a packet, so the tool takes little from a server on the same machine) or pion (a PeerConnection each)")
 	fs.BoolVar(&cfg.Audio, "audio", cfg.Audio, "add a 50 packets/s audio track to each publisher")
 	fs.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread the subscribers' joins over this long")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "hold with every subscriber joined this long (measured)")
@@ -82,8 +83,8 @@ func printReport(w io.Writer, r *load.Report) {
 		fmt.Fprintf(w, "%s: %d room(s) of %d SDK publisher(s) + %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
 			r.URL, r.Rooms, r.Publishers/max(r.Rooms, 1), r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
 	} else {
-		fmt.Fprintf(w, "%s: %d publisher(s) × %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
-			r.URL, r.Publishers, r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+		fmt.Fprintf(w, "%s: %d publisher(s) × %d %s subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
+			r.URL, r.Publishers, r.SubscribersPerPublisher, r.Viewer, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
 	}
 	fmt.Fprintf(w, "sent      %d packets, %d bytes\n", r.Sent.Packets, r.Sent.Bytes)
 	fmt.Fprintf(w, "received  %d packets, %d bytes (%.0f packets/s in the hold)\n", r.Received.Packets, r.Received.Bytes, r.ReceivedPPS)

@@ -100,34 +100,44 @@ func exchange(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, e
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(pc.LocalDescription().SDP))
+	answer, location, err := postSDP(ctx, hc, endpoint, token, pc.LocalDescription().SDP)
 	if err != nil {
 		return "", err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return "", err
+	}
+	return location, nil
+}
+
+// postSDP posts an offer to a WHIP or WHEP endpoint and returns the answer and the session
+// URL; a reply other than 201 is an *httpStatusError.
+func postSDP(ctx context.Context, hc *http.Client, endpoint, token, offer string) (answer, location string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(offer))
+	if err != nil {
+		return "", "", err
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	setToken(req, token)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusCreated {
-		return "", &httpStatusError{Status: resp.StatusCode, Body: string(body)}
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		return "", err
+		return "", "", &httpStatusError{Status: resp.StatusCode, Body: string(body)}
 	}
 	base, err := url.Parse(endpoint)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	loc := resp.Header.Get("Location")
 	rel, err := url.Parse(loc)
 	if err != nil || loc == "" {
-		return "", fmt.Errorf("load: no usable Location header: %q", loc)
+		return "", "", fmt.Errorf("load: no usable Location header: %q", loc)
 	}
-	return base.ResolveReference(rel).String(), nil
+	return string(body), base.ResolveReference(rel).String(), nil
 }
 
 // deleteSession ends a WHIP/WHEP session; errors are not interesting at the end of a run.
@@ -381,8 +391,7 @@ type reception struct {
 	mu         sync.Mutex // guards seq trackers against the final read
 }
 
-// read runs on pion's OnTrack goroutine until the connection closes. Latency is recorded
-// into the run's histogram while the run is measuring.
+// read runs on pion's OnTrack goroutine until the connection closes.
 func (rc *reception) read(tr *webrtc.TrackRemote, latency *Histogram, measuring *atomic.Bool) {
 	rec := &rc.audio
 	video := tr.Kind() == webrtc.RTPCodecTypeVideo
@@ -395,25 +404,31 @@ func (rc *reception) read(tr *webrtc.TrackRemote, latency *Histogram, measuring 
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		payload, err := rtpPayload(buf[:n])
-		if err != nil {
-			continue
-		}
-		sent, seq, ok := readProbe(payload)
-		if !ok {
-			continue
-		}
-		if video {
-			rc.firstVideo.CompareAndSwap(0, now.UnixNano())
-		}
-		rec.got.add(n)
-		rc.mu.Lock()
-		rec.seq.add(seq)
-		rc.mu.Unlock()
-		if measuring.Load() {
-			latency.Record(now.Sub(time.Unix(0, sent)))
-		}
+		rc.record(buf[:n], rec, video, time.Now(), latency, measuring)
+	}
+}
+
+// record accounts one received RTP packet (pkt, decrypted, header included) of rec, which
+// arrived at now. Latency is recorded into the run's histogram while the run is measuring.
+// It does not allocate.
+func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, now time.Time, latency *Histogram, measuring *atomic.Bool) {
+	payload, err := rtpPayload(pkt)
+	if err != nil {
+		return
+	}
+	sent, seq, ok := readProbe(payload)
+	if !ok {
+		return
+	}
+	if video {
+		rc.firstVideo.CompareAndSwap(0, now.UnixNano())
+	}
+	rec.got.add(len(pkt))
+	rc.mu.Lock()
+	rec.seq.add(seq)
+	rc.mu.Unlock()
+	if measuring.Load() {
+		latency.Record(now.Sub(time.Unix(0, sent)))
 	}
 }
 

@@ -27,6 +27,17 @@ const (
 	ModeRooms = "rooms"
 )
 
+// Viewers of a ModeWHIP run.
+const (
+	// ViewerLite: a receive-only WebRTC client built from pion's protocol libraries, whose
+	// viewers share UDP sockets read in batches by one goroutine per socket (lite.go). It
+	// costs a few µs of CPU per packet, so on the server's machine it takes little from the
+	// server it measures.
+	ViewerLite = "lite"
+	// ViewerPion: a pion PeerConnection per viewer, as a Go application would receive.
+	ViewerPion = "pion"
+)
+
 // Config is one load run. Defaults() gives one 2 Mbit/s publisher with one subscriber for 10 s.
 type Config struct {
 	// URL is the server's base URL; the run talks to nothing else.
@@ -45,6 +56,9 @@ type Config struct {
 	Bitrate, FPS, MaxPayload int
 	// Audio adds a 50 packets/s audio track to each publisher.
 	Audio bool
+	// Viewer is how ModeWHIP subscribers receive: ViewerLite (default) or ViewerPion.
+	// ModeRooms subscribers are always Go SDK peers.
+	Viewer string
 	// Ramp spreads the subscribers' joins over this long; Duration is the hold after it.
 	Ramp, Duration time.Duration
 	// Room prefixes the rooms' names (<room>-<run id>-<n>).
@@ -71,7 +85,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		URL: "http://127.0.0.1:8080", Mode: ModeWHIP, Rooms: 1, Publishers: 1, Subscribers: 1,
-		Bitrate: 2_000_000, FPS: 30, MaxPayload: 1200, Audio: true,
+		Bitrate: 2_000_000, FPS: 30, MaxPayload: 1200, Audio: true, Viewer: ViewerLite,
 		Duration: 10 * time.Second, Room: "load", Drain: 500 * time.Millisecond,
 	}
 }
@@ -90,6 +104,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("rooms %d: want at least 1", c.Rooms))
 	case c.Mode == ModeWHIP && c.Rooms != 1:
 		errs = append(errs, fmt.Errorf("rooms %d: only mode %s has rooms of many peers (whip: one room per publisher)", c.Rooms, ModeRooms))
+	}
+	if c.Viewer != ViewerLite && c.Viewer != ViewerPion {
+		errs = append(errs, fmt.Errorf("viewer %q: want %s or %s", c.Viewer, ViewerLite, ViewerPion))
 	}
 	if c.Publishers < 1 || c.Subscribers < 0 {
 		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
@@ -124,6 +141,8 @@ func (c Config) Validate() error {
 type Report struct {
 	URL  string `json:"url"`
 	Mode string `json:"mode"`
+	// Viewer is how the subscribers received: lite or pion (ModeWHIP), sdk (ModeRooms).
+	Viewer string `json:"viewer"`
 	// Rooms is the number of rooms (in ModeWHIP one per publisher); Publishers counts them
 	// all. Every publisher has SubscribersPerPublisher subscribers: of its own in ModeWHIP,
 	// the room's in ModeRooms.
@@ -236,7 +255,8 @@ type run struct {
 	cfg      Config
 	loopback bool        // the server is on this machine's loopback
 	api      *webrtc.API // WHIP publishers'
-	viewAPI  *webrtc.API // subscribers'
+	viewAPI  *webrtc.API // subscribers' with ViewerPion
+	lite     *liteHub    // subscribers' with ViewerLite
 	hc       *http.Client
 	id       string
 	pubs     []*publisher // in ModeRooms room by room, Publishers to a room
@@ -269,6 +289,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.MetricsURL != "" {
 		// A wrong URL is an error now, not a report without the server's figures later.
 		if _, err := scrapeProcess(ctx, r.hc, cfg.MetricsURL); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeWHIP && cfg.Viewer == ViewerLite {
+		if r.lite, err = newLiteHub(cfg.URL, &r.latency, &r.measuring); err != nil {
 			return nil, err
 		}
 	}
@@ -386,6 +411,13 @@ func (r *run) joinWHIP(ctx context.Context, i int) (viewer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.lite != nil {
+		v, err := r.lite.startLiteViewer(ctx, r.hc, r.cfg.URL, pub, tok, r.cfg.Audio)
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
 	s, err := startSubscriber(ctx, r.viewAPI, r.hc, r.cfg.URL, pub, tok, r.cfg.Audio, &r.latency, &r.measuring)
 	if err != nil {
 		return nil, err
@@ -467,11 +499,13 @@ func (r *run) sent() Traffic {
 // report accounts every subscriber against what its publisher sent.
 func (r *run) report(started time.Time, hold time.Duration) *Report {
 	c := r.cfg
-	rep := &Report{URL: c.URL, Mode: c.Mode, Rooms: c.Rooms, Publishers: len(r.pubs), SubscribersPerPublisher: c.Subscribers,
+	rep := &Report{URL: c.URL, Mode: c.Mode, Viewer: c.Viewer, Rooms: c.Rooms, Publishers: len(r.pubs), SubscribersPerPublisher: c.Subscribers,
 		BitrateBPS: c.Bitrate, FPS: c.FPS, RampSeconds: c.Ramp.Seconds(), HoldSeconds: hold.Seconds(),
 		ElapsedSeconds: time.Since(started).Seconds(), Sent: r.sent()}
 	if c.Mode == ModeWHIP {
 		rep.Rooms = len(r.pubs)
+	} else {
+		rep.Viewer = "sdk"
 	}
 	var joins []time.Duration
 	subs := r.snapshotSubs()
@@ -529,6 +563,9 @@ func (r *run) closeAll() {
 		wg.Go(func() { s.close(r.hc) })
 	}
 	wg.Wait()
+	if r.lite != nil {
+		r.lite.close() // the lite viewers' sockets and readers
+	}
 	for _, p := range r.pubs {
 		wg.Go(func() { p.close(r.hc) })
 	}
