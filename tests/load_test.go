@@ -23,6 +23,8 @@ func TestLoadAgainstNode(t *testing.T) {
 	cfg := load.Defaults()
 	cfg.URL = node.HTTPURL()
 	cfg.Subscribers = 3
+	// PeerConnection viewers here; TestLoadLiteViewersAgainstNode runs the lite ones.
+	cfg.Viewer = load.ViewerPion
 	cfg.Ramp = 500 * time.Millisecond
 	cfg.Duration = 3 * time.Second
 	// The server's CPU and RSS from its own /metrics (the process collector). In-process, the
@@ -33,6 +35,7 @@ func TestLoadAgainstNode(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("report: %+v", *rep)
 
+	require.Equal(t, load.ViewerPion, rep.Viewer)
 	require.Equal(t, 3, rep.SubscribersJoined)
 	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
 	require.Zero(t, rep.SubscribersNoMedia)
