@@ -1,0 +1,45 @@
+//go:build linux
+
+package load
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/ipv4"
+)
+
+// TestPktinfoDst reads the destination address of datagrams sent to one socket at two
+// loopback addresses, as a lite socket tells its viewers apart.
+func TestPktinfoDst(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	require.NoError(t, err)
+	defer conn.Close()
+	pc := ipv4.NewPacketConn(conn)
+	require.NoError(t, pc.SetControlMessage(ipv4.FlagDst, true))
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	for _, dst := range []string{"127.0.0.2", "127.0.3.9"} {
+		c, err := net.Dial("udp4", net.JoinHostPort(dst, strconv.Itoa(port)))
+		require.NoError(t, err)
+		_, err = c.Write([]byte("x"))
+		require.NoError(t, err)
+		c.Close()
+		msgs := []ipv4.Message{{Buffers: [][]byte{make([]byte, 100)}, OOB: make([]byte, 128)}}
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(2*time.Second)))
+		n, err := pc.ReadBatch(msgs, 0)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		got, ok := pktinfoDst(msgs[0].OOB[:msgs[0].NN])
+		require.True(t, ok)
+		require.Equal(t, netip.MustParseAddr(dst), got)
+		require.Zero(t, testing.AllocsPerRun(100, func() { pktinfoDst(msgs[0].OOB[:msgs[0].NN]) }))
+	}
+	_, ok := pktinfoDst(nil)
+	require.False(t, ok)
+	_, ok = pktinfoDst(make([]byte, 10))
+	require.False(t, ok)
+}
