@@ -1,12 +1,21 @@
 package load
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
@@ -423,6 +432,147 @@ func BenchmarkLiteHotPath(b *testing.B) {
 				i++
 				v.onRTP(buf[:n], now, &hdr)
 			}
+		})
+	}
+}
+
+// pionWHEP is a WHEP endpoint backed by real pion PeerConnections that send pub's tracks,
+// answering with DTLS role role. tamper, when set, rewrites each answer.
+func pionWHEP(t *testing.T, pub *publisher, role webrtc.DTLSRole, tamper func(string) string) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var se webrtc.SettingEngine
+	require.NoError(t, se.SetAnsweringDTLSRole(role))
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	me := &webrtc.MediaEngine{}
+	require.NoError(t, me.RegisterDefaultCodecs())
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	var mu sync.Mutex
+	pcs := map[string]*webrtc.PeerConnection{}
+	deleted := &atomic.Int32{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodDelete {
+			if pc := pcs[r.URL.Path]; pc != nil {
+				_ = pc.Close()
+				delete(pcs, r.URL.Path)
+				deleted.Add(1)
+			}
+			return
+		}
+		offer, _ := io.ReadAll(r.Body)
+		pc, err := api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for _, tr := range pub.tracks() {
+			if _, err := pc.AddTrack(tr); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		answer, err := pc.CreateAnswer(nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		gathered := webrtc.GatheringCompletePromise(pc)
+		if err := pc.SetLocalDescription(answer); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		<-gathered
+		loc := fmt.Sprintf("/whep/s/%d", len(pcs)+int(deleted.Load()))
+		pcs[loc] = pc
+		body := pc.LocalDescription().SDP
+		if tamper != nil {
+			body = tamper(body)
+		}
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, pc := range pcs {
+			_ = pc.Close()
+		}
+	})
+	return srv, deleted
+}
+
+// TestLiteViewerPionPeer joins real pion PeerConnections, as the server's are, in both DTLS
+// roles: media arrives on both tracks, the session is DELETEd, the socket's reader ends. A
+// certificate that does not match the answer's fingerprint fails the join.
+func TestLiteViewerPionPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		role   webrtc.DTLSRole
+		tamper func(string) string
+		err    string
+	}{
+		{"server is the DTLS client", webrtc.DTLSRoleClient, nil, ""},
+		{"server is the DTLS server", webrtc.DTLSRoleServer, nil, ""},
+		{"wrong fingerprint", webrtc.DTLSRoleClient, func(s string) string {
+			i := strings.Index(s, "a=fingerprint:sha-256 ") + len("a=fingerprint:sha-256 ")
+			flip := "0"
+			if s[i] == '0' {
+				flip = "1"
+			}
+			return strings.ReplaceAll(s, s[i:i+1]+s[i+1:i+95], flip+s[i+1:i+95])
+		}, "answer says"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			pub, err := newPublisher("room", "", true)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			pub.wg.Go(func() { pub.send(ctx, 300_000, 30, 1200) })
+			defer func() {
+				cancel()
+				pub.wg.Wait()
+			}()
+			srv, deleted := pionWHEP(t, pub, tc.role, tc.tamper)
+			var latency Histogram
+			var measuring atomic.Bool
+			measuring.Store(true)
+			h, err := newLiteHub(srv.URL, &latency, &measuring)
+			require.NoError(t, err)
+			hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer hcancel()
+			v, err := h.startLiteViewer(hctx, srv.Client(), srv.URL, pub, "", true)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				require.Equal(t, int32(1), deleted.Load(), "the failed session is deleted")
+				h.close()
+				return
+			}
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				return v.rec.video.got.packets.Load() > 20 && v.rec.audio.got.packets.Load() > 10
+			}, 5*time.Second, 10*time.Millisecond)
+			require.Positive(t, latency.Count())
+			_, ok := joinTime(v)
+			require.True(t, ok)
+			v.close(srv.Client())
+			require.Equal(t, int32(1), deleted.Load())
+			h.close()
+			require.Empty(t, h.sockets)
+			cancel()
+			pub.wg.Wait()
+			srv.Close()
+			require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, 5*time.Second, 20*time.Millisecond,
+				"goroutines: %d before, %d after", before, runtime.NumGoroutine())
 		})
 	}
 }
