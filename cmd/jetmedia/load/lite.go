@@ -43,9 +43,10 @@ const (
 	// each has its own, bound to the local address that routes to the server.
 	liteViewersPerSocket = 32
 	liteBatch            = 32
-	// liteTick is how often a socket's reader does its timed work (ICE checks, reports,
-	// NACK retries) when no packet wakes it sooner.
-	liteTick            = 10 * time.Millisecond
+	// liteIdle is the longest a socket's reader sleeps with no timed work due: it wakes for
+	// its viewers' ICE checks, reports and NACK retries only when they are due, and when a
+	// joining viewer kicks it, so an idle wake-up costs nothing per packet.
+	liteIdle            = time.Second
 	liteCheckInterval   = 50 * time.Millisecond
 	liteKeepalive       = 2 * time.Second
 	liteReportInterval  = time.Second
@@ -192,6 +193,9 @@ type liteSocket struct {
 
 	mu    sync.Mutex // serialises table updates
 	table atomic.Pointer[map[netip.Addr]*liteViewer]
+	// kicks counts changes that may bring timed work forward (a viewer added, its answer or
+	// keys set); the reader re-plans when it has moved.
+	kicks atomic.Uint64
 
 	// Owned by the reader.
 	hdr     rtp.Header
@@ -232,6 +236,13 @@ func (s *liteSocket) setViewer(addr netip.Addr, v *liteViewer) {
 		t[addr] = v
 	}
 	s.table.Store(&t)
+	s.kick()
+}
+
+// kick makes the reader plan its timed work again now: a past read deadline wakes it.
+func (s *liteSocket) kick() {
+	s.kicks.Add(1)
+	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // write sends b from v's address to the server.
@@ -239,7 +250,8 @@ func (s *liteSocket) write(v *liteViewer, b []byte, to netip.AddrPort) {
 	_, _, _ = s.conn.WriteMsgUDPAddrPort(b, v.oob, to)
 }
 
-// run reads datagrams in batches until the socket closes.
+// run reads datagrams in batches until the socket closes. Between batches it does its
+// viewers' timed work when due; the read deadline is the next time any is.
 func (s *liteSocket) run() {
 	msgs := make([]ipv4.Message, liteBatch)
 	for i := range msgs {
@@ -247,17 +259,24 @@ func (s *liteSocket) run() {
 		msgs[i].OOB = make([]byte, 128)
 	}
 	var next time.Time
+	seen := ^uint64(0)
 	for {
-		if now := time.Now(); !now.Before(next) {
-			s.tick(now)
-			next = now.Add(liteTick)
+		if now := time.Now(); !now.Before(next) || s.kicks.Load() != seen {
+			// A kick after this load is either seen by the check below or sets its past
+			// deadline after ours: no kick is lost.
+			seen = s.kicks.Load()
+			next = s.tick(now)
 			if err := s.conn.SetReadDeadline(next); err != nil {
 				return
+			}
+			if s.kicks.Load() != seen {
+				continue
 			}
 		}
 		n, err := s.pc.ReadBatch(msgs, 0)
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				next = time.Time{} // due, or kicked
 				continue
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -279,6 +298,13 @@ func (s *liteSocket) run() {
 			}
 			clear(s.dirty)
 			s.dirty = s.dirty[:0]
+			// The retries are due before the planned wake-up.
+			if retry := now.Add(nackRetry); retry.Before(next) {
+				next = retry
+				if err := s.conn.SetReadDeadline(next); err != nil {
+					return
+				}
+			}
 		}
 	}
 }
@@ -313,11 +339,17 @@ func (s *liteSocket) handle(tbl map[netip.Addr]*liteViewer, m *ipv4.Message, now
 	}
 }
 
-// tick does every viewer's timed work.
-func (s *liteSocket) tick(now time.Time) {
+// tick does every viewer's timed work due at now and returns when the next is due.
+func (s *liteSocket) tick(now time.Time) time.Time {
+	next := now.Add(liteIdle)
 	for _, v := range *s.table.Load() {
-		s.nackBuf = v.tick(now, s.nackBuf)
+		var due time.Time
+		s.nackBuf, due = v.tick(now, s.nackBuf)
+		if !due.IsZero() && due.Before(next) {
+			next = due
+		}
 	}
+	return next
 }
 
 // liteRemote is the server's side of a lite viewer's session, from the answer.
@@ -429,6 +461,7 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 		videoSSRC: a.videoSSRC, audioSSRC: a.audioSSRC, videoPT: a.videoPT, audioPT: a.audioPT}
 	v.dconn.raddr = net.UDPAddrFromAddrPort(rm.addr)
 	v.remote.Store(rm)
+	v.sock.kick() // the first ICE check now
 
 	hsCtx, cancel := context.WithTimeout(ctx, liteHandshakeWithin)
 	defer cancel()
@@ -437,6 +470,7 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 		return nil, fmt.Errorf("lite viewer: %w", err)
 	}
 	v.keys.Store(keys)
+	v.sock.kick() // reports from now on
 	ok = true
 	return v, nil
 }
@@ -586,12 +620,13 @@ func (v *liteViewer) onSTUN(b []byte, from netip.AddrPort, now time.Time) {
 	}
 }
 
-// tick sends what is due at now: an ICE check, receiver reports, NACK retries. Runs on the
-// reader; buf is scratch for NACKed sequence numbers, returned for reuse.
-func (v *liteViewer) tick(now time.Time, buf []uint16) []uint16 {
+// tick sends what is due at now (an ICE check, receiver reports, NACK retries) and returns
+// when more is due (zero: nothing until a kick). Runs on the reader; buf is scratch for
+// NACKed sequence numbers, returned for reuse.
+func (v *liteViewer) tick(now time.Time, buf []uint16) ([]uint16, time.Time) {
 	rm := v.remote.Load()
 	if rm == nil {
-		return buf
+		return buf, time.Time{}
 	}
 	if !now.Before(v.nextCheck) {
 		if m, err := bindingRequest(v.creds, rm.creds, v.tiebreak); err == nil {
@@ -604,7 +639,7 @@ func (v *liteViewer) tick(now time.Time, buf []uint16) []uint16 {
 	}
 	k := v.keys.Load()
 	if k == nil {
-		return buf
+		return buf, v.nextCheck
 	}
 	if !now.Before(v.nextReport) {
 		if !v.nextReport.IsZero() {
@@ -612,7 +647,17 @@ func (v *liteViewer) tick(now time.Time, buf []uint16) []uint16 {
 		}
 		v.nextReport = now.Add(liteReportInterval)
 	}
-	return v.sendNACKs(now, k, buf)
+	due := v.nextCheck
+	if v.nextReport.Before(due) {
+		due = v.nextReport
+	}
+	buf = v.sendNACKs(now, k, buf)
+	if v.video.nack.pending() || v.audio.nack.pending() {
+		if retry := now.Add(nackRetry / 2); retry.Before(due) {
+			due = retry
+		}
+	}
+	return buf, due
 }
 
 // sendReports sends one receiver report with a block per media SSRC received.
