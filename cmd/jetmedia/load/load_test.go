@@ -288,3 +288,14 @@ func TestValidateMode(t *testing.T) {
 	c.Mode = "sip"
 	require.ErrorContains(t, c.Validate(), `mode "sip"`)
 }
+
+func TestValidateViewer(t *testing.T) {
+	c := Defaults()
+	require.Equal(t, ViewerLite, c.Viewer)
+	c.Viewer = ViewerPion
+	require.NoError(t, c.Validate())
+	c.Viewer = ""
+	require.ErrorContains(t, c.Validate(), `viewer "": want lite or pion`)
+	c.Viewer, c.Mode, c.Rooms = ViewerLite, ModeRooms, 2
+	require.NoError(t, c.Validate(), "rooms mode has SDK viewers whatever the setting")
+}
