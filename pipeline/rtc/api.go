@@ -38,10 +38,9 @@ func NewEdge(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("rtc: listen udp %s: %w", cfg.UDPListen, err)
 	}
 	// Every session's packets leave through this socket; fan-outs send theirs in batches.
-	conn, err := newBatchConn(udp.(*net.UDPConn))
-	if err != nil {
-		_ = udp.Close()
-		return nil, err
+	conn, fallback := newBatchConn(udp.(*net.UDPConn))
+	if fallback != nil && cfg.Logger != nil {
+		cfg.Logger.Warn("media edge writes one packet per system call", "reason", fallback)
 	}
 	mux := webrtc.NewICEUDPMux(nil, conn)
 	me, ir, err := newEngine()

@@ -37,13 +37,7 @@ type batchConn struct {
 	free   []*batch // batches sent and ready for reuse
 	closed bool
 
-	// sending is read-held while a batch is sent: several batches may be in the kernel at
-	// once (fan-out lanes on different cores each send their own), and the sender may write
-	// on the socket's descriptor directly, so Close takes it to wait for them before the
-	// descriptor is closed (and its number reused).
-	sending  sync.RWMutex
-	fdClosed bool // under sending
-	out      sender
+	out writer // several batches may be in the kernel at once (fan-out lanes each send theirs)
 
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct atomic.Uint64
@@ -60,19 +54,25 @@ type batch struct {
 
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
 
-// sender sends a batch's packets in order; it returns how many the kernel refused. Calls
-// with different batches may run at once.
-type sender interface {
+// writer is where the socket's packets leave: one at a time (write) or a batch's in order
+// (send, which returns how many the kernel refused). Calls may run at once, with different
+// batches.
+type writer interface {
+	write(b []byte, addr netip.AddrPort) (int, error)
 	send(b *batch) (failed int)
+	close() error
 }
 
-// newBatchConn takes over conn's writes; Close closes conn.
-func newBatchConn(conn *net.UDPConn) (*batchConn, error) {
-	out, err := newSender(conn)
+// newBatchConn takes over conn's writes; Close closes conn. Reads stay on conn. Where the
+// platform's faster writer cannot be had, writes go through conn one by one, and fallback
+// says why.
+func newBatchConn(conn *net.UDPConn) (c *batchConn, fallback error) {
+	out, err := newWriter(conn)
 	if err != nil {
-		return nil, fmt.Errorf("rtc: batched udp writes: %w", err)
+		fallback = err
+		out = plainWriter{conn: conn}
 	}
-	return &batchConn{conn: conn, out: out, fill: new(batch)}, nil
+	return &batchConn{conn: conn, out: out, fill: new(batch)}, fallback
 }
 
 // Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
@@ -113,12 +113,7 @@ func (c *batchConn) flush() {
 	}
 	c.mu.Unlock()
 
-	c.sending.RLock()
-	failed := b.n
-	if !c.fdClosed {
-		failed = c.out.send(b)
-	}
-	c.sending.RUnlock()
+	failed := c.out.send(b)
 	c.packets.Add(uint64(b.n - failed))
 	c.sendErrors.Add(uint64(failed))
 	c.batches.Add(1)
@@ -133,7 +128,7 @@ func (c *batchConn) flush() {
 func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if len(b) > batchSlot {
 		c.direct.Add(1)
-		return c.conn.WriteToUDPAddrPort(b, addr)
+		return c.out.write(b, addr)
 	}
 	for {
 		c.mu.Lock()
@@ -144,7 +139,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 		if c.corks == 0 && c.fill.n == 0 {
 			c.mu.Unlock()
 			c.direct.Add(1)
-			return c.conn.WriteToUDPAddrPort(b, addr)
+			return c.out.write(b, addr)
 		}
 		if f := c.fill; f.n < batchSlots {
 			i := f.n
@@ -194,13 +189,11 @@ func (c *batchConn) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.flush()
-	c.sending.Lock()
-	defer c.sending.Unlock()
-	c.fdClosed = true
+	werr := c.out.close()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+		return errors.Join(werr, err)
 	}
-	return nil
+	return werr
 }
 
 // BatchStats are the edge socket's write counters.
