@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/ipv4"
@@ -42,4 +43,19 @@ func TestPktinfoDst(t *testing.T) {
 	require.False(t, ok)
 	_, ok = pktinfoDst(make([]byte, 10))
 	require.False(t, ok)
+}
+
+// FuzzPktinfoDst: control messages of any content and length are read without a panic.
+func FuzzPktinfoDst(f *testing.F) {
+	good := (&ipv4.ControlMessage{Src: net.IPv4(127, 0, 0, 9)}).Marshal()
+	f.Add(good)
+	f.Add(append(append([]byte{}, good...), good...))
+	f.Add([]byte{255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 8, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Aligned, as the socket's own buffers are.
+		words := make([]uint64, (len(b)+7)/8)
+		oob := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8)[:len(b)]
+		copy(oob, b)
+		pktinfoDst(oob)
+	})
 }

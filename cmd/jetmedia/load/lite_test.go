@@ -371,15 +371,18 @@ func hotViewer(tb testing.TB, profile srtp.ProtectionProfile) (*liteViewer, [][]
 	return v, pkts
 }
 
-var profiles = map[string]srtp.ProtectionProfile{
-	"gcm":  srtp.ProtectionProfileAeadAes128Gcm,
-	"cm80": srtp.ProtectionProfileAes128CmHmacSha1_80,
+// srtpProfiles are the profiles the lite viewer offers, by name.
+func srtpProfiles() map[string]srtp.ProtectionProfile {
+	return map[string]srtp.ProtectionProfile{
+		"gcm":  srtp.ProtectionProfileAeadAes128Gcm,
+		"cm80": srtp.ProtectionProfileAes128CmHmacSha1_80,
+	}
 }
 
 // TestLiteHotPath decrypts and records packets as the socket reader does: each is counted
 // once, video, with its latency, and without allocating.
 func TestLiteHotPath(t *testing.T) {
-	for name, profile := range profiles {
+	for name, profile := range srtpProfiles() {
 		t.Run(name, func(t *testing.T) {
 			v, pkts := hotViewer(t, profile)
 			var hdr rtp.Header
@@ -420,7 +423,7 @@ func TestLiteHotPath(t *testing.T) {
 func BenchmarkLiteHotPath(b *testing.B) {
 	for _, name := range []string{"gcm", "cm80"} {
 		b.Run(name, func(b *testing.B) {
-			v, pkts := hotViewer(b, profiles[name])
+			v, pkts := hotViewer(b, srtpProfiles()[name])
 			var hdr rtp.Header
 			buf := make([]byte, 1500)
 			now := time.Now()
@@ -575,4 +578,24 @@ func TestLiteViewerPionPeer(t *testing.T) {
 				"goroutines: %d before, %d after", before, runtime.NumGoroutine())
 		})
 	}
+}
+
+// FuzzParseLiteAnswer: any text is an answer or an errBadAnswer, never a panic, and a
+// usable answer has what the viewer needs.
+func FuzzParseLiteAnswer(f *testing.F) {
+	f.Add(testOffer(true).sdp())
+	f.Add("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n" +
+		"a=ice-ufrag:u\r\na=ice-pwd:p\r\na=fingerprint:sha-256 AA\r\na=setup:active\r\na=rtpmap:96 VP8/90000\r\n" +
+		"a=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n")
+	f.Add("a=candidate:1 1 udp 1 127.0.0.1 0 typ host")
+	f.Fuzz(func(t *testing.T, text string) {
+		a, err := parseLiteAnswer(text)
+		if err != nil {
+			require.ErrorIs(t, err, errBadAnswer)
+			return
+		}
+		require.NotEmpty(t, a.cands)
+		require.True(t, a.pickCandidate(true, netip.Addr{}).IsValid())
+		require.GreaterOrEqual(t, a.videoPT, 0)
+	})
 }
