@@ -51,6 +51,7 @@ const (
 	liteKeepalive       = 2 * time.Second
 	liteReportInterval  = time.Second
 	liteHandshakeWithin = 15 * time.Second
+	liteReadBuffer      = 4 << 20
 )
 
 // liteHub is one run's lite viewers: the certificate they share and their sockets.
@@ -208,6 +209,10 @@ func openLiteSocket(h *liteHub, bind netip.AddrPort) (*liteSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lite viewer: listen %s: %w", bind, err)
 	}
+	// A frame's burst to 32 viewers is some 230 packets (~500 KB of kernel buffers on
+	// loopback), more than the default receive buffer holds when the reader is a little
+	// late; the kernel caps this at net.core.rmem_max.
+	_ = conn.SetReadBuffer(liteReadBuffer)
 	pc := ipv4.NewPacketConn(conn)
 	// IP_PKTINFO: each datagram's destination address says which viewer it is for.
 	if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
