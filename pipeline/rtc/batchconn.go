@@ -21,10 +21,13 @@ const (
 // batchConn is the edge's UDP socket with corkable writes. A packet fanned out to a hundred
 // viewers is a hundred writes in a row on this one shared socket, and a system call for each
 // was half of the server's CPU. Between Cork and Uncork writes are only copied into a batch;
-// Uncork sends the batch with as few system calls as the platform allows (one sendmmsg per
-// 128 packets on 64-bit Linux) on the caller's goroutine. Uncorked, a write goes out at once as
-// before, so RTCP, STUN and DTLS from pion's own goroutines are not delayed unless a fan-out
-// is corked at that moment, and then only until it uncorks.
+// Uncork hands the batch to the socket's sender goroutine, which sends batches in the order
+// they were filled with as few system calls as the platform allows (one sendmmsg per 128
+// packets on 64-bit Linux). The fan-out goes on with its next packet meanwhile: with several
+// fan-out lanes, their writes overlap the sends, and a viewer's packets still leave in
+// order (they can sit in consecutive batches). Uncorked, a write goes out at once as before,
+// so RTCP, STUN and DTLS from pion's own goroutines are not delayed unless a fan-out is
+// corked at that moment, and then only until it uncorks.
 //
 // A corked write is reported done once queued; a packet the kernel then refuses is counted
 // (Stats), not reported, as for any datagram lost on the way. Reads pass through.
@@ -32,12 +35,19 @@ type batchConn struct {
 	conn *net.UDPConn
 
 	mu     sync.Mutex
-	corks  int      // fan-outs corked now
-	fill   *batch   // queued packets
-	free   []*batch // batches sent and ready for reuse
+	corks  int    // fan-outs corked now
+	fill   *batch // queued packets
 	closed bool
 
-	out writer // several batches may be in the kernel at once (fan-out lanes each send theirs)
+	queue   []*batch   // filled, for the sender, oldest first
+	free    []*batch   // sent, to be filled again
+	room    *sync.Cond // on mu: a batch was freed, or the sender stopped
+	stopped bool       // the sender has ended (after Close): flush sends itself
+	kick    chan struct{}
+	done    chan struct{} // closed by Close: the sender drains the queue and ends
+	sender  sync.WaitGroup
+
+	out writer
 
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct atomic.Uint64
@@ -55,8 +65,7 @@ type batch struct {
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
 
 // writer is where the socket's packets leave: one at a time (write) or a batch's in order
-// (send, which returns how many the kernel refused). Calls may run at once, with different
-// batches.
+// (send, which returns how many the kernel refused; one batch at a time, under sendMu).
 type writer interface {
 	write(b []byte, addr netip.AddrPort) (int, error)
 	send(b *batch) (failed int)
@@ -72,8 +81,18 @@ func newBatchConn(conn *net.UDPConn) (c *batchConn, fallback error) {
 		fallback = err
 		out = plainWriter{conn: conn}
 	}
-	return &batchConn{conn: conn, out: out, fill: new(batch)}, fallback
+	c = &batchConn{conn: conn, out: out, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	for range batchesInFlight {
+		c.free = append(c.free, new(batch))
+	}
+	c.room = sync.NewCond(&c.mu)
+	c.sender.Go(c.sendLoop)
+	return c, fallback
 }
+
+// batchesInFlight bounds the batches queued for the sender besides the one being filled: a
+// fan-out that gets ahead of the kernel waits for one to be sent.
+const batchesInFlight = 3
 
 // Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
 // several goroutines.
@@ -95,33 +114,75 @@ func (c *batchConn) Uncork() {
 	}
 }
 
-// flush sends what is queued, on the caller's goroutine. The next writes fill another batch
-// meanwhile, so batches filled one after the other may leave in either order when two
-// goroutines flush at once (a viewer's packets are written by one fan-out lane, which waits
-// for its own flush, so its packets stay in order).
+// flush queues what is filled for the sender and takes an empty batch to fill next, waiting
+// for one when batchesInFlight are already queued.
 func (c *batchConn) flush() {
 	c.mu.Lock()
-	b := c.fill
-	if b.n == 0 {
+	if c.fill.n == 0 {
 		c.mu.Unlock()
 		return
 	}
-	if n := len(c.free); n > 0 {
-		c.fill, c.free = c.free[n-1], c.free[:n-1]
-	} else {
-		c.fill = new(batch) // one per goroutine flushing at once, at most
+	for len(c.free) == 0 && !c.stopped {
+		c.room.Wait()
 	}
+	if c.stopped { // closed: send it here
+		b := c.fill
+		c.fill = new(batch)
+		c.mu.Unlock()
+		c.sendBatch(b)
+		return
+	}
+	c.queue = append(c.queue, c.fill)
+	c.fill = c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
 	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
 
+// sendLoop is the sender goroutine: it sends queued batches in order until Close, then what
+// is left.
+func (c *batchConn) sendLoop() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.mu.Unlock()
+			select {
+			case <-c.kick:
+				continue
+			case <-c.done:
+			}
+			c.mu.Lock()
+			if len(c.queue) == 0 {
+				c.stopped = true
+				c.room.Broadcast()
+				c.mu.Unlock()
+				return
+			}
+		}
+		b := c.queue[0]
+		copy(c.queue, c.queue[1:])
+		c.queue = c.queue[:len(c.queue)-1]
+		c.mu.Unlock()
+
+		c.sendBatch(b)
+
+		c.mu.Lock()
+		c.free = append(c.free, b)
+		c.room.Signal()
+		c.mu.Unlock()
+	}
+}
+
+// sendBatch sends b's packets and empties it.
+func (c *batchConn) sendBatch(b *batch) {
 	failed := c.out.send(b)
 	c.packets.Add(uint64(b.n - failed))
 	c.sendErrors.Add(uint64(failed))
 	c.batches.Add(1)
 	b.n = 0
-
-	c.mu.Lock()
-	c.free = append(c.free, b)
-	c.mu.Unlock()
 }
 
 // WriteToAddrPort sends b to addr, or queues it while the socket is corked.
@@ -183,12 +244,17 @@ func (c *batchConn) SetDeadline(t time.Time) error      { return c.conn.SetDeadl
 func (c *batchConn) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
 func (c *batchConn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
 
-// Close sends what is queued and closes the socket; later writes fail with net.ErrClosed.
+// Close sends what is queued, stops the sender and closes the socket; later writes fail with net.ErrClosed.
 func (c *batchConn) Close() error {
 	c.mu.Lock()
+	already := c.closed
 	c.closed = true
 	c.mu.Unlock()
-	c.flush()
+	if !already {
+		c.flush()
+		close(c.done)
+	}
+	c.sender.Wait()
 	werr := c.out.close()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return errors.Join(werr, err)

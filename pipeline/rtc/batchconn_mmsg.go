@@ -43,10 +43,9 @@ type mmsghdr struct {
 // datagram is freed (at once on loopback, at transmit completion on a NIC), which wakes the
 // poller's thread for a socket nobody waits to write: at 26,000 packets a second about a
 // tenth of the kernel's CPU per sent packet, and a stream of scheduler wake-ups (CPU profile
-// in docs/benchmarks.md). Nothing waits on this socket, so its wake-ups cost nothing; and
-// its sendmmsg calls need not queue for the net package's per-descriptor write lock, so
-// several batches can be in the kernel at once. The socket is blocking: a full send buffer
-// (a NIC's queue) holds the writer back as the poller would.
+// in docs/benchmarks.md). Nothing waits on this socket, so its wake-ups cost nothing. The
+// socket is blocking: a full send buffer (a NIC's queue) holds the writer back as the poller
+// would.
 type sendSocket struct {
 	fd    int
 	inet6 bool // AF_INET6 (dual stack): IPv4 peers are written as ::ffff:a.b.c.d

@@ -110,8 +110,7 @@ func TestBatchConnCorkedWritesArriveInOrder(t *testing.T) {
 			for i := range rs {
 				require.Equal(t, want[i], got[i]())
 			}
-			st := c.Stats()
-			require.Equal(t, uint64(n), st.Packets)
+			st := settled(t, c, func(st BatchStats) bool { return st.Packets == n })
 			require.Equal(t, uint64(3), st.Batches) // 128 + 128 + 44
 			require.Zero(t, st.SendErrors)
 			require.Zero(t, st.Direct)
@@ -155,7 +154,7 @@ func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
 	require.NoError(t, err)
 	c.Uncork()
 	require.Equal(t, [][]byte{payload(1, 50), payload(3, 50)}, recvN(t, r, 2))
-	st := c.Stats()
+	st := settled(t, c, func(st BatchStats) bool { return st.Packets+st.SendErrors == 3 })
 	require.Equal(t, uint64(1), st.SendErrors)
 	require.Equal(t, uint64(2), st.Packets)
 }
@@ -207,7 +206,17 @@ func TestBatchConnConcurrentCorks(t *testing.T) {
 			seen[string(p)] = true
 		}
 	}
-	require.Equal(t, uint64(writers*rounds*per), c.Stats().Packets)
+	settled(t, c, func(st BatchStats) bool { return st.Packets == writers*rounds*per })
+}
+
+// settled waits for the sender to have counted what the test sent (a receiver can read a
+// packet before the sender's system call returns and counts it) and returns the counters.
+func settled(t *testing.T, c *batchConn, done func(BatchStats) bool) BatchStats {
+	t.Helper()
+	var st BatchStats
+	require.Eventually(t, func() bool { st = c.Stats(); return done(st) }, 5*time.Second, time.Millisecond,
+		"counters %+v", st)
+	return st
 }
 
 func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
