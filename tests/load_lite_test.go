@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
 )
 
@@ -18,9 +17,7 @@ import (
 // viewer does ICE and DTLS with the real server and gets video and audio with nothing lost;
 // after the run the server has no WHEP session left and the tool no goroutine.
 func TestLoadLiteViewersAgainstNode(t *testing.T) {
-	ncfg := app.Defaults()
-	ncfg.Name, ncfg.DataDir, ncfg.HTTPAddr, ncfg.UDPPort, ncfg.Logger = "load-lite", t.TempDir(), "127.0.0.1:0", 0, testLogger(t)
-	node := startNode(t, ncfg)
+	node := startLoadNode(t, "load-lite")
 	require.Zero(t, toolGoroutines(), "no load goroutines before the run")
 
 	cfg := load.Defaults()
@@ -34,21 +31,7 @@ func TestLoadLiteViewersAgainstNode(t *testing.T) {
 	t.Logf("report: %+v", *rep)
 
 	require.Equal(t, load.ViewerLite, rep.Viewer)
-	require.Equal(t, 5, rep.SubscribersJoined)
-	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
-	require.Zero(t, rep.SubscribersNoMedia)
-	require.Zero(t, rep.SubscribersMissingTracks, "every viewer gets video and audio")
-	require.Positive(t, rep.ExpectedPackets)
-	require.Zero(t, rep.LostPackets, "no loss on loopback")
-	require.LessOrEqual(t, rep.Received.Packets, 5*rep.Sent.Packets)
-	require.Greater(t, rep.Received.Packets, 4*rep.Sent.Packets)
-	require.Positive(t, rep.Latency.Count)
-	require.Positive(t, rep.Latency.P50)
-	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
-	require.Equal(t, uint64(5), rep.Join.Count)
-	require.Positive(t, rep.Join.P50)
-	// ~260 packets/s per viewer (7 video packets a frame at 30 fps, 50 audio).
-	require.InDelta(t, 5*260, rep.ReceivedPPS, 5*260*0.2)
+	requireFullReception(t, rep, 5)
 	require.GreaterOrEqual(t, node.Forwarding().Forwarded, rep.Received.Packets)
 
 	// The viewers' DELETEs ended their sessions on the server.

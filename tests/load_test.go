@@ -15,11 +15,7 @@ import (
 // subscriber gets media, and the figures hang together, the server's CPU and RSS read from its
 // /metrics among them.
 func TestLoadAgainstNode(t *testing.T) {
-	// Defaults, not nodeConfig: no auth keys, so the node runs in dev mode and the tool mints
-	// its clients' tokens at GET /dev/token, as it does against a developer's `jetmedia serve`.
-	ncfg := app.Defaults()
-	ncfg.Name, ncfg.DataDir, ncfg.HTTPAddr, ncfg.UDPPort, ncfg.Logger = "load", t.TempDir(), "127.0.0.1:0", 0, testLogger(t)
-	node := startNode(t, ncfg)
+	node := startLoadNode(t, "load")
 	cfg := load.Defaults()
 	cfg.URL = node.HTTPURL()
 	cfg.Subscribers = 3
@@ -36,21 +32,8 @@ func TestLoadAgainstNode(t *testing.T) {
 	t.Logf("report: %+v", *rep)
 
 	require.Equal(t, load.ViewerPion, rep.Viewer)
-	require.Equal(t, 3, rep.SubscribersJoined)
-	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
-	require.Zero(t, rep.SubscribersNoMedia)
-	require.Positive(t, rep.Sent.Packets)
-	require.Positive(t, rep.Received.Packets)
-	require.Positive(t, rep.ExpectedPackets)
-	require.Zero(t, rep.LostPackets, "no loss on loopback")
+	requireFullReception(t, rep, 3)
 	require.Zero(t, rep.LossPercent)
-	// Three subscribers of everything sent (less what was sent before they joined).
-	require.LessOrEqual(t, rep.Received.Packets, 3*rep.Sent.Packets)
-	require.Greater(t, rep.Received.Packets, 2*rep.Sent.Packets)
-	require.Positive(t, rep.Latency.Count)
-	require.Positive(t, rep.Latency.P50)
-	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
-	require.Positive(t, rep.Join.P50)
 	require.NotNil(t, rep.Tool, "the tool's own CPU and memory")
 	require.NotNil(t, rep.Server, "sampled through --metrics-url")
 	require.Equal(t, cfg.MetricsURL, rep.Server.MetricsURL)
@@ -58,12 +41,43 @@ func TestLoadAgainstNode(t *testing.T) {
 	require.Positive(t, rep.Server.RSSBytes)
 	require.GreaterOrEqual(t, rep.Server.PeakRSS, rep.Server.RSSBytes)
 	require.Positive(t, rep.PacketsPerServerCore)
-	// Video at 2 Mbit/s is ~7 packets a frame at 30 fps, audio 50/s: ~260 packets/s per viewer.
-	require.InDelta(t, 3*260, rep.ReceivedPPS, 3*260*0.2)
-
 	// The node's own counters agree: it forwarded what the subscribers received.
-	fwd := node.Forwarding()
-	require.GreaterOrEqual(t, fwd.Forwarded, rep.Received.Packets)
+	require.GreaterOrEqual(t, node.Forwarding().Forwarded, rep.Received.Packets)
+}
+
+// startLoadNode starts an in-process node for the load engine. Defaults, not nodeConfig: no
+// auth keys, so the node runs in dev mode and the tool mints its clients' tokens at GET
+// /dev/token, as it does against a developer's `jetmedia serve`.
+func startLoadNode(t *testing.T, name string) *app.Node {
+	t.Helper()
+	ncfg := app.Defaults()
+	ncfg.Name, ncfg.DataDir, ncfg.HTTPAddr, ncfg.UDPPort, ncfg.Logger = name, t.TempDir(), "127.0.0.1:0", 0, testLogger(t)
+	return startNode(t, ncfg)
+}
+
+// requireFullReception checks a WHIP/WHEP run on loopback: every one of the viewers joined
+// and got media, nothing was lost, each received (nearly) everything sent, and the latency and
+// join figures hang together.
+func requireFullReception(t *testing.T, rep *load.Report, viewers int) {
+	t.Helper()
+	require.Equal(t, viewers, rep.SubscribersJoined)
+	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
+	require.Zero(t, rep.SubscribersNoMedia)
+	require.Zero(t, rep.SubscribersMissingTracks, "every viewer gets video and audio")
+	require.Positive(t, rep.Sent.Packets)
+	require.Positive(t, rep.ExpectedPackets)
+	require.Zero(t, rep.LostPackets, "no loss on loopback")
+	// Each viewer gets everything sent (less what was sent before it joined).
+	n := uint64(viewers)
+	require.LessOrEqual(t, rep.Received.Packets, n*rep.Sent.Packets)
+	require.Greater(t, rep.Received.Packets, (n-1)*rep.Sent.Packets)
+	require.Positive(t, rep.Latency.Count)
+	require.Positive(t, rep.Latency.P50)
+	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
+	require.Equal(t, n, rep.Join.Count)
+	require.Positive(t, rep.Join.P50)
+	// Video at 2 Mbit/s is ~7 packets a frame at 30 fps, audio 50/s: ~260 packets/s per viewer.
+	require.InDelta(t, float64(viewers*260), rep.ReceivedPPS, float64(viewers*260)*0.2)
 }
 
 // TestLoadRoomsAgainstNode runs the load engine's rooms mode against an in-process node in
