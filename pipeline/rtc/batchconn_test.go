@@ -21,6 +21,16 @@ func listenUDP(t testing.TB, network, addr string) *net.UDPConn {
 	return c
 }
 
+// loopbackConn is an edge connection on an IPv4 loopback port with the platform's fast writer
+// (newBatchConn's fallback is an error here), closed when the test ends.
+func loopbackConn(t testing.TB) *batchConn {
+	t.Helper()
+	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // recvN reads n datagrams from c, failing after a generous timeout.
@@ -119,13 +129,10 @@ func TestBatchConnCorkedWritesArriveInOrder(t *testing.T) {
 }
 
 func TestBatchConnUncorkedAndOversizeWritesGoDirect(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
-	defer c.Close()
+	c := loopbackConn(t)
 	r := listenUDP(t, "udp4", "127.0.0.1:0")
 	small, big := payload(1, 200), payload(2, batchSlot+100)
-	_, err = c.WriteTo(small, r.LocalAddr())
+	_, err := c.WriteTo(small, r.LocalAddr())
 	require.NoError(t, err)
 	c.Cork()
 	_, err = c.WriteToAddrPort(big, addrOf(r)) // too big for a slot: sent at once even corked
@@ -139,13 +146,10 @@ func TestBatchConnUncorkedAndOversizeWritesGoDirect(t *testing.T) {
 }
 
 func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
-	defer c.Close()
+	c := loopbackConn(t)
 	r := listenUDP(t, "udp4", "127.0.0.1:0")
 	c.Cork()
-	_, err = c.WriteToAddrPort(payload(1, 50), addrOf(r))
+	_, err := c.WriteToAddrPort(payload(1, 50), addrOf(r))
 	require.NoError(t, err)
 	// An IPv6 destination on an IPv4 socket: the kernel refuses this one packet.
 	_, err = c.WriteToAddrPort(payload(2, 50), netip.MustParseAddrPort("[2001:db8::1]:9"))
@@ -160,12 +164,10 @@ func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
 }
 
 func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
+	c := loopbackConn(t)
 	r := listenUDP(t, "udp4", "127.0.0.1:0")
 	c.Cork()
-	_, err = c.WriteToAddrPort(payload(1, 50), addrOf(r))
+	_, err := c.WriteToAddrPort(payload(1, 50), addrOf(r))
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	require.Equal(t, [][]byte{payload(1, 50)}, recvN(t, r, 1))
@@ -177,10 +179,7 @@ func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
 
 // Corked fan-outs on several goroutines: every packet arrives, none twice.
 func TestBatchConnConcurrentCorks(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
-	defer c.Close()
+	c := loopbackConn(t)
 	// One viewer socket per writer, 100 small packets each: within its buffer even unread.
 	const writers, rounds, per = 4, 10, 10
 	var wg sync.WaitGroup
@@ -220,10 +219,7 @@ func settled(t *testing.T, c *batchConn, done func(BatchStats) bool) BatchStats 
 }
 
 func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
-	defer c.Close()
+	c := loopbackConn(t)
 	r := listenUDP(t, "udp4", "127.0.0.1:0")
 	dst, p := addrOf(r), payload(0, 1200)
 	allocs := testing.AllocsPerRun(100, func() {
@@ -242,10 +238,7 @@ func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
 func BenchmarkEdgeWrite(b *testing.B) {
 	for _, corked := range []bool{false, true} {
 		b.Run(fmt.Sprintf("viewers=100/corked=%v", corked), func(b *testing.B) {
-			udp := listenUDP(b, "udp4", "127.0.0.1:0")
-			c, err := newBatchConn(udp)
-			require.NoError(b, err)
-			defer c.Close()
+			c := loopbackConn(b)
 			var dsts []netip.AddrPort
 			var rs []*net.UDPConn
 			var wg sync.WaitGroup

@@ -91,10 +91,7 @@ func TestEdgeReceivesEverything(t *testing.T) {
 // TestEdgePortStaysExclusive: opening the send socket does not let another server bind the
 // edge's port.
 func TestEdgePortStaysExclusive(t *testing.T) {
-	udp := listenUDP(t, "udp4", "127.0.0.1:0")
-	c, err := newBatchConn(udp)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = net.ListenUDP("udp4", c.LocalAddr().(*net.UDPAddr))
+	c := loopbackConn(t)
+	_, err := net.ListenUDP("udp4", c.LocalAddr().(*net.UDPAddr))
 	require.Error(t, err, "a second socket on the edge's port")
 }
