@@ -392,7 +392,7 @@ type reception struct {
 }
 
 // read runs on pion's OnTrack goroutine until the connection closes.
-func (rc *reception) read(tr *webrtc.TrackRemote, latency *Histogram, measuring *atomic.Bool) {
+func (rc *reception) read(tr *webrtc.TrackRemote, lat *latencies) {
 	rec := &rc.audio
 	video := tr.Kind() == webrtc.RTPCodecTypeVideo
 	if video {
@@ -404,14 +404,15 @@ func (rc *reception) read(tr *webrtc.TrackRemote, latency *Histogram, measuring 
 		if err != nil {
 			return
 		}
-		rc.record(buf[:n], rec, video, time.Now(), latency, measuring)
+		now := time.Now() // pion's buffers hide the arrival: read time for both
+		rc.record(buf[:n], rec, video, now, now, lat)
 	}
 }
 
 // record accounts one received RTP packet (pkt, decrypted, header included) of rec, which
-// arrived at now. Latency is recorded into the run's histogram while the run is measuring.
-// It does not allocate.
-func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, now time.Time, latency *Histogram, measuring *atomic.Bool) {
+// arrived at the subscriber's socket at arrived and was read at read. Latencies are recorded
+// into the run's histograms while the run is measuring. It does not allocate.
+func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, arrived, read time.Time, lat *latencies) {
 	payload, err := rtpPayload(pkt)
 	if err != nil {
 		return
@@ -421,14 +422,16 @@ func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, now time.Tim
 		return
 	}
 	if video {
-		rc.firstVideo.CompareAndSwap(0, now.UnixNano())
+		rc.firstVideo.CompareAndSwap(0, arrived.UnixNano())
 	}
 	rec.got.add(len(pkt))
 	rc.mu.Lock()
 	rec.seq.add(seq)
 	rc.mu.Unlock()
-	if measuring.Load() {
-		latency.Record(now.Sub(time.Unix(0, sent)))
+	if lat.measuring.Load() {
+		at := time.Unix(0, sent)
+		lat.arrival.Record(arrived.Sub(at))
+		lat.read.Record(read.Sub(at))
 	}
 }
 
@@ -438,20 +441,19 @@ type subscriber struct {
 	pc       *webrtc.PeerConnection
 	location string
 
-	posted    time.Time // when the offer was posted
-	rec       reception
-	latency   *Histogram   // shared by the run; recorded only while measuring
-	measuring *atomic.Bool // the run's hold phase
-	wg        sync.WaitGroup
+	posted time.Time // when the offer was posted
+	rec    reception
+	lat    *latencies // shared by the run
+	wg     sync.WaitGroup
 }
 
 // errNotPublished is a 409: the room publishes nothing yet.
 var errNotPublished = errors.New("load: room publishes nothing yet")
 
 func startSubscriber(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
-	audio bool, latency *Histogram, measuring *atomic.Bool) (*subscriber, error) {
+	audio bool, lat *latencies) (*subscriber, error) {
 	for {
-		s, err := playOnce(ctx, api, hc, baseURL, pub, token, audio, latency, measuring)
+		s, err := playOnce(ctx, api, hc, baseURL, pub, token, audio, lat)
 		var he *httpStatusError
 		if err == nil || !errors.As(err, &he) || he.Status != http.StatusConflict {
 			return s, err
@@ -463,12 +465,12 @@ func startSubscriber(ctx context.Context, api *webrtc.API, hc *http.Client, base
 }
 
 func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
-	audio bool, latency *Histogram, measuring *atomic.Bool) (*subscriber, error) {
+	audio bool, lat *latencies) (*subscriber, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{token: token, pc: pc, latency: latency, measuring: measuring, posted: time.Now()}
+	s := &subscriber{token: token, pc: pc, lat: lat, posted: time.Now()}
 	s.rec.pub = pub
 	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}
 	if audio {
@@ -483,7 +485,7 @@ func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL str
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		s.wg.Add(1)
 		defer s.wg.Done()
-		s.rec.read(tr, s.latency, s.measuring)
+		s.rec.read(tr, s.lat)
 	})
 	if s.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whep/"+pub.room, token); err != nil {
 		_ = pc.Close()

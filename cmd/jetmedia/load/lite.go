@@ -61,8 +61,7 @@ type liteHub struct {
 	localIP     netip.Addr // not on loopback: the local address routing to the server
 	cert        tls.Certificate
 	fingerprint string
-	latency     *Histogram
-	measuring   *atomic.Bool
+	lat         *latencies
 
 	mu       sync.Mutex
 	sockets  []*liteSocket
@@ -73,7 +72,7 @@ type liteHub struct {
 
 // newLiteHub makes the run's certificate and, off loopback, finds the local address that
 // routes to the server.
-func newLiteHub(baseURL string, latency *Histogram, measuring *atomic.Bool) (*liteHub, error) {
+func newLiteHub(baseURL string, lat *latencies) (*liteHub, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("lite viewer: %w", err)
@@ -83,7 +82,7 @@ func newLiteHub(baseURL string, latency *Histogram, measuring *atomic.Bool) (*li
 		return nil, fmt.Errorf("lite viewer: certificate: %w", err)
 	}
 	h := &liteHub{loopback: isLoopback(u), cert: cert, fingerprint: certFingerprint(cert.Certificate[0]),
-		latency: latency, measuring: measuring}
+		lat: lat}
 	if h.loopback {
 		return h, nil
 	}
@@ -219,6 +218,12 @@ func openLiteSocket(h *liteHub, bind netip.AddrPort) (*liteSocket, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("lite viewer: IP_PKTINFO: %w", err)
 	}
+	// Each datagram's arrival time from the kernel: the latency measured ends when the packet
+	// reached the viewer's socket, not when this reader got round to it.
+	if err := stampArrivals(conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("lite viewer: %w", err)
+	}
 	s := &liteSocket{hub: h, conn: conn, pc: pc, port: conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()}
 	empty := map[netip.Addr]*liteViewer{}
 	s.table.Store(&empty)
@@ -316,9 +321,13 @@ func (s *liteSocket) run() {
 
 // handle demultiplexes one datagram: to the viewer by destination address, then by kind.
 func (s *liteSocket) handle(tbl map[netip.Addr]*liteViewer, m *ipv4.Message, now time.Time) {
-	dst, ok := pktinfoDst(m.OOB[:m.NN])
+	dst, arrived, ok := parseCmsgs(m.OOB[:m.NN])
 	if !ok {
 		return
+	}
+	at := now
+	if arrived != 0 {
+		at = time.Unix(0, arrived)
 	}
 	v := tbl[dst]
 	if v == nil {
@@ -327,7 +336,7 @@ func (s *liteSocket) handle(tbl map[netip.Addr]*liteViewer, m *ipv4.Message, now
 	b := m.Buffers[0][:m.N]
 	switch classify(b) {
 	case kindRTP:
-		if v.onRTP(b, now, &s.hdr) {
+		if v.onRTP(b, at, now, &s.hdr) {
 			s.dirty = append(s.dirty, v)
 		}
 	case kindSTUN:
@@ -557,7 +566,7 @@ func (v *liteViewer) handshake(ctx context.Context, a *liteAnswer) (*liteKeys, e
 
 // onRTP decrypts one SRTP packet in place and records it; true when it opened a new gap to
 // NACK (and the viewer is not yet listed for it). Runs on the socket's reader.
-func (v *liteViewer) onRTP(b []byte, now time.Time, hdr *rtp.Header) bool {
+func (v *liteViewer) onRTP(b []byte, arrived, now time.Time, hdr *rtp.Header) bool {
 	k := v.keys.Load()
 	if k == nil {
 		return false
@@ -573,7 +582,7 @@ func (v *liteViewer) onRTP(b []byte, now time.Time, hdr *rtp.Header) bool {
 	nowNs := now.UnixNano()
 	gap := tr.nack.received(hdr.SequenceNumber, nowNs)
 	tr.rr.add(hdr.SequenceNumber, hdr.Timestamp, (nowNs-v.started)*tr.clock/int64(time.Second))
-	v.rec.record(plain, tr.rec, tr.video, now, v.hub.latency, v.hub.measuring)
+	v.rec.record(plain, tr.rec, tr.video, arrived, now, v.hub.lat)
 	if gap && !v.nackDirty {
 		v.nackDirty = true
 		return true

@@ -3,17 +3,22 @@
 package load
 
 import (
+	"net"
 	"net/netip"
 
 	"golang.org/x/net/ipv4"
 )
 
-// pktinfoDst is a datagram's destination address from its control messages.
-func pktinfoDst(oob []byte) (netip.Addr, bool) {
+// stampArrivals does nothing here: latencies end when the reader has the packet.
+func stampArrivals(*net.UDPConn) error { return nil }
+
+// parseCmsgs is a datagram's destination address from its control messages; no arrival
+// time (0).
+func parseCmsgs(oob []byte) (dst netip.Addr, arrived int64, ok bool) {
 	var cm ipv4.ControlMessage
 	if err := cm.Parse(oob); err != nil || cm.Dst == nil {
-		return netip.Addr{}, false
+		return netip.Addr{}, 0, false
 	}
 	a, ok := netip.AddrFromSlice(cm.Dst.To4())
-	return a, ok
+	return a, 0, ok
 }

@@ -106,7 +106,7 @@ func TestLiteOfferPionAnswer(t *testing.T) {
 // testCertDER is a DER certificate for fingerprint tests.
 func testCertDER(t *testing.T) []byte {
 	t.Helper()
-	h, err := newLiteHub("http://127.0.0.1:1", &Histogram{}, &atomic.Bool{})
+	h, err := newLiteHub("http://127.0.0.1:1", &latencies{})
 	require.NoError(t, err)
 	return h.cert.Certificate[0]
 }
@@ -349,8 +349,8 @@ func hotViewer(tb testing.TB, profile srtp.ProtectionProfile) (*liteViewer, [][]
 	require.NoError(tb, err)
 	send, err := srtp.CreateContext(key, salt, profile)
 	require.NoError(tb, err)
-	h := &liteHub{latency: &Histogram{}, measuring: &atomic.Bool{}}
-	h.measuring.Store(true)
+	h := &liteHub{lat: &latencies{}}
+	h.lat.measuring.Store(true)
 	pub, err := newPublisher("r", "", true)
 	require.NoError(tb, err)
 	v := newLiteViewer(h, pub, "")
@@ -389,29 +389,34 @@ func TestLiteHotPath(t *testing.T) {
 			buf := make([]byte, 1500)
 			for _, p := range pkts[:100] {
 				n := copy(buf, p)
-				require.False(t, v.onRTP(buf[:n], time.Now(), &hdr))
+				now := time.Now()
+				require.False(t, v.onRTP(buf[:n], now.Add(-5*time.Millisecond), now, &hdr))
 			}
 			require.Equal(t, uint64(100), v.rec.video.got.packets.Load())
 			require.Zero(t, v.rec.audio.got.packets.Load())
-			require.Equal(t, uint64(100), v.hub.latency.Count())
+			require.Equal(t, uint64(100), v.hub.lat.arrival.Count())
+			require.Equal(t, uint64(100), v.hub.lat.read.Count())
+			// Arrival 5 ms before the read: the read latencies are longer.
+			require.Greater(t, v.hub.lat.read.Quantile(0.5), v.hub.lat.arrival.Quantile(0.5))
 			require.NotZero(t, v.rec.firstVideo.Load())
 
 			// A gap: packet 101 lost, 102 opens it.
 			n := copy(buf, pkts[101])
-			require.True(t, v.onRTP(buf[:n], time.Now(), &hdr), "a gap to NACK")
+			require.True(t, v.onRTP(buf[:n], time.Now(), time.Now(), &hdr), "a gap to NACK")
 			require.Equal(t, []uint16{100}, v.video.nack.due(time.Now().UnixNano(), nil))
 
 			// Tampered: dropped.
 			n = copy(buf, pkts[102])
 			buf[n-1] ^= 1
-			v.onRTP(buf[:n], time.Now(), &hdr)
+			v.onRTP(buf[:n], time.Now(), time.Now(), &hdr)
 			require.Equal(t, uint64(101), v.rec.video.got.packets.Load())
 
 			i := 103
 			allocs := testing.AllocsPerRun(500, func() {
 				n := copy(buf, pkts[i%len(pkts)])
 				i++
-				v.onRTP(buf[:n], time.Now(), &hdr)
+				now := time.Now()
+				v.onRTP(buf[:n], now, now, &hdr)
 			})
 			require.Zero(t, allocs)
 		})
@@ -433,7 +438,7 @@ func BenchmarkLiteHotPath(b *testing.B) {
 			for b.Loop() {
 				n := copy(buf, pkts[i%len(pkts)])
 				i++
-				v.onRTP(buf[:n], now, &hdr)
+				v.onRTP(buf[:n], now, now, &hdr)
 			}
 		})
 	}
@@ -546,10 +551,9 @@ func TestLiteViewerPionPeer(t *testing.T) {
 				pub.wg.Wait()
 			}()
 			srv, deleted := pionWHEP(t, pub, tc.role, tc.tamper)
-			var latency Histogram
-			var measuring atomic.Bool
-			measuring.Store(true)
-			h, err := newLiteHub(srv.URL, &latency, &measuring)
+			var lat latencies
+			lat.measuring.Store(true)
+			h, err := newLiteHub(srv.URL, &lat)
 			require.NoError(t, err)
 			hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer hcancel()
@@ -564,7 +568,7 @@ func TestLiteViewerPionPeer(t *testing.T) {
 			require.Eventually(t, func() bool {
 				return v.rec.video.got.packets.Load() > 20 && v.rec.audio.got.packets.Load() > 10
 			}, 5*time.Second, 10*time.Millisecond)
-			require.Positive(t, latency.Count())
+			require.Positive(t, lat.arrival.Count())
 			_, ok := joinTime(v)
 			require.True(t, ok)
 			v.close(srv.Client())

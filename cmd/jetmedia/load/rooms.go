@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -116,7 +115,7 @@ type roomSubscriber struct {
 }
 
 func startRoomSubscriber(ctx context.Context, api *webrtc.API, baseURL, room, token string, pubs []*publisher,
-	latency *Histogram, measuring *atomic.Bool) (*roomSubscriber, error) {
+	lat *latencies) (*roomSubscriber, error) {
 	s := &roomSubscriber{byPeer: make(map[string]*reception, len(pubs))}
 	for _, p := range pubs {
 		rc := &reception{pub: p}
@@ -143,7 +142,7 @@ func startRoomSubscriber(ctx context.Context, api *webrtc.API, baseURL, room, to
 				}
 			}
 		}
-		rc.read(tr, latency, measuring)
+		rc.read(tr, lat)
 	})
 	return s, nil
 }
@@ -193,7 +192,7 @@ func (r *run) joinRoom(ctx context.Context, i int) (viewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := startRoomSubscriber(ctx, r.viewAPI, r.cfg.URL, pubs[0].room, tok, pubs, &r.latency, &r.measuring)
+	s, err := startRoomSubscriber(ctx, r.viewAPI, r.cfg.URL, pubs[0].room, tok, pubs, &r.lat)
 	if err != nil {
 		return nil, err
 	}

@@ -164,8 +164,13 @@ type Report struct {
 	LossPercent     float64 `json:"loss_percent"`
 	Duplicates      uint64  `json:"duplicate_packets"`
 
-	// Latency is end to end (publisher's send to subscriber's receive), during the hold.
-	Latency Quantiles `json:"latency_ms"`
+	// Latency is end to end, during the hold: from the publisher's send to the packet's
+	// arrival at the subscriber's socket (the kernel's receive timestamp, where the viewer
+	// has one: lite viewers on Linux; else when the subscriber read it). ReadLatency is to
+	// when the subscriber's reader had the packet, so it adds the tool's own queueing and
+	// scheduling on the receiving side; with pion viewers the two are the same.
+	Latency     Quantiles `json:"latency_ms"`
+	ReadLatency Quantiles `json:"read_latency_ms"`
 	// Join is from a subscriber's POST (ModeRooms: its SDK Join call) to its first video
 	// packet (of any publisher).
 	Join Quantiles `json:"join_ms"`
@@ -261,12 +266,11 @@ type run struct {
 	id       string
 	pubs     []*publisher // in ModeRooms room by room, Publishers to a room
 
-	mu        sync.Mutex
-	subs      []viewer
-	failed    int
-	firstErr  error
-	latency   Histogram
-	measuring atomic.Bool
+	mu       sync.Mutex
+	subs     []viewer
+	failed   int
+	firstErr error
+	lat      latencies
 }
 
 // Run drives the server for cfg.Ramp + cfg.Duration, then stops every client and reports.
@@ -293,7 +297,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	if cfg.Mode == ModeWHIP && cfg.Viewer == ViewerLite {
-		if r.lite, err = newLiteHub(cfg.URL, &r.latency, &r.measuring); err != nil {
+		if r.lite, err = newLiteHub(cfg.URL, &r.lat); err != nil {
 			return nil, err
 		}
 	}
@@ -344,10 +348,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The hold: steady state, measured.
 	sampler := newSampler(r.serverSampler())
 	holdStart := time.Now()
-	r.measuring.Store(true)
+	r.lat.measuring.Store(true)
 	recvBefore := r.received()
 	sleepUntil(ctx, holdStart.Add(cfg.Duration))
-	r.measuring.Store(false)
+	r.lat.measuring.Store(false)
 	holdEnd := time.Now()
 	recvAfter := r.received()
 	server, tool := sampler.stop()
@@ -418,7 +422,7 @@ func (r *run) joinWHIP(ctx context.Context, i int) (viewer, error) {
 		}
 		return v, nil
 	}
-	s, err := startSubscriber(ctx, r.viewAPI, r.hc, r.cfg.URL, pub, tok, r.cfg.Audio, &r.latency, &r.measuring)
+	s, err := startSubscriber(ctx, r.viewAPI, r.hc, r.cfg.URL, pub, tok, r.cfg.Audio, &r.lat)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +546,8 @@ func (r *run) report(started time.Time, hold time.Duration) *Report {
 		}
 	}
 	rep.LossPercent = lossPercent(rep.ExpectedPackets, rep.LostPackets)
-	rep.Latency = histQuantiles(&r.latency)
+	rep.Latency = histQuantiles(&r.lat.arrival)
+	rep.ReadLatency = histQuantiles(&r.lat.read)
 	rep.Join = durQuantiles(joins)
 	r.mu.Lock()
 	rep.SubscribersJoined, rep.SubscribersFailed = len(r.subs), r.failed
@@ -595,12 +600,12 @@ func (r *run) progress(started time.Time) (stop func()) {
 			joined, failed := len(r.subs), r.failed
 			r.mu.Unlock()
 			phase := "ramp"
-			if r.measuring.Load() {
+			if r.lat.measuring.Load() {
 				phase = "hold"
 			}
 			fmt.Fprintf(r.cfg.Progress, "\r%5.1fs %s  subs %d/%d (failed %d)  sent %d pkt/s  recv %d pkt/s  latency p99 %.2f ms   ",
 				time.Since(started).Seconds(), phase, joined, r.viewers(), failed,
-				sent-lastSent, recv-lastRecv, ms(r.latency.Quantile(0.99)))
+				sent-lastSent, recv-lastRecv, ms(r.lat.arrival.Quantile(0.99)))
 			lastRecv, lastSent = recv, sent
 		}
 	})

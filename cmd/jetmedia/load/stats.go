@@ -7,6 +7,14 @@ import (
 	"time"
 )
 
+// latencies are a run's end-to-end latency histograms, recorded into while it is measuring
+// (its hold): arrival from the publisher's send to the packet's arrival at the subscriber's
+// socket, read to when the subscriber's reader had it (Report.Latency and ReadLatency).
+type latencies struct {
+	measuring     atomic.Bool
+	arrival, read Histogram
+}
+
 // Histogram counts durations in log-linear buckets of microseconds: exact below 128 µs, then
 // 64 buckets per power of two (under 1.6 % error), up to about 19 hours. Record is safe for
 // concurrent use and does not allocate; a zero Histogram is ready.
