@@ -78,6 +78,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
 	fs.IntVar(&cfg.FanoutLanes, "fanout-lanes", cfg.FanoutLanes, "goroutines that may write one track's packets to its viewers, one per 24 viewers (default: the cores Go uses)")
+	fs.IntVar(&cfg.EdgeSenders, "edge-senders", cfg.EdgeSenders, "goroutines that send the WebRTC port's batched packets, each to its share of the viewers (default: the cores Go uses)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
 	addAuthKeyFlags(fs, &cfg.AuthKeys)

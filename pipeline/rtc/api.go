@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -20,6 +21,9 @@ type Config struct {
 	UDPListen string
 	// Announce replaces the host candidates' addresses (public IPs of a NATed host).
 	Announce []string
+	// Senders is how many goroutines send the fan-outs' batched packets, each to its own
+	// share of the destinations (0: GOMAXPROCS, the cores Go uses).
+	Senders int
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -38,7 +42,11 @@ func NewEdge(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("rtc: listen udp %s: %w", cfg.UDPListen, err)
 	}
 	// Every session's packets leave through this socket; fan-outs send theirs in batches.
-	conn, fallback := newBatchConn(udp.(*net.UDPConn))
+	senders := cfg.Senders
+	if senders <= 0 {
+		senders = runtime.GOMAXPROCS(0)
+	}
+	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders)
 	if fallback != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("media edge writes one packet per system call", "reason", fallback)
 	}

@@ -21,18 +21,32 @@ const (
 // batchConn is the edge's UDP socket with corkable writes. A packet fanned out to a hundred
 // viewers is a hundred writes in a row on this one shared socket, and a system call for each
 // was half of the server's CPU. Between Cork and Uncork writes are only copied into a batch;
-// Uncork hands the batch to the socket's sender goroutine, which sends batches in the order
-// they were filled with as few system calls as the platform allows (one sendmmsg per 128
-// packets on 64-bit Linux). The fan-out goes on with its next packet meanwhile: with several
-// fan-out lanes, their writes overlap the sends, and a viewer's packets still leave in
-// order (they can sit in consecutive batches). Uncorked, a write goes out at once as before,
-// so RTCP, STUN and DTLS from pion's own goroutines are not delayed unless a fan-out is
-// corked at that moment, and then only until it uncorks.
+// Uncork hands the batch to a sender goroutine, which sends batches in the order they were
+// filled with as few system calls as the platform allows (one sendmmsg per 128 packets on
+// 64-bit Linux). The fan-out goes on with its next packet meanwhile. Uncorked, a write goes
+// out at once as before, so RTCP, STUN and DTLS from pion's own goroutines are not delayed
+// unless a fan-out is corked at that moment, and then only until it uncorks.
+//
+// The sends are split over shards by destination, each with its own batches and sender
+// goroutine, so that the kernel's share of a burst (most of the CPU per packet: on loopback
+// it includes the receiver's side too) runs on several cores at once. A destination's
+// packets always take the same shard: they leave in the order they were written (fan-out
+// lanes write one viewer's packets from one goroutine), whatever the other shards do.
 //
 // A corked write is reported done once queued; a packet the kernel then refuses is counted
 // (Stats), not reported, as for any datagram lost on the way. Reads pass through.
 type batchConn struct {
-	conn *net.UDPConn
+	conn   *net.UDPConn
+	out    writer
+	shards []*shard
+
+	// Counters, read by Stats.
+	packets, batches, sendErrors, direct atomic.Uint64
+}
+
+// shard is one sender goroutine and the batches it sends.
+type shard struct {
+	c *batchConn
 
 	mu     sync.Mutex
 	corks  int    // fan-outs corked now
@@ -46,11 +60,6 @@ type batchConn struct {
 	kick    chan struct{}
 	done    chan struct{} // closed by Close: the sender drains the queue and ends
 	sender  sync.WaitGroup
-
-	out writer
-
-	// Counters, read by Stats.
-	packets, batches, sendErrors, direct atomic.Uint64
 }
 
 // batch is up to batchSlots packets and their destinations.
@@ -65,114 +74,135 @@ type batch struct {
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
 
 // writer is where the socket's packets leave: one at a time (write) or a batch's in order
-// (send, which returns how many the kernel refused; one batch at a time, under sendMu).
+// (send, which returns how many the kernel refused). Both may be called from several
+// goroutines at once.
 type writer interface {
 	write(b []byte, addr netip.AddrPort) (int, error)
 	send(b *batch) (failed int)
 	close() error
 }
 
-// newBatchConn takes over conn's writes; Close closes conn. Reads stay on conn. Where the
-// platform's faster writer cannot be had, writes go through conn one by one, and fallback
-// says why.
-func newBatchConn(conn *net.UDPConn) (c *batchConn, fallback error) {
+// newBatchConn takes over conn's writes, sent by senders goroutines (at least one); Close
+// closes conn. Reads stay on conn. Where the platform's faster writer cannot be had, writes
+// go through conn one by one, and fallback says why.
+func newBatchConn(conn *net.UDPConn, senders int) (c *batchConn, fallback error) {
 	out, err := newWriter(conn)
 	if err != nil {
 		fallback = err
 		out = plainWriter{conn: conn}
 	}
-	c = &batchConn{conn: conn, out: out, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
-	for range batchesInFlight {
-		c.free = append(c.free, new(batch))
+	c = &batchConn{conn: conn, out: out, shards: make([]*shard, max(senders, 1))}
+	for i := range c.shards {
+		s := &shard{c: c, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
+		for range batchesInFlight {
+			s.free = append(s.free, new(batch))
+		}
+		s.room = sync.NewCond(&s.mu)
+		s.sender.Go(s.sendLoop)
+		c.shards[i] = s
 	}
-	c.room = sync.NewCond(&c.mu)
-	c.sender.Go(c.sendLoop)
 	return c, fallback
 }
 
-// batchesInFlight bounds the batches queued for the sender besides the one being filled: a
+// batchesInFlight bounds the batches queued for a sender besides the one being filled: a
 // fan-out that gets ahead of the kernel waits for one to be sent.
 const batchesInFlight = 3
+
+// shardFor is the shard of a destination: a multiplicative hash of its address's last four
+// bytes and its port, spread over the shards.
+func (c *batchConn) shardFor(addr netip.AddrPort) *shard {
+	if len(c.shards) == 1 {
+		return c.shards[0]
+	}
+	a := addr.Addr().As16()
+	h := (uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15])) ^ uint32(addr.Port())<<7
+	h *= 0x9e3779b1
+	return c.shards[uint64(h)*uint64(len(c.shards))>>32]
+}
 
 // Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
 // several goroutines.
 func (c *batchConn) Cork() {
-	c.mu.Lock()
-	c.corks++
-	c.mu.Unlock()
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.corks++
+		s.mu.Unlock()
+	}
 }
 
 // Uncork ends one Cork and sends every packet queued so far (other fan-outs' too: a packet
 // never waits longer than the fan-out it was queued behind).
 func (c *batchConn) Uncork() {
-	c.mu.Lock()
-	c.corks--
-	n := c.fill.n
-	c.mu.Unlock()
-	if n > 0 {
-		c.flush()
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.corks--
+		n := s.fill.n
+		s.mu.Unlock()
+		if n > 0 {
+			s.flush()
+		}
 	}
 }
 
 // flush queues what is filled for the sender and takes an empty batch to fill next, waiting
 // for one when batchesInFlight are already queued.
-func (c *batchConn) flush() {
-	c.mu.Lock()
-	if c.fill.n == 0 {
-		c.mu.Unlock()
+func (s *shard) flush() {
+	s.mu.Lock()
+	if s.fill.n == 0 {
+		s.mu.Unlock()
 		return
 	}
-	for len(c.free) == 0 && !c.stopped {
-		c.room.Wait()
+	for len(s.free) == 0 && !s.stopped {
+		s.room.Wait()
 	}
-	if c.stopped { // closed: send it here
-		b := c.fill
-		c.fill = new(batch)
-		c.mu.Unlock()
-		c.sendBatch(b)
+	if s.stopped { // closed: send it here
+		b := s.fill
+		s.fill = new(batch)
+		s.mu.Unlock()
+		s.c.sendBatch(b)
 		return
 	}
-	c.queue = append(c.queue, c.fill)
-	c.fill = c.free[len(c.free)-1]
-	c.free = c.free[:len(c.free)-1]
-	c.mu.Unlock()
+	s.queue = append(s.queue, s.fill)
+	s.fill = s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	s.mu.Unlock()
 	select {
-	case c.kick <- struct{}{}:
+	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
 // sendLoop is the sender goroutine: it sends queued batches in order until Close, then what
 // is left.
-func (c *batchConn) sendLoop() {
+func (s *shard) sendLoop() {
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.mu.Unlock()
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
 			select {
-			case <-c.kick:
+			case <-s.kick:
 				continue
-			case <-c.done:
+			case <-s.done:
 			}
-			c.mu.Lock()
-			if len(c.queue) == 0 {
-				c.stopped = true
-				c.room.Broadcast()
-				c.mu.Unlock()
+			s.mu.Lock()
+			if len(s.queue) == 0 {
+				s.stopped = true
+				s.room.Broadcast()
+				s.mu.Unlock()
 				return
 			}
 		}
-		b := c.queue[0]
-		copy(c.queue, c.queue[1:])
-		c.queue = c.queue[:len(c.queue)-1]
-		c.mu.Unlock()
+		b := s.queue[0]
+		copy(s.queue, s.queue[1:])
+		s.queue = s.queue[:len(s.queue)-1]
+		s.mu.Unlock()
 
-		c.sendBatch(b)
+		s.c.sendBatch(b)
 
-		c.mu.Lock()
-		c.free = append(c.free, b)
-		c.room.Signal()
-		c.mu.Unlock()
+		s.mu.Lock()
+		s.free = append(s.free, b)
+		s.room.Signal()
+		s.mu.Unlock()
 	}
 }
 
@@ -191,31 +221,32 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 		c.direct.Add(1)
 		return c.out.write(b, addr)
 	}
+	s := c.shardFor(addr)
 	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
 			return 0, net.ErrClosed
 		}
-		if c.corks == 0 && c.fill.n == 0 {
-			c.mu.Unlock()
+		if s.corks == 0 && s.fill.n == 0 {
+			s.mu.Unlock()
 			c.direct.Add(1)
 			return c.out.write(b, addr)
 		}
-		if f := c.fill; f.n < batchSlots {
+		if f := s.fill; f.n < batchSlots {
 			i := f.n
 			f.size[i] = copy(f.buf[i*batchSlot:(i+1)*batchSlot], b)
 			f.to[i] = addr
 			f.n++
-			corked := c.corks > 0
-			c.mu.Unlock()
+			corked := s.corks > 0
+			s.mu.Unlock()
 			if !corked { // uncorked meanwhile: nobody else will send it
-				c.flush()
+				s.flush()
 			}
 			return len(b), nil
 		}
-		c.mu.Unlock()
-		c.flush() // full: send it and queue into the next
+		s.mu.Unlock()
+		s.flush() // full: send it and queue into the next
 	}
 }
 
@@ -244,17 +275,22 @@ func (c *batchConn) SetDeadline(t time.Time) error      { return c.conn.SetDeadl
 func (c *batchConn) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
 func (c *batchConn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
 
-// Close sends what is queued, stops the sender and closes the socket; later writes fail with net.ErrClosed.
+// Close sends what is queued, stops the senders and closes the socket; later writes fail
+// with net.ErrClosed.
 func (c *batchConn) Close() error {
-	c.mu.Lock()
-	already := c.closed
-	c.closed = true
-	c.mu.Unlock()
-	if !already {
-		c.flush()
-		close(c.done)
+	for _, s := range c.shards {
+		s.mu.Lock()
+		already := s.closed
+		s.closed = true
+		s.mu.Unlock()
+		if !already {
+			s.flush()
+			close(s.done)
+		}
 	}
-	c.sender.Wait()
+	for _, s := range c.shards {
+		s.sender.Wait()
+	}
 	werr := c.out.close()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return errors.Join(werr, err)

@@ -22,10 +22,13 @@ func listenUDP(t testing.TB, network, addr string) *net.UDPConn {
 }
 
 // loopbackConn is an edge connection on an IPv4 loopback port with the platform's fast writer
-// (newBatchConn's fallback is an error here), closed when the test ends.
-func loopbackConn(t testing.TB) *batchConn {
+// (newBatchConn's fallback is an error here) and one sender, closed when the test ends.
+func loopbackConn(t testing.TB) *batchConn { return shardedConn(t, 1) }
+
+// shardedConn is loopbackConn with senders sender goroutines.
+func shardedConn(t testing.TB, senders int) *batchConn {
 	t.Helper()
-	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"))
+	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -90,7 +93,7 @@ func TestBatchConnCorkedWritesArriveInOrder(t *testing.T) {
 				t.Skipf("no dual-stack socket on this machine: %v", err) // IPv6 disabled
 			}
 			require.NoError(t, err)
-			c, err := newBatchConn(udp)
+			c, err := newBatchConn(udp, 1)
 			require.NoError(t, err)
 			defer c.Close()
 			// 300 packets to three viewers (100 each, well within a socket's buffer even
@@ -179,7 +182,12 @@ func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
 
 // Corked fan-outs on several goroutines: every packet arrives, none twice.
 func TestBatchConnConcurrentCorks(t *testing.T) {
-	c := loopbackConn(t)
+	for _, senders := range []int{1, 3} {
+		t.Run(fmt.Sprintf("senders=%d", senders), func(t *testing.T) { concurrentCorks(t, shardedConn(t, senders)) })
+	}
+}
+
+func concurrentCorks(t *testing.T, c *batchConn) {
 	// One viewer socket per writer, 100 small packets each: within its buffer even unread.
 	const writers, rounds, per = 4, 10, 10
 	var wg sync.WaitGroup
@@ -208,6 +216,88 @@ func TestBatchConnConcurrentCorks(t *testing.T) {
 	settled(t, c, func(st BatchStats) bool { return st.Packets == writers*rounds*per })
 }
 
+// With several senders, fan-out lanes (one goroutine per group of viewers, corking around
+// each packet) write to viewers spread over every shard: each viewer gets all its packets
+// in the order they were written, and Close sends what is still queued.
+func TestBatchConnShardsKeepEachViewerInOrder(t *testing.T) {
+	const senders, lanes, viewersPerLane, packets = 4, 3, 4, 60
+	c := shardedConn(t, senders)
+	var wg sync.WaitGroup
+	var gots []func() [][]byte
+	var wants [][][]byte
+	shards := map[*shard]bool{}
+	for range lanes {
+		var dsts []netip.AddrPort
+		for range viewersPerLane {
+			r := listenUDP(t, "udp4", "127.0.0.1:0")
+			gots = append(gots, collect(t, r, packets))
+			dsts = append(dsts, addrOf(r))
+			shards[c.shardFor(addrOf(r))] = true
+			var want [][]byte
+			for i := range packets {
+				want = append(want, payload(i, 200+i))
+			}
+			wants = append(wants, want)
+		}
+		wg.Go(func() {
+			for i := range packets {
+				c.Cork()
+				for _, d := range dsts {
+					_, _ = c.WriteToAddrPort(payload(i, 200+i), d)
+				}
+				if i < packets-1 { // the last packet is left corked for Close to send
+					c.Uncork()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, c.Close())
+	for i, got := range gots {
+		require.Equal(t, wants[i], got(), "viewer %d", i)
+	}
+	require.Greater(t, len(shards), 1, "the viewers' ports all hashed to one shard")
+	st := c.Stats()
+	require.Equal(t, uint64(lanes*viewersPerLane*packets), st.Packets)
+	require.Zero(t, st.Direct)
+}
+
+// shardFor spreads destinations evenly, whether they differ by address (the load tool's
+// viewers: one port, an address each) or by port (viewers behind one NAT), and keeps each
+// on one shard.
+func TestShardForSpreads(t *testing.T) {
+	one := &batchConn{shards: []*shard{{}}}
+	require.Same(t, one.shards[0], one.shardFor(netip.MustParseAddrPort("10.0.0.1:5000")))
+	for _, n := range []int{2, 3, 4} {
+		c := &batchConn{shards: make([]*shard, n)}
+		for i := range c.shards {
+			c.shards[i] = &shard{}
+		}
+		for name, dst := range map[string]func(i int) netip.AddrPort{
+			"by address": func(i int) netip.AddrPort {
+				return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), 50000)
+			},
+			"by port": func(i int) netip.AddrPort {
+				return netip.AddrPortFrom(netip.MustParseAddr("203.0.113.7"), uint16(40000+i))
+			},
+			"ipv6": func(i int) netip.AddrPort {
+				return netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), uint16(30000+i))
+			},
+		} {
+			count := map[*shard]int{}
+			for i := range 200 {
+				s := c.shardFor(dst(i))
+				require.Same(t, s, c.shardFor(dst(i)))
+				count[s]++
+			}
+			require.Len(t, count, n, "%s, %d shards", name, n)
+			for _, k := range count {
+				require.InDelta(t, 200/n, k, float64(200/n)/3, "%s, %d shards: %v", name, n, count)
+			}
+		}
+	}
+}
+
 // settled waits for the sender to have counted what the test sent (a receiver can read a
 // packet before the sender's system call returns and counts it) and returns the counters.
 func settled(t *testing.T, c *batchConn, done func(BatchStats) bool) BatchStats {
@@ -234,11 +324,16 @@ func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
 
 // BenchmarkEdgeWrite is one 1,200-byte packet written to 100 viewers' sockets on loopback
 // (each drained by its own reader, as pion's would be), one system call each (direct) or
-// corked into batches (corked). The time includes the kernel's loopback delivery.
+// corked into batches (corked) sent by one or two sender goroutines. The time includes the
+// kernel's loopback delivery.
 func BenchmarkEdgeWrite(b *testing.B) {
-	for _, corked := range []bool{false, true} {
-		b.Run(fmt.Sprintf("viewers=100/corked=%v", corked), func(b *testing.B) {
-			c := loopbackConn(b)
+	for _, tc := range []struct {
+		corked  bool
+		senders int
+	}{{false, 1}, {true, 1}, {true, 2}} {
+		corked := tc.corked
+		b.Run(fmt.Sprintf("viewers=100/corked=%v/senders=%d", corked, tc.senders), func(b *testing.B) {
+			c := shardedConn(b, tc.senders)
 			var dsts []netip.AddrPort
 			var rs []*net.UDPConn
 			var wg sync.WaitGroup

@@ -25,7 +25,7 @@ func TestEdgeReceivesEverything(t *testing.T) {
 				t.Skipf("no dual-stack socket on this machine: %v", err) // IPv6 disabled
 			}
 			require.NoError(t, err)
-			c, err := newBatchConn(udp)
+			c, err := newBatchConn(udp, 2)
 			require.NoError(t, err, "the send socket")
 			defer c.Close()
 			edge := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(c.LocalAddr().(*net.UDPAddr).Port))

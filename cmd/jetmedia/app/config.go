@@ -59,6 +59,9 @@ type Config struct {
 	// node, one per forward.LaneMin viewers (default: GOMAXPROCS, the cores Go uses; 1: the
 	// goroutine that receives the track writes them all).
 	FanoutLanes int
+	// EdgeSenders is how many goroutines send the batched packets of this node's WebRTC
+	// port, each to its share of the destinations (default: GOMAXPROCS).
+	EdgeSenders int
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -81,6 +84,7 @@ func Defaults() Config {
 		DisconnectGrace: 10 * time.Second,
 		ResumeGrace:     10 * time.Second,
 		FanoutLanes:     runtime.GOMAXPROCS(0),
+		EdgeSenders:     runtime.GOMAXPROCS(0),
 		Webhooks:        webhook.Defaults(),
 	}
 }
@@ -119,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if c.FanoutLanes < 1 {
 		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
+	}
+	if c.EdgeSenders < 1 {
+		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))
