@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // ErrDataDirBusy means another process (a running server) holds the data directory.
@@ -29,15 +28,16 @@ func LockDataDir(dir string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	busy, err := lockExclusive(f)
+	if err != nil || busy {
 		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if busy {
 			return nil, fmt.Errorf("%s: %w", dir, ErrDataDirBusy)
 		}
 		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 	}
 	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		unlock(f)
 		_ = f.Close()
 	}, nil
 }
