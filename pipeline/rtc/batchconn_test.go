@@ -24,6 +24,22 @@ func listenUDP(t testing.TB, network, addr string) *net.UDPConn {
 // (newBatchConn's fallback is an error here) and one sender, closed when the test ends.
 func loopbackConn(t testing.TB) *batchConn { return shardedConn(t, 1) }
 
+// listenEdge is an edge connection on network ("udp4", or "udp" for a dual-stack socket) at
+// bind, with senders sender goroutines, closed when the test ends; the test is skipped where
+// the machine has no dual-stack socket (IPv6 disabled).
+func listenEdge(t *testing.T, network, bind string, senders int) *batchConn {
+	t.Helper()
+	udp, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(bind)))
+	if err != nil && network == "udp" {
+		t.Skipf("no dual-stack socket on this machine: %v", err)
+	}
+	require.NoError(t, err)
+	c, err := newBatchConn(udp, senders)
+	require.NoError(t, err, "the send socket")
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // shardedConn is loopbackConn with senders sender goroutines.
 func shardedConn(t testing.TB, senders int) *batchConn {
 	t.Helper()
@@ -80,14 +96,7 @@ func TestBatchConnCorkedWritesArriveInOrder(t *testing.T) {
 		{"dual-stack socket to ipv4", "udp", "[::]:0", "127.0.0.1:0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			udp, err := net.ListenUDP(tc.network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.bind)))
-			if err != nil && tc.network == "udp" {
-				t.Skipf("no dual-stack socket on this machine: %v", err) // IPv6 disabled
-			}
-			require.NoError(t, err)
-			c, err := newBatchConn(udp, 1)
-			require.NoError(t, err)
-			defer c.Close()
+			c := listenEdge(t, tc.network, tc.bind, 1)
 			// 300 packets to three viewers (100 each, well within a socket's buffer even
 			// unread): more than a batch holds, so a full batch is sent mid-cork.
 			const n = 300

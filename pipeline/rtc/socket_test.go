@@ -20,14 +20,7 @@ func TestEdgeReceivesEverything(t *testing.T) {
 		{"udp", "[::]:0"},
 	} {
 		t.Run(tc.network, func(t *testing.T) {
-			udp, err := net.ListenUDP(tc.network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.bind)))
-			if err != nil && tc.network == "udp" {
-				t.Skipf("no dual-stack socket on this machine: %v", err) // IPv6 disabled
-			}
-			require.NoError(t, err)
-			c, err := newBatchConn(udp, 2)
-			require.NoError(t, err, "the send socket")
-			defer c.Close()
+			c := listenEdge(t, tc.network, tc.bind, 2)
 			edge := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(c.LocalAddr().(*net.UDPAddr).Port))
 
 			// 32 senders (32 source ports: 32 different hashes), 20 datagrams each.
@@ -65,7 +58,7 @@ func TestEdgeReceivesEverything(t *testing.T) {
 			require.Equal(t, addrOf(peers[3]).Port(), got["3-7"].Port())
 
 			// Replies, direct and batched, come from the edge's port.
-			_, err = c.WriteToAddrPort([]byte("direct"), addrOf(peers[0]))
+			_, err := c.WriteToAddrPort([]byte("direct"), addrOf(peers[0]))
 			require.NoError(t, err)
 			c.Cork()
 			for _, p := range peers[:2] {
