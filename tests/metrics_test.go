@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -105,6 +106,12 @@ func TestMetricsMove(t *testing.T) {
 	require.Zero(t, value(t, m, "jetmedia_projection_lag_events"))
 	require.Zero(t, value(t, m, "jetmedia_nats_slow_consumers_total"))
 	require.Positive(t, value(t, m, "process_resident_memory_bytes"))
+	// One viewer: its packets are written at once, not batched.
+	require.Positive(t, value(t, m, "jetmedia_edge_datagrams_sent_total", "path", "direct"))
+	require.Zero(t, value(t, m, "jetmedia_edge_send_errors_total"))
+	if runtime.GOOS == "linux" {
+		require.Equal(t, 1.0, value(t, m, "jetmedia_edge_gso"), "UDP GSO is on by default where the kernel has it")
+	}
 
 	resp, err := http.Get(node.HTTPURL() + "/readyz")
 	require.NoError(t, err)

@@ -24,6 +24,10 @@ type Config struct {
 	// Senders is how many goroutines send the fan-outs' batched packets, each to its own
 	// share of the destinations (0: GOMAXPROCS, the cores Go uses).
 	Senders int
+	// NoGSO sends every packet as a datagram of its own. By default a viewer's packets
+	// queued together leave as one message that the kernel segments (UDP GSO, Linux 4.18),
+	// where the kernel has it.
+	NoGSO bool
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -46,9 +50,9 @@ func NewEdge(cfg Config) (*Edge, error) {
 	if senders <= 0 {
 		senders = runtime.GOMAXPROCS(0)
 	}
-	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders)
+	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders, !cfg.NoGSO)
 	if fallback != nil && cfg.Logger != nil {
-		cfg.Logger.Warn("media edge writes one packet per system call", "reason", fallback)
+		cfg.Logger.Warn("media edge sends without its fast path", "reason", fallback)
 	}
 	mux := webrtc.NewICEUDPMux(nil, conn)
 	me, ir, err := newEngine()

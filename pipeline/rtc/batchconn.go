@@ -27,6 +27,12 @@ const (
 // out at once as before, so RTCP, STUN and DTLS from pion's own goroutines are not delayed
 // unless a fan-out is corked at that moment, and then only until it uncorks.
 //
+// A sender takes every batch queued for it at once. Where the kernel has UDP GSO, the
+// packets to one destination among them (a video frame's packets to one viewer, when the
+// fan-out runs ahead of the kernel in a burst) leave as one message of segments, which
+// costs the kernel about a third as much per packet; the destinations' packets otherwise
+// keep the order they were written.
+//
 // The sends are split over shards by destination, each with its own batches and sender
 // goroutine, so that the kernel's share of a burst (most of the CPU per packet: on loopback
 // it includes the receiver's side too) runs on several cores at once. A destination's
@@ -41,7 +47,7 @@ type batchConn struct {
 	shards []*shard
 
 	// Counters, read by Stats.
-	packets, batches, sendErrors, direct atomic.Uint64
+	packets, batches, sendErrors, direct, coalesced atomic.Uint64
 }
 
 // shard is one sender goroutine and the batches it sends.
@@ -55,6 +61,8 @@ type shard struct {
 
 	queue   []*batch   // filled, for the sender, oldest first
 	free    []*batch   // sent, to be filled again
+	taken   []*batch   // the sender's: what it is sending
+	plan    sendPlan   // the sender's (or, once it has stopped, flush's under mu)
 	room    *sync.Cond // on mu: a batch was freed, or the sender stopped
 	stopped bool       // the sender has ended (after Close): flush sends itself
 	kick    chan struct{}
@@ -68,28 +76,35 @@ type batch struct {
 	buf  [batchSlots * batchSlot]byte
 	size [batchSlots]int
 	to   [batchSlots]netip.AddrPort
-	sys  sysBatch // the system call's view of the same packets, where it has one
 }
 
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
 
-// writer is where the socket's packets leave: one at a time (write) or a batch's in order
-// (send, which returns how many the kernel refused). Both may be called from several
-// goroutines at once.
+// writer is where the socket's packets leave: one at a time (write) or batches' (send, each
+// destination's packets in order, planned in the caller's own p). Both may be called from
+// several goroutines at once.
 type writer interface {
 	write(b []byte, addr netip.AddrPort) (int, error)
-	send(b *batch) (failed int)
+	send(bs []*batch, p *sendPlan) sendResult
+	gsoOn() bool
 	close() error
 }
 
-// newBatchConn takes over conn's writes, sent by senders goroutines (at least one); Close
-// closes conn. Reads stay on conn. Where the platform's faster writer cannot be had, writes
-// go through conn one by one, and fallback says why.
-func newBatchConn(conn *net.UDPConn, senders int) (c *batchConn, fallback error) {
-	out, err := newWriter(conn)
+// sendResult is what became of a send's packets: failed were refused by the kernel,
+// coalesced left as segments of a message with others.
+type sendResult struct{ failed, coalesced int }
+
+// newBatchConn takes over conn's writes, sent by senders goroutines (at least one), with UDP
+// GSO if gso is set and the kernel has it; Close closes conn. Reads stay on conn. Where the
+// platform's faster writer (or GSO, when asked for) cannot be had, fallback says why, and
+// writes go through conn one by one or without GSO.
+func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallback error) {
+	out, noGSO, err := newWriter(conn, gso)
 	if err != nil {
 		fallback = err
 		out = plainWriter{conn: conn}
+	} else if noGSO != nil {
+		fallback = noGSO
 	}
 	c = &batchConn{conn: conn, out: out, shards: make([]*shard, max(senders, 1))}
 	for i := range c.shards {
@@ -155,11 +170,9 @@ func (s *shard) flush() {
 	for len(s.free) == 0 && !s.stopped {
 		s.room.Wait()
 	}
-	if s.stopped { // closed: send it here
-		b := s.fill
-		s.fill = new(batch)
+	if s.stopped { // closed: send it here, with the sender's plan (mu held: nobody else's)
+		s.c.send([]*batch{s.fill}, &s.plan)
 		s.mu.Unlock()
-		s.c.sendBatch(b)
 		return
 	}
 	s.queue = append(s.queue, s.fill)
@@ -172,8 +185,8 @@ func (s *shard) flush() {
 	}
 }
 
-// sendLoop is the sender goroutine: it sends queued batches in order until Close, then what
-// is left.
+// sendLoop is the sender goroutine: it sends what is queued, every batch at once, until
+// Close, then what is left.
 func (s *shard) sendLoop() {
 	for {
 		s.mu.Lock()
@@ -192,27 +205,35 @@ func (s *shard) sendLoop() {
 				return
 			}
 		}
-		b := s.queue[0]
-		copy(s.queue, s.queue[1:])
-		s.queue = s.queue[:len(s.queue)-1]
+		s.taken = append(s.taken[:0], s.queue...)
+		clear(s.queue)
+		s.queue = s.queue[:0]
 		s.mu.Unlock()
 
-		s.c.sendBatch(b)
+		s.c.send(s.taken, &s.plan)
 
 		s.mu.Lock()
-		s.free = append(s.free, b)
-		s.room.Signal()
+		s.free = append(s.free, s.taken...)
+		s.room.Broadcast()
 		s.mu.Unlock()
+		clear(s.taken)
 	}
 }
 
-// sendBatch sends b's packets and empties it.
-func (c *batchConn) sendBatch(b *batch) {
-	failed := c.out.send(b)
-	c.packets.Add(uint64(b.n - failed))
-	c.sendErrors.Add(uint64(failed))
-	c.batches.Add(1)
-	b.n = 0
+// send sends the batches' packets, counts them, and empties the batches.
+func (c *batchConn) send(bs []*batch, p *sendPlan) {
+	n := 0
+	for _, b := range bs {
+		n += b.n
+	}
+	r := c.out.send(bs, p)
+	c.packets.Add(uint64(n - r.failed))
+	c.sendErrors.Add(uint64(r.failed))
+	c.coalesced.Add(uint64(r.coalesced))
+	c.batches.Add(uint64(len(bs)))
+	for _, b := range bs {
+		b.n = 0
+	}
 }
 
 // WriteToAddrPort sends b to addr, or queues it while the socket is corked.
@@ -300,14 +321,18 @@ func (c *batchConn) Close() error {
 
 // BatchStats are the edge socket's write counters.
 type BatchStats struct {
-	// Packets were sent corked, in Batches system calls (or loops of writes where there is
-	// no sendmmsg); SendErrors of them were refused by the kernel. Direct were written at
-	// once (uncorked, or too large for a slot).
-	Packets, Batches, SendErrors, Direct uint64
+	// Packets were sent corked, in Batches of up to 128 (sent a whole queue at a time, in as
+	// few system calls as the platform allows); SendErrors of them were refused by the
+	// kernel. Coalesced of the Packets left as segments of a message with others to the same
+	// destination (UDP GSO). Direct were written at once (uncorked, or too large for a slot).
+	Packets, Batches, SendErrors, Coalesced, Direct uint64
+	// GSO is whether sends coalesce now: asked for, offered by the kernel and not refused.
+	GSO bool
 }
 
 // Stats returns the counters.
 func (c *batchConn) Stats() BatchStats {
 	return BatchStats{Packets: c.packets.Load(), Batches: c.batches.Load(),
-		SendErrors: c.sendErrors.Load(), Direct: c.direct.Load()}
+		SendErrors: c.sendErrors.Load(), Coalesced: c.coalesced.Load(), Direct: c.direct.Load(),
+		GSO: c.out.gsoOn()}
 }

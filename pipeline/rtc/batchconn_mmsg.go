@@ -8,23 +8,64 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// sysBatch is a batch as sendmmsg(2) takes it: one message header, one iovec and one
-// address per packet, pointing into the batch's own slots (filled before each send).
-type sysBatch struct {
-	hdrs  [batchSlots]mmsghdr
-	iov   [batchSlots]syscall.Iovec
-	names [batchSlots]unix.RawSockaddrInet6
+// sendPlan is what a sender hands sendmmsg(2): one message header, address and iovec range
+// per message, pointing into the batches being sent. It is the sender goroutine's own, reused
+// for every send, so that sending allocates nothing.
+//
+// With UDP GSO (generic segmentation offload) on, a destination's packets among those taken
+// are gathered into one message of several segments, in their order: the kernel routes and
+// builds one datagram and splits it into the packets on the way out (by the NIC, or in
+// software just before the device; on loopback at the receiving socket). Per packet that is
+// about a third of the kernel's CPU of sending each alone (measured on this project's 2-core
+// VM: 3.4 -> 1.1 µs a 1,200-byte packet, and the receivers' side too: 3.4 -> 1.4 µs).
+type sendPlan struct {
+	hdrs  [planSlots]mmsghdr
+	iov   [planSlots]syscall.Iovec
+	names [planSlots]unix.RawSockaddrInet6
+	ctrl  [planSlots]gsoControl
+	first [planSlots]int32 // each message's first iovec
+	segs  [planSlots]int32 // each message's packets
 
-	// The send in progress: packets n, sent up to off, failed of them refused; write is
-	// writeFD as a method value, made once so that sending allocates nothing.
-	n, off, failed int
-	write          func(fd uintptr)
+	// The packets taken, in the order they were written, and their grouping by destination:
+	// next links a destination's packets, head and tail are each group's ends.
+	pkts       [planSlots][]byte
+	dst        [planSlots]*netip.AddrPort
+	next       [planSlots]int32
+	head, tail [planSlots]int32
+	groups     map[netip.AddrPort]int32
+
+	// The send in progress: messages n, sent up to off; failed packets were refused,
+	// coalesced went out in messages of several; refusedGSO is set when the kernel refused
+	// segmentation itself (EIO: the device cannot checksum). write is writeFD as a method
+	// value, made once.
+	n, off, failed, coalesced int
+	refusedGSO                bool
+	write                     func(fd uintptr)
+}
+
+// planSlots is the most packets one send takes: every batch queued for a sender.
+const planSlots = batchesInFlight * batchSlots
+
+// maxSegments and maxGSOBytes bound one message of segments: the kernel's UDP_MAX_SEGMENTS
+// (64 before Linux 6.6) and a datagram's 16-bit length, less its headers.
+const (
+	maxSegments = 64
+	maxGSOBytes = 65000
+)
+
+// gsoControl is the UDP_SEGMENT control message: a cmsghdr and the segment size, padded to
+// CMSG_SPACE(2).
+type gsoControl struct {
+	hdr  unix.Cmsghdr
+	size uint16
+	_    [6]byte
 }
 
 // mmsghdr is struct mmsghdr on 64-bit Linux.
@@ -54,16 +95,21 @@ type sendSocket struct {
 	// its number free for reuse) only once no call has it.
 	use    sync.RWMutex
 	closed bool // under use
+
+	// gso is whether sends gather a destination's packets into segmented messages: asked
+	// for, offered by the kernel (UDP_SEGMENT, Linux 4.18), and not yet refused by it.
+	gso atomic.Bool
 }
 
 // steerToFirst is the reuseport program, "ret #0": every datagram to socket 0 of the group.
 var steerToFirst = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-// newWriter opens the send socket beside conn.
-func newWriter(conn *net.UDPConn) (writer, error) {
+// newWriter opens the send socket beside conn, sending with UDP GSO if gso is set and the
+// kernel has it (noGSO says why not when it was asked for).
+func newWriter(conn *net.UDPConn, gso bool) (w writer, noGSO, err error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("rtc: send socket: %w", err)
+		return nil, nil, fmt.Errorf("rtc: send socket: %w", err)
 	}
 	var sa unix.Sockaddr
 	var family, v6only int
@@ -85,16 +131,16 @@ func newWriter(conn *net.UDPConn) (writer, error) {
 		}
 	})
 	if cerr != nil || serr != nil {
-		return nil, fmt.Errorf("rtc: send socket: %w", firstErr(cerr, serr))
+		return nil, nil, fmt.Errorf("rtc: send socket: %w", firstErr(cerr, serr))
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("rtc: send socket: %w", err)
+		return nil, nil, fmt.Errorf("rtc: send socket: %w", err)
 	}
-	fail := func(what string, err error) (writer, error) {
+	fail := func(what string, err error) (writer, error, error) {
 		_ = unix.Close(fd)
 		_ = raw.Control(func(s uintptr) { _ = unix.SetsockoptInt(int(s), unix.SOL_SOCKET, unix.SO_REUSEPORT, 0) })
-		return nil, fmt.Errorf("rtc: send socket: %s: %w", what, err)
+		return nil, nil, fmt.Errorf("rtc: send socket: %s: %w", what, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 		return fail("SO_REUSEPORT", err)
@@ -114,7 +160,17 @@ func newWriter(conn *net.UDPConn) (writer, error) {
 	if cerr != nil || serr != nil {
 		return fail("SO_ATTACH_REUSEPORT_CBPF", firstErr(cerr, serr))
 	}
-	return &sendSocket{fd: fd, inet6: family == unix.AF_INET6}, nil
+	s := &sendSocket{fd: fd, inet6: family == unix.AF_INET6}
+	if gso {
+		// Setting the socket's default segment size to 0 (none) is a no-op that only a
+		// kernel with UDP GSO accepts.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT, 0); err != nil {
+			noGSO = fmt.Errorf("rtc: no UDP GSO on this kernel: %w", os.NewSyscallError("setsockopt UDP_SEGMENT", err))
+		} else {
+			s.gso.Store(true)
+		}
+	}
+	return s, noGSO, nil
 }
 
 func firstErr(errs ...error) error {
@@ -165,43 +221,172 @@ func (s *sendSocket) write(b []byte, addr netip.AddrPort) (int, error) {
 	return int(n), nil
 }
 
-// send sends a batch with as few sendmmsg calls as the kernel allows.
-func (s *sendSocket) send(b *batch) int {
-	sb := &b.sys
-	for i := range b.n {
-		sb.iov[i].Base = &b.buf[i*batchSlot]
-		sb.iov[i].SetLen(b.size[i])
-		h := &sb.hdrs[i].hdr
-		h.Iov, h.Iovlen = &sb.iov[i], 1
-		h.Name = (*byte)(unsafe.Pointer(&sb.names[i]))
-		h.Namelen = s.putSockaddr(&sb.names[i], b.to[i])
-	}
-	sb.n, sb.off, sb.failed = b.n, 0, 0
-	if sb.write == nil {
-		sb.write = sb.writeFD
-	}
-	if !s.call(sb.write) {
-		return b.n
-	}
-	return sb.failed
-}
-
-// writeFD sends the batch's packets from off on.
-func (sb *sysBatch) writeFD(fd uintptr) {
-	for sb.off < sb.n {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&sb.hdrs[sb.off])), uintptr(sb.n-sb.off), 0, 0, 0)
-		switch errno {
-		case 0:
-			sb.off += int(n)
-		case syscall.EINTR:
-		default:
-			// The first packet left was refused (sendmmsg reports an error only when it
-			// sent none): skip it, as a failed sendto would lose it.
-			sb.failed++
-			sb.off++
+// send sends the batches' packets with as few sendmmsg calls as the kernel allows, each
+// destination's in the order they were written.
+func (s *sendSocket) send(bs []*batch, p *sendPlan) sendResult {
+	np := 0
+	for _, b := range bs {
+		for i := range b.n {
+			p.pkts[np], p.dst[np] = b.packet(i), &b.to[i]
+			np++
 		}
 	}
+	p.n, p.off, p.failed, p.coalesced, p.refusedGSO = 0, 0, 0, 0, false
+	iv := 0
+	if s.gso.Load() {
+		p.group(np)
+		for g := range len(p.groups) {
+			for k := p.head[g]; k >= 0; {
+				k = p.segment(s, k, iv)
+				iv += int(p.segs[p.n-1])
+			}
+		}
+	} else {
+		for k := range np {
+			p.open(s, k, iv)
+			iv++
+		}
+	}
+	if p.write == nil {
+		p.write = p.writeFD
+	}
+	if !s.call(p.write) {
+		return sendResult{failed: np}
+	}
+	if p.refusedGSO {
+		s.gso.Store(false)
+	}
+	return sendResult{failed: p.failed, coalesced: p.coalesced}
+}
+
+// group links the first np packets by destination, destinations in the order of their
+// first packet.
+func (p *sendPlan) group(np int) {
+	if p.groups == nil {
+		p.groups = make(map[netip.AddrPort]int32, planSlots)
+	}
+	clear(p.groups)
+	for k := range int32(np) {
+		p.next[k] = -1
+		g, ok := p.groups[*p.dst[k]]
+		if !ok {
+			g = int32(len(p.groups))
+			p.groups[*p.dst[k]] = g
+			p.head[g] = k
+		} else {
+			p.next[p.tail[g]] = k
+		}
+		p.tail[g] = k
+	}
+}
+
+// segment makes the next message from packet k and those after it to the same destination
+// that can ride with it as segments (the same size, or a smaller last one, within the
+// kernel's bounds) and returns the packet after them (-1: none), iv the message's first iovec.
+func (p *sendPlan) segment(s *sendSocket, k int32, iv int) int32 {
+	m := p.open(s, int(k), iv)
+	size := len(p.pkts[k])
+	total := size
+	for k = p.next[k]; k >= 0 && p.segs[m] < maxSegments; k = p.next[k] {
+		n := len(p.pkts[k])
+		if n > size || total+n > maxGSOBytes {
+			break
+		}
+		p.iov[iv+int(p.segs[m])] = iovecOf(p.pkts[k])
+		p.segs[m]++
+		total += n
+		if n < size { // a short segment ends the message
+			k = p.next[k]
+			break
+		}
+	}
+	if segs := int(p.segs[m]); segs > 1 {
+		h := &p.hdrs[m].hdr
+		h.Iovlen = uint64(segs)
+		c := &p.ctrl[m]
+		c.hdr.Level, c.hdr.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
+		c.hdr.SetLen(unix.CmsgLen(2))
+		c.size = uint16(size)
+		h.Control = (*byte)(unsafe.Pointer(c))
+		h.SetControllen(unix.CmsgSpace(2))
+		p.coalesced += segs
+	}
+	return k
+}
+
+// open starts message p.n with packet k alone, at iovec iv, and returns its index.
+func (p *sendPlan) open(s *sendSocket, k, iv int) int {
+	m := p.n
+	p.n++
+	p.iov[iv] = iovecOf(p.pkts[k])
+	h := &p.hdrs[m].hdr
+	h.Iov, h.Iovlen = &p.iov[iv], 1
+	h.Name = (*byte)(unsafe.Pointer(&p.names[m]))
+	h.Namelen = s.putSockaddr(&p.names[m], *p.dst[k])
+	h.Control = nil
+	h.SetControllen(0)
+	p.first[m], p.segs[m] = int32(iv), 1
+	return m
+}
+
+func iovecOf(b []byte) syscall.Iovec {
+	var v syscall.Iovec
+	if len(b) > 0 {
+		v.Base = &b[0]
+		v.SetLen(len(b))
+	}
+	return v
+}
+
+// gsoOn reports whether sends coalesce.
+func (s *sendSocket) gsoOn() bool { return s.gso.Load() }
+
+// writeFD sends the plan's messages from off on.
+func (p *sendPlan) writeFD(fd uintptr) {
+	for p.off < p.n {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&p.hdrs[p.off])), uintptr(p.n-p.off), 0, 0, 0)
+		switch errno {
+		case 0:
+			p.off += int(n)
+		case syscall.EINTR:
+		default:
+			// The first message left was refused (sendmmsg reports an error only when it
+			// sent none): skip it, as a failed sendto would lose it. A message of segments
+			// is sent again packet by packet first, since the refusal may be of the
+			// segmentation (EIO: no checksum offload on the route's device, which turns
+			// GSO off; EINVAL: segments bigger than the route's MTU).
+			m := p.off
+			if segs := int(p.segs[m]); segs > 1 {
+				p.refusedGSO = p.refusedGSO || errno == syscall.EIO
+				p.coalesced -= segs
+				p.failed += p.sendEach(fd, m)
+			} else {
+				p.failed++
+			}
+			p.off++
+		}
+	}
+}
+
+// sendEach sends message m's segments one datagram each and returns how many were refused.
+func (p *sendPlan) sendEach(fd uintptr, m int) int {
+	failed := 0
+	h := &p.hdrs[m].hdr
+	for _, v := range p.iov[p.first[m] : p.first[m]+p.segs[m]] {
+		for {
+			_, _, errno := unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(v.Base)), uintptr(v.Len), 0,
+				uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
+			if errno == syscall.EINTR {
+				continue
+			}
+			if errno != 0 {
+				failed++
+			}
+			break
+		}
+	}
+	return failed
 }
 
 // putSockaddr writes addr into sa in the socket's family and returns its size. An IPv6

@@ -7,10 +7,10 @@ import (
 	"net"
 )
 
-// sysBatch is empty where packets are sent one write each.
-type sysBatch struct{}
+// sendPlan is empty where packets are sent one write each.
+type sendPlan struct{}
 
 // newWriter has no faster way than the socket's own writes here.
-func newWriter(*net.UDPConn) (writer, error) {
-	return nil, errors.New("rtc: no sendmmsg on this platform: one write per packet")
+func newWriter(*net.UDPConn, bool) (writer, error, error) {
+	return nil, nil, errors.New("rtc: no sendmmsg on this platform: one write per packet")
 }

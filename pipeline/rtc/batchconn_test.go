@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +37,7 @@ func listenEdge(t *testing.T, network, bind string, senders int) *batchConn {
 		t.Skipf("no dual-stack socket on this machine: %v", err)
 	}
 	require.NoError(t, err)
-	c, err := newBatchConn(udp, senders)
+	c, err := newBatchConn(udp, senders, true)
 	require.NoError(t, err, "the send socket")
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -43,7 +46,7 @@ func listenEdge(t *testing.T, network, bind string, senders int) *batchConn {
 // shardedConn is loopbackConn with senders sender goroutines.
 func shardedConn(t testing.TB, senders int) *batchConn {
 	t.Helper()
-	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders)
+	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders, true)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -143,28 +146,106 @@ func TestBatchConnUncorkedAndOversizeWritesGoDirect(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [][]byte{small, big}, recvN(t, r, 2))
 	c.Uncork()
-	require.Equal(t, BatchStats{Direct: 2}, c.Stats())
+	require.Equal(t, BatchStats{Direct: 2}, counters(c))
 
 	_, err = c.WriteTo(small, &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.Error(t, err, "not a UDP address")
 }
 
+// A destination the kernel refuses loses its own packets only, whether sent alone or (with
+// GSO, two of the same size) as one message of segments, which is retried packet by packet.
 func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
-	c := loopbackConn(t)
-	r := listenUDP(t, "udp4", "127.0.0.1:0")
-	c.Cork()
-	_, err := c.WriteToAddrPort(payload(1, 50), addrOf(r))
-	require.NoError(t, err)
-	// An IPv6 destination on an IPv4 socket: the kernel refuses this one packet.
-	_, err = c.WriteToAddrPort(payload(2, 50), netip.MustParseAddrPort("[2001:db8::1]:9"))
-	require.NoError(t, err)
-	_, err = c.WriteToAddrPort(payload(3, 50), addrOf(r))
-	require.NoError(t, err)
-	c.Uncork()
-	require.Equal(t, [][]byte{payload(1, 50), payload(3, 50)}, recvN(t, r, 2))
-	st := settled(t, c, func(st BatchStats) bool { return st.Packets+st.SendErrors == 3 })
-	require.Equal(t, uint64(1), st.SendErrors)
-	require.Equal(t, uint64(2), st.Packets)
+	for _, gso := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gso=%v", gso), func(t *testing.T) {
+			c := gsoConn(t, gso)
+			r := listenUDP(t, "udp4", "127.0.0.1:0")
+			// An IPv6 destination on an IPv4 socket: the kernel refuses its packets.
+			bad := netip.MustParseAddrPort("[2001:db8::1]:9")
+			c.Cork()
+			for i, dst := range []netip.AddrPort{addrOf(r), bad, addrOf(r), bad} {
+				_, err := c.WriteToAddrPort(payload(i, 50), dst)
+				require.NoError(t, err)
+			}
+			c.Uncork()
+			require.Equal(t, [][]byte{payload(0, 50), payload(2, 50)}, recvN(t, r, 2))
+			st := settled(t, c, func(st BatchStats) bool { return st.Packets+st.SendErrors == 4 })
+			require.Equal(t, uint64(2), st.SendErrors)
+			require.Equal(t, uint64(2), st.Packets)
+			require.Equal(t, gso, st.GSO, "a refused destination does not turn GSO off")
+		})
+	}
+}
+
+// gsoConn is loopbackConn with GSO asked for or not; asked for, the kernel must have it
+// (Linux 4.18 on: every machine this project runs CI on).
+func gsoConn(t *testing.T, gso bool) *batchConn {
+	t.Helper()
+	c, fallback := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), 1, gso)
+	t.Cleanup(func() { _ = c.Close() })
+	if gso && fallback != nil {
+		if runtime.GOOS == "linux" && os.Getenv("CI") != "" {
+			t.Fatalf("no UDP GSO on this CI machine: %v", fallback)
+		}
+		t.Skipf("SKIP (loud): this platform sends without UDP GSO: %v", fallback)
+	}
+	require.NoError(t, fallback)
+	return c
+}
+
+// A viewer's packets queued together leave as messages of segments that the kernel splits
+// back into the same packets: runs of one size, a smaller one ending a run, a bigger one
+// starting the next, at most maxSegments packets or maxGSOBytes a message; every viewer
+// gets its packets whole and in order, interleaved as a fan-out writes them.
+func TestBatchConnCoalescesAViewersPackets(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sizes     []int // one viewer's packets in order
+		viewers   int
+		coalesced int // of one viewer's packets
+	}{
+		// [1000 1000 1000 900] [1000] [1200 1200 1200]
+		{"runs", []int{1000, 1000, 1000, 900, 1000, 1200, 1200, 1200}, 3, 7},
+		// 64 + 16 segments
+		{"segments bound", slices.Repeat([]int{100}, 80), 1, 80},
+		// 1,400 bytes: 46 + 14 segments (65,000 bytes a message at most)
+		{"bytes bound", slices.Repeat([]int{1400}, 60), 1, 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, gso := range []bool{false, true} {
+				c := gsoConn(t, gso)
+				var dsts []netip.AddrPort
+				var gots []func() [][]byte
+				for range tc.viewers {
+					r := listenUDP(t, "udp4", "127.0.0.1:0")
+					dsts = append(dsts, addrOf(r))
+					gots = append(gots, collect(t, r, len(tc.sizes)))
+				}
+				var want [][]byte
+				c.Cork()
+				for i, size := range tc.sizes {
+					p := payload(i, size)
+					want = append(want, p)
+					for _, d := range dsts {
+						_, err := c.WriteToAddrPort(p, d)
+						require.NoError(t, err)
+					}
+				}
+				c.Uncork()
+				for v, got := range gots {
+					require.Equal(t, want, got(), "gso %v, viewer %d", gso, v)
+				}
+				n := uint64(len(tc.sizes) * tc.viewers)
+				st := settled(t, c, func(st BatchStats) bool { return st.Packets == n })
+				require.Zero(t, st.SendErrors)
+				require.Equal(t, gso, st.GSO)
+				if gso {
+					require.Equal(t, uint64(tc.coalesced*tc.viewers), st.Coalesced)
+				} else {
+					require.Zero(t, st.Coalesced)
+				}
+			}
+		})
+	}
 }
 
 func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
@@ -178,7 +259,7 @@ func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
 	_, err = c.WriteToAddrPort(payload(2, 50), addrOf(r))
 	require.ErrorIs(t, err, net.ErrClosed)
 	c.Uncork()
-	require.Equal(t, BatchStats{Packets: 1, Batches: 1}, c.Stats())
+	require.Equal(t, BatchStats{Packets: 1, Batches: 1}, counters(c))
 }
 
 // Corked fan-outs on several goroutines: every packet arrives, none twice.
@@ -299,6 +380,13 @@ func TestShardForSpreads(t *testing.T) {
 	}
 }
 
+// counters are c's counters without the GSO flag, which depends on the platform.
+func counters(c *batchConn) BatchStats {
+	st := c.Stats()
+	st.GSO = false
+	return st
+}
+
 // settled waits for the sender to have counted what the test sent (a receiver can read a
 // packet before the sender's system call returns and counts it) and returns the counters.
 func settled(t *testing.T, c *batchConn, done func(BatchStats) bool) BatchStats {
@@ -323,18 +411,22 @@ func TestBatchConnCorkedWritesDoNotAllocate(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
-// BenchmarkEdgeWrite is one 1,200-byte packet written to 100 viewers' sockets on loopback
-// (each drained by its own reader, as pion's would be), one system call each (direct) or
-// corked into batches (corked) sent by one or two sender goroutines. The time includes the
+// BenchmarkEdgeWrite is a video frame (7 packets of 1,200 bytes) written to 100 viewers'
+// sockets on loopback (each drained by its own reader, as pion's would be), one system call
+// a packet (direct) or, as a fan-out writes, corked around each packet's 100 writes and sent
+// in batches by one or two sender goroutines, with or without UDP GSO. The time includes the
 // kernel's loopback delivery.
 func BenchmarkEdgeWrite(b *testing.B) {
+	const viewers, frame = 100, 7
 	for _, tc := range []struct {
-		corked  bool
-		senders int
-	}{{false, 1}, {true, 1}, {true, 2}} {
+		corked, gso bool
+		senders     int
+	}{{false, false, 1}, {true, false, 1}, {true, false, 2}, {true, true, 1}, {true, true, 2}} {
 		corked := tc.corked
-		b.Run(fmt.Sprintf("viewers=100/corked=%v/senders=%d", corked, tc.senders), func(b *testing.B) {
-			c := shardedConn(b, tc.senders)
+		b.Run(fmt.Sprintf("viewers=%d/corked=%v/senders=%d/gso=%v", viewers, corked, tc.senders, tc.gso), func(b *testing.B) {
+			c, fallback := newBatchConn(listenUDP(b, "udp4", "127.0.0.1:0"), tc.senders, tc.gso)
+			require.NoError(b, fallback)
+			b.Cleanup(func() { _ = c.Close() })
 			var dsts []netip.AddrPort
 			var rs []*net.UDPConn
 			var wg sync.WaitGroup
@@ -344,8 +436,9 @@ func BenchmarkEdgeWrite(b *testing.B) {
 				}
 				wg.Wait()
 			}()
-			for range 100 {
+			for range viewers {
 				r := listenUDP(b, "udp4", "127.0.0.1:0")
+				require.NoError(b, r.SetReadBuffer(1<<20))
 				rs = append(rs, r)
 				dsts = append(dsts, addrOf(r))
 				wg.Go(func() {
@@ -358,25 +451,30 @@ func BenchmarkEdgeWrite(b *testing.B) {
 				})
 			}
 			p := payload(0, 1200)
-			b.SetBytes(int64(len(p) * len(dsts)))
+			b.SetBytes(int64(len(p) * viewers * frame))
 			b.ReportAllocs()
 			cpu0 := processCPU(b)
+			st0 := c.Stats()
 			for b.Loop() {
-				if corked {
-					c.Cork()
-				}
-				for _, d := range dsts {
-					_, _ = c.WriteToAddrPort(p, d)
-				}
-				if corked {
-					c.Uncork()
+				for range frame {
+					if corked {
+						c.Cork()
+					}
+					for _, d := range dsts {
+						_, _ = c.WriteToAddrPort(p, d)
+					}
+					if corked {
+						c.Uncork()
+					}
 				}
 			}
 			// Wall time depends on how the two cores are shared; the CPU the whole process
 			// (writer, kernel, readers) spent per packet does much less.
+			packets := float64(b.N * viewers * frame)
 			if cpu := processCPU(b) - cpu0; cpu > 0 {
-				b.ReportMetric(float64(cpu)/float64(b.N*len(dsts)), "cpu-ns/packet")
+				b.ReportMetric(float64(cpu)/packets, "cpu-ns/packet")
 			}
+			b.ReportMetric(float64(c.Stats().Coalesced-st0.Coalesced)/packets, "coalesced/packet")
 		})
 	}
 }

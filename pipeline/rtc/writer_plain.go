@@ -13,14 +13,18 @@ func (w plainWriter) write(b []byte, addr netip.AddrPort) (int, error) {
 	return w.conn.WriteToUDPAddrPort(b, addr)
 }
 
-func (w plainWriter) send(b *batch) int {
-	failed := 0
-	for i := range b.n {
-		if _, err := w.conn.WriteToUDPAddrPort(b.packet(i), b.to[i]); err != nil {
-			failed++
+func (w plainWriter) send(bs []*batch, _ *sendPlan) sendResult {
+	var r sendResult
+	for _, b := range bs {
+		for i := range b.n {
+			if _, err := w.conn.WriteToUDPAddrPort(b.packet(i), b.to[i]); err != nil {
+				r.failed++
+			}
 		}
 	}
-	return failed
+	return r
 }
+
+func (plainWriter) gsoOn() bool { return false }
 
 func (plainWriter) close() error { return nil }

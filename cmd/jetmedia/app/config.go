@@ -62,6 +62,9 @@ type Config struct {
 	// EdgeSenders is how many goroutines send the batched packets of this node's WebRTC
 	// port, each to its share of the destinations (default: GOMAXPROCS).
 	EdgeSenders int
+	// EdgeGSO lets the WebRTC port send a viewer's queued packets as one message the kernel
+	// segments (UDP GSO; default on where the kernel has it).
+	EdgeGSO bool
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -85,6 +88,7 @@ func Defaults() Config {
 		ResumeGrace:     10 * time.Second,
 		FanoutLanes:     runtime.GOMAXPROCS(0),
 		EdgeSenders:     runtime.GOMAXPROCS(0),
+		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
 	}
 }

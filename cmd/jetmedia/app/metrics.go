@@ -112,6 +112,15 @@ var (
 		"Events in the log that the rooms projection has not applied yet.", nil, nil)
 	descSlow = prometheus.NewDesc("jetmedia_nats_slow_consumers_total",
 		"Connections the embedded NATS server found to be slow consumers (it drops their messages).", nil, nil)
+	descEdgeSent = prometheus.NewDesc("jetmedia_edge_datagrams_sent_total",
+		"UDP datagrams the WebRTC port sent, by path: batched (a fan-out's, queued for a sender goroutine) or direct (written at once).",
+		[]string{"path"}, nil)
+	descEdgeErrors = prometheus.NewDesc("jetmedia_edge_send_errors_total",
+		"Batched UDP datagrams the kernel refused to send.", nil, nil)
+	descEdgeSegments = prometheus.NewDesc("jetmedia_edge_gso_segments_total",
+		"Batched UDP datagrams sent as segments of one message with others to the same destination (UDP GSO).", nil, nil)
+	descEdgeGSO = prometheus.NewDesc("jetmedia_edge_gso",
+		"1 while the WebRTC port sends with UDP GSO (asked for, offered by the kernel and not refused by it).", nil, nil)
 )
 
 // nodeCollector reads a node's figures at scrape time.
@@ -120,7 +129,7 @@ type nodeCollector struct{ n *Node }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
 		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descNACKs, descNACKed,
-		descPLIs, descDropped, descBus, descLag, descSlow} {
+		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO} {
 		ch <- d
 	}
 }
@@ -162,6 +171,18 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		b := n.bus.Stats()
 		counter(descBus, b.Sent, "published")
 		counter(descBus, b.Received, "received")
+	}
+	if n.edge != nil {
+		e := n.edge.WriteStats()
+		counter(descEdgeSent, e.Packets, "batched")
+		counter(descEdgeSent, e.Direct, "direct")
+		counter(descEdgeErrors, e.SendErrors)
+		counter(descEdgeSegments, e.Coalesced)
+		gso := 0.0
+		if e.GSO {
+			gso = 1
+		}
+		gauge(descEdgeGSO, gso)
 	}
 	if n.srv != nil {
 		counter(descSlow, uint64(max(n.srv.NATS().NumSlowConsumers(), 0)))

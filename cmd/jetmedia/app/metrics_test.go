@@ -109,6 +109,8 @@ func TestMetricNames(t *testing.T) {
 		"jetmedia_rtp_dropped_packets_total", "jetmedia_media_bus_messages_total",
 		"jetmedia_event_append_duration_seconds", "jetmedia_event_append_errors_total",
 		"jetmedia_projection_lag_events", "jetmedia_nats_slow_consumers_total",
+		"jetmedia_edge_datagrams_sent_total", "jetmedia_edge_send_errors_total",
+		"jetmedia_edge_gso_segments_total", "jetmedia_edge_gso",
 		"process_cpu_seconds_total", "process_resident_memory_bytes",
 	} {
 		require.Contains(t, string(body), "\n# TYPE "+name+" ", "metric %s is exposed", name)

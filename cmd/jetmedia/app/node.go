@@ -149,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.edge, err = rtc.NewEdge(rtc.Config{
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
-		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, Logger: log,
+		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: log,
 	})
 	if err != nil {
 		return nil, err
