@@ -34,12 +34,16 @@ type sendPlan struct {
 	segs  [planSlots]int32 // each message's packets
 
 	// The packets taken, in the order they were written, and their grouping by destination:
-	// next links a destination's packets, head and tail are each group's ends.
+	// next links a destination's packets, head and tail are each of the ngroups groups'
+	// ends, found by destination in an open-addressing table whose entries of an earlier
+	// send are told apart by gen (no clearing between sends).
 	pkts       [planSlots][]byte
 	dst        [planSlots]*netip.AddrPort
 	next       [planSlots]int32
 	head, tail [planSlots]int32
-	groups     map[netip.AddrPort]int32
+	ngroups    int32
+	table      [groupTable]groupEntry
+	gen        uint32
 
 	// The send in progress: messages n, sent up to off; failed packets were refused,
 	// coalesced went out in messages of several; refusedGSO is set when the kernel refused
@@ -52,6 +56,23 @@ type sendPlan struct {
 
 // planSlots is the most packets one send takes: every batch queued for a sender.
 const planSlots = batchesInFlight * batchSlots
+
+// groupTable is the size of the destinations' table: a power of two, at least twice the
+// destinations of a send, so that probes stay short.
+const (
+	groupBits  = 10
+	groupTable = 1 << groupBits
+)
+
+// The table has room to spare for every packet of a send being to another destination.
+var _ [groupTable - 2*planSlots]struct{}
+
+// groupEntry is a destination's group in the send of generation gen.
+type groupEntry struct {
+	dst netip.AddrPort
+	gen uint32
+	g   int32
+}
 
 // maxSegments and maxGSOBytes bound one message of segments: the kernel's UDP_MAX_SEGMENTS
 // (64 before Linux 6.6) and a datagram's 16-bit length, less its headers.
@@ -235,7 +256,7 @@ func (s *sendSocket) send(bs []*batch, p *sendPlan) sendResult {
 	iv := 0
 	if s.gso.Load() {
 		p.group(np)
-		for g := range len(p.groups) {
+		for g := range p.ngroups {
 			for k := p.head[g]; k >= 0; {
 				k = p.segment(s, k, iv)
 				iv += int(p.segs[p.n-1])
@@ -262,21 +283,34 @@ func (s *sendSocket) send(bs []*batch, p *sendPlan) sendResult {
 // group links the first np packets by destination, destinations in the order of their
 // first packet.
 func (p *sendPlan) group(np int) {
-	if p.groups == nil {
-		p.groups = make(map[netip.AddrPort]int32, planSlots)
+	p.gen++
+	if p.gen == 0 { // wrapped: entries of generation 0 would look current
+		p.table = [groupTable]groupEntry{}
+		p.gen = 1
 	}
-	clear(p.groups)
+	p.ngroups = 0
 	for k := range int32(np) {
 		p.next[k] = -1
-		g, ok := p.groups[*p.dst[k]]
-		if !ok {
-			g = int32(len(p.groups))
-			p.groups[*p.dst[k]] = g
-			p.head[g] = k
-		} else {
-			p.next[p.tail[g]] = k
+		dst := *p.dst[k]
+		a := dst.Addr().As16()
+		h := (uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15])) ^ uint32(dst.Port())<<7
+		i := (h * 0x9e3779b1) >> (32 - groupBits)
+		for {
+			e := &p.table[i]
+			if e.gen != p.gen {
+				g := p.ngroups
+				p.ngroups++
+				*e = groupEntry{dst: dst, gen: p.gen, g: g}
+				p.head[g], p.tail[g] = k, k
+				break
+			}
+			if e.dst == dst {
+				p.next[p.tail[e.g]] = k
+				p.tail[e.g] = k
+				break
+			}
+			i = (i + 1) % groupTable
 		}
-		p.tail[g] = k
 	}
 }
 
