@@ -21,17 +21,17 @@ const (
 // batchConn is the edge's UDP socket with corkable writes. A packet fanned out to a hundred
 // viewers is a hundred writes in a row on this one shared socket, and a system call for each
 // was half of the server's CPU. Between Cork and Uncork writes are only copied into a batch;
-// Uncork hands the batch to a sender goroutine, which sends batches in the order they were
-// filled with as few system calls as the platform allows (one sendmmsg per 128 packets on
-// 64-bit Linux). The fan-out goes on with its next packet meanwhile. Uncorked, a write goes
-// out at once as before, so RTCP, STUN and DTLS from pion's own goroutines are not delayed
-// unless a fan-out is corked at that moment, and then only until it uncorks.
+// Uncork wakes a sender goroutine, which takes everything queued by then and sends it with
+// as few system calls as the platform allows (sendmmsg, 64-bit Linux). The fan-out goes on
+// with its next packet meanwhile. Uncorked, a write goes out at once as before, so RTCP,
+// STUN and DTLS from pion's own goroutines are not delayed unless packets are queued at that
+// moment, and then only until they are sent.
 //
-// A sender takes every batch queued for it at once. Where the kernel has UDP GSO, the
-// packets to one destination among them (a video frame's packets to one viewer, when the
-// fan-out runs ahead of the kernel in a burst) leave as one message of segments, which
-// costs the kernel about a third as much per packet; the destinations' packets otherwise
-// keep the order they were written.
+// The sender takes the whole queue at once: in a burst, while it sends, the fan-outs queue
+// the next packets for every viewer, so its next take holds several packets to each. Where
+// the kernel has UDP GSO, a destination's packets among them (a video frame's packets to
+// one viewer) leave as one message of segments, which costs the kernel about a third as much
+// per packet; the destinations' packets otherwise keep the order they were written.
 //
 // The sends are split over shards by destination, each with its own batches and sender
 // goroutine, so that the kernel's share of a burst (most of the CPU per packet: on loopback
@@ -55,19 +55,22 @@ type shard struct {
 	c *batchConn
 
 	mu     sync.Mutex
-	corks  int    // fan-outs corked now
-	fill   *batch // queued packets
-	closed bool
+	corks  int      // fan-outs corked now
+	fill   *batch   // packets queued last, being added to
+	queue  []*batch // full batches queued before fill, oldest first
+	free   []*batch // empty, to be filled
+	room   *sync.Cond
+	closed bool // no more writes; the sender sends what is queued and ends
 
-	queue   []*batch   // filled, for the sender, oldest first
-	free    []*batch   // sent, to be filled again
-	taken   []*batch   // the sender's: what it is sending
-	plan    sendPlan   // the sender's (or, once it has stopped, flush's under mu)
-	room    *sync.Cond // on mu: a batch was freed, or the sender stopped
-	stopped bool       // the sender has ended (after Close): flush sends itself
-	kick    chan struct{}
-	done    chan struct{} // closed by Close: the sender drains the queue and ends
+	// stopped is set by the sender as it ends (under mu): a batch filled afterwards, which
+	// only a write racing Close can make, is sent by its writer.
+	stopped bool
+	kick    chan struct{} // cap 1: something was queued
+	done    chan struct{} // closed by Close
 	sender  sync.WaitGroup
+
+	taken []*batch // the sender's: what it is sending
+	plan  sendPlan // the sender's (or, once it has stopped, a writer's under mu)
 }
 
 // batch is up to batchSlots packets and their destinations.
@@ -109,7 +112,7 @@ func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallb
 	c = &batchConn{conn: conn, out: out, shards: make([]*shard, max(senders, 1))}
 	for i := range c.shards {
 		s := &shard{c: c, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
-		for range batchesInFlight {
+		for range batchesQueued {
 			s.free = append(s.free, new(batch))
 		}
 		s.room = sync.NewCond(&s.mu)
@@ -119,9 +122,10 @@ func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallb
 	return c, fallback
 }
 
-// batchesInFlight bounds the batches queued for a sender besides the one being filled: a
-// fan-out that gets ahead of the kernel waits for one to be sent.
-const batchesInFlight = 3
+// batchesQueued is how many full batches may wait for a sender besides the one being
+// filled (some 400 packets, a keyframe's to 30 viewers): a fan-out that gets that far ahead
+// of the kernel waits for the sender to take them.
+const batchesQueued = 3
 
 // shardFor is the shard of a destination: a multiplicative hash of its address's last four
 // bytes and its port, spread over the shards.
@@ -145,72 +149,85 @@ func (c *batchConn) Cork() {
 	}
 }
 
-// Uncork ends one Cork and sends every packet queued so far (other fan-outs' too: a packet
-// never waits longer than the fan-out it was queued behind).
+// Uncork ends one Cork and has every packet queued so far sent (other fan-outs' too: a
+// packet never waits longer than the fan-out it was queued behind).
 func (c *batchConn) Uncork() {
 	for _, s := range c.shards {
 		s.mu.Lock()
 		s.corks--
-		n := s.fill.n
+		queued := s.fill.n > 0
 		s.mu.Unlock()
-		if n > 0 {
-			s.flush()
+		if queued {
+			s.wake()
 		}
 	}
 }
 
-// flush queues what is filled for the sender and takes an empty batch to fill next, waiting
-// for one when batchesInFlight are already queued.
-func (s *shard) flush() {
-	s.mu.Lock()
-	if s.fill.n == 0 {
-		s.mu.Unlock()
-		return
+// wake has the sender take what is queued, or sends it here once the sender has ended.
+func (s *shard) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a wake-up is pending: the sender takes everything when it comes
 	}
+	s.mu.Lock()
+	if s.stopped && s.fill.n > 0 {
+		s.c.send([]*batch{s.fill}, &s.plan)
+	}
+	s.mu.Unlock()
+}
+
+// rotate queues the full fill batch and takes an empty one, waiting while none is free;
+// false once the sender has ended (mu held throughout, but for the wait).
+func (s *shard) rotate() bool {
 	for len(s.free) == 0 && !s.stopped {
 		s.room.Wait()
 	}
-	if s.stopped { // closed: send it here, with the sender's plan (mu held: nobody else's)
-		s.c.send([]*batch{s.fill}, &s.plan)
-		s.mu.Unlock()
-		return
+	if s.stopped {
+		return false
 	}
 	s.queue = append(s.queue, s.fill)
 	s.fill = s.free[len(s.free)-1]
 	s.free = s.free[:len(s.free)-1]
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	return true
 }
 
-// sendLoop is the sender goroutine: it sends what is queued, every batch at once, until
-// Close, then what is left.
+// sendLoop is the sender goroutine: it takes everything queued and sends it, again and
+// again while there is more, and sleeps until woken when there is none; after Close it sends
+// what is left and ends.
 func (s *shard) sendLoop() {
+	closing, idle := false, true
 	for {
-		s.mu.Lock()
-		if len(s.queue) == 0 {
-			s.mu.Unlock()
+		if idle && !closing {
 			select {
 			case <-s.kick:
-				continue
 			case <-s.done:
+				closing = true
 			}
-			s.mu.Lock()
-			if len(s.queue) == 0 {
+		}
+		s.mu.Lock()
+		s.taken = append(s.taken[:0], s.queue...)
+		clear(s.queue)
+		s.queue = s.queue[:0]
+		if s.fill.n > 0 && len(s.free) > 0 { // (none free: the queue had them all; next round)
+			s.taken = append(s.taken, s.fill)
+			s.fill = s.free[len(s.free)-1]
+			s.free = s.free[:len(s.free)-1]
+		}
+		if len(s.taken) == 0 {
+			if closing {
 				s.stopped = true
 				s.room.Broadcast()
 				s.mu.Unlock()
 				return
 			}
+			s.mu.Unlock()
+			idle = true
+			continue
 		}
-		s.taken = append(s.taken[:0], s.queue...)
-		clear(s.queue)
-		s.queue = s.queue[:0]
 		s.mu.Unlock()
 
 		s.c.send(s.taken, &s.plan)
+		idle = false
 
 		s.mu.Lock()
 		s.free = append(s.free, s.taken...)
@@ -236,20 +253,21 @@ func (c *batchConn) send(bs []*batch, p *sendPlan) {
 	}
 }
 
-// WriteToAddrPort sends b to addr, or queues it while the socket is corked.
+// WriteToAddrPort sends b to addr, or queues it while the socket is corked or packets are
+// queued to be sent (so that it does not overtake them).
 func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if len(b) > batchSlot {
 		c.direct.Add(1)
 		return c.out.write(b, addr)
 	}
 	s := c.shardFor(addr)
+	s.mu.Lock()
 	for {
-		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return 0, net.ErrClosed
 		}
-		if s.corks == 0 && s.fill.n == 0 {
+		if s.corks == 0 && s.fill.n == 0 && len(s.queue) == 0 {
 			s.mu.Unlock()
 			c.direct.Add(1)
 			return c.out.write(b, addr)
@@ -261,13 +279,19 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 			f.n++
 			corked := s.corks > 0
 			s.mu.Unlock()
-			if !corked { // uncorked meanwhile: nobody else will send it
-				s.flush()
+			if !corked { // queued behind others while uncorked: nobody else will wake the sender
+				s.wake()
 			}
 			return len(b), nil
 		}
-		s.mu.Unlock()
-		s.flush() // full: send it and queue into the next
+		if !s.rotate() { // full; the sender has ended (Close is racing this write)
+			s.c.send([]*batch{s.fill}, &s.plan)
+		} else {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -305,7 +329,6 @@ func (c *batchConn) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		if !already {
-			s.flush()
 			close(s.done)
 		}
 	}
@@ -321,8 +344,8 @@ func (c *batchConn) Close() error {
 
 // BatchStats are the edge socket's write counters.
 type BatchStats struct {
-	// Packets were sent corked, in Batches of up to 128 (sent a whole queue at a time, in as
-	// few system calls as the platform allows); SendErrors of them were refused by the
+	// Packets were sent queued, in Batches of up to 128 (a sender takes every batch queued
+	// for it at once and sends them in as few system calls as the platform allows); SendErrors of them were refused by the
 	// kernel. Coalesced of the Packets left as segments of a message with others to the same
 	// destination (UDP GSO). Direct were written at once (uncorked, or too large for a slot).
 	Packets, Batches, SendErrors, Coalesced, Direct uint64

@@ -54,13 +54,14 @@ type sendPlan struct {
 	write                     func(fd uintptr)
 }
 
-// planSlots is the most packets one send takes: every batch queued for a sender.
-const planSlots = batchesInFlight * batchSlots
+// planSlots is the most packets one send takes: every batch queued for a sender and the
+// one being filled.
+const planSlots = (batchesQueued + 1) * batchSlots
 
 // groupTable is the size of the destinations' table: a power of two, at least twice the
 // destinations of a send, so that probes stay short.
 const (
-	groupBits  = 10
+	groupBits  = 11
 	groupTable = 1 << groupBits
 )
 
