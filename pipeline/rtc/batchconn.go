@@ -127,16 +127,20 @@ func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallb
 // of the kernel waits for the sender to take them.
 const batchesQueued = 3
 
-// shardFor is the shard of a destination: a multiplicative hash of its address's last four
-// bytes and its port, spread over the shards.
+// shardFor is the shard of a destination, by its hash spread over the shards.
 func (c *batchConn) shardFor(addr netip.AddrPort) *shard {
 	if len(c.shards) == 1 {
 		return c.shards[0]
 	}
+	return c.shards[uint64(addrHash(addr))*uint64(len(c.shards))>>32]
+}
+
+// addrHash is a multiplicative hash of a destination's address's last four bytes and its
+// port, its high bits the best mixed.
+func addrHash(addr netip.AddrPort) uint32 {
 	a := addr.Addr().As16()
 	h := (uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15])) ^ uint32(addr.Port())<<7
-	h *= 0x9e3779b1
-	return c.shards[uint64(h)*uint64(len(c.shards))>>32]
+	return h * 0x9e3779b1
 }
 
 // Cork queues this socket's writes until the matching Uncork. Calls nest and may come from
@@ -163,12 +167,18 @@ func (c *batchConn) Uncork() {
 	}
 }
 
-// wake has the sender take what is queued, or sends it here once the sender has ended.
-func (s *shard) wake() {
+// signal wakes the sender unless a wake-up is already pending (it takes everything when it
+// comes).
+func (s *shard) signal() {
 	select {
 	case s.kick <- struct{}{}:
-	default: // a wake-up is pending: the sender takes everything when it comes
+	default:
 	}
+}
+
+// wake has the sender take what is queued, or sends it here once the sender has ended.
+func (s *shard) wake() {
+	s.signal()
 	s.mu.Lock()
 	if s.stopped && s.fill.n > 0 {
 		s.c.send([]*batch{s.fill}, &s.plan)
@@ -284,13 +294,10 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 			}
 			return len(b), nil
 		}
-		if !s.rotate() { // full; the sender has ended (Close is racing this write)
+		if s.rotate() { // full: queued for the sender
+			s.signal()
+		} else { // the sender has ended (Close is racing this write)
 			s.c.send([]*batch{s.fill}, &s.plan)
-		} else {
-			select {
-			case s.kick <- struct{}{}:
-			default:
-			}
 		}
 	}
 }
@@ -345,9 +352,10 @@ func (c *batchConn) Close() error {
 // BatchStats are the edge socket's write counters.
 type BatchStats struct {
 	// Packets were sent queued, in Batches of up to 128 (a sender takes every batch queued
-	// for it at once and sends them in as few system calls as the platform allows); SendErrors of them were refused by the
-	// kernel. Coalesced of the Packets left as segments of a message with others to the same
-	// destination (UDP GSO). Direct were written at once (uncorked, or too large for a slot).
+	// for it at once and sends them in as few system calls as the platform allows);
+	// SendErrors of them were refused by the kernel. Coalesced of the Packets left as
+	// segments of a message with others to the same destination (UDP GSO). Direct were
+	// written at once (uncorked with nothing queued, or too large for a slot).
 	Packets, Batches, SendErrors, Coalesced, Direct uint64
 	// GSO is whether sends coalesce now: asked for, offered by the kernel and not refused.
 	GSO bool

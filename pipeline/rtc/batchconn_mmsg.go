@@ -293,10 +293,7 @@ func (p *sendPlan) group(np int) {
 	for k := range int32(np) {
 		p.next[k] = -1
 		dst := *p.dst[k]
-		a := dst.Addr().As16()
-		h := (uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15])) ^ uint32(dst.Port())<<7
-		i := (h * 0x9e3779b1) >> (32 - groupBits)
-		for {
+		for i := addrHash(dst) >> (32 - groupBits); ; i = (i + 1) % groupTable {
 			e := &p.table[i]
 			if e.gen != p.gen {
 				g := p.ngroups
@@ -310,7 +307,6 @@ func (p *sendPlan) group(np int) {
 				p.tail[e.g] = k
 				break
 			}
-			i = (i + 1) % groupTable
 		}
 	}
 }
@@ -322,7 +318,7 @@ func (p *sendPlan) segment(s *sendSocket, k int32, iv int) int32 {
 	m := p.open(s, int(k), iv)
 	size := len(p.pkts[k])
 	total := size
-	for k = p.next[k]; k >= 0 && p.segs[m] < maxSegments; k = p.next[k] {
+	for k = p.next[k]; k >= 0 && size > 0 && p.segs[m] < maxSegments; k = p.next[k] {
 		n := len(p.pkts[k])
 		if n > size || total+n > maxGSOBytes {
 			break
