@@ -44,11 +44,20 @@ func listenEdge(t *testing.T, network, bind string, senders int) *batchConn {
 }
 
 // shardedConn is loopbackConn with senders sender goroutines.
-func shardedConn(t testing.TB, senders int) *batchConn {
+func shardedConn(t testing.TB, senders int) *batchConn { return edgeConn(t, senders, true) }
+
+// edgeConn is an edge connection on an IPv4 loopback port with senders sender goroutines and
+// GSO asked for or not, closed when the test ends. The platform's fast writer must be had
+// (newBatchConn's fallback is an error) and, asked for, GSO too: Linux 4.18 on, every machine
+// this project runs CI on; elsewhere the test is skipped, loudly.
+func edgeConn(t testing.TB, senders int, gso bool) *batchConn {
 	t.Helper()
-	c, err := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders, true)
-	require.NoError(t, err)
+	c, fallback := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders, gso)
 	t.Cleanup(func() { _ = c.Close() })
+	if gso && fallback != nil && (runtime.GOOS != "linux" || os.Getenv("CI") == "") {
+		t.Skipf("SKIP (loud): this platform sends without UDP GSO: %v", fallback)
+	}
+	require.NoError(t, fallback)
 	return c
 }
 
@@ -160,7 +169,7 @@ func TestBatchConnUncorkedAndOversizeWritesGoDirect(t *testing.T) {
 func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
 	for _, gso := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gso=%v", gso), func(t *testing.T) {
-			c := gsoConn(t, gso)
+			c := edgeConn(t, 1, gso)
 			r := listenUDP(t, "udp4", "127.0.0.1:0")
 			// An IPv6 destination on an IPv4 socket: the kernel refuses its packets.
 			bad := netip.MustParseAddrPort("[2001:db8::1]:9")
@@ -177,22 +186,6 @@ func TestBatchConnRefusedPacketIsCountedAndTheRestSent(t *testing.T) {
 			require.Equal(t, gso, st.GSO, "a refused destination does not turn GSO off")
 		})
 	}
-}
-
-// gsoConn is loopbackConn with GSO asked for or not; asked for, the kernel must have it
-// (Linux 4.18 on: every machine this project runs CI on).
-func gsoConn(t *testing.T, gso bool) *batchConn {
-	t.Helper()
-	c, fallback := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), 1, gso)
-	t.Cleanup(func() { _ = c.Close() })
-	if gso && fallback != nil {
-		if runtime.GOOS == "linux" && os.Getenv("CI") != "" {
-			t.Fatalf("no UDP GSO on this CI machine: %v", fallback)
-		}
-		t.Skipf("SKIP (loud): this platform sends without UDP GSO: %v", fallback)
-	}
-	require.NoError(t, fallback)
-	return c
 }
 
 // A viewer's packets queued together leave as messages of segments that the kernel splits
@@ -215,7 +208,7 @@ func TestBatchConnCoalescesAViewersPackets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, gso := range []bool{false, true} {
-				c := gsoConn(t, gso)
+				c := edgeConn(t, 1, gso)
 				var dsts []netip.AddrPort
 				var gots []func() [][]byte
 				for range tc.viewers {
@@ -427,9 +420,7 @@ func BenchmarkEdgeWrite(b *testing.B) {
 	}{{false, false, 1}, {true, false, 1}, {true, false, 2}, {true, true, 1}, {true, true, 2}} {
 		corked := tc.corked
 		b.Run(fmt.Sprintf("viewers=%d/corked=%v/senders=%d/gso=%v", viewers, corked, tc.senders, tc.gso), func(b *testing.B) {
-			c, fallback := newBatchConn(listenUDP(b, "udp4", "127.0.0.1:0"), tc.senders, tc.gso)
-			require.NoError(b, fallback)
-			b.Cleanup(func() { _ = c.Close() })
+			c := edgeConn(b, tc.senders, tc.gso)
 			var dsts []netip.AddrPort
 			var rs []*net.UDPConn
 			var wg sync.WaitGroup
