@@ -1,8 +1,16 @@
-// Package pipeline owns everything NATS in jetmedia: the embedded nats-server (single node, or
-// joined to other nodes by gateways), the JetStream stream and KV declarations, the event
-// appender (dedupe and per-room optimistic concurrency), the media bus that carries each track's
-// RTP on a core NATS subject, and the watermill router that runs event consumers.
+// Package pipeline is the machinery every stage of jetmedia shares, one subpackage per concern,
+// so the path says what a piece is:
 //
-// It may import events and third-party NATS/watermill code; it must not import projections,
-// ingress, egress or cmd.
+//   - natsnode: the embedded nats-server in every topology (single node, cluster, leaf).
+//   - eventlog: the JetStream event log: stream and bucket declarations, the appender (dedupe,
+//     per-room optimistic concurrency, hash chain), readers, the watermill router and its
+//     JetStream subscriber, the poison stream.
+//   - mediabus: the core-NATS media plane: each track's RTP and feedback on subjects, data
+//     messages.
+//   - rtc: the WebRTC edge (pion API, the shared UDP port and its batched sends, the session
+//     model every WebRTC transport composes). It does not touch NATS.
+//   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
+//
+// The root package holds no code. Subpackages may import events and each other as their doc.go
+// says; never projections, ingress, egress or cmd.
 package pipeline

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // Anchors.
@@ -146,9 +146,9 @@ func (m AnchorMismatch) String() string {
 // the room's chain (chains, from VerifyChains over the same log) must have at least as many
 // events. Whether the chain after the anchor is intact is the chains' own Break.
 func CheckAnchor(ctx context.Context, js jetstream.JetStream, a Anchor, room string, chains []*events.Chain) ([]AnchorMismatch, error) {
-	stream, err := js.Stream(ctx, pipeline.StreamEvents)
+	stream, err := js.Stream(ctx, eventlog.StreamEvents)
 	if err != nil {
-		return nil, fmt.Errorf("projections: stream %s: %w", pipeline.StreamEvents, err)
+		return nil, fmt.Errorf("projections: stream %s: %w", eventlog.StreamEvents, err)
 	}
 	byRoom := map[string]*events.Chain{}
 	for _, c := range chains {

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // VerifyChains checks the hash chain (see events.Chain) of one room, or of every room when room
@@ -17,12 +17,12 @@ import (
 // returns each room's chain, sorted by room; a broken chain has Break set and is not an error.
 // progress, if not nil, is called with each event's stream sequence.
 func VerifyChains(ctx context.Context, js jetstream.JetStream, room string, progress func(seq uint64)) ([]*events.Chain, error) {
-	filter := pipeline.EventsSubjects
+	filter := eventlog.EventsSubjects
 	if room != "" {
-		filter = pipeline.RoomEventsFilter(room)
+		filter = eventlog.RoomEventsFilter(room)
 	}
 	chains := map[string]*events.Chain{}
-	err := pipeline.ReadStored(ctx, js, pipeline.ReadOptions{Filter: filter}, func(s pipeline.StoredEvent) error {
+	err := eventlog.ReadStored(ctx, js, eventlog.ReadOptions{Filter: filter}, func(s eventlog.StoredEvent) error {
 		r := roomOfSubject(s.Subject)
 		c, ok := chains[r]
 		if !ok {

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // errReachedAt stops a read at the first event after the instant asked for.
@@ -29,7 +29,7 @@ func Before(e events.Envelope, at time.Time) bool { return at.IsZero() || !e.Tim
 // replay. A room with no events before T comes back with Exists() false.
 func StateAt(ctx context.Context, js jetstream.JetStream, room string, at time.Time, each func(events.Envelope) error) (Room, error) {
 	r := NewRoom(room)
-	err := pipeline.Read(ctx, js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+	err := eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
 		if !Before(e, at) {
 			return errReachedAt
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
@@ -64,7 +64,7 @@ func TestFoldUntilProperty(t *testing.T) {
 func TestStateAtProperty(t *testing.T) {
 	env := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(env.js, "n1")
+	a := eventlog.NewAppender(env.js, "n1")
 	rng := rand.New(rand.NewPCG(7, 7))
 	const rooms = 4
 	gens := make([]*loggen.Gen, rooms)
@@ -83,7 +83,7 @@ func TestStateAtProperty(t *testing.T) {
 	for i := range rooms {
 		room := fmt.Sprintf("room%d", i)
 		var log []events.Envelope
-		require.NoError(t, pipeline.Read(ctx, env.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)},
+		require.NoError(t, eventlog.Read(ctx, env.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)},
 			func(e events.Envelope) error { log = append(log, e); return nil }))
 		require.NotEmpty(t, log)
 		for _, at := range instants(rng, log) {

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // KV keys of a room: "<room>.room" (the room itself, written last for every event, so its
@@ -205,11 +205,11 @@ func (k *KVRunner) Handle(msg *message.Message) error {
 	if err != nil {
 		// A malformed event cannot become valid by retrying; skip it loudly (the poison is in
 		// the log for anyone to inspect) rather than block every room behind it.
-		k.log.Error("skipping undecodable event", "subject", msg.Metadata.Get(pipeline.MetaSubject),
-			"seq", msg.Metadata.Get(pipeline.MetaSeq), "err", err)
+		k.log.Error("skipping undecodable event", "subject", msg.Metadata.Get(eventlog.MetaSubject),
+			"seq", msg.Metadata.Get(eventlog.MetaSeq), "err", err)
 		return nil
 	}
-	e.Seq, err = strconv.ParseUint(msg.Metadata.Get(pipeline.MetaSeq), 10, 64)
+	e.Seq, err = strconv.ParseUint(msg.Metadata.Get(eventlog.MetaSeq), 10, 64)
 	if err != nil {
 		return fmt.Errorf("projections: event %s has no stream sequence: %w", e.ID, err)
 	}
@@ -296,20 +296,20 @@ func (k *KVRunner) current(ctx context.Context, room string) (cached, error) {
 // Rebuild folds the whole log, from the start to its current head, into a fresh bucket (deleted
 // first if it exists) and returns the number of events read. Compare the result with the live
 // bucket using Snapshot.
-func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, sc pipeline.StorageConfig) (int, error) {
-	if bucket == pipeline.BucketRooms {
+func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, sc eventlog.StorageConfig) (int, error) {
+	if bucket == eventlog.BucketRooms {
 		return 0, fmt.Errorf("projections: refusing to rebuild into the live bucket %s", bucket)
 	}
 	if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return 0, fmt.Errorf("projections: delete bucket %s: %w", bucket, err)
 	}
-	kv, err := js.CreateKeyValue(ctx, pipeline.RoomsBucketConfig(bucket, sc))
+	kv, err := js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, sc))
 	if err != nil {
 		return 0, fmt.Errorf("projections: create bucket %s: %w", bucket, err)
 	}
 	rooms := map[string]Room{}
 	n := 0
-	err = pipeline.Read(ctx, js, pipeline.ReadOptions{Filter: pipeline.EventsSubjects}, func(e events.Envelope) error {
+	err = eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(e events.Envelope) error {
 		r, ok := rooms[e.Room]
 		if !ok {
 			r = NewRoom(e.Room)

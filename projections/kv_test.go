@@ -13,12 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
 type env struct {
-	srv *pipeline.Server
+	srv *natsnode.Server
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 }
@@ -28,7 +29,7 @@ type env struct {
 func start(t testing.TB) env {
 	t.Helper()
 	ctx := t.Context()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "proj-test", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "proj-test", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect("test")
@@ -36,8 +37,8 @@ func start(t testing.TB) env {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, pipeline.Declare(ctx, js, pipeline.StorageConfig{}))
-	kv, err := js.KeyValue(ctx, pipeline.BucketRooms)
+	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
+	kv, err := js.KeyValue(ctx, eventlog.BucketRooms)
 	require.NoError(t, err)
 	return env{srv: srv, js: js, kv: kv}
 }
@@ -166,7 +167,7 @@ func storedMsg(t *testing.T, x events.Envelope, seq string) *message.Message {
 	require.NoError(t, err)
 	m := message.NewMessage(x.ID, b)
 	if seq != "" {
-		m.Metadata.Set(pipeline.MetaSeq, seq)
+		m.Metadata.Set(eventlog.MetaSeq, seq)
 	}
 	m.SetContext(t.Context())
 	return m
@@ -205,11 +206,11 @@ func TestLiveEqualsRebuild(t *testing.T) {
 
 	subConn, err := e.srv.Connect("projection")
 	require.NoError(t, err)
-	sub, err := pipeline.NewEventSubscriber(subConn, pipeline.EventSubscriberConfig{Durable: "rooms", Filter: pipeline.EventsSubjects})
+	sub, err := eventlog.NewEventSubscriber(subConn, eventlog.EventSubscriberConfig{Durable: "rooms", Filter: eventlog.EventsSubjects})
 	require.NoError(t, err)
-	router, err := pipeline.NewRouter(nil)
+	router, err := eventlog.NewRouter(nil)
 	require.NoError(t, err)
-	router.AddConsumerHandler("rooms", pipeline.EventsSubjects, sub, projections.NewKVRunner(e.kv, nil).Handle)
+	router.AddConsumerHandler("rooms", eventlog.EventsSubjects, sub, projections.NewKVRunner(e.kv, nil).Handle)
 	done := make(chan error, 1)
 	go func() { done <- router.Run(ctx) }()
 	t.Cleanup(func() {
@@ -218,7 +219,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 	})
 	<-router.Running()
 
-	app := pipeline.NewAppender(e.js, "n1")
+	app := eventlog.NewAppender(e.js, "n1")
 	var last uint64
 	for _, room := range []string{"r1", "r2"} {
 		for _, x := range withLeave(t) {
@@ -232,7 +233,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 		return err == nil && r.LastSeq == last
 	}, 30*time.Second, 20*time.Millisecond)
 
-	n, err := projections.Rebuild(ctx, e.js, "rooms_rebuild", pipeline.StorageConfig{})
+	n, err := projections.Rebuild(ctx, e.js, "rooms_rebuild", eventlog.StorageConfig{})
 	require.NoError(t, err)
 	require.Equal(t, 2*(len(withLeave(t))), n, "every event read once (room.created is in the sample)")
 	rebuilt, err := e.js.KeyValue(ctx, "rooms_rebuild")
@@ -243,7 +244,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, stringMap(want), stringMap(live))
 
-	_, err = projections.Rebuild(ctx, e.js, pipeline.BucketRooms, pipeline.StorageConfig{})
+	_, err = projections.Rebuild(ctx, e.js, eventlog.BucketRooms, eventlog.StorageConfig{})
 	require.Error(t, err, "never rebuild into the live bucket")
 }
 

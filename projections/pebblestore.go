@@ -13,7 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // The read models the KV cannot hold (indexes across rooms, figures over time) live in one
@@ -165,12 +165,12 @@ func (r *PebbleRunner) Name() string { return r.model.Name() }
 // Handle is the watermill handler: one stored event per message. An event that does not decode
 // is an error, so that the router's poison queue parks it.
 func (r *PebbleRunner) Handle(msg *message.Message) error {
-	seq, err := strconv.ParseUint(msg.Metadata.Get(pipeline.MetaSeq), 10, 64)
+	seq, err := strconv.ParseUint(msg.Metadata.Get(eventlog.MetaSeq), 10, 64)
 	if err != nil {
 		return fmt.Errorf("projections: %s: message %s has no stream sequence: %w", r.model.Name(), msg.UUID, err)
 	}
 	// Without the figure (not a JetStream message) the batch ends here.
-	last := msg.Metadata.Get(pipeline.MetaPending) == "0" || msg.Metadata.Get(pipeline.MetaPending) == ""
+	last := msg.Metadata.Get(eventlog.MetaPending) == "0" || msg.Metadata.Get(eventlog.MetaPending) == ""
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	applied, err := r.appliedSeq()

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -62,7 +62,7 @@ func publish(t testing.TB, js jetstream.JetStream, evs []events.Envelope) []even
 	for i, e := range evs {
 		b, err := events.Encode(e)
 		require.NoError(t, err)
-		ack, err := js.Publish(t.Context(), pipeline.EventSubject(e.Room, events.Kind(e.Type)), b)
+		ack, err := js.Publish(t.Context(), eventlog.EventSubject(e.Room, events.Kind(e.Type)), b)
 		require.NoError(t, err)
 		evs[i].Seq = ack.Sequence
 	}
@@ -71,25 +71,25 @@ func publish(t testing.TB, js jetstream.JetStream, evs []events.Envelope) []even
 
 // runModels runs one runner per model on a consumer router (with the poison queue on
 // poison.test), each from a durable named prefix-<model>; stop closes the router.
-func runModels(t *testing.T, e env, db *pebble.DB, prefix string, cfg pipeline.ConsumerRouterConfig, models ...projections.Model) (stop func()) {
+func runModels(t *testing.T, e env, db *pebble.DB, prefix string, cfg eventlog.ConsumerRouterConfig, models ...projections.Model) (stop func()) {
 	return runModelsBatch(t, e, db, prefix, cfg, projections.DefaultMaxBatch, models...)
 }
 
 // runModelsBatch is runModels with batches of at most maxBatch events; the consumers are
 // configured as a node's (projections.RunnerInFlight).
-func runModelsBatch(t *testing.T, e env, db *pebble.DB, prefix string, cfg pipeline.ConsumerRouterConfig, maxBatch int, models ...projections.Model) (stop func()) {
+func runModelsBatch(t *testing.T, e env, db *pebble.DB, prefix string, cfg eventlog.ConsumerRouterConfig, maxBatch int, models ...projections.Model) (stop func()) {
 	t.Helper()
 	nc, err := e.srv.Connect("runner")
 	require.NoError(t, err)
-	r, err := pipeline.NewConsumerRouter(cfg)
+	r, err := eventlog.NewConsumerRouter(cfg)
 	require.NoError(t, err)
 	for _, m := range models {
-		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: prefix + "-" + m.Name(),
-			Filter: pipeline.EventsSubjects, MaxAckPending: projections.RunnerInFlight})
+		sub, err := eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{Durable: prefix + "-" + m.Name(),
+			Filter: eventlog.EventsSubjects, MaxAckPending: projections.RunnerInFlight})
 		require.NoError(t, err)
 		runner := projections.NewPebbleRunner(db, m, nil)
 		require.NoError(t, runner.SetMaxBatch(maxBatch))
-		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
+		r.AddConsumerHandler(m.Name(), eventlog.EventsSubjects, sub, runner.Handle)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -210,7 +210,7 @@ func testResumesAfterCrash(t *testing.T, staged bool) {
 	if staged {
 		model = crashStaged{crash}
 	}
-	stop := runModelsBatch(t, e, db, "run1", pipeline.ConsumerRouterConfig{}, 100, model, projections.AuditIndex{})
+	stop := runModelsBatch(t, e, db, "run1", eventlog.ConsumerRouterConfig{}, 100, model, projections.AuditIndex{})
 	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
 	waitCheckpoint(t, db, projections.AuditModelName, last)
 	stop()
@@ -236,7 +236,7 @@ func testResumesAfterCrash(t *testing.T, staged bool) {
 
 	// A new durable delivers the whole log again: the worst case after a crash (the real
 	// consumer resumes from its ack floor, which is at or below the checkpoint).
-	runModels(t, e, db2, "run2", pipeline.ConsumerRouterConfig{}, projections.Analytics{}, projections.AuditIndex{})
+	runModels(t, e, db2, "run2", eventlog.ConsumerRouterConfig{}, projections.Analytics{}, projections.AuditIndex{})
 	waitCheckpoint(t, db2, projections.AnalyticsModelName, last)
 	waitCheckpoint(t, db2, projections.AuditModelName, last)
 	require.Equal(t, want, figures(t, db2, rooms, at), "resumed run")
@@ -276,12 +276,12 @@ func (f failOn) Apply(b *pebble.Batch, e events.Envelope) error {
 func TestPoisonQueue(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	require.NoError(t, pipeline.DeclarePoison(ctx, e.js, pipeline.StorageConfig{}))
+	require.NoError(t, eventlog.DeclarePoison(ctx, e.js, eventlog.StorageConfig{}))
 	evs := publish(t, e.js, workload(t, 20))
 	bad := evAt(t, 0, 30, "evil", join("x"))
 	bad.Room, bad.Subject = "room1", "room1"
 	evil := publish(t, e.js, []events.Envelope{bad})[0]
-	garbage, err := e.js.Publish(ctx, pipeline.EventSubject("room0", "peer_joined"), []byte(`{"not":"an event"`))
+	garbage, err := e.js.Publish(ctx, eventlog.EventSubject("room0", "peer_joined"), []byte(`{"not":"an event"`))
 	require.NoError(t, err)
 	after := publish(t, e.js, workload(t, 40)[20:])
 	last := after[len(after)-1].Seq
@@ -289,8 +289,8 @@ func TestPoisonQueue(t *testing.T) {
 	db, err := projections.OpenPebble("rm", vfs.NewMem(), false)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	runModels(t, e, db, "poison", pipeline.ConsumerRouterConfig{
-		Poison: pipeline.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
+	runModels(t, e, db, "poison", eventlog.ConsumerRouterConfig{
+		Poison: eventlog.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
 	}, failOn{projections.Analytics{}})
 	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
 
@@ -298,7 +298,7 @@ func TestPoisonQueue(t *testing.T) {
 	want := expected(t, append(evs, after...), at)
 	require.Equal(t, want, figures(t, db, []string{"room0", "room1", "room2"}, at))
 
-	stream, err := e.js.Stream(ctx, pipeline.StreamPoison)
+	stream, err := e.js.Stream(ctx, eventlog.StreamPoison)
 	require.NoError(t, err)
 	var parked []uint64
 	for seq := uint64(1); ; seq++ {
@@ -309,10 +309,10 @@ func TestPoisonQueue(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "poison.test", m.Subject)
 		require.NotEmpty(t, m.Header.Get("reason_poisoned"))
-		if s := m.Header.Get(pipeline.MetaSeq); s == strconv.FormatUint(evil.Seq, 10) {
+		if s := m.Header.Get(eventlog.MetaSeq); s == strconv.FormatUint(evil.Seq, 10) {
 			require.Contains(t, m.Header.Get("reason_poisoned"), "evil event on two lines")
 		}
-		s, err := strconv.ParseUint(m.Header.Get(pipeline.MetaSeq), 10, 64)
+		s, err := strconv.ParseUint(m.Header.Get(eventlog.MetaSeq), 10, 64)
 		require.NoError(t, err)
 		parked = append(parked, s)
 	}
@@ -325,14 +325,14 @@ func TestPoisonQueue(t *testing.T) {
 func TestStagedPoison(t *testing.T) {
 	e := start(t)
 	ctx := t.Context()
-	require.NoError(t, pipeline.DeclarePoison(ctx, e.js, pipeline.StorageConfig{}))
+	require.NoError(t, eventlog.DeclarePoison(ctx, e.js, eventlog.StorageConfig{}))
 	evs := publish(t, e.js, workload(t, 20))
 	bad, err := events.New(events.Meta{Room: "room1", Actor: "x", Node: "n1", Time: h0}, join("x"))
 	require.NoError(t, err)
 	bad.Data = []byte(`{"peer":5}`)
 	raw, err := events.Encode(bad)
 	require.NoError(t, err)
-	ack, err := e.js.Publish(ctx, pipeline.EventSubject("room1", events.Kind(bad.Type)), raw)
+	ack, err := e.js.Publish(ctx, eventlog.EventSubject("room1", events.Kind(bad.Type)), raw)
 	require.NoError(t, err)
 	after := publish(t, e.js, workload(t, 40)[20:])
 	last := after[len(after)-1].Seq
@@ -340,17 +340,17 @@ func TestStagedPoison(t *testing.T) {
 	db, err := projections.OpenPebble("rm", vfs.NewMem(), false)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	runModels(t, e, db, "staged", pipeline.ConsumerRouterConfig{
-		Poison: pipeline.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
+	runModels(t, e, db, "staged", eventlog.ConsumerRouterConfig{
+		Poison: eventlog.NewPoisonPublisher(e.js), PoisonTopic: "poison.test", MaxRetries: 2, InitialInterval: time.Millisecond,
 	}, projections.Analytics{})
 	waitCheckpoint(t, db, projections.AnalyticsModelName, last)
 	at := h0.Add(24 * time.Hour)
 	require.Equal(t, expected(t, append(evs, after...), at), figures(t, db, []string{"room0", "room1", "room2"}, at))
-	stream, err := e.js.Stream(ctx, pipeline.StreamPoison)
+	stream, err := e.js.Stream(ctx, eventlog.StreamPoison)
 	require.NoError(t, err)
 	m, err := stream.GetMsg(ctx, 1)
 	require.NoError(t, err)
-	require.Equal(t, strconv.FormatUint(ack.Sequence, 10), m.Header.Get(pipeline.MetaSeq))
+	require.Equal(t, strconv.FormatUint(ack.Sequence, 10), m.Header.Get(eventlog.MetaSeq))
 	_, err = stream.GetMsg(ctx, 2)
 	require.ErrorIs(t, err, jetstream.ErrMsgNotFound, "one event parked")
 }
@@ -383,15 +383,15 @@ func benchCatchUp(b *testing.B, inFlight, maxBatch int) {
 	nc, err := e.srv.Connect("bench")
 	require.NoError(b, err)
 	defer nc.Close()
-	r, err := pipeline.NewConsumerRouter(pipeline.ConsumerRouterConfig{})
+	r, err := eventlog.NewConsumerRouter(eventlog.ConsumerRouterConfig{})
 	require.NoError(b, err)
 	for _, m := range []projections.Model{projections.AuditIndex{}, projections.Analytics{}} {
-		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: "bench-" + m.Name(),
-			Filter: pipeline.EventsSubjects, MaxAckPending: inFlight})
+		sub, err := eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{Durable: "bench-" + m.Name(),
+			Filter: eventlog.EventsSubjects, MaxAckPending: inFlight})
 		require.NoError(b, err)
 		runner := projections.NewPebbleRunner(db, m, nil)
 		require.NoError(b, runner.SetMaxBatch(maxBatch))
-		r.AddConsumerHandler(m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
+		r.AddConsumerHandler(m.Name(), eventlog.EventsSubjects, sub, runner.Handle)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(context.Background()) }()
@@ -423,8 +423,8 @@ func BenchmarkPebbleRunnerHandle(b *testing.B) {
 				raw, err := events.Encode(e)
 				require.NoError(b, err)
 				m := message.NewMessage(e.ID, raw)
-				m.Metadata.Set(pipeline.MetaSeq, strconv.Itoa(i+1))
-				m.Metadata.Set(pipeline.MetaPending, strconv.Itoa(len(evs)-i-1))
+				m.Metadata.Set(eventlog.MetaSeq, strconv.Itoa(i+1))
+				m.Metadata.Set(eventlog.MetaPending, strconv.Itoa(len(evs)-i-1))
 				msgs[i] = m
 			}
 			db, err := projections.OpenPebble(b.TempDir(), nil, false)

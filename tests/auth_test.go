@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -196,7 +196,7 @@ func TestDevMode(t *testing.T) {
 func eventCount(t *testing.T, node *app.Node) uint64 {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	stream, err := node.JetStream().Stream(ctx, pipeline.StreamEvents)
+	stream, err := node.JetStream().Stream(ctx, eventlog.StreamEvents)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // TestBadInput: malformed or unwanted requests get the status the WHIP/WHEP specifications
@@ -18,7 +18,7 @@ import (
 func TestBadInput(t *testing.T) {
 	node := startNode(t, nodeConfig(t, "bad"))
 	ctx := ctxT(t, 30*time.Second)
-	stream, err := node.JetStream().Stream(ctx, pipeline.StreamEvents)
+	stream, err := node.JetStream().Stream(ctx, eventlog.StreamEvents)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)

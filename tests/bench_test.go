@@ -12,7 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 type countWriter struct{ n atomic.Int64 }
@@ -20,16 +21,16 @@ type countWriter struct{ n atomic.Int64 }
 func (w *countWriter) Write(b []byte) (int, error) { w.n.Add(1); return len(b), nil }
 
 // benchServer is an embedded NATS server without JetStream, shut down when the benchmark ends.
-func benchServer(b *testing.B, ctx context.Context) *pipeline.Server {
+func benchServer(b *testing.B, ctx context.Context) *natsnode.Server {
 	b.Helper()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "bench"})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "bench"})
 	require.NoError(b, err)
 	b.Cleanup(srv.Shutdown)
 	return srv
 }
 
 // benchConn is a client connection to srv, closed when the benchmark ends.
-func benchConn(b *testing.B, srv *pipeline.Server, name string, opts ...nats.Option) *nats.Conn {
+func benchConn(b *testing.B, srv *natsnode.Server, name string, opts ...nats.Option) *nats.Conn {
 	b.Helper()
 	nc, err := srv.Connect(name, opts...)
 	require.NoError(b, err)
@@ -68,11 +69,11 @@ func BenchmarkMediaPath(b *testing.B) {
 			defer cancel()
 			srv := benchServer(b, ctx)
 			pubConn, subConn := benchConn(b, srv, "pub"), benchConn(b, srv, "sub")
-			hub := forward.NewHub(pipeline.NewMediaBus(subConn))
+			hub := forward.NewHub(mediabus.NewMediaBus(subConn))
 			b.Cleanup(hub.Close) // after the viewers detach, before the connections close
 			w := attachViewers(b, hub, viewers)
 			require.NoError(b, subConn.Flush())
-			sender := pipeline.NewMediaBus(pubConn).Sender("room", "track", "0")
+			sender := mediabus.NewMediaBus(pubConn).Sender("room", "track", "0")
 			pkt := benchPacket()
 			b.SetBytes(int64(len(pkt)))
 			b.ReportAllocs()
@@ -109,7 +110,7 @@ func BenchmarkMediaPathLocal(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			srv := benchServer(b, ctx)
-			bus, err := pipeline.NewLocalMediaBus(benchConn(b, srv, "feedback"), benchConn(b, srv, "rtp", nats.NoEcho()), srv.Interest)
+			bus, err := mediabus.NewLocalMediaBus(benchConn(b, srv, "feedback"), benchConn(b, srv, "rtp", nats.NoEcho()), srv.Interest)
 			require.NoError(b, err)
 			// The publisher's sender exists before viewers can find the track, as on a node.
 			sender := bus.Sender("room", "track", "0")

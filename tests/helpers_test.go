@@ -15,8 +15,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/schemas"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
@@ -102,7 +102,7 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 func roomEvents(t testing.TB, js jetstream.JetStream, room string) []events.Envelope {
 	t.Helper()
 	var out []events.Envelope
-	err := pipeline.Read(ctxT(t, 10*time.Second), js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+	err := eventlog.Read(ctxT(t, 10*time.Second), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
 		out = append(out, e)
 		return nil
 	})
@@ -117,7 +117,7 @@ func requireSchemaValid(t testing.TB, js jetstream.JetStream) int {
 	v, err := schemas.New()
 	require.NoError(t, err)
 	n := 0
-	err = pipeline.Read(ctxT(t, 20*time.Second), js, pipeline.ReadOptions{Filter: pipeline.EventsSubjects}, func(e events.Envelope) error {
+	err = eventlog.Read(ctxT(t, 20*time.Second), js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(e events.Envelope) error {
 		raw, err := events.Encode(e)
 		require.NoError(t, err)
 		require.NoError(t, v.ValidateEvent(raw), "event %d %s", e.Seq, raw)

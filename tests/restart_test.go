@@ -9,7 +9,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -63,7 +63,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 // eventsOf reads a stopped node's log by opening its data dir with a bare embedded server.
 func eventsOf(t *testing.T, room string, c app.Config) []events.Envelope {
 	t.Helper()
-	srv, err := pipeline.StartServer(ctxT(t, 10*time.Second), pipeline.ServerConfig{Name: "reader", JetStream: true, StoreDir: c.DataDir})
+	srv, err := natsnode.StartServer(ctxT(t, 10*time.Second), natsnode.ServerConfig{Name: "reader", JetStream: true, StoreDir: c.DataDir})
 	require.NoError(t, err)
 	defer srv.Shutdown()
 	nc, err := srv.Connect("reader")

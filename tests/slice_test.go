@@ -8,7 +8,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -144,7 +144,7 @@ func requireRebuildEqual(t *testing.T, node *app.Node) {
 	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
 	require.NoError(t, node.WaitProjected(ctx))
-	n, err := projections.Rebuild(ctx, node.JetStream(), "rooms-rebuild", pipeline.StorageConfig{})
+	n, err := projections.Rebuild(ctx, node.JetStream(), "rooms-rebuild", eventlog.StorageConfig{})
 	require.NoError(t, err)
 	require.Positive(t, n)
 	rebuilt, err := node.JetStream().KeyValue(ctx, "rooms-rebuild")

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/browser"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
@@ -71,7 +71,7 @@ func TestTimelinePage(t *testing.T) {
 	room := newRoom("timeline")
 	t0 := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	ap := pipeline.NewAppender(node.JetStream(), "timeline")
+	ap := eventlog.NewAppender(node.JetStream(), "timeline")
 	write := func(s int, actor string, p events.Payload) {
 		t.Helper()
 		e, err := events.New(events.Meta{Room: room, Actor: actor, Node: "timeline", Time: at(s)}, p)
@@ -197,7 +197,7 @@ func TestTimelinePage(t *testing.T) {
 
 	// A node with a key: no token, no timeline; a pasted admin token opens it.
 	keyed := startNode(t, nodeConfig(t, "timeline-keyed"))
-	kap := pipeline.NewAppender(keyed.JetStream(), "timeline-keyed")
+	kap := eventlog.NewAppender(keyed.JetStream(), "timeline-keyed")
 	for i, p := range []events.Payload{
 		events.RoomCreated{Node: "timeline-keyed"},
 		events.PeerJoined{Peer: "k1", Transport: "whip", Role: "publisher", Node: "timeline-keyed", Identity: "kim"},

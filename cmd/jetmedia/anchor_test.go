@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
@@ -27,7 +27,7 @@ import (
 func forgeByRecreatingStream(t *testing.T, js jetstream.JetStream, room string, seq uint64) {
 	t.Helper()
 	ctx := t.Context()
-	stream, err := js.Stream(ctx, pipeline.StreamEvents)
+	stream, err := js.Stream(ctx, eventlog.StreamEvents)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
@@ -37,7 +37,7 @@ func forgeByRecreatingStream(t *testing.T, js jetstream.JetStream, room string, 
 		require.NoError(t, err)
 		msgs = append(msgs, m)
 	}
-	require.NoError(t, js.DeleteStream(ctx, pipeline.StreamEvents))
+	require.NoError(t, js.DeleteStream(ctx, eventlog.StreamEvents))
 	_, err = js.CreateStream(ctx, info.Config)
 	require.NoError(t, err)
 	prev := ""
@@ -103,7 +103,7 @@ func TestAuditAnchor(t *testing.T) {
 	// (b) The log grows honestly after the anchor: the anchor still holds.
 	onStore(t, dir, func(js jetstream.JetStream) {
 		for _, e := range loggen.Events("r", 20, 3, genStart.Add(time.Hour), time.Second) {
-			_, err := pipeline.NewAppender(js, "n1").Append(t.Context(), e)
+			_, err := eventlog.NewAppender(js, "n1").Append(t.Context(), e)
 			require.NoError(t, err)
 		}
 	})
@@ -128,7 +128,7 @@ func TestAuditAnchor(t *testing.T) {
 	// (a) Event 50 of room r rewritten, the room's tail re-chained.
 	onStore(t, dir, func(js jetstream.JetStream) {
 		forgeByRecreatingStream(t, js, "r", 50)
-		stream, err := js.Stream(t.Context(), pipeline.StreamEvents)
+		stream, err := js.Stream(t.Context(), eventlog.StreamEvents)
 		require.NoError(t, err)
 		m, err := stream.GetMsg(t.Context(), 50)
 		require.NoError(t, err)

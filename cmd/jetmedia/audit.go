@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -85,9 +85,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.close()
-	filter := pipeline.EventsSubjects
+	filter := eventlog.EventsSubjects
 	if *room != "" {
-		filter = pipeline.RoomEventsFilter(*room)
+		filter = eventlog.RoomEventsFilter(*room)
 	}
 	head, err := headSeq(ctx, c.js, filter)
 	if err != nil {
@@ -304,9 +304,9 @@ func printChain(w io.Writer, ch *events.Chain) {
 
 // headSeq is the stream sequence of the newest event matching filter (0 when none).
 func headSeq(ctx context.Context, js jetstream.JetStream, filter string) (uint64, error) {
-	stream, err := js.Stream(ctx, pipeline.StreamEvents)
+	stream, err := js.Stream(ctx, eventlog.StreamEvents)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", pipeline.StreamEvents, err)
+		return 0, fmt.Errorf("stream %s: %w", eventlog.StreamEvents, err)
 	}
 	msg, err := stream.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

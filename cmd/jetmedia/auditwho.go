@@ -19,7 +19,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -184,7 +184,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	n := 0
-	err = pipeline.ReadStored(ctx, c.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(*room)}, func(s pipeline.StoredEvent) error {
+	err = eventlog.ReadStored(ctx, c.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(*room)}, func(s eventlog.StoredEvent) error {
 		n++
 		if cw == nil {
 			if _, err := stdout.Write(s.Data); err != nil {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -37,7 +37,7 @@ func TestAuditWhoAndAnalytics(t *testing.T) {
 	t.Cleanup(func() { _ = node.Close() })
 
 	t0 := time.Date(2026, 11, 3, 14, 0, 0, 0, time.UTC)
-	appender := pipeline.NewAppender(node.JetStream(), "rm")
+	appender := eventlog.NewAppender(node.JetStream(), "rm")
 	add := func(room, who string, min int, p events.Payload) {
 		e, err := events.New(events.Meta{Room: room, Actor: who, Node: "rm", Time: t0.Add(time.Duration(min) * time.Minute)}, p)
 		require.NoError(t, err)

@@ -14,7 +14,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
@@ -29,7 +30,7 @@ func withStore(t *testing.T, fn func(js jetstream.JetStream)) string {
 	onStore(t, dir, func(js jetstream.JetStream) {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
-		require.NoError(t, pipeline.Declare(ctx, js, pipeline.StorageConfig{}))
+		require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
 		fn(js)
 	})
 	return dir
@@ -40,7 +41,7 @@ func onStore(t *testing.T, dir string, fn func(js jetstream.JetStream)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "history-test", JetStream: true, StoreDir: dir})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "history-test", JetStream: true, StoreDir: dir})
 	require.NoError(t, err)
 	defer srv.Shutdown()
 	nc, err := srv.Connect("history-test")
@@ -63,13 +64,13 @@ func TestAuditVerify(t *testing.T) {
 		require.NoError(t, err)
 		raw, err := events.Encode(e)
 		require.NoError(t, err)
-		ack, err := js.Publish(ctx, pipeline.EventSubject("bad", "peer_joined"), raw)
+		ack, err := js.Publish(ctx, eventlog.EventSubject("bad", "peer_joined"), raw)
 		require.NoError(t, err)
 		forgedSeq = ack.Sequence
 		// The appender chains later events after it, so only the forged one breaks.
-		_, err = pipeline.NewAppender(js, "n1").Append(ctx, e)
+		_, err = eventlog.NewAppender(js, "n1").Append(ctx, e)
 		require.NoError(t, err)
-		_, err = pipeline.NewAppender(js, "n1").Append(ctx, loggen.Events("bad", 2, 3, genStart, 0)[1])
+		_, err = eventlog.NewAppender(js, "n1").Append(ctx, loggen.Events("bad", 2, 3, genStart, 0)[1])
 		require.NoError(t, err)
 	})
 	data := "--data=" + dir

@@ -20,7 +20,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
@@ -57,7 +57,7 @@ func TestReadModelsSurviveKill9(t *testing.T) {
 		for i, r := range rooms {
 			require.NoError(t, loggen.Write(t.Context(), js, perRoom, loggen.New(r, uint64(i+7), genStart, 30*time.Second).Next))
 		}
-		require.NoError(t, pipeline.Read(t.Context(), js, pipeline.ReadOptions{Filter: pipeline.EventsSubjects}, func(e events.Envelope) error {
+		require.NoError(t, eventlog.Read(t.Context(), js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(e events.Envelope) error {
 			evs = append(evs, e)
 			return nil
 		}))

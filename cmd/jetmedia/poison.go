@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -90,14 +90,14 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return redrive(ctx, c, filepath.Join(cf.dataDir, app.ReadModelsDir), *model, stdout)
 	}
 	if sub == "drop" && seq != 0 {
-		if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
+		if err := eventlog.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "dropped %d\n", seq)
 		return nil
 	}
-	var list []pipeline.Poisoned
-	err = pipeline.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p pipeline.Poisoned) error {
+	var list []eventlog.Poisoned
+	err = eventlog.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p eventlog.Poisoned) error {
 		if *model == "" || *model == modelOf(p) {
 			list = append(list, p)
 		}
@@ -108,7 +108,7 @@ func poisonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if sub == "drop" {
 		for _, p := range list {
-			if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, p.Seq); err != nil {
+			if err := eventlog.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, p.Seq); err != nil {
 				return err
 			}
 		}
@@ -147,7 +147,7 @@ func redrive(ctx context.Context, c *conn, dir, model string, stdout io.Writer) 
 	if model != "" {
 		parked[model] = nil
 	}
-	err := pipeline.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p pipeline.Poisoned) error {
+	err := eventlog.ListPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, func(p eventlog.Poisoned) error {
 		if m := modelOf(p); (model == "" || m == model) && knownModel(m) {
 			parked[m] = append(parked[m], p.Seq)
 		}
@@ -169,7 +169,7 @@ func redrive(ctx context.Context, c *conn, dir, model string, stdout io.Writer) 
 			return errors.Join(err, db.Close())
 		}
 		for _, seq := range parked[m] {
-			if err := pipeline.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
+			if err := eventlog.DropPoisoned(ctx, c.js, app.ReadModelsPoisonSubject, seq); err != nil {
 				return errors.Join(err, db.Close())
 			}
 		}
@@ -180,13 +180,13 @@ func redrive(ctx context.Context, c *conn, dir, model string, stdout io.Writer) 
 
 // poisonedJSON is a line of poison list --json: the parked event and its model.
 type poisonedJSON struct {
-	pipeline.Poisoned
+	eventlog.Poisoned
 	Model string `json:"model"`
 }
 
 // modelOf is the read model whose handler parked p (app.runReadModels names the handlers
 // readmodel-<model>).
-func modelOf(p pipeline.Poisoned) string { return strings.TrimPrefix(p.Handler, "readmodel-") }
+func modelOf(p eventlog.Poisoned) string { return strings.TrimPrefix(p.Handler, "readmodel-") }
 
 func modelNames() []string {
 	var out []string

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -32,9 +32,9 @@ func TestPoisonListAndDrop(t *testing.T) {
 	bad.Data = []byte(`{"peer":5}`)
 	raw, err := events.Encode(bad)
 	require.NoError(t, err)
-	badAck, err := js.Publish(ctx, pipeline.EventSubject("sick", events.Kind(bad.Type)), raw)
+	badAck, err := js.Publish(ctx, eventlog.EventSubject("sick", events.Kind(bad.Type)), raw)
 	require.NoError(t, err)
-	junkAck, err := js.Publish(ctx, pipeline.EventSubject("junk", "peer_joined"), []byte(`{"not":"an event"`))
+	junkAck, err := js.Publish(ctx, eventlog.EventSubject("junk", "peer_joined"), []byte(`{"not":"an event"`))
 	require.NoError(t, err)
 	require.NoError(t, node.WaitReadModels(ctx))
 
@@ -94,7 +94,7 @@ func TestPoisonListAndDrop(t *testing.T) {
 	require.Contains(t, out, "dropped "+strconv.FormatUint(first, 10))
 	require.Len(t, list(), len(got)-1)
 	_, err = runCLI(t, "poison", "drop", data, "--seq", strconv.FormatUint(first, 10))
-	require.ErrorIs(t, err, pipeline.ErrNotPoisoned)
+	require.ErrorIs(t, err, eventlog.ErrNotPoisoned)
 
 	out, err = runCLI(t, "poison", "drop", data, "--all", "--model", "audit")
 	require.NoError(t, err)
@@ -147,9 +147,9 @@ func TestPoisonRedrive(t *testing.T) {
 	require.NoError(t, err)
 	rawGood, err := events.Encode(good)
 	require.NoError(t, err)
-	_, err = js.Publish(ctx, pipeline.EventSubject("fine", events.Kind(good.Type)), rawGood)
+	_, err = js.Publish(ctx, eventlog.EventSubject("fine", events.Kind(good.Type)), rawGood)
 	require.NoError(t, err)
-	badAck, err := js.Publish(ctx, pipeline.EventSubject("junk", "peer_joined"), []byte(`{"not":"an event"`))
+	badAck, err := js.Publish(ctx, eventlog.EventSubject("junk", "peer_joined"), []byte(`{"not":"an event"`))
 	require.NoError(t, err)
 	require.NoError(t, node.WaitReadModels(ctx))
 	require.NoError(t, node.Close())

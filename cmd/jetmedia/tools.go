@@ -21,7 +21,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
 )
 
@@ -69,7 +70,7 @@ func (c *connFlags) open(ctx context.Context) (*conn, error) {
 		unlock()
 		return nil, fmt.Errorf("no jetmedia data in %s (run jetmedia serve first, or pass --data or --nats)", c.dataDir)
 	}
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "jetmedia-cli", JetStream: true,
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "jetmedia-cli", JetStream: true,
 		StoreDir: c.dataDir})
 	if err != nil {
 		unlock()
@@ -125,12 +126,12 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	filter := pipeline.EventsSubjects
+	filter := eventlog.EventsSubjects
 	if *room != "" {
 		if !events.ValidID(*room) {
 			return fmt.Errorf("room %q is not a valid id", *room)
 		}
-		filter = pipeline.RoomEventsFilter(*room)
+		filter = eventlog.RoomEventsFilter(*room)
 	}
 	c, err := cf.open(ctx)
 	if err != nil {
@@ -139,14 +140,14 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer c.close()
 	enc := json.NewEncoder(stdout)
 	print := func(e events.Envelope) error { return enc.Encode(e) }
-	opts := pipeline.ReadOptions{Filter: filter}
+	opts := eventlog.ReadOptions{Filter: filter}
 	if *noFollow {
-		return pipeline.Read(ctx, c.js, opts, print)
+		return eventlog.Read(ctx, c.js, opts, print)
 	}
 	if *fromStart {
 		opts.FromSeq = 1
 	}
-	return pipeline.Follow(ctx, c.js, opts, print)
+	return eventlog.Follow(ctx, c.js, opts, print)
 }
 
 func rooms(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -163,9 +164,9 @@ func rooms(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.close()
-	kv, err := c.js.KeyValue(ctx, pipeline.BucketRooms)
+	kv, err := c.js.KeyValue(ctx, eventlog.BucketRooms)
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
 	list, err := projections.Rooms(ctx, kv)
 	if err != nil {
@@ -235,7 +236,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer c.close()
-	head, err := headSeq(ctx, c.js, pipeline.RoomEventsFilter(*room))
+	head, err := headSeq(ctx, c.js, eventlog.RoomEventsFilter(*room))
 	if err != nil {
 		return err
 	}
@@ -320,14 +321,14 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer c.close()
 	start := time.Now()
-	n, err := projections.Rebuild(ctx, c.js, *bucket, pipeline.StorageConfig{})
+	n, err := projections.Rebuild(ctx, c.js, *bucket, eventlog.StorageConfig{})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "folded %d events into bucket %s in %s\n", n, *bucket, time.Since(start).Round(time.Millisecond))
-	live, err := c.js.KeyValue(ctx, pipeline.BucketRooms)
+	live, err := c.js.KeyValue(ctx, eventlog.BucketRooms)
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
 	rebuilt, err := c.js.KeyValue(ctx, *bucket)
 	if err != nil {
@@ -356,6 +357,6 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("rebuilt bucket differs from the live one in %d keys (the live projection may be behind): %s",
 			len(diff), strings.Join(diff[:min(len(diff), 10)], ", "))
 	}
-	fmt.Fprintf(stdout, "identical to the live bucket %s (%d keys)\n", pipeline.BucketRooms, len(a))
+	fmt.Fprintf(stdout, "identical to the live bucket %s (%d keys)\n", eventlog.BucketRooms, len(a))
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/schemas"
 )
@@ -83,9 +83,9 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	const room = "mixed"
 	t0 := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	oldNode := pipeline.NewAppender(node.JetStream(), "old")
-	newNode := pipeline.NewAppender(node.JetStream(), "upgraded")
-	write := func(ap *pipeline.Appender, nodeName string, s float64, actor string, p events.Payload) {
+	oldNode := eventlog.NewAppender(node.JetStream(), "old")
+	newNode := eventlog.NewAppender(node.JetStream(), "upgraded")
+	write := func(ap *eventlog.Appender, nodeName string, s float64, actor string, p events.Payload) {
 		t.Helper()
 		e, err := events.New(events.Meta{Room: room, Actor: actor, Node: nodeName, Time: at(s)}, p)
 		require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 
 	// The stored types are as written: nothing rewrites the log.
 	var stored []string
-	require.NoError(t, pipeline.Read(ctx, node.JetStream(), pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+	require.NoError(t, eventlog.Read(ctx, node.JetStream(), eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
 		stored = append(stored, e.Type)
 		return nil
 	}))
@@ -124,7 +124,7 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	// Every stored event validates against the schema of its own version.
 	v, err := schemas.New()
 	require.NoError(t, err)
-	require.NoError(t, pipeline.ReadStored(ctx, node.JetStream(), pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(s pipeline.StoredEvent) error {
+	require.NoError(t, eventlog.ReadStored(ctx, node.JetStream(), eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(s eventlog.StoredEvent) error {
 		return v.ValidateEvent(s.Data)
 	}))
 

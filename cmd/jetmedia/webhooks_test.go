@@ -18,7 +18,7 @@ import (
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // A node configured with a webhook parks what its receiver refuses; the CLI lists the parked
@@ -49,7 +49,7 @@ func TestWebhooksParkedAndRedrive(t *testing.T) {
 	defer cancel()
 	node := startCLINode(t, ctx, cfg)
 
-	ap := pipeline.NewAppender(node.JetStream(), "hooks")
+	ap := eventlog.NewAppender(node.JetStream(), "hooks")
 	var want []string
 	for _, peer := range []string{"a", "b", "c"} {
 		e, err := events.New(events.Meta{Room: "hooked", Actor: peer, Node: "hooks", Time: time.Now()},
@@ -150,7 +150,7 @@ func TestWebhooksAcrossNodeRestart(t *testing.T) {
 	defer cancel()
 	node, err := app.Start(ctx, cfg)
 	require.NoError(t, err)
-	ap := pipeline.NewAppender(node.JetStream(), "restart")
+	ap := eventlog.NewAppender(node.JetStream(), "restart")
 	for i := range 20 {
 		peer := "p" + strconv.Itoa(i)
 		e, err := events.New(events.Meta{Room: "rs" + strconv.Itoa(i%3), Actor: peer, Node: "restart", Time: time.Now()},
@@ -162,7 +162,7 @@ func TestWebhooksAcrossNodeRestart(t *testing.T) {
 	want := map[string][]string{}
 	for r := range 3 {
 		room := "rs" + strconv.Itoa(r)
-		require.NoError(t, pipeline.Read(ctx, node.JetStream(), pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)},
+		require.NoError(t, eventlog.Read(ctx, node.JetStream(), eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)},
 			func(e events.Envelope) error { want[room] = append(want[room], e.ID); return nil }))
 	}
 	time.Sleep(50 * time.Millisecond) // events taken, attempts failing

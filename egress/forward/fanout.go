@@ -8,7 +8,7 @@ import (
 
 	"github.com/pion/rtp"
 
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 )
 
 // Writer takes a finished RTP packet for one viewer; pion's TrackLocalWriter is one.
@@ -39,9 +39,9 @@ func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
 	return &Output{rw: Rewriter{SSRC: ssrc, PayloadType: payloadType}, w: w, hw: hw}
 }
 
-// Subscriber subscribes to a track's media subject; pipeline.MediaBus is one.
+// Subscriber subscribes to a track's media subject; mediabus.MediaBus is one.
 type Subscriber interface {
-	Subscribe(room, track, layer string, fn func(data []byte)) (*pipeline.MediaSubscription, error)
+	Subscribe(room, track, layer string, fn func(data []byte)) (*mediabus.MediaSubscription, error)
 }
 
 // Batcher groups the viewers' writes of one packet: between Cork and Uncork the writes are
@@ -458,7 +458,7 @@ type Hub struct {
 
 type hubEntry struct {
 	f   *Fanout
-	sub *pipeline.MediaSubscription
+	sub *mediabus.MediaSubscription
 }
 
 // stats are the fan-out's counters plus the packets its subscription dropped because the

@@ -11,7 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 type collector struct {
@@ -42,11 +43,11 @@ func (c *collector) last() rtp.Packet {
 	return c.pkts[len(c.pkts)-1]
 }
 
-func startBus(t *testing.T) (*pipeline.MediaBus, *nats.Conn) {
+func startBus(t *testing.T) (*mediabus.MediaBus, *nats.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "hub-test", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "hub-test", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	sub, err := srv.Connect("media-sub")
@@ -55,12 +56,12 @@ func startBus(t *testing.T) (*pipeline.MediaBus, *nats.Conn) {
 	pub, err := srv.Connect("media-pub")
 	require.NoError(t, err)
 	t.Cleanup(pub.Close)
-	return pipeline.NewMediaBus(sub), pub
+	return mediabus.NewMediaBus(sub), pub
 }
 
 func TestHub(t *testing.T) {
 	bus, pubConn := startBus(t)
-	sender := pipeline.NewMediaBus(pubConn).Sender("r1", "t1", "0")
+	sender := mediabus.NewMediaBus(pubConn).Sender("r1", "t1", "0")
 	hub := forward.NewHub(bus)
 
 	a, b := &collector{}, &collector{}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // ackWait is long on purpose: an event may wait in its room's lane behind another one being
@@ -109,12 +109,12 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Deliverer,
 }
 
 func (d *Deliverer) consume(ctx context.Context, ep Endpoint) (jetstream.MessagesContext, error) {
-	c, err := d.js.CreateOrUpdateConsumer(ctx, pipeline.StreamEvents, jetstream.ConsumerConfig{
+	c, err := d.js.CreateOrUpdateConsumer(ctx, eventlog.StreamEvents, jetstream.ConsumerConfig{
 		Durable:     ep.Durable(),
 		Description: "jetmedia webhook " + ep.URL,
 		// Types are filtered here, not by subject, so that a changed filter keeps the
 		// consumer and its checkpoint.
-		FilterSubject: pipeline.EventsSubjects,
+		FilterSubject: eventlog.EventsSubjects,
 		// A new endpoint gets the events from its first start on, not the whole history.
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -130,7 +130,7 @@ func (d *Deliverer) consume(ctx context.Context, ep Endpoint) (jetstream.Message
 	// Some of the rewound events may have been delivered already (acks are not in log order
 	// across rooms): duplicates, which Webhook-Id makes detectable.
 	if info, err := c.Info(ctx); err == nil && info.NumAckPending > 0 {
-		if _, err := d.js.ResetConsumer(ctx, pipeline.StreamEvents, ep.Durable()); err != nil {
+		if _, err := d.js.ResetConsumer(ctx, eventlog.StreamEvents, ep.Durable()); err != nil {
 			return nil, fmt.Errorf("webhook %s: rewind consumer %s: %w", ep.URL, ep.Durable(), err)
 		}
 	}

@@ -24,7 +24,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 const secret = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
@@ -33,7 +34,7 @@ var key = []byte("secret-key-for-tests")
 
 type bed struct {
 	js  jetstream.JetStream
-	app *pipeline.Appender
+	app *eventlog.Appender
 }
 
 // newBed runs a real embedded NATS server with JetStream and declares the event stream.
@@ -41,7 +42,7 @@ func newBed(t *testing.T) bed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "webhook-test", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "webhook-test", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect("test")
@@ -49,8 +50,8 @@ func newBed(t *testing.T) bed {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, pipeline.Declare(ctx, js, pipeline.StorageConfig{}))
-	return bed{js: js, app: pipeline.NewAppender(js, "n1")}
+	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
+	return bed{js: js, app: eventlog.NewAppender(js, "n1")}
 }
 
 // appendN appends n events to room, alternating joins and leaves.
@@ -70,7 +71,7 @@ func (b bed) append(t *testing.T, room string, i int) {
 // logOf is every stored event id of room in log order, with its type.
 func (b bed) logOf(t *testing.T, room string) (ids, types []string) {
 	t.Helper()
-	err := pipeline.Read(context.Background(), b.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+	err := eventlog.Read(context.Background(), b.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
 		ids = append(ids, e.ID)
 		types = append(types, e.Type)
 		return nil

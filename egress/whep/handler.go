@@ -13,8 +13,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -50,7 +50,7 @@ type Catalog interface {
 type Config struct {
 	API      *webrtc.API
 	Sessions *rtc.Registry
-	Bus      *pipeline.MediaBus
+	Bus      *mediabus.MediaBus
 	Hub      *forward.Hub
 	Catalog  Catalog
 	// Auth checks bearer tokens: POST needs the subscribe grant for the room, PATCH and

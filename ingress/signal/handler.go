@@ -21,8 +21,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -49,7 +49,7 @@ type DeliveredTrack interface {
 type Config struct {
 	API      *webrtc.API
 	Sessions *rtc.Registry
-	Bus      *pipeline.MediaBus
+	Bus      *mediabus.MediaBus
 	Deliver  Deliverer
 	// Rooms is the rooms KV bucket the session watches for the room's state.
 	Rooms jetstream.KeyValue
@@ -354,7 +354,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 			c.feed(input{data: &d})
 		}
 	}
-	for _, subj := range []string{pipeline.DataRoomSubject(room), pipeline.DataPeerSubject(room, id)} {
+	for _, subj := range []string{mediabus.DataRoomSubject(room), mediabus.DataPeerSubject(room, id)} {
 		sub, err := h.cfg.Data.Subscribe(subj, onData)
 		if err != nil {
 			c.runCleanup()
@@ -646,9 +646,9 @@ func (c *conn) step(in func() Output) error {
 		if merr != nil {
 			continue
 		}
-		subj := pipeline.DataRoomSubject(c.s.Room)
+		subj := mediabus.DataRoomSubject(c.s.Room)
 		if d.To != "" {
-			subj = pipeline.DataPeerSubject(c.s.Room, d.To)
+			subj = mediabus.DataPeerSubject(c.s.Room, d.To)
 		}
 		if perr := c.h.cfg.Data.Publish(subj, b); perr != nil {
 			c.send(errMsg(CodeInternal, "data not sent: %v", perr))

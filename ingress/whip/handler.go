@@ -13,8 +13,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -22,7 +22,7 @@ import (
 type Config struct {
 	API      *webrtc.API
 	Sessions *rtc.Registry
-	Bus      *pipeline.MediaBus
+	Bus      *mediabus.MediaBus
 	// Auth checks bearer tokens: POST needs the publish grant for the room, PATCH and DELETE
 	// the session owner's identity (or admin).
 	Auth rtc.Authorizer

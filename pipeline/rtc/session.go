@@ -30,7 +30,7 @@ type Core interface {
 	Tick(now time.Time) Output
 }
 
-// Appender stores events; pipeline.Appender is the real one.
+// Appender stores events; eventlog.Appender is the real one.
 type Appender interface {
 	Append(ctx context.Context, evs ...events.Envelope) (uint64, error)
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // Gen generates one room's events. The zero value is not usable; use New.
@@ -164,7 +164,7 @@ func Write(ctx context.Context, js jetstream.JetStream, n int, next func() event
 			return err
 		}
 		prev = events.Hash(raw)
-		f, err := js.PublishAsync(pipeline.EventSubject(e.Room, events.Kind(e.Type)), raw)
+		f, err := js.PublishAsync(eventlog.EventSubject(e.Room, events.Kind(e.Type)), raw)
 		if err != nil {
 			return fmt.Errorf("loggen: publish event %d: %w", i, err)
 		}

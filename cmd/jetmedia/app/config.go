@@ -13,8 +13,8 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // Config is a node's configuration. Defaults() gives one that works on one machine.
@@ -48,7 +48,7 @@ type Config struct {
 	// node that uses the JetStream of the hub or cluster it joins.
 	JetStream bool
 	// Storage sets the event log's retention (default: keep everything).
-	Storage pipeline.StorageConfig
+	Storage eventlog.StorageConfig
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
 	ConnectTimeout  time.Duration
 	DisconnectGrace time.Duration

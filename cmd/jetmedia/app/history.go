@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -200,8 +200,8 @@ func (n *Node) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
 	sent := 0
-	opts := pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room), FromSeq: max(q.from.seq, 1)}
-	err = pipeline.ReadStored(ctx, n.js, opts, func(s pipeline.StoredEvent) error {
+	opts := eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room), FromSeq: max(q.from.seq, 1)}
+	err = eventlog.ReadStored(ctx, n.js, opts, func(s eventlog.StoredEvent) error {
 		if q.to.seq != 0 && s.Seq > q.to.seq {
 			return errPageDone
 		}

@@ -57,7 +57,7 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// appender times appends; it stands between the session registries and pipeline.Appender.
+// appender times appends; it stands between the session registries and eventlog.Appender.
 func (m *metrics) appender(a rtc.Appender) rtc.Appender { return timedAppender{a: a, m: m} }
 
 type timedAppender struct {

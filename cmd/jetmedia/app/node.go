@@ -24,8 +24,10 @@ import (
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/whip"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -42,14 +44,14 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	srv      *pipeline.Server
+	srv      *natsnode.Server
 	ctrl     *nats.Conn // control plane: JetStream API, appends, KV
 	media    *nats.Conn // media plane: feedback
 	rtp      *nats.Conn // media plane: RTP, without echo (the bus hands the node's own to its viewers)
 	js       jetstream.JetStream
 	rooms    jetstream.KeyValue
-	appender *pipeline.Appender
-	bus      *pipeline.MediaBus
+	appender *eventlog.Appender
+	bus      *mediabus.MediaBus
 	edge     *rtc.Edge
 	hub      *forward.Hub
 	whipReg  *rtc.Registry
@@ -99,10 +101,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
 	}
-	n.srv, err = pipeline.StartServer(ctx, pipeline.ServerConfig{
+	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
 		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Cluster: pipeline.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
-		Leaf:    pipeline.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
+		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
+		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
 		Logger:  log,
 	})
 	if err != nil {
@@ -127,14 +129,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelDeclare()
-	if err = pipeline.Declare(declareCtx, n.js, cfg.Storage); err != nil {
+	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
 		return nil, err
 	}
-	if n.rooms, err = n.js.KeyValue(ctx, pipeline.BucketRooms); err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", pipeline.BucketRooms, err)
+	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
-	n.appender = pipeline.NewAppender(n.js, cfg.Name)
-	if n.bus, err = pipeline.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
+	n.appender = eventlog.NewAppender(n.js, cfg.Name)
+	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
 		return nil, err
 	}
 	n.hub = forward.NewHub(n.bus)
@@ -229,18 +231,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 // startProjection runs the rooms projection on the watermill router from a durable consumer.
 func (n *Node) startProjection(ctx context.Context) error {
-	sub, err := pipeline.NewEventSubscriber(n.ctrl, pipeline.EventSubscriberConfig{
-		Durable: ProjectionDurable, Filter: pipeline.EventsSubjects, Logger: n.log,
+	sub, err := eventlog.NewEventSubscriber(n.ctrl, eventlog.EventSubscriberConfig{
+		Durable: ProjectionDurable, Filter: eventlog.EventsSubjects, Logger: n.log,
 	})
 	if err != nil {
 		return err
 	}
-	if n.router, err = pipeline.NewRouter(n.log); err != nil {
+	if n.router, err = eventlog.NewRouter(n.log); err != nil {
 		_ = sub.Close()
 		return err
 	}
 	runner := projections.NewKVRunner(n.rooms, n.log)
-	n.router.AddConsumerHandler("rooms-projection", pipeline.EventsSubjects, sub, runner.Handle)
+	n.router.AddConsumerHandler("rooms-projection", eventlog.EventsSubjects, sub, runner.Handle)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -269,10 +271,10 @@ func (n *Node) JetStream() jetstream.JetStream { return n.js }
 func (n *Node) Rooms() jetstream.KeyValue { return n.rooms }
 
 // Server is the embedded NATS server.
-func (n *Node) Server() *pipeline.Server { return n.srv }
+func (n *Node) Server() *natsnode.Server { return n.srv }
 
 // Media returns the node's media-plane packet counters.
-func (n *Node) Media() pipeline.MediaStats { return n.bus.Stats() }
+func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 
 // Forwarding returns the node's egress packet counters (forwarded, retransmitted on NACK,
 // dropped).
@@ -283,7 +285,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 
 // ProjectionLag is the number of events the rooms projection has not applied yet.
 func (n *Node) ProjectionLag(ctx context.Context) (uint64, error) {
-	c, err := n.js.Consumer(ctx, pipeline.StreamEvents, ProjectionDurable)
+	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable)
 	if err != nil {
 		return 0, fmt.Errorf("projection consumer: %w", err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -32,7 +32,7 @@ const ReadModelsDir = "readmodels"
 func ReadModelDurable(node, model string) string { return "rm-" + node + "-" + model }
 
 // ReadModelsPoisonSubject is where the read models park the events they cannot apply.
-var ReadModelsPoisonSubject = pipeline.PoisonSubject("readmodels")
+var ReadModelsPoisonSubject = eventlog.PoisonSubject("readmodels")
 
 // ReadModels lists the pebble read models every node keeps.
 func ReadModels() []projections.Model {
@@ -67,8 +67,8 @@ func (n *Node) startReadModels(ctx context.Context) error {
 	return nil
 }
 
-func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, node, dir string, sc pipeline.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
-	if err := pipeline.DeclarePoison(ctx, js, sc); err != nil {
+func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, node, dir string, sc eventlog.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
+	if err := eventlog.DeclarePoison(ctx, js, sc); err != nil {
 		return nil, err
 	}
 	db, err := projections.OpenPebble(dir, nil, false)
@@ -81,8 +81,8 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 			_ = db.Close()
 		}
 	}()
-	rm.router, err = pipeline.NewConsumerRouter(pipeline.ConsumerRouterConfig{
-		Poison: pipeline.NewPoisonPublisher(js), PoisonTopic: ReadModelsPoisonSubject, Logger: log,
+	rm.router, err = eventlog.NewConsumerRouter(eventlog.ConsumerRouterConfig{
+		Poison: eventlog.NewPoisonPublisher(js), PoisonTopic: ReadModelsPoisonSubject, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -92,8 +92,8 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 		if err != nil {
 			return nil, err
 		}
-		sub, err := pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{
-			Durable: ReadModelDurable(node, m.Name()), Filter: pipeline.EventsSubjects, Logger: log,
+		sub, err := eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{
+			Durable: ReadModelDurable(node, m.Name()), Filter: eventlog.EventsSubjects, Logger: log,
 			StartSeq: cp + 1, MaxAckPending: projections.RunnerInFlight, AckWait: 60 * time.Second,
 		})
 		if err != nil {
@@ -101,7 +101,7 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 		}
 		runner := projections.NewPebbleRunner(db, m, log)
 		rm.runners = append(rm.runners, runner)
-		rm.router.AddConsumerHandler("readmodel-"+m.Name(), pipeline.EventsSubjects, sub, runner.Handle)
+		rm.router.AddConsumerHandler("readmodel-"+m.Name(), eventlog.EventsSubjects, sub, runner.Handle)
 	}
 	rm.wg.Add(1)
 	go func() {
@@ -131,7 +131,7 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, d
 	if err != nil {
 		return 0, err
 	}
-	err = js.DeleteConsumer(ctx, pipeline.StreamEvents, durable)
+	err = js.DeleteConsumer(ctx, eventlog.StreamEvents, durable)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return 0, fmt.Errorf("read model %s: reset consumer: %w", model, err)
 	}
@@ -142,7 +142,7 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, d
 func (rm *readModels) lag(ctx context.Context) (uint64, error) {
 	var most uint64
 	for _, m := range ReadModels() {
-		c, err := rm.js.Consumer(ctx, pipeline.StreamEvents, ReadModelDurable(rm.node, m.Name()))
+		c, err := rm.js.Consumer(ctx, eventlog.StreamEvents, ReadModelDurable(rm.node, m.Name()))
 		if err != nil {
 			return 0, fmt.Errorf("read model consumer: %w", err)
 		}

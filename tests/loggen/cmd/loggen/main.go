@@ -20,7 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	if *data == "" || *rooms < 1 || *n < 1 {
 		return errors.New("give --data, and --rooms and --events of at least 1")
 	}
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "loggen", JetStream: true, StoreDir: *data})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "loggen", JetStream: true, StoreDir: *data})
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pipeline.Declare(ctx, js, pipeline.StorageConfig{}); err != nil {
+	if err := eventlog.Declare(ctx, js, eventlog.StorageConfig{}); err != nil {
 		return err
 	}
 	start := time.Now()

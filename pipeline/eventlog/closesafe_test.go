@@ -1,4 +1,4 @@
-package pipeline
+package eventlog
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 // Closing or cancelling the router while events are delivered must not crash the process, and
@@ -17,7 +18,7 @@ import (
 func TestEventSubscriberCloseUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := StartServer(ctx, ServerConfig{Name: "close-load", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "close-load", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	defer srv.Shutdown()
 	nc, err := srv.Connect("writer")

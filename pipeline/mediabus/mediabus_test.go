@@ -1,4 +1,4 @@
-package pipeline_test
+package mediabus_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 // mediaRecorder collects what a media subscription delivers.
@@ -51,7 +52,7 @@ func (r *mediaRecorder) waitFor(t *testing.T, n int) []string {
 func TestLocalMediaBus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "mediabus"})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "mediabus"})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	conn := func(name string, opts ...nats.Option) *nats.Conn {
@@ -61,13 +62,13 @@ func TestLocalMediaBus(t *testing.T) {
 		return nc
 	}
 
-	_, err = pipeline.NewLocalMediaBus(conn("a-fb"), conn("a-echo"), nil)
-	require.ErrorIs(t, err, pipeline.ErrEcho)
+	_, err = mediabus.NewLocalMediaBus(conn("a-fb"), conn("a-echo"), nil)
+	require.ErrorIs(t, err, mediabus.ErrEcho)
 
 	// Node a delivers its own RTP locally; "remote" stands for another node's bus.
-	a, err := pipeline.NewLocalMediaBus(conn("a-fb"), conn("a-rtp", nats.NoEcho()), srv.Interest)
+	a, err := mediabus.NewLocalMediaBus(conn("a-fb"), conn("a-rtp", nats.NoEcho()), srv.Interest)
 	require.NoError(t, err)
-	remote := pipeline.NewMediaBus(conn("remote"))
+	remote := mediabus.NewMediaBus(conn("remote"))
 	atA, atRemote := newMediaRecorder(), newMediaRecorder()
 	subA, err := a.Subscribe("r", "t", "0", atA.fn)
 	require.NoError(t, err)
@@ -86,7 +87,7 @@ func TestLocalMediaBus(t *testing.T) {
 	require.Equal(t, []string{"from a", "from remote"}, atA.waitFor(t, 2))
 	require.NoError(t, a.Flush())
 	require.Equal(t, []string{"from a", "from remote"}, atA.packets(), "no echo of A's own packet")
-	require.Equal(t, pipeline.MediaStats{Sent: 1, Received: 2}, a.Stats())
+	require.Equal(t, mediabus.MediaStats{Sent: 1, Received: 2}, a.Stats())
 
 	// Feedback still goes through NATS, to every subscriber including A's own.
 	fb := newMediaRecorder()
@@ -110,7 +111,7 @@ func TestLocalMediaBus(t *testing.T) {
 func TestLocalMediaBusSendDoesNotAllocate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "mediabus"})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "mediabus"})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	fb, err := srv.Connect("fb")
@@ -119,7 +120,7 @@ func TestLocalMediaBusSendDoesNotAllocate(t *testing.T) {
 	rtp, err := srv.Connect("rtp", nats.NoEcho())
 	require.NoError(t, err)
 	defer rtp.Close()
-	bus, err := pipeline.NewLocalMediaBus(fb, rtp, srv.Interest)
+	bus, err := mediabus.NewLocalMediaBus(fb, rtp, srv.Interest)
 	require.NoError(t, err)
 	n := 0
 	s := bus.Sender("r", "t", "0")

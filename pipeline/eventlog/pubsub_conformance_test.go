@@ -1,4 +1,4 @@
-package pipeline
+package eventlog
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 // TestWatermillConformance runs watermill's universal pub/sub suite against our
@@ -21,7 +23,7 @@ import (
 func TestWatermillConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := StartServer(ctx, ServerConfig{Name: "conformance", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "conformance", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 

@@ -1,4 +1,4 @@
-package pipeline_test
+package eventlog_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // seen is what a handler records of one message.
@@ -34,11 +34,11 @@ func (r *recorder) handle(m *message.Message) error {
 		r.fail[m.UUID]--
 		return errors.New("transient")
 	}
-	seq, err := strconv.ParseUint(m.Metadata.Get(pipeline.MetaSeq), 10, 64)
+	seq, err := strconv.ParseUint(m.Metadata.Get(eventlog.MetaSeq), 10, 64)
 	if err != nil {
 		return err
 	}
-	r.msgs = append(r.msgs, seen{id: m.UUID, subject: m.Metadata.Get(pipeline.MetaSubject), seq: seq})
+	r.msgs = append(r.msgs, seen{id: m.UUID, subject: m.Metadata.Get(eventlog.MetaSubject), seq: seq})
 	return nil
 }
 
@@ -51,19 +51,19 @@ func (r *recorder) get() []seen {
 // runRouter runs a router with one durable event consumer and returns a stop function that
 // closes it and waits for Run to return.
 func runRouter(t *testing.T, n node, durable string, h message.NoPublishHandlerFunc) (stop func()) {
-	return runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: durable, Filter: pipeline.EventsSubjects}, h)
+	return runRouterCfg(t, n, eventlog.EventSubscriberConfig{Durable: durable, Filter: eventlog.EventsSubjects}, h)
 }
 
-func runRouterCfg(t *testing.T, n node, cfg pipeline.EventSubscriberConfig, h message.NoPublishHandlerFunc) (stop func()) {
+func runRouterCfg(t *testing.T, n node, cfg eventlog.EventSubscriberConfig, h message.NoPublishHandlerFunc) (stop func()) {
 	t.Helper()
 	durable := cfg.Durable
 	nc, err := n.srv.Connect("router-" + durable)
 	require.NoError(t, err)
-	sub, err := pipeline.NewEventSubscriber(nc, cfg)
+	sub, err := eventlog.NewEventSubscriber(nc, cfg)
 	require.NoError(t, err)
-	r, err := pipeline.NewRouter(nil)
+	r, err := eventlog.NewRouter(nil)
 	require.NoError(t, err)
-	r.AddConsumerHandler(durable, pipeline.EventsSubjects, sub, h)
+	r.AddConsumerHandler(durable, eventlog.EventsSubjects, sub, h)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
 	select {
@@ -85,7 +85,7 @@ func runRouterCfg(t *testing.T, n node, cfg pipeline.EventSubscriberConfig, h me
 	return stop
 }
 
-func appendN(t *testing.T, a *pipeline.Appender, room string, count int) []string {
+func appendN(t *testing.T, a *eventlog.Appender, room string, count int) []string {
 	t.Helper()
 	var out []string
 	for i := range count {
@@ -108,9 +108,9 @@ func TestEventSubscriberValidates(t *testing.T) {
 	nc, err := n.srv.Connect("x")
 	require.NoError(t, err)
 	defer nc.Close()
-	_, err = pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Filter: pipeline.EventsSubjects})
+	_, err = eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{Filter: eventlog.EventsSubjects})
 	require.Error(t, err)
-	_, err = pipeline.NewEventSubscriber(nc, pipeline.EventSubscriberConfig{Durable: "d"})
+	_, err = eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{Durable: "d"})
 	require.Error(t, err)
 }
 
@@ -119,7 +119,7 @@ func TestEventSubscriberValidates(t *testing.T) {
 func TestRouterCheckpoint(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	want := append([]string{"room-created-r"}, appendN(t, a, "r", 4)...)
 	want = append(want, "room-created-s")
 	want = append(want, appendN(t, a, "s", 4)...)
@@ -132,11 +132,11 @@ func TestRouterCheckpoint(t *testing.T) {
 	for i, s := range got {
 		require.Equal(t, uint64(i+1), s.seq)
 	}
-	require.Equal(t, pipeline.EventSubject("r", "room_created"), got[0].subject)
-	require.Equal(t, pipeline.EventSubject("s", "peer_joined"), got[6].subject)
+	require.Equal(t, eventlog.EventSubject("r", "room_created"), got[0].subject)
+	require.Equal(t, eventlog.EventSubject("s", "peer_joined"), got[6].subject)
 
 	// Nothing is delivered twice: the consumer's ack floor is at the head, nothing pending.
-	c, err := n.js.Consumer(ctx, pipeline.StreamEvents, "cp")
+	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, "cp")
 	require.NoError(t, err)
 	info, err := c.Info(ctx)
 	require.NoError(t, err)
@@ -164,7 +164,7 @@ func TestRouterCheckpoint(t *testing.T) {
 // A failing handler is retried in place: the event is handled before any later one.
 func TestRouterRetriesInOrder(t *testing.T) {
 	n := start(t)
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	want := append([]string{"room-created-r"}, appendN(t, a, "r", 5)...)
 	rec := &recorder{fail: map[string]int{want[2]: 3}}
 	runRouter(t, n, "retry", rec.handle)
@@ -178,19 +178,19 @@ func TestRouterRetriesInOrder(t *testing.T) {
 // after the events behind it; StartSeq starts a new consumer there.
 func TestRouterNackInOrderWithManyInFlight(t *testing.T) {
 	n := start(t)
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	want := append([]string{"room-created-r"}, appendN(t, a, "r", 40)...)
 	rec := &recorder{fail: map[string]int{want[5]: 8}} // more than the 1+5 attempts of a round
-	runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: "many", Filter: pipeline.EventsSubjects, MaxAckPending: 64}, rec.handle)
+	runRouterCfg(t, n, eventlog.EventSubscriberConfig{Durable: "many", Filter: eventlog.EventsSubjects, MaxAckPending: 64}, rec.handle)
 	got := waitFor(t, rec, len(want))
 	require.Equal(t, want, seenIDs(got))
 	require.Zero(t, rec.fail[want[5]], "the failures happened")
 
 	from := &recorder{}
-	runRouterCfg(t, n, pipeline.EventSubscriberConfig{Durable: "from", Filter: pipeline.EventsSubjects, MaxAckPending: 64, StartSeq: got[30].seq}, from.handle)
+	runRouterCfg(t, n, eventlog.EventSubscriberConfig{Durable: "from", Filter: eventlog.EventsSubjects, MaxAckPending: 64, StartSeq: got[30].seq}, from.handle)
 	require.Equal(t, want[30:], seenIDs(waitFor(t, from, len(want)-30)))
 
-	_, err := pipeline.NewEventSubscriber(nil, pipeline.EventSubscriberConfig{Durable: "x", Filter: "ev.>", MaxAckPending: -1})
+	_, err := eventlog.NewEventSubscriber(nil, eventlog.EventSubscriberConfig{Durable: "x", Filter: "ev.>", MaxAckPending: -1})
 	require.ErrorContains(t, err, "negative")
 }
 

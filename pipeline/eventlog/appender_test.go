@@ -1,4 +1,4 @@
-package pipeline_test
+package eventlog_test
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 func TestAppendCreatesRoom(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 
 	last, err := a.LastSeq(ctx, "r")
 	require.NoError(t, err)
@@ -56,7 +56,7 @@ func TestAppendCreatesRoom(t *testing.T) {
 func TestAppendOrderAndSubjects(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	var want []string
 	for batch := range 4 {
 		var evs []events.Envelope
@@ -70,9 +70,9 @@ func TestAppendOrderAndSubjects(t *testing.T) {
 	got := readRoom(t, n.js, "r")
 	require.Equal(t, want, ids(got[1:]))
 
-	msg, err := n.js.Stream(ctx, pipeline.StreamEvents)
+	msg, err := n.js.Stream(ctx, eventlog.StreamEvents)
 	require.NoError(t, err)
-	last, err := msg.GetLastMsgForSubject(ctx, pipeline.EventSubject("r", "peer_joined"))
+	last, err := msg.GetLastMsgForSubject(ctx, eventlog.EventSubject("r", "peer_joined"))
 	require.NoError(t, err, "stored under ev.<room>.<kind>")
 	require.Equal(t, got[len(got)-1].Seq, last.Sequence)
 	require.Equal(t, got[len(got)-1].ID, last.Header.Get("Nats-Msg-Id"))
@@ -80,7 +80,7 @@ func TestAppendOrderAndSubjects(t *testing.T) {
 
 func TestAppendRejectsMixedRooms(t *testing.T) {
 	n := start(t)
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	_, err := a.Append(t.Context(), joined(t, "r", "p"), joined(t, "s", "p"))
 	require.Error(t, err)
 	require.Empty(t, readRoom(t, n.js, "r"))
@@ -92,7 +92,7 @@ func TestAppendRejectsMixedRooms(t *testing.T) {
 func TestAppendDedupesByID(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	e1, e2 := joined(t, "r", "p1"), joined(t, "r", "p2")
 	_, err := a.Append(ctx, e1)
 	require.NoError(t, err)
@@ -103,7 +103,7 @@ func TestAppendDedupesByID(t *testing.T) {
 	_, err = a.Append(ctx, e1, e2) // retried after the room moved on
 	require.NoError(t, err)
 	// A retry from a restarted writer, which knows nothing of the room's head.
-	seq, err := pipeline.NewAppender(n.js, "n1").Append(ctx, e2)
+	seq, err := eventlog.NewAppender(n.js, "n1").Append(ctx, e2)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), seq)
 
@@ -124,9 +124,9 @@ func TestAppendTwoNodesConcurrently(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
 	const perNode = 40
-	nodes := []*pipeline.Appender{
-		pipeline.NewAppender(connect(t, n.srv, "node-a"), "a"),
-		pipeline.NewAppender(connect(t, n.srv, "node-b"), "b"),
+	nodes := []*eventlog.Appender{
+		eventlog.NewAppender(connect(t, n.srv, "node-a"), "a"),
+		eventlog.NewAppender(connect(t, n.srv, "node-b"), "b"),
 	}
 	sent := make([][]string, len(nodes))
 	var wg sync.WaitGroup
@@ -196,23 +196,23 @@ func TestAppendTwoNodesConcurrently(t *testing.T) {
 func TestAppendExpect(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	head, err := a.Append(ctx, joined(t, "r", "p1"))
 	require.NoError(t, err)
 
 	// Another node moves the room on.
-	other := pipeline.NewAppender(n.js, "n2")
+	other := eventlog.NewAppender(n.js, "n2")
 	_, err = other.Append(ctx, joined(t, "r", "p2"))
 	require.NoError(t, err)
 	before := ids(readRoom(t, n.js, "r"))
 
 	stale := joined(t, "r", "p3")
 	_, err = a.AppendExpect(ctx, head, stale, joined(t, "r", "p4"))
-	require.ErrorIs(t, err, pipeline.ErrConflict)
+	require.ErrorIs(t, err, eventlog.ErrConflict)
 	require.Equal(t, before, ids(readRoom(t, n.js, "r")), "nothing written on conflict")
 
 	_, err = a.AppendExpect(ctx, head+5, stale)
-	require.ErrorIs(t, err, pipeline.ErrConflict, "an expected head from the future conflicts too")
+	require.ErrorIs(t, err, eventlog.ErrConflict, "an expected head from the future conflicts too")
 
 	cur, err := a.LastSeq(ctx, "r")
 	require.NoError(t, err)
@@ -235,7 +235,7 @@ func TestAppendExpect(t *testing.T) {
 func TestAppendRoomsIndependent(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a, b := pipeline.NewAppender(n.js, "a"), pipeline.NewAppender(n.js, "b")
+	a, b := eventlog.NewAppender(n.js, "a"), eventlog.NewAppender(n.js, "b")
 	headR, err := a.Append(ctx, joined(t, "r", "p"))
 	require.NoError(t, err)
 	_, err = b.Append(ctx, joined(t, "s", "p"))
@@ -247,7 +247,7 @@ func TestAppendRoomsIndependent(t *testing.T) {
 func BenchmarkAppend(b *testing.B) {
 	n := start(b)
 	ctx := context.Background()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	_, err := a.Append(ctx, joined(b, "r", "warm"))
 	require.NoError(b, err)
 	b.ReportAllocs()

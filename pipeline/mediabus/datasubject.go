@@ -1,4 +1,4 @@
-package pipeline
+package mediabus
 
 // DataPrefix is the core-NATS subject root of room data messages (never JetStream: they are
 // not part of the room's history).

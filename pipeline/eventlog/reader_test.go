@@ -1,4 +1,4 @@
-package pipeline_test
+package eventlog_test
 
 import (
 	"context"
@@ -10,13 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // fill appends n events to each room, alternating rooms, and returns the ids per room in order.
 func fill(t *testing.T, n node, rooms []string, count int) map[string][]string {
 	t.Helper()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	out := map[string][]string{}
 	for i := range count {
 		for _, r := range rooms {
@@ -37,16 +37,16 @@ func TestRead(t *testing.T) {
 	ctx := t.Context()
 	want := fill(t, n, []string{"r", "s"}, 5)
 
-	collect := func(opts pipeline.ReadOptions) []events.Envelope {
+	collect := func(opts eventlog.ReadOptions) []events.Envelope {
 		var got []events.Envelope
-		require.NoError(t, pipeline.Read(ctx, n.js, opts, func(e events.Envelope) error {
+		require.NoError(t, eventlog.Read(ctx, n.js, opts, func(e events.Envelope) error {
 			got = append(got, e)
 			return nil
 		}))
 		return got
 	}
 
-	got := collect(pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r")})
+	got := collect(eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r")})
 	require.Equal(t, want["r"], ids(got))
 	for i, e := range got {
 		require.NotZero(t, e.Seq)
@@ -56,20 +56,20 @@ func TestRead(t *testing.T) {
 		require.Equal(t, "r", e.Room)
 	}
 
-	all := collect(pipeline.ReadOptions{Filter: pipeline.EventsSubjects})
+	all := collect(eventlog.ReadOptions{Filter: eventlog.EventsSubjects})
 	require.Len(t, all, len(want["r"])+len(want["s"]))
 	for i, e := range all {
 		require.Equal(t, uint64(i+1), e.Seq, "every stored event, by stream sequence")
 	}
 
 	from := got[3].Seq
-	require.Equal(t, want["r"][3:], ids(collect(pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r"), FromSeq: from})))
-	require.Empty(t, collect(pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r"), FromSeq: all[len(all)-1].Seq + 1}))
-	require.Empty(t, collect(pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("empty")}))
+	require.Equal(t, want["r"][3:], ids(collect(eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r"), FromSeq: from})))
+	require.Empty(t, collect(eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r"), FromSeq: all[len(all)-1].Seq + 1}))
+	require.Empty(t, collect(eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("empty")}))
 
 	stop := errors.New("stop")
 	calls := 0
-	err := pipeline.Read(ctx, n.js, pipeline.ReadOptions{Filter: pipeline.EventsSubjects}, func(events.Envelope) error {
+	err := eventlog.Read(ctx, n.js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(events.Envelope) error {
 		calls++
 		if calls == 3 {
 			return stop
@@ -85,9 +85,9 @@ func TestReadStopsAtHead(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
 	want := fill(t, n, []string{"r"}, 3)
-	a := pipeline.NewAppender(n.js, "n2")
+	a := eventlog.NewAppender(n.js, "n2")
 	var got []string
-	err := pipeline.Read(ctx, n.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r")}, func(e events.Envelope) error {
+	err := eventlog.Read(ctx, n.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r")}, func(e events.Envelope) error {
 		got = append(got, e.ID)
 		_, err := a.Append(ctx, joined(t, "r", "later"))
 		return err
@@ -102,7 +102,7 @@ func TestReadUndecodable(t *testing.T) {
 	fill(t, n, []string{"r"}, 1)
 	_, err := n.js.Publish(ctx, "ev.r.junk", []byte("not an event"))
 	require.NoError(t, err)
-	err = pipeline.Read(ctx, n.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r")}, func(events.Envelope) error { return nil })
+	err = eventlog.Read(ctx, n.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r")}, func(events.Envelope) error { return nil })
 	require.ErrorIs(t, err, events.ErrInvalid)
 }
 
@@ -116,13 +116,13 @@ func TestFollow(t *testing.T) {
 	fresh := make(chan events.Envelope, 100)
 	done := make(chan error, 2)
 	go func() {
-		done <- pipeline.Follow(ctx, n.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r"), FromSeq: 1}, func(e events.Envelope) error {
+		done <- eventlog.Follow(ctx, n.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r"), FromSeq: 1}, func(e events.Envelope) error {
 			all <- e
 			return nil
 		})
 	}()
 	go func() {
-		done <- pipeline.Follow(ctx, n.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r")}, func(e events.Envelope) error {
+		done <- eventlog.Follow(ctx, n.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r")}, func(e events.Envelope) error {
 			fresh <- e
 			return nil
 		})
@@ -143,7 +143,7 @@ func TestFollow(t *testing.T) {
 
 	// The new-only follower delivers only what is appended after it started. It may not be
 	// subscribed yet: append until it sees something, then check it saw nothing older.
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	var appended []string
 	var first events.Envelope
 	for first.ID == "" {
@@ -176,7 +176,7 @@ func TestFollowHandlerError(t *testing.T) {
 	n := start(t)
 	fill(t, n, []string{"r"}, 1)
 	stop := errors.New("stop")
-	err := pipeline.Follow(t.Context(), n.js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter("r"), FromSeq: 1}, func(events.Envelope) error {
+	err := eventlog.Follow(t.Context(), n.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r"), FromSeq: 1}, func(events.Envelope) error {
 		return stop
 	})
 	require.ErrorIs(t, err, stop)

@@ -1,4 +1,4 @@
-package pipeline
+package mediabus
 
 import (
 	"errors"
@@ -87,7 +87,7 @@ var ErrEcho = errors.New("pipeline: the RTP connection must be made with nats.No
 
 // NewLocalMediaBus sends feedback on nc and RTP on rtp, a connection made with nats.NoEcho
 // and used for nothing else, delivering the node's own RTP to the node's own subscribers
-// without NATS. interest (Server.Interest), when given, tells whether any NATS subscription
+// without NATS. interest (natsnode.Server.Interest), when given, tells whether any NATS subscription
 // wants a subject: a packet nobody else wants is not published at all, which spares the
 // server's work and its allocation per message.
 func NewLocalMediaBus(nc, rtp *nats.Conn, interest func(subject string) bool) (*MediaBus, error) {

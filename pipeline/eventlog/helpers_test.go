@@ -1,4 +1,4 @@
-package pipeline_test
+package eventlog_test
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 type node struct {
-	srv *pipeline.Server
+	srv *natsnode.Server
 	js  jetstream.JetStream
 }
 
@@ -23,20 +24,20 @@ func start(t testing.TB) node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := pipeline.StartServer(ctx, pipeline.ServerConfig{Name: "pipeline-test", JetStream: true, StoreDir: t.TempDir()})
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "pipeline-test", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	return node{srv: srv, js: connect(t, srv, "test")}
 }
 
-func connect(t testing.TB, srv *pipeline.Server, name string) jetstream.JetStream {
+func connect(t testing.TB, srv *natsnode.Server, name string) jetstream.JetStream {
 	t.Helper()
 	nc, err := srv.Connect(name)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, pipeline.Declare(context.Background(), js, pipeline.StorageConfig{}))
+	require.NoError(t, eventlog.Declare(context.Background(), js, eventlog.StorageConfig{}))
 	return js
 }
 
@@ -53,7 +54,7 @@ func joined(t testing.TB, room, peer string) events.Envelope {
 func readRoom(t testing.TB, js jetstream.JetStream, room string) []events.Envelope {
 	t.Helper()
 	var out []events.Envelope
-	err := pipeline.Read(context.Background(), js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)}, func(e events.Envelope) error {
+	err := eventlog.Read(context.Background(), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
 		out = append(out, e)
 		return nil
 	})

@@ -1,4 +1,4 @@
-package pipeline_test
+package eventlog_test
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // chainOf checks a room's hash chain over its stored bytes.
 func chainOf(t testing.TB, js jetstream.JetStream, room string) *events.Chain {
 	t.Helper()
 	c := &events.Chain{Room: room}
-	err := pipeline.ReadStored(context.Background(), js, pipeline.ReadOptions{Filter: pipeline.RoomEventsFilter(room)},
-		func(s pipeline.StoredEvent) error {
+	err := eventlog.ReadStored(context.Background(), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)},
+		func(s eventlog.StoredEvent) error {
 			_ = c.Add(s.Seq, s.Data) // a break is kept in c.Break
 			return nil
 		})
@@ -38,7 +38,7 @@ func forge(t testing.TB, js jetstream.JetStream, e events.Envelope) uint64 {
 	t.Helper()
 	raw, err := events.Encode(e)
 	require.NoError(t, err)
-	ack, err := js.Publish(context.Background(), pipeline.EventSubject(e.Room, events.Kind(e.Type)), raw)
+	ack, err := js.Publish(context.Background(), eventlog.EventSubject(e.Room, events.Kind(e.Type)), raw)
 	require.NoError(t, err)
 	return ack.Sequence
 }
@@ -46,7 +46,7 @@ func forge(t testing.TB, js jetstream.JetStream, e events.Envelope) uint64 {
 func TestChainCatchesForgery(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	for _, p := range []string{"p1", "p2", "p3"} {
 		_, err := a.Append(ctx, joined(t, "r", p))
 		require.NoError(t, err)
@@ -98,14 +98,14 @@ func TestChainCatchesForgery(t *testing.T) {
 func TestStreamDeniesDeletes(t *testing.T) {
 	n := start(t)
 	ctx := t.Context()
-	a := pipeline.NewAppender(n.js, "n1")
+	a := eventlog.NewAppender(n.js, "n1")
 	_, err := a.Append(ctx, joined(t, "r", "p1"), joined(t, "r", "p2"))
 	require.NoError(t, err)
-	stream, err := n.js.Stream(ctx, pipeline.StreamEvents)
+	stream, err := n.js.Stream(ctx, eventlog.StreamEvents)
 	require.NoError(t, err)
 	require.Error(t, stream.DeleteMsg(ctx, 2))
 	require.Error(t, stream.SecureDeleteMsg(ctx, 2))
 	require.Error(t, stream.Purge(ctx))
-	require.Error(t, stream.Purge(ctx, jetstream.WithPurgeSubject(pipeline.RoomEventsFilter("r"))))
+	require.Error(t, stream.Purge(ctx, jetstream.WithPurgeSubject(eventlog.RoomEventsFilter("r"))))
 	requireIntact(t, n.js, "r", 3)
 }
