@@ -21,7 +21,7 @@ lint:
 
 # Hot-path benchmarks, 10 runs each for benchstat (see docs/benchmarks.md).
 bench:
-    go test -run '^$' -bench . -benchmem -count 10 ./egress/forward ./pipeline ./pipeline/rtc ./projections ./tests | tee bench.out
+    go test -run '^$' -bench . -benchmem -count 10 ./egress/forward ./pipeline/...  ./projections ./tests | tee bench.out
 
 # Fuzz every parser for 30 s each.
 fuzz:

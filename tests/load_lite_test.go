@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
+	"github.com/jetmedia/jetmedia/tests/loadgen"
 )
 
 // TestLoadLiteViewersAgainstNode runs the load engine with its lite WHEP viewers (pion's
@@ -20,17 +20,17 @@ func TestLoadLiteViewersAgainstNode(t *testing.T) {
 	node := startLoadNode(t, "load-lite")
 	require.Zero(t, toolGoroutines(), "no load goroutines before the run")
 
-	cfg := load.Defaults()
+	cfg := loadgen.Defaults()
 	cfg.URL = node.HTTPURL()
-	require.Equal(t, load.ViewerLite, cfg.Viewer, "lite is the default")
+	require.Equal(t, loadgen.ViewerLite, cfg.Viewer, "lite is the default")
 	cfg.Subscribers = 5
 	cfg.Ramp = 500 * time.Millisecond
 	cfg.Duration = 3 * time.Second
-	rep, err := load.Run(ctxT(t, 60*time.Second), cfg)
+	rep, err := loadgen.Run(ctxT(t, 60*time.Second), cfg)
 	require.NoError(t, err)
 	t.Logf("report: %+v", *rep)
 
-	require.Equal(t, load.ViewerLite, rep.Viewer)
+	require.Equal(t, loadgen.ViewerLite, rep.Viewer)
 	requireFullReception(t, rep, 5)
 	require.GreaterOrEqual(t, node.Forwarding().Forwarded, rep.Received.Packets)
 
@@ -49,7 +49,7 @@ func toolStacks() string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "cmd/jetmedia/load.") {
+		if strings.Contains(g, "tests/loadgen.") {
 			out = append(out, g)
 		}
 	}

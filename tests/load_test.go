@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
+	"github.com/jetmedia/jetmedia/tests/loadgen"
 )
 
 // TestLoadAgainstNode runs `jetmedia load`'s engine for a few seconds against an in-process
@@ -16,22 +16,22 @@ import (
 // /metrics among them.
 func TestLoadAgainstNode(t *testing.T) {
 	node := startLoadNode(t, "load")
-	cfg := load.Defaults()
+	cfg := loadgen.Defaults()
 	cfg.URL = node.HTTPURL()
 	cfg.Subscribers = 3
 	// PeerConnection viewers here; TestLoadLiteViewersAgainstNode runs the lite ones.
-	cfg.Viewer = load.ViewerPion
+	cfg.Viewer = loadgen.ViewerPion
 	cfg.Ramp = 500 * time.Millisecond
 	cfg.Duration = 3 * time.Second
 	// The server's CPU and RSS from its own /metrics (the process collector). In-process, the
 	// "server" process is this test binary, tool and node together: the figures must be there
 	// and plausible, not the node's alone.
 	cfg.MetricsURL = node.HTTPURL() + "/metrics"
-	rep, err := load.Run(ctxT(t, 60*time.Second), cfg)
+	rep, err := loadgen.Run(ctxT(t, 60*time.Second), cfg)
 	require.NoError(t, err)
 	t.Logf("report: %+v", *rep)
 
-	require.Equal(t, load.ViewerPion, rep.Viewer)
+	require.Equal(t, loadgen.ViewerPion, rep.Viewer)
 	requireFullReception(t, rep, 3)
 	require.Zero(t, rep.LossPercent)
 	require.NotNil(t, rep.Tool, "the tool's own CPU and memory")
@@ -58,7 +58,7 @@ func startLoadNode(t *testing.T, name string) *app.Node {
 // requireFullReception checks a WHIP/WHEP run on loopback: every one of the viewers joined
 // and got media, nothing was lost, each received (nearly) everything sent, and the latency and
 // join figures hang together.
-func requireFullReception(t *testing.T, rep *load.Report, viewers int) {
+func requireFullReception(t *testing.T, rep *loadgen.Report, viewers int) {
 	t.Helper()
 	require.Equal(t, viewers, rep.SubscribersJoined)
 	require.Zero(t, rep.SubscribersFailed, rep.FirstError)
@@ -87,17 +87,17 @@ func TestLoadRoomsAgainstNode(t *testing.T) {
 	ncfg := app.Defaults()
 	ncfg.Name, ncfg.DataDir, ncfg.HTTPAddr, ncfg.UDPPort, ncfg.Logger = "load-rooms", t.TempDir(), "127.0.0.1:0", 0, testLogger(t)
 	node := startNode(t, ncfg)
-	cfg := load.Defaults()
+	cfg := loadgen.Defaults()
 	cfg.URL = node.HTTPURL()
-	cfg.Mode = load.ModeRooms
+	cfg.Mode = loadgen.ModeRooms
 	cfg.Rooms, cfg.Publishers, cfg.Subscribers = 1, 2, 2
 	cfg.Ramp = 500 * time.Millisecond
 	cfg.Duration = 3 * time.Second
-	rep, err := load.Run(ctxT(t, 90*time.Second), cfg)
+	rep, err := loadgen.Run(ctxT(t, 90*time.Second), cfg)
 	require.NoError(t, err)
 	t.Logf("report: %+v", *rep)
 
-	require.Equal(t, load.ModeRooms, rep.Mode)
+	require.Equal(t, loadgen.ModeRooms, rep.Mode)
 	require.Equal(t, 1, rep.Rooms)
 	require.Equal(t, 2, rep.Publishers)
 	require.Equal(t, 2, rep.SubscribersJoined)

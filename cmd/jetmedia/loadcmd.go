@@ -9,14 +9,14 @@ import (
 	"os"
 	"runtime/pprof"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/load"
+	"github.com/jetmedia/jetmedia/tests/loadgen"
 )
 
 // loadCmd runs `jetmedia load`: synthetic publishers and subscribers against --url, then a
 // report (text, or JSON with --json) on stdout; a progress line on stderr when it is a
 // terminal.
 func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg := load.Defaults()
+	cfg := loadgen.Defaults()
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "the server's base URL (the only thing the run talks to)")
@@ -60,7 +60,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rep, err := load.Run(ctx, cfg)
+	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -78,8 +78,8 @@ func loadTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func printReport(w io.Writer, r *load.Report) {
-	if r.Mode == load.ModeRooms {
+func printReport(w io.Writer, r *loadgen.Report) {
+	if r.Mode == loadgen.ModeRooms {
 		fmt.Fprintf(w, "%s: %d room(s) of %d SDK publisher(s) + %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
 			r.URL, r.Rooms, r.Publishers/max(r.Rooms, 1), r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
 	} else {
