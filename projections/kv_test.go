@@ -206,6 +206,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 
 	subConn, err := e.srv.Connect("projection")
 	require.NoError(t, err)
+	t.Cleanup(subConn.Close)
 	sub, err := eventlog.NewEventSubscriber(subConn, eventlog.EventSubscriberConfig{Durable: "rooms", Filter: eventlog.EventsSubjects})
 	require.NoError(t, err)
 	router, err := eventlog.NewRouter(nil)
