@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/events"
@@ -47,44 +44,28 @@ type Catalog interface {
 
 // Config wires a Handler.
 type Config struct {
-	API      *webrtc.API
-	Sessions *rtc.Registry
-	Bus      *mediabus.MediaBus
-	Hub      *forward.Hub
-	Catalog  Catalog
-	// Auth checks bearer tokens: POST needs the subscribe grant for the room, PATCH and
-	// DELETE the session owner's identity (or admin).
-	Auth rtc.Authorizer
-	// Prefix is the URL path the routes live under (default "/whep").
-	Prefix   string
-	Timeouts rtc.Timeouts
-	Logger   *slog.Logger
+	rtc.HTTPConfig
+	Bus     *mediabus.MediaBus
+	Hub     *forward.Hub
+	Catalog Catalog
 }
 
 // Handler serves WHEP.
 type Handler struct {
 	cfg Config
-	ep  rtc.Endpoint
+	ep  *rtc.Endpoint
 }
 
 // New returns a handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Bus == nil || cfg.Hub == nil || cfg.Catalog == nil {
-		return nil, errors.New("whep: API, Sessions, Bus, Hub, Catalog and Auth are required")
+		return nil, errors.New("whep: Bus, Hub and Catalog are required")
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "/whep"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	h := &Handler{cfg: cfg, ep: rtc.Endpoint{Sessions: cfg.Sessions, API: cfg.API, Auth: cfg.Auth,
-		Transport: events.TransportWHEP, Grant: auth.Subscribe, Prefix: cfg.Prefix, SessionSegment: "/s/",
-		Log: cfg.Logger.With("component", "whep")}}
-	if err := h.ep.Check(); err != nil {
+	ep, err := rtc.NewEndpoint(cfg.HTTPConfig, events.TransportWHEP, auth.Subscribe, "/s/")
+	if err != nil {
 		return nil, err
 	}
-	return h, nil
+	return &Handler{cfg: cfg, ep: ep}, nil
 }
 
 // Register adds the WHEP routes to mux: POST /whep/{room} and /whep/{room}/{peer}, the session

@@ -2,7 +2,6 @@ package whip
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 
@@ -16,22 +15,14 @@ import (
 
 // Config wires a Handler.
 type Config struct {
-	API      *webrtc.API
-	Sessions *rtc.Registry
-	Bus      *mediabus.MediaBus
-	// Auth checks bearer tokens: POST needs the publish grant for the room, PATCH and DELETE
-	// the session owner's identity (or admin).
-	Auth rtc.Authorizer
-	// Prefix is the URL path the routes live under (default "/whip").
-	Prefix   string
-	Timeouts rtc.Timeouts
-	Logger   *slog.Logger
+	rtc.HTTPConfig
+	Bus *mediabus.MediaBus
 }
 
 // Handler serves WHIP. Its sessions live in the Registry, which owns their goroutines.
 type Handler struct {
 	cfg Config
-	ep  rtc.Endpoint
+	ep  *rtc.Endpoint
 
 	// Counters of every session, bumped with atomics on the packet path; Stats reads them.
 	rtp  rtc.RTPCounters
@@ -57,21 +48,13 @@ func (h *Handler) Stats() Stats {
 // New returns a handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Bus == nil {
-		return nil, errors.New("whip: API, Sessions, Bus and Auth are required")
+		return nil, errors.New("whip: Bus is required")
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "/whip"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	h := &Handler{cfg: cfg, ep: rtc.Endpoint{Sessions: cfg.Sessions, API: cfg.API, Auth: cfg.Auth,
-		Transport: events.TransportWHIP, Grant: auth.Publish, Prefix: cfg.Prefix, SessionSegment: "/",
-		Log: cfg.Logger.With("component", "whip")}}
-	if err := h.ep.Check(); err != nil {
+	ep, err := rtc.NewEndpoint(cfg.HTTPConfig, events.TransportWHIP, auth.Publish, "/")
+	if err != nil {
 		return nil, err
 	}
-	return h, nil
+	return &Handler{cfg: cfg, ep: ep}, nil
 }
 
 // Register adds the WHIP routes to mux: POST /whip/{room}, the session URL

@@ -14,35 +14,49 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
+// HTTPConfig is what every WebRTC HTTP endpoint (WHIP, WHEP) is wired with.
+type HTTPConfig struct {
+	API      *webrtc.API
+	Sessions *Registry
+	// Auth checks bearer tokens: POST needs the endpoint's grant for the room, PATCH and
+	// DELETE the session owner's identity (or admin).
+	Auth Authorizer
+	// Prefix is the URL path the routes live under (default "/" + the transport).
+	Prefix   string
+	Timeouts Timeouts
+	Logger   *slog.Logger
+}
+
 // Endpoint is the HTTP side WHIP and WHEP share: the routes, the checks of a POST (room id,
 // bearer token, SDP offer), the session's start (answer, join recorded or 503, 201 with its
 // Location) and its URL's DELETE, PATCH and OPTIONS. The transports add what their POST does
 // between the checks and the answer.
 type Endpoint struct {
-	Sessions *Registry
-	API      *webrtc.API
-	Auth     Authorizer
+	HTTPConfig
 	// Transport names the sessions (events.TransportWHIP, ...).
 	Transport string
 	// Grant is what a POST's token must allow in the room.
 	Grant auth.Grant
-	// Prefix is the URL path the routes live under ("/whip").
-	Prefix string
 	// SessionSegment sits between the room and the session id in a session URL ("/" gives
 	// /whip/{room}/{session}, "/s/" gives /whep/{room}/s/{session}).
 	SessionSegment string
-	Log            *slog.Logger
+	// Log is Logger with the transport as component.
+	Log *slog.Logger
 }
 
-// Check reports a missing dependency.
-func (e *Endpoint) Check() error {
-	if e.Sessions == nil || e.API == nil || e.Auth == nil || e.Transport == "" || e.Prefix == "" || e.SessionSegment == "" {
-		return fmt.Errorf("rtc: %s endpoint needs Sessions, API, Auth, Transport, Prefix and SessionSegment", e.Transport)
+// NewEndpoint checks c and fills its defaults (Prefix "/<transport>", a discarding Logger).
+func NewEndpoint(c HTTPConfig, transport string, grant auth.Grant, sessionSegment string) (*Endpoint, error) {
+	if c.Sessions == nil || c.API == nil || c.Auth == nil {
+		return nil, fmt.Errorf("rtc: %s endpoint needs API, Sessions and Auth", transport)
 	}
-	if e.Log == nil {
-		e.Log = slog.New(slog.DiscardHandler)
+	if c.Prefix == "" {
+		c.Prefix = "/" + transport
 	}
-	return nil
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Endpoint{HTTPConfig: c, Transport: transport, Grant: grant, SessionSegment: sessionSegment,
+		Log: c.Logger.With("component", transport)}, nil
 }
 
 // Register adds POST and OPTIONS on each of posts (paths below Prefix, "" for the prefix

@@ -166,13 +166,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Auth: n.keys, Timeouts: timeouts, Logger: log})
+	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
+	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus})
 	if err != nil {
 		return nil, err
 	}
 	n.whip = wh
-	we, err := whep.New(whep.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Hub: n.hub,
-		Catalog: catalog{kv: n.rooms}, Auth: n.keys, Timeouts: timeouts, Logger: log})
+	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: catalog{kv: n.rooms}})
 	if err != nil {
 		return nil, err
 	}
