@@ -458,57 +458,18 @@ func (c *conn) runCleanup() {
 
 // loop runs the session until it closes (leave, PeerConnection failure, grace over, shutdown).
 func (c *conn) loop(watcher jetstream.KeyWatcher) {
-	reg := c.h.cfg.Sessions
 	var wg sync.WaitGroup
 	defer func() {
 		c.cancel()
 		c.runCleanup()
 		wg.Wait()
-		c.h.mu.Lock()
-		if c.h.live[c.s.ID] == c {
-			delete(c.h.live, c.s.ID)
-		}
-		c.h.mu.Unlock()
-		if c.cur != nil {
-			c.cur.release(websocket.StatusNormalClosure, "left")
-		}
-		close(c.done)
-		// Sockets handed over after the end: tell them.
-		for {
-			select {
-			case i := <-c.in:
-				if i.resume != nil {
-					i.resume.sk.fail(CodeResumeExpired, "the session ended: join again")
-				}
-			default:
-				return
-			}
-		}
+		c.finish()
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case e, ok := <-watcher.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !c.feed(input{ready: true}) {
-						return
-					}
-					continue
-				}
-				if !c.feed(input{kv: e}) {
-					return
-				}
-			case <-c.ctx.Done():
-				return
-			}
-		}
+		c.watch(watcher)
 	}()
-
 	for {
 		var i input
 		select {
@@ -517,32 +478,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 			return
 		case i = <-c.in:
 		}
-		now := reg.Now()
-		switch {
-		case i.resume != nil:
-			c.resume(now, i.resume)
-		case i.sock != nil && i.sock != c.cur:
-			// From a socket the session no longer uses (replaced by a resume).
-		case i.err != nil:
-			c.detach(now, "closed")
-		case i.ready:
-			c.step(func() Output { return c.core.KVReady(now) })
-		case i.kv != nil:
-			e := i.kv
-			if e.Operation() == jetstream.KeyValuePut {
-				c.step(func() Output { return c.core.KVPut(now, e.Key(), e.Value()) })
-			} else {
-				c.step(func() Output { return c.core.KVDeleted(now, e.Key()) })
-			}
-		case i.data != nil:
-			c.step(func() Output { return c.core.DataReceived(now, *i.data) })
-		case i.track != nil:
-			c.published(i.track)
-		case i.cand != nil:
-			c.sendCandidate(i.cand)
-		case i.msg != nil:
-			c.message(now, *i.msg)
-		}
+		now := c.h.cfg.Sessions.Now()
+		c.handle(now, i)
 		if c.slow && !c.ended {
 			c.detach(now, "too slow")
 		}
@@ -551,6 +488,80 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 		}
 		if c.cur != nil && c.needOffer && c.pc.SignalingState() == webrtc.SignalingStateStable {
 			c.offer()
+		}
+	}
+}
+
+// watch feeds the room's KV state to the loop until the watch or the session ends.
+func (c *conn) watch(watcher jetstream.KeyWatcher) {
+	for {
+		select {
+		case e, ok := <-watcher.Updates():
+			if !ok {
+				return
+			}
+			i := input{kv: e}
+			if e == nil {
+				i = input{ready: true}
+			}
+			if !c.feed(i) {
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// handle is the loop's step for one input.
+func (c *conn) handle(now time.Time, i input) {
+	switch {
+	case i.resume != nil:
+		c.resume(now, i.resume)
+	case i.sock != nil && i.sock != c.cur:
+		// From a socket the session no longer uses (replaced by a resume).
+	case i.err != nil:
+		c.detach(now, "closed")
+	case i.ready:
+		c.step(func() Output { return c.core.KVReady(now) })
+	case i.kv != nil:
+		e := i.kv
+		if e.Operation() == jetstream.KeyValuePut {
+			c.step(func() Output { return c.core.KVPut(now, e.Key(), e.Value()) })
+		} else {
+			c.step(func() Output { return c.core.KVDeleted(now, e.Key()) })
+		}
+	case i.data != nil:
+		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
+	case i.track != nil:
+		c.published(i.track)
+	case i.cand != nil:
+		c.sendCandidate(i.cand)
+	case i.msg != nil:
+		c.message(now, *i.msg)
+	}
+}
+
+// finish is the loop's end: the session is no longer resumable, its socket goes, and
+// sockets handed over after the end are told so.
+func (c *conn) finish() {
+	c.h.mu.Lock()
+	if c.h.live[c.s.ID] == c {
+		delete(c.h.live, c.s.ID)
+	}
+	c.h.mu.Unlock()
+	if c.cur != nil {
+		c.cur.release(websocket.StatusNormalClosure, "left")
+	}
+	close(c.done)
+	for {
+		select {
+		case i := <-c.in:
+			if i.resume != nil {
+				i.resume.sk.fail(CodeResumeExpired, "the session ended: join again")
+			}
+		default:
+			return
 		}
 	}
 }
