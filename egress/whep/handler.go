@@ -97,7 +97,7 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o), publisher, ids)}
 	var s *rtc.Session
-	return h.ep.Start(w, o, v.core.Peer(), v.core, v.sendPLI, func(ss *rtc.Session) { s = ss }, func() error {
+	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) { s = ss }, func() error {
 		for _, spec := range chosen {
 			t := v.track(s, spec, publisher)
 			sender, err := s.PC.AddTrack(t)

@@ -70,7 +70,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 		return rtc.Errorf(http.StatusBadRequest, "WHIP offer sends no audio or video (every m-line is recvonly or inactive)")
 	}
 	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o)), keys: rtc.Keyframes{Sent: &h.plis}}
-	return h.ep.Start(w, o, p.core.Peer(), p.core, p.keys.Request, func(s *rtc.Session) {
+	return h.ep.Start(w, o, p.core, p.keys.Request, func(s *rtc.Session) {
 		s.PC.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { p.forward(s, tr) })
 	}, nil)
 }

@@ -146,6 +146,7 @@ func (e *Endpoint) Peer(o *Offer) Peer {
 // HTTPCore is a session core started by a WHIP or WHEP POST.
 type HTTPCore interface {
 	Core
+	Peer() Peer
 	Answered(now time.Time, remoteAddr, userAgent string) Output
 }
 
@@ -153,13 +154,13 @@ type HTTPCore interface {
 // before the offer is applied: OnTrack; before runs between the offer and the answer: tracks
 // to send), the answer, the join recorded (503 when it cannot be), the start logged with
 // attrs, the 201. On any error the session ends and nothing is left behind.
-func (e *Endpoint) Start(w http.ResponseWriter, o *Offer, peer Peer, core HTTPCore, onPLI func(s *Session, track string),
+func (e *Endpoint) Start(w http.ResponseWriter, o *Offer, core HTTPCore, onPLI func(s *Session, track string),
 	setup func(s *Session), before func() error, attrs ...any) error {
 	pc, err := e.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fmt.Errorf("rtc: %s: new peer connection: %w", e.Transport, err)
 	}
-	s, err := e.Sessions.NewSession(SessionConfig{ID: peer.ID, Room: o.Room, Transport: e.Transport,
+	s, err := e.Sessions.NewSession(SessionConfig{ID: core.Peer().ID, Room: o.Room, Transport: e.Transport,
 		Identity: o.Claims.Identity, PC: pc, Core: core, OnPLI: onPLI})
 	if err != nil {
 		_ = pc.Close()
