@@ -197,6 +197,13 @@ type lifecycleInput struct {
 }
 
 func (in lifecycleInput) apply(l *rtc.Lifecycle, now time.Time) rtc.Output {
+	plain := map[string]func(time.Time) rtc.Output{
+		"connected": l.Connected, "disconnected": l.Disconnected, "failed": l.Failed,
+		"deleted": l.Deleted, "shutdown": l.Shutdown, "tick": l.Tick,
+	}
+	if f, ok := plain[in.op]; ok {
+		return f(now)
+	}
 	switch in.op {
 	case "joined":
 		return l.Joined(now, "10.0.0.1:5000", "sdk", `{"seat":1}`)
@@ -205,18 +212,6 @@ func (in lifecycleInput) apply(l *rtc.Lifecycle, now time.Time) rtc.Output {
 		return rtc.Output{}
 	case "answered":
 		return l.Answered(now, "10.0.0.1:5000", "obs")
-	case "connected":
-		return l.Connected(now)
-	case "disconnected":
-		return l.Disconnected(now)
-	case "failed":
-		return l.Failed(now)
-	case "deleted":
-		return l.Deleted(now)
-	case "shutdown":
-		return l.Shutdown(now)
-	case "tick":
-		return l.Tick(now)
 	case "keyframe":
 		return l.KeyframeRequested(now, in.track)
 	}

@@ -108,6 +108,13 @@ func (w *world) step(s *rtc.Session, in func(now time.Time) rtc.Output) {
 	s.Step(func(rtc.Core) rtc.Output { return in(now) })
 }
 
+// after lets d pass in the bubble and reports whether s has ended by then.
+func after(s *rtc.Session, d time.Duration) bool {
+	time.Sleep(d)
+	synctest.Wait()
+	return ended(s)
+}
+
 func ended(s *rtc.Session) bool {
 	select {
 	case <-s.Done():
@@ -121,12 +128,8 @@ func TestSessionConnectTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t)
 		s, _ := w.start("p1", "whip")
-		time.Sleep(4 * time.Second)
-		synctest.Wait()
-		require.False(t, ended(s), "within the connect timeout")
-		time.Sleep(time.Second)
-		synctest.Wait()
-		require.True(t, ended(s), "the registry's tick ended it")
+		require.False(t, after(s, 4*time.Second), "within the connect timeout")
+		require.True(t, after(s, time.Second), "the registry's tick ended it")
 		require.Equal(t, []string{"joined", "unpublished:cam", "left:timeout"}, w.log.types("p1"))
 		require.Zero(t, w.reg.Len(""))
 		require.NoError(t, w.reg.Close())
@@ -142,13 +145,9 @@ func TestSessionDisconnectGrace(t *testing.T) {
 		w.step(s, l.Disconnected)
 		time.Sleep(time.Second)
 		w.step(s, l.Connected) // back within the grace
-		time.Sleep(time.Minute)
-		synctest.Wait()
-		require.False(t, ended(s))
+		require.False(t, after(s, time.Minute))
 		w.step(s, l.Disconnected)
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		require.True(t, ended(s))
+		require.True(t, after(s, 2*time.Second), "not back within the grace")
 		require.Equal(t, []string{"joined", "unpublished:cam", "left:disconnected"}, w.log.types("p1"))
 		require.NoError(t, w.reg.Close())
 	})
