@@ -460,6 +460,9 @@ func (c *conn) runCleanup() {
 func (c *conn) loop(watcher jetstream.KeyWatcher) {
 	var wg sync.WaitGroup
 	defer func() {
+		// The session's end (its leave recorded) comes before the socket goes: a client that
+		// waits for the socket to close after its leave finds the leave in the log.
+		<-c.s.Done()
 		c.cancel()
 		c.runCleanup()
 		wg.Wait()
@@ -542,8 +545,8 @@ func (c *conn) handle(now time.Time, i input) {
 	}
 }
 
-// finish is the loop's end: the session is no longer resumable, its socket goes, and
-// sockets handed over after the end are told so.
+// finish is the loop's end: the session is no longer resumable, its socket goes, and sockets
+// handed over after the end are told so.
 func (c *conn) finish() {
 	c.h.mu.Lock()
 	if c.h.live[c.s.ID] == c {

@@ -83,7 +83,8 @@ func options(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// delete ends a session for a token that owns it (or an admin's): reason closed.
+// delete ends a session for a token that owns it (or an admin's): reason closed. The reply
+// waits until the session has ended (its leave recorded, its PeerConnection closed).
 func (e *Endpoint) delete(w http.ResponseWriter, r *http.Request) {
 	s, err := e.Sessions.FindOwned(r, e.Auth, e.Transport)
 	if err != nil {
@@ -92,6 +93,11 @@ func (e *Endpoint) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	now := e.Sessions.Now()
 	s.Step(func(c Core) Output { return c.Deleted(now) })
+	select {
+	case <-s.Done():
+	case <-r.Context().Done():
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
