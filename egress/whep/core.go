@@ -10,95 +10,52 @@ import (
 // Output is what the shell must do after an input (see rtc.Output).
 type Output = rtc.Output
 
-// Core is the sans-IO state machine of one WHEP session.
+// Role is the role WHEP peers have in their room.
+const Role = "viewer"
+
+// Core is the sans-IO state machine of one WHEP session: the shared lifecycle (join, leave,
+// timeouts, keyframe throttling) plus the subscriptions to one publisher's tracks.
 type Core struct {
-	lc             rtc.Lifecycle
-	peer           string
-	node           string
-	identity, name string
-	publisher      string
-	tracks         []string
+	*rtc.Lifecycle
+	publisher string
+	tracks    []string
 }
 
-// NewCore returns the core of viewer peer on node, playing tracks of publisher.
-func NewCore(t rtc.Timeouts, peer, node, publisher string, tracks []string) *Core {
-	return &Core{lc: rtc.NewLifecycle(t), peer: peer, node: node, publisher: publisher, tracks: tracks}
+// NewCore returns the core of a viewer playing tracks of publisher; peer's Transport and Role
+// are set here.
+func NewCore(t rtc.Timeouts, peer rtc.Peer, publisher string, tracks []string) *Core {
+	peer.Transport, peer.Role = events.TransportWHEP, Role
+	c := &Core{publisher: publisher, tracks: tracks}
+	c.Lifecycle = rtc.NewLifecycle(t, peer, c.ending)
+	return c
 }
-
-// SetIdentity records the token identity and display name that opened the session, for its
-// peer.joined event. Call it before Answered.
-func (c *Core) SetIdentity(identity, name string) { c.identity, c.name = identity, name }
-
-// State is the session's current state.
-func (c *Core) State() rtc.State { return c.lc.State() }
 
 // Answered: the viewer is in the room and subscribed to the tracks.
 func (c *Core) Answered(now time.Time, remoteAddr, userAgent string) Output {
-	if !c.lc.Answer(now) {
-		return Output{}
+	out := c.Lifecycle.Answered(now, remoteAddr, userAgent)
+	if len(out.Events) == 0 {
+		return out
 	}
-	out := Output{Events: []events.Payload{events.PeerJoined{
-		Peer: c.peer, Transport: events.TransportWHEP, Role: "viewer", Node: c.node,
-		RemoteAddr: remoteAddr, UserAgent: userAgent, Identity: c.identity, Name: c.name,
-	}}}
 	for _, t := range c.tracks {
-		out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.peer, Track: t, Publisher: c.publisher})
+		out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.Peer().ID, Track: t, Publisher: c.publisher})
 	}
 	return out
 }
 
-// Bound: media for track starts flowing to the viewer. A keyframe is requested at once so the
-// viewer sees a picture without waiting for the publisher's next periodic one.
+// Bound: media for track starts flowing to the viewer. A video keyframe is requested at once
+// so the viewer sees a picture without waiting for the publisher's next periodic one.
 func (c *Core) Bound(now time.Time, track string, video bool) Output {
-	if video && c.lc.AllowPLI(now, track) {
-		return Output{PLI: []string{track}}
-	}
-	return Output{}
-}
-
-// KeyframeRequested: the viewer sent a PLI or FIR for track.
-func (c *Core) KeyframeRequested(now time.Time, track string) Output {
-	if c.lc.AllowPLI(now, track) {
-		return Output{PLI: []string{track}}
-	}
-	return Output{}
-}
-
-// Connected: ICE and DTLS are up (again).
-func (c *Core) Connected(now time.Time) Output { c.lc.Connected(now); return Output{} }
-
-// Disconnected: connectivity was lost; it may come back within the grace period.
-func (c *Core) Disconnected(now time.Time) Output { c.lc.Disconnected(now); return Output{} }
-
-// Failed: the connection failed or was closed by the remote side.
-func (c *Core) Failed(time.Time) Output { return c.close("disconnected") }
-
-// Deleted: the client sent DELETE on the session.
-func (c *Core) Deleted(time.Time) Output { return c.close("closed") }
-
-// Shutdown: the node is stopping.
-func (c *Core) Shutdown(time.Time) Output { return c.close("shutdown") }
-
-// Tick lets the core act on time: connect timeouts and disconnect grace.
-func (c *Core) Tick(now time.Time) Output {
-	if reason := c.lc.Expired(now); reason != "" {
-		return c.close(reason)
-	}
-	return Output{}
-}
-
-func (c *Core) close(reason string) Output {
-	wasOpen, answered := c.lc.Close()
-	if !wasOpen {
+	if !video {
 		return Output{}
 	}
-	out := Output{Close: true}
-	if !answered {
-		return out
-	}
+	return c.KeyframeRequested(now, track)
+}
+
+// ending ends every subscription, in order, before the peer leaves.
+func (c *Core) ending() []events.Payload {
+	out := make([]events.Payload, 0, len(c.tracks)+1)
 	for _, t := range c.tracks {
-		out.Events = append(out.Events, events.SubscriptionEnded{Peer: c.peer, Track: t})
+		out = append(out, events.SubscriptionEnded{Peer: c.Peer().ID, Track: t})
 	}
-	out.Events = append(out.Events, events.NewPeerLeft(c.peer, reason))
 	return out
 }

@@ -3,7 +3,9 @@
 // PATCH (trickle ICE). Viewers are fed by the node's forward.Hub: one subscription and one NACK
 // cache per track per node, whatever the number of viewers.
 //
-// Core is the sans-IO session; Handler is the shell (HTTP, pion, goroutines). It imports events,
-// pipeline and egress/forward; what a room publishes comes through the Catalog interface (the
-// KV projection, wired by cmd), not from ingress.
+// Core is the sans-IO session: the shared rtc.Lifecycle plus the viewer's subscriptions.
+// Handler is the shell: the POST (the rest of the HTTP contract is rtc.Endpoint's), pion and
+// the tracks' RTCP readers. It imports events, pipeline and egress/forward; what a room
+// publishes comes through the Catalog interface (the KV projection, wired by cmd), not from
+// ingress.
 package whep

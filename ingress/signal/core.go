@@ -61,13 +61,20 @@ type Output struct {
 	Receive []string
 }
 
+// Transport names room SDK peers in their events.
+const Transport = "sdk"
+
 // Core is the sans-IO state machine of one SDK session: joined from the start (the shell
-// creates it once the join's token is verified), closed once.
+// creates it once the join's token is verified), closed once. It composes the shared session
+// lifecycle (join and leave, connect timeout once media is negotiated, disconnect grace,
+// keyframe throttling, close reasons) with the room's signalling.
 type Core struct {
+	*rtc.Lifecycle
 	room, peer, node string
 	claims           auth.Claims
 	auto             bool
 
+	// closed mirrors the lifecycle's state: every close goes through close.
 	closed bool
 	// ready: the KV watch has delivered the room's initial state and joined was sent.
 	ready bool
@@ -92,10 +99,13 @@ type Core struct {
 }
 
 // NewCore returns the core of peer's session in room, opened with claims.
-func NewCore(room, peer, node string, claims auth.Claims, autoSubscribe bool) *Core {
-	return &Core{room: room, peer: peer, node: node, claims: claims, auto: autoSubscribe,
+func NewCore(t rtc.Timeouts, room, peer, node string, claims auth.Claims, autoSubscribe bool) *Core {
+	c := &Core{room: room, peer: peer, node: node, claims: claims, auto: autoSubscribe,
 		peers: map[string]PeerInfo{}, tracks: map[string]TrackSpec{}, subscribed: map[string]bool{},
 		muted: map[string]bool{}}
+	c.Lifecycle = rtc.NewLifecycle(t, rtc.Peer{ID: peer, Node: node, Transport: Transport, Role: c.role(),
+		Identity: claims.Identity, Name: claims.Name}, c.ending)
+	return c
 }
 
 // JoinOptions are what a join sets besides the token.
@@ -136,11 +146,8 @@ func (c *Core) role() string {
 }
 
 // Joined: the session is accepted; its peer.joined goes to the log.
-func (c *Core) Joined(_ time.Time, remoteAddr, userAgent string) Output {
-	return Output{Output: rtc.Output{Events: []events.Payload{events.PeerJoined{
-		Peer: c.peer, Transport: "sdk", Role: c.role(), Node: c.node, RemoteAddr: remoteAddr,
-		UserAgent: userAgent, Identity: c.claims.Identity, Name: c.claims.Name, Metadata: c.metadata,
-	}}}}
+func (c *Core) Joined(now time.Time, remoteAddr, userAgent string) Output {
+	return Output{Output: c.Lifecycle.Joined(now, remoteAddr, userAgent, c.metadata)}
 }
 
 func errMsg(code, format string, args ...any) ServerMessage {
@@ -259,7 +266,7 @@ func (c *Core) KVReady(time.Time) Output {
 
 // snapshot is the joined message: the room as the core knows it now.
 func (c *Core) snapshot(resumed bool) ServerMessage {
-	self := PeerInfo{Peer: c.peer, Identity: c.claims.Identity, Name: c.claims.Name, Transport: "sdk", Metadata: c.metadata}
+	self := PeerInfo{Peer: c.peer, Identity: c.claims.Identity, Name: c.claims.Name, Transport: Transport, Metadata: c.metadata}
 	j := ServerMessage{Type: TypeJoined, Version: Version, Room: c.room, Self: &self,
 		ResumeToken: c.resumeToken, Resumed: resumed}
 	for _, g := range c.claims.Grants {
@@ -406,8 +413,9 @@ func (c *Core) DataReceived(_ time.Time, d DataMessage) Output {
 }
 
 // TrackStarted: RTP of a new track of kind arrived. It is accepted (ok) when a publish of that
-// kind was announced; its track.published goes to the log.
-func (c *Core) TrackStarted(_ time.Time, t TrackSpec) (Output, bool) {
+// kind was announced; its track.published goes to the log, and a video track gets a keyframe
+// request at once (viewers that asked before it existed need one too).
+func (c *Core) TrackStarted(now time.Time, t TrackSpec) (Output, bool) {
 	var out Output
 	if c.closed {
 		return out, false
@@ -425,6 +433,9 @@ func (c *Core) TrackStarted(_ time.Time, t TrackSpec) (Output, bool) {
 	out.Events = append(out.Events, events.TrackPublished{Peer: c.peer, Track: t.Track, Kind: t.Kind,
 		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: []string{"0"},
 		Source: m.Source, Muted: muted})
+	if t.Kind == "video" {
+		out.PLI = c.KeyframeRequested(now, t.Track).PLI
+	}
 	return out, true
 }
 
@@ -434,23 +445,26 @@ func (c *Core) Published() []string { return c.published }
 // Subscribed reports whether the core forwards track to this client.
 func (c *Core) Subscribed(track string) bool { return c.subscribed[track] }
 
-// Connected, Disconnected: the PeerConnection's state; the WebSocket, not ICE, is the session.
-func (c *Core) Connected(time.Time) rtc.Output    { return rtc.Output{} }
-func (c *Core) Disconnected(time.Time) rtc.Output { return rtc.Output{} }
-
 // Failed: the PeerConnection failed: the peer leaves.
-func (c *Core) Failed(now time.Time) rtc.Output { return c.close(now, "disconnected").Output }
+func (c *Core) Failed(now time.Time) rtc.Output { return c.close(now, rtc.ReasonDisconnected).Output }
+
+// Deleted: the session is ended for the client (as a leave does).
+func (c *Core) Deleted(now time.Time) rtc.Output { return c.close(now, rtc.ReasonClosed).Output }
 
 // Shutdown: the node is stopping.
-func (c *Core) Shutdown(now time.Time) rtc.Output { return c.close(now, "shutdown").Output }
+func (c *Core) Shutdown(now time.Time) rtc.Output { return c.close(now, rtc.ReasonShutdown).Output }
 
-// Tick: a session whose socket has been gone for the grace period ends (its tracks are
-// unpublished and the peer leaves, reason "disconnected").
+// Tick: the lifecycle's timeouts (media negotiated but never connected, connectivity not back
+// within the grace), then the resume grace: a session whose socket has been gone that long
+// ends (its tracks are unpublished and the peer leaves, reason "disconnected").
 func (c *Core) Tick(now time.Time) rtc.Output {
+	if reason := c.Expired(now); reason != "" && !c.closed {
+		return c.close(now, reason).Output
+	}
 	if c.closed || !c.detached || now.Before(c.detachedAt.Add(c.grace)) {
 		return rtc.Output{}
 	}
-	return c.close(now, "disconnected").Output
+	return c.close(now, rtc.ReasonDisconnected).Output
 }
 
 // SocketClosed: the WebSocket ended without a leave. With a grace period the session lives
@@ -461,7 +475,7 @@ func (c *Core) SocketClosed(now time.Time) Output {
 		return Output{}
 	}
 	if c.grace <= 0 {
-		return c.close(now, "disconnected")
+		return c.close(now, rtc.ReasonDisconnected)
 	}
 	c.detached, c.detachedAt = true, now
 	return Output{}
@@ -475,7 +489,7 @@ func (c *Core) SocketClosed(now time.Time) Output {
 func (c *Core) Resume(now time.Time, claims auth.Claims, token string) (Output, bool) {
 	var out Output
 	if c.detached && !now.Before(c.detachedAt.Add(c.grace)) {
-		out = c.close(now, "disconnected")
+		out = c.close(now, rtc.ReasonDisconnected)
 	}
 	switch {
 	case c.closed || c.resumeToken == "":
@@ -495,16 +509,21 @@ func (c *Core) Resume(now time.Time, claims auth.Claims, token string) (Output, 
 	return out, true
 }
 
-func (c *Core) close(_ time.Time, reason string) Output {
-	var out Output
+// close ends the session for reason through the lifecycle (which asks ending for the
+// tracks to unpublish before the peer.left).
+func (c *Core) close(now time.Time, reason rtc.Reason) Output {
 	if c.closed {
-		return out
+		return Output{}
 	}
 	c.closed = true
+	return Output{Output: c.Lifecycle.Close(now, reason)}
+}
+
+// ending unpublishes the peer's tracks, in order, before it leaves.
+func (c *Core) ending() []events.Payload {
+	out := make([]events.Payload, 0, len(c.published)+1)
 	for _, t := range c.published {
-		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: t})
+		out = append(out, events.TrackUnpublished{Peer: c.peer, Track: t})
 	}
-	out.Events = append(out.Events, events.NewPeerLeft(c.peer, reason))
-	out.Close = true
 	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -35,7 +36,7 @@ func types(ms []ServerMessage) []string {
 // changes become peer and track messages, other peers' tracks are auto-subscribed (with a
 // subscription.started event) and unsubscribed when they go.
 func TestCoreRoomFromKV(t *testing.T) {
-	c := NewCore("r1", "me", "n1", claims(auth.Publish, auth.Subscribe), true)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Publish, auth.Subscribe), true)
 	out := c.Joined(t0, "1.2.3.4:5", "ua")
 	require.Equal(t, []events.Payload{events.PeerJoined{Peer: "me", Transport: "sdk", Role: "publisher", Node: "n1",
 		RemoteAddr: "1.2.3.4:5", UserAgent: "ua", Identity: "alice", Name: "Alice"}}, out.Events)
@@ -79,7 +80,8 @@ func TestCoreRoomFromKV(t *testing.T) {
 }
 
 func TestCoreManualModeAndGrants(t *testing.T) {
-	c := NewCore("r1", "me", "n1", claims(auth.Subscribe), false)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), false)
+	c.Joined(t0, "", "")
 	c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video"}))
 	out := c.KVReady(t0)
 	require.Empty(t, out.Subscribe, "manual mode")
@@ -92,16 +94,20 @@ func TestCoreManualModeAndGrants(t *testing.T) {
 	require.False(t, ok, "a track without a publish")
 	require.Empty(t, out.Events)
 
-	v := NewCore("r1", "me", "n1", claims(auth.Subscribe), true)
+	v := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), true)
+
+	v.Joined(t0, "", "")
 	v.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video"}))
 	require.Len(t, v.KVReady(t0).Subscribe, 1)
-	nosub := NewCore("r1", "me", "n1", claims(auth.Publish), true)
+	nosub := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Publish), true)
+	nosub.Joined(t0, "", "")
 	nosub.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video"}))
 	require.Empty(t, nosub.KVReady(t0).Subscribe, "no subscribe grant")
 }
 
 func TestCorePublishDataLeave(t *testing.T) {
-	c := NewCore("r1", "me", "n1", claims(auth.Publish, auth.Data), true)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Publish, auth.Data), true)
+	c.Joined(t0, "", "")
 	c.KVPut(t0, "r1.peer.bob", val(t, peerRecord{Peer: "bob", Transport: "sdk"}))
 	c.KVReady(t0)
 
@@ -126,7 +132,7 @@ func TestCorePublishDataLeave(t *testing.T) {
 	require.Equal(t, []string{TypeData}, types(c.DataReceived(t0, DataMessage{From: "bob", Payload: "x"}).Send))
 
 	out = c.Message(t0, ClientMessage{Type: TypeLeave})
-	require.True(t, out.Close)
+	require.NotEmpty(t, out.Close)
 	require.Equal(t, []events.Payload{events.TrackUnpublished{Peer: "me", Track: "t1"}, events.PeerLeft{Peer: "me", Reason: "closed", Cause: events.LeaveCause{By: events.ByClient}}}, out.Events)
 	require.True(t, c.Closed())
 	require.Empty(t, c.SocketClosed(t0).Events, "closed once")
@@ -134,7 +140,8 @@ func TestCorePublishDataLeave(t *testing.T) {
 }
 
 func TestCoreManualSubscribe(t *testing.T) {
-	c := NewCore("r1", "me", "n1", claims(auth.Subscribe, auth.Publish), false)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe, auth.Publish), false)
+	c.Joined(t0, "", "")
 	c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video"}))
 	c.KVReady(t0)
 	out := c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "tb"})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
 func bptr(b bool) *bool { return &b }
@@ -17,7 +18,8 @@ func bptr(b bool) *bool { return &b }
 // camera) in a room with bob and his track "tb".
 func publishedCore(t *testing.T, grace time.Duration) *Core {
 	t.Helper()
-	c := NewCore("r1", "me", "n1", claims(auth.Publish, auth.Subscribe, auth.Data), true)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Publish, auth.Subscribe, auth.Data), true)
+	c.Joined(t0, "", "")
 	c.SetJoinOptions(JoinOptions{Metadata: "m0", ResumeToken: "me.secret", Grace: grace})
 	c.KVPut(t0, "r1.peer.bob", val(t, peerRecord{Peer: "bob", Transport: "sdk", Metadata: "b0"}))
 	c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video", Codec: "video/VP8", Source: "screen"}))
@@ -31,7 +33,7 @@ func publishedCore(t *testing.T, grace time.Duration) *Core {
 }
 
 func TestCoreJoinCarriesMetadataAndResumeToken(t *testing.T) {
-	c := NewCore("r1", "me", "n1", claims(auth.Subscribe), true)
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), true)
 	c.SetJoinOptions(JoinOptions{Metadata: `{"seat":1}`, ResumeToken: "me.s", Grace: time.Second})
 	out := c.Joined(t0, "", "")
 	require.Equal(t, `{"seat":1}`, out.Events[0].(events.PeerJoined).Metadata)
@@ -118,7 +120,7 @@ func TestCoreResume(t *testing.T) {
 		c := publishedCore(t, grace)
 		out := c.SocketClosed(t0)
 		require.Empty(t, out.Events)
-		require.False(t, out.Close)
+		require.Empty(t, out.Close)
 		require.True(t, c.Detached())
 		require.Empty(t, c.SocketClosed(t0.Add(time.Second)).Events, "a second drop changes nothing")
 		require.Empty(t, c.Tick(t0.Add(grace-time.Millisecond)).Events, "still within the grace")
@@ -150,7 +152,7 @@ func TestCoreResume(t *testing.T) {
 		c := publishedCore(t, grace)
 		c.SocketClosed(t0)
 		out := c.Tick(t0.Add(grace))
-		require.True(t, out.Close)
+		require.NotEmpty(t, out.Close)
 		require.Len(t, out.Events, 2)
 		require.Equal(t, events.TrackUnpublished{Peer: "me", Track: "t1"}, out.Events[0])
 		require.Equal(t, "disconnected", out.Events[1].(events.PeerLeft).Reason)
@@ -165,7 +167,7 @@ func TestCoreResume(t *testing.T) {
 		c.SocketClosed(t0)
 		out, ok := c.Resume(t0.Add(grace), alice, "me.secret")
 		require.False(t, ok)
-		require.True(t, out.Close)
+		require.NotEmpty(t, out.Close)
 		require.Len(t, out.Events, 2)
 		require.Equal(t, CodeResumeExpired, out.Send[0].Code)
 		require.Empty(t, c.Tick(t0.Add(2*grace)).Events, "left once")
@@ -203,13 +205,13 @@ func TestCoreResume(t *testing.T) {
 		c := publishedCore(t, grace)
 		c.SocketClosed(t0)
 		out := c.Shutdown(t0.Add(time.Second))
-		require.True(t, out.Close)
+		require.NotEmpty(t, out.Close)
 		require.Equal(t, "shutdown", out.Events[1].(events.PeerLeft).Reason)
 	})
 	t.Run("without a grace the peer leaves with its socket", func(t *testing.T) {
 		c := publishedCore(t, 0)
 		out := c.SocketClosed(t0)
-		require.True(t, out.Close)
+		require.NotEmpty(t, out.Close)
 		require.Equal(t, "disconnected", out.Events[1].(events.PeerLeft).Reason)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
 // FuzzCoreInput feeds arbitrary client messages and KV values to a joined core: bad input gets
@@ -25,7 +26,8 @@ func FuzzCoreInput(f *testing.F) {
 		f.Add(s, `{"peer":"bob","transport":"sdk","metadata":"m"}`)
 	}
 	f.Fuzz(func(t *testing.T, msg, kv string) {
-		c := NewCore("r1", "me", "n1", auth.Claims{Room: "r1", Identity: "alice", Grants: []auth.Grant{auth.Publish, auth.Subscribe, auth.Data}}, true)
+		c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", auth.Claims{Room: "r1", Identity: "alice", Grants: []auth.Grant{auth.Publish, auth.Subscribe, auth.Data}}, true)
+		c.Joined(t0, "", "")
 		c.SetJoinOptions(JoinOptions{ResumeToken: "me.secret", Grace: 10 * time.Second})
 		c.KVPut(t0, "r1.peer.bob", []byte(kv))
 		c.KVPut(t0, "r1.track.tb", []byte(kv))

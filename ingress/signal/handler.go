@@ -17,7 +17,6 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/events"
@@ -63,7 +62,10 @@ type Config struct {
 	// ResumeGrace is how long a session outlives a WebSocket that dropped without a leave,
 	// waiting for a join with its resume token. 0: the peer leaves when its socket drops.
 	ResumeGrace time.Duration
-	Logger      *slog.Logger
+	// Timeouts of the sessions' lifecycle (connect timeout once media is negotiated,
+	// disconnect grace, keyframe-request throttle).
+	Timeouts rtc.Timeouts
+	Logger   *slog.Logger
 }
 
 // Handler serves the signalling WebSocket.
@@ -314,27 +316,25 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	id := events.NewID()
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
 		in: make(chan input, 64), done: make(chan struct{})}
-	c.core = NewCore(room, id, reg.Node(), claims, auto)
+	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
 	opts := JoinOptions{Metadata: join.Metadata}
 	if h.cfg.ResumeGrace > 0 {
 		opts.ResumeToken, opts.Grace = newResumeToken(id), h.cfg.ResumeGrace
 	}
 	c.core.SetJoinOptions(opts)
-	log := h.log.With("room", room, "peer", id, "identity", claims.Identity)
-	c.s = reg.NewSession(id, room, pc, c.core, log)
-	c.s.Identity = claims.Identity
-	// The loop ends when the session closes for any reason (leave, failure, grace over,
-	// shutdown).
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.s.OnClose(c.cancel)
-	if err := reg.Add(c.s); err != nil {
-		c.cancel()
+	c.s, err = reg.NewSession(rtc.SessionConfig{ID: id, Room: room, Transport: Transport, Identity: claims.Identity,
+		PC: pc, Core: c.core, OnPLI: c.sendPLI})
+	if err != nil {
 		_ = pc.Close()
 		sk.fail(CodeInternal, "%v", err)
 		return nil
 	}
+	// The loop ends when the session closes for any reason (leave, failure, grace over,
+	// shutdown).
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.s.OnClose(c.cancel)
 	now := reg.Now()
-	if err := c.step(func() Output { return c.core.Joined(now, r.RemoteAddr, r.UserAgent()) }); err != nil {
+	if err := c.stepWait(func() Output { return c.core.Joined(now, r.RemoteAddr, r.UserAgent()) }); err != nil {
 		c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
 		sk.fail(CodeInternal, "cannot record the join in the event log: %v", err)
 		return nil
@@ -375,7 +375,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	h.mu.Lock()
 	h.live[id] = c
 	h.mu.Unlock()
-	log.Info("peer joined")
+	c.s.Started("remote", r.RemoteAddr, "resumable", opts.ResumeToken != "")
 	reg.Go(func() { c.loop(watcher) })
 	return c
 }
@@ -387,6 +387,8 @@ type conn struct {
 	s    *rtc.Session
 	core *Core
 	pc   *webrtc.PeerConnection
+	// keys sends keyframe requests to the client for the tracks it publishes.
+	keys rtc.Keyframes
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -456,57 +458,21 @@ func (c *conn) runCleanup() {
 
 // loop runs the session until it closes (leave, PeerConnection failure, grace over, shutdown).
 func (c *conn) loop(watcher jetstream.KeyWatcher) {
-	reg := c.h.cfg.Sessions
 	var wg sync.WaitGroup
 	defer func() {
+		// The session's end (its leave recorded) comes before the socket goes: a client that
+		// waits for the socket to close after its leave finds the leave in the log.
+		<-c.s.Done()
 		c.cancel()
 		c.runCleanup()
 		wg.Wait()
-		c.h.mu.Lock()
-		if c.h.live[c.s.ID] == c {
-			delete(c.h.live, c.s.ID)
-		}
-		c.h.mu.Unlock()
-		if c.cur != nil {
-			c.cur.release(websocket.StatusNormalClosure, "left")
-		}
-		close(c.done)
-		// Sockets handed over after the end: tell them.
-		for {
-			select {
-			case i := <-c.in:
-				if i.resume != nil {
-					i.resume.sk.fail(CodeResumeExpired, "the session ended: join again")
-				}
-			default:
-				return
-			}
-		}
+		c.finish()
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case e, ok := <-watcher.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !c.feed(input{ready: true}) {
-						return
-					}
-					continue
-				}
-				if !c.feed(input{kv: e}) {
-					return
-				}
-			case <-c.ctx.Done():
-				return
-			}
-		}
+		c.watch(watcher)
 	}()
-
 	for {
 		var i input
 		select {
@@ -515,32 +481,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 			return
 		case i = <-c.in:
 		}
-		now := reg.Now()
-		switch {
-		case i.resume != nil:
-			c.resume(now, i.resume)
-		case i.sock != nil && i.sock != c.cur:
-			// From a socket the session no longer uses (replaced by a resume).
-		case i.err != nil:
-			c.detach(now, "closed")
-		case i.ready:
-			c.step(func() Output { return c.core.KVReady(now) })
-		case i.kv != nil:
-			e := i.kv
-			if e.Operation() == jetstream.KeyValuePut {
-				c.step(func() Output { return c.core.KVPut(now, e.Key(), e.Value()) })
-			} else {
-				c.step(func() Output { return c.core.KVDeleted(now, e.Key()) })
-			}
-		case i.data != nil:
-			c.step(func() Output { return c.core.DataReceived(now, *i.data) })
-		case i.track != nil:
-			c.published(i.track)
-		case i.cand != nil:
-			c.sendCandidate(i.cand)
-		case i.msg != nil:
-			c.message(now, *i.msg)
-		}
+		now := c.h.cfg.Sessions.Now()
+		c.handle(now, i)
 		if c.slow && !c.ended {
 			c.detach(now, "too slow")
 		}
@@ -549,6 +491,80 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 		}
 		if c.cur != nil && c.needOffer && c.pc.SignalingState() == webrtc.SignalingStateStable {
 			c.offer()
+		}
+	}
+}
+
+// watch feeds the room's KV state to the loop until the watch or the session ends.
+func (c *conn) watch(watcher jetstream.KeyWatcher) {
+	for {
+		select {
+		case e, ok := <-watcher.Updates():
+			if !ok {
+				return
+			}
+			i := input{kv: e}
+			if e == nil {
+				i = input{ready: true}
+			}
+			if !c.feed(i) {
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// handle is the loop's step for one input.
+func (c *conn) handle(now time.Time, i input) {
+	switch {
+	case i.resume != nil:
+		c.resume(now, i.resume)
+	case i.sock != nil && i.sock != c.cur:
+		// From a socket the session no longer uses (replaced by a resume).
+	case i.err != nil:
+		c.detach(now, "closed")
+	case i.ready:
+		c.step(func() Output { return c.core.KVReady(now) })
+	case i.kv != nil:
+		e := i.kv
+		if e.Operation() == jetstream.KeyValuePut {
+			c.step(func() Output { return c.core.KVPut(now, e.Key(), e.Value()) })
+		} else {
+			c.step(func() Output { return c.core.KVDeleted(now, e.Key()) })
+		}
+	case i.data != nil:
+		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
+	case i.track != nil:
+		c.published(i.track)
+	case i.cand != nil:
+		c.sendCandidate(i.cand)
+	case i.msg != nil:
+		c.message(now, *i.msg)
+	}
+}
+
+// finish is the loop's end: the session is no longer resumable, its socket goes, and sockets
+// handed over after the end are told so.
+func (c *conn) finish() {
+	c.h.mu.Lock()
+	if c.h.live[c.s.ID] == c {
+		delete(c.h.live, c.s.ID)
+	}
+	c.h.mu.Unlock()
+	if c.cur != nil {
+		c.cur.release(websocket.StatusNormalClosure, "left")
+	}
+	close(c.done)
+	for {
+		select {
+		case i := <-c.in:
+			if i.resume != nil {
+				i.resume.sk.fail(CodeResumeExpired, "the session ended: join again")
+			}
+		default:
+			return
 		}
 	}
 }
@@ -627,20 +643,38 @@ func (c *conn) sendCandidate(ic *webrtc.ICECandidate) {
 	c.send(ServerMessage{Type: TypeCandidate, Candidate: b})
 }
 
-// step feeds one input to the core through the session (which appends the events) and carries
-// out the rest of its output.
-func (c *conn) step(in func() Output) error {
+// step feeds one input to the core through the session (whose outbox appends the events and
+// sends the PLIs) and carries out the rest of its output.
+func (c *conn) step(in func() Output) { c.apply(c.input(in, false)) }
+
+// stepWait is step for an input whose events must be in the log before it returns: the join.
+func (c *conn) stepWait(in func() Output) error {
+	out, err := c.input(in, true)
+	c.apply(out, nil)
+	return err
+}
+
+// input runs in on the core under the session's lock: the client's messages are queued there,
+// so they leave in the order the core made them.
+func (c *conn) input(in func() Output, wait bool) (Output, error) {
 	var out Output
-	err := c.s.StepErr(func(rtc.Core) rtc.Output {
+	f := func(rtc.Core) rtc.Output {
 		out = in()
 		c.ended = c.core.Closed()
-		// Queued under the session lock, so messages leave in the order the core made them.
 		c.send(out.Send...)
 		return out.Output
-	})
-	if err != nil {
-		c.s.Log.Error("session step failed", "err", err)
 	}
+	if wait {
+		err := c.s.StepWait(f)
+		return out, err
+	}
+	c.s.Step(f)
+	return out, nil
+}
+
+// apply carries out what the core asked of the shell beyond the session's outbox: data
+// messages, tracks to forward or stop, transceivers to add.
+func (c *conn) apply(out Output, _ error) {
 	for _, d := range out.Data {
 		b, merr := json.Marshal(d)
 		if merr != nil {
@@ -673,7 +707,6 @@ func (c *conn) step(in func() Output) error {
 		}
 		c.needOffer = true
 	}
-	return err
 }
 
 // message handles one client message after join.
@@ -713,6 +746,7 @@ func (c *conn) answer(sdp string) {
 		return
 	}
 	c.s.Log.Debug("answering client offer")
+	c.negotiating()
 	ans, err := rtc.Answer(context.Background(), c.pc, sdp, nil)
 	if err != nil {
 		c.send(errMsg(CodeBadRequest, "%v", err))
@@ -721,9 +755,17 @@ func (c *conn) answer(sdp string) {
 	c.send(ServerMessage{Type: TypeAnswer, SDP: ans})
 }
 
+// negotiating starts the connect timeout once media is negotiated (a peer that only uses data
+// never negotiates and never times out).
+func (c *conn) negotiating() {
+	now := c.h.cfg.Sessions.Now()
+	c.step(func() Output { c.core.Negotiating(now); return Output{} })
+}
+
 // offer sends a server offer (tracks to forward were added or removed).
 func (c *conn) offer() {
 	c.needOffer = false
+	c.negotiating()
 	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
 		c.s.Log.Error("create offer", "err", err)
@@ -742,12 +784,15 @@ func (c *conn) offer() {
 	c.send(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
 }
 
-// published starts moving a client track's RTP onto its media subject, if announced.
+// published starts moving a client track's RTP onto its media subject, if announced. The core
+// asks for its first keyframe and throttles the viewers' requests.
 func (c *conn) published(tr *webrtc.TrackRemote) {
 	codec := tr.Codec()
 	spec := TrackSpec{Track: events.NewID(), Peer: c.s.ID, Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, FmtpLine: codec.SDPFmtpLine}
-	now := c.h.cfg.Sessions.Now()
+	reg := c.h.cfg.Sessions
+	c.keys.Add(spec.Track, tr.SSRC())
+	now := reg.Now()
 	var ok bool
 	c.step(func() Output {
 		out, accepted := c.core.TrackStarted(now, spec)
@@ -758,49 +803,22 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 		return
 	}
 	bus := c.h.cfg.Bus
-	ssrc := tr.SSRC()
-	var plimu sync.Mutex
-	var lastPLI time.Time
 	sub, err := bus.SubscribeFeedback(c.s.Room, spec.Track, func(data []byte) {
-		if !rtc.IsKeyframeRequest(data) {
-			return
+		if rtc.IsKeyframeRequest(data) {
+			now := reg.Now()
+			c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, spec.Track) })
 		}
-		plimu.Lock()
-		now := time.Now()
-		if now.Sub(lastPLI) < 300*time.Millisecond {
-			plimu.Unlock()
-			return
-		}
-		lastPLI = now
-		plimu.Unlock()
-		_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
 	})
-	if err == nil {
+	if err != nil {
+		c.s.Log.Error("feedback subscription failed", "track", spec.Track, "err", err)
+	} else {
 		c.s.OnClose(func() { _ = sub.Unsubscribe() })
 	}
-	if spec.Kind == "video" {
-		_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
-	}
-	c.s.Log.Info("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
-	sender := bus.Sender(c.s.Room, spec.Track, "0")
+	c.s.Log.Debug("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
 	stopped := &atomic.Bool{}
-	if c.stopped == nil {
-		c.stopped = map[string]*atomic.Bool{}
-	}
 	c.stopped[spec.Track] = stopped
-	c.h.cfg.Sessions.Go(func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := tr.Read(buf)
-			if err != nil {
-				return
-			}
-			if stopped.Load() {
-				continue // unpublished: drained, not forwarded
-			}
-			_ = sender.Send(buf[:n])
-		}
-	})
+	sender := bus.Sender(c.s.Room, spec.Track, "0")
+	reg.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
 }
 
 // subscribe adds a track forwarding t to the client; the next offer carries it.

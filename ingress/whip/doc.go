@@ -1,8 +1,9 @@
 // Package whip is WebRTC-HTTP ingestion (RFC 9725): POST /whip/{room} publishes a stream into a
-// room, the session URL accepts DELETE (stop) and PATCH (trickle ICE, answered 405/422 until
-// supported), OPTIONS advertises what is accepted.
+// room, the session URL accepts DELETE (stop) and PATCH (trickle ICE; an ICE restart is answered
+// 422), OPTIONS advertises what is accepted.
 //
-// Core is the sans-IO session: inputs and now in, events and actions out, no goroutines or
-// sockets. Handler is the shell: HTTP, the pion PeerConnection, and the goroutines that move RTP
-// from the PeerConnection onto the track's media subject. It imports events and pipeline only.
+// Core is the sans-IO session: the shared rtc.Lifecycle plus the tracks the publisher sends.
+// Handler is the shell: the POST (the rest of the HTTP contract is rtc.Endpoint's), the pion
+// PeerConnection, and the per-track goroutine that moves RTP onto the track's media subject
+// (rtc.ReadRTP). It imports events and pipeline only.
 package whip

@@ -2,7 +2,6 @@ package rtc
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -39,18 +38,18 @@ type Authorizer interface {
 	Authorize(r *http.Request, room string, g auth.Grant, now time.Time) (auth.Claims, error)
 }
 
-// FindOwned finds the live session {session} of room {room} named by req's path for a
-// PATCH or DELETE, after checking req's bearer token: 401 without a valid one, 403 when it is
-// for another room or its identity neither owns the session nor has the admin grant, 404 when
-// there is no such session. Nothing about a session is revealed to a request that fails the
-// token check.
-func (r *Registry) FindOwned(req *http.Request, a Authorizer) (*Session, error) {
+// FindOwned finds the live session {session} of transport in room {room} named by req's path
+// for a PATCH or DELETE, after checking req's bearer token: 401 without a valid one, 403 when
+// it is for another room or its identity neither owns the session nor has the admin grant, 404
+// when there is no such session. Nothing about a session is revealed to a request that fails
+// the token check.
+func (r *Registry) FindOwned(req *http.Request, a Authorizer, transport string) (*Session, error) {
 	room, id := req.PathValue("room"), req.PathValue("session")
 	c, err := a.Authorize(req, room, "", r.Now())
 	if err != nil {
 		return nil, AuthError(err)
 	}
-	s, err := r.Find(room, id)
+	s, err := r.Find(transport, room, id)
 	if err != nil {
 		return nil, err
 	}
@@ -58,34 +57,4 @@ func (r *Registry) FindOwned(req *http.Request, a Authorizer) (*Session, error) 
 		return nil, AuthError(err)
 	}
 	return s, nil
-}
-
-// DeleteHandler serves DELETE on a session URL: a token that owns the session (or an admin's)
-// ends it through the core's deleted input. WHIP and WHEP share it.
-func (r *Registry) DeleteHandler(a Authorizer, log *slog.Logger, deleted func(c Core, now time.Time) Output) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		s, err := r.FindOwned(req, a)
-		if err != nil {
-			WriteError(w, req, log, err)
-			return
-		}
-		now := r.Now()
-		s.Step(func(c Core) Output { return deleted(c, now) })
-		w.WriteHeader(http.StatusOK)
-	}
-}
-
-// PatchHandler serves PATCH on a session URL: trickle ICE from the session's owner.
-func (r *Registry) PatchHandler(a Authorizer, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		s, err := r.FindOwned(req, a)
-		if err == nil {
-			err = Trickle(req, s.PC)
-		}
-		if err != nil {
-			WriteError(w, req, log, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
 }

@@ -1,5 +1,18 @@
 // Package rtc holds what ingress and egress share at the media edge: the pion WebRTC API
-// (codecs, interceptors, one ICE UDP port for every session) and the HTTP contract helpers of
-// WHIP and WHEP (SDP bodies, error replies). It sits in pipeline because both transports'
-// directions depend on it and neither may import the other.
+// (codecs, interceptors, one ICE UDP port for every session), the HTTP contract of WHIP and
+// WHEP (Endpoint: SDP bodies, bearer tokens, the session URL's DELETE, PATCH and OPTIONS, error
+// replies) and the one session model every WebRTC transport composes:
+//
+//   - Lifecycle is the sans-IO session core (join and leave, connect timeout, disconnect grace,
+//     keyframe-request throttle, close reasons). Inputs carry now; it reads no clock. WHIP,
+//     WHEP and room cores embed it and add only what differs.
+//   - Session is the actor around a core: inputs are serialised, outputs go to an ordered
+//     outbox carried out by the session's own goroutine (events appended in order, PLIs sent,
+//     the end logged and the PeerConnection closed), so no I/O happens under a lock.
+//   - Registry holds every session of a node, ticks their cores and ends them on Close.
+//
+// ReadRTP is the one loop that moves a published track's RTP onward. It sits in pipeline
+// because both transports' directions depend on it and neither may import the other. It
+// imports events, pipeline/auth and pion; never NATS (its Appender, RTPSender and
+// FeedbackSender are the interfaces the NATS side fills in).
 package rtc

@@ -1,19 +1,70 @@
 package rtc
 
-import "time"
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/jetmedia/jetmedia/events"
+)
 
 // State of a WebRTC session.
 type State int
 
 const (
-	StateNew        State = iota // created, no offer answered yet
-	StateConnecting              // answered, waiting for ICE/DTLS
+	StateNew        State = iota // created; no media negotiated yet
+	StateConnecting              // answered (or negotiated), waiting for ICE/DTLS
 	StateConnected               // media can flow
 	StateClosed                  // ended; every later input is ignored
 )
 
 func (s State) String() string {
 	return [...]string{"new", "connecting", "connected", "closed"}[s]
+}
+
+// Reason is why a session ended: the peer.left reason it records (events.PeerLeft.Reason).
+type Reason string
+
+// The reasons a session ends for.
+const (
+	// ReasonClosed: the client ended it (WHIP/WHEP DELETE, the room SDK's leave).
+	ReasonClosed Reason = "closed"
+	// ReasonDisconnected: ICE/DTLS failed, connectivity did not come back within the
+	// disconnect grace period, or a room socket dropped without a resume.
+	ReasonDisconnected Reason = "disconnected"
+	// ReasonTimeout: the session never connected within the connect timeout.
+	ReasonTimeout Reason = "timeout"
+	// ReasonShutdown: the node is stopping.
+	ReasonShutdown Reason = "shutdown"
+)
+
+// Output is what a session core asks its shell to do after an input: append Events in order,
+// request a keyframe of each track in PLI, end the session when Close names a reason.
+type Output struct {
+	Events []events.Payload
+	PLI    []string
+	// Close is why the session ends now; "" while it goes on.
+	Close Reason
+}
+
+// String is what the output asks, for people and golden transcripts: " close=<reason>" and
+// " pli=<track>" on the first line, then one line per event with its JSON.
+func (o Output) String() string {
+	var b strings.Builder
+	if o.Close != "" {
+		b.WriteString(" close=" + string(o.Close))
+	}
+	for _, p := range o.PLI {
+		b.WriteString(" pli=" + p)
+	}
+	for _, p := range o.Events {
+		data, err := json.Marshal(p)
+		if err != nil {
+			data = []byte(err.Error())
+		}
+		b.WriteString("\n        event " + p.EventType() + " " + string(data))
+	}
+	return b.String()
 }
 
 // Timeouts of a session. Zero values take the defaults.
@@ -39,68 +90,149 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
-// Lifecycle is the sans-IO connection lifecycle WHIP and WHEP sessions share: states, the
-// connect timeout, the disconnect grace period and keyframe-request throttling. Inputs carry
+// Peer is who a session is in its room, as its peer.joined event records it.
+type Peer struct {
+	ID        string
+	Node      string
+	Transport string
+	Role      string
+	Identity  string
+	Name      string
+}
+
+// Lifecycle is the sans-IO session lifecycle every WebRTC transport composes (WHIP, WHEP and
+// room sessions embed it): the join and the leave, the states, the connect timeout, the
+// disconnect grace period, keyframe-request throttling and the close reasons. Transports add
+// what differs (tracks published, subscriptions, signalling) around it; the ending hook gives
+// the events that undo what the transport recorded, which precede the peer.left. Inputs carry
 // now; nothing here reads a clock.
 type Lifecycle struct {
+	peer    Peer
 	t       Timeouts
+	ending  func() []events.Payload
 	state   State
 	since   time.Time
 	discon  bool
+	joined  bool
 	lastPLI map[string]time.Time
 }
 
-// NewLifecycle returns a lifecycle in StateNew.
-func NewLifecycle(t Timeouts) Lifecycle {
-	return Lifecycle{t: t.withDefaults(), lastPLI: map[string]time.Time{}}
+// NewLifecycle returns the lifecycle of peer's session in StateNew. ending (nil: nothing)
+// returns the transport's closing events when the session ends after its join was recorded.
+func NewLifecycle(t Timeouts, peer Peer, ending func() []events.Payload) *Lifecycle {
+	return &Lifecycle{peer: peer, t: t.withDefaults(), ending: ending, lastPLI: map[string]time.Time{}}
 }
 
 // State is the current state.
 func (l *Lifecycle) State() State { return l.state }
 
-// Answer moves a new session to connecting; false if it was not new.
-func (l *Lifecycle) Answer(now time.Time) bool {
-	if l.state != StateNew {
-		return false
+// Closed reports whether the session has ended.
+func (l *Lifecycle) Closed() bool { return l.state == StateClosed }
+
+// Peer is who the session is.
+func (l *Lifecycle) Peer() Peer { return l.peer }
+
+// Joined: the session is accepted (a room join); its peer.joined goes to the log. Media is
+// not negotiated yet, so no connect timeout runs (see Negotiating).
+func (l *Lifecycle) Joined(_ time.Time, remoteAddr, userAgent, metadata string) Output {
+	if l.joined || l.state == StateClosed {
+		return Output{}
 	}
-	l.state, l.since = StateConnecting, now
-	return true
+	l.joined = true
+	p := l.peer
+	return Output{Events: []events.Payload{events.PeerJoined{
+		Peer: p.ID, Transport: p.Transport, Role: p.Role, Node: p.Node, RemoteAddr: remoteAddr,
+		UserAgent: userAgent, Identity: p.Identity, Name: p.Name, Metadata: metadata,
+	}}}
 }
 
-// Connected records that ICE and DTLS are up (again).
-func (l *Lifecycle) Connected(now time.Time) {
+// Negotiating: an offer or answer went out; the connect timeout starts unless it runs already.
+func (l *Lifecycle) Negotiating(now time.Time) {
+	if l.state == StateNew {
+		l.state, l.since = StateConnecting, now
+	}
+}
+
+// Answered: a WHIP or WHEP offer was accepted and answered: the peer joins the room and the
+// connect timeout starts. A second call does nothing.
+func (l *Lifecycle) Answered(now time.Time, remoteAddr, userAgent string) Output {
+	if l.state != StateNew || l.joined {
+		return Output{}
+	}
+	out := l.Joined(now, remoteAddr, userAgent, "")
+	l.Negotiating(now)
+	return out
+}
+
+// Connected: ICE and DTLS are up (again).
+func (l *Lifecycle) Connected(now time.Time) Output {
 	if l.state == StateConnecting || l.state == StateConnected {
 		l.state, l.since, l.discon = StateConnected, now, false
 	}
+	return Output{}
 }
 
-// Disconnected records lost connectivity, which may come back within the grace period.
-func (l *Lifecycle) Disconnected(now time.Time) {
+// Disconnected: connectivity was lost; it may come back within the grace period.
+func (l *Lifecycle) Disconnected(now time.Time) Output {
 	if l.state == StateConnected && !l.discon {
 		l.discon, l.since = true, now
 	}
+	return Output{}
 }
 
-// Expired returns the reason the session must end at now ("timeout", "disconnected"), or "".
-func (l *Lifecycle) Expired(now time.Time) string {
+// Failed: the connection failed or was closed by the remote side.
+func (l *Lifecycle) Failed(now time.Time) Output { return l.Close(now, ReasonDisconnected) }
+
+// Deleted: the client ended the session (DELETE on its URL).
+func (l *Lifecycle) Deleted(now time.Time) Output { return l.Close(now, ReasonClosed) }
+
+// Shutdown: the node is stopping.
+func (l *Lifecycle) Shutdown(now time.Time) Output { return l.Close(now, ReasonShutdown) }
+
+// Tick lets the lifecycle act on time: the connect timeout and the disconnect grace.
+func (l *Lifecycle) Tick(now time.Time) Output {
+	if reason := l.Expired(now); reason != "" {
+		return l.Close(now, reason)
+	}
+	return Output{}
+}
+
+// Expired is the reason the session must end at now, or "".
+func (l *Lifecycle) Expired(now time.Time) Reason {
 	switch {
 	case l.state == StateConnecting && now.Sub(l.since) >= l.t.Connect:
-		return "timeout"
+		return ReasonTimeout
 	case l.state == StateConnected && l.discon && now.Sub(l.since) >= l.t.DisconnectGrace:
-		return "disconnected"
+		return ReasonDisconnected
 	}
 	return ""
 }
 
-// Close moves to StateClosed. It returns whether the session had been answered (and so has
-// events to close) and false for a second call.
-func (l *Lifecycle) Close() (wasOpen, answered bool) {
+// Close ends the session for reason: once joined, the transport's ending events then the
+// peer.left; always Close set. A second call returns nothing.
+func (l *Lifecycle) Close(_ time.Time, reason Reason) Output {
 	if l.state == StateClosed {
-		return false, false
+		return Output{}
 	}
-	answered = l.state != StateNew
 	l.state = StateClosed
-	return true, answered
+	out := Output{Close: reason}
+	if !l.joined {
+		return out
+	}
+	if l.ending != nil {
+		out.Events = l.ending()
+	}
+	out.Events = append(out.Events, events.NewPeerLeft(l.peer.ID, string(reason)))
+	return out
+}
+
+// KeyframeRequested: someone wants a keyframe of track (a viewer's PLI or FIR, a new viewer,
+// a new track). Requests are throttled into one PLI per track per PLIInterval.
+func (l *Lifecycle) KeyframeRequested(now time.Time, track string) Output {
+	if l.AllowPLI(now, track) {
+		return Output{PLI: []string{track}}
+	}
+	return Output{}
 }
 
 // AllowPLI reports whether a keyframe request for track may go out at now, and records it.

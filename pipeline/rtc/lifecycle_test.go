@@ -1,11 +1,17 @@
 package rtc_test
 
 import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
@@ -132,23 +138,23 @@ func TestLifecycle(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := rtc.NewLifecycle(tt.timeouts)
+			l := rtc.NewLifecycle(tt.timeouts, rtc.Peer{ID: "p"}, nil)
 			require.Equal(t, rtc.StateNew, l.State())
 			for i, st := range tt.steps {
 				now := t0.Add(st.at)
 				var got any
 				switch st.op {
 				case "answer":
-					got = l.Answer(now)
+					got = len(l.Answered(now, "", "").Events) > 0
 				case "connected":
 					l.Connected(now)
 				case "disconnected":
 					l.Disconnected(now)
 				case "expired":
-					got = l.Expired(now)
+					got = string(l.Expired(now))
 				case "close":
-					wasOpen, answered := l.Close()
-					got = [2]bool{wasOpen, answered}
+					out := l.Close(now, rtc.ReasonClosed)
+					got = [2]bool{out.Close != "", len(out.Events) > 0}
 				case "pli":
 					got = l.AllowPLI(now, st.track)
 				default:
@@ -168,4 +174,83 @@ func TestStateString(t *testing.T) {
 	require.Equal(t, "connecting", rtc.StateConnecting.String())
 	require.Equal(t, "connected", rtc.StateConnected.String())
 	require.Equal(t, "closed", rtc.StateClosed.String())
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// golden compares got with the file at path (rewritten with -update).
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run with -update to create it")
+	require.Equal(t, string(want), got)
+}
+
+// lifecycleInput is one named input to a Lifecycle at an offset from t0.
+type lifecycleInput struct {
+	at    time.Duration
+	op    string
+	track string
+}
+
+func (in lifecycleInput) apply(l *rtc.Lifecycle, now time.Time) rtc.Output {
+	plain := map[string]func(time.Time) rtc.Output{
+		"connected": l.Connected, "disconnected": l.Disconnected, "failed": l.Failed,
+		"deleted": l.Deleted, "shutdown": l.Shutdown, "tick": l.Tick,
+	}
+	if f, ok := plain[in.op]; ok {
+		return f(now)
+	}
+	switch in.op {
+	case "joined":
+		return l.Joined(now, "10.0.0.1:5000", "sdk", `{"seat":1}`)
+	case "negotiating":
+		l.Negotiating(now)
+		return rtc.Output{}
+	case "answered":
+		return l.Answered(now, "10.0.0.1:5000", "obs")
+	case "keyframe":
+		return l.KeyframeRequested(now, in.track)
+	}
+	panic("unknown op " + in.op)
+}
+
+// TestLifecycleGolden records the lifecycle through each way a session ends: the close reasons
+// and the ending hook's events before the peer.left. Run with -update to rewrite.
+func TestLifecycleGolden(t *testing.T) {
+	const ms = time.Millisecond
+	sessions := []struct {
+		name   string
+		inputs []lifecycleInput
+	}{
+		{"never connects: timeout", []lifecycleInput{{0, "answered", ""}, {29999 * ms, "tick", ""}, {30 * time.Second, "tick", ""}}},
+		{"ICE fails: disconnected", []lifecycleInput{{0, "answered", ""}, {400 * ms, "connected", ""}, {5 * time.Second, "failed", ""}}},
+		{"recovers within the grace, then does not", []lifecycleInput{{0, "answered", ""}, {400 * ms, "connected", ""},
+			{5 * time.Second, "disconnected", ""}, {6 * time.Second, "tick", ""}, {7 * time.Second, "connected", ""},
+			{20 * time.Second, "tick", ""}, {30 * time.Second, "disconnected", ""}, {40 * time.Second, "tick", ""}}},
+		{"keyframes throttled, then DELETE: closed", []lifecycleInput{{0, "answered", ""}, {400 * ms, "connected", ""},
+			{500 * ms, "keyframe", "cam"}, {600 * ms, "keyframe", "cam"}, {600 * ms, "keyframe", "mic"},
+			{800 * ms, "keyframe", "cam"}, {2 * time.Second, "deleted", ""}, {3 * time.Second, "keyframe", "cam"}}},
+		{"node stops: shutdown", []lifecycleInput{{0, "answered", ""}, {time.Second, "shutdown", ""}, {2 * time.Second, "deleted", ""}}},
+		{"room join without media never times out", []lifecycleInput{{0, "joined", ""}, {time.Hour, "tick", ""},
+			{time.Hour, "negotiating", ""}, {time.Hour + 30*time.Second, "tick", ""}}},
+		{"ends before the join: close only", []lifecycleInput{{0, "failed", ""}, {0, "answered", ""}}},
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	for _, s := range sessions {
+		fmt.Fprintf(&b, "# %s\n", s.name)
+		l := rtc.NewLifecycle(rtc.Timeouts{}, rtc.Peer{ID: "p1", Node: "n1", Transport: "whip", Role: "publisher", Identity: "alice"},
+			func() []events.Payload {
+				return []events.Payload{events.TrackUnpublished{Peer: "p1", Track: "cam"}}
+			})
+		for _, in := range s.inputs {
+			out := in.apply(l, t0.Add(in.at))
+			fmt.Fprintf(&b, "%-9s %-12s %-4s -> %s%s\n", in.at, in.op, in.track, l.State(), out)
+		}
+	}
+	golden(t, filepath.Join("testdata", "lifecycle.golden"), b.String())
 }

@@ -3,9 +3,11 @@ package rtc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -13,19 +15,13 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 )
 
-// Output is what a session core asks its shell to do after an input: append Events in order,
-// request a keyframe of each track in PLI, tear the session down when Close is set.
-type Output struct {
-	Events []events.Payload
-	PLI    []string
-	Close  bool
-}
-
-// Core is the part of a sans-IO session core the shared shell drives.
+// Core is the part of a sans-IO session core the shared shell drives. *Lifecycle has every
+// method, so a transport core that embeds one is a Core.
 type Core interface {
 	Connected(now time.Time) Output
 	Disconnected(now time.Time) Output
 	Failed(now time.Time) Output
+	Deleted(now time.Time) Output
 	Shutdown(now time.Time) Output
 	Tick(now time.Time) Output
 }
@@ -35,6 +31,12 @@ type Appender interface {
 	Append(ctx context.Context, evs ...events.Envelope) (uint64, error)
 }
 
+// ErrSessionClosed: an input that must be recorded reached a session that had already ended.
+var ErrSessionClosed = errors.New("rtc: session closed")
+
+// appendTimeout bounds one append of a session's events.
+const appendTimeout = 10 * time.Second
+
 // RegistryConfig wires a Registry.
 type RegistryConfig struct {
 	Appender Appender
@@ -42,12 +44,15 @@ type RegistryConfig struct {
 	Logger   *slog.Logger
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// TickInterval is how often every session's core gets Tick (default 1 s).
+	TickInterval time.Duration
 }
 
-// Registry owns a transport's sessions on a node: it ticks their cores, runs the goroutines
-// they need, and closes them all on Close.
+// Registry owns every WebRTC session of a node, whatever its transport: it ticks their cores,
+// runs the goroutines they need, and ends them all on Close.
 type Registry struct {
 	cfg    RegistryConfig
+	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,8 +73,12 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registry{cfg: cfg, ctx: ctx, cancel: cancel, sessions: map[string]*Session{}}
+	r := &Registry{cfg: cfg, log: cfg.Logger.With("component", "sessions"), ctx: ctx, cancel: cancel,
+		sessions: map[string]*Session{}}
 	r.wg.Add(1)
 	go r.tick()
 	return r, nil
@@ -90,39 +99,79 @@ func (r *Registry) Go(fn func()) {
 	}()
 }
 
-// Len is the number of live sessions.
-func (r *Registry) Len() int {
+// Len is the number of live sessions of transport ("": of every transport).
+func (r *Registry) Len(transport string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.sessions)
+	if transport == "" {
+		return len(r.sessions)
+	}
+	n := 0
+	for _, s := range r.sessions {
+		if s.Transport == transport {
+			n++
+		}
+	}
+	return n
 }
 
-// Find returns the live session id of room, or a 404 HTTPError.
-func (r *Registry) Find(room, id string) (*Session, error) {
+// Find returns the live session id of transport in room, or a 404 HTTPError.
+func (r *Registry) Find(transport, room, id string) (*Session, error) {
 	r.mu.Lock()
 	s, ok := r.sessions[id]
 	r.mu.Unlock()
-	if !ok || s.Room != room {
+	if !ok || s.Room != room || s.Transport != transport {
 		return nil, Errorf(http.StatusNotFound, "no session %q in room %q", id, room)
 	}
 	return s, nil
 }
 
-// Add registers a session whose PeerConnection has been answered. It fails once the registry
-// is closing.
-func (r *Registry) Add(s *Session) error {
+// SessionConfig describes a new session.
+type SessionConfig struct {
+	ID, Room, Transport string
+	// Identity is the token identity that created the session: the actor of its events and
+	// the owner its PATCH and DELETE need. Empty: the session's id is the actor.
+	Identity string
+	PC       *webrtc.PeerConnection
+	Core     Core
+	// OnPLI sends a keyframe request for a track; it runs on the session's own goroutine.
+	OnPLI func(s *Session, track string)
+}
+
+// NewSession registers a session and starts its outbox. The session lives until its core
+// says Close (Shutdown on a failed start: that also closes PC). It fails with 503 once the
+// registry is closing.
+func (r *Registry) NewSession(cfg SessionConfig) (*Session, error) {
+	s := &Session{
+		ID: cfg.ID, Room: cfg.Room, Transport: cfg.Transport, Identity: cfg.Identity, PC: cfg.PC,
+		Log:  r.log.With("transport", cfg.Transport, "room", cfg.Room, "session", cfg.ID, "identity", cfg.Identity),
+		reg:  r,
+		core: cfg.Core, onPLI: cfg.OnPLI,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
-		return Errorf(http.StatusServiceUnavailable, "server is shutting down")
+		r.mu.Unlock()
+		return nil, Errorf(http.StatusServiceUnavailable, "server is shutting down")
 	}
 	r.sessions[s.ID] = s
-	return nil
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		s.run()
+	}()
+	if s.PC != nil {
+		s.PC.OnConnectionStateChange(s.onState)
+	}
+	return s, nil
 }
 
 func (r *Registry) remove(s *Session) {
 	r.mu.Lock()
-	delete(r.sessions, s.ID)
+	if r.sessions[s.ID] == s {
+		delete(r.sessions, s.ID)
+	}
 	r.mu.Unlock()
 }
 
@@ -143,7 +192,8 @@ func (r *Registry) Closing() bool {
 	return r.closed
 }
 
-// Close ends every session (reason "shutdown") and waits for every goroutine. Idempotent.
+// Close ends every session (reason shutdown), waits until each has recorded its end, then
+// stops and waits for every goroutine. Idempotent.
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -152,9 +202,13 @@ func (r *Registry) Close() error {
 	}
 	r.closed = true
 	r.mu.Unlock()
-	for _, s := range r.snapshot() {
+	all := r.snapshot()
+	for _, s := range all {
 		now := r.cfg.Now()
 		s.Step(func(c Core) Output { return c.Shutdown(now) })
+	}
+	for _, s := range all {
+		<-s.done
 	}
 	r.cancel()
 	r.wg.Wait()
@@ -163,7 +217,7 @@ func (r *Registry) Close() error {
 
 func (r *Registry) tick() {
 	defer r.wg.Done()
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(r.cfg.TickInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -178,84 +232,169 @@ func (r *Registry) tick() {
 	}
 }
 
-// Session is the shell around one core: it serialises the core's inputs, appends the events
-// they produce in order, and tears the PeerConnection down when the core says so.
+// Session is the actor around one core. Inputs (Step) are serialised; the core's outputs go
+// into an ordered outbox that the session's own goroutine carries out: it appends the events
+// (so the session's events reach the log in the order its core produced them), sends PLIs,
+// and ends the session. No network or log I/O happens under the session's lock.
 type Session struct {
-	ID   string
-	Room string
-	// Identity is the token identity that created the session (set before Add, never
-	// changed): the actor of the session's events and the owner its PATCH and DELETE need.
-	// Empty: the session's id is the actor.
-	Identity string
-	PC       *webrtc.PeerConnection
-	Log      *slog.Logger
-	// OnPLI sends a keyframe request for a track (toward the publisher); called under the
-	// session lock.
-	OnPLI func(track string)
+	ID, Room, Transport, Identity string
+	PC                            *webrtc.PeerConnection
+	// Log carries the session's transport, room, id and identity.
+	Log *slog.Logger
 
-	reg     *Registry
-	mu      sync.Mutex
+	reg   *Registry
+	onPLI func(s *Session, track string)
+	wake  chan struct{}
+	done  chan struct{} // closed when the session has ended and its closers have run
+	// started is when the session's join was recorded (zero: never).
+	started   atomic.Int64
+	iceFailed atomic.Bool
+
+	mu      sync.Mutex // serialises the core's inputs; guards the fields below
 	core    Core
+	outbox  []job
+	closing bool // a Close output is queued: nothing follows it
+	ended   bool // the outbox ran the Close
 	closers []func()
-	closed  bool
 }
 
-// NewSession returns a session of reg; register it with reg.Add once answered.
-func (r *Registry) NewSession(id, room string, pc *webrtc.PeerConnection, core Core, log *slog.Logger) *Session {
-	s := &Session{ID: id, Room: room, PC: pc, Log: log, reg: r, core: core}
-	pc.OnConnectionStateChange(s.onState)
-	return s
+// job is one core output waiting in the outbox; res, when set, gets the append's error.
+type job struct {
+	out Output
+	res chan error
 }
 
-// OnClose registers fn to run when the session ends (before the PeerConnection closes).
+// Done is closed once the session has ended and its closers have run.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// OnClose registers fn to run when the session ends (before the PeerConnection closes), on
+// the session's goroutine, or at once on a registry goroutine if it has ended already.
 func (s *Session) OnClose(fn func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		go fn()
+	if s.ended {
+		s.reg.Go(fn)
 		return
 	}
 	s.closers = append(s.closers, fn)
 }
 
-// Step feeds one input to the core and carries out its output; errors are logged.
-func (s *Session) Step(in func(Core) Output) {
-	if err := s.StepErr(in); err != nil {
-		s.Log.Error("session step failed", "err", err)
+// Step feeds one input to the core and queues its output; failures to record are logged.
+func (s *Session) Step(in func(Core) Output) { s.step(in, nil) }
+
+// StepWait feeds one input to the core, queues its output and waits until the output's events
+// are in the log: the error is the append's (ErrSessionClosed if the session had already
+// ended). Requests that must fail when their event cannot be recorded use it.
+func (s *Session) StepWait(in func(Core) Output) error {
+	res := make(chan error, 1)
+	if !s.step(in, res) {
+		return ErrSessionClosed
+	}
+	return <-res
+}
+
+// step runs in on the core under the lock and queues the output; false if the session had
+// already ended (res is then never answered).
+func (s *Session) step(in func(Core) Output, res chan error) bool {
+	s.mu.Lock()
+	if s.closing {
+		// The core ignores inputs once closed; run it anyway for the caller's side effects.
+		in(s.core)
+		s.mu.Unlock()
+		return false
+	}
+	out := in(s.core)
+	if len(out.Events) == 0 && len(out.PLI) == 0 && out.Close == "" {
+		s.mu.Unlock()
+		if res != nil {
+			res <- nil
+		}
+		return true
+	}
+	s.closing = out.Close != ""
+	s.outbox = append(s.outbox, job{out: out, res: res})
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// run carries out the outbox in order until the session ends.
+func (s *Session) run() {
+	defer close(s.done)
+	for range s.wake {
+		s.mu.Lock()
+		jobs := s.outbox
+		s.outbox = nil
+		s.mu.Unlock()
+		for _, j := range jobs {
+			if s.carry(j) {
+				return
+			}
+		}
 	}
 }
 
-// StepErr feeds one input to the core and carries out its output. Appends happen under the
-// session lock, so a session's events reach the log in the order its core produced them.
-func (s *Session) StepErr(in func(Core) Output) error {
-	s.mu.Lock()
-	out := in(s.core)
+// carry does what one output asks; true once the session has ended.
+func (s *Session) carry(j job) bool {
 	var err error
-	if len(out.Events) > 0 {
-		err = s.append(out.Events)
+	if len(j.out.Events) > 0 {
+		err = s.append(j.out.Events)
 	}
-	if s.OnPLI != nil {
-		for _, t := range out.PLI {
-			s.OnPLI(t)
+	if j.res != nil {
+		j.res <- err
+	} else if err != nil {
+		s.Log.Error("session events not recorded", "events", len(j.out.Events), "err", err)
+	}
+	if s.onPLI != nil {
+		for _, t := range j.out.PLI {
+			s.onPLI(s, t)
 		}
 	}
-	closing := out.Close && !s.closed
-	var closers []func()
-	if closing {
-		s.closed, closers, s.closers = true, s.closers, nil
+	if j.out.Close == "" {
+		return false
 	}
+	s.end(j.out.Close)
+	return true
+}
+
+// end runs the closers, forgets the session, closes its PeerConnection and logs its end.
+func (s *Session) end(reason Reason) {
+	s.mu.Lock()
+	s.ended = true
+	closers := s.closers
+	s.closers = nil
 	s.mu.Unlock()
-	if closing {
-		for _, fn := range closers {
-			fn()
-		}
-		s.reg.remove(s)
-		if cerr := s.PC.Close(); cerr != nil {
-			s.Log.Debug("close peer connection", "err", cerr)
-		}
-		s.Log.Info("session ended")
+	for _, fn := range closers {
+		fn()
 	}
-	return err
+	s.reg.remove(s)
+	attrs := []any{"reason", string(reason)}
+	if start := s.started.Load(); start != 0 {
+		attrs = append(attrs, "duration", s.reg.Now().Sub(time.Unix(0, start)).Round(time.Millisecond).String())
+	}
+	if s.PC != nil {
+		if reason == ReasonTimeout || s.iceFailed.Load() {
+			// Why it never connected: the pairs ICE tried, and how far each got.
+			attrs = append(attrs, "ice_state", s.PC.ICEConnectionState().String(), "candidate_pairs", CandidatePairs(s.PC))
+		}
+		if err := s.PC.Close(); err != nil {
+			s.Log.Debug("close peer connection", "err", err)
+		}
+	}
+	if s.started.Load() != 0 {
+		s.Log.Info("session ended", attrs...)
+	} else {
+		s.Log.Debug("session abandoned before it started", attrs...)
+	}
+}
+
+// Started records that the session's join is in the log and logs its one start line.
+func (s *Session) Started(attrs ...any) {
+	s.started.Store(s.reg.Now().UnixNano())
+	s.Log.Info("session started", attrs...)
 }
 
 func (s *Session) append(ps []events.Payload) error {
@@ -268,20 +407,18 @@ func (s *Session) append(ps []events.Payload) error {
 	for _, p := range ps {
 		e, err := events.New(events.Meta{Room: s.Room, Actor: actor, Node: s.reg.cfg.Node, Time: now}, p)
 		if err != nil {
-			return err
+			return fmt.Errorf("rtc: session %s: %w", s.ID, err)
 		}
 		envs = append(envs, e)
 	}
-	ctx, cancel := context.WithTimeout(s.reg.ctx, 10*time.Second)
+	// Not the registry's context: Close cancels it only after every session has recorded
+	// its end.
+	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
-	if s.reg.ctx.Err() != nil {
-		// Shutting down: the registry context is cancelled after sessions close, so this
-		// only happens for late inputs; give them a context of their own.
-		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	if _, err := s.reg.cfg.Appender.Append(ctx, envs...); err != nil {
+		return fmt.Errorf("rtc: session %s: append %d events: %w", s.ID, len(envs), err)
 	}
-	_, err := s.reg.cfg.Appender.Append(ctx, envs...)
-	return err
+	return nil
 }
 
 func (s *Session) onState(st webrtc.PeerConnectionState) {
@@ -292,8 +429,9 @@ func (s *Session) onState(st webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateDisconnected:
 		s.Step(func(c Core) Output { return c.Disconnected(now) })
 	case webrtc.PeerConnectionStateFailed:
-		// Closing a PeerConnection from inside its own callback can deadlock pion.
-		s.reg.Go(func() { s.Step(func(c Core) Output { return c.Failed(now) }) })
+		// The outbox closes the PeerConnection, never this pion callback (that can deadlock).
+		s.iceFailed.Store(true)
+		s.Step(func(c Core) Output { return c.Failed(now) })
 	}
 }
 
@@ -317,11 +455,13 @@ func Answer(ctx context.Context, pc *webrtc.PeerConnection, offer string, before
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", Errorf(http.StatusUnprocessableEntity, "cannot apply the answer: %v", err)
 	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
 	select {
 	case <-gathered:
 	case <-ctx.Done():
 		return "", ctx.Err()
-	case <-time.After(5 * time.Second):
+	case <-t.C:
 		return "", errors.New("rtc: ICE gathering timed out")
 	}
 	return pc.LocalDescription().SDP, nil

@@ -142,9 +142,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if n.whipReg != nil && n.whepReg != nil {
-		gauge(descSessions, float64(n.whipReg.Len()), "whip")
-		gauge(descSessions, float64(n.whepReg.Len()), "whep")
+	if n.sessions != nil {
+		gauge(descSessions, float64(n.sessions.Len(events.TransportWHIP)), "whip")
+		gauge(descSessions, float64(n.sessions.Len(events.TransportWHEP)), "whep")
 	}
 	var dropPublish uint64
 	if n.whip != nil {
@@ -246,7 +246,7 @@ var errNotReady = errors.New("not ready")
 // ready reports whether the node can take sessions: not shutting down, JetStream answering,
 // and the rooms projection caught up with the log (so WHEP sees what was published).
 func (n *Node) ready(ctx context.Context) error {
-	if n.whipReg == nil || n.whipReg.Closing() {
+	if n.sessions == nil || n.sessions.Closing() {
 		return fmt.Errorf("%w: shutting down", errNotReady)
 	}
 	if _, err := n.js.AccountInfo(ctx); err != nil {

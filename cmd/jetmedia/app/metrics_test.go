@@ -122,7 +122,7 @@ func TestMetricNames(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// A node whose sessions are closing (shutdown has begun) is no longer ready.
-	require.NoError(t, n.whipReg.Close())
+	require.NoError(t, n.sessions.Close())
 	resp, err = http.Get(n.HTTPURL() + "/readyz")
 	require.NoError(t, err)
 	body, _ = io.ReadAll(resp.Body)

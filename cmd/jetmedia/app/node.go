@@ -54,9 +54,7 @@ type Node struct {
 	bus      *mediabus.MediaBus
 	edge     *rtc.Edge
 	hub      *forward.Hub
-	whipReg  *rtc.Registry
-	whepReg  *rtc.Registry
-	sigReg   *rtc.Registry // room SDK sessions (ingress/signal)
+	sessions *rtc.Registry // every WebRTC session: WHIP, WHEP and room SDK
 	keys     *auth.Keyring // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
@@ -165,33 +163,27 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startWebhooks(ctx); err != nil {
 		return nil, err
 	}
-	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
-		return nil, err
-	}
-	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Auth: n.keys, Timeouts: timeouts, Logger: log})
+	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
+	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus})
 	if err != nil {
 		return nil, err
 	}
 	n.whip = wh
-	we, err := whep.New(whep.Config{API: n.edge.API, Sessions: n.whepReg, Bus: n.bus, Hub: n.hub,
-		Catalog: catalog{kv: n.rooms}, Auth: n.keys, Timeouts: timeouts, Logger: log})
+	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: catalog{kv: n.rooms}})
 	if err != nil {
 		return nil, err
 	}
 
-	if n.sigReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
-		return nil, err
-	}
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
 			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine,
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
-	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sigReg, Bus: n.bus, Deliver: deliver,
-		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Logger: log})
+	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver,
+		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -321,14 +313,8 @@ func (n *Node) Close() error {
 			errs = append(errs, n.http.Shutdown(ctx))
 			cancel()
 		}
-		if n.whipReg != nil {
-			errs = append(errs, n.whipReg.Close())
-		}
-		if n.whepReg != nil {
-			errs = append(errs, n.whepReg.Close())
-		}
-		if n.sigReg != nil {
-			errs = append(errs, n.sigReg.Close())
+		if n.sessions != nil {
+			errs = append(errs, n.sessions.Close())
 		}
 		if n.hub != nil {
 			n.hub.Close()
