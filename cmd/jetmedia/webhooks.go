@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
+	"github.com/jetmedia/jetmedia/projections/logtools"
 )
 
 // endpointsFlag is the repeatable --webhook flag; one value may also hold several endpoints
@@ -121,7 +122,7 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if *asJSON {
-		return writeJSONLines(stdout, list)
+		return logtools.WriteJSONLines(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no parked events")
@@ -134,15 +135,4 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			p.EventSeq, p.Type, p.EventID, p.Attempts, p.Error)
 	}
 	return tw.Flush()
-}
-
-// writeJSONLines writes one JSON value a line (the --json form of the list commands).
-func writeJSONLines[T any](w io.Writer, list []T) error {
-	enc := json.NewEncoder(w)
-	for _, v := range list {
-		if err := enc.Encode(v); err != nil {
-			return fmt.Errorf("write json: %w", err)
-		}
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -173,13 +174,13 @@ func TestStateAPI(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, body)
 		want, err := projections.FoldUntil("hist", evs, at)
 		require.NoError(t, err)
-		wantJSON, err := json.Marshal(app.ViewOf(want))
+		wantJSON, err := json.Marshal(roomsapi.ViewOf(want))
 		require.NoError(t, err)
 		require.JSONEq(t, string(wantJSON), body, "state at event %d", k)
 	}
 	code, _, body := get(t, base+"/v1/rooms/hist/state")
 	require.Equal(t, http.StatusOK, code)
-	var now app.RoomView
+	var now roomsapi.RoomView
 	require.NoError(t, json.Unmarshal([]byte(body), &now))
 	require.Equal(t, uint64(len(evs)), now.LastSeq, "no at: now")
 }

@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,13 +25,12 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
-
-//go:embed web
-var webFS embed.FS
 
 // ProjectionDurable is the durable consumer that feeds the rooms bucket; its ack floor is the
 // projection's checkpoint.
@@ -60,10 +57,10 @@ type Node struct {
 	keys     *auth.Keyring // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
-	metrics  *metrics
+	metrics  *metrics.Registry
 	router   *message.Router
 	webhooks *webhook.Deliverer
-	rm       *readModels // pebble read models (audit index, analytics); see readmodels.go
+	rm       *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -145,8 +142,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startProjection(runCtx); err != nil {
 		return nil, err
 	}
-	if err = n.startReadModels(runCtx); err != nil {
-		return nil, err
+	if cfg.JetStream { // a node without JetStream of its own (a leaf) keeps no read models
+		if n.rm, err = readmodels.Start(runCtx, readmodels.Config{Conn: n.ctrl, JS: n.js, Node: cfg.Name,
+			DataDir: cfg.DataDir, Storage: cfg.Storage, Logger: log}); err != nil {
+			return nil, err
+		}
 	}
 
 	n.edge, err = rtc.NewEdge(rtc.Config{
@@ -161,14 +161,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.setupAuth(); err != nil {
 		return nil, err
 	}
-	n.metrics = newMetrics(n)
+	n.metrics = metrics.New(n.metricSources())
 	if err = n.startWebhooks(ctx); err != nil {
 		return nil, err
 	}
-	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
-	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+	if n.whepReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
 	wh, err := whip.New(whip.Config{API: n.edge.API, Sessions: n.whipReg, Bus: n.bus, Auth: n.keys, Timeouts: timeouts, Logger: log})
@@ -182,7 +182,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	if n.sigReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+	if n.sigReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
@@ -200,15 +200,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	wh.Register(mux)
 	we.Register(mux)
 	sg.Register(mux)
-	n.registerAPI(mux)
-	n.registerReadModels(mux)
-	n.registerAuth(mux)
-	n.registerOps(mux)
-	web, err := fs.Sub(webFS, "web")
-	if err != nil {
-		return nil, fmt.Errorf("web assets: %w", err)
-	}
-	mux.Handle("GET /", http.FileServerFS(web))
+	n.registerHTTP(mux)
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
@@ -347,7 +339,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.router.Close())
 		}
 		if n.rm != nil {
-			errs = append(errs, n.rm.close()) // after its router stops, before NATS goes
+			errs = append(errs, n.rm.Close()) // after its router stops, before NATS goes
 		}
 		n.closeWebhooks()
 		if n.cancel != nil {

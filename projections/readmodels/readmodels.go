@@ -1,7 +1,8 @@
-package app
+package readmodels
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,25 +24,25 @@ import (
 	"github.com/jetmedia/jetmedia/projections"
 )
 
-// ReadModelsDir is where a node keeps its pebble read models, inside its data directory.
-const ReadModelsDir = "readmodels"
+// Dir is where a node keeps its pebble read models, inside its data directory.
+const Dir = "readmodels"
 
-// ReadModelDurable is the durable consumer that feeds the read model named model on node.
+// Durable is the durable consumer that feeds the read model named model on node.
 // Each node keeps its own pebble database, so each needs all the events: in a cluster, nodes
 // sharing one durable would split the log between their databases.
-func ReadModelDurable(node, model string) string { return "rm-" + node + "-" + model }
+func Durable(node, model string) string { return "rm-" + node + "-" + model }
 
-// ReadModelsPoisonSubject is where the read models park the events they cannot apply.
-var ReadModelsPoisonSubject = eventlog.PoisonSubject("readmodels")
+// PoisonSubject is where the read models park the events they cannot apply.
+var PoisonSubject = eventlog.PoisonSubject("readmodels")
 
-// ReadModels lists the pebble read models every node keeps.
-func ReadModels() []projections.Model {
+// Models lists the pebble read models every node keeps.
+func Models() []projections.Model {
 	return []projections.Model{projections.AuditIndex{}, projections.Analytics{}}
 }
 
-// readModels runs the pebble read models: one pebble database, one router with the poison
+// Runner runs the pebble read models: one pebble database, one router with the poison
 // queue, one durable consumer per model. It owns the database and the router.
-type readModels struct {
+type Runner struct {
 	db      *pebble.DB
 	js      jetstream.JetStream
 	node    string
@@ -53,21 +54,22 @@ type readModels struct {
 	err     error
 }
 
-// startReadModels opens <data>/readmodels and runs a runner per model. A node without
-// JetStream of its own (a leaf) keeps no read models.
-func (n *Node) startReadModels(ctx context.Context) error {
-	if !n.cfg.JetStream {
-		return nil
-	}
-	rm, err := runReadModels(ctx, n.ctrl, n.js, n.cfg.Name, filepath.Join(n.cfg.DataDir, ReadModelsDir), n.cfg.Storage, n.log)
-	if err != nil {
-		return err
-	}
-	n.rm = rm
-	return nil
+// Config says where the read models of one node live and what feeds them.
+type Config struct {
+	Conn    *nats.Conn          // the node's control connection, for the durable consumers
+	JS      jetstream.JetStream // the node's JetStream
+	Node    string              // the node's name, part of each consumer's name
+	DataDir string              // the node's data directory; the models live in <DataDir>/readmodels
+	Storage eventlog.StorageConfig
+	Logger  *slog.Logger
 }
 
-func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, node, dir string, sc eventlog.StorageConfig, log *slog.Logger) (_ *readModels, err error) {
+// Start opens <data>/readmodels and runs a runner per model.
+func Start(ctx context.Context, cfg Config) (*Runner, error) {
+	return runReadModels(ctx, cfg.Conn, cfg.JS, cfg.Node, filepath.Join(cfg.DataDir, Dir), cfg.Storage, cfg.Logger)
+}
+
+func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, node, dir string, sc eventlog.StorageConfig, log *slog.Logger) (_ *Runner, err error) {
 	if err := eventlog.DeclarePoison(ctx, js, sc); err != nil {
 		return nil, err
 	}
@@ -75,25 +77,25 @@ func runReadModels(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 	if err != nil {
 		return nil, err
 	}
-	rm := &readModels{db: db, js: js, node: node, log: log}
+	rm := &Runner{db: db, js: js, node: node, log: log}
 	defer func() {
 		if err != nil {
 			_ = db.Close()
 		}
 	}()
 	rm.router, err = eventlog.NewConsumerRouter(eventlog.ConsumerRouterConfig{
-		Poison: eventlog.NewPoisonPublisher(js), PoisonTopic: ReadModelsPoisonSubject, Logger: log,
+		Poison: eventlog.NewPoisonPublisher(js), PoisonTopic: PoisonSubject, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range ReadModels() {
-		cp, err := resetConsumer(ctx, js, db, ReadModelDurable(node, m.Name()), m.Name())
+	for _, m := range Models() {
+		cp, err := resetConsumer(ctx, js, db, Durable(node, m.Name()), m.Name())
 		if err != nil {
 			return nil, err
 		}
 		sub, err := eventlog.NewEventSubscriber(nc, eventlog.EventSubscriberConfig{
-			Durable: ReadModelDurable(node, m.Name()), Filter: eventlog.EventsSubjects, Logger: log,
+			Durable: Durable(node, m.Name()), Filter: eventlog.EventsSubjects, Logger: log,
 			StartSeq: cp + 1, MaxAckPending: projections.RunnerInFlight, AckWait: 60 * time.Second,
 		})
 		if err != nil {
@@ -139,10 +141,10 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, db *pebble.DB, d
 }
 
 // lag is the number of events the slowest read model has not applied (or parked) yet.
-func (rm *readModels) lag(ctx context.Context) (uint64, error) {
+func (rm *Runner) lag(ctx context.Context) (uint64, error) {
 	var most uint64
-	for _, m := range ReadModels() {
-		c, err := rm.js.Consumer(ctx, eventlog.StreamEvents, ReadModelDurable(rm.node, m.Name()))
+	for _, m := range Models() {
+		c, err := rm.js.Consumer(ctx, eventlog.StreamEvents, Durable(rm.node, m.Name()))
 		if err != nil {
 			return 0, fmt.Errorf("read model consumer: %w", err)
 		}
@@ -155,13 +157,10 @@ func (rm *readModels) lag(ctx context.Context) (uint64, error) {
 	return most, nil
 }
 
-// WaitReadModels waits until every read model has applied every stored event.
-func (n *Node) WaitReadModels(ctx context.Context) error {
-	if n.rm == nil {
-		return nil
-	}
+// Wait waits until every read model has applied every stored event.
+func (rm *Runner) Wait(ctx context.Context) error {
 	for {
-		lag, err := n.rm.lag(ctx)
+		lag, err := rm.lag(ctx)
 		if err == nil && lag == 0 {
 			return nil
 		}
@@ -173,9 +172,9 @@ func (n *Node) WaitReadModels(ctx context.Context) error {
 	}
 }
 
-// close lets the models catch up briefly (they resume from their checkpoints anyway), stops
+// Close lets the models catch up briefly (they resume from their checkpoints anyway), stops
 // the router, waits for it and closes the database. It is idempotent.
-func (rm *readModels) close() error {
+func (rm *Runner) Close() error {
 	rm.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		for {
@@ -199,16 +198,24 @@ func (rm *readModels) close() error {
 	return rm.err
 }
 
-// ReadModelsDB is the node's pebble database of read models (nil on a node without
-// JetStream). Readers must not write to it.
-func (n *Node) ReadModelsDB() *pebble.DB {
-	if n.rm == nil {
-		return nil
-	}
-	return n.rm.db
+// DB is the pebble database of read models. Readers must not write to it.
+func (rm *Runner) DB() *pebble.DB { return rm.db }
+
+// Authorizer lets a request to an admin endpoint of room (auth.AnyRoom for the endpoints that
+// span rooms) through, or answers 401/403 and returns false. The node's wiring supplies it.
+type Authorizer func(w http.ResponseWriter, r *http.Request, room string) bool
+
+// API serves the read models of a node; Models is nil on a node without JetStream of its own,
+// which keeps none.
+type API struct {
+	Models    *Runner
+	JS        jetstream.JetStream
+	Node      string
+	Authorize Authorizer
+	Logger    *slog.Logger
 }
 
-// registerReadModels serves the pebble read models:
+// Register serves the pebble read models:
 //
 //	GET /v1/audit/who?identity=I[&from=T][&to=T][&limit=N]   admin grant for every room
 //	GET /v1/analytics/rooms/{room}                            admin grant for the room
@@ -216,49 +223,49 @@ func (n *Node) ReadModelsDB() *pebble.DB {
 //
 // The anchor (unsigned: sign it, or store it, where this node cannot write) is computed from
 // the log on each request, a full chain verification: for a cron job, not a dashboard.
-func (n *Node) registerReadModels(mux *http.ServeMux) {
+func (api API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/audit/anchor", func(w http.ResponseWriter, r *http.Request) {
-		if !n.authorizeAdmin(w, r, auth.AnyRoom) {
+		if !api.Authorize(w, r, auth.AnyRoom) {
 			return
 		}
 		room := r.URL.Query().Get("room")
 		if room != "" && !events.ValidID(room) {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
 			return
 		}
-		chains, err := projections.VerifyChains(r.Context(), n.js, room, nil)
+		chains, err := projections.VerifyChains(r.Context(), api.JS, room, nil)
 		if err != nil {
-			rtc.WriteError(w, r, n.log, err)
+			rtc.WriteError(w, r, api.Logger, err)
 			return
 		}
 		if room != "" && len(chains) == 0 {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
 			return
 		}
-		a, err := projections.NewAnchor(chains, n.cfg.Name, time.Now())
+		a, err := projections.NewAnchor(chains, api.Node, time.Now())
 		if err != nil {
 			// A broken chain: anchoring it would vouch for it.
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusConflict, "%v", err))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusConflict, "%v", err))
 			return
 		}
 		writeJSON(w, a)
 	})
 	mux.HandleFunc("GET /v1/audit/who", func(w http.ResponseWriter, r *http.Request) {
-		if !n.authorizeAdmin(w, r, auth.AnyRoom) {
+		if !api.Authorize(w, r, auth.AnyRoom) {
 			return
 		}
 		q, err := ParseAuditQuery(r.URL.Query().Get, r.URL.Query())
 		if err != nil {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "%v", err))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusBadRequest, "%v", err))
 			return
 		}
-		if n.rm == nil {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
+		if api.Models == nil {
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
 			return
 		}
-		refs, err := projections.AuditWho(n.rm.db, q)
+		refs, err := projections.AuditWho(api.Models.db, q)
 		if err != nil {
-			rtc.WriteError(w, r, n.log, err)
+			rtc.WriteError(w, r, api.Logger, err)
 			return
 		}
 		writeJSON(w, refs)
@@ -266,23 +273,23 @@ func (n *Node) registerReadModels(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/analytics/rooms/{room}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("room")
 		if !events.ValidID(id) {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
 			return
 		}
-		if !n.authorizeAdmin(w, r, id) {
+		if !api.Authorize(w, r, id) {
 			return
 		}
-		if n.rm == nil {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
+		if api.Models == nil {
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusNotFound, "this node keeps no read models (no JetStream)"))
 			return
 		}
-		a, ok, err := projections.LoadAnalytics(n.rm.db, id)
+		a, ok, err := projections.LoadAnalytics(api.Models.db, id)
 		if err != nil {
-			rtc.WriteError(w, r, n.log, err)
+			rtc.WriteError(w, r, api.Logger, err)
 			return
 		}
 		if !ok {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no figures", id))
+			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusNotFound, "room %q has no figures", id))
 			return
 		}
 		writeJSON(w, a.Figures(time.Now()))
@@ -322,4 +329,9 @@ func ParseAuditQuery(get func(string) string, all map[string][]string) (projecti
 		q.Limit = l
 	}
 	return q, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }
