@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/projections/logtools"
 )
@@ -92,28 +94,36 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer c.close()
 	if sub == "redrive" {
-		if len(cfg.Endpoints) == 0 {
-			return fmt.Errorf("redrive: no endpoint configured: pass --webhook url=…,secret=… (as given to serve)")
-		}
-		res, err := webhook.Redrive(ctx, c.js, cfg, *only)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(res)
-		}
-		fmt.Fprintf(stdout, "delivered %d, failed %d, held behind a failure %d\n", res.Delivered, res.Failed, res.Held)
-		for _, u := range res.Unconfigured {
-			fmt.Fprintf(stdout, "not configured, left parked: %s\n", u)
-		}
-		if res.Failed > 0 {
-			return fmt.Errorf("%d events still fail", res.Failed)
-		}
-		return nil
+		return webhooksRedrive(ctx, c.js, cfg, *only, *asJSON, stdout)
 	}
+	return webhooksParked(ctx, c.js, *only, *asJSON, stdout)
+}
+
+func webhooksRedrive(ctx context.Context, js jetstream.JetStream, cfg webhook.Config, only string, asJSON bool, stdout io.Writer) error {
+	if len(cfg.Endpoints) == 0 {
+		return fmt.Errorf("redrive: no endpoint configured: pass --webhook url=…,secret=… (as given to serve)")
+	}
+	res, err := webhook.Redrive(ctx, js, cfg, only)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "delivered %d, failed %d, held behind a failure %d\n", res.Delivered, res.Failed, res.Held)
+	for _, u := range res.Unconfigured {
+		fmt.Fprintf(stdout, "not configured, left parked: %s\n", u)
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%d events still fail", res.Failed)
+	}
+	return nil
+}
+
+func webhooksParked(ctx context.Context, js jetstream.JetStream, only string, asJSON bool, stdout io.Writer) error {
 	var list []webhook.Parked
-	err = webhook.ListParked(ctx, c.js, "", func(p webhook.Parked) error {
-		if *only == "" || *only == p.URL || *only == p.EndpointID {
+	err := webhook.ListParked(ctx, js, "", func(p webhook.Parked) error {
+		if only == "" || only == p.URL || only == p.EndpointID {
 			list = append(list, p)
 		}
 		return nil
@@ -121,7 +131,7 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return logtools.WriteJSONLines(stdout, list)
 	}
 	if len(list) == 0 {

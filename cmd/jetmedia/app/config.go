@@ -131,6 +131,23 @@ func (c Config) Validate() error {
 	if c.EdgeSenders < 1 {
 		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
+	errs = append(errs, c.validateUDP(), c.validateCluster())
+	if len(c.AuthKeys) > 0 {
+		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Webhooks.Endpoints) > 0 {
+		errs = append(errs, c.Webhooks.Validate())
+	}
+	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
+		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validateUDP() error {
+	var errs []error
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))
 	}
@@ -142,22 +159,16 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("announce %q is not an IP address", ip))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validateCluster() error {
+	var errs []error
 	if c.ClusterListen != "" && c.NATSListen == "" {
 		errs = append(errs, errors.New("a cluster node needs a NATS client listen address (--nats-listen; 127.0.0.1:0 is fine)"))
 	}
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		errs = append(errs, errors.New("routes need a cluster listen address"))
-	}
-	if len(c.AuthKeys) > 0 {
-		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(c.Webhooks.Endpoints) > 0 {
-		errs = append(errs, c.Webhooks.Validate())
-	}
-	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
-		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
 	}
 	return errors.Join(errs...)
 }

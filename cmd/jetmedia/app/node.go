@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -77,11 +76,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("node", cfg.Name)
+	log := nodeLogger(cfg)
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -91,80 +86,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 
-	storeDir := ""
-	if cfg.JetStream {
-		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
-			return nil, err
-		}
-		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
-	}
-	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
-		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
-		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
-		Logger:  log,
-	})
-	if err != nil {
+	if err = n.startNATS(ctx); err != nil {
 		return nil, err
 	}
-	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("record nats url: %w", err)
-		}
-	}
-	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
+	if err = n.startReadSide(runCtx); err != nil {
 		return nil, err
 	}
-	if n.media, err = n.srv.Connect(cfg.Name + "-media"); err != nil {
+	if err = n.startEdge(ctx); err != nil {
 		return nil, err
 	}
-	if n.rtp, err = n.srv.Connect(cfg.Name+"-rtp", nats.NoEcho()); err != nil {
-		return nil, err
-	}
-	if n.js, err = jetstream.New(n.ctrl); err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelDeclare()
-	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
-		return nil, err
-	}
-	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
-	}
-	n.appender = eventlog.NewAppender(n.js, cfg.Name)
-	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
-		return nil, err
-	}
-	n.hub = forward.NewHub(n.bus)
-	n.hub.Lanes(cfg.FanoutLanes)
-
-	if err = n.startProjection(runCtx); err != nil {
-		return nil, err
-	}
-	if cfg.JetStream { // a node without JetStream of its own (a leaf) keeps no read models
-		if n.rm, err = readmodels.Start(runCtx, readmodels.Config{Conn: n.ctrl, JS: n.js, Node: cfg.Name,
-			DataDir: cfg.DataDir, Storage: cfg.Storage, Logger: log}); err != nil {
-			return nil, err
-		}
-	}
-
-	n.edge, err = rtc.NewEdge(rtc.Config{
-		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
-		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	n.hub.Batch(n.edge) // a packet's writes to all its viewers leave in one batch
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
-	if err = n.setupAuth(); err != nil {
-		return nil, err
-	}
-	n.metrics = metrics.New(n.metricSources())
-	if err = n.startWebhooks(ctx); err != nil {
-		return nil, err
-	}
 	if n.whipReg, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
@@ -201,21 +132,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	we.Register(mux)
 	sg.Register(mux)
 	n.registerHTTP(mux)
-	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	if err = n.startHTTP(mux); err != nil {
+		return nil, err
 	}
-	n.http = &http.Server{
-		Handler:           cors(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
 	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),
 		"nats", n.srv.ClientURL(), "leaf", n.srv.LeafURL(), "routes", n.srv.RouteURL(), "data", cfg.DataDir)
 	return n, nil
