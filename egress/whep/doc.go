@@ -6,4 +6,6 @@
 // Core is the sans-IO session; Handler is the shell (HTTP, pion, goroutines). It imports events,
 // pipeline and egress/forward; what a room publishes comes through the Catalog interface (the
 // KV projection, wired by cmd), not from ingress.
+//
+// Imports: egress/forward, events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package whep

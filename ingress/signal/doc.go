@@ -7,6 +7,9 @@
 // Handler is the shell: the WebSocket, the pion PeerConnection, the KV watch, the data
 // subjects and the media bus. A session's loop runs apart from its WebSocket, so a socket that
 // drops can be replaced by a resume within the grace period (Config.ResumeGrace); the core
-// decides (SocketClosed, Tick, Resume), the loop only swaps sockets. It imports events, pipeline and egress/forward (for fan-out of
-// subscribed tracks, as WHEP does); never cmd or projections' runners.
+// decides (SocketClosed, Tick, Resume), the loop only swaps sockets. It imports events and
+// pipeline only: subscribed tracks are delivered through the Deliver seam, which the wiring
+// fills with egress/forward's fan-out, so ingress does not import egress.
+//
+// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package signal

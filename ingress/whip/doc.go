@@ -5,4 +5,6 @@
 // Core is the sans-IO session: inputs and now in, events and actions out, no goroutines or
 // sockets. Handler is the shell: HTTP, the pion PeerConnection, and the goroutines that move RTP
 // from the PeerConnection onto the track's media subject. It imports events and pipeline only.
+//
+// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package whip

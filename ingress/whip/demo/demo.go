@@ -2,7 +2,7 @@
 // publishes the camera with WHIP and plays the room back with WHEP, with plain fetch calls, as
 // any WHIP or WHEP client would. The room SDK's demo is package browser's room.html.
 //
-// Imports: nothing of jetmedia.
+// Imports: none
 package demo
 
 import (

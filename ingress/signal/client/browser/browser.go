@@ -3,7 +3,7 @@
 // signal, and the demo video room built on it (room.html, room.js). Every node serves them at
 // /sdk/jetmedia.js, /room.html and /room.js (docs/sdk.md).
 //
-// Imports: nothing of jetmedia.
+// Imports: none
 package browser
 
 import (
