@@ -3,5 +3,5 @@
 // /v1/rooms/{room}/state), both behind the admin grant, and the timeline page that draws a
 // room from those two (/timeline.html, /timeline.js).
 //
-// Imports: events, pipeline/eventlog, pipeline/rtc, projections, projections/roomsapi
+// Imports: events, pipeline/eventlog, pipeline/httpserver, pipeline/rtc, projections, projections/roomsapi
 package historyapi

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/httpserver"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/roomsapi"
@@ -65,6 +66,9 @@ type API struct {
 	Heads     Heads
 	Authorize roomsapi.Authorizer
 	Logger    *slog.Logger
+	// WriteTimeout is the server's: the events stream moves its write deadline this far ahead
+	// each time it flushes, so a long page is not cut while a reader that stops still is.
+	WriteTimeout time.Duration
 }
 
 // Register adds the history endpoints, each behind the admin grant for its room (the log tells
@@ -251,6 +255,9 @@ func (a API) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		if sent++; sent%flushEvery == 0 {
 			_ = rc.Flush()
+			if a.WriteTimeout > 0 {
+				httpserver.Extend(w, a.WriteTimeout)
+			}
 		}
 		if sent == q.limit {
 			if s.Seq < head && (q.to.seq == 0 || s.Seq < q.to.seq) {

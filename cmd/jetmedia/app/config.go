@@ -15,6 +15,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/httpserver"
 )
 
 // Config is a node's configuration. Defaults() gives one that works on one machine.
@@ -65,6 +66,9 @@ type Config struct {
 	// EdgeGSO lets the WebRTC port send a viewer's queued packets as one message the kernel
 	// segments (UDP GSO; default on where the kernel has it).
 	EdgeGSO bool
+	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
+	// (pipeline/httpserver; README "Flags").
+	HTTP httpserver.Config
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -90,6 +94,7 @@ func Defaults() Config {
 		EdgeSenders:     runtime.GOMAXPROCS(0),
 		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
+		HTTP:            httpserver.Defaults(),
 	}
 }
 
@@ -122,6 +127,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
+	errs = append(errs, c.HTTP.Validate())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}

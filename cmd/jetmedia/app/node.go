@@ -281,14 +281,3 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
-
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Post, Retry-After")
-		next.ServeHTTP(w, r)
-	})
-}

@@ -52,7 +52,7 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 		Logger:  log,
 	})
 	if err != nil {
-		return err
+		return withFlag(err)
 	}
 	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
 		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
@@ -112,7 +112,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)
 	}
 	n.hub.Batch(n.edge) // a packet's writes to all its viewers leave in one batch
 	if err = n.setupAuth(); err != nil {
@@ -125,14 +125,12 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 // startHTTP listens on the HTTP address and serves mux.
 func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
 	cfg, log := n.cfg, n.log
-	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
 	}
-	n.http = &http.Server{
-		Handler:           cors(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hc := cfg.HTTP
+	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node
+	n.http = hc.Server(mux, log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -141,4 +139,15 @@ func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
 		}
 	}()
 	return nil
+}
+
+// withFlag names the serve flag that sets a NATS port that cannot be had.
+func withFlag(err error) error {
+	var le *natsnode.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flag := map[natsnode.Listener]string{natsnode.ClientListener: "--nats-listen",
+		natsnode.ClusterListener: "--cluster-listen", natsnode.LeafListener: "--leaf-listen"}[le.Listener]
+	return fmt.Errorf("%w (change %s)", err, flag)
 }
