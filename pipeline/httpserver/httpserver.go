@@ -112,7 +112,7 @@ func (c Config) Server(h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // Origins answers 403 to a request a browser sent from a page of an origin that is not
-// allowed, and adds the CORS headers for one that is. Requests without an Origin header
+// allowed, and adds the CORS headers for one that is (answering its preflight itself). Requests without an Origin header
 // (other clients than browsers, same-origin navigation) pass untouched.
 func (c Config) Origins(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -131,6 +131,11 @@ func (c Config) Origins(next http.Handler) http.Handler {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
 		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Post, Retry-After")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			// A preflight: the headers above are the answer, whatever the path serves.
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

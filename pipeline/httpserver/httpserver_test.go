@@ -53,6 +53,30 @@ func TestOrigins(t *testing.T) {
 	}
 }
 
+// TestPreflight: an allowed origin's preflight is answered 204 whatever the path; another
+// origin's is refused; an OPTIONS that is no preflight reaches the handler (WHIP's).
+func TestPreflight(t *testing.T) {
+	c := Defaults()
+	c.AllowedOrigins = []string{"https://app.example"}
+	h := c.Origins(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	do := func(origin string, preflight bool) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodOptions, "http://node.example/v1/rooms", nil)
+		r.Header.Set("Origin", origin)
+		if preflight {
+			r.Header.Set("Access-Control-Request-Method", "GET")
+			r.Header.Set("Access-Control-Request-Headers", "authorization")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	w := do("https://app.example", true)
+	require.Equal(t, http.StatusNoContent, w.Code)
+	require.Contains(t, w.Header().Get("Access-Control-Allow-Headers"), "Authorization")
+	require.Equal(t, http.StatusForbidden, do("https://evil.example", true).Code)
+	require.Equal(t, http.StatusTeapot, do("https://app.example", false).Code)
+}
+
 func TestValidate(t *testing.T) {
 	c := Defaults()
 	c.IdleTimeout = 0
