@@ -74,6 +74,9 @@ type API struct {
 // Register adds the history endpoints, each behind the admin grant for its room (the log tells
 // who was where: not for every token holder), and the timeline page.
 func (a API) Register(mux *http.ServeMux) {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
 	mux.HandleFunc("GET /v1/rooms/{room}/events", a.adminOnly(a.handleRoomEvents))
 	mux.HandleFunc("GET /v1/rooms/{room}/state", a.adminOnly(a.handleRoomState))
 	web, err := fs.Sub(webFS, "web")

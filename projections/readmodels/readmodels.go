@@ -224,6 +224,9 @@ type API struct {
 // The anchor (unsigned: sign it, or store it, where this node cannot write) is computed from
 // the log on each request, a full chain verification: for a cron job, not a dashboard.
 func (api API) Register(mux *http.ServeMux) {
+	if api.Logger == nil {
+		api.Logger = slog.New(slog.DiscardHandler)
+	}
 	mux.HandleFunc("GET /v1/audit/anchor", func(w http.ResponseWriter, r *http.Request) {
 		if !api.Authorize(w, r, auth.AnyRoom) {
 			return

@@ -54,6 +54,9 @@ type API struct {
 
 // Register adds GET /v1/rooms and GET /v1/rooms/{room}.
 func (a API) Register(mux *http.ServeMux) {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
 	mux.HandleFunc("GET /v1/rooms", a.list)
 	mux.HandleFunc("GET /v1/rooms/{room}", a.room)
 }
