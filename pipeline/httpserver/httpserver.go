@@ -175,6 +175,10 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// SlowWork is how long an admin request whose answer takes long to compute (a fold or a
+// verification of a whole log) may take to answer, past the server's write timeout.
+const SlowWork = 10 * time.Minute
+
 // Extend moves the response's write deadline d from now (0: no deadline), for a handler that
 // streams longer than the server's write timeout: call it as the stream makes progress, so a
 // reader that stops is still cut off.

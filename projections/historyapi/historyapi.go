@@ -307,6 +307,7 @@ func (a API) handleRoomState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	httpserver.Extend(w, httpserver.SlowWork) // a fold of the room's whole log
 	state, err := projections.StateAt(r.Context(), a.JS, room, at, nil)
 	if err != nil {
 		rtc.WriteError(w, r, a.Logger, err)

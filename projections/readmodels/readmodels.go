@@ -20,6 +20,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/httpserver"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
 )
@@ -236,6 +237,7 @@ func (api API) Register(mux *http.ServeMux) {
 			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
 			return
 		}
+		httpserver.Extend(w, httpserver.SlowWork) // a verification of the whole log
 		chains, err := projections.VerifyChains(r.Context(), api.JS, room, nil)
 		if err != nil {
 			rtc.WriteError(w, r, api.Logger, err)
