@@ -13,11 +13,14 @@ test:
 race:
     go test -race -count=1 ./...
 
-# gofmt, go vet and staticcheck.
+# gofmt, go vet, staticcheck, and cyclomatic complexity (gocyclo): at most 15 in cmd/ (flag
+# parsing and wiring), at most 25 anywhere else (test scenarios excepted).
 lint:
     test -z "$(gofmt -l $(git ls-files '*.go'))"
     go vet ./...
     go tool staticcheck ./...
+    go tool gocyclo -over 15 -ignore '_test.go$' cmd
+    go tool gocyclo -over 25 -ignore '_test.go$' .
 
 # Hot-path benchmarks, 10 runs each for benchstat (see docs/benchmarks.md).
 bench:

@@ -4,4 +4,6 @@
 //
 // It imports the standard library only. Everything that stores, routes or folds events
 // (pipeline, projections, ingress, egress) depends on this package, never the other way round.
+//
+// Imports: none
 package events

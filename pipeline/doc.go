@@ -11,6 +11,8 @@
 //     model every WebRTC transport composes). It does not touch NATS.
 //   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
 //
-// The root package holds no code. Subpackages may import events and each other as their doc.go
-// says; never projections, ingress, egress or cmd.
+// The root package holds no code. Subpackages may import events and each other as the Imports
+// line of their doc.go says; never projections, ingress, egress or cmd (tests/contracts checks).
+//
+// Imports: none
 package pipeline

@@ -3,5 +3,8 @@
 //
 // The room fold (Fold) is the single definition of what a room is; the KV runner, the rebuild
 // command and `jetmedia replay` all use it, which is why a rebuilt bucket equals the live one.
-// It imports events and pipeline; it must not import ingress, egress or cmd.
+// It imports events and the event log (pipeline/eventlog); it must not import ingress, egress
+// or cmd. Its subpackages serve its models over HTTP and hold the log commands' work.
+//
+// Imports: events, pipeline/eventlog
 package projections

@@ -109,7 +109,7 @@ func DropModel(db *pebble.DB, model string) error {
 // events or the event just applied was the newest the consumer had to deliver. Each event is
 // acknowledged as soon as it is in the batch, before the commit: the acknowledgements are flow
 // control only. The checkpoint is the truth: the node recreates the consumer at the checkpoint
-// + 1 when it starts (see app.runReadModels), so the events of a batch lost in a crash are
+// + 1 when it starts (see readmodels.Start), so the events of a batch lost in a crash are
 // delivered again, and an event at or below the checkpoint (a redelivery) is skipped, so
 // nothing is counted twice and nothing is lost.
 //

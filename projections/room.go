@@ -140,19 +140,7 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 			n.Peers[p.Peer] = peer
 		}
 	case events.PeerLeft:
-		delete(n.Peers, p.Peer)
-		// A peer that leaves takes its tracks and subscriptions with it, whether or not the
-		// writer managed to record their end (a crashed node cannot).
-		for id, t := range n.Tracks {
-			if t.Peer == p.Peer {
-				delete(n.Tracks, id)
-			}
-		}
-		for k, s := range n.Subs {
-			if s.Peer == p.Peer || s.Publisher == p.Peer {
-				delete(n.Subs, k)
-			}
-		}
+		n.removePeer(p.Peer)
 	case events.TrackPublished:
 		n.Tracks[p.Track] = Track{Track: p.Track, Peer: p.Peer, Kind: p.Kind, Codec: p.Codec,
 			ClockRate: p.ClockRate, Channels: p.Channels, FmtpLine: p.FmtpLine,
@@ -164,18 +152,39 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 			n.Tracks[p.Track] = t
 		}
 	case events.TrackUnpublished:
-		delete(n.Tracks, p.Track)
-		for k, s := range n.Subs {
-			if s.Track == p.Track {
-				delete(n.Subs, k)
-			}
-		}
+		n.removeTrack(p.Track)
 	case events.SubscriptionStarted:
 		n.Subs[SubKey(p.Peer, p.Track)] = Subscription{Peer: p.Peer, Track: p.Track, Publisher: p.Publisher, Since: e.Time}
 	case events.SubscriptionEnded:
 		delete(n.Subs, SubKey(p.Peer, p.Track))
 	}
 	return n, nil
+}
+
+// removePeer takes a peer that left out of the room, with its tracks and subscriptions,
+// whether or not the writer managed to record their end (a crashed node cannot).
+func (r *Room) removePeer(peer string) {
+	delete(r.Peers, peer)
+	for id, t := range r.Tracks {
+		if t.Peer == peer {
+			delete(r.Tracks, id)
+		}
+	}
+	for k, s := range r.Subs {
+		if s.Peer == peer || s.Publisher == peer {
+			delete(r.Subs, k)
+		}
+	}
+}
+
+// removeTrack takes an unpublished track out of the room, with its subscriptions.
+func (r *Room) removeTrack(track string) {
+	delete(r.Tracks, track)
+	for k, s := range r.Subs {
+		if s.Track == track {
+			delete(r.Subs, k)
+		}
+	}
 }
 
 // FoldAll folds events in order into a room that has seen none.

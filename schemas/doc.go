@@ -7,4 +7,6 @@
 // It imports the standard library and github.com/santhosh-tekuri/jsonschema/v6 only (its tests
 // also import events). It must not import pipeline, projections, ingress, egress or NATS:
 // validating an event needs nothing but its bytes.
+//
+// Imports: none
 package schemas

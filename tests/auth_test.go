@@ -17,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
@@ -116,7 +117,7 @@ func TestAuthRejects(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	resp, body = do(t, ctx, node, "GET", "/v1/rooms/"+room, "", token(t, room, "ops", auth.Admin))
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
-	var view app.RoomView
+	var view roomsapi.RoomView
 	require.NoError(t, json.Unmarshal([]byte(body), &view))
 	identities := map[string]bool{}
 	for _, p := range view.Peers {

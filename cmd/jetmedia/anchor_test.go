@@ -14,6 +14,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/logtools"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -141,14 +142,14 @@ func TestAuditAnchor(t *testing.T) {
 	require.Contains(t, out, "all 2 rooms intact")
 
 	out, err = runCLI(t, "audit", "verify", data, "--anchor", anchorFile, "--anchor-key", key)
-	require.ErrorIs(t, err, errAnchorMismatch)
+	require.ErrorIs(t, err, logtools.ErrAnchorMismatch)
 	require.Contains(t, out, "room r: anchor mismatch at seq 200: stored hash ")
 	require.NotContains(t, out, "room s: anchor mismatch")
 
 	out, err = runCLI(t, "audit", "verify", data, "--anchor", anchorFile, "--anchor-key", key, "--room", "r", "--json")
-	require.ErrorIs(t, err, errAnchorMismatch)
+	require.ErrorIs(t, err, logtools.ErrAnchorMismatch)
 	var rep struct {
-		Rooms      []chainReport                `json:"rooms"`
+		Rooms      []logtools.ChainReport       `json:"rooms"`
 		Mismatches []projections.AnchorMismatch `json:"anchor_mismatches"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))

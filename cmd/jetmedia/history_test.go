@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/logtools"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -80,18 +80,18 @@ func TestAuditVerify(t *testing.T) {
 	require.Contains(t, out, "room good: intact: 300 events (seq 1..300), head ")
 
 	out, err = runCLI(t, "audit", "verify", data, "--room", "bad")
-	require.ErrorIs(t, err, errBroken)
+	require.ErrorIs(t, err, logtools.ErrBroken)
 	require.Contains(t, out, "room bad: BROKEN at seq 351 ")
 	require.Contains(t, out, "found none")
 
 	out, err = runCLI(t, "audit", "verify", data)
-	require.ErrorIs(t, err, errBroken)
+	require.ErrorIs(t, err, logtools.ErrBroken)
 	require.Contains(t, out, "room good: intact: 300 events")
 	require.Contains(t, out, "1 of 2 rooms BROKEN")
 
 	out, err = runCLI(t, "audit", "verify", data, "--json")
-	require.True(t, errors.Is(err, errBroken))
-	var reports []chainReport
+	require.True(t, errors.Is(err, logtools.ErrBroken))
+	var reports []logtools.ChainReport
 	require.NoError(t, json.Unmarshal([]byte(out), &reports))
 	require.Len(t, reports, 2)
 	require.Equal(t, "bad", reports[0].Room)
@@ -121,7 +121,7 @@ func TestReplayAt(t *testing.T) {
 	type replayJSON struct {
 		At     *time.Time        `json:"at"`
 		Events []events.Envelope `json:"events"`
-		State  app.RoomView      `json:"state"`
+		State  roomsapi.RoomView `json:"state"`
 	}
 	for _, k := range []int{0, 1, 57, 120, 199} {
 		at := evs[k].Time
@@ -137,7 +137,7 @@ func TestReplayAt(t *testing.T) {
 			n++
 		}
 		require.Len(t, got.Events, n)
-		require.Equal(t, mustJSON(t, app.ViewOf(want)), mustJSON(t, got.State), "state at event %d", k)
+		require.Equal(t, mustJSON(t, roomsapi.ViewOf(want)), mustJSON(t, got.State), "state at event %d", k)
 
 		text, err := runCLI(t, "replay", data, "--room", "timeline", "--at", at.Format(time.RFC3339Nano))
 		require.NoError(t, err)
@@ -183,7 +183,7 @@ func TestParseInstant(t *testing.T) {
 		{in: "", err: true},
 	}
 	for _, c := range cases {
-		got, err := parseInstant(c.in, now)
+		got, err := logtools.ParseInstant(c.in, now)
 		if c.err {
 			require.Error(t, err, c.in)
 			continue
@@ -191,34 +191,4 @@ func TestParseInstant(t *testing.T) {
 		require.NoError(t, err, c.in)
 		require.True(t, c.want.Equal(got), "%s: %s", c.in, got)
 	}
-}
-
-func TestProgressOnlyOnTerminals(t *testing.T) {
-	var buf strings.Builder
-	require.Nil(t, newProgress(&buf, "x", 10), "not a file")
-	f, err := os.Create(t.TempDir() + "/out")
-	require.NoError(t, err)
-	defer f.Close()
-	require.Nil(t, newProgress(f, "x", 10), "a regular file (redirected stderr)")
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	defer r.Close()
-	defer w.Close()
-	require.Nil(t, newProgress(w, "x", 10), "a pipe")
-	var p *progress // what the commands hold when stderr is not a terminal
-	p.tick(1)
-	p.done()
-
-	// /dev/null is a character device, like a terminal: the reporter runs (into nothing).
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	defer null.Close()
-	p = newProgress(null, "x", 100_000)
-	require.NotNil(t, p)
-	p.lastPrint = p.lastPrint.Add(-time.Second)
-	for seq := range uint64(100_000) {
-		p.tick(seq + 1)
-	}
-	require.True(t, p.printed)
-	p.done()
 }

@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -110,7 +110,7 @@ func TestReadModelsSurviveKill9(t *testing.T) {
 	require.NoError(t, cmd.Wait())
 
 	at := genStart.Add(72 * time.Hour)
-	db, err := projections.OpenPebble(filepath.Join(dir, app.ReadModelsDir), nil, true)
+	db, err := projections.OpenPebble(filepath.Join(dir, readmodels.Dir), nil, true)
 	require.NoError(t, err)
 	defer func() { _ = db.Close() }()
 	byActor := map[string]int{}

@@ -15,6 +15,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
@@ -76,7 +77,7 @@ func TestTools(t *testing.T) {
 	data := "--data=" + cfg.DataDir
 	out, err := runCLI(t, "rooms", data, "--json")
 	require.NoError(t, err)
-	var rooms []app.RoomView
+	var rooms []roomsapi.RoomView
 	require.NoError(t, json.Unmarshal([]byte(out), &rooms))
 	require.Len(t, rooms, 1)
 	require.Equal(t, "cli-room", rooms[0].Room.Room)
@@ -113,7 +114,7 @@ func TestTools(t *testing.T) {
 	require.NoError(t, err)
 	var rep struct {
 		Events []events.Envelope `json:"events"`
-		State  app.RoomView      `json:"state"`
+		State  roomsapi.RoomView `json:"state"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Events, len(live))

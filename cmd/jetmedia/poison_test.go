@@ -14,6 +14,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/logtools"
 )
 
 // A node's read models park an event they cannot apply (a peer_joined whose data does not
@@ -39,15 +40,15 @@ func TestPoisonListAndDrop(t *testing.T) {
 	require.NoError(t, node.WaitReadModels(ctx))
 
 	data := "--data=" + cfg.DataDir
-	list := func(args ...string) []poisonedJSON {
+	list := func(args ...string) []logtools.PoisonedJSON {
 		out, err := runCLI(t, append([]string{"poison", "list", data, "--json"}, args...)...)
 		require.NoError(t, err)
-		var got []poisonedJSON
+		var got []logtools.PoisonedJSON
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if line == "" {
 				continue
 			}
-			var p poisonedJSON
+			var p logtools.PoisonedJSON
 			require.NoError(t, json.Unmarshal([]byte(line), &p))
 			got = append(got, p)
 		}
@@ -155,13 +156,13 @@ func TestPoisonRedrive(t *testing.T) {
 	require.NoError(t, node.Close())
 
 	data := "--data=" + cfg.DataDir
-	parked := func(model string) []poisonedJSON {
+	parked := func(model string) []logtools.PoisonedJSON {
 		out, err := runCLI(t, "poison", "list", data, "--json", "--model", model)
 		require.NoError(t, err)
-		var got []poisonedJSON
+		var got []logtools.PoisonedJSON
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if line != "" {
-				var p poisonedJSON
+				var p logtools.PoisonedJSON
 				require.NoError(t, json.Unmarshal([]byte(line), &p))
 				got = append(got, p)
 			}

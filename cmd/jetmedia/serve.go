@@ -83,6 +83,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.EdgeGSO, "edge-gso", cfg.EdgeGSO, "send a viewer's queued packets as one message the kernel segments (UDP GSO, where the kernel has it)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
+	addHTTPFlags(fs, &cfg.HTTP)
 	addAuthKeyFlags(fs, &cfg.AuthKeys)
 	addWebhookFlags(fs, &cfg.Webhooks)
 	return fs

@@ -14,11 +14,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 	"github.com/jetmedia/jetmedia/schemas"
 )
 
@@ -135,13 +135,13 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	require.Empty(t, live.Tracks)
 
 	// State at instants between the leaves, over HTTP.
-	stateAt := func(s float64) app.RoomView {
+	stateAt := func(s float64) roomsapi.RoomView {
 		t.Helper()
-		var v app.RoomView
+		var v roomsapi.RoomView
 		getJSON(t, node.HTTPURL()+"/v1/rooms/"+room+"/state?at="+at(s).Format(time.RFC3339Nano), &v)
 		return v
 	}
-	peersOf := func(v app.RoomView) []string {
+	peersOf := func(v roomsapi.RoomView) []string {
 		out := []string{}
 		for _, p := range v.Peers {
 			out = append(out, p.Peer)
@@ -195,7 +195,7 @@ func TestPeerLeftV1StillReplays(t *testing.T) {
 	require.NoError(t, err)
 	var rep struct {
 		Events []events.Envelope `json:"events"`
-		State  app.RoomView      `json:"state"`
+		State  roomsapi.RoomView `json:"state"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Events, 5)

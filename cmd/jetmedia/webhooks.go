@@ -10,7 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetmedia/jetmedia/egress/webhook"
+	"github.com/jetmedia/jetmedia/projections/logtools"
 )
 
 // endpointsFlag is the repeatable --webhook flag; one value may also hold several endpoints
@@ -91,28 +94,36 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer c.close()
 	if sub == "redrive" {
-		if len(cfg.Endpoints) == 0 {
-			return fmt.Errorf("redrive: no endpoint configured: pass --webhook url=…,secret=… (as given to serve)")
-		}
-		res, err := webhook.Redrive(ctx, c.js, cfg, *only)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(res)
-		}
-		fmt.Fprintf(stdout, "delivered %d, failed %d, held behind a failure %d\n", res.Delivered, res.Failed, res.Held)
-		for _, u := range res.Unconfigured {
-			fmt.Fprintf(stdout, "not configured, left parked: %s\n", u)
-		}
-		if res.Failed > 0 {
-			return fmt.Errorf("%d events still fail", res.Failed)
-		}
-		return nil
+		return webhooksRedrive(ctx, c.js, cfg, *only, *asJSON, stdout)
 	}
+	return webhooksParked(ctx, c.js, *only, *asJSON, stdout)
+}
+
+func webhooksRedrive(ctx context.Context, js jetstream.JetStream, cfg webhook.Config, only string, asJSON bool, stdout io.Writer) error {
+	if len(cfg.Endpoints) == 0 {
+		return fmt.Errorf("redrive: no endpoint configured: pass --webhook url=…,secret=… (as given to serve)")
+	}
+	res, err := webhook.Redrive(ctx, js, cfg, only)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "delivered %d, failed %d, held behind a failure %d\n", res.Delivered, res.Failed, res.Held)
+	for _, u := range res.Unconfigured {
+		fmt.Fprintf(stdout, "not configured, left parked: %s\n", u)
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%d events still fail", res.Failed)
+	}
+	return nil
+}
+
+func webhooksParked(ctx context.Context, js jetstream.JetStream, only string, asJSON bool, stdout io.Writer) error {
 	var list []webhook.Parked
-	err = webhook.ListParked(ctx, c.js, "", func(p webhook.Parked) error {
-		if *only == "" || *only == p.URL || *only == p.EndpointID {
+	err := webhook.ListParked(ctx, js, "", func(p webhook.Parked) error {
+		if only == "" || only == p.URL || only == p.EndpointID {
 			list = append(list, p)
 		}
 		return nil
@@ -120,8 +131,8 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSONLines(stdout, list)
+	if asJSON {
+		return logtools.WriteJSONLines(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no parked events")
@@ -134,15 +145,4 @@ func webhooksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			p.EventSeq, p.Type, p.EventID, p.Attempts, p.Error)
 	}
 	return tw.Flush()
-}
-
-// writeJSONLines writes one JSON value a line (the --json form of the list commands).
-func writeJSONLines[T any](w io.Writer, list []T) error {
-	enc := json.NewEncoder(w)
-	for _, v := range list {
-		if err := enc.Encode(v); err != nil {
-			return fmt.Errorf("write json: %w", err)
-		}
-	}
-	return nil
 }

@@ -3,6 +3,8 @@
 // (id, timestamp, HMAC-SHA256 signature), in order per room, at least once, retried with
 // exponential backoff and jitter, and parked in the WEBHOOKS_PARKED stream after the last
 // attempt, from where Redrive sends them again. A per-endpoint circuit breaker (breaker.go)
-// holds every lane while the receiver is down, so an outage parks nothing. It imports events and pipeline, never ingress
-// or other egress packages. See docs/webhooks.md.
+// holds every lane while the receiver is down, so an outage parks nothing. It imports the
+// event log (pipeline/eventlog), never ingress or other egress packages. See docs/webhooks.md.
+//
+// Imports: pipeline/eventlog
 package webhook

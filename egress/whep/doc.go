@@ -8,4 +8,6 @@
 // the tracks' RTCP readers. It imports events, pipeline and egress/forward; what a room
 // publishes comes through the Catalog interface (the KV projection, wired by cmd), not from
 // ingress.
+//
+// Imports: egress/forward, events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package whep

@@ -15,4 +15,6 @@
 // It imports events, pipeline (auth, mediabus, rtc), nats.go for the KV watch and data
 // subjects, and the WebSocket library; never egress (subscribed tracks come from a Deliverer
 // that cmd wires to egress/forward), cmd or projections' runners.
+//
+// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package signal

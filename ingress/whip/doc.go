@@ -6,4 +6,6 @@
 // Handler is the shell: the POST (the rest of the HTTP contract is rtc.Endpoint's), the pion
 // PeerConnection, and the per-track goroutine that moves RTP onto the track's media subject
 // (rtc.ReadRTP). It imports events and pipeline only.
+//
+// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package whip

@@ -5,4 +5,6 @@
 // dev mode.
 //
 // It imports only events (for the id rules), so ingress, egress and the command can all use it.
+//
+// Imports: events
 package auth

@@ -4,4 +4,6 @@
 // consumers park events they cannot handle.
 //
 // It may import events, nats.go and watermill; nothing else of jetmedia (tests may use natsnode).
+//
+// Imports: events
 package eventlog

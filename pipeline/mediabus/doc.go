@@ -3,4 +3,6 @@
 // A node's own packets skip NATS when no other server wants them. Never JetStream.
 //
 // It may import nats.go; nothing else of jetmedia (tests may use natsnode).
+//
+// Imports: none
 package mediabus

@@ -103,15 +103,114 @@ type Server struct {
 	log  *slog.Logger
 }
 
-// StartServer starts the embedded server and waits until it accepts connections.
+// Listener names one of the server's listening ports, in a ListenError.
+type Listener string
+
+// The server's listeners.
+const (
+	ClientListener  Listener = "client"  // ServerConfig.Listen
+	ClusterListener Listener = "cluster" // ClusterConfig.Listen
+	LeafListener    Listener = "leaf"    // LeafConfig.Listen
+)
+
+// ListenError says that a port the server was to listen on cannot be had (taken, or not an
+// address of this host), so that the caller can name the setting to change.
+type ListenError struct {
+	Listener Listener
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("pipeline: nats %s port %s: %v", e.Listener, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// StartServer starts the embedded server and waits until it accepts connections. A port that
+// cannot be had is a *ListenError at once, not a wait for a server that never gets ready.
 func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkPorts(cfg); err != nil {
 		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	opts, err := serverOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: new nats server: %w", err)
+	}
+	nl := &natsLogger{log: log.With("component", "nats"), fatal: make(chan string, 1)}
+	ns.SetLoggerV2(nl, false, false, false)
+	ns.Start()
+	if err := waitStarted(ctx, ns, cfg, nl.fatal); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	return &Server{ns: ns, opts: opts, log: log}, nil
+}
+
+// checkPorts listens on each fixed port the server is to open, and lets it go again: nats-
+// server reports a taken port only in its log and then never gets ready.
+func checkPorts(cfg ServerConfig) error {
+	for _, l := range []struct {
+		which Listener
+		addr  string
+	}{{ClientListener, cfg.Listen}, {ClusterListener, cfg.Cluster.Listen}, {LeafListener, cfg.Leaf.Listen}} {
+		if _, port, err := splitHostPort(l.addr); err != nil || port == 0 {
+			continue // none, or a random port
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return &ListenError{Listener: l.which, Addr: l.addr, Err: err}
+		}
+		_ = ln.Close()
+	}
+	return nil
+}
+
+// waitStarted waits until the server accepts connections (and, as configured, reaches its hub
+// and runs JetStream), or fails at once when the server logs a fatal error.
+func waitStarted(ctx context.Context, ns *server.Server, cfg ServerConfig, fatal <-chan string) error {
+	deadline := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		deadline = time.Until(d)
+	}
+	end := time.Now().Add(deadline)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("pipeline: nats server %s: %s", cfg.Name, msg)
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline: nats server %s not ready: %w", cfg.Name, ctx.Err())
+		default:
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("pipeline: nats server %s not ready after %s", cfg.Name, deadline)
+		}
+	}
+	if cfg.Leaf.Hub != "" {
+		if err := waitLeaf(ctx, ns, time.Until(end)); err != nil {
+			return err
+		}
+	}
+	if cfg.JetStream && !ns.JetStreamEnabled() {
+		return fmt.Errorf("pipeline: JetStream did not start on %s (see the nats log lines)", cfg.Name)
+	}
+	return nil
+}
+
+// serverOptions turns the config into nats-server's options.
+func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	opts := &server.Options{
 		ServerName:            cfg.Name,
 		JetStream:             cfg.JetStream,
@@ -127,32 +226,48 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts.Host, opts.Port = h, p
-		if p == 0 {
-			opts.Port = server.RANDOM_PORT
-		}
+		opts.Host, opts.Port = h, randomIfZero(p)
 	}
-	if cfg.Cluster.Listen != "" {
-		h, p, err := splitHostPort(cfg.Cluster.Listen)
-		if err != nil {
-			return nil, err
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		name := cfg.Cluster.Name
-		if name == "" {
-			name = "jetmedia"
-		}
-		opts.Cluster = server.ClusterOpts{Name: name, Host: h, Port: p}
-		for _, r := range cfg.Cluster.Routes {
-			u, err := url.Parse(r)
-			if err != nil || u.Host == "" {
-				return nil, fmt.Errorf("pipeline: route URL %q is not nats://host:port", r)
-			}
-			opts.Routes = append(opts.Routes, u)
-		}
+	if err := clusterOptions(opts, cfg.Cluster); err != nil {
+		return nil, err
 	}
+	if err := leafOptions(opts, cfg); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+func randomIfZero(port int) int {
+	if port == 0 {
+		return server.RANDOM_PORT
+	}
+	return port
+}
+
+func clusterOptions(opts *server.Options, c ClusterConfig) error {
+	if c.Listen == "" {
+		return nil
+	}
+	h, p, err := splitHostPort(c.Listen)
+	if err != nil {
+		return err
+	}
+	name := c.Name
+	if name == "" {
+		name = "jetmedia"
+	}
+	opts.Cluster = server.ClusterOpts{Name: name, Host: h, Port: randomIfZero(p)}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("pipeline: route URL %q is not nats://host:port", r)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+func leafOptions(opts *server.Options, cfg ServerConfig) error {
 	domain := cfg.Domain
 	if domain == "" {
 		domain = DefaultDomain
@@ -160,12 +275,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.Leaf.Listen != "" {
 		h, p, err := splitHostPort(cfg.Leaf.Listen)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		opts.LeafNode.Host, opts.LeafNode.Port = h, p
+		opts.LeafNode.Host, opts.LeafNode.Port = h, randomIfZero(p)
 		if cfg.JetStream {
 			opts.JetStreamDomain = domain
 		}
@@ -173,7 +285,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.Leaf.Hub != "" {
 		u, err := url.Parse(cfg.Leaf.Hub)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("pipeline: hub URL %q is not nats-leaf://host:port", cfg.Leaf.Hub)
+			return fmt.Errorf("pipeline: hub URL %q is not nats-leaf://host:port", cfg.Leaf.Hub)
 		}
 		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 		if !cfg.JetStream {
@@ -181,34 +293,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			opts.JsAccDefaultDomain = map[string]string{server.DEFAULT_GLOBAL_ACCOUNT: domain}
 		}
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: new nats server: %w", err)
-	}
-	ns.SetLoggerV2(&natsLogger{log: log.With("component", "nats")}, false, false, false)
-	ns.Start()
-	deadline := 30 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		deadline = time.Until(d)
-	}
-	if !ns.ReadyForConnections(deadline) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, fmt.Errorf("pipeline: nats server %s not ready after %s", cfg.Name, deadline)
-	}
-	if cfg.Leaf.Hub != "" {
-		if err := waitLeaf(ctx, ns, deadline); err != nil {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-			return nil, err
-		}
-	}
-	if cfg.JetStream && !ns.JetStreamEnabled() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, fmt.Errorf("pipeline: JetStream did not start on %s (see the nats log lines)", cfg.Name)
-	}
-	return &Server{ns: ns, opts: opts, log: log}, nil
+	return nil
 }
 
 // Connect opens an in-process client connection, named for the server's monitoring; opts
@@ -284,13 +369,25 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-type natsLogger struct{ log *slog.Logger }
+type natsLogger struct {
+	log *slog.Logger
+	// fatal receives the first fatal error (a listener that failed): nats-server logs it and
+	// goes on without the listener, never ready.
+	fatal chan string
+}
 
 // Noticef is logged at Debug: nats-server's notices are its startup banner and routine
 // connection news, too chatty for an embedded server's operator.
 func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
-func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
-func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
-func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
-func (l *natsLogger) Tracef(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l *natsLogger) Errorf(f string, v ...any) { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Debugf(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Tracef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }

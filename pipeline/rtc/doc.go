@@ -15,4 +15,6 @@
 // because both transports' directions depend on it and neither may import the other. It
 // imports events, pipeline/auth and pion; never NATS (its Appender, RTPSender and
 // FeedbackSender are the interfaces the NATS side fills in).
+//
+// Imports: events, pipeline/auth
 package rtc

@@ -18,7 +18,7 @@ import (
 // These tests check the demo page against a stand-in for the server, so that
 // page bugs show up without a media stack.
 
-const webDir = "../../cmd/jetmedia/app/web"
+const webDir = "../../ingress/whip/demo" // the WHIP/WHEP demo page
 
 // serve stands in for a node: the demo page's files, api on /whip/ and /whep/, and with dev a
 // dev-mode /dev/token that hands out "dev-token-for-<grants>".

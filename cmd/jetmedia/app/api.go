@@ -2,104 +2,133 @@ package app
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"net/http"
-	"slices"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline/auth"
-	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/ingress/signal"
+	"github.com/jetmedia/jetmedia/ingress/signal/client/browser"
+	"github.com/jetmedia/jetmedia/ingress/whip/demo"
+	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/historyapi"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 )
 
-// RoomView is the JSON form of a room's live state in the HTTP API and `jetmedia rooms`.
-type RoomView struct {
-	projections.Room
-	Peers  []projections.Peer         `json:"peers"`
-	Tracks []projections.Track        `json:"tracks"`
-	Subs   []projections.Subscription `json:"subscriptions"`
-}
-
-// ViewOf turns a folded room into its JSON view with stable ordering.
-func ViewOf(r projections.Room) RoomView {
-	v := RoomView{Room: r, Peers: []projections.Peer{}, Tracks: []projections.Track{}, Subs: []projections.Subscription{}}
-	for _, id := range r.PeerIDs() {
-		v.Peers = append(v.Peers, r.Peers[id])
-	}
-	for _, id := range r.TrackIDs() {
-		v.Tracks = append(v.Tracks, r.Tracks[id])
-	}
-	for _, s := range r.Subs {
-		v.Subs = append(v.Subs, s)
-	}
-	slices.SortFunc(v.Subs, func(a, b projections.Subscription) int {
-		return compare(a.Peer+"."+a.Track, b.Peer+"."+b.Track)
-	})
-	return v
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func (n *Node) registerAPI(mux *http.ServeMux) {
-	for pattern, h := range n.historyRoutes() {
-		mux.HandleFunc(pattern, n.adminOnly(h))
-	}
+// registerHTTP adds the node's read API, operator endpoints and pages; each package serves
+// what it owns, the node only hands it its parts.
+func (n *Node) registerHTTP(mux *http.ServeMux) {
+	roomsapi.API{Rooms: n.rooms, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
+	historyapi.API{JS: n.js, Heads: n.appender, Authorize: n.authorizeAdmin, Logger: n.log,
+		WriteTimeout: n.cfg.HTTP.WriteTimeout}.Register(mux)
+	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
+	n.metrics.Register(mux, n.cfg.Name, n.ready)
+	n.registerAuth(mux)
+	registerPages(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
-	mux.HandleFunc("GET /v1/rooms", func(w http.ResponseWriter, r *http.Request) {
-		if !n.authorizeAdmin(w, r, auth.AnyRoom) {
-			return
-		}
-		rooms, err := projections.Rooms(r.Context(), n.rooms)
-		if err != nil {
-			rtc.WriteError(w, r, n.log, err)
-			return
-		}
-		out := []RoomView{}
-		for _, room := range rooms {
-			if len(room.Peers) > 0 {
-				out = append(out, ViewOf(room))
-			}
-		}
-		writeJSON(w, out)
-	})
-	mux.HandleFunc("GET /v1/rooms/{room}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("room")
-		if !events.ValidID(id) {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
-			return
-		}
-		if !n.authorizeAdmin(w, r, id) {
-			return
-		}
-		room, err := projections.LoadRoom(r.Context(), n.rooms, id)
-		if err != nil {
-			rtc.WriteError(w, r, n.log, err)
-			return
-		}
-		if !room.Exists() {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no history", id))
-			return
-		}
-		writeJSON(w, ViewOf(room))
-	})
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+func writeJSON(w http.ResponseWriter, v any) { roomsapi.WriteJSON(w, v) }
+
+// metricSources tells the metrics registry where the node's figures are.
+func (n *Node) metricSources() metrics.Sources {
+	return metrics.Sources{
+		Sessions: func() map[string]int {
+			if n.sessions == nil {
+				return nil
+			}
+			return map[string]int{
+				events.TransportWHIP: n.sessions.Len(events.TransportWHIP),
+				events.TransportWHEP: n.sessions.Len(events.TransportWHEP),
+				signal.Transport:     n.sessions.Len(signal.Transport),
+			}
+		},
+		Ingress: func() metrics.Ingress {
+			if n.whip == nil {
+				return metrics.Ingress{}
+			}
+			return metrics.Ingress(n.whip.Stats())
+		},
+		Forwarding:    func() metrics.Forwarding { return metrics.Forwarding(n.hub.Stats()) },
+		Bus:           n.bus,
+		Edge:          n.edge,
+		NATS:          n.srv,
+		ProjectionLag: n.ProjectionLag,
+		RoomKeys:      func(ctx context.Context) (map[string][]byte, error) { return projections.Snapshot(ctx, n.rooms) },
+	}
+}
+
+// ready reports whether the node can take sessions: not shutting down, JetStream answering,
+// and the rooms projection caught up with the log (so WHEP sees what was published).
+func (n *Node) ready(ctx context.Context) error {
+	if n.sessions == nil || n.sessions.Closing() {
+		return fmt.Errorf("%w: shutting down", metrics.ErrNotReady)
+	}
+	if _, err := n.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: JetStream does not answer: %v", metrics.ErrNotReady, err)
+	}
+	lag, err := n.ProjectionLag(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", metrics.ErrNotReady, err)
+	}
+	if lag > 0 {
+		return fmt.Errorf("%w: rooms projection is %d events behind the log", metrics.ErrNotReady, lag)
+	}
+	return nil
+}
+
+// startWebhooks delivers the log to the configured webhook endpoints (none: nothing runs) and
+// adds their counters to the node's metrics.
+func (n *Node) startWebhooks(ctx context.Context) error {
+	if len(n.cfg.Webhooks.Endpoints) == 0 {
+		return nil
+	}
+	cfg := n.cfg.Webhooks
+	cfg.Logger = n.log
+	d, err := webhook.Start(ctx, n.js, cfg)
+	if err != nil {
+		return err
+	}
+	n.webhooks = d
+	for _, ep := range cfg.Endpoints {
+		n.log.Info("delivering events by webhook", "endpoint", ep.String(), "consumer", ep.Durable())
+	}
+	if n.metrics != nil {
+		n.metrics.MustRegister(d.Collector())
+	}
+	return nil
+}
+
+// closeWebhooks stops delivery; events in flight are delivered again on the next start.
+func (n *Node) closeWebhooks() {
+	if n.webhooks != nil {
+		n.webhooks.Close()
+	}
+}
+
+// WaitReadModels waits until every read model has applied every stored event.
+func (n *Node) WaitReadModels(ctx context.Context) error {
+	if n.rm == nil {
+		return nil
+	}
+	return n.rm.Wait(ctx)
+}
+
+// ReadModelsDB is the node's pebble database of read models (nil on a node without
+// JetStream). Readers must not write to it.
+func (n *Node) ReadModelsDB() *pebble.DB {
+	if n.rm == nil {
+		return nil
+	}
+	return n.rm.DB()
 }
 
 // catalog answers WHEP's "what does this room publish" from the rooms projection, so a viewer
@@ -147,4 +176,11 @@ func hasTracks(r projections.Room, peer string) bool {
 		}
 	}
 	return false
+}
+
+// registerPages serves the web pages and the browser SDK, each from the package it belongs to
+// (the timeline page comes with historyapi).
+func registerPages(mux *http.ServeMux) {
+	demo.Register(mux)
+	browser.Register(mux)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/httpserver"
 )
 
 // Config is a node's configuration. Defaults() gives one that works on one machine.
@@ -65,6 +66,9 @@ type Config struct {
 	// EdgeGSO lets the WebRTC port send a viewer's queued packets as one message the kernel
 	// segments (UDP GSO; default on where the kernel has it).
 	EdgeGSO bool
+	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
+	// (pipeline/httpserver; README "Flags").
+	HTTP httpserver.Config
 	// AuthKeys verify access tokens (the first one signs). None: dev mode, with a random key
 	// and GET /dev/token to mint tokens (README "Auth").
 	AuthKeys []auth.Key
@@ -90,6 +94,7 @@ func Defaults() Config {
 		EdgeSenders:     runtime.GOMAXPROCS(0),
 		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
+		HTTP:            httpserver.Defaults(),
 	}
 }
 
@@ -122,6 +127,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
+	errs = append(errs, c.HTTP.Validate())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}
@@ -131,6 +137,23 @@ func (c Config) Validate() error {
 	if c.EdgeSenders < 1 {
 		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
+	errs = append(errs, c.validateUDP(), c.validateCluster())
+	if len(c.AuthKeys) > 0 {
+		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Webhooks.Endpoints) > 0 {
+		errs = append(errs, c.Webhooks.Validate())
+	}
+	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
+		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validateUDP() error {
+	var errs []error
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("udp port %d out of range", c.UDPPort))
 	}
@@ -142,22 +165,16 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("announce %q is not an IP address", ip))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validateCluster() error {
+	var errs []error
 	if c.ClusterListen != "" && c.NATSListen == "" {
 		errs = append(errs, errors.New("a cluster node needs a NATS client listen address (--nats-listen; 127.0.0.1:0 is fine)"))
 	}
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		errs = append(errs, errors.New("routes need a cluster listen address"))
-	}
-	if len(c.AuthKeys) > 0 {
-		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(c.Webhooks.Endpoints) > 0 {
-		errs = append(errs, c.Webhooks.Validate())
-	}
-	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
-		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
 	}
 	return errors.Join(errs...)
 }

@@ -2,16 +2,13 @@ package app
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -27,13 +24,12 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
-
-//go:embed web
-var webFS embed.FS
 
 // ProjectionDurable is the durable consumer that feeds the rooms bucket; its ack floor is the
 // projection's checkpoint.
@@ -58,10 +54,10 @@ type Node struct {
 	keys     *auth.Keyring // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
-	metrics  *metrics
+	metrics  *metrics.Registry
 	router   *message.Router
 	webhooks *webhook.Deliverer
-	rm       *readModels // pebble read models (audit index, analytics); see readmodels.go
+	rm       *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -78,11 +74,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("node", cfg.Name)
+	log := nodeLogger(cfg)
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -92,78 +84,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 
-	storeDir := ""
-	if cfg.JetStream {
-		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
-			return nil, err
-		}
-		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
-	}
-	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
-		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
-		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
-		Logger:  log,
-	})
-	if err != nil {
+	if err = n.startNATS(ctx); err != nil {
 		return nil, err
 	}
-	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("record nats url: %w", err)
-		}
-	}
-	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
+	if err = n.startReadSide(runCtx); err != nil {
 		return nil, err
 	}
-	if n.media, err = n.srv.Connect(cfg.Name + "-media"); err != nil {
+	if err = n.startEdge(ctx); err != nil {
 		return nil, err
 	}
-	if n.rtp, err = n.srv.Connect(cfg.Name+"-rtp", nats.NoEcho()); err != nil {
-		return nil, err
-	}
-	if n.js, err = jetstream.New(n.ctrl); err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelDeclare()
-	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
-		return nil, err
-	}
-	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
-	}
-	n.appender = eventlog.NewAppender(n.js, cfg.Name)
-	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
-		return nil, err
-	}
-	n.hub = forward.NewHub(n.bus)
-	n.hub.Lanes(cfg.FanoutLanes)
-
-	if err = n.startProjection(runCtx); err != nil {
-		return nil, err
-	}
-	if err = n.startReadModels(runCtx); err != nil {
-		return nil, err
-	}
-
-	n.edge, err = rtc.NewEdge(rtc.Config{
-		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
-		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	n.hub.Batch(n.edge) // a packet's writes to all its viewers leave in one batch
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
-	if err = n.setupAuth(); err != nil {
-		return nil, err
-	}
-	n.metrics = newMetrics(n)
-	if err = n.startWebhooks(ctx); err != nil {
-		return nil, err
-	}
-	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
+	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
 	}
 	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
@@ -192,30 +123,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	wh.Register(mux)
 	we.Register(mux)
 	sg.Register(mux)
-	n.registerAPI(mux)
-	n.registerReadModels(mux)
-	n.registerAuth(mux)
-	n.registerOps(mux)
-	web, err := fs.Sub(webFS, "web")
-	if err != nil {
-		return nil, fmt.Errorf("web assets: %w", err)
+	n.registerHTTP(mux)
+	if err = n.startHTTP(mux); err != nil {
+		return nil, err
 	}
-	mux.Handle("GET /", http.FileServerFS(web))
-	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
-	}
-	n.http = &http.Server{
-		Handler:           cors(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
 	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),
 		"nats", n.srv.ClientURL(), "leaf", n.srv.LeafURL(), "routes", n.srv.RouteURL(), "data", cfg.DataDir)
 	return n, nil
@@ -333,7 +244,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.router.Close())
 		}
 		if n.rm != nil {
-			errs = append(errs, n.rm.close()) // after its router stops, before NATS goes
+			errs = append(errs, n.rm.Close()) // after its router stops, before NATS goes
 		}
 		n.closeWebhooks()
 		if n.cancel != nil {
@@ -355,15 +266,4 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
-}
-
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Post, Retry-After")
-		next.ServeHTTP(w, r)
-	})
 }

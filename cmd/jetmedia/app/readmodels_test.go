@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
 	"github.com/jetmedia/jetmedia/tests/loggen"
 )
 
@@ -56,7 +57,7 @@ func TestReadModelsRebuild(t *testing.T) {
 
 	for _, wipe := range []bool{false, true} {
 		if wipe {
-			require.NoError(t, os.RemoveAll(filepath.Join(cfg.DataDir, app.ReadModelsDir)))
+			require.NoError(t, os.RemoveAll(filepath.Join(cfg.DataDir, readmodels.Dir)))
 		}
 		node, err = app.Start(ctx, cfg)
 		require.NoError(t, err)

@@ -1,6 +1,3 @@
-// Package client is the Go SDK of jetmedia rooms: join a room over the signalling WebSocket,
-// publish pion tracks, receive the other peers' tracks, room events and data messages. It is
-// built on pion and speaks the protocol of package signal (schemas/signal).
 package client
 
 import (

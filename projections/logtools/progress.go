@@ -1,4 +1,4 @@
-package main
+package logtools
 
 import (
 	"fmt"
@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// progress reports a long read on stderr (events, events/s, share done, ETA) when stderr is a
+// Progress reports a long read on stderr (events, events/s, share done, ETA) when stderr is a
 // terminal, and stays silent when it is piped or redirected, so scripts get clean output.
-type progress struct {
+type Progress struct {
 	w     io.Writer
 	label string
 	// first and end bound the read in stream sequences; the share done is measured in them
@@ -21,13 +21,13 @@ type progress struct {
 	printed    bool
 }
 
-// newProgress returns a reporter, or nil (which reports nothing) when w is not a terminal.
-func newProgress(w io.Writer, label string, end uint64) *progress {
+// NewProgress returns a reporter, or nil (which reports nothing) when w is not a terminal.
+func NewProgress(w io.Writer, label string, end uint64) *Progress {
 	if !isTerminal(w) {
 		return nil
 	}
 	now := time.Now()
-	return &progress{w: w, label: label, end: end, start: now, lastPrint: now}
+	return &Progress{w: w, label: label, end: end, start: now, lastPrint: now}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -39,8 +39,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// tick counts one event at stream sequence seq.
-func (p *progress) tick(seq uint64) {
+// Tick counts one event at stream sequence seq.
+func (p *Progress) Tick(seq uint64) {
 	if p == nil {
 		return
 	}
@@ -68,8 +68,8 @@ func (p *progress) tick(seq uint64) {
 	p.printed = true
 }
 
-// done clears the progress line and, if one was shown, prints the total.
-func (p *progress) done() {
+// Done clears the progress line and, if one was shown, prints the total.
+func (p *Progress) Done() {
 	if p == nil || !p.printed {
 		return
 	}
@@ -77,9 +77,9 @@ func (p *progress) done() {
 	fmt.Fprintf(p.w, "\r\033[K%s: %d events in %s (%.0f events/s)\n", p.label, p.n, d.Round(time.Millisecond), float64(p.n)/d.Seconds())
 }
 
-// parseInstant reads an instant given on the command line: RFC 3339 (with or without a
+// ParseInstant reads an instant given on the command line: RFC 3339 (with or without a
 // fraction), or a duration ago relative to now ("5m", "2h30m").
-func parseInstant(s string, now time.Time) (time.Time, error) {
+func ParseInstant(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}

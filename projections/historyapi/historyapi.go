@@ -1,18 +1,26 @@
-package app
+package historyapi
 
 import (
+	"context"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/httpserver"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
 )
 
 // The history API reads the event log itself, not the KV projection: a room's events as
@@ -44,25 +52,50 @@ const (
 	flushEvery = 256
 )
 
-// historyRoutes are the history endpoints, registered together by registerAPI. They are plain
-// handlers; registerAPI wraps each in adminOnly.
-func (n *Node) historyRoutes() map[string]http.HandlerFunc {
-	return map[string]http.HandlerFunc{
-		"GET /v1/rooms/{room}/events": n.handleRoomEvents,
-		"GET /v1/rooms/{room}/state":  n.handleRoomState,
-	}
+//go:embed web
+var webFS embed.FS
+
+// Heads tells a room's newest stream sequence (eventlog.Appender does).
+type Heads interface {
+	LastSeq(ctx context.Context, room string) (uint64, error)
 }
 
-// adminOnly puts a history handler behind the admin grant for its room (the log tells who
-// was where: not for every token holder). In dev mode a request without a token passes.
-func (n *Node) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+// API serves a room's history from the log.
+type API struct {
+	JS        jetstream.JetStream
+	Heads     Heads
+	Authorize roomsapi.Authorizer
+	Logger    *slog.Logger
+	// WriteTimeout is the server's: the events stream moves its write deadline this far ahead
+	// each time it flushes, so a long page is not cut while a reader that stops still is.
+	WriteTimeout time.Duration
+}
+
+// Register adds the history endpoints, each behind the admin grant for its room (the log tells
+// who was where: not for every token holder), and the timeline page.
+func (a API) Register(mux *http.ServeMux) {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux.HandleFunc("GET /v1/rooms/{room}/events", a.adminOnly(a.handleRoomEvents))
+	mux.HandleFunc("GET /v1/rooms/{room}/state", a.adminOnly(a.handleRoomState))
+	web, err := fs.Sub(webFS, "web")
+	if err != nil {
+		panic(err) // the embedded directory exists
+	}
+	files := http.FileServerFS(web)
+	mux.Handle("GET /timeline.html", files)
+	mux.Handle("GET /timeline.js", files)
+}
+
+func (a API) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		room := r.PathValue("room")
 		if !events.ValidID(room) {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
 			return
 		}
-		if n.authorizeAdmin(w, r, room) {
+		if a.Authorize(w, r, room) {
 			h(w, r)
 		}
 	}
@@ -175,25 +208,25 @@ func (q eventsQuery) needsDecode() bool {
 // errPageDone stops the read when a page is complete.
 var errPageDone = errors.New("page done")
 
-func (n *Node) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
+func (a API) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if !events.ValidID(room) {
-		rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
 		return
 	}
 	q, err := parseEventsQuery(r)
 	if err != nil {
-		rtc.WriteError(w, r, n.log, err)
+		rtc.WriteError(w, r, a.Logger, err)
 		return
 	}
 	ctx := r.Context()
-	head, err := n.appender.LastSeq(ctx, room)
+	head, err := a.Heads.LastSeq(ctx, room)
 	if err != nil {
-		rtc.WriteError(w, r, n.log, err)
+		rtc.WriteError(w, r, a.Logger, err)
 		return
 	}
 	if head == 0 {
-		rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
+		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -201,7 +234,7 @@ func (n *Node) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	sent := 0
 	opts := eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room), FromSeq: max(q.from.seq, 1)}
-	err = eventlog.ReadStored(ctx, n.js, opts, func(s eventlog.StoredEvent) error {
+	err = eventlog.ReadStored(ctx, a.JS, opts, func(s eventlog.StoredEvent) error {
 		if q.to.seq != 0 && s.Seq > q.to.seq {
 			return errPageDone
 		}
@@ -225,6 +258,9 @@ func (n *Node) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		if sent++; sent%flushEvery == 0 {
 			_ = rc.Flush()
+			if a.WriteTimeout > 0 {
+				httpserver.Extend(w, a.WriteTimeout)
+			}
 		}
 		if sent == q.limit {
 			if s.Seq < head && (q.to.seq == 0 || s.Seq < q.to.seq) {
@@ -239,50 +275,51 @@ func (n *Node) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil && !errors.Is(err, errPageDone) {
 		if sent == 0 {
-			rtc.WriteError(w, r, n.log, err)
+			rtc.WriteError(w, r, a.Logger, err)
 			return
 		}
 		// Headers are gone: abort the response so the client sees it cut, not complete.
-		n.log.Warn("events stream aborted", "room", room, "events_sent", sent, "err", err)
+		a.Logger.Warn("events stream aborted", "room", room, "events_sent", sent, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	_ = rc.Flush()
 }
 
-func (n *Node) handleRoomState(w http.ResponseWriter, r *http.Request) {
+func (a API) handleRoomState(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if !events.ValidID(room) {
-		rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
 		return
 	}
 	var at time.Time
 	for k, v := range r.URL.Query() {
 		if k != "at" {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "unknown parameter %q (at)", k))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "unknown parameter %q (at)", k))
 			return
 		}
 		if len(v) > 1 {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "at given %d times", len(v)))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "at given %d times", len(v)))
 			return
 		}
 		var err error
 		if at, err = time.Parse(time.RFC3339Nano, v[0]); err != nil {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusBadRequest, "at=%q is not an RFC 3339 time (2026-11-03T14:03:00Z)", v[0]))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "at=%q is not an RFC 3339 time (2026-11-03T14:03:00Z)", v[0]))
 			return
 		}
 	}
-	state, err := projections.StateAt(r.Context(), n.js, room, at, nil)
+	httpserver.Extend(w, httpserver.SlowWork) // a fold of the room's whole log
+	state, err := projections.StateAt(r.Context(), a.JS, room, at, nil)
 	if err != nil {
-		rtc.WriteError(w, r, n.log, err)
+		rtc.WriteError(w, r, a.Logger, err)
 		return
 	}
 	if !state.Exists() {
 		if at.IsZero() {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusNotFound, "room %q has no events", room))
 		} else {
-			rtc.WriteError(w, r, n.log, rtc.Errorf(http.StatusNotFound, "room %q has no events at or before %s", room, at.Format(time.RFC3339Nano)))
+			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusNotFound, "room %q has no events at or before %s", room, at.Format(time.RFC3339Nano)))
 		}
 		return
 	}
-	writeJSON(w, ViewOf(state))
+	roomsapi.WriteJSON(w, roomsapi.ViewOf(state))
 }

@@ -1,41 +1,6 @@
-package app
+package webhook
 
-import (
-	"context"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/jetmedia/jetmedia/egress/webhook"
-)
-
-// startWebhooks delivers the log to the configured webhook endpoints (none: nothing runs) and
-// adds their counters to the node's metrics.
-func (n *Node) startWebhooks(ctx context.Context) error {
-	if len(n.cfg.Webhooks.Endpoints) == 0 {
-		return nil
-	}
-	cfg := n.cfg.Webhooks
-	cfg.Logger = n.log
-	d, err := webhook.Start(ctx, n.js, cfg)
-	if err != nil {
-		return err
-	}
-	n.webhooks = d
-	for _, ep := range cfg.Endpoints {
-		n.log.Info("delivering events by webhook", "endpoint", ep.String(), "consumer", ep.Durable())
-	}
-	if n.metrics != nil {
-		n.metrics.reg.MustRegister(webhookCollector{d})
-	}
-	return nil
-}
-
-// closeWebhooks stops delivery; events in flight are delivered again on the next start.
-func (n *Node) closeWebhooks() {
-	if n.webhooks != nil {
-		n.webhooks.Close()
-	}
-}
+import "github.com/prometheus/client_golang/prometheus"
 
 var (
 	descHookDelivered = prometheus.NewDesc("jetmedia_webhook_delivered_total",
@@ -52,8 +17,10 @@ var (
 		"Times the endpoint's circuit breaker opened.", []string{"endpoint"}, nil)
 )
 
-// webhookCollector reads the deliverer's counters at scrape time.
-type webhookCollector struct{ d *webhook.Deliverer }
+// Collector reads the deliverer's counters at scrape time, for the node's Prometheus registry.
+func (d *Deliverer) Collector() prometheus.Collector { return webhookCollector{d} }
+
+type webhookCollector struct{ d *Deliverer }
 
 func (webhookCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHookDelivered

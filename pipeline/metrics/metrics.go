@@ -1,7 +1,8 @@
-package app
+package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,26 +14,56 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
-	"github.com/jetmedia/jetmedia/projections"
 )
 
-// scrapeTimeout bounds what one scrape (or readiness check) may spend asking JetStream.
-const scrapeTimeout = 2 * time.Second
+// ScrapeTimeout bounds what one scrape (or readiness check) may spend asking JetStream.
+const ScrapeTimeout = 2 * time.Second
 
-// metrics is a node's Prometheus registry. Most figures are read at scrape time from counters
-// the components keep anyway (forward.Hub, whip.Handler, the registries, the NATS server,
-// the rooms bucket), so the media path pays nothing for being observed. Only event appends
-// are timed as they happen. The registry is the node's own: two nodes in one process (tests)
-// do not share metrics.
-type metrics struct {
+// Registry is a node's Prometheus registry. Most figures are read at scrape time from
+// counters the components keep anyway (forward.Hub, whip.Handler, the registries, the NATS
+// server, the rooms bucket), so the media path pays nothing for being observed. Only event
+// appends are timed as they happen. The registry is the node's own: two nodes in one process
+// (tests) do not share metrics.
+type Registry struct {
 	reg           *prometheus.Registry
 	appendSeconds prometheus.Histogram
 	appendErrors  prometheus.Counter
 }
 
-func newMetrics(n *Node) *metrics {
-	m := &metrics{
+// Ingress are the counters of the WHIP ingress (whip.Stats, field for field).
+type Ingress struct {
+	PacketsIn, BytesIn uint64
+	DroppedPublish     uint64
+	PLIsSent           uint64
+}
+
+// Forwarding are the counters of the track forwarder (forward.Stats, field for field).
+type Forwarding struct {
+	Forwarded, Retransmitted, Dropped                          uint64
+	ForwardedBytes                                             uint64
+	NACKs, NACKed                                              uint64
+	DroppedInvalid, DroppedWrite, DroppedOversize, DroppedSlow uint64
+}
+
+// Sources are where a node's figures are read at scrape time. A nil source is left out.
+type Sources struct {
+	Sessions      func() map[string]int // live WebRTC sessions by transport
+	Ingress       func() Ingress
+	Forwarding    func() Forwarding
+	Bus           *mediabus.MediaBus
+	Edge          *rtc.Edge
+	NATS          *natsnode.Server
+	ProjectionLag func(context.Context) (uint64, error)
+	// RoomKeys reads the rooms projection bucket (key → value, live keys only).
+	RoomKeys func(context.Context) (map[string][]byte, error)
+}
+
+// New returns a registry that reads the node's figures from src.
+func New(src Sources) *Registry {
+	m := &Registry{
 		reg: prometheus.NewRegistry(),
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "jetmedia_event_append_duration_seconds",
@@ -45,24 +76,27 @@ func newMetrics(n *Node) *metrics {
 			Help: "Event appends that failed (the session's events were not stored).",
 		}),
 	}
-	m.reg.MustRegister(m.appendSeconds, m.appendErrors, nodeCollector{n},
+	m.reg.MustRegister(m.appendSeconds, m.appendErrors, nodeCollector{src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// handler serves /metrics. A collector that fails (JetStream not answering) leaves its
+// MustRegister adds collectors of other components (webhook delivery) to the registry.
+func (m *Registry) MustRegister(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
+// Handler serves /metrics. A collector that fails (JetStream not answering) leaves its
 // metrics out rather than failing the whole scrape.
-func (m *metrics) handler() http.Handler {
+func (m *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// appender times appends; it stands between the session registries and eventlog.Appender.
-func (m *metrics) appender(a rtc.Appender) rtc.Appender { return timedAppender{a: a, m: m} }
+// Appender times appends; it stands between the session registries and eventlog.Appender.
+func (m *Registry) Appender(a rtc.Appender) rtc.Appender { return timedAppender{a: a, m: m} }
 
 type timedAppender struct {
 	a rtc.Appender
-	m *metrics
+	m *Registry
 }
 
 func (t timedAppender) Append(ctx context.Context, evs ...events.Envelope) (uint64, error) {
@@ -124,7 +158,7 @@ var (
 )
 
 // nodeCollector reads a node's figures at scrape time.
-type nodeCollector struct{ n *Node }
+type nodeCollector struct{ src Sources }
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
@@ -135,27 +169,57 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
-	n := c.n
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if n.sessions != nil {
-		gauge(descSessions, float64(n.sessions.Len(events.TransportWHIP)), "whip")
-		gauge(descSessions, float64(n.sessions.Len(events.TransportWHEP)), "whep")
+	c.collectMedia(gauge, counter)
+	if c.src.ProjectionLag == nil || c.src.RoomKeys == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+	defer cancel()
+	if lag, err := c.src.ProjectionLag(ctx); err != nil {
+		ch <- prometheus.NewInvalidMetric(descLag, err)
+	} else {
+		gauge(descLag, float64(lag))
+	}
+	snap, err := c.src.RoomKeys(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descRooms, err)
+		return
+	}
+	rc := countRooms(snap)
+	gauge(descRooms, float64(rc.Rooms))
+	gauge(descPeers, float64(rc.Peers))
+	gauge(descTracks, float64(rc.Tracks))
+	gauge(descSubs, float64(rc.Subscriptions))
+}
+
+type (
+	gaugeFunc   func(d *prometheus.Desc, v float64, labels ...string)
+	counterFunc func(d *prometheus.Desc, v uint64, labels ...string)
+)
+
+// collectMedia reports the counters the media path keeps.
+func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
+	if c.src.Sessions != nil {
+		for transport, n := range c.src.Sessions() {
+			gauge(descSessions, float64(n), transport)
+		}
 	}
 	var dropPublish uint64
-	if n.whip != nil {
-		s := n.whip.Stats()
+	if c.src.Ingress != nil {
+		s := c.src.Ingress()
 		counter(descInPackets, s.PacketsIn, "whip")
 		counter(descInBytes, s.BytesIn, "whip")
 		counter(descPLIs, s.PLIsSent)
 		dropPublish = s.DroppedPublish
 	}
-	if n.hub != nil {
-		f := n.hub.Stats()
+	if c.src.Forwarding != nil {
+		f := c.src.Forwarding()
 		counter(descOutPackets, f.Forwarded)
 		counter(descOutBytes, f.ForwardedBytes)
 		counter(descRetransmitted, f.Retransmitted)
@@ -167,13 +231,13 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, f.DroppedSlow, "slow_consumer")
 		counter(descDropped, dropPublish, "publish_error")
 	}
-	if n.bus != nil {
-		b := n.bus.Stats()
+	if c.src.Bus != nil {
+		b := c.src.Bus.Stats()
 		counter(descBus, b.Sent, "published")
 		counter(descBus, b.Received, "received")
 	}
-	if n.edge != nil {
-		e := n.edge.WriteStats()
+	if c.src.Edge != nil {
+		e := c.src.Edge.WriteStats()
 		counter(descEdgeSent, e.Packets, "batched")
 		counter(descEdgeSent, e.Direct, "direct")
 		counter(descEdgeErrors, e.SendErrors)
@@ -184,29 +248,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descEdgeGSO, gso)
 	}
-	if n.srv != nil {
-		counter(descSlow, uint64(max(n.srv.NATS().NumSlowConsumers(), 0)))
+	if c.src.NATS != nil {
+		counter(descSlow, uint64(max(c.src.NATS.NATS().NumSlowConsumers(), 0)))
 	}
-	if n.js == nil || n.rooms == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-	defer cancel()
-	if lag, err := n.ProjectionLag(ctx); err != nil {
-		ch <- prometheus.NewInvalidMetric(descLag, err)
-	} else {
-		gauge(descLag, float64(lag))
-	}
-	snap, err := projections.Snapshot(ctx, n.rooms)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descRooms, err)
-		return
-	}
-	rc := countRooms(snap)
-	gauge(descRooms, float64(rc.Rooms))
-	gauge(descPeers, float64(rc.Peers))
-	gauge(descTracks, float64(rc.Tracks))
-	gauge(descSubs, float64(rc.Subscriptions))
 }
 
 // roomCounts are the sizes of the rooms projection.
@@ -240,40 +284,23 @@ func countRooms(snap map[string][]byte) roomCounts {
 	return c
 }
 
-// errNotReady says why /readyz answers 503.
-var errNotReady = errors.New("not ready")
+// ErrNotReady says why /readyz answers 503.
+var ErrNotReady = errors.New("not ready")
 
-// ready reports whether the node can take sessions: not shutting down, JetStream answering,
-// and the rooms projection caught up with the log (so WHEP sees what was published).
-func (n *Node) ready(ctx context.Context) error {
-	if n.sessions == nil || n.sessions.Closing() {
-		return fmt.Errorf("%w: shutting down", errNotReady)
-	}
-	if _, err := n.js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("%w: JetStream does not answer: %v", errNotReady, err)
-	}
-	lag, err := n.ProjectionLag(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errNotReady, err)
-	}
-	if lag > 0 {
-		return fmt.Errorf("%w: rooms projection is %d events behind the log", errNotReady, lag)
-	}
-	return nil
-}
-
-// registerOps adds the operator endpoints: GET /metrics (Prometheus) and GET /readyz.
-func (n *Node) registerOps(mux *http.ServeMux) {
-	mux.Handle("GET /metrics", n.metrics.handler())
+// Register adds the operator endpoints: GET /metrics (Prometheus) and GET /readyz,
+// which answers 503 with ready's reason, or 200.
+func (m *Registry) Register(mux *http.ServeMux, node string, ready func(context.Context) error) {
+	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), ScrapeTimeout)
 		defer cancel()
-		if err := n.ready(ctx); err != nil {
+		if err := ready(ctx); err != nil {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, err)
 			return
 		}
-		writeJSON(w, map[string]string{"status": "ready", "node": n.cfg.Name})
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ready", "node": node})
 	})
 }

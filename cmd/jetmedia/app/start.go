@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/metrics"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections/readmodels"
+)
+
+// The steps of Start, in its order. Each leaves what it started in n, for Close.
+
+func nodeLogger(cfg Config) *slog.Logger {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return log.With("node", cfg.Name)
+}
+
+// startNATS starts the embedded NATS server, its connections, the streams and buckets, the
+// appender, the media bus and the forwarding hub.
+func (n *Node) startNATS(ctx context.Context) (err error) {
+	cfg, log := n.cfg, n.log
+	storeDir := ""
+	if cfg.JetStream {
+		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
+			return err
+		}
+		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
+	}
+	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
+		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
+		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
+		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
+		Logger:  log,
+	})
+	if err != nil {
+		return withFlag(err)
+	}
+	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
+			return fmt.Errorf("record nats url: %w", err)
+		}
+	}
+	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
+		return err
+	}
+	if n.media, err = n.srv.Connect(cfg.Name + "-media"); err != nil {
+		return err
+	}
+	if n.rtp, err = n.srv.Connect(cfg.Name+"-rtp", nats.NoEcho()); err != nil {
+		return err
+	}
+	if n.js, err = jetstream.New(n.ctrl); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelDeclare()
+	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
+		return err
+	}
+	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	n.appender = eventlog.NewAppender(n.js, cfg.Name)
+	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
+		return err
+	}
+	n.hub = forward.NewHub(n.bus)
+	n.hub.Lanes(cfg.FanoutLanes)
+
+	return nil
+}
+
+// startReadSide runs the rooms projection and, on a node with JetStream of its own, the
+// pebble read models (a leaf keeps none).
+func (n *Node) startReadSide(ctx context.Context) (err error) {
+	if err = n.startProjection(ctx); err != nil {
+		return err
+	}
+	if !n.cfg.JetStream {
+		return nil
+	}
+	n.rm, err = readmodels.Start(ctx, readmodels.Config{Conn: n.ctrl, JS: n.js, Node: n.cfg.Name,
+		DataDir: n.cfg.DataDir, Storage: n.cfg.Storage, Logger: n.log})
+	return err
+}
+
+// startEdge opens the WebRTC port, then sets up what the sessions need besides it: the token
+// keyring, the metrics registry and webhook delivery.
+func (n *Node) startEdge(ctx context.Context) (err error) {
+	cfg := n.cfg
+	n.edge, err = rtc.NewEdge(rtc.Config{
+		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
+		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)
+	}
+	n.hub.Batch(n.edge) // a packet's writes to all its viewers leave in one batch
+	if err = n.setupAuth(); err != nil {
+		return err
+	}
+	n.metrics = metrics.New(n.metricSources())
+	return n.startWebhooks(ctx)
+}
+
+// startHTTP listens on the HTTP address and serves mux.
+func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
+	cfg, log := n.cfg, n.log
+	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
+	}
+	hc := cfg.HTTP
+	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node
+	n.http = hc.Server(mux, log)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// withFlag names the serve flag that sets a NATS port that cannot be had.
+func withFlag(err error) error {
+	var le *natsnode.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flag := map[natsnode.Listener]string{natsnode.ClientListener: "--nats-listen",
+		natsnode.ClusterListener: "--cluster-listen", natsnode.LeafListener: "--leaf-listen"}[le.Listener]
+	return fmt.Errorf("%w (change %s)", err, flag)
+}

@@ -1,0 +1,219 @@
+package logtools
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/roomsapi"
+)
+
+// TailOptions are what `jetmedia tail` was asked.
+type TailOptions struct {
+	Room      string // only this room's events ("": every room)
+	FromStart bool   // print the stored history first
+	NoFollow  bool   // exit after the stored history
+}
+
+// Tail prints the event log as JSON lines.
+func Tail(ctx context.Context, js jetstream.JetStream, o TailOptions, stdout io.Writer) error {
+	filter := eventlog.EventsSubjects
+	if o.Room != "" {
+		filter = eventlog.RoomEventsFilter(o.Room)
+	}
+	enc := json.NewEncoder(stdout)
+	print := func(e events.Envelope) error { return enc.Encode(e) }
+	opts := eventlog.ReadOptions{Filter: filter}
+	if o.NoFollow {
+		return eventlog.Read(ctx, js, opts, print)
+	}
+	if o.FromStart {
+		opts.FromSeq = 1
+	}
+	return eventlog.Follow(ctx, js, opts, print)
+}
+
+// Rooms prints the rooms of the rooms projection (all: those nobody is in too).
+func Rooms(ctx context.Context, js jetstream.JetStream, all, asJSON bool, stdout io.Writer) error {
+	kv, err := js.KeyValue(ctx, eventlog.BucketRooms)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	list, err := projections.Rooms(ctx, kv)
+	if err != nil {
+		return err
+	}
+	views := []roomsapi.RoomView{}
+	for _, r := range list {
+		if all || len(r.Peers) > 0 {
+			views = append(views, roomsapi.ViewOf(r))
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(views)
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(stdout, "no live rooms")
+		return nil
+	}
+	for _, v := range views {
+		printState(stdout, v)
+	}
+	return nil
+}
+
+func printState(w io.Writer, v roomsapi.RoomView) {
+	fmt.Fprintf(w, "room %s: %d peers, %d tracks, %d subscriptions (last event #%d at %s)\n",
+		v.Room.Room, len(v.Peers), len(v.Tracks), len(v.Subs), v.LastSeq, v.LastEvent.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, p := range v.Peers {
+		fmt.Fprintf(tw, "  peer\t%s\t%s %s\ton %s\tsince %s\n", p.Peer, p.Transport, p.Role, p.Node, p.JoinedAt.Format(time.RFC3339))
+		for _, t := range v.Tracks {
+			if t.Peer == p.Peer {
+				fmt.Fprintf(tw, "    track\t%s\t%s %s\t\tsince %s\n", t.Track, t.Kind, t.Codec, t.PublishedAt.Format(time.RFC3339))
+			}
+		}
+	}
+	for _, s := range v.Subs {
+		fmt.Fprintf(tw, "  sub\t%s\t<- %s\tof %s\tsince %s\n", s.Peer, s.Track, s.Publisher, s.Since.Format(time.RFC3339))
+	}
+	_ = tw.Flush()
+}
+
+// ReplayOptions are what `jetmedia replay` was asked.
+type ReplayOptions struct {
+	Room string
+	At   time.Time // replay up to this instant (zero: now)
+	JSON bool      // print {at, events, state} as JSON
+}
+
+// Replay prints a room's timeline up to o.At and the state folded from it.
+func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions, stdout, stderr io.Writer) error {
+	head, err := HeadSeq(ctx, js, eventlog.RoomEventsFilter(o.Room))
+	if err != nil {
+		return err
+	}
+	if head == 0 {
+		return fmt.Errorf("room %q has no events", o.Room)
+	}
+	prog := NewProgress(stderr, "replay", head)
+	var log []events.Envelope
+	out := bufio.NewWriter(stdout)
+	state, err := projections.StateAt(ctx, js, o.Room, o.At, func(e events.Envelope) error {
+		prog.Tick(e.Seq)
+		if o.JSON {
+			log = append(log, e)
+			return nil
+		}
+		_, err := fmt.Fprintln(out, timelineLine(e))
+		return err
+	})
+	prog.Done()
+	if err != nil {
+		return err
+	}
+	if !state.Exists() {
+		return fmt.Errorf("room %q has no events at or before %s", o.Room, o.At.Format(time.RFC3339Nano))
+	}
+	if o.JSON {
+		if err := printReplayJSON(out, o.At, log, state); err != nil {
+			return err
+		}
+		return out.Flush()
+	}
+	if o.At.IsZero() {
+		fmt.Fprintln(out, "\nstate after the last event:")
+	} else {
+		fmt.Fprintf(out, "\nstate at %s:\n", o.At.Format(time.RFC3339Nano))
+	}
+	printState(out, roomsapi.ViewOf(state))
+	return out.Flush()
+}
+
+func printReplayJSON(w io.Writer, at time.Time, log []events.Envelope, state projections.Room) error {
+	if log == nil {
+		log = []events.Envelope{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	var atOut *time.Time
+	if !at.IsZero() {
+		atOut = &at
+	}
+	return enc.Encode(struct {
+		At     *time.Time        `json:"at,omitempty"`
+		Events []events.Envelope `json:"events"`
+		State  roomsapi.RoomView `json:"state"`
+	}{atOut, log, roomsapi.ViewOf(state)})
+}
+
+// timelineLine is one human-readable line of a timeline: time, sequence, type, actor and the
+// payload's fields.
+func timelineLine(e events.Envelope) string {
+	var fields map[string]any
+	_ = json.Unmarshal(e.Data, &fields)
+	parts := make([]string, 0, len(fields))
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, fields[k]))
+	}
+	return fmt.Sprintf("%s  #%-6d %-24s actor=%s node=%s  %s",
+		e.Time.Format("2006-01-02T15:04:05.000Z07:00"), e.Seq, e.Type, e.Actor, e.Node, strings.Join(parts, " "))
+}
+
+// Rebuild folds the whole log into a fresh bucket and compares it with the live rooms
+// projection.
+func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, stdout io.Writer) error {
+	start := time.Now()
+	n, err := projections.Rebuild(ctx, js, bucket, eventlog.StorageConfig{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "folded %d events into bucket %s in %s\n", n, bucket, time.Since(start).Round(time.Millisecond))
+	live, err := js.KeyValue(ctx, eventlog.BucketRooms)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	rebuilt, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	a, err := projections.Snapshot(ctx, live)
+	if err != nil {
+		return err
+	}
+	b, err := projections.Snapshot(ctx, rebuilt)
+	if err != nil {
+		return err
+	}
+	var diff []string
+	for _, k := range slices.Sorted(maps.Keys(a)) {
+		if string(a[k]) != string(b[k]) {
+			diff = append(diff, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diff = append(diff, k)
+		}
+	}
+	if len(diff) > 0 {
+		return fmt.Errorf("rebuilt bucket differs from the live one in %d keys (the live projection may be behind): %s",
+			len(diff), strings.Join(diff[:min(len(diff), 10)], ", "))
+	}
+	fmt.Fprintf(stdout, "identical to the live bucket %s (%d keys)\n", eventlog.BucketRooms, len(a))
+	return nil
+}
