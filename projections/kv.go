@@ -1,19 +1,14 @@
 package projections
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
@@ -173,124 +168,6 @@ func Rooms(ctx context.Context, kv jetstream.KeyValue) ([]Room, error) {
 		out = append(out, *byRoom[id])
 	}
 	return out, nil
-}
-
-// KVRunner folds events into a KV bucket. It is the handler of a durable consumer: the
-// consumer's ack floor is where it resumes after a restart, and each room's last_seq makes a
-// redelivered event a no-op, so no event is applied twice.
-type KVRunner struct {
-	kv  jetstream.KeyValue
-	log *slog.Logger
-
-	mu    sync.Mutex
-	rooms map[string]cached
-}
-
-type cached struct {
-	room    Room
-	entries map[string][]byte
-}
-
-// NewKVRunner returns a runner writing into kv.
-func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &KVRunner{kv: kv, log: log.With("component", "projection"), rooms: map[string]cached{}}
-}
-
-// Handle is the watermill handler: one stored event per message.
-func (k *KVRunner) Handle(msg *message.Message) error {
-	e, err := events.Decode(msg.Payload)
-	if err != nil {
-		// A malformed event cannot become valid by retrying; skip it loudly (the poison is in
-		// the log for anyone to inspect) rather than block every room behind it.
-		k.log.Error("skipping undecodable event", "subject", msg.Metadata.Get(eventlog.MetaSubject),
-			"seq", msg.Metadata.Get(eventlog.MetaSeq), "err", err)
-		return nil
-	}
-	e.Seq, err = strconv.ParseUint(msg.Metadata.Get(eventlog.MetaSeq), 10, 64)
-	if err != nil {
-		return fmt.Errorf("projections: event %s has no stream sequence: %w", e.ID, err)
-	}
-	err = k.Apply(msg.Context(), e)
-	if errors.Is(err, events.ErrInvalid) {
-		// Same as above: data that does not decode never will, and the consumer keeps one
-		// event in flight, so retrying it would stall every room.
-		k.log.Error("skipping event with invalid data", "id", e.ID, "type", e.Type, "seq", e.Seq, "err", err)
-		return nil
-	}
-	return err
-}
-
-// Apply folds one stored event (with Seq set) into the bucket.
-func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	c, err := k.current(ctx, e.Room)
-	if err != nil {
-		return err
-	}
-	next, err := Fold(c.room, e)
-	if err != nil {
-		return err
-	}
-	if next.LastSeq == c.room.LastSeq {
-		return nil // already applied
-	}
-	entries, err := Entries(next)
-	if err != nil {
-		return err
-	}
-	roomKey := RoomKey(e.Room)
-	for key, v := range entries {
-		if key == roomKey || bytes.Equal(c.entries[key], v) {
-			continue
-		}
-		if _, err := k.kv.Put(ctx, key, v); err != nil {
-			delete(k.rooms, e.Room)
-			return fmt.Errorf("projections: put %s: %w", key, err)
-		}
-	}
-	for key := range c.entries {
-		if _, ok := entries[key]; ok {
-			continue
-		}
-		if err := k.kv.Delete(ctx, key); err != nil {
-			delete(k.rooms, e.Room)
-			return fmt.Errorf("projections: delete %s: %w", key, err)
-		}
-	}
-	if _, err := k.kv.Put(ctx, roomKey, entries[roomKey]); err != nil {
-		delete(k.rooms, e.Room)
-		return fmt.Errorf("projections: put %s: %w", roomKey, err)
-	}
-	k.rooms[e.Room] = cached{room: next, entries: entries}
-	return nil
-}
-
-// current returns the room as the bucket holds it. The cache is trusted only while the room
-// record in the bucket still has the cached checkpoint: another node's runner may have moved it.
-func (k *KVRunner) current(ctx context.Context, room string) (cached, error) {
-	if c, ok := k.rooms[room]; ok {
-		ent, err := k.kv.Get(ctx, RoomKey(room))
-		if err == nil && bytes.Equal(ent.Value(), c.entries[RoomKey(room)]) {
-			return c, nil
-		}
-	}
-	r, err := LoadRoom(ctx, k.kv, room)
-	if err != nil {
-		return cached{}, err
-	}
-	entries := map[string][]byte{}
-	if r.Exists() {
-		if entries, err = Entries(r); err != nil {
-			return cached{}, err
-		}
-	}
-	c := cached{room: r, entries: entries}
-	k.rooms[room] = c
-	return c, nil
 }
 
 // Rebuild folds the whole log, from the start to its current head, into a fresh bucket (deleted

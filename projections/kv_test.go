@@ -207,7 +207,8 @@ func TestLiveEqualsRebuild(t *testing.T) {
 	subConn, err := e.srv.Connect("projection")
 	require.NoError(t, err)
 	t.Cleanup(subConn.Close)
-	sub, err := eventlog.NewEventSubscriber(subConn, eventlog.EventSubscriberConfig{Durable: "rooms", Filter: eventlog.EventsSubjects})
+	sub, err := eventlog.NewEventSubscriber(subConn, eventlog.EventSubscriberConfig{Durable: "rooms", Filter: eventlog.EventsSubjects,
+		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch})
 	require.NoError(t, err)
 	router, err := eventlog.NewRouter(nil)
 	require.NoError(t, err)

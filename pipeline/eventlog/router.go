@@ -20,6 +20,10 @@ const (
 	// MetaPending is how many events of the consumer the server still had to deliver when it
 	// delivered this one; "0" marks the newest event at that time (where a batch should end).
 	MetaPending = "jm_pending"
+	// MetaBatchEnd is "1" on the last message of a batch that a subscriber with AckBatch
+	// acknowledges together once the handler has acked this one: the handler must have
+	// written what it folded of the batch before it acks this message.
+	MetaBatchEnd = "jm_batch_end"
 )
 
 // EventSubscriberConfig describes one durable consumer of the event log.
@@ -40,6 +44,10 @@ type EventSubscriberConfig struct {
 	// StartSeq, if not 0, is the stream sequence a new consumer starts at (default: the start
 	// of the log). It does not move an existing durable.
 	StartSeq uint64
+	// AckBatch, if above 0, acknowledges events in batches of at most this many, after the
+	// handler acked the batch's last (see SubscriberConfig.AckBatch); MaxAckPending defaults
+	// to it and may not be below it.
+	AckBatch int
 	Logger   *slog.Logger
 }
 
@@ -56,10 +64,11 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*JetStreamSub
 		cfg.AckWait = 10 * time.Second
 	}
 	if cfg.MaxAckPending == 0 {
-		cfg.MaxAckPending = 1
+		cfg.MaxAckPending = max(1, cfg.AckBatch)
 	}
-	if cfg.MaxAckPending < 0 {
-		return nil, fmt.Errorf("pipeline: event subscriber %s: MaxAckPending %d is negative", cfg.Durable, cfg.MaxAckPending)
+	if cfg.MaxAckPending < 0 || cfg.MaxAckPending < cfg.AckBatch {
+		return nil, fmt.Errorf("pipeline: event subscriber %s: MaxAckPending %d is negative or below AckBatch %d",
+			cfg.Durable, cfg.MaxAckPending, cfg.AckBatch)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -86,6 +95,7 @@ func NewEventSubscriber(nc *nats.Conn, cfg EventSubscriberConfig) (*JetStreamSub
 		Consumer:    func(string) (string, jetstream.ConsumerConfig) { return StreamEvents, consumerCfg },
 		Prefetch:    prefetch,
 		RetryNacked: cfg.MaxAckPending > 1,
+		AckBatch:    cfg.AckBatch,
 		Logger:      cfg.Logger,
 	})
 }

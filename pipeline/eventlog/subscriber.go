@@ -33,6 +33,14 @@ type SubscriberConfig struct {
 	// messages in flight need it to keep the stream's order: JetStream would redeliver a NAKed
 	// message after the ones behind it.
 	RetryNacked bool
+	// AckBatch, if above 0, acknowledges messages to JetStream in batches instead of one by
+	// one: a message the handler acked is held until the handler has acked the last message
+	// of its batch, which ends at the newest message the server had to deliver (its NumPending
+	// is 0) or after AckBatch messages, and carries MetaBatchEnd. A handler that writes what it
+	// folded at each batch end (the rooms projection) thus keeps the consumer's ack floor a
+	// checkpoint: nothing is acknowledged before it is written. The consumer's MaxAckPending
+	// must be at least AckBatch, or the server stops delivering before a batch can end.
+	AckBatch int
 	// Unmarshal turns a JetStream message into a watermill one (default: eventUnmarshaler).
 	Unmarshal func(jetstream.Msg) (*message.Message, error)
 	Logger    *slog.Logger
@@ -74,6 +82,9 @@ func NewJetStreamSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*JetS
 	if cfg.Prefetch < 0 {
 		return nil, fmt.Errorf("pipeline: subscriber prefetch %d is negative", cfg.Prefetch)
 	}
+	if cfg.AckBatch < 0 {
+		return nil, fmt.Errorf("pipeline: subscriber ack batch %d is negative", cfg.AckBatch)
+	}
 	if cfg.Unmarshal == nil {
 		cfg.Unmarshal = eventUnmarshaler{}.Unmarshal
 	}
@@ -92,6 +103,12 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 		return nil, errors.New("pipeline: subscriber is closed")
 	}
 	stream, ccfg := s.cfg.Consumer(topic)
+	if s.cfg.AckBatch > 0 {
+		var err error
+		if ccfg, err = s.resumeAtAckFloor(ctx, stream, ccfg); err != nil {
+			return nil, err
+		}
+	}
 	consumer, err := s.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer for %s on %s: %w", topic, stream, err)
@@ -137,7 +154,46 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	return out, nil
 }
 
+// resumeAtAckFloor recreates a durable whose previous subscriber left messages unacknowledged
+// at its ack floor + 1. A batch held when a node stopped or crashed would otherwise be
+// redelivered after AckWait, behind the newer messages the server hands out at once, and a
+// fold that has seen the newer ones skips them as redeliveries.
+func (s *JetStreamSubscriber) resumeAtAckFloor(ctx context.Context, stream string, ccfg jetstream.ConsumerConfig) (jetstream.ConsumerConfig, error) {
+	name := ccfg.Durable
+	if name == "" {
+		name = ccfg.Name
+	}
+	c, err := s.js.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return ccfg, nil
+	}
+	if err != nil {
+		return ccfg, fmt.Errorf("pipeline: consumer %s on %s: %w", name, stream, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return ccfg, fmt.Errorf("pipeline: consumer %s on %s: %w", name, stream, err)
+	}
+	if info.NumAckPending == 0 && info.NumRedelivered == 0 {
+		// Keep where it started (recreated before, perhaps): that cannot be updated.
+		ccfg.DeliverPolicy, ccfg.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
+		return ccfg, nil
+	}
+	if err := s.js.DeleteConsumer(ctx, stream, name); err != nil {
+		return ccfg, fmt.Errorf("pipeline: recreate consumer %s on %s: %w", name, stream, err)
+	}
+	ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	ccfg.OptStartSeq = info.AckFloor.Stream + 1
+	s.log.Info("consumer resumes at its ack floor", "consumer", name, "seq", ccfg.OptStartSeq,
+		"unacknowledged", info.NumAckPending)
+	return ccfg, nil
+}
+
 func (s *JetStreamSubscriber) deliver(ctx context.Context, it jetstream.MessagesContext, out chan<- *message.Message) {
+	// held are the messages of the open batch (AckBatch) that watermill acked already; they
+	// are acknowledged with the batch's last one. Left unacknowledged when ctx ends, they are
+	// redelivered after AckWait.
+	var held []jetstream.Msg
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -147,21 +203,58 @@ func (s *JetStreamSubscriber) deliver(ctx context.Context, it jetstream.Messages
 			s.log.Warn("pull failed; retrying", "err", err)
 			continue
 		}
-		if !s.handOver(ctx, msg, out) {
+		var ok bool
+		if held, ok = s.handOver(ctx, msg, out, held); !ok {
 			return
 		}
 	}
 }
 
+// batchEnd reports whether msg ends an AckBatch batch that holds held messages before it.
+func (s *JetStreamSubscriber) batchEnd(msg jetstream.Msg, held int) bool {
+	if held+1 >= s.cfg.AckBatch {
+		return true
+	}
+	md, err := msg.Metadata()
+	return err != nil || md.NumPending == 0
+}
+
+func batchEndValue(end bool) string {
+	if end {
+		return "1"
+	}
+	return "0"
+}
+
+// settle acknowledges msg, and the held messages with it, or holds it for its batch's end.
+func (s *JetStreamSubscriber) settle(msg jetstream.Msg, held []jetstream.Msg, end bool) []jetstream.Msg {
+	if s.cfg.AckBatch > 0 && !end {
+		return append(held, msg)
+	}
+	// A plain ack, not a double ack: a lost ack means one redelivery, which handlers
+	// tolerate (at least once), while a round trip per message would cap throughput.
+	for _, h := range append(held, msg) {
+		if err := h.Ack(); err != nil {
+			s.log.Warn("ack failed; the message will be redelivered", "err", err)
+		}
+	}
+	return held[:0]
+}
+
 // handOver gives msg to watermill and settles it with JetStream once watermill has; false
-// when ctx ended first (the message is then redelivered after AckWait).
-func (s *JetStreamSubscriber) handOver(ctx context.Context, msg jetstream.Msg, out chan<- *message.Message) bool {
+// when ctx ended first (the message is then redelivered after AckWait). It returns the held
+// messages of the open batch.
+func (s *JetStreamSubscriber) handOver(ctx context.Context, msg jetstream.Msg, out chan<- *message.Message, held []jetstream.Msg) ([]jetstream.Msg, bool) {
+	end := s.cfg.AckBatch > 0 && s.batchEnd(msg, len(held))
 	for {
 		m, err := s.cfg.Unmarshal(msg)
 		if err != nil {
 			s.log.Error("cannot decode message; terminating it", "subject", msg.Subject(), "err", err)
 			_ = msg.Term()
-			return true
+			return held, true
+		}
+		if s.cfg.AckBatch > 0 {
+			m.Metadata.Set(MetaBatchEnd, batchEndValue(end))
 		}
 		mctx, mcancel := context.WithCancel(ctx)
 		m.SetContext(mctx)
@@ -169,38 +262,48 @@ func (s *JetStreamSubscriber) handOver(ctx context.Context, msg jetstream.Msg, o
 		case out <- m:
 		case <-ctx.Done():
 			mcancel()
-			return false // not acked: redelivered after AckWait
+			return held, false // not acked: redelivered after AckWait
 		}
 		select {
 		case <-m.Acked():
 			mcancel()
-			// A plain ack, not a double ack: a lost ack means one redelivery, which handlers
-			// tolerate (at least once), while a round trip per message would cap throughput.
-			if err := msg.Ack(); err != nil {
-				s.log.Warn("ack failed; the message will be redelivered", "err", err)
-			}
-			return true
+			return s.settle(msg, held, end), true
 		case <-m.Nacked():
 			mcancel()
+			if !s.nacked(ctx, msg, held) {
+				return held, false
+			}
 			if !s.cfg.RetryNacked {
-				if err := msg.NakWithDelay(s.cfg.NakDelay); err != nil {
-					s.log.Warn("nak failed", "err", err)
-				}
-				return true
-			}
-			// Keep it ours meanwhile: no redelivery of it behind the messages after it.
-			if err := msg.InProgress(); err != nil {
-				s.log.Warn("in-progress failed", "err", err)
-			}
-			select {
-			case <-time.After(s.cfg.NakDelay):
-			case <-ctx.Done():
-				return false
+				return held, true
 			}
 		case <-ctx.Done():
 			mcancel()
-			return false
+			return held, false
 		}
+	}
+}
+
+// nacked settles a message watermill nacked: NAKed to JetStream, or with RetryNacked kept
+// (with the batch held before it) for NakDelay, to be handed over again; false when ctx ended
+// meanwhile.
+func (s *JetStreamSubscriber) nacked(ctx context.Context, msg jetstream.Msg, held []jetstream.Msg) bool {
+	if !s.cfg.RetryNacked {
+		if err := msg.NakWithDelay(s.cfg.NakDelay); err != nil {
+			s.log.Warn("nak failed", "err", err)
+		}
+		return true
+	}
+	// Keep it ours meanwhile: no redelivery of it behind the messages after it.
+	for _, h := range append(held, msg) {
+		if err := h.InProgress(); err != nil {
+			s.log.Warn("in-progress failed", "err", err)
+		}
+	}
+	select {
+	case <-time.After(s.cfg.NakDelay):
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

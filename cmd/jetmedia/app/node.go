@@ -31,9 +31,12 @@ import (
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
 
-// ProjectionDurable is the durable consumer that feeds the rooms bucket; its ack floor is the
-// projection's checkpoint.
-const ProjectionDurable = "proj-rooms"
+// ProjectionDurable is the durable consumer that feeds a node's rooms projection; its ack floor
+// is the projection's checkpoint. Each node has its own: a runner folds events in batches, which
+// needs every event of a room, in order (a durable shared by nodes deals its events out among
+// them). The runners of several nodes write one bucket with conditional writes (see
+// projections.KVRunner).
+func ProjectionDurable(node string) string { return "proj-rooms-" + node }
 
 // Node is a running jetmedia server.
 type Node struct {
@@ -135,7 +138,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // startProjection runs the rooms projection on the watermill router from a durable consumer.
 func (n *Node) startProjection(ctx context.Context) error {
 	sub, err := eventlog.NewEventSubscriber(n.ctrl, eventlog.EventSubscriberConfig{
-		Durable: ProjectionDurable, Filter: eventlog.EventsSubjects, Logger: n.log,
+		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
+		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch,
 	})
 	if err != nil {
 		return err
@@ -188,7 +192,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 
 // ProjectionLag is the number of events the rooms projection has not applied yet.
 func (n *Node) ProjectionLag(ctx context.Context) (uint64, error) {
-	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable)
+	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name))
 	if err != nil {
 		return 0, fmt.Errorf("projection consumer: %w", err)
 	}

@@ -1,0 +1,440 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+)
+
+// KVRunner folds events into a KV bucket. It is the handler of a durable consumer that
+// acknowledges in batches (eventlog.EventSubscriberConfig.AckBatch): events are folded into
+// each room's state in memory, and at the end of a batch every changed key is written once,
+// before the batch is acknowledged. The consumer's ack floor is thus where it resumes after a
+// restart, and each room's last_seq makes a redelivered event a no-op.
+//
+// Several runners (one per node) may write one bucket. Every write is conditional on the
+// revision the runner last saw of the key, and a room's writes start with a claim: the room
+// record rewritten at the revision the runner knows, with the runner's id as "writer", and
+// end with the new record, without it. A runner that is behind another fails its claim before
+// it writes anything, reloads the room from the bucket and folds its events again (those the
+// other applied are no-ops); one that loads a room claimed by another waits until the other
+// has written its record (or, after staleClaim, takes over a claim whose writer died). So a
+// room's other keys are never older than its record's last_seq, which is what a reload relies
+// on: folding the events after last_seq again brings every key to its value.
+type KVRunner struct {
+	kv       jetstream.KeyValue
+	log      *slog.Logger
+	maxRooms int
+	id       string // the runner's "writer" in its claims
+
+	mu    sync.Mutex // one event or batch at a time (Handle, Apply)
+	rooms map[string]*roomCache
+	dirty map[string]bool // rooms folded past what the bucket holds
+}
+
+// roomCache is one room as the runner knows it.
+type roomCache struct {
+	room Room // folded state; ahead of the bucket while the room is dirty
+	// entries and revs are the room's keys as the bucket holds them (last read or written)
+	// and their revisions; a key without a revision is created (it is new, or deleted).
+	entries map[string][]byte
+	revs    map[string]uint64
+	// pending are the events folded since the bucket was last written: folded again onto the
+	// bucket's state when another writer moved the room.
+	pending []events.Envelope
+	// claimedBy is the writer of the claim the bucket's record holds ("": none), since
+	// claimedAt.
+	claimedBy string
+	claimedAt time.Time
+}
+
+// claimRecord is a room record with the writer that claimed it.
+type claimRecord struct {
+	Room
+	Writer string `json:"writer,omitempty"`
+}
+
+// staleClaim is how long a claim may stand before another runner takes the room over: a
+// runner writes a room's keys in milliseconds, so one that has not finished by then died.
+const staleClaim = 5 * time.Second
+
+// errClaimed means another runner is writing the room.
+var errClaimed = errors.New("projections: another runner is writing the room")
+
+// DefaultCachedRooms is how many rooms' states a KVRunner keeps in memory at most between
+// batches (the rooms of one batch are all kept until it is written).
+const DefaultCachedRooms = 4096
+
+// KVAckBatch is the AckBatch a KVRunner's consumer should have: the most events folded
+// before the changed keys are written. Its MaxAckPending must be at least as big.
+const KVAckBatch = 512
+
+// kvWriters is how many KV writes of a batch are in flight at once.
+const kvWriters = 64
+
+// maxConflicts bounds the reload-and-retry rounds of one room in one batch.
+const maxConflicts = 8
+
+// NewKVRunner returns a runner writing into kv.
+func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &KVRunner{kv: kv, log: log.With("component", "projection"), maxRooms: DefaultCachedRooms,
+		id: events.NewID(), rooms: map[string]*roomCache{}, dirty: map[string]bool{}}
+}
+
+// Handle is the watermill handler: one stored event per message. It writes what it folded
+// when the message ends its batch (eventlog.MetaBatchEnd not "0": also a message from a
+// subscriber that does not batch).
+func (k *KVRunner) Handle(msg *message.Message) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.handle(msg); err != nil {
+		return err
+	}
+	if msg.Metadata.Get(eventlog.MetaBatchEnd) == "0" {
+		return nil
+	}
+	return k.flush(msg.Context())
+}
+
+func (k *KVRunner) handle(msg *message.Message) error {
+	e, err := events.Decode(msg.Payload)
+	if err != nil {
+		// A malformed event cannot become valid by retrying; skip it loudly (the poison is in
+		// the log for anyone to inspect) rather than block every room behind it.
+		k.log.Error("skipping undecodable event", "subject", msg.Metadata.Get(eventlog.MetaSubject),
+			"seq", msg.Metadata.Get(eventlog.MetaSeq), "err", err)
+		return nil
+	}
+	e.Seq, err = strconv.ParseUint(msg.Metadata.Get(eventlog.MetaSeq), 10, 64)
+	if err != nil {
+		return fmt.Errorf("projections: event %s has no stream sequence: %w", e.ID, err)
+	}
+	err = k.fold(msg.Context(), e)
+	if errors.Is(err, events.ErrInvalid) {
+		// Same as above: data that does not decode never will, and the consumer hands events
+		// over in order, so retrying it would stall every room.
+		k.log.Error("skipping event with invalid data", "id", e.ID, "type", e.Type, "seq", e.Seq, "err", err)
+		return nil
+	}
+	return err
+}
+
+// Apply folds one stored event (with Seq set) into the bucket, with any events folded before
+// it and not written yet.
+func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.fold(ctx, e); err != nil {
+		return err
+	}
+	return k.flush(ctx)
+}
+
+// fold folds e into its room's state in memory.
+func (k *KVRunner) fold(ctx context.Context, e events.Envelope) error {
+	c, ok := k.rooms[e.Room]
+	if !ok {
+		var err error
+		if c, err = loadCache(ctx, k.kv, e.Room); err != nil {
+			return err
+		}
+		k.rooms[e.Room] = c
+	}
+	next, err := Fold(c.room, e)
+	if err != nil {
+		return err
+	}
+	if next.LastSeq == c.room.LastSeq {
+		return nil // applied already
+	}
+	c.room = next
+	c.pending = append(c.pending, e)
+	k.dirty[e.Room] = true
+	return nil
+}
+
+// loadCache reads a room's keys, with their revisions, from the bucket.
+func loadCache(ctx context.Context, kv jetstream.KeyValue, room string) (*roomCache, error) {
+	c := &roomCache{room: NewRoom(room), entries: map[string][]byte{}, revs: map[string]uint64{}}
+	w, err := kv.Watch(ctx, room+".>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("projections: watch room %s: %w", room, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("projections: load room %s: %w", room, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("projections: watch room %s ended", room)
+			}
+			if e == nil {
+				return c, nil
+			}
+			if err := ApplyEntry(&c.room, e.Key(), e.Value()); err != nil {
+				return nil, err
+			}
+			c.entries[e.Key()], c.revs[e.Key()] = e.Value(), e.Revision()
+			if e.Key() == RoomKey(room) {
+				var cr claimRecord
+				if err := json.Unmarshal(e.Value(), &cr); err != nil {
+					return nil, fmt.Errorf("projections: decode %s: %w", e.Key(), err)
+				}
+				c.claimedBy, c.claimedAt = cr.Writer, e.Created()
+			}
+		}
+	}
+}
+
+// flush writes every dirty room's changed keys. A room whose writes conflict with another
+// writer is reloaded and written again; one whose writes fail otherwise stays dirty (its
+// cache says what the bucket holds) and the error is returned, so that the batch is not
+// acknowledged and the next flush writes it.
+func (k *KVRunner) flush(ctx context.Context) error {
+	var errs []error
+	todo := slices.Sorted(maps.Keys(k.dirty))
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == maxConflicts {
+			return fmt.Errorf("projections: rooms %v still conflict after %d attempts", todo, attempt)
+		}
+		var conflicts []string
+		for room, err := range k.write(ctx, todo) {
+			switch {
+			case err == nil:
+				delete(k.dirty, room)
+				k.rooms[room].pending = nil
+			case isConflict(err):
+				conflicts = append(conflicts, room)
+			default:
+				errs = append(errs, err)
+			}
+		}
+		if len(conflicts) > 0 && attempt > 0 {
+			// A claim of another runner stands for the milliseconds its writes take.
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("projections: write rooms: %w", ctx.Err())
+			case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+			}
+		}
+		for _, room := range conflicts {
+			if err := k.reload(ctx, room); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+		}
+		todo = conflicts
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	k.evict()
+	return nil
+}
+
+// reload replaces a room's cache with the bucket's state and folds its pending events again.
+func (k *KVRunner) reload(ctx context.Context, room string) error {
+	old := k.rooms[room]
+	c, err := loadCache(ctx, k.kv, room)
+	if err != nil {
+		return err
+	}
+	for _, e := range old.pending {
+		if c.room, err = Fold(c.room, e); err != nil {
+			return err
+		}
+	}
+	c.pending = old.pending
+	k.rooms[room] = c
+	return nil
+}
+
+// evict drops written rooms beyond the cache's bound; they are read again when an event of
+// theirs comes.
+func (k *KVRunner) evict() {
+	for room := range k.rooms {
+		if len(k.rooms) <= k.maxRooms {
+			return
+		}
+		if !k.dirty[room] {
+			delete(k.rooms, room)
+		}
+	}
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, errClaimed) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// kvOp is one conditional write of a batch.
+type kvOp struct {
+	c     *roomCache
+	room  string
+	key   string
+	value []byte // nil: delete
+	err   error
+	rev   uint64 // the key's revision after a put
+}
+
+// write writes rooms in three rounds, the writes of each in parallel: the claims (each room's
+// record rewritten as the runner knows it), the changed keys of the rooms claimed, their new
+// records. It returns each room's outcome.
+func (k *KVRunner) write(ctx context.Context, rooms []string) map[string]error {
+	out := make(map[string]error, len(rooms))
+	next := make(map[string]map[string][]byte, len(rooms))
+	var claims []*kvOp
+	for _, room := range rooms {
+		c := k.rooms[room]
+		entries, err := Entries(c.room)
+		if err != nil {
+			out[room] = err
+			continue
+		}
+		if c.claimedBy != "" && c.claimedBy != k.id && time.Since(c.claimedAt) < staleClaim {
+			out[room] = fmt.Errorf("%w: %s (claimed by %s)", errClaimed, room, c.claimedBy)
+			continue
+		}
+		claim, err := k.claim(c, room)
+		if err != nil {
+			out[room] = err
+			continue
+		}
+		next[room] = entries
+		claims = append(claims, &kvOp{c: c, room: room, key: RoomKey(room), value: claim})
+	}
+	var keys []*kvOp
+	for _, op := range k.run(ctx, claims, out) {
+		keys = append(keys, changedKeys(op.c, op.room, next[op.room])...)
+	}
+	k.run(ctx, keys, out)
+	var records []*kvOp
+	for room := range next {
+		if _, failed := out[room]; !failed {
+			records = append(records, &kvOp{c: k.rooms[room], room: room, key: RoomKey(room), value: next[room][RoomKey(room)]})
+		}
+	}
+	k.run(ctx, records, out)
+	for room := range next {
+		if _, failed := out[room]; !failed {
+			out[room] = nil
+		}
+	}
+	return out
+}
+
+// claim is the record the bucket holds for c (that of an empty room when there is none: its
+// last_seq 0 makes a reload fold everything again) with the runner as its writer.
+func (k *KVRunner) claim(c *roomCache, room string) ([]byte, error) {
+	held := NewRoom(room)
+	if v, ok := c.entries[RoomKey(room)]; ok {
+		if err := json.Unmarshal(v, &held); err != nil {
+			return nil, fmt.Errorf("projections: decode %s: %w", RoomKey(room), err)
+		}
+	}
+	b, err := json.Marshal(claimRecord{Room: held, Writer: k.id})
+	if err != nil {
+		return nil, fmt.Errorf("projections: encode claim of %s: %w", room, err)
+	}
+	return b, nil
+}
+
+// changedKeys are the writes that bring a room's keys other than its record from c.entries
+// to next.
+func changedKeys(c *roomCache, room string, next map[string][]byte) []*kvOp {
+	var ops []*kvOp
+	roomKey := RoomKey(room)
+	for key, v := range next {
+		if key != roomKey && !bytes.Equal(c.entries[key], v) {
+			ops = append(ops, &kvOp{c: c, room: room, key: key, value: v})
+		}
+	}
+	for key := range c.entries {
+		if _, ok := next[key]; !ok && key != roomKey {
+			ops = append(ops, &kvOp{c: c, room: room, key: key})
+		}
+	}
+	return ops
+}
+
+// run carries out ops (at most kvWriters at once), records each room's first failure in out,
+// updates the caches with what was written, and returns the ops of the rooms with no failure.
+func (k *KVRunner) run(ctx context.Context, ops []*kvOp, out map[string]error) []*kvOp {
+	todo := make(chan *kvOp)
+	var wg sync.WaitGroup
+	// A few workers rather than a goroutine per write: each grows its stack once.
+	for range min(len(ops), kvWriters) {
+		wg.Go(func() {
+			for op := range todo {
+				op.rev, op.err = k.do(ctx, op)
+			}
+		})
+	}
+	for _, op := range ops {
+		if _, failed := out[op.room]; !failed {
+			todo <- op
+		}
+	}
+	close(todo)
+	wg.Wait()
+	var done []*kvOp
+	for _, op := range ops {
+		if op.err != nil {
+			if _, failed := out[op.room]; !failed {
+				out[op.room] = op.err
+			}
+			continue
+		}
+		if op.value == nil {
+			delete(op.c.entries, op.key)
+			delete(op.c.revs, op.key)
+		} else {
+			op.c.entries[op.key], op.c.revs[op.key] = op.value, op.rev
+		}
+		if op.key == RoomKey(op.room) {
+			op.c.claimedBy = "" // ours, or written over by our record
+		}
+	}
+	for _, op := range ops {
+		if _, failed := out[op.room]; !failed {
+			done = append(done, op)
+		}
+	}
+	return done
+}
+
+// do is one conditional write: at the revision the cache knows, or a create.
+func (k *KVRunner) do(ctx context.Context, op *kvOp) (uint64, error) {
+	rev, known := op.c.revs[op.key]
+	var err error
+	switch {
+	case op.value == nil:
+		err = k.kv.Delete(ctx, op.key, jetstream.LastRevision(rev))
+		rev = 0
+	case known:
+		rev, err = k.kv.Update(ctx, op.key, op.value, rev)
+	default:
+		rev, err = k.kv.Create(ctx, op.key, op.value)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projections: write %s: %w", op.key, err)
+	}
+	return rev, nil
+}
