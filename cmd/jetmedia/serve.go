@@ -68,6 +68,9 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&cfg.UDPPort, "udp-port", cfg.UDPPort, "the one UDP port all WebRTC sessions share (0: any free port)")
 	fs.Var(listFlag{&cfg.Announce}, "announce", "IPs to announce in ICE candidates instead of the bound one (comma-separated)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "host:port to accept NATS clients on (default: none, in-process only)")
+	fs.StringVar(&cfg.NATSReaderPassword, "nats-reader-password", cfg.NATSReaderPassword,
+		"password NATS clients give as user \"reader\" (read-only); empty: clients without credentials are readers")
+	fs.StringVar(&cfg.LeafPassword, "leaf-password", cfg.LeafPassword, "password of leaf nodes (user jetmedia-leaf), on the hub and on its leaves")
 	fs.StringVar(&cfg.LeafListen, "leaf-listen", cfg.LeafListen, "host:port on which to accept leaf nodes (this node becomes a hub)")
 	fs.StringVar(&cfg.Hub, "hub", cfg.Hub, "hub to join as a leaf node: nats-leaf://host:port")
 	fs.StringVar(&cfg.ClusterListen, "cluster-listen", cfg.ClusterListen, "host:port of this node's NATS route port (cluster of nodes in one region)")

@@ -52,7 +52,8 @@ func (c *connFlags) open(ctx context.Context) (*conn, error) {
 	unlock, err := app.LockDataDir(c.dataDir)
 	if errors.Is(err, app.ErrDataDirBusy) {
 		if u := app.RunningNATSURL(c.dataDir); u != "" {
-			return dial(u)
+			// The node's own credentials: only they may write (a rebuild writes a bucket).
+			return dial(u, nats.UserInfo(app.RunningNATSCredentials(c.dataDir)))
 		}
 		return nil, fmt.Errorf("%w; restart it with --nats-listen 127.0.0.1:4222 and pass --nats nats://127.0.0.1:4222", err)
 	}
@@ -85,8 +86,10 @@ func (c *connFlags) open(ctx context.Context) (*conn, error) {
 	return &conn{js: js, close: func() { nc.Close(); srv.Shutdown(); unlock() }, offline: true}, nil
 }
 
-func dial(url string) (*conn, error) {
-	nc, err := nats.Connect(url, nats.Name("jetmedia-cli"))
+// dial connects to a running node: with the credentials in url (nats://user:pass@host:port),
+// or opts, or as a reader (a node without a reader password takes clients with none).
+func dial(url string, opts ...nats.Option) (*conn, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("jetmedia-cli")}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}

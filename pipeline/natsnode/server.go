@@ -33,6 +33,8 @@ type ServerConfig struct {
 	// JetStream turns JetStream on (default). A node without it uses the JetStream of the
 	// system it joins.
 	JetStream bool
+	// Auth sets the passwords of the server's users (see NodeUser).
+	Auth AuthConfig
 	// Logger receives the server's log lines.
 	Logger *slog.Logger
 }
@@ -101,6 +103,8 @@ type Server struct {
 	// opts is what the server started with; it fills in the random ports it chose.
 	opts *server.Options
 	log  *slog.Logger
+	// password is NodeUser's, for the in-process connections.
+	password string
 }
 
 // Listener names one of the server's listening ports, in a ListenError.
@@ -144,6 +148,10 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	password, err := authOptions(opts, cfg)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: new nats server: %w", err)
@@ -156,7 +164,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, err
 	}
-	return &Server{ns: ns, opts: opts, log: log}, nil
+	return &Server{ns: ns, opts: opts, log: log, password: password}, nil
 }
 
 // checkPorts listens on each fixed port the server is to open, and lets it go again: nats-
@@ -283,9 +291,9 @@ func leafOptions(opts *server.Options, cfg ServerConfig) error {
 		}
 	}
 	if cfg.Leaf.Hub != "" {
-		u, err := url.Parse(cfg.Leaf.Hub)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("pipeline: hub URL %q is not nats-leaf://host:port", cfg.Leaf.Hub)
+		u, err := hubURL(cfg.Leaf.Hub, cfg.Auth.LeafPassword)
+		if err != nil {
+			return err
 		}
 		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 		if !cfg.JetStream {
@@ -300,12 +308,16 @@ func leafOptions(opts *server.Options, cfg ServerConfig) error {
 // come after the defaults (nats.NoEcho for a local media bus's RTP connection).
 func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
-		nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}, opts...)...)
+		nats.UserInfo(NodeUser, s.password), nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: connect %s: %w", name, err)
 	}
 	return nc, nil
 }
+
+// NodeCredentials are the user and password of the node's own connections, for a tool of the
+// same operator (the CLI on the node's data directory) to connect with over the client port.
+func (s *Server) NodeCredentials() (user, password string) { return NodeUser, s.password }
 
 // Interest reports whether any subscription wants subject: a client of this server, or one
 // beyond a route or leaf node connection (their interest is propagated into this server's

@@ -35,6 +35,13 @@ type Config struct {
 	// NATSListen, when set (host:port), opens the embedded NATS server to clients such as the
 	// nats CLI and other jetmedia commands. Empty: in-process only.
 	NATSListen string
+	// NATSReaderPassword, when set, is the password outside NATS clients give as user
+	// "reader" (read and consume only); clients without credentials are then refused. Empty:
+	// clients without credentials are readers. Only the node's own connections write.
+	NATSReaderPassword string
+	// LeafPassword is what leaf nodes give their hub as user "jetmedia-leaf" (on the hub:
+	// what it requires; on a leaf: what it gives, unless --hub carries credentials).
+	LeafPassword string
 	// ClusterListen (host:port) opens a NATS route port; Routes lists other nodes' route URLs
 	// (nats://host:port). Nodes joined by routes form one cluster (one region).
 	ClusterListen string

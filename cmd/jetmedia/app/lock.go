@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 // ErrDataDirBusy means another process (a running server) holds the data directory.
@@ -18,6 +20,40 @@ const lockFile = "LOCK"
 // natsURLFile records the client URL of a server that listens for NATS clients, so that the
 // CLI run against the same data directory can find it.
 const natsURLFile = "nats.url"
+
+// natsAuthFile records the user and password of the node's own NATS connections next to
+// natsURLFile (mode 0600, like it): only the node's user may write the log, and the CLI on the
+// same data directory acts for the node (projections rebuild writes a bucket).
+const natsAuthFile = "nats.auth"
+
+// recordNATS writes the client URL and the node's credentials of a running server into dir.
+func recordNATS(dir, url string, srv *natsnode.Server) error {
+	if err := os.WriteFile(filepath.Join(dir, natsURLFile), []byte(url+"\n"), 0o600); err != nil {
+		return fmt.Errorf("record nats url: %w", err)
+	}
+	user, pw := srv.NodeCredentials()
+	if err := os.WriteFile(filepath.Join(dir, natsAuthFile), []byte(user+"\n"+pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("record nats credentials: %w", err)
+	}
+	return nil
+}
+
+// forgetNATS removes what recordNATS wrote.
+func forgetNATS(dir string) {
+	_ = os.Remove(filepath.Join(dir, natsURLFile))
+	_ = os.Remove(filepath.Join(dir, natsAuthFile))
+}
+
+// RunningNATSCredentials returns the user and password of the node running on dir ("" with
+// none recorded).
+func RunningNATSCredentials(dir string) (user, password string) {
+	b, err := os.ReadFile(filepath.Join(dir, natsAuthFile))
+	if err != nil {
+		return "", ""
+	}
+	user, password, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return user, password
+}
 
 // LockDataDir takes the data directory's lock; release it with the returned function.
 func LockDataDir(dir string) (func(), error) {

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -264,7 +262,7 @@ func (n *Node) Close() error {
 			n.srv.Shutdown()
 		}
 		if n.unlock != nil {
-			_ = os.Remove(filepath.Join(n.cfg.DataDir, natsURLFile))
+			forgetNATS(n.cfg.DataDir)
 			n.unlock()
 		}
 		n.closeErr = errors.Join(errs...)

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -49,14 +47,15 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
 		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
 		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
+		Auth:    natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
 		Logger:  log,
 	})
 	if err != nil {
 		return withFlag(err)
 	}
 	if u := n.srv.ClientURL(); u != "" && cfg.JetStream {
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(u+"\n"), 0o600); err != nil {
-			return fmt.Errorf("record nats url: %w", err)
+		if err := recordNATS(cfg.DataDir, u, n.srv); err != nil {
+			return err
 		}
 	}
 	if n.ctrl, err = n.srv.Connect(cfg.Name + "-control"); err != nil {
