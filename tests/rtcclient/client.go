@@ -292,6 +292,10 @@ type Viewer struct {
 	// videoSSRC and lastVideoSeq identify the latest video packet, for NACK tests.
 	videoSSRC    atomic.Uint32
 	lastVideoSeq atomic.Uint32
+	// keyFrames counts the video key frames that began to arrive; videoCodec is the video
+	// track's MIME type once it arrived.
+	keyFrames  atomic.Int64
+	videoCodec atomic.Pointer[string]
 
 	wg   sync.WaitGroup
 	once sync.Once
@@ -334,7 +338,13 @@ func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string, o opti
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			counter = &v.Video
 		}
+		mime := tr.Codec().MimeType
+		if counter == &v.Video {
+			v.videoCodec.Store(&mime)
+		}
 		buf := make([]byte, 1500)
+		var h rtp.Header
+		lastKey, anyKey := uint32(0), false
 		for {
 			n, _, err := tr.Read(buf)
 			if err != nil {
@@ -344,6 +354,12 @@ func playOnce(ctx context.Context, api *webrtc.API, baseURL, path string, o opti
 				v.firstVideo.CompareAndSwap(0, time.Now().UnixNano())
 				v.videoSSRC.Store(uint32(tr.SSRC()))
 				v.lastVideoSeq.Store(uint32(buf[2])<<8 | uint32(buf[3]))
+				// A key frame's packets share a timestamp: count it once.
+				if hn, err := h.Unmarshal(buf[:n]); err == nil && StartsKeyFrame(mime, buf[hn:n]) &&
+					(!anyKey || h.Timestamp != lastKey) {
+					lastKey, anyKey = h.Timestamp, true
+					v.keyFrames.Add(1)
+				}
 			}
 			counter.Add(1)
 		}
@@ -364,6 +380,17 @@ func (v *Viewer) FirstVideo() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, ns)
+}
+
+// KeyFrames is how many video key frames began to arrive.
+func (v *Viewer) KeyFrames() int64 { return v.keyFrames.Load() }
+
+// VideoCodec is the MIME type of the video track received, "" before it arrived.
+func (v *Viewer) VideoCodec() string {
+	if m := v.videoCodec.Load(); m != nil {
+		return *m
+	}
+	return ""
 }
 
 // NACKLastVideo reports the latest video packet as lost (an RTCP generic NACK), so the server
