@@ -64,7 +64,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in a system of nodes")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (JetStream files)")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address: API, WHIP, WHEP, demo page")
-	fs.StringVar(&cfg.UDPHost, "udp-host", cfg.UDPHost, "IP the WebRTC ICE UDP port binds (0.0.0.0: all interfaces)")
+	fs.StringVar(&cfg.UDPHost, "udp-host", cfg.UDPHost, "IP the WebRTC ICE UDP port binds; 0.0.0.0: every interface, their addresses offered as ICE candidates; 127.0.0.1: this machine only (not for GStreamer/libnice)")
 	fs.IntVar(&cfg.UDPPort, "udp-port", cfg.UDPPort, "the one UDP port all WebRTC sessions share (0: any free port)")
 	fs.Var(listFlag{&cfg.Announce}, "announce", "IPs to announce in ICE candidates instead of the bound one (comma-separated)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "host:port to accept NATS clients on (default: none, in-process only)")

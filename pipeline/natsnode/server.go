@@ -391,7 +391,7 @@ type natsLogger struct {
 // Noticef is logged at Debug: nats-server's notices are its startup banner and routine
 // connection news, too chatty for an embedded server's operator.
 func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
-func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Warnf(f string, v ...any)   { l.at(slog.LevelWarn, f, v) }
 func (l *natsLogger) Fatalf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	l.log.Error(msg)
@@ -400,6 +400,6 @@ func (l *natsLogger) Fatalf(f string, v ...any) {
 	default:
 	}
 }
-func (l *natsLogger) Errorf(f string, v ...any) { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Errorf(f string, v ...any) { l.at(slog.LevelError, f, v) }
 func (l *natsLogger) Debugf(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Tracef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }

@@ -16,8 +16,12 @@ import (
 
 // Config configures the WebRTC media edge.
 type Config struct {
-	// UDPListen is where the single ICE UDP port listens (host:port). A specific IP makes that
-	// IP the only host candidate; 0.0.0.0 announces every interface's address.
+	// UDPListen is where the single ICE UDP port listens (host:port). 0.0.0.0 (or ::) listens
+	// on every interface and offers each up interface's addresses as host candidates,
+	// loopback included, the list read again for every session; what the edge sends a peer
+	// leaves from the address the peer sent to (Linux). A specific IP makes that IP the only
+	// host candidate: 127.0.0.1 keeps media on this machine, for clients that offer loopback
+	// candidates (pion, Chromium), not libnice's (GStreamer).
 	UDPListen string
 	// Announce replaces the host candidates' addresses (public IPs of a NATed host).
 	Announce []string
@@ -54,7 +58,18 @@ func NewEdge(cfg Config) (*Edge, error) {
 	if fallback != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("media edge sends without its fast path", "reason", fallback)
 	}
-	mux := webrtc.NewICEUDPMux(nil, conn)
+
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pionLog := logFactory{log: log.With("component", "pion")}
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: pionLog.NewLogger("udpmux")})
+	if cfg.Logger != nil && len(cfg.Announce) == 0 {
+		// Which addresses clients are offered (on every interface: as of now; each session
+		// reads the list again) tells an operator at once whether a client can reach them.
+		cfg.Logger.Info("media edge", "udp", conn.LocalAddr().String(), "candidates", mux.GetListenAddresses())
+	}
 	me, ir, err := newEngine()
 	if err != nil {
 		_ = conn.Close()
@@ -75,9 +90,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 			return nil, fmt.Errorf("rtc: announce %v: %w", cfg.Announce, err)
 		}
 	}
-	if cfg.Logger != nil {
-		se.LoggerFactory = logFactory{log: cfg.Logger.With("component", "pion")}
-	}
+	se.LoggerFactory = pionLog
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return &Edge{API: api, conn: conn, mux: mux}, nil
 }

@@ -40,11 +40,19 @@ const (
 // lanes write one viewer's packets from one goroutine), whatever the other shards do.
 //
 // A corked write is reported done once queued; a packet the kernel then refuses is counted
-// (Stats), not reported, as for any datagram lost on the way. Reads pass through.
+// (Stats), not reported, as for any datagram lost on the way. Reads pass through; on a
+// socket bound to every interface they note which local address each peer sent to, and
+// writes to that peer leave from it (sources).
 type batchConn struct {
 	conn   *net.UDPConn
 	out    writer
 	shards []*shard
+
+	// src is nil on a socket bound to one address (its replies leave from it).
+	src *sources
+	// rmu holds oob, the reads' control messages, for the one reader at a time.
+	rmu sync.Mutex
+	oob [128]byte
 
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct, coalesced atomic.Uint64
@@ -101,15 +109,26 @@ type sendResult struct{ failed, coalesced int }
 // GSO if gso is set and the kernel has it; Close closes conn. Reads stay on conn. Where the
 // platform's faster writer (or GSO, when asked for) cannot be had, fallback says why, and
 // writes go through conn one by one or without GSO.
+//
+// On a socket bound to every interface the writes leave from the address each peer sent
+// to, where the platform can say which that was (Linux); elsewhere fallback says so.
 func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallback error) {
-	out, noGSO, err := newWriter(conn, gso)
-	if err != nil {
-		fallback = err
-		out = plainWriter{conn: conn}
-	} else if noGSO != nil {
-		fallback = noGSO
+	var src *sources
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok && ua.IP.IsUnspecified() {
+		if inet6, err := receiveDestinations(conn); err != nil {
+			fallback = err
+		} else {
+			src = newSources(inet6, time.Now())
+		}
 	}
-	c = &batchConn{conn: conn, out: out, shards: make([]*shard, max(senders, 1))}
+	out, noGSO, err := newWriter(conn, gso, src)
+	if err != nil {
+		fallback = errors.Join(fallback, err)
+		out = plainWriter{conn: conn, src: src}
+	} else if noGSO != nil {
+		fallback = errors.Join(fallback, noGSO)
+	}
+	c = &batchConn{conn: conn, out: out, src: src, shards: make([]*shard, max(senders, 1))}
 	for i := range c.shards {
 		s := &shard{c: c, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
 		for range batchesQueued {
@@ -311,13 +330,31 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.WriteToAddrPort(b, ua.AddrPort())
 }
 
-// ReadFromAddrPort reads from the socket.
+// ReadFromAddrPort reads from the socket, noting the local address the datagram came to
+// when the socket is bound to every interface.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.conn.ReadFromUDPAddrPort(b)
+	if c.src == nil {
+		return c.conn.ReadFromUDPAddrPort(b)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	n, oobn, _, from, err := c.conn.ReadMsgUDPAddrPort(b, c.oob[:])
+	if err == nil {
+		if local, ok := destinationOf(c.oob[:oobn]); ok {
+			c.src.heard(from, local, time.Now())
+		}
+	}
+	return n, from, err
 }
 
 // ReadFrom reads from the socket.
-func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) { return c.conn.ReadFrom(b) }
+func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
 
 // LocalAddr is the socket's address.
 func (c *batchConn) LocalAddr() net.Addr { return c.conn.LocalAddr() }

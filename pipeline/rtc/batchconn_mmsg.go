@@ -29,7 +29,8 @@ type sendPlan struct {
 	hdrs  [planSlots]mmsghdr
 	iov   [planSlots]syscall.Iovec
 	names [planSlots]unix.RawSockaddrInet6
-	ctrl  [planSlots]gsoControl
+	ctrl  [planSlots]msgControl
+	srcn  [planSlots]int32 // the length of each message's source control message (0: none)
 	first [planSlots]int32 // each message's first iovec
 	segs  [planSlots]int32 // each message's packets
 
@@ -82,13 +83,13 @@ const (
 	maxGSOBytes = 65000
 )
 
-// gsoControl is the UDP_SEGMENT control message: a cmsghdr and the segment size, padded to
-// CMSG_SPACE(2).
-type gsoControl struct {
-	hdr  unix.Cmsghdr
-	size uint16
-	_    [6]byte
-}
+// msgControl is a message's control messages: the source address it leaves from (on a
+// socket bound to every interface), then UDP_SEGMENT and the segment size (a message of
+// segments). Words keep the headers aligned.
+type msgControl [(pktinfoSpace + gsoSpace) / 8]uint64
+
+// gsoSpace is CMSG_SPACE(2), the room of a UDP_SEGMENT control message.
+const gsoSpace = 24
 
 // mmsghdr is struct mmsghdr on 64-bit Linux.
 type mmsghdr struct {
@@ -121,14 +122,19 @@ type sendSocket struct {
 	// gso is whether sends gather a destination's packets into segmented messages: asked
 	// for, offered by the kernel (UDP_SEGMENT, Linux 4.18), and not yet refused by it.
 	gso atomic.Bool
+
+	// src, on a socket bound to every interface, is the local address to send each peer's
+	// packets from.
+	src *sources
 }
 
 // steerToFirst is the reuseport program, "ret #0": every datagram to socket 0 of the group.
 var steerToFirst = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
 // newWriter opens the send socket beside conn, sending with UDP GSO if gso is set and the
-// kernel has it (noGSO says why not when it was asked for).
-func newWriter(conn *net.UDPConn, gso bool) (w writer, noGSO, err error) {
+// kernel has it (noGSO says why not when it was asked for), and from the addresses src
+// remembers if it is not nil.
+func newWriter(conn *net.UDPConn, gso bool, src *sources) (w writer, noGSO, err error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: send socket: %w", err)
@@ -182,7 +188,7 @@ func newWriter(conn *net.UDPConn, gso bool) (w writer, noGSO, err error) {
 	if cerr != nil || serr != nil {
 		return fail("SO_ATTACH_REUSEPORT_CBPF", firstErr(cerr, serr))
 	}
-	s := &sendSocket{fd: fd, inet6: family == unix.AF_INET6}
+	s := &sendSocket{fd: fd, inet6: family == unix.AF_INET6, src: src}
 	if gso {
 		// Setting the socket's default segment size to 0 (none) is a no-op that only a
 		// kernel with UDP GSO accepts.
@@ -219,6 +225,21 @@ func (s *sendSocket) call(f func(fd uintptr)) bool {
 func (s *sendSocket) write(b []byte, addr netip.AddrPort) (int, error) {
 	var sa unix.RawSockaddrInet6
 	salen := s.putSockaddr(&sa, addr)
+	var ctrl msgControl
+	var iov syscall.Iovec
+	var h syscall.Msghdr
+	if s.src != nil {
+		s.src.mu.RLock()
+		from, ok := s.src.lookup(addr)
+		s.src.mu.RUnlock()
+		if ok {
+			iov = iovecOf(b)
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&sa)), salen
+			h.Iov, h.Iovlen = &iov, 1
+			h.Control = (*byte)(unsafe.Pointer(&ctrl))
+			h.SetControllen(putSource(oobOf(ctrl[:]), from, s.inet6))
+		}
+	}
 	var n uintptr
 	var errno syscall.Errno
 	ok := s.call(func(fd uintptr) {
@@ -227,8 +248,12 @@ func (s *sendSocket) write(b []byte, addr netip.AddrPort) (int, error) {
 			p = unsafe.Pointer(&b[0])
 		}
 		for {
-			n, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(b)), 0,
-				uintptr(unsafe.Pointer(&sa)), uintptr(salen))
+			if h.Control != nil {
+				n, _, errno = unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&h)), 0)
+			} else {
+				n, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(b)), 0,
+					uintptr(unsafe.Pointer(&sa)), uintptr(salen))
+			}
 			if errno != syscall.EINTR {
 				return
 			}
@@ -254,6 +279,9 @@ func (s *sendSocket) send(bs []*batch, p *sendPlan) sendResult {
 		}
 	}
 	p.n, p.off, p.failed, p.coalesced, p.refusedGSO = 0, 0, 0, 0, false
+	if s.src != nil { // read by open, message by message
+		s.src.mu.RLock()
+	}
 	iv := 0
 	if s.gso.Load() {
 		p.group(np)
@@ -268,6 +296,9 @@ func (s *sendSocket) send(bs []*batch, p *sendPlan) sendResult {
 			p.open(s, k, iv)
 			iv++
 		}
+	}
+	if s.src != nil {
+		s.src.mu.RUnlock()
 	}
 	if p.write == nil {
 		p.write = p.writeFD
@@ -334,12 +365,14 @@ func (p *sendPlan) segment(s *sendSocket, k int32, iv int) int32 {
 	if segs := int(p.segs[m]); segs > 1 {
 		h := &p.hdrs[m].hdr
 		h.Iovlen = uint64(segs)
-		c := &p.ctrl[m]
-		c.hdr.Level, c.hdr.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
-		c.hdr.SetLen(unix.CmsgLen(2))
-		c.size = uint16(size)
-		h.Control = (*byte)(unsafe.Pointer(c))
-		h.SetControllen(unix.CmsgSpace(2))
+		b := oobOf(p.ctrl[m][:])
+		at := int(p.srcn[m])
+		c := (*unix.Cmsghdr)(unsafe.Pointer(&b[at]))
+		c.Level, c.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
+		c.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&b[at+unix.CmsgLen(0)])) = uint16(size)
+		h.Control = &b[0]
+		h.SetControllen(at + gsoSpace)
 		p.coalesced += segs
 	}
 	return k
@@ -356,6 +389,15 @@ func (p *sendPlan) open(s *sendSocket, k, iv int) int {
 	h.Namelen = s.putSockaddr(&p.names[m], *p.dst[k])
 	h.Control = nil
 	h.SetControllen(0)
+	p.srcn[m] = 0
+	if s.src != nil { // (s.src.mu read-held by send)
+		if from, ok := s.src.lookup(*p.dst[k]); ok {
+			b := oobOf(p.ctrl[m][:])
+			p.srcn[m] = int32(putSource(b, from, s.inet6))
+			h.Control = &b[0]
+			h.SetControllen(int(p.srcn[m]))
+		}
+	}
 	p.first[m], p.segs[m] = int32(iv), 1
 	return m
 }
@@ -400,14 +442,20 @@ func (p *sendPlan) writeFD(fd uintptr) {
 	}
 }
 
-// sendEach sends message m's segments one datagram each and returns how many were refused.
+// sendEach sends message m's segments one datagram each, from the message's source, and
+// returns how many were refused.
 func (p *sendPlan) sendEach(fd uintptr, m int) int {
 	failed := 0
-	h := &p.hdrs[m].hdr
-	for _, v := range p.iov[p.first[m] : p.first[m]+p.segs[m]] {
+	h := p.hdrs[m].hdr // the message without UDP_SEGMENT, one segment at a time
+	h.Iovlen = 1
+	h.SetControllen(int(p.srcn[m]))
+	if p.srcn[m] == 0 {
+		h.Control = nil
+	}
+	for i := range p.segs[m] {
+		h.Iov = &p.iov[p.first[m]+i]
 		for {
-			_, _, errno := unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(v.Base)), uintptr(v.Len), 0,
-				uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
+			_, _, errno := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&h)), 0)
 			if errno == syscall.EINTR {
 				continue
 			}

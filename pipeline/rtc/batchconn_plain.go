@@ -11,6 +11,6 @@ import (
 type sendPlan struct{}
 
 // newWriter has no faster way than the socket's own writes here.
-func newWriter(*net.UDPConn, bool) (writer, error, error) {
+func newWriter(*net.UDPConn, bool, *sources) (writer, error, error) {
 	return nil, nil, errors.New("rtc: no sendmmsg on this platform: one write per packet")
 }

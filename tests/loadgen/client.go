@@ -2,9 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,55 +10,28 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
-// newAPI returns the pion API the clients of one role share. Publishers get pion's default
-// interceptors (NACK, RTCP reports, TWCC, stats). Viewers get what a viewer must do for the
-// server (NACK generation and receiver reports) and not the statistics and congestion
-// feedback bookkeeping: a hundred viewers share the server's two cores in a benchmark, and
-// what they spend per packet delays the packets they measure. Against a server on loopback
-// it gathers loopback candidates only, so the run never sends traffic off the machine. extra
-// interceptors run after those.
+// newAPI is the pion API of the run's clients of one role (rtcclient.NewAPI): viewers get
+// rtcclient.LightReceiver (a hundred of them share the server's cores in a benchmark), and a
+// server not on loopback gets candidates of every interface. extra interceptors run after
+// the others.
 func newAPI(loopback, viewer bool, extra ...interceptor.Factory) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if viewer {
-		if err := webrtc.ConfigureNack(me, ir); err != nil {
-			return nil, err
-		}
-		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-			return nil, err
-		}
-	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
-	for _, f := range extra {
-		ir.Add(f)
-	}
-	var se webrtc.SettingEngine
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if loopback {
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	opts := []rtcclient.APIOption{rtcclient.WithInterceptors(extra...)}
+	if !loopback {
+		opts = append(opts, rtcclient.AnyInterface())
 	}
 	if viewer {
-		// The tool counts duplicates itself; SRTP's replay window is per-packet work a
-		// measuring client does not need.
-		se.DisableSRTPReplayProtection(true)
-		se.DisableSRTCPReplayProtection(true)
+		opts = append(opts, rtcclient.LightReceiver())
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return rtcclient.NewAPI(opts...)
 }
 
 // isLoopback reports whether the server URL names this machine by a loopback address.
@@ -72,95 +42,6 @@ func isLoopback(u *url.URL) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
-}
-
-// httpStatusError is a non-2xx reply of the server.
-type httpStatusError struct {
-	Status int
-	Body   string
-}
-
-func (e *httpStatusError) Error() string {
-	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
-}
-
-// exchange posts pc's offer (after ICE gathering: no trickle) to endpoint, applies the answer
-// and returns the session URL.
-func exchange(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, endpoint, token string) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	answer, location, err := postSDP(ctx, hc, endpoint, token, pc.LocalDescription().SDP)
-	if err != nil {
-		return "", err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return "", err
-	}
-	return location, nil
-}
-
-// postSDP posts an offer to a WHIP or WHEP endpoint and returns the answer and the session
-// URL; a reply other than 201 is an *httpStatusError.
-func postSDP(ctx context.Context, hc *http.Client, endpoint, token, offer string) (answer, location string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(offer))
-	if err != nil {
-		return "", "", err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	setToken(req, token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated {
-		return "", "", &httpStatusError{Status: resp.StatusCode, Body: string(body)}
-	}
-	base, err := url.Parse(endpoint)
-	if err != nil {
-		return "", "", err
-	}
-	loc := resp.Header.Get("Location")
-	rel, err := url.Parse(loc)
-	if err != nil || loc == "" {
-		return "", "", fmt.Errorf("load: no usable Location header: %q", loc)
-	}
-	return string(body), base.ResolveReference(rel).String(), nil
-}
-
-// deleteSession ends a WHIP/WHEP session; errors are not interesting at the end of a run.
-func deleteSession(hc *http.Client, location, token string) {
-	if location == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
-	if err != nil {
-		return
-	}
-	setToken(req, token)
-	if resp, err := hc.Do(req); err == nil {
-		resp.Body.Close()
-	}
-}
-
-func setToken(req *http.Request, token string) {
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
 }
 
 // counters of packets and bytes, updated with atomics by one sender or reader.
@@ -177,10 +58,9 @@ func (c *counters) add(n int) {
 // one audio track (Opus, 50 packets/s), through WHIP (pc and location) or as a peer of a room
 // (sdk, peer and senders; see rooms.go).
 type publisher struct {
-	room     string
-	token    string
-	pc       *webrtc.PeerConnection
-	location string
+	room  string
+	token string
+	whip  *rtcclient.Session
 
 	sdk     *client.Room
 	peer    string
@@ -222,57 +102,33 @@ func (p *publisher) tracks() []webrtc.TrackLocal {
 	return []webrtc.TrackLocal{p.video, p.audio}
 }
 
+// startPublisher publishes a new publisher's tracks through WHIP; the caller starts sending.
 func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL, room, token string, audio bool) (*publisher, error) {
 	p, err := newPublisher(room, token, audio)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, err
-	}
-	p.pc = pc
-	for i, t := range p.tracks() {
-		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			_ = pc.Close()
-			return nil, err
+	// The video sender's RTCP carries the keyframe requests.
+	onRTCP := func(track int, pkts []rtcp.Packet) {
+		if track == 0 {
+			p.watchRTCP(pkts)
 		}
-		// RTCP must be read for the interceptors to run; the video sender's carries PLIs.
-		video := i == 0
-		p.wg.Go(func() { p.readRTCP(tr.Sender(), video) })
 	}
-	if p.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whip/"+room, token); err != nil {
-		_ = pc.Close()
-		p.wg.Wait()
+	p.whip, err = rtcclient.StartWHIP(ctx, api, strings.TrimRight(baseURL, "/")+"/whip/"+room, p.tracks(), onRTCP,
+		rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc))
+	if err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *publisher) readRTCP(s *webrtc.RTPSender, video bool) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		if !video {
-			continue
-		}
-		p.watchRTCP(pkts)
-	}
-}
-
 // watchRTCP takes the keyframe requests (PLI, FIR) among pkts: the next frame is a keyframe.
 func (p *publisher) watchRTCP(pkts []rtcp.Packet) {
-	for _, pk := range pkts {
-		switch pk.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			p.plis.Add(1)
-			select {
-			case p.keyframe <- struct{}{}:
-			default:
-			}
+	if n := rtcclient.KeyFrameRequests(pkts); n > 0 {
+		p.plis.Add(uint64(n))
+		select {
+		case p.keyframe <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -347,14 +203,13 @@ func (p *publisher) sendAudio(ctx context.Context) {
 	}
 }
 
-// close ends the WHIP session (DELETE) or leaves the room, and closes the PeerConnection
-// (send loops end with their ctx).
-func (p *publisher) close(hc *http.Client) {
+// close ends the WHIP session (DELETE, closing the PeerConnection) or leaves the room, and
+// waits for the send loops (they end with their ctx).
+func (p *publisher) close(*http.Client) {
 	if p.sdk != nil {
 		_ = p.sdk.Leave()
 	} else {
-		deleteSession(hc, p.location, p.token)
-		_ = p.pc.Close()
+		_ = p.whip.Close(true) // a DELETE that fails is not interesting at the end of a run
 	}
 	p.wg.Wait()
 }
@@ -437,61 +292,32 @@ func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, arrived, rea
 
 // subscriber plays one publisher's tracks through WHEP and measures what arrives.
 type subscriber struct {
-	token    string
-	pc       *webrtc.PeerConnection
-	location string
-
+	whep   *rtcclient.Session
 	posted time.Time // when the offer was posted
 	rec    reception
 	lat    *latencies // shared by the run
-	wg     sync.WaitGroup
 }
 
-// errNotPublished is a 409: the room publishes nothing yet.
-var errNotPublished = errors.New("load: room publishes nothing yet")
-
+// startSubscriber plays pub's room through WHEP, retrying while the server answers 409
+// (nothing published yet) until ctx ends.
 func startSubscriber(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
 	audio bool, lat *latencies) (*subscriber, error) {
-	for {
-		s, err := playOnce(ctx, api, hc, baseURL, pub, token, audio, lat)
-		var he *httpStatusError
-		if err == nil || !errors.As(err, &he) || he.Status != http.StatusConflict {
-			return s, err
-		}
-		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
-			return nil, fmt.Errorf("%w: %v", errNotPublished, err)
-		}
-	}
-}
-
-func playOnce(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL string, pub *publisher, token string,
-	audio bool, lat *latencies) (*subscriber, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, err
-	}
-	s := &subscriber{token: token, pc: pc, lat: lat, posted: time.Now()}
-	s.rec.pub = pub
 	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}
 	if audio {
 		kinds = append(kinds, webrtc.RTPCodecTypeAudio)
 	}
-	for _, k := range kinds {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			_ = pc.Close()
+	endpoint := strings.TrimRight(baseURL, "/") + "/whep/" + pub.room
+	return rtcclient.UntilPublished(ctx, func() (*subscriber, error) {
+		s := &subscriber{lat: lat, posted: time.Now()}
+		s.rec.pub = pub
+		var err error
+		s.whep, err = rtcclient.StartWHEP(ctx, api, endpoint, kinds, func(tr *webrtc.TrackRemote) { s.rec.read(tr, s.lat) },
+			rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc))
+		if err != nil {
 			return nil, err
 		}
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		s.wg.Add(1)
-		defer s.wg.Done()
-		s.rec.read(tr, s.lat)
+		return s, nil
 	})
-	if s.location, err = exchange(ctx, hc, pc, strings.TrimRight(baseURL, "/")+"/whep/"+pub.room, token); err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	return s, nil
 }
 
 func (s *subscriber) receptions() []*reception { return []*reception{&s.rec} }
@@ -499,8 +325,4 @@ func (s *subscriber) receptions() []*reception { return []*reception{&s.rec} }
 func (s *subscriber) joinStarted() time.Time { return s.posted }
 
 // close DELETEs the session, closes the PeerConnection and waits for its readers.
-func (s *subscriber) close(hc *http.Client) {
-	deleteSession(hc, s.location, s.token)
-	_ = s.pc.Close()
-	s.wg.Wait()
-}
+func (s *subscriber) close(*http.Client) { _ = s.whep.Close(true) }

@@ -8,7 +8,13 @@
 // accounting (histograms, percentiles, loss, pacing, /proc and metrics parsing) is pure functions; the
 // pion clients and the run loop around them are the thin I/O shell.
 //
-// It may import pion, the standard library and the Go room SDK (ingress/signal/client, a client
-// itself), never the server's packages: it is a client like any other, which is why it lives
-// under tests/ beside the end-to-end tests rather than in cmd/.
+// Its WHIP publishers and WHEP subscribers are tests/rtcclient sessions, the client the
+// end-to-end tests use; only the media they send and the accounting of what arrives are the
+// load tool's. The lite viewers (lite*.go) are not PeerConnections: pion's protocol libraries
+// on shared sockets, a few µs of CPU a packet.
+//
+// It may import pion, the standard library, tests/rtcclient and the Go room SDK
+// (ingress/signal/client, a client itself), never the server's packages: it is a client like
+// any other, which is why it lives under tests/ beside the end-to-end tests rather than in
+// cmd/.
 package loadgen

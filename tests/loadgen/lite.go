@@ -25,6 +25,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"golang.org/x/net/ipv4"
+
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
 // The lite viewer: a receive-only WebRTC client made of pion's protocol libraries (STUN,
@@ -455,16 +457,15 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 	for {
 		v.posted = time.Now()
 		var err error
-		answer, v.location, err = postSDP(ctx, hc, endpoint, token, offer)
-		var he *httpStatusError
+		answer, v.location, err = rtcclient.PostOffer(ctx, hc, endpoint, token, offer)
 		if err == nil {
 			break
 		}
-		if !errors.As(err, &he) || he.Status != http.StatusConflict {
+		if !rtcclient.IsNotPublished(err) {
 			return nil, err
 		}
 		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
-			return nil, fmt.Errorf("%w: %v", errNotPublished, err)
+			return nil, fmt.Errorf("%w (still 409 when giving up): %w", rtcclient.ErrNotPublished, err)
 		}
 	}
 	a, err := parseLiteAnswer(answer)
@@ -723,7 +724,11 @@ func (v *liteViewer) joinStarted() time.Time { return v.posted }
 // close DELETEs the session, ends DTLS and takes the viewer off its socket.
 func (v *liteViewer) close(hc *http.Client) {
 	v.closeOnce.Do(func() {
-		deleteSession(hc, v.location, v.token)
+		if v.location != "" { // a DELETE that fails is not interesting at the end of a run
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = rtcclient.Delete(ctx, hc, v.location, v.token)
+			cancel()
+		}
 		if v.dtls != nil {
 			_ = v.dtls.Close() // its close_notify still leaves through the socket
 		}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
 // Modes of a run.
@@ -438,7 +440,7 @@ func (r *run) waitTracks(ctx context.Context, room string, n int) error {
 		if err == nil && got >= n {
 			return nil
 		}
-		var he *httpStatusError
+		var he *rtcclient.HTTPError
 		if errors.As(err, &he) && he.Status == http.StatusNotFound && time.Now().After(deadline.Add(-10*time.Second)) {
 			return nil
 		}
@@ -456,7 +458,7 @@ func (r *run) roomTracks(ctx context.Context, room string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	setToken(req, r.cfg.Token)
+	rtcclient.SetToken(req, r.cfg.Token)
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return 0, err
@@ -464,7 +466,7 @@ func (r *run) roomTracks(ctx context.Context, room string) (int, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return 0, &httpStatusError{Status: resp.StatusCode, Body: string(body)}
+		return 0, &rtcclient.HTTPError{Status: resp.StatusCode, Body: string(body)}
 	}
 	var v struct {
 		Tracks []json.RawMessage `json:"tracks"`
@@ -725,5 +727,5 @@ func (r *run) token(ctx context.Context, room string) (string, error) {
 		r.noDevTokens.Store(true)
 		return "", nil
 	}
-	return "", fmt.Errorf("dev token: %w", &httpStatusError{Status: resp.StatusCode, Body: string(body)})
+	return "", fmt.Errorf("dev token: %w", &rtcclient.HTTPError{Status: resp.StatusCode, Body: string(body)})
 }

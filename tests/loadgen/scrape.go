@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
 // The Prometheus process collector's metrics, which every Go server built on client_golang
@@ -76,7 +78,7 @@ func scrapeProcess(ctx context.Context, hc *http.Client, metricsURL string) (pro
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return procSample{}, fmt.Errorf("load: metrics: %w", &httpStatusError{Status: resp.StatusCode, Body: string(body)})
+		return procSample{}, fmt.Errorf("load: metrics: %w", &rtcclient.HTTPError{Status: resp.StatusCode, Body: string(body)})
 	}
 	cpu, rss, err := parseProcessMetrics(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {

@@ -27,7 +27,10 @@ type Config struct {
 	// HTTPAddr is where the HTTP API, WHIP, WHEP and the demo page listen (127.0.0.1:8080).
 	HTTPAddr string
 	// UDPHost and UDPPort are the single ICE UDP port every WebRTC session shares
-	// (127.0.0.1:8443). UDPPort 0 picks a free port.
+	// (0.0.0.0:8443: every interface, each up interface's addresses offered as ICE host
+	// candidates, loopback included, so that GStreamer/libnice on this machine and browsers
+	// on the LAN connect). 127.0.0.1 keeps media on loopback (clients on this machine that
+	// offer loopback candidates: pion, Chromium). UDPPort 0 picks a free port.
 	UDPHost string
 	UDPPort int
 	// Announce lists the IPs to announce in ICE candidates instead of the bound one (NAT).
@@ -91,7 +94,7 @@ func Defaults() Config {
 		Name:            defaultName(),
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
-		UDPHost:         "127.0.0.1",
+		UDPHost:         "0.0.0.0",
 		UDPPort:         8443,
 		JetStream:       true,
 		ConnectTimeout:  30 * time.Second,
