@@ -1,0 +1,74 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/tests/loggen"
+)
+
+// TestKVRunnerBatchingEqualsRebuild: the same log folded with different batch sizes, by two
+// runners (two nodes, each with its own consumer) writing one bucket at once, and by a runner
+// restarted half way, gives a bucket equal byte for byte to a rebuild.
+func TestKVRunnerBatchingEqualsRebuild(t *testing.T) {
+	const n, rooms = 3_000, 8
+	e := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, loggen.Write(ctx, e.js, n, interleaved(rooms)))
+	_, err := projections.Rebuild(ctx, e.js, "want", eventlog.StorageConfig{})
+	require.NoError(t, err)
+	wantKV, err := e.js.KeyValue(ctx, "want")
+	require.NoError(t, err)
+	want, err := projections.Snapshot(ctx, wantKV)
+	require.NoError(t, err)
+
+	caughtUp := func(durable string, below uint64) func() bool {
+		return func() bool {
+			lag, err := projectionLag(ctx, e.js, durable)
+			return err == nil && lag <= below
+		}
+	}
+	for _, batch := range []int{1, 7, projections.KVAckBatch} {
+		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) {
+			bucket := fmt.Sprint("live", batch)
+			kv, err := e.js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, eventlog.StorageConfig{}))
+			require.NoError(t, err)
+			a, b := bucket+"-a", bucket+"-b"
+			stopA := runBatched(t, e, kv, a, batch)
+			stopB := runBatched(t, e, kv, b, batch)
+			require.Eventually(t, caughtUp(a, n/2), time.Minute, time.Millisecond)
+			stopA() // a restart of node a half way
+			stopA = runBatched(t, e, kv, a, batch)
+			require.Eventually(t, caughtUp(a, 0), time.Minute, 10*time.Millisecond)
+			require.Eventually(t, caughtUp(b, 0), time.Minute, 10*time.Millisecond)
+			stopA() // a clean restart resumes the recreated consumer
+			stopA = runBatched(t, e, kv, a, batch)
+			stopA()
+			stopB()
+			live, err := projections.Snapshot(ctx, kv)
+			require.NoError(t, err)
+			require.Equal(t, stringMap(want), stringMap(live))
+		})
+	}
+}
+
+// nodeSubscriberConfig is the consumer of the rooms projection as the node runs it.
+func nodeSubscriberConfig(durable string) eventlog.EventSubscriberConfig {
+	return eventlog.EventSubscriberConfig{Durable: durable, Filter: eventlog.EventsSubjects,
+		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch}
+}
+
+// runBatched runs a KVRunner into kv from durable, acknowledging batches of up to batch
+// events; stop ends it and waits.
+func runBatched(tb testing.TB, e env, kv jetstream.KeyValue, durable string, batch int) (stop func()) {
+	return runProjection(tb, e, kv, eventlog.EventSubscriberConfig{Durable: durable, Filter: eventlog.EventsSubjects,
+		AckBatch: batch, MaxAckPending: 2 * batch, AckWait: 2 * time.Second})
+}
