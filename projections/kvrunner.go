@@ -157,14 +157,14 @@ func (k *KVRunner) fold(ctx context.Context, e events.Envelope) error {
 		}
 		k.rooms[e.Room] = c
 	}
-	next, err := Fold(c.room, e)
-	if err != nil {
-		return err
+	if e.Seq == 0 {
+		return nil // not read from the log: nothing to checkpoint it with
 	}
-	if next.LastSeq == c.room.LastSeq {
-		return nil // applied already
+	// In place: the state is the runner's own, and a fold that fails leaves it as it was.
+	changed, err := foldInPlace(&c.room, e)
+	if err != nil || !changed {
+		return err // nil: applied already
 	}
-	c.room = next
 	c.pending = append(c.pending, e)
 	k.dirty[e.Room] = true
 	return nil

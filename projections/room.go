@@ -109,56 +109,72 @@ func Fold(r Room, e events.Envelope) (Room, error) {
 	if e.Seq != 0 && e.Seq <= r.LastSeq {
 		return r, nil
 	}
-	if e.Room != r.Room {
-		return r, fmt.Errorf("projections: event %s of room %s folded into room %s", e.ID, e.Room, r.Room)
-	}
 	n := r.Clone()
-	if e.Seq != 0 { // an event not read from the log (no sequence) keeps the checkpoint
-		n.LastSeq = e.Seq
+	if _, err := foldInPlace(&n, e); err != nil {
+		return r, err
 	}
-	n.LastEvent = e.Time
+	return n, nil
+}
+
+// foldInPlace is Fold changing r itself, for a runner that owns its state: it reports whether
+// e changed r (false for a redelivery), and leaves r as it was on error.
+func foldInPlace(r *Room, e events.Envelope) (bool, error) {
+	if e.Seq != 0 && e.Seq <= r.LastSeq {
+		return false, nil
+	}
+	if e.Room != r.Room {
+		return false, fmt.Errorf("projections: event %s of room %s folded into room %s", e.ID, e.Room, r.Room)
+	}
 	p, err := e.Payload()
-	if err != nil {
-		if errorsIsUnknown(err) {
-			return n, nil
-		}
-		return r, fmt.Errorf("projections: fold %s: %w", e.ID, err)
+	if err != nil && !errorsIsUnknown(err) {
+		return false, fmt.Errorf("projections: fold %s: %w", e.ID, err)
 	}
+	if e.Seq != 0 { // an event not read from the log (no sequence) keeps the checkpoint
+		r.LastSeq = e.Seq
+	}
+	r.LastEvent = e.Time
+	if err == nil {
+		r.apply(e, p)
+	}
+	return true, nil
+}
+
+// apply changes the room by one known event's payload.
+func (r *Room) apply(e events.Envelope, p events.Payload) {
 	switch p := p.(type) {
 	case events.RoomCreated:
-		if n.CreatedAt.IsZero() {
-			n.CreatedAt, n.Node = e.Time, p.Node
+		if r.CreatedAt.IsZero() {
+			r.CreatedAt, r.Node = e.Time, p.Node
 		}
 	case events.PeerJoined:
-		n.Peers[p.Peer] = Peer{Peer: p.Peer, Transport: p.Transport, Role: p.Role, Node: p.Node,
+		r.Peers[p.Peer] = Peer{Peer: p.Peer, Transport: p.Transport, Role: p.Role, Node: p.Node,
 			RemoteAddr: p.RemoteAddr, UserAgent: p.UserAgent, Identity: p.Identity, Name: p.Name, JoinedAt: e.Time,
 			Metadata: p.Metadata}
 	case events.PeerUpdated:
 		// An update of a peer that has left (or never joined) changes nothing.
-		if peer, ok := n.Peers[p.Peer]; ok {
+		if peer, ok := r.Peers[p.Peer]; ok {
 			peer.Metadata = p.Metadata
-			n.Peers[p.Peer] = peer
+			r.Peers[p.Peer] = peer
 		}
 	case events.PeerLeft:
-		n.removePeer(p.Peer)
+		r.removePeer(p.Peer)
 	case events.TrackPublished:
-		n.Tracks[p.Track] = Track{Track: p.Track, Peer: p.Peer, Kind: p.Kind, Codec: p.Codec,
+		r.Tracks[p.Track] = Track{Track: p.Track, Peer: p.Peer, Kind: p.Kind, Codec: p.Codec,
 			ClockRate: p.ClockRate, Channels: p.Channels, FmtpLine: p.FmtpLine,
 			Layers: slices.Clone(p.Layers), PublishedAt: e.Time, Source: p.Source, Muted: p.Muted}
 	case events.TrackUpdated:
 		// Only the track's publisher can mute it; an update of an unpublished track is void.
-		if t, ok := n.Tracks[p.Track]; ok && t.Peer == p.Peer {
+		if t, ok := r.Tracks[p.Track]; ok && t.Peer == p.Peer {
 			t.Muted = p.Muted
-			n.Tracks[p.Track] = t
+			r.Tracks[p.Track] = t
 		}
 	case events.TrackUnpublished:
-		n.removeTrack(p.Track)
+		r.removeTrack(p.Track)
 	case events.SubscriptionStarted:
-		n.Subs[SubKey(p.Peer, p.Track)] = Subscription{Peer: p.Peer, Track: p.Track, Publisher: p.Publisher, Since: e.Time}
+		r.Subs[SubKey(p.Peer, p.Track)] = Subscription{Peer: p.Peer, Track: p.Track, Publisher: p.Publisher, Since: e.Time}
 	case events.SubscriptionEnded:
-		delete(n.Subs, SubKey(p.Peer, p.Track))
+		delete(r.Subs, SubKey(p.Peer, p.Track))
 	}
-	return n, nil
 }
 
 // removePeer takes a peer that left out of the room, with its tracks and subscriptions,
