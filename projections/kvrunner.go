@@ -44,6 +44,9 @@ type KVRunner struct {
 	mu    sync.Mutex // one event or batch at a time (Handle, Apply)
 	rooms map[string]*roomCache
 	dirty map[string]bool // rooms folded past what the bucket holds
+	// waiting are the events of rooms not loaded yet, in log order: loaded together at the
+	// batch's end rather than one round trip each as they come.
+	waiting map[string][]events.Envelope
 }
 
 // roomCache is one room as the runner knows it.
@@ -95,7 +98,8 @@ func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &KVRunner{kv: kv, log: log.With("component", "projection"), maxRooms: DefaultCachedRooms,
-		id: events.NewID(), rooms: map[string]*roomCache{}, dirty: map[string]bool{}}
+		id: events.NewID(), rooms: map[string]*roomCache{}, dirty: map[string]bool{},
+		waiting: map[string][]events.Envelope{}}
 }
 
 // Handle is the watermill handler: one stored event per message. It writes what it folded
@@ -126,14 +130,8 @@ func (k *KVRunner) handle(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("projections: event %s has no stream sequence: %w", e.ID, err)
 	}
-	err = k.fold(msg.Context(), e)
-	if errors.Is(err, events.ErrInvalid) {
-		// Same as above: data that does not decode never will, and the consumer hands events
-		// over in order, so retrying it would stall every room.
-		k.log.Error("skipping event with invalid data", "id", e.ID, "type", e.Type, "seq", e.Seq, "err", err)
-		return nil
-	}
-	return err
+	k.fold(e)
+	return nil
 }
 
 // Apply folds one stored event (with Seq set) into the bucket, with any events folded before
@@ -141,32 +139,80 @@ func (k *KVRunner) handle(msg *message.Message) error {
 func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.fold(ctx, e); err != nil {
-		return err
-	}
+	k.fold(e)
 	return k.flush(ctx)
 }
 
-// fold folds e into its room's state in memory.
-func (k *KVRunner) fold(ctx context.Context, e events.Envelope) error {
-	c, ok := k.rooms[e.Room]
-	if !ok {
-		var err error
-		if c, err = loadCache(ctx, k.kv, e.Room); err != nil {
-			return err
-		}
-		k.rooms[e.Room] = c
-	}
+// fold folds e into its room's state in memory, or queues it until the room is loaded (at the
+// batch's end, all the batch's new rooms at once).
+func (k *KVRunner) fold(e events.Envelope) {
 	if e.Seq == 0 {
-		return nil // not read from the log: nothing to checkpoint it with
+		return // not read from the log: nothing to checkpoint it with
 	}
-	// In place: the state is the runner's own, and a fold that fails leaves it as it was.
+	c, ok := k.rooms[e.Room]
+	if !ok || len(k.waiting[e.Room]) > 0 {
+		k.waiting[e.Room] = append(k.waiting[e.Room], e)
+		return
+	}
+	k.foldInto(c, e)
+}
+
+// foldInto folds e into c in place: the state is the runner's own, and a fold that fails
+// leaves it as it was.
+func (k *KVRunner) foldInto(c *roomCache, e events.Envelope) {
 	changed, err := foldInPlace(&c.room, e)
-	if err != nil || !changed {
-		return err // nil: applied already
+	if err != nil {
+		// The event's data does not decode (the envelope did): it never will, and the consumer
+		// hands events over in order, so retrying it would stall every room. Skip it loudly;
+		// it is in the log for anyone to inspect.
+		k.log.Error("skipping event with invalid data", "id", e.ID, "type", e.Type, "seq", e.Seq, "err", err)
+		return
 	}
-	c.pending = append(c.pending, e)
-	k.dirty[e.Room] = true
+	if changed {
+		c.pending = append(c.pending, e)
+		k.dirty[e.Room] = true
+	}
+}
+
+// loadWaiting reads the rooms with queued events from the bucket, in parallel, and folds
+// their events.
+func (k *KVRunner) loadWaiting(ctx context.Context) error {
+	var load []string
+	for room := range k.waiting {
+		if _, ok := k.rooms[room]; !ok {
+			load = append(load, room)
+		}
+	}
+	loaded := make([]*roomCache, len(load))
+	errs := make([]error, len(load))
+	todo := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(load), kvWriters) {
+		wg.Go(func() {
+			for i := range todo {
+				loaded[i], errs[i] = loadCache(ctx, k.kv, load[i])
+			}
+		})
+	}
+	for i := range load {
+		todo <- i
+	}
+	close(todo)
+	wg.Wait()
+	for i, room := range load {
+		if errs[i] == nil {
+			k.rooms[room] = loaded[i]
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err // the rooms loaded stay; the others are read again on the retry
+	}
+	for _, room := range slices.Sorted(maps.Keys(k.waiting)) {
+		for _, e := range k.waiting[room] {
+			k.foldInto(k.rooms[room], e)
+		}
+		delete(k.waiting, room)
+	}
 	return nil
 }
 
@@ -209,6 +255,9 @@ func loadCache(ctx context.Context, kv jetstream.KeyValue, room string) (*roomCa
 // cache says what the bucket holds) and the error is returned, so that the batch is not
 // acknowledged and the next flush writes it.
 func (k *KVRunner) flush(ctx context.Context) error {
+	if err := k.loadWaiting(ctx); err != nil {
+		return err
+	}
 	var errs []error
 	todo := slices.Sorted(maps.Keys(k.dirty))
 	for attempt := 0; len(todo) > 0; attempt++ {
