@@ -22,6 +22,8 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require go.uber.org/goleak v1.3.0
+
 require (
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
 	github.com/DataDog/zstd v1.5.7 // indirect

@@ -14,10 +14,12 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 )
 
+// appendAttempts bounds Append's retries on conflicts; with the doubling back-off the last
+// waits up to 64 ms and all of them together about half a second.
+const appendAttempts = 12
+
 // ErrConflict means another writer appended to the room since the expected sequence.
 var ErrConflict = errors.New("pipeline: room log moved on (optimistic concurrency conflict)")
-
-const errCodeWrongLastSequence = 10071
 
 // Appender writes events to the EVENTS stream. Every event is published with its id as
 // Nats-Msg-Id (a retried append is stored once) and with the room's expected last sequence
@@ -97,7 +99,7 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var lastErr error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := range appendAttempts {
 		if !h.known {
 			seq, hash, err := a.readHead(ctx, room)
 			if err != nil {
@@ -127,11 +129,13 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 		h.known = false
 		// Events of batch that were stored before the conflict are deduplicated by id on retry.
 		// A writer that must re-read the head loses every race against one that already knows
-		// it, so back off a random while before retrying, or a busy peer starves it.
+		// it, so back off a random while before retrying, or a busy peer starves it. The
+		// window doubles: a replicated stream refuses every write of a room while another is
+		// in flight (a raft round trip), so writers there collide far more often than on R1.
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("pipeline: append to room %s: %w", room, ctx.Err())
-		case <-time.After(rand.N(time.Duration(attempt+1) * time.Millisecond)):
+		case <-time.After(rand.N(time.Millisecond << min(attempt, 6))):
 		}
 	}
 	return 0, lastErr
@@ -177,8 +181,7 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 			jetstream.WithExpectStream(StreamEvents),
 			jetstream.WithExpectLastSequenceForSubject(h.last, RoomEventsFilter(e.Room)))
 		if err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			if apiErr, ok := wrongLastSequence(err); ok {
 				return 0, fmt.Errorf("%w: room %s: %s", ErrConflict, e.Room, apiErr.Description)
 			}
 			return 0, fmt.Errorf("pipeline: append %s to room %s: %w", e.Type, e.Room, err)
@@ -196,4 +199,19 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 		h.last, h.hash = ack.Sequence, events.Hash(data)
 	}
 	return h.last, nil
+}
+
+// wrongLastSequence reports whether err is JetStream's answer to a stale expected sequence. A
+// stream of one replica answers JSErrCodeStreamWrongLastSequence (10071); a replicated stream
+// (R > 1) answers JSErrCodeStreamWrongLastSequenceConstant (10164) for the same case.
+func wrongLastSequence(err error) (*jetstream.APIError, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return nil, false
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+		return apiErr, true
+	}
+	return nil, false
 }
