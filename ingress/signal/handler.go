@@ -63,7 +63,9 @@ type Config struct {
 	// ResumeGrace is how long a session outlives a WebSocket that dropped without a leave,
 	// waiting for a join with its resume token. 0: the peer leaves when its socket drops.
 	ResumeGrace time.Duration
-	Logger      *slog.Logger
+	// Limits bound each peer's client messages (zero fields: DefaultLimits).
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Handler serves the signalling WebSocket.
@@ -89,6 +91,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.ResumeGrace < 0 {
 		return nil, fmt.Errorf("signal: negative resume grace %v", cfg.ResumeGrace)
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -315,7 +320,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
 		in: make(chan input, 64), done: make(chan struct{})}
 	c.core = NewCore(room, id, reg.Node(), claims, auto)
-	opts := JoinOptions{Metadata: join.Metadata}
+	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
 	if h.cfg.ResumeGrace > 0 {
 		opts.ResumeToken, opts.Grace = newResumeToken(id), h.cfg.ResumeGrace
 	}
@@ -640,6 +645,13 @@ func (c *conn) step(in func() Output) error {
 	})
 	if err != nil {
 		c.s.Log.Error("session step failed", "err", err)
+		// Never silently: the client learns its change was not recorded.
+		now := c.h.cfg.Sessions.Now()
+		c.s.Step(func(rtc.Core) rtc.Output {
+			o := c.core.Unrecorded(now, out.Events, err)
+			c.send(o.Send...)
+			return o.Output
+		})
 	}
 	for _, d := range out.Data {
 		b, merr := json.Marshal(d)

@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sigReg, Bus: n.bus, Deliver: deliver,
-		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Logger: log})
+		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Logger: log})
 	if err != nil {
 		return nil, err
 	}
