@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -31,8 +32,14 @@ type Appender struct {
 	// node names the writer in room.created events the appender adds.
 	node string
 
-	mu    sync.Mutex
-	rooms map[string]*roomHead
+	// idle and now decide when a room's head is forgotten (see WithHeadIdle).
+	idle time.Duration
+	now  func() time.Time
+
+	mu sync.Mutex
+	// rooms holds the head of each room written recently; swept once per idle period.
+	rooms     map[string]*roomHead
+	lastSweep time.Time
 }
 
 type roomHead struct {
@@ -41,22 +48,79 @@ type roomHead struct {
 	// hash is the chain hash of the event at last (events.Hash), the next event's prevhash.
 	hash  string
 	known bool
+	// users (appends in progress) and used (when the last one ended) are guarded by
+	// Appender.mu: a head in use is never forgotten.
+	users int
+	used  time.Time
+}
+
+// DefaultHeadIdle is how long an appender remembers the head of a room it no longer writes.
+const DefaultHeadIdle = time.Minute
+
+// AppenderOption configures an Appender.
+type AppenderOption func(*Appender)
+
+// WithHeadIdle forgets a room's head once nothing was appended to the room for d (default
+// DefaultHeadIdle), so that the appender's memory follows the rooms in use, not every room it
+// ever wrote. The next append to a forgotten room reads its head from the stream again. d <= 0
+// keeps the default.
+func WithHeadIdle(d time.Duration) AppenderOption {
+	return func(a *Appender) {
+		if d > 0 {
+			a.idle = d
+		}
+	}
+}
+
+// WithClock sets the clock the idle sweep reads (time.Now by default; for tests).
+func WithClock(now func() time.Time) AppenderOption {
+	return func(a *Appender) {
+		if now != nil {
+			a.now = now
+		}
+	}
 }
 
 // NewAppender returns an appender writing through js on behalf of node.
-func NewAppender(js jetstream.JetStream, node string) *Appender {
-	return &Appender{js: js, node: node, rooms: make(map[string]*roomHead)}
+func NewAppender(js jetstream.JetStream, node string, opts ...AppenderOption) *Appender {
+	a := &Appender{js: js, node: node, rooms: make(map[string]*roomHead), idle: DefaultHeadIdle, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	a.lastSweep = a.now()
+	return a
 }
 
+// head returns the room's head, marked in use until release.
 func (a *Appender) head(room string) *roomHead {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
+	if now.Sub(a.lastSweep) >= a.idle {
+		a.lastSweep = now
+		maps.DeleteFunc(a.rooms, func(_ string, h *roomHead) bool { return h.users == 0 && now.Sub(h.used) >= a.idle })
+	}
 	h, ok := a.rooms[room]
 	if !ok {
 		h = &roomHead{}
 		a.rooms[room] = h
 	}
+	h.users++
 	return h
+}
+
+func (a *Appender) release(h *roomHead) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h.users--
+	h.used = a.now()
+}
+
+// Heads is the number of rooms whose head the appender remembers.
+func (a *Appender) Heads() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rooms)
 }
 
 // LastSeq reads the stream sequence of the room's newest event (0 for a room with none).
@@ -96,6 +160,7 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 		}
 	}
 	h := a.head(room)
+	defer a.release(h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var lastErr error
@@ -148,6 +213,7 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 		return expected, nil
 	}
 	h := a.head(evs[0].Room)
+	defer a.release(h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.known || h.last != expected {

@@ -280,6 +280,10 @@ func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 // dropped).
 func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
+// ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
+// viewer has gone).
+func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }
+
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 

@@ -1,0 +1,157 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
+)
+
+// TestChurnSoak runs room lifecycles through a real node, each one WHIP publisher (audio and
+// video) and churnViewers WHEP viewers that each receive both tracks, then all leave. It
+// measures the heap in use after a GC once the first 10 lifecycles are over and after the
+// last, and the goroutines, and fails when the heap grew by more than 10 % or goroutines or
+// fan-outs stayed behind. It is a soak, not a timed test: it runs only with
+// JETMEDIA_CHURN=<lifecycles> (JETMEDIA_CHURN_PARALLEL rooms at a time, default 4):
+//
+//	JETMEDIA_CHURN=1000 go test ./tests -run TestChurnSoak -v -timeout 60m
+func TestChurnSoak(t *testing.T) {
+	total, _ := strconv.Atoi(os.Getenv("JETMEDIA_CHURN"))
+	if total <= 0 {
+		t.Skip("set JETMEDIA_CHURN=<room lifecycles> (e.g. 1000) to run the churn soak")
+	}
+	parallel := 4
+	if p, err := strconv.Atoi(os.Getenv("JETMEDIA_CHURN_PARALLEL")); err == nil && p > 0 {
+		parallel = p
+	}
+	const warm = 10
+	require.Greater(t, total, warm)
+	cfg := nodeConfig(t, "churn")
+	cfg.Logger = slog.New(slog.DiscardHandler) // thousands of sessions: keep the output readable
+	node := startNode(t, cfg)
+	api := clientAPI(t)
+
+	run := func(from, to int) {
+		var wg sync.WaitGroup
+		errs := make(chan error, to-from)
+		next := make(chan int)
+		for range parallel {
+			wg.Go(func() {
+				for i := range next {
+					if err := churnRoom(node, api, t, i); err != nil {
+						errs <- fmt.Errorf("lifecycle %d: %w", i, err)
+					}
+				}
+			})
+		}
+		for i := from; i < to; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	settle := func() (heap uint64, goroutines int) {
+		// Sessions end asynchronously (DELETE answered, then the PeerConnection closes):
+		// wait until the node holds no fan-out and the goroutines stop falling.
+		require.Eventually(t, func() bool { return node.ForwardedTracks() == 0 }, 30*time.Second, 50*time.Millisecond, "fan-outs left")
+		prev := -1
+		for range 100 {
+			n := runtime.NumGoroutine()
+			if n == prev {
+				break
+			}
+			prev = n
+			time.Sleep(200 * time.Millisecond)
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse, runtime.NumGoroutine()
+	}
+
+	start := time.Now()
+	run(0, warm)
+	heapWarm, gWarm := settle()
+	t.Logf("after %d lifecycles: heap in use %.1f MiB, %d goroutines (%v)", warm, mib(heapWarm), gWarm, time.Since(start).Round(time.Second))
+	for done := warm; done < total; {
+		step := min(total-done, 100)
+		run(done, done+step)
+		done += step
+		if done%100 == 0 || done == total {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			t.Logf("%d lifecycles: heap in use %.1f MiB (before GC), %d goroutines, %v", done, mib(ms.HeapInuse), runtime.NumGoroutine(), time.Since(start).Round(time.Second))
+		}
+	}
+	heapEnd, gEnd := settle()
+	if path := os.Getenv("JETMEDIA_CHURN_HEAPPROFILE"); path != "" {
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		require.NoError(t, pprof.WriteHeapProfile(f))
+		require.NoError(t, f.Close())
+	}
+	ratio := float64(heapEnd) / float64(heapWarm)
+	t.Logf("after %d lifecycles: heap in use %.1f MiB, %d goroutines (%v); heap ratio to after %d: %.3f",
+		total, mib(heapEnd), gEnd, time.Since(start).Round(time.Second), warm, ratio)
+	require.LessOrEqual(t, ratio, 1.10, "heap in use grew by more than 10%%")
+	require.LessOrEqual(t, gEnd, gWarm+2, "goroutines did not come back to their idle count")
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// churnViewers is the number of WHEP viewers of each churned room.
+const churnViewers = 3
+
+// churnRoom is one room's life: a publisher, churnViewers viewers receiving audio and video,
+// then everyone leaves.
+func churnRoom(node *app.Node, api *webrtc.API, t *testing.T, i int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	room := fmt.Sprintf("churn-%d", i)
+	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	defer pub.Close(true)
+	viewers := make([]*rtcclient.Viewer, 0, churnViewers)
+	defer func() {
+		for _, v := range viewers {
+			_ = v.Close()
+		}
+	}()
+	for range churnViewers {
+		v, err := rtcclient.Play(ctx, api, node.HTTPURL(), room, asViewer(t, room))
+		if err != nil {
+			return fmt.Errorf("play: %w", err)
+		}
+		viewers = append(viewers, v)
+	}
+	for _, v := range viewers {
+		for v.Video.Load() < 5 || v.Audio.Load() < 5 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("viewer got %d video and %d audio packets: %w", v.Video.Load(), v.Audio.Load(), ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
