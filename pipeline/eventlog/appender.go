@@ -19,6 +19,25 @@ import (
 // waits up to 64 ms and all of them together about half a second.
 const appendAttempts = 12
 
+// ErrUnavailable means the log cannot take writes now (JetStream is out of storage or
+// disabled, its store failed a write); the error says why. Nothing was appended: retry later.
+var ErrUnavailable = errors.New("pipeline: the event log cannot take writes")
+
+// Gate tells the appender whether the log can take writes; natsnode.Server is one. With it
+// an append fails at once while the log cannot write, and one waiting for an ack is cancelled
+// when the log fails, instead of waiting out its context for an answer JetStream never sends.
+type Gate interface {
+	// WriteErr is nil while writes can succeed, else why not.
+	WriteErr() error
+	// WriteFailed is closed when WriteErr turns non-nil.
+	WriteFailed() <-chan struct{}
+}
+
+// WithGate makes the appender consult g (see Gate).
+func WithGate(g Gate) AppenderOption {
+	return func(a *Appender) { a.gate = g }
+}
+
 // ErrConflict means another writer appended to the room since the expected sequence.
 var ErrConflict = errors.New("pipeline: room log moved on (optimistic concurrency conflict)")
 
@@ -32,6 +51,7 @@ type Appender struct {
 	// node names the writer in room.created events the appender adds.
 	node string
 
+	gate Gate // nil: none
 	// idle and now decide when a room's head is forgotten (see WithHeadIdle).
 	idle time.Duration
 	now  func() time.Time
@@ -159,6 +179,11 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			return 0, fmt.Errorf("pipeline: append: events of rooms %s and %s in one call", room, e.Room)
 		}
 	}
+	ctx, done, err := a.gated(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	h := a.head(room)
 	defer a.release(h)
 	h.mu.Lock()
@@ -188,7 +213,9 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			return seq, nil
 		}
 		if !errors.Is(err, ErrConflict) {
-			return 0, err
+			// Whether the failed write was stored is unknown: read the head next time.
+			h.known = false
+			return 0, a.unavailable(err)
 		}
 		lastErr = err
 		h.known = false
@@ -212,6 +239,11 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	if len(evs) == 0 {
 		return expected, nil
 	}
+	ctx, done, err := a.gated(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	h := a.head(evs[0].Room)
 	defer a.release(h)
 	h.mu.Lock()
@@ -230,8 +262,53 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	seq, err := a.appendExpect(ctx, h, evs)
 	if err != nil {
 		h.known = false
+		if !errors.Is(err, ErrConflict) {
+			err = a.unavailable(err)
+		}
 	}
 	return seq, err
+}
+
+// gated refuses at once while the gate says the log cannot write, and otherwise returns ctx
+// cancelled if the log fails while the append runs (done releases it).
+func (a *Appender) gated(ctx context.Context) (context.Context, func(), error) {
+	if a.gate == nil {
+		return ctx, func() {}, nil
+	}
+	if err := a.gate.WriteErr(); err != nil {
+		return ctx, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	failed, stop := a.gate.WriteFailed(), make(chan struct{})
+	go func() {
+		select {
+		case <-failed:
+			cancel(ErrUnavailable)
+		case <-stop:
+		}
+	}()
+	return ctx, func() { close(stop); cancel(nil) }, nil
+}
+
+// unavailable marks err as ErrUnavailable when it says the log cannot write: JetStream's
+// answers for missing resources or a disabled JetStream, or the gate's verdict.
+func (a *Appender) unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if a.gate != nil {
+		if gerr := a.gate.WriteErr(); gerr != nil {
+			return fmt.Errorf("%w: %w (%v)", ErrUnavailable, gerr, err)
+		}
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.ErrorCode(nats.JSErrCodeInsufficientResourcesErr), jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
 }
 
 func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.Envelope) (uint64, error) {

@@ -1,5 +1,8 @@
 // Package natsnode runs the embedded nats-server a jetmedia node is built on, in every topology
-// (alone, routed cluster, leaf of a hub), and hands out in-process connections to it.
+// (alone, routed cluster, leaf of a hub), and hands out in-process connections to it. Its
+// storage guard (storage.go) notices when JetStream can no longer write (a full disk), so that
+// appends fail at once, and restarts JetStream once space returns.
 //
-// It may import events and nats-server/nats.go; nothing else of jetmedia.
+// It may import events, nats-server/nats.go and golang.org/x/sys (statfs); nothing else of
+// jetmedia.
 package natsnode

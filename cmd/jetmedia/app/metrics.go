@@ -249,6 +249,9 @@ func (n *Node) ready(ctx context.Context) error {
 	if n.whipReg == nil || n.whipReg.Closing() {
 		return fmt.Errorf("%w: shutting down", errNotReady)
 	}
+	if err := n.srv.WriteErr(); err != nil {
+		return fmt.Errorf("%w: the event log cannot take writes: %v", errNotReady, err)
+	}
 	if _, err := n.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("%w: JetStream does not answer: %v", errNotReady, err)
 	}
