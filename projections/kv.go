@@ -256,7 +256,10 @@ func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
 		if _, ok := entries[key]; ok {
 			continue
 		}
-		if err := k.kv.Delete(ctx, key); err != nil {
+		// Purged with an expiring marker, not deleted: a delete marker per ended peer,
+		// track and subscription would stay in the bucket (and in JetStream's memory) for
+		// ever.
+		if err := k.kv.Purge(ctx, key, jetstream.PurgeTTL(eventlog.RoomsMarkerTTL)); err != nil {
 			delete(k.rooms, e.Room)
 			return fmt.Errorf("projections: delete %s: %w", key, err)
 		}

@@ -9,14 +9,17 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
@@ -25,7 +28,8 @@ import (
 // measures the heap in use after a GC once the first 10 lifecycles are over and after the
 // last, and the goroutines, and fails when the heap grew by more than 10 % or goroutines or
 // fan-outs stayed behind. It is a soak, not a timed test: it runs only with
-// JETMEDIA_CHURN=<lifecycles> (JETMEDIA_CHURN_PARALLEL rooms at a time, default 4):
+// JETMEDIA_CHURN=<lifecycles> (JETMEDIA_CHURN_PARALLEL rooms at a time, default 4). Each
+// measurement waits for the rooms bucket's markers of ended keys to expire (about a minute):
 //
 //	JETMEDIA_CHURN=1000 go test ./tests -run TestChurnSoak -v -timeout 60m
 func TestChurnSoak(t *testing.T) {
@@ -37,6 +41,10 @@ func TestChurnSoak(t *testing.T) {
 	if p, err := strconv.Atoi(os.Getenv("JETMEDIA_CHURN_PARALLEL")); err == nil && p > 0 {
 		parallel = p
 	}
+	// JETMEDIA_CHURN_ROOMS=n reuses n room names in turn instead of a new room per lifecycle:
+	// the log's and the rooms bucket's per-subject index then stops growing, which tells
+	// what the node keeps per session from what JetStream keeps per room ever written.
+	rooms, _ := strconv.Atoi(os.Getenv("JETMEDIA_CHURN_ROOMS"))
 	const warm = 10
 	require.Greater(t, total, warm)
 	cfg := nodeConfig(t, "churn")
@@ -51,7 +59,11 @@ func TestChurnSoak(t *testing.T) {
 		for range parallel {
 			wg.Go(func() {
 				for i := range next {
-					if err := churnRoom(node, api, t, i); err != nil {
+					name := fmt.Sprintf("churn-%d", i)
+					if rooms > 0 {
+						name = fmt.Sprintf("churn-ring-%d", i%rooms)
+					}
+					if err := churnRoom(node, api, t, name); err != nil {
 						errs <- fmt.Errorf("lifecycle %d: %w", i, err)
 					}
 				}
@@ -67,7 +79,7 @@ func TestChurnSoak(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	settle := func() (heap uint64, goroutines int) {
+	settle := func() (heap, live uint64, goroutines int) {
 		// Sessions end asynchronously (DELETE answered, then the PeerConnection closes):
 		// wait until the node holds no fan-out and the goroutines stop falling.
 		require.Eventually(t, func() bool { return node.ForwardedTracks() == 0 }, 30*time.Second, 50*time.Millisecond, "fan-outs left")
@@ -80,37 +92,63 @@ func TestChurnSoak(t *testing.T) {
 			prev = n
 			time.Sleep(200 * time.Millisecond)
 		}
+		// The rooms bucket drops the markers of ended peers', tracks' and subscriptions' keys
+		// after eventlog.RoomsMarkerTTL: wait until only the room records are left.
+		roomsKV, err := node.JetStream().Stream(context.Background(), "KV_"+eventlog.BucketRooms)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			info, err := roomsKV.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+			if err != nil {
+				return false
+			}
+			for subj := range info.State.Subjects {
+				if !strings.HasSuffix(subj, ".room") {
+					return false
+				}
+			}
+			return true
+		}, eventlog.RoomsMarkerTTL+30*time.Second, time.Second, "ended keys' markers still in the rooms bucket")
+		// JetStream's file store keeps the write cache of a stream's last block for 10 s
+		// after its last write (defaultCacheBufferExpiration), then hands the buffer back to
+		// a sync.Pool, which a GC keeps for one more cycle: measure the idle node after that.
+		time.Sleep(11 * time.Second)
+		runtime.GC()
 		runtime.GC()
 		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse, runtime.NumGoroutine()
+		return ms.HeapInuse, ms.HeapAlloc, runtime.NumGoroutine()
 	}
 
 	start := time.Now()
 	run(0, warm)
-	heapWarm, gWarm := settle()
-	t.Logf("after %d lifecycles: heap in use %.1f MiB, %d goroutines (%v)", warm, mib(heapWarm), gWarm, time.Since(start).Round(time.Second))
+	heapWarm, liveWarm, gWarm := settle()
+	t.Logf("after %d lifecycles: heap in use %.1f MiB (live objects %.1f MiB), %d goroutines (%v)", warm, mib(heapWarm), mib(liveWarm), gWarm, time.Since(start).Round(time.Second))
 	for done := warm; done < total; {
 		step := min(total-done, 100)
 		run(done, done+step)
 		done += step
-		if done%100 == 0 || done == total {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			t.Logf("%d lifecycles: heap in use %.1f MiB (before GC), %d goroutines, %v", done, mib(ms.HeapInuse), runtime.NumGoroutine(), time.Since(start).Round(time.Second))
-		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		t.Logf("%d lifecycles: heap in use %.1f MiB (before GC), %d goroutines, %v", done, mib(ms.HeapInuse), runtime.NumGoroutine(), time.Since(start).Round(time.Second))
 	}
-	heapEnd, gEnd := settle()
+	heapEnd, liveEnd, gEnd := settle()
 	if path := os.Getenv("JETMEDIA_CHURN_HEAPPROFILE"); path != "" {
 		f, err := os.Create(path)
 		require.NoError(t, err)
 		require.NoError(t, pprof.WriteHeapProfile(f))
 		require.NoError(t, f.Close())
 	}
+	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms} {
+		st, err := node.JetStream().Stream(context.Background(), name)
+		require.NoError(t, err)
+		info, err := st.Info(context.Background())
+		require.NoError(t, err)
+		t.Logf("stream %s: %d messages, %d subjects", name, info.State.Msgs, info.State.NumSubjects)
+	}
 	ratio := float64(heapEnd) / float64(heapWarm)
-	t.Logf("after %d lifecycles: heap in use %.1f MiB, %d goroutines (%v); heap ratio to after %d: %.3f",
-		total, mib(heapEnd), gEnd, time.Since(start).Round(time.Second), warm, ratio)
+	t.Logf("after %d lifecycles: heap in use %.1f MiB (live objects %.1f MiB), %d goroutines (%v); heap in use ratio to after %d: %.3f (live objects %.3f)",
+		total, mib(heapEnd), mib(liveEnd), gEnd, time.Since(start).Round(time.Second), warm, ratio, float64(liveEnd)/float64(liveWarm))
 	require.LessOrEqual(t, ratio, 1.10, "heap in use grew by more than 10%%")
 	require.LessOrEqual(t, gEnd, gWarm+2, "goroutines did not come back to their idle count")
 }
@@ -122,10 +160,9 @@ const churnViewers = 3
 
 // churnRoom is one room's life: a publisher, churnViewers viewers receiving audio and video,
 // then everyone leaves.
-func churnRoom(node *app.Node, api *webrtc.API, t *testing.T, i int) error {
+func churnRoom(node *app.Node, api *webrtc.API, t *testing.T, room string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	room := fmt.Sprintf("churn-%d", i)
 	pub, err := rtcclient.Publish(ctx, api, node.HTTPURL(), room, asPublisher(t, room))
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 func TestAppendCreatesRoom(t *testing.T) {
@@ -296,4 +298,35 @@ func TestAppenderForgetsIdleHeads(t *testing.T) {
 	require.Equal(t, got[len(got)-1].Seq, seq)
 	requireIntact(t, n.js, "room7", 4)
 	requireIntact(t, n.js, "room0", 4)
+}
+
+// A rooms bucket declared before removed keys' markers expired (no LimitMarkerTTL) is
+// updated in place by Declare on the next start.
+func TestDeclareUpgradesRoomsBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "upgrade", JetStream: true, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("old")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	old := eventlog.RoomsBucketConfig(eventlog.BucketRooms, eventlog.StorageConfig{})
+	old.LimitMarkerTTL = 0
+	kv, err := js.CreateKeyValue(ctx, old)
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "r.peer.p", []byte("{}"))
+	require.NoError(t, err)
+
+	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
+	kv, err = js.KeyValue(ctx, eventlog.BucketRooms)
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, eventlog.RoomsMarkerTTL, st.LimitMarkerTTL())
+	require.NoError(t, kv.Purge(ctx, "r.peer.p", jetstream.PurgeTTL(eventlog.RoomsMarkerTTL)))
+	_, err = kv.Get(ctx, "r.peer.p")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
 }
