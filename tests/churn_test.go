@@ -29,7 +29,8 @@ import (
 // last, and the goroutines, and fails when the heap grew by more than 10 % or goroutines or
 // fan-outs stayed behind. It is a soak, not a timed test: it runs only with
 // JETMEDIA_CHURN=<lifecycles> (JETMEDIA_CHURN_PARALLEL rooms at a time, default 4). Each
-// measurement waits for the rooms bucket's markers of ended keys to expire (about a minute):
+// measurement waits for what JetStream keeps for a while by design to go (the rooms bucket's
+// markers of ended keys, a minute; the log's dedupe window of event ids, two minutes):
 //
 //	JETMEDIA_CHURN=1000 go test ./tests -run TestChurnSoak -v -timeout 60m
 func TestChurnSoak(t *testing.T) {
@@ -80,6 +81,7 @@ func TestChurnSoak(t *testing.T) {
 		}
 	}
 	settle := func() (heap, live uint64, goroutines int) {
+		idleSince := time.Now()
 		// Sessions end asynchronously (DELETE answered, then the PeerConnection closes):
 		// wait until the node holds no fan-out and the goroutines stop falling.
 		require.Eventually(t, func() bool { return node.ForwardedTracks() == 0 }, 30*time.Second, 50*time.Millisecond, "fan-outs left")
@@ -108,10 +110,15 @@ func TestChurnSoak(t *testing.T) {
 			}
 			return true
 		}, eventlog.RoomsMarkerTTL+30*time.Second, time.Second, "ended keys' markers still in the rooms bucket")
+		// The EVENTS stream remembers every event id for its dedupe window (2 min) and
 		// JetStream's file store keeps the write cache of a stream's last block for 10 s
-		// after its last write (defaultCacheBufferExpiration), then hands the buffer back to
-		// a sync.Pool, which a GC keeps for one more cycle: measure the idle node after that.
-		time.Sleep(11 * time.Second)
+		// after its last write (defaultCacheBufferExpiration), handing the buffer back to a
+		// sync.Pool that a GC keeps for one more cycle: measure the idle node after both.
+		evs, err := node.JetStream().Stream(context.Background(), eventlog.StreamEvents)
+		require.NoError(t, err)
+		info, err := evs.Info(context.Background())
+		require.NoError(t, err)
+		time.Sleep(time.Until(idleSince.Add(info.Config.Duplicates + 11*time.Second)))
 		runtime.GC()
 		runtime.GC()
 		debug.FreeOSMemory()
