@@ -256,7 +256,10 @@ func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
 		if _, ok := entries[key]; ok {
 			continue
 		}
-		if err := k.kv.Delete(ctx, key); err != nil {
+		// Purged with an expiring marker, not deleted: a delete marker per ended peer,
+		// track and subscription would stay in the bucket (and in JetStream's memory) for
+		// ever.
+		if err := k.kv.Purge(ctx, key, jetstream.PurgeTTL(eventlog.RoomsMarkerTTL)); err != nil {
 			delete(k.rooms, e.Room)
 			return fmt.Errorf("projections: delete %s: %w", key, err)
 		}
@@ -265,8 +268,23 @@ func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
 		delete(k.rooms, e.Room)
 		return fmt.Errorf("projections: put %s: %w", roomKey, err)
 	}
+	if len(next.Peers)+len(next.Tracks)+len(next.Subs) == 0 {
+		// Everyone left: the runner keeps nothing of the room (its record, in the bucket,
+		// is read again by the room's next event), or the cache would hold every room the
+		// node ever projected.
+		delete(k.rooms, e.Room)
+		return nil
+	}
 	k.rooms[e.Room] = cached{room: next, entries: entries}
 	return nil
+}
+
+// Cached is the number of rooms whose state the runner keeps in memory (rooms with someone
+// in them).
+func (k *KVRunner) Cached() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.rooms)
 }
 
 // current returns the room as the bucket holds it. The cache is trusted only while the room
