@@ -269,3 +269,40 @@ func BenchmarkFold(b *testing.B) {
 		}
 	}
 }
+
+// The runner keeps a room's state in memory only while someone is in it: a room whose peers
+// all left is dropped from the cache, and its next event reads the record from the bucket.
+func TestKVRunnerForgetsEmptyRooms(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	k := projections.NewKVRunner(e.kv, nil)
+	seq := uint64(0)
+	next := func(room string, p events.Payload) events.Envelope {
+		seq++
+		x, err := events.New(events.Meta{Room: room, Actor: "a", Node: "n1", Time: time.Unix(int64(seq), 0).UTC()}, p)
+		require.NoError(t, err)
+		x.Seq = seq
+		return x
+	}
+	for i := range 20 {
+		room := "room" + strconv.Itoa(i)
+		require.NoError(t, k.Apply(ctx, next(room, events.RoomCreated{Node: "n1"})))
+		require.NoError(t, k.Apply(ctx, next(room, events.PeerJoined{Peer: "p", Transport: "whip", Role: "publisher", Node: "n1"})))
+		require.NoError(t, k.Apply(ctx, next(room, events.TrackPublished{Peer: "p", Track: "t", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}})))
+	}
+	require.Equal(t, 20, k.Cached())
+	for i := range 20 {
+		room := "room" + strconv.Itoa(i)
+		require.NoError(t, k.Apply(ctx, next(room, events.TrackUnpublished{Peer: "p", Track: "t"})))
+		require.NoError(t, k.Apply(ctx, next(room, events.NewPeerLeft("p", "closed"))))
+	}
+	require.Zero(t, k.Cached(), "rooms everyone left")
+
+	// A room comes back to life from its record in the bucket.
+	require.NoError(t, k.Apply(ctx, next("room3", events.PeerJoined{Peer: "q", Transport: "whep", Role: "viewer", Node: "n1"})))
+	r, err := projections.LoadRoom(ctx, e.kv, "room3")
+	require.NoError(t, err)
+	require.Equal(t, seq, r.LastSeq)
+	require.Len(t, r.Peers, 1)
+	require.Equal(t, 1, k.Cached())
+}

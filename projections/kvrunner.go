@@ -143,6 +143,13 @@ func (k *KVRunner) Apply(ctx context.Context, e events.Envelope) error {
 	return k.flush(ctx)
 }
 
+// Cached is the number of rooms whose state the runner keeps in memory.
+func (k *KVRunner) Cached() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.rooms)
+}
+
 // fold folds e into its room's state in memory, or queues it until the room is loaded (at the
 // batch's end, all the batch's new rooms at once).
 func (k *KVRunner) fold(e events.Envelope) {
@@ -270,6 +277,11 @@ func (k *KVRunner) flush(ctx context.Context) error {
 			case err == nil:
 				delete(k.dirty, room)
 				k.rooms[room].pending = nil
+				if r := k.rooms[room].room; len(r.Peers)+len(r.Tracks)+len(r.Subs) == 0 {
+					// Everyone left: keep nothing of the room (its next event reads the
+					// record again), or the cache would hold every room ever projected.
+					delete(k.rooms, room)
+				}
 			case isConflict(err):
 				conflicts = append(conflicts, room)
 			default:
@@ -475,7 +487,9 @@ func (k *KVRunner) do(ctx context.Context, op *kvOp) (uint64, error) {
 	var err error
 	switch {
 	case op.value == nil:
-		err = k.kv.Delete(ctx, op.key, jetstream.LastRevision(rev))
+		// Purged with an expiring marker, not deleted: a delete marker per ended peer, track
+		// and subscription would stay in the bucket (and in JetStream's memory) for ever.
+		err = k.kv.Purge(ctx, op.key, jetstream.LastRevision(rev), jetstream.PurgeTTL(eventlog.RoomsMarkerTTL))
 		rev = 0
 	case known:
 		rev, err = k.kv.Update(ctx, op.key, op.value, rev)

@@ -88,8 +88,13 @@ type Core struct {
 	// muted: per published track, as last recorded.
 	muted map[string]bool
 
-	// metadata is this peer's, as last recorded.
-	metadata string
+	// metadata is this peer's, as last recorded; metadataUnsure: an update of it could not be
+	// recorded, so the next update is recorded whatever it says.
+	metadata       string
+	metadataUnsure bool
+	// limits: the client's message buckets (see Limits).
+	limits                       Limits
+	evBucket, dataBucket, excess bucket
 	// Resume: the token a client presents to re-attach, how long a session without a socket
 	// lives, and since when it has had none.
 	resumeToken string
@@ -105,7 +110,13 @@ func NewCore(t rtc.Timeouts, room, peer, node string, claims auth.Claims, autoSu
 		muted: map[string]bool{}}
 	c.Lifecycle = rtc.NewLifecycle(t, rtc.Peer{ID: peer, Node: node, Transport: Transport, Role: c.role(),
 		Identity: claims.Identity, Name: claims.Name}, c.ending)
+	c.setLimits(Limits{})
 	return c
+}
+
+func (c *Core) setLimits(l Limits) {
+	c.limits = l.WithDefaults()
+	c.evBucket, c.dataBucket, c.excess = newBucket(c.limits.Events), newBucket(c.limits.Data), newBucket(c.limits.Excess)
 }
 
 // JoinOptions are what a join sets besides the token.
@@ -119,11 +130,14 @@ type JoinOptions struct {
 	// Grace is how long the session outlives its WebSocket waiting for a resume; 0: it ends
 	// with the socket.
 	Grace time.Duration
+	// Limits bound the client's messages (zero fields: DefaultLimits).
+	Limits Limits
 }
 
 // SetJoinOptions sets the join's options; call it before Joined.
 func (c *Core) SetJoinOptions(o JoinOptions) {
 	c.metadata, c.resumeToken, c.grace = o.Metadata, o.ResumeToken, o.Grace
+	c.setLimits(o.Limits)
 	if c.resumeToken == "" {
 		c.grace = 0
 	}
@@ -313,6 +327,11 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 	if c.closed {
 		return out
 	}
+	if m.Type != TypeLeave {
+		if refused, ok := c.admit(now, m.Type); !ok {
+			return refused
+		}
+	}
 	switch m.Type {
 	case TypePublish:
 		if !c.claims.Has(auth.Publish) {
@@ -385,10 +404,12 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		}
 	case TypeUpdate:
 		switch {
+		case !c.mayUpdate():
+			out.Send = append(out.Send, errMsg(CodeForbidden, "update: token lacks the %q grant (or %q): it may not change its metadata", auth.Metadata, auth.Publish))
 		case len(m.Metadata) > MaxMetadata:
 			out.Send = append(out.Send, errMsg(CodeBadRequest, "update: metadata has %d bytes, at most %d", len(m.Metadata), MaxMetadata))
-		case m.Metadata != c.metadata:
-			c.metadata = m.Metadata
+		case m.Metadata != c.metadata || c.metadataUnsure:
+			c.metadata, c.metadataUnsure = m.Metadata, false
 			out.Events = append(out.Events, events.PeerUpdated{Peer: c.peer, Metadata: m.Metadata})
 		}
 	case TypeLeave:
@@ -398,6 +419,50 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 	default:
 		out.Send = append(out.Send, errMsg(CodeBadRequest, "unknown message type %q", m.Type))
 	}
+	return out
+}
+
+// mayUpdate: changing one's metadata after the join needs the metadata grant; a publisher's
+// token carries it implicitly (a publisher already writes to the room's log at will), a
+// subscribe-only token does not.
+func (c *Core) mayUpdate() bool { return c.claims.Has(auth.Metadata) || c.claims.Has(auth.Publish) }
+
+// admit takes a token of the message's class. Refused, the client gets a rate_limited error;
+// refused while its excess bucket is empty too, the session closes (reason kicked).
+func (c *Core) admit(now time.Time, typ string) (Output, bool) {
+	b, r := &c.evBucket, c.limits.Events
+	if typ == TypeData {
+		b, r = &c.dataBucket, c.limits.Data
+	}
+	if b.take(now) {
+		return Output{}, true
+	}
+	if c.excess.take(now) {
+		return Output{Send: []ServerMessage{errMsg(CodeRateLimited, "%s refused: more than %g such messages a second (burst %d); slow down or the session is closed", typ, r.PerSecond, r.Burst)}}, false
+	}
+	out := c.close(now, rtc.ReasonKicked)
+	out.Send = append([]ServerMessage{errMsg(CodeRateLimited, "%s refused: the client kept exceeding %g messages a second (burst %d): session closed", typ, r.PerSecond, r.Burst)}, out.Send...)
+	return out, false
+}
+
+// Unrecorded: the events of the last output could not be appended to the log (err says why).
+// The client is told, and the core forgets what it assumed recorded, so that a retry records
+// again instead of being taken for a change to nothing.
+func (c *Core) Unrecorded(_ time.Time, evs []events.Payload, err error) Output {
+	var out Output
+	var what []string
+	for _, e := range evs {
+		switch p := e.(type) {
+		case events.PeerUpdated:
+			c.metadataUnsure = true
+		case events.TrackUpdated:
+			if _, ok := c.muted[p.Track]; ok {
+				c.muted[p.Track] = !p.Muted
+			}
+		}
+		what = append(what, e.EventType())
+	}
+	out.Send = append(out.Send, errMsg(CodeUnavailable, "not recorded (%s): the event log is unavailable: %v; retry later", strings.Join(what, ", "), err))
 	return out
 }
 

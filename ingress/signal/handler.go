@@ -65,7 +65,9 @@ type Config struct {
 	// Timeouts of the sessions' lifecycle (connect timeout once media is negotiated,
 	// disconnect grace, keyframe-request throttle).
 	Timeouts rtc.Timeouts
-	Logger   *slog.Logger
+	// Limits bound each peer's client messages (zero fields: DefaultLimits).
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Handler serves the signalling WebSocket.
@@ -91,6 +93,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.ResumeGrace < 0 {
 		return nil, fmt.Errorf("signal: negative resume grace %v", cfg.ResumeGrace)
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -317,13 +322,13 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
 		in: make(chan input, 64), done: make(chan struct{})}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
-	opts := JoinOptions{Metadata: join.Metadata}
+	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
 	if h.cfg.ResumeGrace > 0 {
 		opts.ResumeToken, opts.Grace = newResumeToken(id), h.cfg.ResumeGrace
 	}
 	c.core.SetJoinOptions(opts)
 	c.s, err = reg.NewSession(rtc.SessionConfig{ID: id, Room: room, Transport: Transport, Identity: claims.Identity,
-		PC: pc, Core: c.core, OnPLI: c.sendPLI})
+		PC: pc, Core: c.core, OnPLI: c.sendPLI, OnUnrecorded: c.unrecorded})
 	if err != nil {
 		_ = pc.Close()
 		sk.fail(CodeInternal, "%v", err)
@@ -670,6 +675,17 @@ func (c *conn) input(in func() Output, wait bool) (Output, error) {
 	}
 	c.s.Step(f)
 	return out, nil
+}
+
+// unrecorded runs on the session's goroutine when the log refused events of an input nobody
+// waited for: never silently, the client learns its change was not recorded.
+func (c *conn) unrecorded(_ *rtc.Session, evs []events.Payload, err error) {
+	now := c.h.cfg.Sessions.Now()
+	c.s.Step(func(rtc.Core) rtc.Output {
+		o := c.core.Unrecorded(now, evs, err)
+		c.send(o.Send...)
+		return o.Output
+	})
 }
 
 // apply carries out what the core asked of the shell beyond the session's outbox: data

@@ -48,6 +48,12 @@ const (
 	// CodeResumeExpired answers a resume whose session has ended (the grace period passed,
 	// or it left): the client must join again as a new peer.
 	CodeResumeExpired = "resume_expired"
+	// CodeRateLimited refuses a message over the peer's rate limit (see Limits); a client
+	// that keeps exceeding it is disconnected.
+	CodeRateLimited = "rate_limited"
+	// CodeUnavailable: the node could not record what the message changed (the event log
+	// refuses writes, e.g. its disk is full); nothing changed, retry later.
+	CodeUnavailable = "unavailable"
 )
 
 // Limits of client input.

@@ -29,12 +29,15 @@ const (
 	Subscribe Grant = "subscribe"
 	// Data: send data messages in the room.
 	Data Grant = "data"
+	// Metadata: change one's own metadata after the join (the rooms SDK's update). Tokens with
+	// Publish may too; a subscribe-only token needs it.
+	Metadata Grant = "metadata"
 	// Admin: read the room's state over the HTTP API and end or change any session of the room.
 	Admin Grant = "admin"
 )
 
 // Grants lists every grant, in the order tools print them.
-var Grants = []Grant{Publish, Subscribe, Data, Admin}
+var Grants = []Grant{Publish, Subscribe, Data, Metadata, Admin}
 
 // ParseGrants reads a comma-separated grant list ("publish,subscribe").
 func ParseGrants(s string) ([]Grant, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -14,10 +15,31 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 )
 
+// appendAttempts bounds Append's retries on conflicts; with the doubling back-off the last
+// waits up to 64 ms and all of them together about half a second.
+const appendAttempts = 12
+
+// ErrUnavailable means the log cannot take writes now (JetStream is out of storage or
+// disabled, its store failed a write); the error says why. Nothing was appended: retry later.
+var ErrUnavailable = errors.New("pipeline: the event log cannot take writes")
+
+// Gate tells the appender whether the log can take writes; natsnode.Server is one. With it
+// an append fails at once while the log cannot write, and one waiting for an ack is cancelled
+// when the log fails, instead of waiting out its context for an answer JetStream never sends.
+type Gate interface {
+	// WriteErr is nil while writes can succeed, else why not.
+	WriteErr() error
+	// WriteFailed is closed when WriteErr turns non-nil.
+	WriteFailed() <-chan struct{}
+}
+
+// WithGate makes the appender consult g (see Gate).
+func WithGate(g Gate) AppenderOption {
+	return func(a *Appender) { a.gate = g }
+}
+
 // ErrConflict means another writer appended to the room since the expected sequence.
 var ErrConflict = errors.New("pipeline: room log moved on (optimistic concurrency conflict)")
-
-const errCodeWrongLastSequence = 10071
 
 // Appender writes events to the EVENTS stream. Every event is published with its id as
 // Nats-Msg-Id (a retried append is stored once) and with the room's expected last sequence
@@ -29,8 +51,15 @@ type Appender struct {
 	// node names the writer in room.created events the appender adds.
 	node string
 
-	mu    sync.Mutex
-	rooms map[string]*roomHead
+	gate Gate // nil: none
+	// idle and now decide when a room's head is forgotten (see WithHeadIdle).
+	idle time.Duration
+	now  func() time.Time
+
+	mu sync.Mutex
+	// rooms holds the head of each room written recently; swept once per idle period.
+	rooms     map[string]*roomHead
+	lastSweep time.Time
 }
 
 type roomHead struct {
@@ -39,22 +68,79 @@ type roomHead struct {
 	// hash is the chain hash of the event at last (events.Hash), the next event's prevhash.
 	hash  string
 	known bool
+	// users (appends in progress) and used (when the last one ended) are guarded by
+	// Appender.mu: a head in use is never forgotten.
+	users int
+	used  time.Time
+}
+
+// DefaultHeadIdle is how long an appender remembers the head of a room it no longer writes.
+const DefaultHeadIdle = time.Minute
+
+// AppenderOption configures an Appender.
+type AppenderOption func(*Appender)
+
+// WithHeadIdle forgets a room's head once nothing was appended to the room for d (default
+// DefaultHeadIdle), so that the appender's memory follows the rooms in use, not every room it
+// ever wrote. The next append to a forgotten room reads its head from the stream again. d <= 0
+// keeps the default.
+func WithHeadIdle(d time.Duration) AppenderOption {
+	return func(a *Appender) {
+		if d > 0 {
+			a.idle = d
+		}
+	}
+}
+
+// WithClock sets the clock the idle sweep reads (time.Now by default; for tests).
+func WithClock(now func() time.Time) AppenderOption {
+	return func(a *Appender) {
+		if now != nil {
+			a.now = now
+		}
+	}
 }
 
 // NewAppender returns an appender writing through js on behalf of node.
-func NewAppender(js jetstream.JetStream, node string) *Appender {
-	return &Appender{js: js, node: node, rooms: make(map[string]*roomHead)}
+func NewAppender(js jetstream.JetStream, node string, opts ...AppenderOption) *Appender {
+	a := &Appender{js: js, node: node, rooms: make(map[string]*roomHead), idle: DefaultHeadIdle, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	a.lastSweep = a.now()
+	return a
 }
 
+// head returns the room's head, marked in use until release.
 func (a *Appender) head(room string) *roomHead {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
+	if now.Sub(a.lastSweep) >= a.idle {
+		a.lastSweep = now
+		maps.DeleteFunc(a.rooms, func(_ string, h *roomHead) bool { return h.users == 0 && now.Sub(h.used) >= a.idle })
+	}
 	h, ok := a.rooms[room]
 	if !ok {
 		h = &roomHead{}
 		a.rooms[room] = h
 	}
+	h.users++
 	return h
+}
+
+func (a *Appender) release(h *roomHead) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h.users--
+	h.used = a.now()
+}
+
+// Heads is the number of rooms whose head the appender remembers.
+func (a *Appender) Heads() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rooms)
 }
 
 // LastSeq reads the stream sequence of the room's newest event (0 for a room with none).
@@ -93,11 +179,17 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			return 0, fmt.Errorf("pipeline: append: events of rooms %s and %s in one call", room, e.Room)
 		}
 	}
+	ctx, done, err := a.gated(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	h := a.head(room)
+	defer a.release(h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var lastErr error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := range appendAttempts {
 		if !h.known {
 			seq, hash, err := a.readHead(ctx, room)
 			if err != nil {
@@ -121,17 +213,21 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			return seq, nil
 		}
 		if !errors.Is(err, ErrConflict) {
-			return 0, err
+			// Whether the failed write was stored is unknown: read the head next time.
+			h.known = false
+			return 0, a.unavailable(err)
 		}
 		lastErr = err
 		h.known = false
 		// Events of batch that were stored before the conflict are deduplicated by id on retry.
 		// A writer that must re-read the head loses every race against one that already knows
-		// it, so back off a random while before retrying, or a busy peer starves it.
+		// it, so back off a random while before retrying, or a busy peer starves it. The
+		// window doubles: a replicated stream refuses every write of a room while another is
+		// in flight (a raft round trip), so writers there collide far more often than on R1.
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("pipeline: append to room %s: %w", room, ctx.Err())
-		case <-time.After(rand.N(time.Duration(attempt+1) * time.Millisecond)):
+		case <-time.After(rand.N(time.Millisecond << min(attempt, 6))):
 		}
 	}
 	return 0, lastErr
@@ -143,7 +239,13 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	if len(evs) == 0 {
 		return expected, nil
 	}
+	ctx, done, err := a.gated(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	h := a.head(evs[0].Room)
+	defer a.release(h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.known || h.last != expected {
@@ -160,8 +262,53 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	seq, err := a.appendExpect(ctx, h, evs)
 	if err != nil {
 		h.known = false
+		if !errors.Is(err, ErrConflict) {
+			err = a.unavailable(err)
+		}
 	}
 	return seq, err
+}
+
+// gated refuses at once while the gate says the log cannot write, and otherwise returns ctx
+// cancelled if the log fails while the append runs (done releases it).
+func (a *Appender) gated(ctx context.Context) (context.Context, func(), error) {
+	if a.gate == nil {
+		return ctx, func() {}, nil
+	}
+	if err := a.gate.WriteErr(); err != nil {
+		return ctx, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	failed, stop := a.gate.WriteFailed(), make(chan struct{})
+	go func() {
+		select {
+		case <-failed:
+			cancel(ErrUnavailable)
+		case <-stop:
+		}
+	}()
+	return ctx, func() { close(stop); cancel(nil) }, nil
+}
+
+// unavailable marks err as ErrUnavailable when it says the log cannot write: JetStream's
+// answers for missing resources or a disabled JetStream, or the gate's verdict.
+func (a *Appender) unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if a.gate != nil {
+		if gerr := a.gate.WriteErr(); gerr != nil {
+			return fmt.Errorf("%w: %w (%v)", ErrUnavailable, gerr, err)
+		}
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.ErrorCode(nats.JSErrCodeInsufficientResourcesErr), jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
 }
 
 func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.Envelope) (uint64, error) {
@@ -177,8 +324,7 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 			jetstream.WithExpectStream(StreamEvents),
 			jetstream.WithExpectLastSequenceForSubject(h.last, RoomEventsFilter(e.Room)))
 		if err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			if apiErr, ok := wrongLastSequence(err); ok {
 				return 0, fmt.Errorf("%w: room %s: %s", ErrConflict, e.Room, apiErr.Description)
 			}
 			return 0, fmt.Errorf("pipeline: append %s to room %s: %w", e.Type, e.Room, err)
@@ -196,4 +342,19 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 		h.last, h.hash = ack.Sequence, events.Hash(data)
 	}
 	return h.last, nil
+}
+
+// wrongLastSequence reports whether err is JetStream's answer to a stale expected sequence. A
+// stream of one replica answers JSErrCodeStreamWrongLastSequence (10071); a replicated stream
+// (R > 1) answers JSErrCodeStreamWrongLastSequenceConstant (10164) for the same case.
+func wrongLastSequence(err error) (*jetstream.APIError, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return nil, false
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+		return apiErr, true
+	}
+	return nil, false
 }

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 func TestAppendCreatesRoom(t *testing.T) {
@@ -256,4 +259,74 @@ func BenchmarkAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The appender forgets the heads of rooms it has not written for the idle period, and reads a
+// forgotten room's head again on its next append: memory follows the rooms in use, and the
+// chain stays intact although another writer moved the room on meanwhile.
+func TestAppenderForgetsIdleHeads(t *testing.T) {
+	n := start(t)
+	ctx := t.Context()
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	a := eventlog.NewAppender(n.js, "n1", eventlog.WithHeadIdle(time.Minute), eventlog.WithClock(clock))
+	for i := range 50 {
+		_, err := a.Append(ctx, joined(t, fmt.Sprintf("room%d", i), "p"))
+		require.NoError(t, err)
+	}
+	require.Equal(t, 50, a.Heads())
+
+	advance(30 * time.Second)
+	_, err := a.Append(ctx, joined(t, "room0", "q"))
+	require.NoError(t, err)
+	require.Equal(t, 50, a.Heads(), "not idle long enough")
+
+	// Another node writes to room7 while a remembers nothing of it.
+	advance(40 * time.Second)
+	_, err = eventlog.NewAppender(n.js, "n2").Append(ctx, joined(t, "room7", "other"))
+	require.NoError(t, err)
+	_, err = a.Append(ctx, joined(t, "room0", "r"))
+	require.NoError(t, err)
+	require.Equal(t, 1, a.Heads(), "only room0 was written within the minute")
+
+	seq, err := a.Append(ctx, joined(t, "room7", "back"))
+	require.NoError(t, err)
+	require.Equal(t, 2, a.Heads())
+	got := readRoom(t, n.js, "room7")
+	require.Equal(t, got[len(got)-1].Seq, seq)
+	requireIntact(t, n.js, "room7", 4)
+	requireIntact(t, n.js, "room0", 4)
+}
+
+// A rooms bucket declared before removed keys' markers expired (no LimitMarkerTTL) is
+// updated in place by Declare on the next start.
+func TestDeclareUpgradesRoomsBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "upgrade", JetStream: true, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("old")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	old := eventlog.RoomsBucketConfig(eventlog.BucketRooms, eventlog.StorageConfig{})
+	old.LimitMarkerTTL = 0
+	kv, err := js.CreateKeyValue(ctx, old)
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "r.peer.p", []byte("{}"))
+	require.NoError(t, err)
+
+	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
+	kv, err = js.KeyValue(ctx, eventlog.BucketRooms)
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, eventlog.RoomsMarkerTTL, st.LimitMarkerTTL())
+	require.NoError(t, kv.Purge(ctx, "r.peer.p", jetstream.PurgeTTL(eventlog.RoomsMarkerTTL)))
+	_, err = kv.Get(ctx, "r.peer.p")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
 }

@@ -44,6 +44,7 @@ func TestEventSubscriberCloseUnderLoad(t *testing.T) {
 	run := func(d time.Duration, cancelCtx bool) {
 		sc, err := srv.Connect("projection")
 		require.NoError(t, err)
+		defer sc.Close() // the subscriber does not own its connection
 		sub, err := NewEventSubscriber(sc, EventSubscriberConfig{Durable: "d", Filter: EventsSubjects, AckWait: 50 * time.Millisecond})
 		require.NoError(t, err)
 		r, err := NewRouter(nil)

@@ -40,6 +40,12 @@ func EventsStreamConfig(sc StorageConfig) jetstream.StreamConfig {
 	}
 }
 
+// RoomsMarkerTTL is how long the rooms bucket keeps the marker of a removed key. The node's
+// own watchers follow the bucket in real time; a watch started later does not see the key at
+// all, which is what it should see. A watcher more than this far behind would miss the
+// removal.
+const RoomsMarkerTTL = time.Minute
+
 // RoomsBucketConfig is the declaration of a rooms projection bucket.
 func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
@@ -48,6 +54,11 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(sc.Replicas, 1),
+		// Keys of peers, tracks and subscriptions that ended are purged with a marker that
+		// expires (projections use jetstream.PurgeTTL(RoomsMarkerTTL)): a plain delete
+		// marker would stay forever, one per peer, track and subscription the room ever had,
+		// and JetStream keeps every subject of a stream in memory.
+		LimitMarkerTTL: RoomsMarkerTTL,
 	}
 }
 

@@ -33,6 +33,8 @@ func TestWatermillConformance(t *testing.T) {
 		// Publisher.Close closes its connection: it gets one of its own.
 		pc, err := srv.Connect("conformance-pub")
 		require.NoError(t, err)
+		// Not every subtest of the suite closes its publisher.
+		t.Cleanup(pc.Close)
 		sc, err := srv.Connect("conformance-sub")
 		require.NoError(t, err)
 		t.Cleanup(sc.Close)

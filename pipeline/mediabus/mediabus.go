@@ -47,11 +47,19 @@ type localSub struct {
 type MediaSubscription struct {
 	nats  *nats.Subscription // nil for a track this node publishes: no NATS interest needed
 	ended atomic.Bool
+	// bus and subject find the local half (on a local bus) to drop it.
+	bus     *MediaBus
+	subject string
 }
 
-// Unsubscribe ends the subscription.
+// Unsubscribe ends the subscription. Its local half is dropped at once: its fn (a fan-out
+// with its packet cache) must not stay reachable from the bus until the next packet of a
+// track that may never send again.
 func (s *MediaSubscription) Unsubscribe() error {
 	s.ended.Store(true)
+	if s.bus != nil && s.bus.local {
+		s.bus.prune(s.subject)
+	}
 	if s.nats == nil {
 		return nil
 	}
@@ -184,7 +192,7 @@ func (b *MediaBus) prune(subject string) {
 // keep data after it returns.
 func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*MediaSubscription, error) {
 	subj := MediaSubject(room, track, layer)
-	ms := &MediaSubscription{}
+	ms := &MediaSubscription{bus: b, subject: subj}
 	if !b.local || !b.publishing(subj) {
 		sub, err := b.rtp.Subscribe(subj, func(m *nats.Msg) {
 			b.received.Add(1)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,6 +38,9 @@ type ServerConfig struct {
 	Auth AuthConfig
 	// Logger receives the server's log lines.
 	Logger *slog.Logger
+	// Storage tunes the guard that detects JetStream write failures (a full disk) and
+	// restarts JetStream once space returns.
+	Storage StorageGuardConfig
 }
 
 // ClusterConfig joins servers of one region into a cluster by routes.
@@ -101,10 +105,13 @@ func splitHostPort(hp string) (string, int, error) {
 type Server struct {
 	ns *server.Server
 	// opts is what the server started with; it fills in the random ports it chose.
-	opts *server.Options
-	log  *slog.Logger
+	opts  *server.Options
+	log   *slog.Logger
+	guard *storageGuard // nil without JetStream
 	// password is NodeUser's, for the in-process connections.
 	password string
+
+	closeOnce sync.Once
 }
 
 // Listener names one of the server's listening ports, in a ListenError.
@@ -164,7 +171,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, err
 	}
-	return &Server{ns: ns, opts: opts, log: log, password: password}, nil
+	srv := &Server{ns: ns, opts: opts, log: log, password: password}
+	if cfg.JetStream {
+		if srv.guard, err = newStorageGuard(ns, cfg.Storage, cfg.StoreDir, log.With("component", "storage")); err != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, err
+		}
+	}
+	return srv, nil
 }
 
 // checkPorts listens on each fixed port the server is to open, and lets it go again: nats-
@@ -377,6 +392,11 @@ func waitLeaf(ctx context.Context, ns *server.Server, d time.Duration) error {
 
 // Shutdown stops the server and waits for it. It is idempotent.
 func (s *Server) Shutdown() {
+	s.closeOnce.Do(func() {
+		if s.guard != nil {
+			s.guard.close()
+		}
+	})
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }

@@ -36,6 +36,9 @@ const (
 	ReasonTimeout Reason = "timeout"
 	// ReasonShutdown: the node is stopping.
 	ReasonShutdown Reason = "shutdown"
+	// ReasonKicked: the node removed the peer (a client that kept flooding past its rate
+	// limits, an operator).
+	ReasonKicked Reason = "kicked"
 )
 
 // Output is what a session core asks its shell to do after an input: append Events in order,

@@ -136,6 +136,9 @@ type SessionConfig struct {
 	Core     Core
 	// OnPLI sends a keyframe request for a track; it runs on the session's own goroutine.
 	OnPLI func(s *Session, track string)
+	// OnUnrecorded hears of events the log refused for an input nobody waited for (Step, not
+	// StepWait), so the transport can tell its client; it runs on the session's own goroutine.
+	OnUnrecorded func(s *Session, evs []events.Payload, err error)
 }
 
 // NewSession registers a session and starts its outbox. The session lives until its core
@@ -146,7 +149,7 @@ func (r *Registry) NewSession(cfg SessionConfig) (*Session, error) {
 		ID: cfg.ID, Room: cfg.Room, Transport: cfg.Transport, Identity: cfg.Identity, PC: cfg.PC,
 		Log:  r.log.With("transport", cfg.Transport, "room", cfg.Room, "session", cfg.ID, "identity", cfg.Identity),
 		reg:  r,
-		core: cfg.Core, onPLI: cfg.OnPLI,
+		core: cfg.Core, onPLI: cfg.OnPLI, onUnrecorded: cfg.OnUnrecorded,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	r.mu.Lock()
@@ -242,10 +245,11 @@ type Session struct {
 	// Log carries the session's transport, room, id and identity.
 	Log *slog.Logger
 
-	reg   *Registry
-	onPLI func(s *Session, track string)
-	wake  chan struct{}
-	done  chan struct{} // closed when the session has ended and its closers have run
+	reg          *Registry
+	onPLI        func(s *Session, track string)
+	onUnrecorded func(s *Session, evs []events.Payload, err error)
+	wake         chan struct{}
+	done         chan struct{} // closed when the session has ended and its closers have run
 	// started is when the session's join was recorded (zero: never).
 	started   atomic.Int64
 	iceFailed atomic.Bool
@@ -347,6 +351,9 @@ func (s *Session) carry(j job) bool {
 		j.res <- err
 	} else if err != nil {
 		s.Log.Error("session events not recorded", "events", len(j.out.Events), "err", err)
+		if s.onUnrecorded != nil {
+			s.onUnrecorded(s, j.out.Events, err)
+		}
 	}
 	if s.onPLI != nil {
 		for _, t := range j.out.PLI {

@@ -72,6 +72,9 @@ func (n *Node) ready(ctx context.Context) error {
 	if n.sessions == nil || n.sessions.Closing() {
 		return fmt.Errorf("%w: shutting down", metrics.ErrNotReady)
 	}
+	if err := n.srv.WriteErr(); err != nil {
+		return fmt.Errorf("%w: the event log cannot take writes: %v", metrics.ErrNotReady, err)
+	}
 	if _, err := n.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("%w: JetStream does not answer: %v", metrics.ErrNotReady, err)
 	}

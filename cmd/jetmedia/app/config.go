@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/httpserver"
@@ -66,6 +67,9 @@ type Config struct {
 	// ResumeGrace is how long a room SDK session outlives a WebSocket that dropped without a
 	// leave, waiting for the client to resume it (default 10 s; 0: the peer leaves at once).
 	ResumeGrace time.Duration
+	// SignalLimits bound each room SDK peer's client messages (zero fields: the defaults of
+	// signal.DefaultLimits, 10/s burst 20 for events, 50/s burst 100 for data).
+	SignalLimits signal.Limits
 	// FanoutLanes is how many goroutines may write one track's packets to its viewers on this
 	// node, one per forward.LaneMin viewers (default: GOMAXPROCS, the cores Go uses; 1: the
 	// goroutine that receives the track writes them all).
@@ -140,6 +144,9 @@ func (c Config) Validate() error {
 	errs = append(errs, c.HTTP.Validate())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
+	}
+	if err := c.SignalLimits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FanoutLanes < 1 {
 		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))

@@ -115,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver,
-		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Timeouts: timeouts, Logger: log})
+		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +184,10 @@ func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 // Forwarding returns the node's egress packet counters (forwarded, retransmitted on NACK,
 // dropped).
 func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
+
+// ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
+// viewer has gone).
+func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }

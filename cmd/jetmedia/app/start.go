@@ -78,7 +78,9 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
-	n.appender = eventlog.NewAppender(n.js, cfg.Name)
+	// The server's storage guard: appends fail at once while this node's JetStream cannot
+	// write (a full disk), and resume when it recovers.
+	n.appender = eventlog.NewAppender(n.js, cfg.Name, eventlog.WithGate(n.srv))
 	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
 		return err
 	}
