@@ -138,6 +138,7 @@ func (n *Node) startProjection(ctx context.Context) error {
 	sub, err := eventlog.NewEventSubscriber(n.ctrl, eventlog.EventSubscriberConfig{
 		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
 		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch,
+		StartSeq: n.legacyProjectionFloor(ctx),
 	})
 	if err != nil {
 		return err
@@ -161,6 +162,25 @@ func (n *Node) startProjection(ctx context.Context) error {
 	case <-time.After(30 * time.Second):
 		return errors.New("projection router did not start")
 	}
+}
+
+// legacyProjectionDurable is the durable all nodes shared before each had its own.
+const legacyProjectionDurable = "proj-rooms"
+
+// legacyProjectionFloor is where a node's new projection durable starts on a log the shared
+// durable of an older version already folded: its ack floor + 1 (the bucket holds every event
+// up to it), not the start of the log. 0 (the start) when there is none, or the node's own
+// durable exists already (StartSeq does not move it).
+func (n *Node) legacyProjectionFloor(ctx context.Context) uint64 {
+	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, legacyProjectionDurable)
+	if err != nil {
+		return 0
+	}
+	info, err := c.Info(ctx)
+	if err != nil || info.AckFloor.Stream == 0 {
+		return 0
+	}
+	return info.AckFloor.Stream + 1
 }
 
 // HTTPURL is the base URL of the HTTP API.
