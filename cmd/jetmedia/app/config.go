@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/ingress/rtmp"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
@@ -25,6 +26,11 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the HTTP API, WHIP, WHEP and the demo page listen (127.0.0.1:8080).
 	HTTPAddr string
+	// RTMPAddr, when set (host:port), accepts RTMP publishers (OBS, ffmpeg) at
+	// rtmp://RTMPAddr/live/<room>. Empty (the default): no RTMP listener (docs/rtmp.md says why).
+	RTMPAddr string
+	// RTMPAudio turns the AAC of RTMP publishers into Opus with an ffmpeg child process.
+	RTMPAudio rtmp.AudioConfig
 	// UDPHost and UDPPort are the single ICE UDP port every WebRTC session shares
 	// (127.0.0.1:8443). UDPPort 0 picks a free port.
 	UDPHost string
@@ -121,6 +127,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
+	}
+	if c.RTMPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RTMPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("rtmp address %q: %w", c.RTMPAddr, err))
+		}
 	}
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))

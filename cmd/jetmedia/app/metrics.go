@@ -145,6 +145,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if n.sessions != nil {
 		gauge(descSessions, float64(n.sessions.Len(events.TransportWHIP)), "whip")
 		gauge(descSessions, float64(n.sessions.Len(events.TransportWHEP)), "whep")
+		gauge(descSessions, float64(n.sessions.Len(events.TransportRTMP)), "rtmp")
 	}
 	var dropPublish uint64
 	if n.whip != nil {

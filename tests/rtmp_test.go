@@ -1,0 +1,339 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+// requireFFmpeg returns the ffmpeg binary. Without one the test skips loudly, and fails
+// under CI=true, where .ci/run installs it.
+func requireFFmpeg(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("ffmpeg")
+	if err == nil {
+		return p
+	}
+	msg := "ffmpeg not found in PATH: RTMP tests need it (apt-get install -y --no-install-recommends ffmpeg)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	fmt.Fprintln(os.Stderr, "SKIP (loud): "+msg)
+	t.Skip(msg)
+	return ""
+}
+
+// startRTMPNode is a test node with RTMP on a free loopback port.
+func startRTMPNode(t *testing.T, name string, edit func(*app.Config)) *app.Node {
+	cfg := nodeConfig(t, name)
+	cfg.RTMPAddr = "127.0.0.1:0"
+	if edit != nil {
+		edit(&cfg)
+	}
+	n := startNode(t, cfg)
+	require.NotEmpty(t, n.RTMPAddr())
+	return n
+}
+
+// ffmpegPush is a running ffmpeg pushing test video (and a sine tone as AAC) to url.
+type ffmpegPush struct {
+	cmd    *exec.Cmd
+	stderr strings.Builder
+	done   chan struct{} // closed when ffmpeg has exited; err is then its Wait error
+	err    error
+}
+
+// x264 settings for the pushes: the profile, no B-frames for the high profile (WebRTC
+// decoders expect none), a key frame a second so a new viewer gets a picture soon.
+func pushFFmpeg(t *testing.T, bin, url, profile string, audio bool) *ffmpegPush {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"}
+	if audio {
+		args = append(args, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100")
+	}
+	args = append(args, "-c:v", "libx264", "-profile:v", profile, "-preset", "veryfast", "-tune", "zerolatency",
+		"-pix_fmt", "yuv420p", "-g", "30", "-bf", "0")
+	if audio {
+		args = append(args, "-c:a", "aac", "-b:a", "64k")
+	}
+	args = append(args, "-f", "flv", url)
+	p := &ffmpegPush{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stderr = &syncWriter{w: &p.stderr}
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// syncWriter lets ffmpeg's stderr be read while it runs.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func (p *ffmpegPush) output() string {
+	w := p.cmd.Stderr.(*syncWriter)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
+}
+
+// whepViewer is a pion WHEP viewer that counts video packets, H.264 key frames and audio.
+type whepViewer struct {
+	pc                   *webrtc.PeerConnection
+	video, keys, audio   atomic.Int64
+	videoMime, audioMime atomic.Value
+	wg                   sync.WaitGroup
+}
+
+func playWHEP(t *testing.T, node *app.Node, room string) *whepViewer {
+	t.Helper()
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	v := &whepViewer{pc: pc}
+	t.Cleanup(func() {
+		_ = pc.Close()
+		v.wg.Wait()
+	})
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		_, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		require.NoError(t, err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		v.wg.Add(1)
+		defer v.wg.Done()
+		video := tr.Kind() == webrtc.RTPCodecTypeVideo
+		if video {
+			v.videoMime.Store(tr.Codec().MimeType)
+		} else {
+			v.audioMime.Store(tr.Codec().MimeType)
+		}
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if !video {
+				v.audio.Add(1)
+				continue
+			}
+			v.video.Add(1)
+			if h264KeyStart(pkt.Payload) {
+				v.keys.Add(1)
+			}
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	require.NoError(t, err)
+	gathered := webrtc.GatheringCompletePromise(pc)
+	require.NoError(t, pc.SetLocalDescription(offer))
+	<-gathered
+	req, err := http.NewRequest(http.MethodPost, node.HTTPURL()+"/whep/"+room, strings.NewReader(pc.LocalDescription().SDP))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token(t, room, viewerIdentity, auth.Subscribe))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	require.NoError(t, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}))
+	return v
+}
+
+// h264KeyStart reports whether an H.264 RTP payload starts a key frame: an IDR slice alone,
+// a STAP-A carrying an SPS (the packetizer sends SPS and PPS before every key frame), or the
+// first FU-A fragment of an IDR slice.
+func h264KeyStart(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	switch p[0] & 0x1f {
+	case 5:
+		return true
+	case 24:
+		return len(p) > 3 && p[3]&0x1f == 7
+	case 28:
+		return p[1]&0x80 != 0 && p[1]&0x1f == 5
+	}
+	return false
+}
+
+// waitTracks waits until room has n tracks in the rooms bucket.
+func waitTracks(t *testing.T, node *app.Node, room string, n int) projections.Room {
+	t.Helper()
+	var r projections.Room
+	require.Eventually(t, func() bool {
+		var err error
+		r, err = projections.LoadRoom(context.Background(), node.Rooms(), room)
+		return err == nil && len(r.Tracks) == n
+	}, 20*time.Second, 50*time.Millisecond, "room %s never had %d tracks", room, n)
+	return r
+}
+
+// payloads returns the room's events of type typ.
+func payloads[T events.Payload](t *testing.T, node *app.Node, room string) []T {
+	var out []T
+	for _, e := range roomEvents(t, node.JetStream(), room) {
+		p, err := e.Payload()
+		require.NoError(t, err)
+		if v, ok := p.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// TestRTMPPublish: ffmpeg pushes H.264 (baseline, and high profile without B-frames) and AAC
+// over RTMP; the publisher is a peer with transport rtmp, a pion WHEP viewer gets H.264 RTP
+// with key frames (and Opus audio when the node transcodes it); killing ffmpeg ends the
+// session in the log.
+func TestRTMPPublish(t *testing.T) {
+	bin := requireFFmpeg(t)
+	for _, tc := range []struct {
+		profile, plid string
+	}{
+		{"baseline", "profile-level-id=42"},
+		{"high", "profile-level-id=64"},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			node := startRTMPNode(t, "rtmp-"+tc.profile, nil)
+			room := newRoom("rtmp")
+			url := "rtmp://" + node.RTMPAddr() + "/live/" + room + "?token=" + token(t, room, publisherIdentity, auth.Publish)
+			push := pushFFmpeg(t, bin, url, tc.profile, true)
+			r := waitTracks(t, node, room, 2)
+			var video projections.Track
+			for _, tr := range r.Tracks {
+				if tr.Kind == "video" {
+					video = tr
+				}
+			}
+			require.Equal(t, "video/H264", video.Codec)
+
+			v := playWHEP(t, node, room)
+			require.Eventually(t, func() bool { return v.keys.Load() > 0 && v.video.Load() > 100 },
+				15*time.Second, 50*time.Millisecond, "video packets %d, key frames %d; ffmpeg: %s", v.video.Load(), v.keys.Load(), push.output())
+			require.Eventually(t, func() bool { return v.audio.Load() > 50 }, 10*time.Second, 50*time.Millisecond,
+				"opus packets %d", v.audio.Load())
+			require.Equal(t, "audio/opus", v.audioMime.Load())
+
+			var joined []events.PeerJoined
+			for _, j := range payloads[events.PeerJoined](t, node, room) {
+				if j.Role == "publisher" {
+					joined = append(joined, j)
+				}
+			}
+			require.Len(t, joined, 1)
+			require.Equal(t, events.TransportRTMP, joined[0].Transport)
+			require.Equal(t, "publisher", joined[0].Role)
+			require.Equal(t, publisherIdentity, joined[0].Identity)
+			var pubs []events.TrackPublished
+			for _, p := range payloads[events.TrackPublished](t, node, room) {
+				if p.Peer == joined[0].Peer {
+					pubs = append(pubs, p)
+				}
+			}
+			require.Len(t, pubs, 2)
+			require.Equal(t, "video/H264", pubs[0].Codec)
+			require.Contains(t, pubs[0].FmtpLine, "packetization-mode=1")
+			require.Contains(t, pubs[0].FmtpLine, tc.plid)
+			require.Equal(t, "audio/opus", pubs[1].Codec)
+
+			// A publisher that vanishes (SIGKILL: no FCUnpublish, no deleteStream) ends its
+			// session as soon as its TCP connection does.
+			require.NoError(t, push.cmd.Process.Signal(syscall.SIGKILL))
+			requirePeerLeft(t, node, room, joined[0].Peer, "disconnected")
+			require.Len(t, payloads[events.TrackUnpublished](t, node, room), 2)
+			requireSchemaValid(t, node.JetStream())
+		})
+	}
+}
+
+// requirePeerLeft waits for peer's peer.left with reason.
+func requirePeerLeft(t *testing.T, node *app.Node, room, peer, reason string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, l := range payloads[events.PeerLeft](t, node, room) {
+			if l.Peer == peer {
+				require.Equal(t, reason, l.Reason)
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 50*time.Millisecond, "no peer.left for %s", peer)
+}
+
+// TestRTMPStopped: ffmpeg stopped with SIGINT ends its stream with FCUnpublish and
+// deleteStream: the session ends with reason closed.
+func TestRTMPStopped(t *testing.T) {
+	bin := requireFFmpeg(t)
+	node := startRTMPNode(t, "rtmp-stop", nil)
+	room := newRoom("rtmp")
+	url := "rtmp://" + node.RTMPAddr() + "/live/" + room + "/" + token(t, room, publisherIdentity, auth.Publish)
+	push := pushFFmpeg(t, bin, url, "baseline", false)
+	waitTracks(t, node, room, 1)
+	joined := payloads[events.PeerJoined](t, node, room)
+	require.Len(t, joined, 1)
+	require.NoError(t, push.cmd.Process.Signal(os.Interrupt))
+	requirePeerLeft(t, node, room, joined[0].Peer, "closed")
+}
+
+// TestRTMPRefused: bad, foreign-room, under-granted and missing tokens and bad paths are
+// refused before anything is recorded: ffmpeg fails and the room has no event at all.
+func TestRTMPRefused(t *testing.T) {
+	bin := requireFFmpeg(t)
+	node := startRTMPNode(t, "rtmp-refused", nil)
+	room := newRoom("rtmp")
+	forged := token(t, room, publisherIdentity, auth.Publish)
+	forged = forged[:len(forged)-4] + "AAAA"
+	for name, path := range map[string]string{
+		"forged":     "/live/" + room + "?token=" + forged,
+		"other room": "/live/" + room + "?token=" + token(t, "elsewhere", publisherIdentity, auth.Publish),
+		"no publish": "/live/" + room + "/" + token(t, room, viewerIdentity, auth.Subscribe),
+		"no token":   "/live/" + room,
+		"wrong app":  "/other/" + room + "?token=" + token(t, room, publisherIdentity, auth.Publish),
+		"bad room":   "/live/bad.room?token=" + token(t, room, publisherIdentity, auth.Publish),
+	} {
+		t.Run(name, func(t *testing.T) {
+			push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+path, "baseline", false)
+			select {
+			case <-push.done:
+				require.Error(t, push.err, "ffmpeg should fail")
+			case <-time.After(20 * time.Second):
+				t.Fatalf("ffmpeg still publishing with %s", name)
+			}
+		})
+	}
+	require.Empty(t, roomEvents(t, node.JetStream(), room), "no event for a refused publisher")
+	require.Empty(t, roomEvents(t, node.JetStream(), "elsewhere"))
+}
