@@ -39,10 +39,9 @@ func H264Fmtp(sps []byte) (fmtp string, ok bool) {
 }
 
 // Packetizer turns H.264 access units (the NAL units of one frame, as FLV carries them) into
-// RTP packets without re-encoding: SPS and PPS go before every key frame (in one STAP-A with
-// the first IDR slice), big NAL units are split in FU-A fragments, the marker bit ends each
-// frame, timestamps are the frame's presentation time at 90 kHz. Not safe for concurrent use;
-// one per track.
+// RTP packets without re-encoding: SPS and PPS go before every key frame (in one STAP-A), big
+// NAL units are split in FU-A fragments, the marker bit ends each frame, timestamps are the
+// frame's presentation time at 90 kHz. Not safe for concurrent use; one per track.
 type Packetizer struct {
 	ssrc     uint32
 	seq      uint16
@@ -91,7 +90,7 @@ func (p *Packetizer) Packetize(pts time.Duration, au [][]byte) (pkts [][]byte, k
 	}
 	var payloads [][]byte
 	if key && p.sps != nil && p.pps != nil {
-		// The payloader keeps SPS and PPS and sends them in one STAP-A with the next NAL unit.
+		// The payloader keeps SPS and PPS and sends them as one STAP-A ahead of the next NAL unit.
 		payloads = append(payloads, p.pay.Payload(mtu, p.sps)...)
 		payloads = append(payloads, p.pay.Payload(mtu, p.pps)...)
 	}
