@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -336,4 +337,62 @@ func TestRTMPRefused(t *testing.T) {
 	}
 	require.Empty(t, roomEvents(t, node.JetStream(), room), "no event for a refused publisher")
 	require.Empty(t, roomEvents(t, node.JetStream(), "elsewhere"))
+}
+
+// TestRTMPBadInput: garbage instead of a handshake, and a client that floods bytes without
+// ever authenticating, are cut off without an event and without hurting the node: a real
+// publisher gets in afterwards. Needs no ffmpeg until that last step.
+func TestRTMPBadInput(t *testing.T) {
+	node := startRTMPNode(t, "rtmp-bad", func(c *app.Config) { c.RTMPAudio.Disabled = true })
+	for name, data := range map[string][]byte{
+		"garbage": []byte(strings.Repeat("GET / HTTP/1.1\r\n", 200)),
+		// A valid C0 and C1, then a flood that is no RTMP chunk stream: the pre-auth budget
+		// (64 KiB) or the protocol ends it, never a buffer of the flood's size.
+		"flood": append(append([]byte{3}, make([]byte, 1536)...), make([]byte, 1<<20)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", node.RTMPAddr())
+			require.NoError(t, err)
+			defer c.Close()
+			go func() { _, _ = c.Write(data) }()
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(15*time.Second)))
+			_, err = io.Copy(io.Discard, c)
+			// Closed by the server: EOF, or a reset when it closed with the flood unread.
+			if err != nil {
+				require.ErrorIs(t, err, syscall.ECONNRESET, "the server must close the connection, not leave it to time out")
+			}
+		})
+	}
+	bin := requireFFmpeg(t)
+	room := newRoom("rtmp")
+	pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+token(t, room, publisherIdentity, auth.Publish), "baseline", true)
+	r := waitTracks(t, node, room, 1)
+	for _, tr := range r.Tracks {
+		require.Equal(t, "video/H264", tr.Codec, "audio off: video only")
+	}
+}
+
+// TestRTMPShutdown: a node that stops ends its RTMP sessions with reason shutdown and closes
+// the publisher's connection.
+func TestRTMPShutdown(t *testing.T) {
+	bin := requireFFmpeg(t)
+	cfg := nodeConfig(t, "rtmp-shutdown")
+	cfg.RTMPAddr = "127.0.0.1:0"
+	node := startNode(t, cfg)
+	room := newRoom("rtmp")
+	push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+token(t, room, publisherIdentity, auth.Publish), "baseline", true)
+	waitTracks(t, node, room, 2)
+	require.NoError(t, node.Close())
+	select {
+	case <-push.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("ffmpeg still connected after the node closed")
+	}
+	// The same data, read by the node started again: the leave is recorded with its reason.
+	cfg.RTMPAddr = ""
+	again := startNode(t, cfg)
+	left := payloads[events.PeerLeft](t, again, room)
+	require.Len(t, left, 1)
+	require.Equal(t, "shutdown", left[0].Reason)
+	require.Len(t, payloads[events.TrackUnpublished](t, again, room), 2)
 }
