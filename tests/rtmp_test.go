@@ -22,6 +22,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/tests/browser"
 )
 
 // requireFFmpeg returns the ffmpeg binary. Without one the test skips loudly, and fails
@@ -395,4 +396,37 @@ func TestRTMPShutdown(t *testing.T) {
 	require.Len(t, left, 1)
 	require.Equal(t, "shutdown", left[0].Reason)
 	require.Len(t, payloads[events.TrackUnpublished](t, again, room), 2)
+}
+
+// TestRTMPBrowserWHEP: Chromium plays an ffmpeg RTMP stream (H.264 baseline and high, AAC)
+// through the demo page over WHEP and decodes its frames.
+func TestRTMPBrowserWHEP(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	bin := requireFFmpeg(t)
+	for _, profile := range []string{"baseline", "high"} {
+		t.Run(profile, func(t *testing.T) {
+			node := startDevNode(t, "rtmp-browser-"+profile, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+			b := browser.Start(t, chromium)
+			room := newRoom("rtmp")
+			resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
+			require.NoError(t, err)
+			tok, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
+			push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+strings.TrimSpace(string(tok)), profile, true)
+			waitTracks(t, node, room, 2)
+			viewer := b.Open(t, node.HTTPURL()+"/?room="+room+"&auto=play")
+			var stats browser.PageStats
+			deadline := time.Now().Add(30 * time.Second)
+			for stats.FramesDecoded <= 30 {
+				if time.Now().After(deadline) {
+					t.Fatalf("Chromium decoded %d frames in 30 s, want > 30; status %q; console:\n%s\nffmpeg: %s",
+						stats.FramesDecoded, viewer.Text("status"), tabConsole(viewer), push.output())
+				}
+				time.Sleep(250 * time.Millisecond)
+				stats, _ = viewer.Stats()
+			}
+			t.Logf("Chromium viewer of an RTMP %s stream: %+v", profile, stats)
+		})
+	}
 }

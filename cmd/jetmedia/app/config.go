@@ -116,6 +116,17 @@ func defaultName() string {
 	return h
 }
 
+// validateRTMP checks the RTMP listen address, if any.
+func (c Config) validateRTMP() error {
+	if c.RTMPAddr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.RTMPAddr); err != nil {
+		return fmt.Errorf("rtmp address %q: %w", c.RTMPAddr, err)
+	}
+	return nil
+}
+
 // Validate reports every problem of the config at once.
 func (c Config) Validate() error {
 	var errs []error
@@ -128,11 +139,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
-	if c.RTMPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.RTMPAddr); err != nil {
-			errs = append(errs, fmt.Errorf("rtmp address %q: %w", c.RTMPAddr, err))
-		}
-	}
+	errs = append(errs, c.validateRTMP())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}
