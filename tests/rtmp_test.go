@@ -271,6 +271,10 @@ func TestRTMPPublish(t *testing.T) {
 			require.Contains(t, pubs[0].FmtpLine, tc.plid)
 			require.Equal(t, "audio/opus", pubs[1].Codec)
 
+			metrics := get(t, node.HTTPURL()+"/metrics")
+			require.Contains(t, metrics, `jetmedia_sessions{transport="rtmp"} 1`)
+			require.Contains(t, metrics, `jetmedia_ingress_rtp_packets_total{transport="rtmp"}`)
+
 			// A publisher that vanishes (SIGKILL: no FCUnpublish, no deleteStream) ends its
 			// session as soon as its TCP connection does.
 			require.NoError(t, push.cmd.Process.Signal(syscall.SIGKILL))
@@ -279,6 +283,18 @@ func TestRTMPPublish(t *testing.T) {
 			requireSchemaValid(t, node.JetStream())
 		})
 	}
+}
+
+// get returns the body of a GET that must answer 200.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	return string(body)
 }
 
 // requirePeerLeft waits for peer's peer.left with reason.

@@ -134,6 +134,18 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// collectRTMP reports the RTMP publishers' packets (made from their FLV) and returns those
+// not put on their media subject.
+func (n *Node) collectRTMP(counter func(d *prometheus.Desc, v uint64, labels ...string)) uint64 {
+	if n.rtmp == nil {
+		return 0
+	}
+	s := n.rtmp.Stats()
+	counter(descInPackets, s.PacketsIn, "rtmp")
+	counter(descInBytes, s.BytesIn, "rtmp")
+	return s.Dropped
+}
+
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -155,6 +167,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPLIs, s.PLIsSent)
 		dropPublish = s.DroppedPublish
 	}
+	dropPublish += n.collectRTMP(counter)
 	if n.hub != nil {
 		f := n.hub.Stats()
 		counter(descOutPackets, f.Forwarded)
