@@ -1,8 +1,8 @@
 package tests
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -494,10 +495,10 @@ func TestRTMPLatency(t *testing.T) {
 		if n%30 == 0 {
 			typ = 0x65 // IDR: a key frame a second
 		}
-		nalu := make([]byte, 9, 200)
-		nalu[0] = typ
-		binary.BigEndian.PutUint64(nalu[1:], n)
-		return [][]byte{append(nalu, make([]byte, 191)...)}
+		// The number in decimal digits and 0xff padding: no 00 00 01 inside, as emulation
+		// prevention guarantees for real slices (a binary number would contain start codes).
+		nalu := fmt.Appendf([]byte{typ}, "%08d", n)
+		return [][]byte{append(nalu, bytes.Repeat([]byte{0xff}, 191)...)}
 	}
 	start := time.Now()
 	stop := make(chan struct{})
@@ -527,7 +528,10 @@ func TestRTMPLatency(t *testing.T) {
 		if len(p) < 9 || (p[0]&0x1f != 1 && p[0]&0x1f != 5) {
 			return
 		}
-		n := binary.BigEndian.Uint64(p[1:9])
+		n, err := strconv.ParseUint(string(p[1:9]), 10, 64)
+		if err != nil {
+			return
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if firstAt.IsZero() {
