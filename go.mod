@@ -5,6 +5,8 @@ go 1.26.8
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
+	github.com/bluenviron/gortmplib v1.0.1
+	github.com/bluenviron/mediacommon/v2 v2.9.3
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coder/websocket v1.8.15
 	github.com/golang-jwt/jwt/v5 v5.3.1
@@ -23,7 +25,7 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require go.uber.org/goleak v1.3.0
+require github.com/abema/go-mp4 v1.7.1 // indirect
 
 require github.com/fzipp/gocyclo v0.6.0 // indirect
 

@@ -24,6 +24,8 @@ const TypePeerLeftV1 = "peer.left.v1"
 const (
 	TransportWHIP = "whip"
 	TransportWHEP = "whep"
+	// TransportRTMP: a publisher pushing FLV over RTMP (OBS, ffmpeg); see ingress/rtmp.
+	TransportRTMP = "rtmp"
 )
 
 // RoomCreated is the first event of every room.

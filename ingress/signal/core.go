@@ -323,9 +323,8 @@ func (c *Core) splitKey(key string) (kind, rest string, ok bool) {
 // Message: a client message other than offer, answer and candidate (the shell handles those
 // with pion).
 func (c *Core) Message(now time.Time, m ClientMessage) Output {
-	var out Output
 	if c.closed {
-		return out
+		return Output{}
 	}
 	if m.Type != TypeLeave {
 		if refused, ok := c.admit(now, m.Type); !ok {
@@ -334,91 +333,130 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 	}
 	switch m.Type {
 	case TypePublish:
-		if !c.claims.Has(auth.Publish) {
-			out.Send = append(out.Send, errMsg(CodeForbidden, "token lacks the %q grant", auth.Publish))
-			return out
-		}
-		if m.Kind != "audio" && m.Kind != "video" {
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "publish: kind must be audio or video, not %q", m.Kind))
-			return out
-		}
-		if n := utf8.RuneCountInString(m.Source); n > MaxSource || !utf8.ValidString(m.Source) {
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "publish: source must be valid text of at most %d characters (got %d)", MaxSource, n))
-			return out
-		}
-		c.announced = append(c.announced, m)
-		out.Receive = append(out.Receive, m.Kind)
+		return c.publish(m)
 	case TypeUnpublish:
-		i := slices.Index(c.published, m.Track)
-		if i < 0 {
-			out.Send = append(out.Send, errMsg(CodeNotFound, "unpublish: track %q is not published by this peer", m.Track))
-			return out
-		}
-		c.published = slices.Delete(c.published, i, i+1)
-		delete(c.muted, m.Track)
-		out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: m.Track})
-		out.Unpublished = append(out.Unpublished, m.Track)
+		return c.unpublish(m)
 	case TypeSubscribe:
-		t, ok := c.tracks[m.Track]
-		switch {
-		case !c.claims.Has(auth.Subscribe):
-			out.Send = append(out.Send, errMsg(CodeForbidden, "token lacks the %q grant", auth.Subscribe))
-		case !ok || t.Peer == c.peer:
-			out.Send = append(out.Send, errMsg(CodeNotFound, "subscribe: no track %q of another peer in room %q", m.Track, c.room))
-		case !c.subscribed[m.Track]:
-			c.subscribed[m.Track] = true
-			out.Subscribe = append(out.Subscribe, t)
-			out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.peer, Track: t.Track, Publisher: t.Peer})
-		}
+		return c.subscribe(m)
 	case TypeUnsubscribe:
-		if !c.subscribed[m.Track] {
-			out.Send = append(out.Send, errMsg(CodeNotFound, "unsubscribe: not subscribed to track %q", m.Track))
-			return out
-		}
-		delete(c.subscribed, m.Track)
-		out.Unsubscribe = append(out.Unsubscribe, m.Track)
-		out.Events = append(out.Events, events.SubscriptionEnded{Peer: c.peer, Track: m.Track})
+		return c.unsubscribe(m)
 	case TypeData:
-		switch {
-		case !c.claims.Has(auth.Data):
-			out.Send = append(out.Send, errMsg(CodeForbidden, "token lacks the %q grant", auth.Data))
-		case m.Payload == nil:
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "data: payload is required"))
-		case len(*m.Payload) > MaxPayload:
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "data: payload has %d bytes, at most %d", len(*m.Payload), MaxPayload))
-		case m.To != "" && (m.To == c.peer || c.peers[m.To] == (PeerInfo{})):
-			out.Send = append(out.Send, errMsg(CodeNotFound, "data: no peer %q in room %q", m.To, c.room))
-		default:
-			out.Data = append(out.Data, DataMessage{From: c.peer, To: m.To, Payload: *m.Payload})
-		}
+		return c.data(m)
 	case TypeMute:
-		switch {
-		case !slices.Contains(c.published, m.Track):
-			out.Send = append(out.Send, errMsg(CodeNotFound, "mute: track %q is not published by this peer", m.Track))
-		case m.Muted == nil:
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "mute: muted (true or false) is required"))
-		case c.muted[m.Track] != *m.Muted:
-			// A mute that changes nothing records nothing.
-			c.muted[m.Track] = *m.Muted
-			out.Events = append(out.Events, events.TrackUpdated{Peer: c.peer, Track: m.Track, Muted: *m.Muted})
-		}
+		return c.mute(m)
 	case TypeUpdate:
-		switch {
-		case !c.mayUpdate():
-			out.Send = append(out.Send, errMsg(CodeForbidden, "update: token lacks the %q grant (or %q): it may not change its metadata", auth.Metadata, auth.Publish))
-		case len(m.Metadata) > MaxMetadata:
-			out.Send = append(out.Send, errMsg(CodeBadRequest, "update: metadata has %d bytes, at most %d", len(m.Metadata), MaxMetadata))
-		case m.Metadata != c.metadata || c.metadataUnsure:
-			c.metadata, c.metadataUnsure = m.Metadata, false
-			out.Events = append(out.Events, events.PeerUpdated{Peer: c.peer, Metadata: m.Metadata})
-		}
+		return c.update(m)
 	case TypeLeave:
-		return c.close(now, "closed")
+		return c.close(now, rtc.ReasonClosed)
 	case TypeJoin:
-		out.Send = append(out.Send, errMsg(CodeBadRequest, "already joined"))
+		return refuse(CodeBadRequest, "already joined")
 	default:
-		out.Send = append(out.Send, errMsg(CodeBadRequest, "unknown message type %q", m.Type))
+		return refuse(CodeBadRequest, "unknown message type %q", m.Type)
 	}
+}
+
+// refuse is an output that only tells the client why its message was refused.
+func refuse(code, format string, args ...any) Output {
+	return Output{Send: []ServerMessage{errMsg(code, format, args...)}}
+}
+
+func (c *Core) publish(m ClientMessage) Output {
+	if !c.claims.Has(auth.Publish) {
+		return refuse(CodeForbidden, "token lacks the %q grant", auth.Publish)
+	}
+	if m.Kind != "audio" && m.Kind != "video" {
+		return refuse(CodeBadRequest, "publish: kind must be audio or video, not %q", m.Kind)
+	}
+	if n := utf8.RuneCountInString(m.Source); n > MaxSource || !utf8.ValidString(m.Source) {
+		return refuse(CodeBadRequest, "publish: source must be valid text of at most %d characters (got %d)", MaxSource, n)
+	}
+	c.announced = append(c.announced, m)
+	return Output{Receive: []string{m.Kind}}
+}
+
+func (c *Core) unpublish(m ClientMessage) Output {
+	i := slices.Index(c.published, m.Track)
+	if i < 0 {
+		return refuse(CodeNotFound, "unpublish: track %q is not published by this peer", m.Track)
+	}
+	c.published = slices.Delete(c.published, i, i+1)
+	delete(c.muted, m.Track)
+	var out Output
+	out.Events = append(out.Events, events.TrackUnpublished{Peer: c.peer, Track: m.Track})
+	out.Unpublished = append(out.Unpublished, m.Track)
+	return out
+}
+
+func (c *Core) subscribe(m ClientMessage) Output {
+	t, ok := c.tracks[m.Track]
+	switch {
+	case !c.claims.Has(auth.Subscribe):
+		return refuse(CodeForbidden, "token lacks the %q grant", auth.Subscribe)
+	case !ok || t.Peer == c.peer:
+		return refuse(CodeNotFound, "subscribe: no track %q of another peer in room %q", m.Track, c.room)
+	case c.subscribed[m.Track]:
+		return Output{}
+	}
+	c.subscribed[m.Track] = true
+	var out Output
+	out.Subscribe = append(out.Subscribe, t)
+	out.Events = append(out.Events, events.SubscriptionStarted{Peer: c.peer, Track: t.Track, Publisher: t.Peer})
+	return out
+}
+
+func (c *Core) unsubscribe(m ClientMessage) Output {
+	if !c.subscribed[m.Track] {
+		return refuse(CodeNotFound, "unsubscribe: not subscribed to track %q", m.Track)
+	}
+	delete(c.subscribed, m.Track)
+	var out Output
+	out.Unsubscribe = append(out.Unsubscribe, m.Track)
+	out.Events = append(out.Events, events.SubscriptionEnded{Peer: c.peer, Track: m.Track})
+	return out
+}
+
+func (c *Core) data(m ClientMessage) Output {
+	switch {
+	case !c.claims.Has(auth.Data):
+		return refuse(CodeForbidden, "token lacks the %q grant", auth.Data)
+	case m.Payload == nil:
+		return refuse(CodeBadRequest, "data: payload is required")
+	case len(*m.Payload) > MaxPayload:
+		return refuse(CodeBadRequest, "data: payload has %d bytes, at most %d", len(*m.Payload), MaxPayload)
+	case m.To != "" && (m.To == c.peer || c.peers[m.To] == (PeerInfo{})):
+		return refuse(CodeNotFound, "data: no peer %q in room %q", m.To, c.room)
+	}
+	return Output{Data: []DataMessage{{From: c.peer, To: m.To, Payload: *m.Payload}}}
+}
+
+func (c *Core) mute(m ClientMessage) Output {
+	switch {
+	case !slices.Contains(c.published, m.Track):
+		return refuse(CodeNotFound, "mute: track %q is not published by this peer", m.Track)
+	case m.Muted == nil:
+		return refuse(CodeBadRequest, "mute: muted (true or false) is required")
+	case c.muted[m.Track] == *m.Muted:
+		// A mute that changes nothing records nothing.
+		return Output{}
+	}
+	c.muted[m.Track] = *m.Muted
+	var out Output
+	out.Events = append(out.Events, events.TrackUpdated{Peer: c.peer, Track: m.Track, Muted: *m.Muted})
+	return out
+}
+
+func (c *Core) update(m ClientMessage) Output {
+	switch {
+	case !c.mayUpdate():
+		return refuse(CodeForbidden, "update: token lacks the %q grant (or %q): it may not change its metadata", auth.Metadata, auth.Publish)
+	case len(m.Metadata) > MaxMetadata:
+		return refuse(CodeBadRequest, "update: metadata has %d bytes, at most %d", len(m.Metadata), MaxMetadata)
+	case m.Metadata == c.metadata && !c.metadataUnsure:
+		return Output{}
+	}
+	c.metadata, c.metadataUnsure = m.Metadata, false
+	var out Output
+	out.Events = append(out.Events, events.PeerUpdated{Peer: c.peer, Metadata: m.Metadata})
 	return out
 }
 

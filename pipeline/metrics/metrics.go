@@ -50,8 +50,10 @@ type Forwarding struct {
 
 // Sources are where a node's figures are read at scrape time. A nil source is left out.
 type Sources struct {
-	Sessions      func() map[string]int // live WebRTC sessions by transport
-	Ingress       func() Ingress
+	Sessions func() map[string]int // live WebRTC sessions by transport
+	Ingress  func() Ingress
+	// RTMP are the RTMP ingest's counters (nil: RTMP off); PLIsSent is not used.
+	RTMP          func() Ingress
 	Forwarding    func() Forwarding
 	Bus           *mediabus.MediaBus
 	Edge          *rtc.Edge
@@ -217,6 +219,12 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		counter(descInBytes, s.BytesIn, "whip")
 		counter(descPLIs, s.PLIsSent)
 		dropPublish = s.DroppedPublish
+	}
+	if c.src.RTMP != nil {
+		s := c.src.RTMP()
+		counter(descInPackets, s.PacketsIn, "rtmp")
+		counter(descInBytes, s.BytesIn, "rtmp")
+		dropPublish += s.DroppedPublish
 	}
 	if c.src.Forwarding != nil {
 		f := c.src.Forwarding()

@@ -92,56 +92,13 @@ func parseLiteAnswer(text string) (*liteAnswer, error) {
 	}
 	a := &liteAnswer{videoPT: -1, audioPT: -1}
 	setup := ""
-	take := func(attrs []sdp.Attribute) {
-		for _, at := range attrs {
-			switch at.Key {
-			case "ice-ufrag":
-				a.ufrag = at.Value
-			case "ice-pwd":
-				a.pwd = at.Value
-			case "fingerprint":
-				if alg, fp, ok := strings.Cut(at.Value, " "); ok && strings.EqualFold(alg, "sha-256") {
-					a.fingerprint = strings.TrimSpace(fp)
-				}
-			case "setup":
-				setup = at.Value
-			case "candidate":
-				if c, ok := parseHostCandidate(at.Value); ok && !containsAddrPort(a.cands, c) {
-					a.cands = append(a.cands, c)
-				}
-			}
-		}
-	}
-	take(sd.Attributes)
+	a.takeTransport(sd.Attributes, &setup)
 	for _, md := range sd.MediaDescriptions {
-		take(md.Attributes)
+		a.takeTransport(md.Attributes, &setup)
 		if md.MediaName.Port.Value == 0 {
 			continue // rejected
 		}
-		ssrc := uint32(0)
-		pt := -1
-		for _, at := range md.Attributes {
-			switch at.Key {
-			case "ssrc":
-				if ssrc == 0 {
-					num, _, _ := strings.Cut(at.Value, " ")
-					if v, err := strconv.ParseUint(num, 10, 32); err == nil {
-						ssrc = uint32(v)
-					}
-				}
-			case "rtpmap":
-				num, codec, _ := strings.Cut(at.Value, " ")
-				v, err := strconv.Atoi(num)
-				if err != nil || pt >= 0 {
-					continue
-				}
-				switch {
-				case md.MediaName.Media == "video" && strings.HasPrefix(strings.ToUpper(codec), "VP8/"),
-					md.MediaName.Media == "audio" && strings.HasPrefix(strings.ToLower(codec), "opus/"):
-					pt = v
-				}
-			}
-		}
+		ssrc, pt := mediaSSRCAndPT(md)
 		switch md.MediaName.Media {
 		case "video":
 			a.videoSSRC, a.videoPT = ssrc, pt
@@ -149,6 +106,70 @@ func parseLiteAnswer(text string) (*liteAnswer, error) {
 			a.audioSSRC, a.audioPT = ssrc, pt
 		}
 	}
+	return a.check(setup)
+}
+
+// takeTransport reads the ICE credentials, the DTLS fingerprint and role, and the host
+// candidates from session- or media-level attributes.
+func (a *liteAnswer) takeTransport(attrs []sdp.Attribute, setup *string) {
+	for _, at := range attrs {
+		switch at.Key {
+		case "ice-ufrag":
+			a.ufrag = at.Value
+		case "ice-pwd":
+			a.pwd = at.Value
+		case "fingerprint":
+			if alg, fp, ok := strings.Cut(at.Value, " "); ok && strings.EqualFold(alg, "sha-256") {
+				a.fingerprint = strings.TrimSpace(fp)
+			}
+		case "setup":
+			*setup = at.Value
+		case "candidate":
+			if c, ok := parseHostCandidate(at.Value); ok && !containsAddrPort(a.cands, c) {
+				a.cands = append(a.cands, c)
+			}
+		}
+	}
+}
+
+// mediaSSRCAndPT is a media section's first announced SSRC (0: none) and the payload type
+// of the codec the lite viewer takes (VP8 video, Opus audio; -1: not accepted).
+func mediaSSRCAndPT(md *sdp.MediaDescription) (uint32, int) {
+	ssrc, pt := uint32(0), -1
+	for _, at := range md.Attributes {
+		switch at.Key {
+		case "ssrc":
+			if ssrc == 0 {
+				num, _, _ := strings.Cut(at.Value, " ")
+				if v, err := strconv.ParseUint(num, 10, 32); err == nil {
+					ssrc = uint32(v)
+				}
+			}
+		case "rtpmap":
+			if pt < 0 {
+				pt = acceptedPT(md.MediaName.Media, at.Value)
+			}
+		}
+	}
+	return ssrc, pt
+}
+
+// acceptedPT is the payload type of an rtpmap value the lite viewer takes, or -1.
+func acceptedPT(media, rtpmap string) int {
+	num, codec, _ := strings.Cut(rtpmap, " ")
+	v, err := strconv.Atoi(num)
+	if err != nil {
+		return -1
+	}
+	if media == "video" && strings.HasPrefix(strings.ToUpper(codec), "VP8/") ||
+		media == "audio" && strings.HasPrefix(strings.ToLower(codec), "opus/") {
+		return v
+	}
+	return -1
+}
+
+// check reports everything the answer lacks for a lite viewer at once.
+func (a *liteAnswer) check(setup string) (*liteAnswer, error) {
 	var errs []error
 	if a.ufrag == "" || a.pwd == "" {
 		errs = append(errs, errors.New("no ice-ufrag/ice-pwd"))

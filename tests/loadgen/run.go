@@ -95,10 +95,35 @@ func Defaults() Config {
 // Validate reports every problem of the config at once.
 func (c Config) Validate() error {
 	var errs []error
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !httpURL(c.URL) {
 		errs = append(errs, fmt.Errorf("url %q: want http(s)://host:port", c.URL))
 	}
+	errs = append(errs, c.validateShape()...)
+	if c.Bitrate < 8_000 || c.FPS < 1 || c.FPS > 240 {
+		errs = append(errs, fmt.Errorf("bitrate %d, fps %d: want at least 8000 bit/s and 1-240 fps", c.Bitrate, c.FPS))
+	}
+	if c.MaxPayload < probeSize || c.MaxPayload > 1400 {
+		errs = append(errs, fmt.Errorf("max payload %d: want %d-1400", c.MaxPayload, probeSize))
+	}
+	if c.Duration <= 0 || c.Ramp < 0 || c.Drain < 0 {
+		errs = append(errs, errors.New("duration must be positive, ramp and drain not negative"))
+	}
+	errs = append(errs, c.validateServerStats()...)
+	if c.Room == "" || strings.ContainsAny(c.Room, "./ ") {
+		errs = append(errs, fmt.Errorf("room prefix %q: use letters, digits, - and _", c.Room))
+	}
+	return errors.Join(errs...)
+}
+
+// httpURL reports whether s is an absolute http(s) URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// validateShape checks the mode, rooms, viewers and peer counts.
+func (c Config) validateShape() []error {
+	var errs []error
 	switch {
 	case c.Mode != ModeWHIP && c.Mode != ModeRooms:
 		errs = append(errs, fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeWHIP, ModeRooms))
@@ -113,17 +138,15 @@ func (c Config) Validate() error {
 	if c.Publishers < 1 || c.Subscribers < 0 {
 		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
 	}
-	if c.Bitrate < 8_000 || c.FPS < 1 || c.FPS > 240 {
-		errs = append(errs, fmt.Errorf("bitrate %d, fps %d: want at least 8000 bit/s and 1-240 fps", c.Bitrate, c.FPS))
-	}
-	if c.MaxPayload < probeSize || c.MaxPayload > 1400 {
-		errs = append(errs, fmt.Errorf("max payload %d: want %d-1400", c.MaxPayload, probeSize))
-	}
-	if c.Duration <= 0 || c.Ramp < 0 || c.Drain < 0 {
-		errs = append(errs, errors.New("duration must be positive, ramp and drain not negative"))
-	}
+	return errs
+}
+
+// validateServerStats checks where the server's CPU and memory come from: a pid or a metrics
+// URL, not both.
+func (c Config) validateServerStats() []error {
+	var errs []error
 	if c.MetricsURL != "" {
-		if u, err := url.Parse(c.MetricsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !httpURL(c.MetricsURL) {
 			errs = append(errs, fmt.Errorf("metrics url %q: want http(s)://host:port/metrics", c.MetricsURL))
 		}
 		if c.ServerPID > 0 {
@@ -133,10 +156,7 @@ func (c Config) Validate() error {
 	if c.ServerPID < 0 {
 		errs = append(errs, fmt.Errorf("server pid %d: want a positive process id", c.ServerPID))
 	}
-	if c.Room == "" || strings.ContainsAny(c.Room, "./ ") {
-		errs = append(errs, fmt.Errorf("room prefix %q: use letters, digits, - and _", c.Room))
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Report is what one run measured. Durations are in milliseconds.

@@ -49,6 +49,7 @@ func (n *Node) metricSources() metrics.Sources {
 				events.TransportWHIP: n.sessions.Len(events.TransportWHIP),
 				events.TransportWHEP: n.sessions.Len(events.TransportWHEP),
 				signal.Transport:     n.sessions.Len(signal.Transport),
+				events.TransportRTMP: n.sessions.Len(events.TransportRTMP),
 			}
 		},
 		Ingress: func() metrics.Ingress {
@@ -56,6 +57,13 @@ func (n *Node) metricSources() metrics.Sources {
 				return metrics.Ingress{}
 			}
 			return metrics.Ingress(n.whip.Stats())
+		},
+		RTMP: func() metrics.Ingress {
+			if n.rtmp == nil {
+				return metrics.Ingress{}
+			}
+			s := n.rtmp.Stats()
+			return metrics.Ingress{PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, DroppedPublish: s.Dropped}
 		},
 		Forwarding:    func() metrics.Forwarding { return metrics.Forwarding(n.hub.Stats()) },
 		Bus:           n.bus,

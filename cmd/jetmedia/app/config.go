@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/ingress/rtmp"
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
@@ -27,6 +28,11 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the HTTP API, WHIP, WHEP and the demo page listen (127.0.0.1:8080).
 	HTTPAddr string
+	// RTMPAddr, when set (host:port), accepts RTMP publishers (OBS, ffmpeg) at
+	// rtmp://RTMPAddr/live/<room>. Empty (the default): no RTMP listener (docs/rtmp.md says why).
+	RTMPAddr string
+	// RTMPAudio turns the AAC of RTMP publishers into Opus with an ffmpeg child process.
+	RTMPAudio rtmp.AudioConfig
 	// UDPHost and UDPPort are the single ICE UDP port every WebRTC session shares
 	// (0.0.0.0:8443: every interface, each up interface's addresses offered as ICE host
 	// candidates, loopback included, so that GStreamer/libnice on this machine and browsers
@@ -129,6 +135,17 @@ func defaultName() string {
 	return h
 }
 
+// validateRTMP checks the RTMP listen address, if any.
+func (c Config) validateRTMP() error {
+	if c.RTMPAddr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.RTMPAddr); err != nil {
+		return fmt.Errorf("rtmp address %q: %w", c.RTMPAddr, err)
+	}
+	return nil
+}
+
 // Validate reports every problem of the config at once.
 func (c Config) Validate() error {
 	var errs []error
@@ -142,6 +159,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
 	errs = append(errs, c.HTTP.Validate())
+	errs = append(errs, c.validateRTMP())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/egress/forward"
 	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/egress/whep"
+	"github.com/jetmedia/jetmedia/ingress/rtmp"
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/whip"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
@@ -55,6 +56,7 @@ type Node struct {
 	keys     *auth.Keyring // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
+	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
 	metrics  *metrics.Registry
 	router   *message.Router
 	webhooks *webhook.Deliverer
@@ -118,6 +120,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.RTMPAddr != "" {
+		if n.rtmp, err = rtmp.Listen(rtmp.Config{Listen: cfg.RTMPAddr, Sessions: n.sessions, Bus: n.bus, Auth: n.keys,
+			Audio: cfg.RTMPAudio, Logger: log}); err != nil {
+			return nil, err
+		}
 	}
 
 	mux := http.NewServeMux()
@@ -186,6 +195,14 @@ func (n *Node) legacyProjectionFloor(ctx context.Context) uint64 {
 // HTTPURL is the base URL of the HTTP API.
 func (n *Node) HTTPURL() string { return "http://" + n.httpLn.Addr().String() }
 
+// RTMPAddr is the RTMP listener's address (host:port), "" when RTMP is off.
+func (n *Node) RTMPAddr() string {
+	if n.rtmp == nil {
+		return ""
+	}
+	return n.rtmp.Addr().String()
+}
+
 // UDPAddr is the ICE UDP port's address.
 func (n *Node) UDPAddr() *net.UDPAddr { return n.edge.UDPAddr() }
 
@@ -252,6 +269,10 @@ func (n *Node) Close() error {
 		}
 		if n.sessions != nil {
 			errs = append(errs, n.sessions.Close())
+		}
+		if n.rtmp != nil {
+			// After the sessions: they end with reason shutdown and close their connections.
+			errs = append(errs, n.rtmp.Close())
 		}
 		if n.hub != nil {
 			n.hub.Close()
