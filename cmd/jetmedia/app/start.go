@@ -21,6 +21,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
 
@@ -79,6 +80,9 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
+	if n.nodes, err = presence.Declare(declareCtx, n.js, cfg.Storage); err != nil {
+		return err
+	}
 	n.appender = eventlog.NewAppender(n.js, cfg.Name)
 	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
 		return err
@@ -128,6 +132,7 @@ func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
 	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
 	}
+	n.httpURL.Store(n.HTTPURL())
 	hc := cfg.HTTP
 	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node
 	n.http = hc.Server(mux, log)
