@@ -17,8 +17,6 @@ import (
 // ErrConflict means another writer appended to the room since the expected sequence.
 var ErrConflict = errors.New("pipeline: room log moved on (optimistic concurrency conflict)")
 
-const errCodeWrongLastSequence = 10071
-
 // Appender writes events to the EVENTS stream. Every event is published with its id as
 // Nats-Msg-Id (a retried append is stored once) and with the room's expected last sequence
 // (Nats-Expected-Last-Subject-Sequence over ev.<room>.>), so two writers cannot interleave a
@@ -178,7 +176,9 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 			jetstream.WithExpectLastSequenceForSubject(h.last, RoomEventsFilter(e.Room)))
 		if err != nil {
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			// A replicated (R>1) stream answers a wrong expected sequence with its own code.
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 				return 0, fmt.Errorf("%w: room %s: %s", ErrConflict, e.Room, apiErr.Description)
 			}
 			return 0, fmt.Errorf("pipeline: append %s to room %s: %w", e.Type, e.Room, err)
