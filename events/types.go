@@ -68,7 +68,7 @@ type PeerLeft struct {
 	// failure or a dropped socket), "shutdown" (node stopping), "timeout" (never connected, or
 	// not back within the grace period), "kicked" (removed by an operator), "node_lost" (the
 	// node that served it died or restarted: another node, or the node itself at start, ended
-	// it in the log; see ReasonNodeLost).
+	// it in the log; see ReasonNodeLost), "unpublished" (a viewer whose tracks all ended).
 	Reason string     `json:"reason"`
 	Cause  LeaveCause `json:"cause"`
 }
@@ -95,6 +95,10 @@ const (
 // the server side.
 const ReasonNodeLost = "node_lost"
 
+// ReasonUnpublished is the peer.left reason of a viewer session (WHEP) the server ended because
+// every track it played was unpublished.
+const ReasonUnpublished = "unpublished"
+
 // CauseOf is the side that ends a session for a peer.left reason; "" for an unknown reason.
 // Writers and the v1 upcaster share it, so an upcast v1 event reads like a v2 one written
 // for the same reason.
@@ -104,7 +108,7 @@ func CauseOf(reason string) string {
 		return ByClient
 	case "disconnected", "timeout":
 		return ByNetwork
-	case "shutdown", ReasonNodeLost:
+	case "shutdown", ReasonNodeLost, ReasonUnpublished:
 		return ByServer
 	case "kicked":
 		return ByOperator

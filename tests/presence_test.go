@@ -162,6 +162,8 @@ func TestNodeLostEndsItsSessions(t *testing.T) {
 	require.Eventually(t, func() bool { return viewer.Video.Load() > 30 }, 15*time.Second, 20*time.Millisecond)
 	publisher := peersOn(t, a, room, "b")
 	require.Len(t, publisher, 1)
+	viewerPeer := peersOn(t, a, room, "a")
+	require.Len(t, viewerPeer, 1)
 
 	killB()
 	killed := time.Now()
@@ -169,6 +171,8 @@ func TestNodeLostEndsItsSessions(t *testing.T) {
 		"b's publisher ended in the rooms bucket within 15 s of the kill")
 	t.Logf("kill -9 of b -> its publisher gone from the rooms bucket: %.1f s (lease TTL %v, renewed every %v)",
 		time.Since(killed).Seconds(), testLease.TTL, testLease.Renew)
+	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "a")) == 0 }, 5*time.Second, 20*time.Millisecond,
+		"a's WHEP viewer of the lost publisher ended")
 
 	// Both survivors keep checking: give the other one time to write a duplicate, if it would.
 	time.Sleep(2 * testLease.Renew)
@@ -184,6 +188,9 @@ func TestNodeLostEndsItsSessions(t *testing.T) {
 				require.Equal(t, events.ReasonNodeLost, p.Reason)
 				require.Equal(t, events.ByServer, p.Cause.By)
 				require.Contains(t, p.Cause.Detail, "node b lost")
+			}
+			if p.Peer == viewerPeer[0] {
+				require.Equal(t, events.ReasonUnpublished, p.Reason, "the viewer ended with its tracks")
 			}
 		case events.TrackUnpublished:
 			if p.Peer == publisher[0] {

@@ -36,6 +36,9 @@ const (
 	ReasonTimeout Reason = "timeout"
 	// ReasonShutdown: the node is stopping.
 	ReasonShutdown Reason = "shutdown"
+	// ReasonUnpublished: every track a viewer played was unpublished (its publisher left, or
+	// its node was lost), and a WHEP session cannot take other tracks.
+	ReasonUnpublished Reason = events.ReasonUnpublished
 )
 
 // Output is what a session core asks its shell to do after an input: append Events in order,
