@@ -71,6 +71,8 @@ type Presence struct {
 	// Owned by the run goroutine.
 	table  *Table
 	reaped map[string]reaped
+	// refresh asks the run goroutine to renew the lease now (what Describe returns changed).
+	refresh chan struct{}
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -98,7 +100,7 @@ func Start(ctx context.Context, cfg Config) (*Presence, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Presence{cfg: cfg, self: cfg.Describe().Name, log: log.With("component", "presence"),
-		table: NewTable(), reaped: map[string]reaped{}}
+		table: NewTable(), reaped: map[string]reaped{}, refresh: make(chan struct{}, 1)}
 	if err := p.renew(ctx); err != nil {
 		return nil, err
 	}
@@ -119,6 +121,10 @@ func (p *Presence) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.refresh:
+			if err := p.renew(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("lease not renewed", "err", err)
+			}
 		case <-t.C:
 			if err := p.renew(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("lease not renewed", "err", err)
@@ -127,6 +133,15 @@ func (p *Presence) run(ctx context.Context) {
 				p.log.Warn("checking other nodes' leases", "err", err)
 			}
 		}
+	}
+}
+
+// Refresh renews the lease soon, out of turn: what Describe returns has changed (the HTTP
+// port opened). It does not block.
+func (p *Presence) Refresh() {
+	select {
+	case p.refresh <- struct{}{}:
+	default:
 	}
 }
 

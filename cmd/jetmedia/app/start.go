@@ -133,6 +133,9 @@ func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
 		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
 	}
 	n.httpURL.Store(n.HTTPURL())
+	if n.presence != nil {
+		n.presence.Refresh() // the lease names the HTTP port from now on
+	}
 	hc := cfg.HTTP
 	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node
 	n.http = hc.Server(mux, log)
