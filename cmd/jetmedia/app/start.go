@@ -74,6 +74,8 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	}
 	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelDeclare()
+	n.keepReplicas(declareCtx)
+	cfg = n.cfg
 	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
 		return err
 	}
@@ -91,6 +93,25 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	n.hub.Lanes(cfg.FanoutLanes)
 
 	return nil
+}
+
+// keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
+// media-only leaf of a hub cluster, which counts no routes of its own, would otherwise scale
+// the cluster's R3 stream down to 1 when it declares it).
+func (n *Node) keepReplicas(ctx context.Context) {
+	if n.cfg.Replicas != 0 {
+		return
+	}
+	attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := n.js.Stream(attempt, eventlog.StreamEvents)
+	if err != nil {
+		return // none yet (or not reachable yet): declare with the automatic count
+	}
+	if r := s.CachedInfo().Config.Replicas; r > n.cfg.Storage.Replicas {
+		n.log.Info("keeping the log's replicas", "replicas", r)
+		n.cfg.Storage.Replicas = r
+	}
 }
 
 // startReadSide runs the rooms projection and, on a node with JetStream of its own, the
