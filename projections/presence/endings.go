@@ -20,6 +20,9 @@ type Ending struct {
 	Detail string
 	// Time stamps the events.
 	Time time.Time
+	// Before, when set, limits the ending to sessions that joined before it: a restarted
+	// node's cleanup must not end the sessions its new process already serves.
+	Before time.Time
 }
 
 // EndSessions returns the events that end every session of node in room, in the order a
@@ -40,7 +43,7 @@ func EndSessions(r projections.Room, node string, e Ending) ([]events.Envelope, 
 	}
 	for _, id := range r.PeerIDs() {
 		p := r.Peers[id]
-		if p.Node != node {
+		if p.Node != node || !e.Before.IsZero() && !p.JoinedAt.Before(e.Before) {
 			continue
 		}
 		joined := strconv.FormatInt(p.JoinedAt.UnixNano(), 10)

@@ -140,6 +140,16 @@ func (t *Table) Observe(now time.Time, entries []jetstream.KeyValueEntry) ([]Obs
 	return out, errors.Join(errs...)
 }
 
+// Forgive restarts every lease's age at now. A reader calls it when the bucket itself stalled
+// (its own renewal failed or was slow, as while the bucket elects a new leader): nobody could
+// renew meanwhile, so the silence says nothing about the other nodes.
+func (t *Table) Forgive(now time.Time) {
+	for k, s := range t.seen {
+		s.at = now
+		t.seen[k] = s
+	}
+}
+
 // ReadAll returns every lease record of the bucket.
 func ReadAll(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,15 +65,21 @@ type Config struct {
 
 // Presence holds this node's lease and ends the sessions of nodes whose lease expired.
 type Presence struct {
-	cfg  Config
-	self string
-	log  *slog.Logger
+	cfg     Config
+	self    string
+	started time.Time
+	log     *slog.Logger
 
-	// Owned by the run goroutine.
+	// Owned by the checking goroutine.
 	table  *Table
 	reaped map[string]reaped
-	// refresh asks the run goroutine to renew the lease now (what Describe returns changed).
+	// refresh asks the renewing goroutine to renew the lease now (what Describe returns changed).
 	refresh chan struct{}
+	// stalled: a renewal of this node's lease failed or was slow since the last check (set by
+	// the renewing goroutine, taken by the checking one).
+	stalled atomic.Bool
+	// ownChecked: the first check after start looked again for this node's stale sessions.
+	ownChecked bool
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -99,22 +106,28 @@ func Start(ctx context.Context, cfg Config) (*Presence, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Presence{cfg: cfg, self: cfg.Describe().Name, log: log.With("component", "presence"),
+	p := &Presence{cfg: cfg, self: cfg.Describe().Name, started: time.Now(), log: log.With("component", "presence"),
 		table: NewTable(), reaped: map[string]reaped{}, refresh: make(chan struct{}, 1)}
 	if err := p.renew(ctx); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
-		p.run(runCtx)
+		p.renewLoop(runCtx)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.checkLoop(runCtx)
 	}()
 	return p, nil
 }
 
-func (p *Presence) run(ctx context.Context) {
+// renewLoop renews the lease on its own goroutine, so that a long check (ending a lost
+// node's sessions in many rooms) never lets this node's own lease lapse.
+func (p *Presence) renewLoop(ctx context.Context) {
 	t := time.NewTicker(p.cfg.Timing.Renew)
 	defer t.Stop()
 	for {
@@ -122,17 +135,40 @@ func (p *Presence) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.refresh:
-			if err := p.renew(ctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("lease not renewed", "err", err)
-			}
+			p.renewLogged(ctx)
 		case <-t.C:
-			if err := p.renew(ctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("lease not renewed", "err", err)
-			}
+			p.renewLogged(ctx)
+		}
+	}
+}
+
+// checkLoop reads the leases every renewal period and ends what is to be ended.
+func (p *Presence) checkLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Timing.Renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.checkOwn(ctx)
 			if err := p.check(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("checking other nodes' leases", "err", err)
 			}
 		}
+	}
+}
+
+// renewLogged renews the lease and notes a renewal that failed or took longer than a quarter
+// of the TTL: the bucket stalled.
+func (p *Presence) renewLogged(ctx context.Context) {
+	start := time.Now()
+	err := p.renew(ctx)
+	if err != nil || time.Since(start) > p.cfg.Timing.TTL/4 {
+		p.stalled.Store(true)
+	}
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("lease not renewed", "err", err)
 	}
 }
 
@@ -153,7 +189,7 @@ func (p *Presence) renew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("presence: encode lease: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timing.Renew)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timing.TTL/2)
 	defer cancel()
 	if _, err := p.cfg.Nodes.Put(ctx, p.self, b); err != nil {
 		return fmt.Errorf("presence: renew lease of %s: %w", p.self, err)
@@ -166,14 +202,24 @@ func (p *Presence) renew(ctx context.Context) error {
 func (p *Presence) check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timing.TTL)
 	defer cancel()
+	start := time.Now()
 	entries, err := ReadAll(ctx, p.cfg.Nodes)
 	if err != nil {
+		p.stalled.Store(true)
 		return err
 	}
 	now := time.Now()
+	if now.Sub(start) > p.cfg.Timing.TTL/4 {
+		p.stalled.Store(true) // a slow read: what it returns may be as old as the wait
+	}
 	leases, err := p.table.Observe(now, entries)
 	if err != nil {
 		p.log.Warn("unreadable lease", "err", err)
+	}
+	if p.stalled.Swap(false) {
+		// This node could not renew either: judge nobody by the silence just past.
+		p.table.Forgive(now)
+		return nil
 	}
 	lost := p.due(now, leases)
 	if len(lost) == 0 || !p.designated(leases) {
@@ -235,11 +281,27 @@ func (p *Presence) ending(detail func(string) string) func(node string) Ending {
 	return func(node string) Ending { return Ending{By: p.self, Detail: detail(node), Time: time.Now()} }
 }
 
-// EndOwn ends the sessions the log still shows on this node: at start, before the node
-// serves anyone, they are a previous process's, which died without ending them.
+// EndOwn ends the sessions the log still shows on this node that joined before this process
+// started: a previous process's, which died without ending them.
 func (p *Presence) EndOwn(ctx context.Context) (int, error) {
 	self := func(node string) bool { return node == p.self }
-	return End(ctx, p.cfg.Rooms, p.cfg.Appender, self, p.ending(func(string) string { return "node " + p.self + " restarted" }))
+	return End(ctx, p.cfg.Rooms, p.cfg.Appender, self, func(string) Ending {
+		return Ending{By: p.self, Detail: "node " + p.self + " restarted", Time: time.Now(), Before: p.started}
+	})
+}
+
+// checkOwn runs EndOwn once more at the first check after start, for stale sessions the rooms
+// projection showed late (events of the dead process redelivered after start).
+func (p *Presence) checkOwn(ctx context.Context) {
+	if p.ownChecked {
+		return
+	}
+	p.ownChecked = true
+	if n, err := p.EndOwn(ctx); err != nil && ctx.Err() == nil {
+		p.log.Warn("ending this node's stale sessions", "err", err)
+	} else if n > 0 {
+		p.log.Warn("ended sessions a previous process of this node left in the log", "sessions", n)
+	}
 }
 
 // End ends, in the log, every session of the rooms bucket whose node ghost says is gone, and

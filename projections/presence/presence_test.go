@@ -67,6 +67,11 @@ func TestEndSessions(t *testing.T) {
 		require.Equal(t, got[i].ID, again[i].ID)
 	}
 
+	// A restarted x ends only the sessions that joined before it started (p at 2 s, w at 7 s).
+	older, err := presence.EndSessions(r, "x", presence.Ending{By: "x", Time: t0.Add(time.Hour), Before: t0.Add(5 * time.Second)})
+	require.NoError(t, err)
+	require.Len(t, older, 3, "p's two tracks and p; not w, which joined the new process")
+
 	// Folded in, they leave only y's viewer, without the subscription to the lost track.
 	for i := range got {
 		got[i].Seq = uint64(9 + i)
@@ -128,10 +133,18 @@ func TestTableAgesFromWhatItSaw(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, 4*time.Second, got[0].Age)
 	require.True(t, got[0].Expired(), "a stopped renewing")
+
+	// The bucket stalled (the reader's own renewal failed): the silence is forgiven.
+	tab.Forgive(now)
+	got, err = tab.Observe(now.Add(time.Second), []jetstream.KeyValueEntry{lease(t, "a", 8, t0)})
+	require.NoError(t, err)
+	require.Equal(t, time.Second, got[0].Age)
+	require.False(t, got[0].Expired())
 }
 
 // TestLostNodeEndedOnce: two presences on one real server watch node x's lease, which nobody
-// renews; the rooms bucket shows x's publisher. Its session is ended in the log once.
+// renews; the rooms bucket shows x's publisher and viewer. Their sessions are ended in the log
+// once.
 func TestLostNodeEndedOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -160,13 +173,13 @@ func TestLostNodeEndedOnce(t *testing.T) {
 		}))
 	}
 	fold()
-	b, err := json.Marshal(presence.Lease{Name: "x", TTL: 300 * time.Millisecond})
+	b, err := json.Marshal(presence.Lease{Name: "x", TTL: time.Second})
 	require.NoError(t, err)
 	_, err = nodes.Put(ctx, "x", b)
 	require.NoError(t, err)
 
-	timing := presence.Timing{Renew: 50 * time.Millisecond, TTL: 300 * time.Millisecond, Recheck: time.Minute}
-	for _, name := range []string{"y", "z"} {
+	timing := presence.Timing{Renew: 100 * time.Millisecond, TTL: time.Second, Recheck: time.Minute}
+	for _, name := range []string{"s1", "s2"} { // survivors; y, v's node, holds no lease: untouched
 		p, err := presence.Start(ctx, presence.Config{Nodes: nodes, Rooms: rooms, Appender: eventlog.NewAppender(js, name),
 			Describe: func() presence.Lease { return presence.Lease{Name: name} }, Timing: timing})
 		require.NoError(t, err)
