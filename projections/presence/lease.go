@@ -74,7 +74,11 @@ func BucketConfig(sc eventlog.StorageConfig) jetstream.KeyValueConfig {
 
 // Declare creates or updates the nodes bucket.
 func Declare(ctx context.Context, js jetstream.JetStream, sc eventlog.StorageConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(sc))
+	var kv jetstream.KeyValue
+	err := eventlog.Retry(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, BucketConfig(sc))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("presence: declare bucket %s: %w", BucketNodes, err)
 	}
