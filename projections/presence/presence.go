@@ -225,7 +225,7 @@ func (p *Presence) check(ctx context.Context) error {
 	if len(lost) == 0 || !p.designated(leases) {
 		return nil
 	}
-	ghost := func(node string) bool { _, ok := lost[node]; return ok }
+	ghost := func(_ projections.Room, node string) bool { _, ok := lost[node]; return ok }
 	detail := func(node string) string { return "node " + node + " lost: lease expired" }
 	n, err := End(ctx, p.cfg.Rooms, p.cfg.Appender, ghost, p.ending(detail))
 	if err != nil {
@@ -284,29 +284,36 @@ func (p *Presence) ending(detail func(string) string) func(node string) Ending {
 // EndOwn ends the sessions the log still shows on this node that joined before this process
 // started: a previous process's, which died without ending them.
 func (p *Presence) EndOwn(ctx context.Context) (int, error) {
-	self := func(node string) bool { return node == p.self }
+	return p.endOwn(ctx, func(projections.Room) bool { return true })
+}
+
+func (p *Presence) endOwn(ctx context.Context, room func(projections.Room) bool) (int, error) {
+	self := func(r projections.Room, node string) bool { return node == p.self && room(r) }
 	return End(ctx, p.cfg.Rooms, p.cfg.Appender, self, func(string) Ending {
 		return Ending{By: p.self, Detail: "node " + p.self + " restarted", Time: time.Now(), Before: p.started}
 	})
 }
 
-// checkOwn runs EndOwn once more at the first check after start, for stale sessions the rooms
-// projection showed late (events of the dead process redelivered after start).
+// checkOwn looks once more, at the first check after start, for stale sessions the rooms
+// projection showed late (the dead process's events redelivered after start), in the rooms
+// nothing has happened in since this process started: where something has, this node wrote
+// it or saw it, and its sessions there are its own.
 func (p *Presence) checkOwn(ctx context.Context) {
 	if p.ownChecked {
 		return
 	}
 	p.ownChecked = true
-	if n, err := p.EndOwn(ctx); err != nil && ctx.Err() == nil {
+	quiet := func(r projections.Room) bool { return r.LastEvent.Before(p.started) }
+	if n, err := p.endOwn(ctx, quiet); err != nil && ctx.Err() == nil {
 		p.log.Warn("ending this node's stale sessions", "err", err)
 	} else if n > 0 {
 		p.log.Warn("ended sessions a previous process of this node left in the log", "sessions", n)
 	}
 }
 
-// End ends, in the log, every session of the rooms bucket whose node ghost says is gone, and
-// returns how many it ended.
-func End(ctx context.Context, rooms jetstream.KeyValue, app Appender, ghost func(node string) bool, ending func(node string) Ending) (int, error) {
+// End ends, in the log, every session of the rooms bucket whose node ghost says is gone from
+// the room, and returns how many it ended.
+func End(ctx context.Context, rooms jetstream.KeyValue, app Appender, ghost func(r projections.Room, node string) bool, ending func(node string) Ending) (int, error) {
 	all, err := projections.Rooms(ctx, rooms)
 	if err != nil {
 		return 0, err
@@ -316,7 +323,7 @@ func End(ctx context.Context, rooms jetstream.KeyValue, app Appender, ghost func
 	for _, r := range all {
 		nodes := map[string]bool{}
 		for _, peer := range r.Peers {
-			if ghost(peer.Node) {
+			if ghost(r, peer.Node) {
 				nodes[peer.Node] = true
 			}
 		}
