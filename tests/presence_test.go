@@ -100,12 +100,12 @@ func waitHTTP(t *testing.T, url string) {
 	}, 90*time.Second, 50*time.Millisecond, "node at %s up", url)
 }
 
-// TestNodeLostEndsItsSessions: three nodes routed into one cluster with the log and buckets
+// TestPresenceNodeKilled: three nodes routed into one cluster with the log and buckets
 // R3; a publisher on node b (a child process), a WHEP viewer on node a. Killing b with
 // SIGKILL ends the publisher in the log within 15 s, exactly once (peer.left node_lost, its
 // tracks unpublished), though two survivors watch b's lease; the rooms bucket equals the fold
 // of the log.
-func TestNodeLostEndsItsSessions(t *testing.T) {
+func TestPresenceNodeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster and a node process")
 	}
