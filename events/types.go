@@ -68,7 +68,9 @@ type PeerLeft struct {
 	Peer string `json:"peer"`
 	// Reason is what happened: "closed" (the client ended it), "disconnected" (ICE/DTLS
 	// failure or a dropped socket), "shutdown" (node stopping), "timeout" (never connected, or
-	// not back within the grace period), "kicked" (removed by an operator).
+	// not back within the grace period), "kicked" (removed by an operator), "node_lost" (the
+	// node that served it died or restarted: another node, or the node itself at start, ended
+	// it in the log; see ReasonNodeLost), "unpublished" (a viewer whose tracks all ended).
 	Reason string     `json:"reason"`
 	Cause  LeaveCause `json:"cause"`
 }
@@ -89,6 +91,16 @@ const (
 	ByOperator = "operator"
 )
 
+// ReasonNodeLost is the peer.left reason written for a session whose node stopped serving it
+// without saying so (killed, crashed, cut off): a surviving node whose lease on the node
+// expired, or the node itself restarting on its data, ends the session in the log. Its cause is
+// the server side.
+const ReasonNodeLost = "node_lost"
+
+// ReasonUnpublished is the peer.left reason of a viewer session (WHEP) the server ended because
+// every track it played was unpublished.
+const ReasonUnpublished = "unpublished"
+
 // CauseOf is the side that ends a session for a peer.left reason; "" for an unknown reason.
 // Writers and the v1 upcaster share it, so an upcast v1 event reads like a v2 one written
 // for the same reason.
@@ -98,7 +110,7 @@ func CauseOf(reason string) string {
 		return ByClient
 	case "disconnected", "timeout":
 		return ByNetwork
-	case "shutdown":
+	case "shutdown", ReasonNodeLost, ReasonUnpublished:
 		return ByServer
 	case "kicked":
 		return ByOperator

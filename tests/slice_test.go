@@ -83,20 +83,24 @@ func TestPublishToThreeViewers(t *testing.T) {
 	}
 	require.Equal(t, 2, published)
 
-	// The publisher leaves: its peer, tracks and the subscriptions to them are gone.
+	// The publisher leaves: its peer, tracks and the subscriptions to them are gone, and so
+	// are the WHEP viewers, which play nothing any more (peer.left "unpublished").
 	require.NoError(t, pub.Close(true))
 	require.NoError(t, node.WaitProjected(ctx))
 	require.Eventually(t, func() bool {
 		r, err := projections.LoadRoom(ctx, node.Rooms(), room)
-		return err == nil && len(r.Tracks) == 0 && len(r.Subs) == 0 && len(r.Peers) == 3
+		return err == nil && len(r.Tracks) == 0 && len(r.Subs) == 0 && len(r.Peers) == 0
 	}, 5*time.Second, 20*time.Millisecond)
 	for _, v := range viewers {
-		require.NoError(t, v.Close())
+		_ = v.Close() // the server ended the session: its DELETE finds none
 	}
 	require.NoError(t, node.WaitProjected(ctx))
 	log = roomEvents(t, node.JetStream(), room)
 	last := log[len(log)-1]
 	require.Equal(t, events.TypePeerLeft, last.Type)
+	lp, err := last.Payload()
+	require.NoError(t, err)
+	require.Equal(t, events.ReasonUnpublished, lp.(events.PeerLeft).Reason)
 	live, err = projections.LoadRoom(ctx, node.Rooms(), room)
 	require.NoError(t, err)
 	require.Empty(t, live.Peers)

@@ -20,6 +20,8 @@ Usage:
                                          print the event log as JSON lines
   jetmedia rooms [--json]                list live rooms with their peers and tracks
   jetmedia replay --room R [--json]      print a room's timeline and the state folded from it
+  jetmedia cluster [--json]              list the nodes (zone, role, load, lease age) and the
+                                         replicas and leader of the log and the buckets
   jetmedia audit verify [--room R] [--json]
                                          check each room's hash chain: intact, or the first
                                          event that breaks it (exit status 1)
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return rooms(ctx, rest, stdout, stderr)
 	case "replay":
 		return replay(ctx, rest, stdout, stderr)
+	case "cluster":
+		return clusterCmd(ctx, rest, stdout, stderr)
 	case "projections":
 		return projectionsCmd(ctx, rest, stdout, stderr)
 	case "audit":

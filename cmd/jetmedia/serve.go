@@ -78,6 +78,16 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&cfg.ClusterListen, "cluster-listen", cfg.ClusterListen, "host:port of this node's NATS route port (cluster of nodes in one region)")
 	fs.Var(listFlag{&cfg.Routes}, "routes", "route URLs of the cluster's nodes, nats://host:port (comma-separated; may include this node)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name (default jetmedia)")
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of the event log and buckets in the cluster (0: 3 with 3 or more routed nodes, else 1; at most the cluster's size)")
+	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone this node runs in (data centre, region, rack), announced in its lease")
+	fs.Func("lease-ttl", "how long the node's lease holds without renewal; renewed every quarter of it (default 8s)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		cfg.Presence.TTL, cfg.Presence.Renew = d, d/4
+		return nil
+	})
 	fs.BoolVar(&cfg.JetStream, "jetstream", cfg.JetStream, "run JetStream here; false makes a media-only node that uses its hub's or cluster's JetStream")
 	fs.DurationVar(&cfg.Storage.MaxAge, "retention-max-age", cfg.Storage.MaxAge, "drop events older than this (0: keep forever)")
 	fs.Int64Var(&cfg.Storage.MaxBytes, "retention-max-bytes", cfg.Storage.MaxBytes, "cap the event log's size in bytes (0: unlimited)")

@@ -151,6 +151,22 @@ func rooms(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return logtools.Rooms(ctx, c.js, *all, *asJSON, stdout)
 }
 
+func clusterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	var cf connFlags
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	c, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return logtools.Cluster(ctx, c.js, *asJSON, stdout)
+}
+
 func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	var cf connFlags

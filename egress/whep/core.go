@@ -19,6 +19,7 @@ type Core struct {
 	*rtc.Lifecycle
 	publisher string
 	tracks    []string
+	gone      map[string]bool // tracks unpublished
 }
 
 // NewCore returns the core of a viewer playing tracks of publisher; peer's Transport and Role
@@ -49,6 +50,23 @@ func (c *Core) Bound(now time.Time, track string, video bool) Output {
 		return Output{}
 	}
 	return c.KeyframeRequested(now, track)
+}
+
+// Unpublished: track was unpublished. Once none of the tracks the viewer plays is left, the
+// session ends (WHEP cannot add other tracks to it).
+func (c *Core) Unpublished(now time.Time, track string) Output {
+	if c.gone == nil {
+		c.gone = map[string]bool{}
+	}
+	for _, t := range c.tracks {
+		if t == track {
+			c.gone[track] = true
+		}
+	}
+	if len(c.gone) < len(c.tracks) {
+		return Output{}
+	}
+	return c.Close(now, rtc.ReasonUnpublished)
 }
 
 // ending ends every subscription, in order, before the peer leaves.

@@ -31,6 +31,15 @@ func TestCoreSubscriptions(t *testing.T) {
 		{"ICE failed", (*whep.Core).Failed, rtc.ReasonDisconnected},
 		{"node stopping", (*whep.Core).Shutdown, rtc.ReasonShutdown},
 		{"never connected", func(c *whep.Core, now time.Time) whep.Output { return c.Tick(now.Add(time.Minute)) }, rtc.ReasonTimeout},
+		{"every track unpublished", func(c *whep.Core, now time.Time) whep.Output {
+			if out := c.Unpublished(now, "a"); out.Close != "" || len(out.Events) > 0 {
+				return out // one track of two gone: the session must go on
+			}
+			if out := c.Unpublished(now, "other"); out.Close != "" {
+				return out // a track it does not play changes nothing
+			}
+			return c.Unpublished(now, "v")
+		}, rtc.ReasonUnpublished},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

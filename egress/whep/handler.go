@@ -52,8 +52,9 @@ type Config struct {
 
 // Handler serves WHEP.
 type Handler struct {
-	cfg Config
-	ep  *rtc.Endpoint
+	cfg     Config
+	ep      *rtc.Endpoint
+	playing playing
 }
 
 // New returns a handler.
@@ -97,7 +98,11 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o), publisher, ids)}
 	var s *rtc.Session
-	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) { s = ss }, func() error {
+	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) {
+		s = ss
+		h.playing.add(o.Room, ss, v)
+		ss.OnClose(func() { h.playing.remove(o.Room, ss) })
+	}, func() error {
 		for _, spec := range chosen {
 			t := v.track(s, spec, publisher)
 			sender, err := s.PC.AddTrack(t)

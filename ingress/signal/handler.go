@@ -408,6 +408,9 @@ type conn struct {
 
 	// Negotiation state, touched only by the loop.
 	needOffer bool // our tracks changed since the last offer
+	// lastOffer is the SDP of the last offer sent, resent as is after a resume (pion builds
+	// LocalDescription anew each call, candidates of several interfaces in any order).
+	lastOffer string
 	senders   map[string]*webrtc.RTPSender
 	// stopped: per published track, set on unpublish so its RTP stops going out.
 	stopped map[string]*atomic.Bool
@@ -610,10 +613,8 @@ func (c *conn) resume(now time.Time, req *resumeReq) {
 	c.s.Log.Info("session resumed")
 	// An offer the client may not have seen goes again; the client answers it on the new
 	// socket.
-	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if ld := c.pc.LocalDescription(); ld != nil {
-			c.send(ServerMessage{Type: TypeOffer, SDP: ld.SDP})
-		}
+	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer && c.lastOffer != "" {
+		c.send(ServerMessage{Type: TypeOffer, SDP: c.lastOffer})
 	}
 }
 
@@ -797,7 +798,8 @@ func (c *conn) offer() {
 	case <-time.After(5 * time.Second):
 	}
 	c.s.Log.Debug("offer sent", "transceivers", len(c.pc.GetTransceivers()))
-	c.send(ServerMessage{Type: TypeOffer, SDP: c.pc.LocalDescription().SDP})
+	c.lastOffer = c.pc.LocalDescription().SDP
+	c.send(ServerMessage{Type: TypeOffer, SDP: c.lastOffer})
 }
 
 // published starts moving a client track's RTP onto its media subject, if announced. The core

@@ -65,25 +65,38 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 // Declare creates or updates the stream and buckets jetmedia needs. It is safe to call on every
 // start and from every node.
 func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
-	// A node that just joined a system may not reach JetStream yet (leaf link coming up,
-	// cluster electing its meta leader): retry until ctx ends.
-	for {
-		// Short attempts: a request sent before the cluster has a meta leader may get no
-		// answer at all.
-		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.CreateOrUpdateStream(attempt, EventsStreamConfig(sc))
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc))
+		return err
+	}); err != nil {
+		return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, RoomsBucketConfig(BucketRooms, sc)); err != nil {
+	if err := Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, RoomsBucketConfig(BucketRooms, sc))
+		return err
+	}); err != nil {
 		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketRooms, err)
 	}
 	return nil
+}
+
+// Retry runs a JetStream declaration in short attempts until it succeeds or ctx ends, and
+// returns the last attempt's error. A node that just joined a system may not reach JetStream
+// yet (leaf link coming up, cluster electing its meta leader), a request sent before the
+// cluster has a meta leader may get no answer at all, and a replicated asset cannot be placed
+// until enough servers have joined.
+func Retry(ctx context.Context, declare func(ctx context.Context) error) error {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := declare(attempt)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

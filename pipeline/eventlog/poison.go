@@ -149,9 +149,14 @@ func subjectMatches(filter, subject string) bool {
 	return len(f) == len(s)
 }
 
-// DeclarePoison creates or updates the POISON stream.
+// DeclarePoison creates or updates the POISON stream, retrying for up to 30 s (see Retry).
 func DeclarePoison(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
-	if _, err := js.CreateOrUpdateStream(ctx, PoisonStreamConfig(sc)); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, PoisonStreamConfig(sc))
+		return err
+	}); err != nil {
 		return fmt.Errorf("pipeline: declare stream %s: %w", StreamPoison, err)
 	}
 	return nil

@@ -39,6 +39,9 @@ const (
 	// ReasonKicked: the node removed the peer (a client that kept flooding past its rate
 	// limits, an operator).
 	ReasonKicked Reason = "kicked"
+	// ReasonUnpublished: every track a viewer played was unpublished (its publisher left, or
+	// its node was lost), and a WHEP session cannot take other tracks.
+	ReasonUnpublished Reason = events.ReasonUnpublished
 )
 
 // Output is what a session core asks its shell to do after an input: append Events in order,

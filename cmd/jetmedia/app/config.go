@@ -18,6 +18,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/httpserver"
+	"github.com/jetmedia/jetmedia/projections/presence"
 )
 
 // Config is a node's configuration. Defaults() gives one that works on one machine.
@@ -65,8 +66,17 @@ type Config struct {
 	// JetStream runs JetStream on this node (default true). A node without it is a media-only
 	// node that uses the JetStream of the hub or cluster it joins.
 	JetStream bool
-	// Storage sets the event log's retention (default: keep everything).
+	// Storage sets the event log's retention (default: keep everything). Its Replicas is set
+	// from Replicas at start.
 	Storage eventlog.StorageConfig
+	// Replicas of the EVENTS stream and every bucket inside the cluster (0, the default: 3 in
+	// a cluster of 3 or more nodes by its routes, else 1). It cannot exceed the cluster's size.
+	Replicas int
+	// Zone is where the node runs (a data centre, region or rack), announced in its lease for
+	// placement and operators; empty is fine.
+	Zone string
+	// Presence sets the rhythm of the node's lease in the nodes bucket (docs/cluster.md).
+	Presence presence.Timing
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
 	ConnectTimeout  time.Duration
 	DisconnectGrace time.Duration
@@ -115,6 +125,7 @@ func Defaults() Config {
 		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
 		HTTP:            httpserver.Defaults(),
+		Presence:        presence.DefaultTiming(),
 	}
 }
 
@@ -172,7 +183,7 @@ func (c Config) Validate() error {
 	if c.EdgeSenders < 1 {
 		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
-	errs = append(errs, c.validateUDP(), c.validateCluster())
+	errs = append(errs, c.validateUDP(), c.validateCluster(), c.Presence.Validate())
 	if len(c.AuthKeys) > 0 {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
 			errs = append(errs, err)
@@ -211,5 +222,54 @@ func (c Config) validateCluster() error {
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		errs = append(errs, errors.New("routes need a cluster listen address"))
 	}
+	if c.Replicas < 0 {
+		errs = append(errs, fmt.Errorf("replicas %d: at least 1 (0: automatic)", c.Replicas))
+	}
+	if size := c.ClusterSize(); c.Replicas > size {
+		errs = append(errs, fmt.Errorf("--replicas %d exceeds the cluster's %d node(s) (its routes, this node included)", c.Replicas, size))
+	}
+	if c.joinsOthers() && len(c.AuthKeys) == 0 {
+		// One keyring for the system: dev mode's random per-process key would make every node
+		// refuse the tokens of the others.
+		errs = append(errs, errors.New("a node joined to others (--routes, --cluster-listen, --hub or --leaf-listen) needs the system's signing key: set the same --auth-key (or JETMEDIA_AUTH_KEYS) on every node; dev mode's random key is per process"))
+	}
 	return errors.Join(errs...)
+}
+
+// joinsOthers reports whether the node is configured to be part of a system of nodes.
+func (c Config) joinsOthers() bool {
+	return len(c.Routes) > 0 || c.ClusterListen != "" || c.Hub != "" || c.LeafListen != ""
+}
+
+// ClusterSize is the number of nodes of this node's cluster as its routes tell: the distinct
+// route URLs, plus this node when its own route port is not among them (1 without routes). A
+// route with this node's port counts as this node when it listens on every interface.
+func (c Config) ClusterSize() int {
+	urls := map[string]bool{}
+	self := c.ClusterListen == ""
+	lh, lp, _ := net.SplitHostPort(c.ClusterListen)
+	anyHost := lh == "" || net.ParseIP(lh) != nil && net.ParseIP(lh).IsUnspecified()
+	for _, r := range c.Routes {
+		hp := strings.TrimPrefix(strings.TrimSuffix(r, "/"), "nats://")
+		urls[hp] = true
+		if _, p, err := net.SplitHostPort(hp); hp == c.ClusterListen || err == nil && anyHost && p == lp {
+			self = true
+		}
+	}
+	if !self {
+		return len(urls) + 1
+	}
+	return max(len(urls), 1)
+}
+
+// EffectiveReplicas is the replica count of the stream and buckets: Replicas, or with 0, 3 in
+// a cluster of 3 or more and 1 otherwise.
+func (c Config) EffectiveReplicas() int {
+	switch {
+	case c.Replicas > 0:
+		return c.Replicas
+	case c.ClusterSize() >= 3:
+		return 3
+	}
+	return 1
 }

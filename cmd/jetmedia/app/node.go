@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -27,6 +28,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
 
@@ -48,6 +50,10 @@ type Node struct {
 	rtp      *nats.Conn // media plane: RTP, without echo (the bus hands the node's own to its viewers)
 	js       jetstream.JetStream
 	rooms    jetstream.KeyValue
+	nodes    jetstream.KeyValue // leases (projections/presence)
+	presence *presence.Presence
+	started  time.Time
+	httpURL  atomic.Value // string: the HTTP base URL once the port is open, for the lease
 	appender *eventlog.Appender
 	bus      *mediabus.MediaBus
 	edge     *rtc.Edge
@@ -77,8 +83,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	cfg.Storage.Replicas = cfg.EffectiveReplicas()
 	log := nodeLogger(cfg)
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, started: time.Now().UTC()}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -110,6 +117,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err = n.watchTrackEnds(runCtx, we.TrackEnded); err != nil {
+		return nil, err
+	}
 
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
@@ -129,6 +139,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
+	if err = n.startPresence(ctx); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	wh.Register(mux)
 	we.Register(mux)
@@ -273,6 +286,9 @@ func (n *Node) Close() error {
 		if n.rtmp != nil {
 			// After the sessions: they end with reason shutdown and close their connections.
 			errs = append(errs, n.rtmp.Close())
+		}
+		if n.presence != nil {
+			errs = append(errs, n.presence.Close()) // after the sessions wrote their ends
 		}
 		if n.hub != nil {
 			n.hub.Close()

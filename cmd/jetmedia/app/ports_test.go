@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
 // TestTakenPortNamesItsFlag occupies each port a node listens on and requires start-up to end
@@ -45,6 +46,7 @@ func TestTakenPortNamesItsFlag(t *testing.T) {
 			cfg.DataDir = t.TempDir()
 			cfg.HTTPAddr = "127.0.0.1:0"
 			cfg.UDPPort = 0
+			cfg.AuthKeys = []auth.Key{auth.GenerateKey("ports")} // a cluster or hub node needs one
 			tc.occupy(t, &cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -19,6 +19,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
 
@@ -72,11 +73,16 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	}
 	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelDeclare()
+	n.keepReplicas(declareCtx)
+	cfg = n.cfg
 	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
 		return err
 	}
 	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	if n.nodes, err = presence.Declare(declareCtx, n.js, cfg.Storage); err != nil {
+		return err
 	}
 	// The server's storage guard: appends fail at once while this node's JetStream cannot
 	// write (a full disk), and resume when it recovers.
@@ -88,6 +94,25 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	n.hub.Lanes(cfg.FanoutLanes)
 
 	return nil
+}
+
+// keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
+// media-only leaf of a hub cluster, which counts no routes of its own, would otherwise scale
+// the cluster's R3 stream down to 1 when it declares it).
+func (n *Node) keepReplicas(ctx context.Context) {
+	if n.cfg.Replicas != 0 {
+		return
+	}
+	attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := n.js.Stream(attempt, eventlog.StreamEvents)
+	if err != nil {
+		return // none yet (or not reachable yet): declare with the automatic count
+	}
+	if r := s.CachedInfo().Config.Replicas; r > n.cfg.Storage.Replicas {
+		n.log.Info("keeping the log's replicas", "replicas", r)
+		n.cfg.Storage.Replicas = r
+	}
 }
 
 // startReadSide runs the rooms projection and, on a node with JetStream of its own, the
@@ -128,6 +153,10 @@ func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
 	cfg, log := n.cfg, n.log
 	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
+	}
+	n.httpURL.Store(n.HTTPURL())
+	if n.presence != nil {
+		n.presence.Refresh() // the lease names the HTTP port from now on
 	}
 	hc := cfg.HTTP
 	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node

@@ -1,0 +1,83 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"runtime/metrics"
+	"time"
+
+	"github.com/jetmedia/jetmedia/projections/presence"
+)
+
+// startPresence announces the node in the nodes bucket and then ends the sessions the log
+// still shows on this node from a previous process (killed, crashed): it runs before the HTTP
+// port opens, so every session of this node the log shows is stale. The lease goes first, so
+// that no survivor takes this node for lost while it cleans up.
+func (n *Node) startPresence(ctx context.Context) error {
+	meter := &loadMeter{}
+	describe := func() presence.Lease {
+		role := presence.RoleFull
+		if !n.cfg.JetStream {
+			role = presence.RoleMedia
+		}
+		httpURL, _ := n.httpURL.Load().(string)
+		return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, Role: role, HTTP: httpURL,
+			UDP: n.edge.UDPAddr().String(), NATS: n.srv.ClientURL(), Started: n.started,
+			Load: meter.read(time.Now(), n.sessions.Len(""), n.hub.Stats().ForwardedBytes)}
+	}
+	p, err := presence.Start(ctx, presence.Config{Nodes: n.nodes, Rooms: n.rooms, Appender: n.appender,
+		Describe: describe, Timing: n.cfg.Presence, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	n.presence = p
+	// The rooms projection must show every event of the previous process first.
+	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := n.WaitProjected(wait); err != nil {
+		n.log.Warn("rooms projection not caught up; stale sessions it does not show yet stay until a survivor's recheck", "err", err)
+	}
+	ended, err := p.EndOwn(ctx)
+	if err != nil {
+		return fmt.Errorf("end this node's stale sessions: %w", err)
+	}
+	if ended > 0 {
+		n.log.Warn("ended sessions a previous process of this node left in the log", "sessions", ended)
+	}
+	return nil
+}
+
+// loadMeter turns counters into rates between two lease renewals. Only the renewing goroutine
+// calls read.
+type loadMeter struct {
+	at        time.Time
+	busy      float64 // CPU seconds the process kept busy, Go's estimate
+	egress    uint64  // bytes forwarded to viewers
+	lastCPU   float64
+	lastBits  uint64
+	samples   [2]metrics.Sample
+	initiated bool
+}
+
+func (m *loadMeter) read(now time.Time, sessions int, egress uint64) presence.Load {
+	if !m.initiated {
+		m.samples[0].Name = "/cpu/classes/total:cpu-seconds"
+		m.samples[1].Name = "/cpu/classes/idle:cpu-seconds"
+		m.initiated = true
+	}
+	metrics.Read(m.samples[:])
+	busy := 0.0
+	if m.samples[0].Value.Kind() == metrics.KindFloat64 && m.samples[1].Value.Kind() == metrics.KindFloat64 {
+		busy = m.samples[0].Value.Float64() - m.samples[1].Value.Float64()
+	}
+	if !m.at.IsZero() {
+		if dt := now.Sub(m.at).Seconds(); dt > 0 {
+			m.lastCPU = max(busy-m.busy, 0) / dt
+			if egress >= m.egress {
+				m.lastBits = uint64(float64(egress-m.egress) * 8 / dt)
+			}
+		}
+	}
+	m.at, m.busy, m.egress = now, busy, egress
+	return presence.Load{Sessions: sessions, CPU: m.lastCPU, EgressBitrate: m.lastBits}
+}

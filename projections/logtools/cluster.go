@@ -1,0 +1,131 @@
+package logtools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections/presence"
+)
+
+// ClusterView is what `jetmedia cluster` shows: every node's lease, and where the log and the
+// buckets are kept.
+type ClusterView struct {
+	Nodes   []NodeView   `json:"nodes"`
+	Streams []StreamView `json:"streams"`
+}
+
+// NodeView is one node's lease as the bucket holds it.
+type NodeView struct {
+	presence.Lease
+	// LeaseAge is how long ago the bucket stored the lease; Lost is whether it has expired.
+	LeaseAge time.Duration `json:"lease_age"`
+	Lost     bool          `json:"lost"`
+}
+
+// StreamView is one stream's (or bucket's) replication.
+type StreamView struct {
+	Name     string   `json:"name"`
+	Replicas int      `json:"replicas"`
+	Leader   string   `json:"leader,omitempty"`
+	Peers    []string `json:"peers,omitempty"`
+	Messages uint64   `json:"messages"`
+}
+
+// Cluster prints the nodes of the system with their zone, role, load and lease age, and the
+// replicas and leader of the event log and the buckets.
+func Cluster(ctx context.Context, js jetstream.JetStream, asJSON bool, stdout io.Writer) error {
+	v, err := ReadCluster(ctx, js, time.Now())
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tZONE\tROLE\tSESSIONS\tCPU\tEGRESS\tLEASE\tHTTP")
+	for _, n := range v.Nodes {
+		lease := n.LeaseAge.Round(100*time.Millisecond).String() + " ago"
+		if n.Lost {
+			lease += " (lost)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t%s\t%s\t%s\n", n.Name, orDash(n.Zone), n.Role, n.Load.Sessions,
+			n.Load.CPU, bitrate(n.Load.EgressBitrate), lease, orDash(n.HTTP))
+	}
+	if len(v.Nodes) == 0 {
+		fmt.Fprintln(tw, "(no node has announced itself)")
+	}
+	fmt.Fprintln(tw, "\nSTREAM\tREPLICAS\tLEADER\tMESSAGES")
+	for _, s := range v.Streams {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", s.Name, s.Replicas, orDash(s.Leader), s.Messages)
+	}
+	return tw.Flush()
+}
+
+// ReadCluster reads the nodes bucket and the streams' replication at now.
+func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (ClusterView, error) {
+	v := ClusterView{Nodes: []NodeView{}}
+	kv, err := js.KeyValue(ctx, presence.BucketNodes)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		// No node of this version has run yet: no leases to show.
+	case err != nil:
+		return v, fmt.Errorf("bucket %s: %w", presence.BucketNodes, err)
+	default:
+		leases, err := presence.List(ctx, kv, now)
+		if err != nil {
+			return v, err
+		}
+		for _, l := range leases {
+			v.Nodes = append(v.Nodes, NodeView{Lease: l.Lease, LeaseAge: l.Age, Lost: l.Expired()})
+		}
+	}
+	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms, "KV_" + presence.BucketNodes} {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return v, fmt.Errorf("stream %s: %w", name, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return v, fmt.Errorf("stream %s: %w", name, err)
+		}
+		sv := StreamView{Name: name, Replicas: info.Config.Replicas, Messages: info.State.Msgs}
+		if info.Cluster != nil {
+			sv.Leader = info.Cluster.Leader
+			for _, p := range info.Cluster.Replicas {
+				sv.Peers = append(sv.Peers, p.Name)
+			}
+		}
+		v.Streams = append(v.Streams, sv)
+	}
+	return v, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func bitrate(bps uint64) string {
+	switch {
+	case bps >= 1_000_000:
+		return fmt.Sprintf("%.1f Mb/s", float64(bps)/1e6)
+	case bps >= 1_000:
+		return fmt.Sprintf("%.0f kb/s", float64(bps)/1e3)
+	}
+	return fmt.Sprintf("%d b/s", bps)
+}
