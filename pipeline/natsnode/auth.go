@@ -16,7 +16,7 @@ import (
 //   - ReaderUser: anyone else on the client port. It may subscribe to anything, use the
 //     JetStream API to read streams and KV buckets and to create, use and acknowledge
 //     consumers, and nothing else: no publish onto ev.> (the log), $KV.> (the rooms
-//     bucket), nor any stream, bucket or consumer deletion. Without a reader password,
+//     bucket), nor any stream or bucket creation, update or deletion. Without a reader password,
 //     clients that give no credentials are readers (nats.NoAuthUser).
 //
 // Route connections (--cluster-listen) are not clients: a cluster's ports are for its nodes.
@@ -55,6 +55,10 @@ var readerAllowedPublish = []string{
 	"$JS.API.CONSUMER.NAMES.*",
 	"$JS.API.CONSUMER.LIST.*",
 	"$JS.API.CONSUMER.MSG.NEXT.>",
+	// Ordered consumers (KV watches and listings, replays) delete theirs when they stop.
+	// A reader could delete another's consumer too: that loses no event (a durable's owner
+	// recreates it), but give --nats-reader-password to trusted consumers only.
+	"$JS.API.CONSUMER.DELETE.>",
 	"$JS.ACK.>",
 	"$JS.FC.>",
 }
