@@ -53,6 +53,10 @@ func evalIn[T any](t *testing.T, r *roomTab, diagnose func() string, expr string
 	return v
 }
 
+// leaveNotGrace bounds how late the others may see a leave: the resume grace is 10 s, so a
+// leave seen this late was waited out as a dropped socket, not taken as a leave.
+const leaveNotGrace = 5 * time.Second
+
 // TestBrowserRoom: three Chromium tabs (fake camera and microphone) join one room through the
 // demo room page and its browser SDK. Each decodes the video of both others; one turns its
 // camera off and on and changes its metadata, and the others see it; one loses its WebSocket
@@ -272,8 +276,10 @@ func TestBrowserRoom(t *testing.T) {
 		leftAt := evalIn[float64](t, r, diagnose, `window.testLeftAt`)
 		latency := time.Duration((leftAt - leaveAt) * float64(time.Millisecond))
 		t.Logf("%s saw carol leave %v after she called leave", r.name, latency)
-		if latency >= time.Second {
-			t.Errorf("%s saw carol leave %v after her leave, want < 1s%s", r.name, latency, diagnose())
+		// Not a timing test (the figure above is logged for that): a leave seen only after
+		// the resume grace (10 s) means it was taken for a dropped socket, not a leave.
+		if latency >= leaveNotGrace {
+			t.Errorf("%s saw carol leave %v after her leave: as late as a grace period, not the leave itself (want < %v)%s", r.name, latency, leaveNotGrace, diagnose())
 		}
 		waitFor(r, 10*time.Second, "drop carol's tile", fmt.Sprintf(`!document.querySelector('li[data-peer=%q]')`, carol.peer))
 	}
