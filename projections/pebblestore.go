@@ -343,8 +343,16 @@ func (r *PebbleRunner) commit() error {
 		// event, or its retry, rebuilds the batch and commits it first.
 		return fmt.Errorf("projections: %s: commit up to seq %d: %w", r.model.Name(), r.pending[len(r.pending)-1].Seq, err)
 	}
-	r.pending = r.pending[:0]
+	r.pending = clearPending(r.pending)
 	return nil
+}
+
+// clearPending empties pending for the next batch, keeping its array but not the committed
+// events it held: their decoded payloads would otherwise stay live until a later batch as long
+// overwrote them (the churn soak's node heap held them).
+func clearPending(pending []events.Envelope) []events.Envelope {
+	clear(pending)
+	return pending[:0]
 }
 
 // commitStage writes a StagedModel's stage and the checkpoint in one synced batch. After a
@@ -366,7 +374,7 @@ func (r *PebbleRunner) commitStage() error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("projections: %s: commit up to seq %d: %w", r.model.Name(), last, err)
 	}
-	r.stage, r.pending = nil, r.pending[:0]
+	r.stage, r.pending = nil, clearPending(r.pending)
 	return nil
 }
 
