@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -96,50 +97,82 @@ func ApplyEntry(r *Room, key string, value []byte) error {
 
 // LoadRoom reads a room's state from the bucket (an empty room if it has no keys).
 func LoadRoom(ctx context.Context, kv jetstream.KeyValue, room string) (Room, error) {
-	r := NewRoom(room)
-	w, err := kv.Watch(ctx, room+".>", jetstream.IgnoreDeletes())
+	var r Room
+	err := readInitial(ctx, kv, room+".>", func() { r = NewRoom(room) }, func(key string, value []byte) error {
+		return ApplyEntry(&r, key, value)
+	})
 	if err != nil {
-		return r, fmt.Errorf("projections: watch room %s: %w", room, err)
+		return NewRoom(room), fmt.Errorf("projections: read room %s: %w", room, err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return r, fmt.Errorf("projections: watch room %s ended", room)
-			}
-			if e == nil {
-				return r, nil
-			}
-			if err := ApplyEntry(&r, e.Key(), e.Value()); err != nil {
-				return r, err
-			}
-		}
-	}
+	return r, nil
 }
 
 // Snapshot returns every live key of a bucket with its value.
 func Snapshot(ctx context.Context, kv jetstream.KeyValue) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var out map[string][]byte
+	err := readInitial(ctx, kv, jetstream.AllKeys, func() { out = map[string][]byte{} }, func(key string, value []byte) error {
+		out[key] = value
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: snapshot: %w", err)
 	}
+	return out, nil
+}
+
+// Reading a bucket's current values with a watch waits for the watch's "initial values done"
+// mark, which nats.go sends once as many entries arrived as its consumer had pending when it
+// was made. An ended key's delete marker that expires (the rooms bucket's markers live a
+// minute) after the consumer counted it but before it was delivered never arrives, and the
+// mark never comes: the churn soak stalled the rooms projection for good that way. So a read
+// that hears nothing for readStall starts again on a fresh watch (which no longer counts the
+// expired marker), at most readAttempts times.
+const (
+	readStall    = 2 * time.Second
+	readAttempts = 5
+)
+
+// errReadStalled says a watch never marked its initial values done.
+var errReadStalled = errors.New("the bucket watch stalled before its initial values were done")
+
+// readInitial calls reset, then apply for every live key matching filter, until the bucket's
+// current values are all read.
+func readInitial(ctx context.Context, kv jetstream.KeyValue, filter string, reset func(), apply func(key string, value []byte) error) error {
+	for range readAttempts {
+		reset()
+		err := readOnce(ctx, kv, filter, apply)
+		if !errors.Is(err, errReadStalled) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w (%d attempts)", errReadStalled, readAttempts)
+}
+
+func readOnce(ctx context.Context, kv jetstream.KeyValue, filter string, apply func(key string, value []byte) error) error {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", filter, err)
+	}
 	defer func() { _ = w.Stop() }()
+	stall := time.NewTimer(readStall)
+	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
+		case <-stall.C:
+			return errReadStalled
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, errors.New("projections: snapshot watch ended")
+				return errors.New("watch ended")
 			}
 			if e == nil {
-				return out, nil
+				return nil
 			}
-			out[e.Key()] = e.Value()
+			if err := apply(e.Key(), e.Value()); err != nil {
+				return err
+			}
+			stall.Reset(readStall)
 		}
 	}
 }
