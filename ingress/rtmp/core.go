@@ -10,15 +10,8 @@ import (
 // Role is the role RTMP publishers have in their room.
 const Role = "publisher"
 
-// TrackInfo describes a track the publisher sends, as its track.published records it.
-type TrackInfo struct {
-	Track     string
-	Kind      string
-	Codec     string
-	ClockRate uint32
-	Channels  uint16
-	Fmtp      string
-}
+// TrackInfo describes a track the publisher sends (rtc.TrackInfo).
+type TrackInfo = rtc.TrackInfo
 
 // Output is what the shell must do after an input (see rtc.Output).
 type Output = rtc.Output
@@ -29,7 +22,7 @@ type Output = rtc.Output
 // connect timeout and disconnect grace never run.
 type Core struct {
 	*rtc.Lifecycle
-	tracks []string
+	tracks rtc.PublishedTracks
 }
 
 // NewCore returns the core of a new RTMP session; peer's Transport and Role are set here.
@@ -57,10 +50,7 @@ func (c *Core) TrackStarted(_ time.Time, t TrackInfo) Output {
 		return Output{}
 	}
 	c.tracks = append(c.tracks, t.Track)
-	return Output{Events: []events.Payload{events.TrackPublished{
-		Peer: c.Peer().ID, Track: t.Track, Kind: t.Kind, Codec: t.Codec, ClockRate: t.ClockRate,
-		Channels: t.Channels, FmtpLine: t.Fmtp, Layers: []string{"0"},
-	}}}
+	return Output{Events: []events.Payload{t.Published(c.Peer().ID)}}
 }
 
 // StreamDeleted: the publisher sent deleteStream, closeStream or FCUnpublish: reason closed.
@@ -72,9 +62,5 @@ func (c *Core) ConnectionLost(now time.Time) Output { return c.Failed(now) }
 
 // ending unpublishes every track, in order, before the peer leaves.
 func (c *Core) ending() []events.Payload {
-	out := make([]events.Payload, 0, len(c.tracks)+1)
-	for _, t := range c.tracks {
-		out = append(out, events.TrackUnpublished{Peer: c.Peer().ID, Track: t})
-	}
-	return out
+	return c.tracks.Unpublished(c.Peer().ID)
 }

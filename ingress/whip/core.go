@@ -7,15 +7,8 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
-// TrackInfo describes a track the publisher started sending.
-type TrackInfo struct {
-	Track     string
-	Kind      string
-	Codec     string
-	ClockRate uint32
-	Channels  uint16
-	Fmtp      string
-}
+// TrackInfo describes a track the publisher started sending (rtc.TrackInfo).
+type TrackInfo = rtc.TrackInfo
 
 // Output is what the shell must do after an input (see rtc.Output).
 type Output = rtc.Output
@@ -27,7 +20,7 @@ const Role = "publisher"
 // timeouts, keyframe throttling) plus the tracks the publisher sends.
 type Core struct {
 	*rtc.Lifecycle
-	tracks []string
+	tracks rtc.PublishedTracks
 }
 
 // NewCore returns the core of a new publishing session; peer's Transport and Role are set here.
@@ -52,18 +45,11 @@ func (c *Core) TrackStarted(now time.Time, t TrackInfo) Output {
 	if t.Kind == "video" {
 		out = c.KeyframeRequested(now, t.Track)
 	}
-	out.Events = []events.Payload{events.TrackPublished{
-		Peer: c.Peer().ID, Track: t.Track, Kind: t.Kind, Codec: t.Codec, ClockRate: t.ClockRate,
-		Channels: t.Channels, FmtpLine: t.Fmtp, Layers: []string{"0"},
-	}}
+	out.Events = []events.Payload{t.Published(c.Peer().ID)}
 	return out
 }
 
 // ending unpublishes every track, in order, before the peer leaves.
 func (c *Core) ending() []events.Payload {
-	out := make([]events.Payload, 0, len(c.tracks)+1)
-	for _, t := range c.tracks {
-		out = append(out, events.TrackUnpublished{Peer: c.Peer().ID, Track: t})
-	}
-	return out
+	return c.tracks.Unpublished(c.Peer().ID)
 }
