@@ -98,8 +98,8 @@ func ApplyEntry(r *Room, key string, value []byte) error {
 // LoadRoom reads a room's state from the bucket (an empty room if it has no keys).
 func LoadRoom(ctx context.Context, kv jetstream.KeyValue, room string) (Room, error) {
 	var r Room
-	err := readInitial(ctx, kv, room+".>", func() { r = NewRoom(room) }, func(key string, value []byte) error {
-		return ApplyEntry(&r, key, value)
+	err := ReadInitial(ctx, kv, room+".>", func() { r = NewRoom(room) }, func(e jetstream.KeyValueEntry) error {
+		return ApplyEntry(&r, e.Key(), e.Value())
 	})
 	if err != nil {
 		return NewRoom(room), fmt.Errorf("projections: read room %s: %w", room, err)
@@ -110,8 +110,8 @@ func LoadRoom(ctx context.Context, kv jetstream.KeyValue, room string) (Room, er
 // Snapshot returns every live key of a bucket with its value.
 func Snapshot(ctx context.Context, kv jetstream.KeyValue) (map[string][]byte, error) {
 	var out map[string][]byte
-	err := readInitial(ctx, kv, jetstream.AllKeys, func() { out = map[string][]byte{} }, func(key string, value []byte) error {
-		out[key] = value
+	err := ReadInitial(ctx, kv, jetstream.AllKeys, func() { out = map[string][]byte{} }, func(e jetstream.KeyValueEntry) error {
+		out[e.Key()] = e.Value()
 		return nil
 	})
 	if err != nil {
@@ -135,9 +135,11 @@ const (
 // errReadStalled says a watch never marked its initial values done.
 var errReadStalled = errors.New("the bucket watch stalled before its initial values were done")
 
-// readInitial calls reset, then apply for every live key matching filter, until the bucket's
-// current values are all read.
-func readInitial(ctx context.Context, kv jetstream.KeyValue, filter string, reset func(), apply func(key string, value []byte) error) error {
+// ReadInitial calls reset, then apply for every live key matching filter (deleted keys
+// skipped), until the bucket's current values are all read. A watch that stalls before its
+// initial values are done starts again from reset (see readStall). Every one-shot read of a
+// bucket goes through it.
+func ReadInitial(ctx context.Context, kv jetstream.KeyValue, filter string, reset func(), apply func(jetstream.KeyValueEntry) error) error {
 	for range readAttempts {
 		reset()
 		err := readOnce(ctx, kv, filter, apply)
@@ -148,7 +150,7 @@ func readInitial(ctx context.Context, kv jetstream.KeyValue, filter string, rese
 	return fmt.Errorf("%w (%d attempts)", errReadStalled, readAttempts)
 }
 
-func readOnce(ctx context.Context, kv jetstream.KeyValue, filter string, apply func(key string, value []byte) error) error {
+func readOnce(ctx context.Context, kv jetstream.KeyValue, filter string, apply func(jetstream.KeyValueEntry) error) error {
 	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", filter, err)
@@ -169,7 +171,7 @@ func readOnce(ctx context.Context, kv jetstream.KeyValue, filter string, apply f
 			if e == nil {
 				return nil
 			}
-			if err := apply(e.Key(), e.Value()); err != nil {
+			if err := apply(e); err != nil {
 				return err
 			}
 			stall.Reset(readStall)

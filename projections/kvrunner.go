@@ -225,36 +225,28 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 
 // loadCache reads a room's keys, with their revisions, from the bucket.
 func loadCache(ctx context.Context, kv jetstream.KeyValue, room string) (*roomCache, error) {
-	c := &roomCache{room: NewRoom(room), entries: map[string][]byte{}, revs: map[string]uint64{}}
-	w, err := kv.Watch(ctx, room+".>", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("projections: watch room %s: %w", room, err)
+	var c *roomCache
+	reset := func() {
+		c = &roomCache{room: NewRoom(room), entries: map[string][]byte{}, revs: map[string]uint64{}}
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("projections: load room %s: %w", room, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("projections: watch room %s ended", room)
-			}
-			if e == nil {
-				return c, nil
-			}
-			if err := ApplyEntry(&c.room, e.Key(), e.Value()); err != nil {
-				return nil, err
-			}
-			c.entries[e.Key()], c.revs[e.Key()] = e.Value(), e.Revision()
-			if e.Key() == RoomKey(room) {
-				var cr claimRecord
-				if err := json.Unmarshal(e.Value(), &cr); err != nil {
-					return nil, fmt.Errorf("projections: decode %s: %w", e.Key(), err)
-				}
-				c.claimedBy, c.claimedAt = cr.Writer, e.Created()
-			}
+	err := ReadInitial(ctx, kv, room+".>", reset, func(e jetstream.KeyValueEntry) error {
+		if err := ApplyEntry(&c.room, e.Key(), e.Value()); err != nil {
+			return err
 		}
+		c.entries[e.Key()], c.revs[e.Key()] = e.Value(), e.Revision()
+		if e.Key() == RoomKey(room) {
+			var cr claimRecord
+			if err := json.Unmarshal(e.Value(), &cr); err != nil {
+				return fmt.Errorf("decode %s: %w", e.Key(), err)
+			}
+			c.claimedBy, c.claimedAt = cr.Writer, e.Created()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projections: load room %s: %w", room, err)
 	}
+	return c, nil
 }
 
 // flush writes every dirty room's changed keys. A room whose writes conflict with another

@@ -503,22 +503,47 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 	}
 }
 
+// watchStall is how long a room watch may stay silent before its initial values are done
+// until the session takes what it has as the room's state. nats.go marks the initial values
+// done once as many entries arrived as its consumer counted pending when it was made; an ended
+// key's delete marker that expires (the rooms bucket keeps them a minute) after that count
+// but before delivery never arrives, and the mark never comes. Every entry that still exists
+// has been delivered by then (the consumer goes in order and only skips the expired ones);
+// anything later still arrives as a change.
+const watchStall = 2 * time.Second
+
 // watch feeds the room's KV state to the loop until the watch or the session ends.
 func (c *conn) watch(watcher jetstream.KeyWatcher) {
+	stall := time.NewTimer(watchStall)
+	defer stall.Stop()
+	ready := false
 	for {
+		var i input
 		select {
 		case e, ok := <-watcher.Updates():
 			if !ok {
 				return
 			}
-			i := input{kv: e}
+			i = input{kv: e}
 			if e == nil {
 				i = input{ready: true}
 			}
-			if !c.feed(i) {
-				return
-			}
+		case <-stall.C:
+			c.s.Log.Info("room watch stalled before its initial values were done; taking the state read so far", "after", watchStall)
+			i = input{ready: true}
 		case <-c.ctx.Done():
+			return
+		}
+		if i.ready {
+			if ready {
+				continue
+			}
+			ready = true
+			stall.Stop()
+		} else if !ready {
+			stall.Reset(watchStall)
+		}
+		if !c.feed(i) {
 			return
 		}
 	}

@@ -241,6 +241,13 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		NoSigs:                true,
 		DisableShortFirstPing: true,
 		MaxPayload:            8 << 20,
+		// The account's subject-match cache keeps up to 1024 results, swept at random, and
+		// most subjects a node sees once (JetStream acks and replies, each session's inboxes
+		// and track subjects): its entries were made all through a node's life and each kept a
+		// span of short-lived session objects in use (the churn soak's heap in use x1.43
+		// after 1000 lifecycles with it, x1.26 without; live objects x1.02-1.04 either way).
+		// A publisher's hot subjects stay cached per connection (nats-server's own L1 cache).
+		NoSublistCache: true,
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true

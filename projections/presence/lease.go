@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections"
 )
 
 // BucketNodes is the KV bucket of node leases, one key per node name. It is a public contract
@@ -156,26 +157,15 @@ func (t *Table) Forgive(now time.Time) {
 
 // ReadAll returns every lease record of the bucket.
 func ReadAll(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var out []jetstream.KeyValueEntry
+	err := projections.ReadInitial(ctx, kv, jetstream.AllKeys, func() { out = nil }, func(e jetstream.KeyValueEntry) error {
+		out = append(out, e)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("presence: read leases: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	var out []jetstream.KeyValueEntry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("presence: read leases: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("presence: lease watch ended")
-			}
-			if e == nil {
-				return out, nil
-			}
-			out = append(out, e)
-		}
-	}
+	return out, nil
 }
 
 // List reads the bucket once and returns the leases aged from when the bucket stored them
