@@ -52,7 +52,11 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
-	fan, detach, err := t.Hub.Attach(t.Room, t.TrackID, out)
+	attach := t.Hub.Attach
+	if t.Kind() == webrtc.RTPCodecTypeAudio {
+		attach = t.Hub.AttachAudio
+	}
+	fan, detach, err := attach(t.Room, t.TrackID, out)
 	if err != nil {
 		return webrtc.RTPCodecParameters{}, err
 	}

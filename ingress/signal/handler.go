@@ -50,6 +50,8 @@ type Config struct {
 	Sessions *rtc.Registry
 	Bus      *mediabus.MediaBus
 	Deliver  Deliverer
+	// Levels reads the audio level of published audio tracks (nil: not read).
+	Levels *rtc.Levels
 	// Rooms is the rooms KV bucket the session watches for the room's state.
 	Rooms jetstream.KeyValue
 	// Data carries data messages on dm.<room>[.<peer>] (core NATS).
@@ -369,7 +371,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 		}
 		c.cleanup = append(c.cleanup, func() { _ = sub.Unsubscribe() })
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { c.feed(input{track: tr}) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) { c.feed(input{track: tr, recv: rc}) })
 	// The server trickles its candidates; the loop sends them, so they follow the offer or
 	// answer they belong to.
 	pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
@@ -429,6 +431,7 @@ type input struct {
 	ready  bool
 	data   *DataMessage
 	track  *webrtc.TrackRemote
+	recv   *webrtc.RTPReceiver // track's
 	cand   *webrtc.ICECandidate
 }
 
@@ -545,7 +548,7 @@ func (c *conn) handle(now time.Time, i input) {
 	case i.data != nil:
 		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
 	case i.track != nil:
-		c.published(i.track)
+		c.published(i.track, i.recv)
 	case i.cand != nil:
 		c.sendCandidate(i.cand)
 	case i.msg != nil:
@@ -804,7 +807,7 @@ func (c *conn) offer() {
 
 // published starts moving a client track's RTP onto its media subject, if announced. The core
 // asks for its first keyframe and throttles the viewers' requests.
-func (c *conn) published(tr *webrtc.TrackRemote) {
+func (c *conn) published(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 	codec := tr.Codec()
 	spec := TrackSpec{Track: events.NewID(), Peer: c.s.ID, Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, FmtpLine: codec.SDPFmtpLine}
@@ -835,7 +838,10 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 	c.s.Log.Debug("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
 	stopped := &atomic.Bool{}
 	c.stopped[spec.Track] = stopped
-	sender := bus.Sender(c.s.Room, spec.Track, "0")
+	var sender rtc.RTPSender = bus.Sender(c.s.Room, spec.Track, "0")
+	if tr.Kind() == webrtc.RTPCodecTypeAudio {
+		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rc.GetParameters()), sender)
+	}
 	reg.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
 }
 

@@ -252,3 +252,33 @@ func TestRankerNoFlap(t *testing.T) {
 		require.Equal(t, first, r.Top(1, nil)[0])
 	}
 }
+
+func TestReportRoundTrip(t *testing.T) {
+	for _, r := range []Report{{"t1", 20, true}, {"01JF0000000000000000000000", Silence, false}} {
+		b, err := r.AppendBinary(nil)
+		require.NoError(t, err)
+		got, err := ParseReport(b)
+		require.NoError(t, err)
+		require.Equal(t, r, got)
+	}
+	_, err := Report{}.AppendBinary(nil)
+	require.Error(t, err)
+	for _, b := range [][]byte{nil, {1, 0, 0}, {2, 0, 0, 'x'}, {1, 0, 200, 'x'}} {
+		_, err := ParseReport(b)
+		require.ErrorIs(t, err, ErrReport)
+	}
+}
+
+func FuzzParseReport(f *testing.F) {
+	f.Add([]byte{1, 1, 20, 't', '1'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseReport(b)
+		if err != nil {
+			return
+		}
+		again, err := r.AppendBinary(nil)
+		require.NoError(t, err)
+		require.Equal(t, b[1]&1, again[1])
+		require.Equal(t, b[2:], again[2:])
+	})
+}

@@ -155,3 +155,9 @@ func (r *Ranker) Top(n int, dst []string) []string {
 	}
 	return dst
 }
+
+// Known reports whether the track has a report that has not expired.
+func (r *Ranker) Known(track string) bool {
+	_, ok := r.tracks[track]
+	return ok
+}
