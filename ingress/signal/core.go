@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
@@ -87,6 +88,8 @@ type Core struct {
 	published  []string
 	// muted: per published track, as last recorded.
 	muted map[string]bool
+	// speakers: as last sent (nil: nothing sent yet, the same as nobody).
+	speakers []SpeakerInfo
 
 	// metadata is this peer's, as last recorded; metadataUnsure: an update of it could not be
 	// recorded, so the next update is recorded whatever it says.
@@ -501,6 +504,27 @@ func (c *Core) Unrecorded(_ time.Time, evs []events.Payload, err error) Output {
 		what = append(what, e.EventType())
 	}
 	out.Send = append(out.Send, errMsg(CodeUnavailable, "not recorded (%s): the event log is unavailable: %v; retry later", strings.Join(what, ", "), err))
+	return out
+}
+
+// Speakers: the node's ranking of the room's speakers changed (tracks, loudest first). The
+// client gets the speakers among the room's tracks it knows, when that list changed.
+func (c *Core) Speakers(_ time.Time, ranked []audiolevel.Speaker) Output {
+	var out Output
+	if c.closed || !c.ready {
+		return out
+	}
+	list := make([]SpeakerInfo, 0, len(ranked))
+	for _, sp := range ranked {
+		if t, ok := c.tracks[sp.Track]; ok {
+			list = append(list, SpeakerInfo{Peer: t.Peer, Track: sp.Track, Level: sp.Level})
+		}
+	}
+	if slices.Equal(list, c.speakers) {
+		return out
+	}
+	c.speakers = list
+	out.Send = append(out.Send, ServerMessage{Type: TypeSpeakers, Speakers: list})
 	return out
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
@@ -107,6 +108,27 @@ func New(cfg Config) (*Handler, error) {
 
 // Register adds the WebSocket route to mux.
 func (h *Handler) Register(mux *http.ServeMux) { mux.HandleFunc("GET "+h.cfg.Path, h.serve) }
+
+// Speakers tells the room's sessions on this node who speaks now (tracks, loudest first): the
+// hub's audio ranking calls it when that changes. It never blocks: each session takes the
+// latest ranking when its loop gets to it.
+func (h *Handler) Speakers(room string, ranked []audiolevel.Speaker) {
+	h.mu.Lock()
+	conns := make([]*conn, 0, len(h.live))
+	for _, c := range h.live {
+		if c.s.Room == room {
+			conns = append(conns, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.speakers.Store(&ranked)
+		select {
+		case c.speakersNew <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // sendQueue bounds the messages waiting for a slow client; a client that falls this far behind
 // loses its socket (and may resume) rather than being buffered without bound.
@@ -322,7 +344,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	auto := join.AutoSubscribe == nil || *join.AutoSubscribe
 	id := events.NewID()
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
-		in: make(chan input, 64), done: make(chan struct{})}
+		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1)}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
 	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
 	if h.cfg.ResumeGrace > 0 {
@@ -419,20 +441,25 @@ type conn struct {
 	// ended mirrors the core's Closed after each step (the core itself is read only under
 	// the session lock).
 	ended bool
+	// speakers is the room's latest ranking of speakers, waiting for the loop; speakersNew
+	// (cap 1) wakes it. Only the latest counts, so the hub that tells it never blocks.
+	speakers    atomic.Pointer[[]audiolevel.Speaker]
+	speakersNew chan struct{}
 }
 
 // input is one thing for the loop. sock names the socket a message or error came from.
 type input struct {
-	sock   *socket
-	msg    *ClientMessage
-	err    error
-	resume *resumeReq
-	kv     jetstream.KeyValueEntry
-	ready  bool
-	data   *DataMessage
-	track  *webrtc.TrackRemote
-	recv   *webrtc.RTPReceiver // track's
-	cand   *webrtc.ICECandidate
+	sock     *socket
+	msg      *ClientMessage
+	err      error
+	resume   *resumeReq
+	kv       jetstream.KeyValueEntry
+	ready    bool
+	data     *DataMessage
+	track    *webrtc.TrackRemote
+	recv     *webrtc.RTPReceiver // track's
+	speakers *[]audiolevel.Speaker
+	cand     *webrtc.ICECandidate
 }
 
 // feed hands i to the loop; false once the session has ended.
@@ -491,6 +518,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 			// Closed by leave, PeerConnection failure, the grace's end or shutdown.
 			return
 		case i = <-c.in:
+		case <-c.speakersNew:
+			i = input{speakers: c.speakers.Swap(nil)}
 		}
 		now := c.h.cfg.Sessions.Now()
 		c.handle(now, i)
@@ -547,6 +576,8 @@ func (c *conn) handle(now time.Time, i input) {
 		}
 	case i.data != nil:
 		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
+	case i.speakers != nil:
+		c.step(func() Output { return c.core.Speakers(now, *i.speakers) })
 	case i.track != nil:
 		c.published(i.track, i.recv)
 	case i.cand != nil:

@@ -1,0 +1,27 @@
+package signal
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+)
+
+func TestCoreSpeakers(t *testing.T) {
+	c := publishedCore(t, 0)
+	c.KVPut(t0, "r1.track.ta", val(t, TrackSpec{Peer: "bob", Kind: "audio", Codec: "audio/opus"}))
+	require.Empty(t, c.Speakers(t0, nil).Send, "nobody speaking at first is not news")
+	out := c.Speakers(t0, []audiolevel.Speaker{{Track: "ta", Level: 20}, {Track: "unknown", Level: 10}})
+	require.Equal(t, []ServerMessage{{Type: TypeSpeakers, Speakers: []SpeakerInfo{{Peer: "bob", Track: "ta", Level: 20}}}}, out.Send,
+		"speakers named by peer; a track the client does not know yet is left out")
+	require.Empty(t, c.Speakers(t0, []audiolevel.Speaker{{Track: "ta", Level: 20}}).Send, "the same list again")
+	out = c.Speakers(t0, nil)
+	require.Equal(t, []ServerMessage{{Type: TypeSpeakers, Speakers: []SpeakerInfo{}}}, out.Send, "nobody speaks any more")
+
+	fresh := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), true)
+	fresh.Joined(t0, "", "")
+	require.Empty(t, fresh.Speakers(t0, []audiolevel.Speaker{{Track: "ta", Level: 20}}).Send, "nothing before joined")
+}
