@@ -23,5 +23,12 @@ func TestCoreSpeakers(t *testing.T) {
 
 	fresh := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), true)
 	fresh.Joined(t0, "", "")
-	require.Empty(t, fresh.Speakers(t0, []audiolevel.Speaker{{Track: "ta", Level: 20}}).Send, "nothing before joined")
+	require.Empty(t, fresh.Speakers(t0, []audiolevel.Speaker{{Track: "ta", Level: 20}, {Track: "tz", Level: 30}}).Send, "nothing before joined")
+	fresh.KVPut(t0, "r1.track.ta", val(t, TrackSpec{Peer: "bob", Kind: "audio", Codec: "audio/opus"}))
+	out = fresh.KVReady(t0)
+	require.Equal(t, ServerMessage{Type: TypeSpeakers, Speakers: []SpeakerInfo{{Peer: "bob", Track: "ta", Level: 20}}}, out.Send[len(out.Send)-1],
+		"a client that joins while someone speaks hears of it with its snapshot")
+	out = fresh.KVPut(t0, "r1.track.tz", val(t, TrackSpec{Peer: "zoe", Kind: "audio", Codec: "audio/opus"}))
+	require.Equal(t, ServerMessage{Type: TypeSpeakers, Speakers: []SpeakerInfo{{Peer: "bob", Track: "ta", Level: 20}, {Peer: "zoe", Track: "tz", Level: 30}}}, out.Send[len(out.Send)-1],
+		"and again when it learns of a ranked track")
 }

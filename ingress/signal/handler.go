@@ -81,6 +81,9 @@ type Handler struct {
 	mu sync.Mutex
 	// live: the running sessions by peer id, for resume.
 	live map[string]*conn
+	// speakers: each room's latest ranking of speakers on this node (rooms where someone
+	// speaks), for the sessions that join after it changed.
+	speakers map[string][]audiolevel.Speaker
 }
 
 // New returns a handler.
@@ -103,7 +106,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{}}, nil
+	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{},
+		speakers: map[string][]audiolevel.Speaker{}}, nil
 }
 
 // Register adds the WebSocket route to mux.
@@ -114,6 +118,11 @@ func (h *Handler) Register(mux *http.ServeMux) { mux.HandleFunc("GET "+h.cfg.Pat
 // latest ranking when its loop gets to it.
 func (h *Handler) Speakers(room string, ranked []audiolevel.Speaker) {
 	h.mu.Lock()
+	if len(ranked) == 0 {
+		delete(h.speakers, room)
+	} else {
+		h.speakers[room] = ranked
+	}
 	conns := make([]*conn, 0, len(h.live))
 	for _, c := range h.live {
 		if c.s.Room == room {
@@ -122,11 +131,30 @@ func (h *Handler) Speakers(room string, ranked []audiolevel.Speaker) {
 	}
 	h.mu.Unlock()
 	for _, c := range conns {
-		c.speakers.Store(&ranked)
-		select {
-		case c.speakersNew <- struct{}{}:
-		default:
+		c.tellSpeakers(ranked)
+	}
+}
+
+// forgetSpeakers drops a room's ranking once no session of it is left on this node (h.mu
+// held).
+func (h *Handler) forgetSpeakers(room string) {
+	if _, ok := h.speakers[room]; !ok {
+		return
+	}
+	for _, c := range h.live {
+		if c.s.Room == room {
+			return
 		}
+	}
+	delete(h.speakers, room)
+}
+
+// tellSpeakers hands the loop the room's latest ranking of speakers.
+func (c *conn) tellSpeakers(ranked []audiolevel.Speaker) {
+	c.speakers.Store(&ranked)
+	select {
+	case c.speakersNew <- struct{}{}:
+	default:
 	}
 }
 
@@ -403,6 +431,9 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	})
 	h.mu.Lock()
 	h.live[id] = c
+	if sp := h.speakers[c.s.Room]; sp != nil {
+		c.tellSpeakers(sp)
+	}
 	h.mu.Unlock()
 	c.s.Started("remote", r.RemoteAddr, "resumable", opts.ResumeToken != "")
 	reg.Go(func() { c.loop(watcher) })
@@ -594,6 +625,7 @@ func (c *conn) finish() {
 	if c.h.live[c.s.ID] == c {
 		delete(c.h.live, c.s.ID)
 	}
+	c.h.forgetSpeakers(c.s.Room)
 	c.h.mu.Unlock()
 	if c.cur != nil {
 		c.cur.release(websocket.StatusNormalClosure, "left")
