@@ -52,7 +52,7 @@ func speechLike(rate int, d time.Duration) []int16 {
 			v += a * math.Sin(2*math.Pi*150*float64(h+1)*ts)
 		}
 		env := 0.35 + 0.65*math.Abs(math.Sin(2*math.Pi*2*ts)) // 4 syllables a second
-		if math.Mod(ts, 1.5) > 1.35 {                           // a 150 ms pause between words
+		if math.Mod(ts, 1.5) > 1.35 {                         // a 150 ms pause between words
 			env = 0
 		}
 		out[i] = int16(v / 2.4 * env * 0.25 * math.MaxInt16)
