@@ -181,7 +181,8 @@ func (a *audioSel) chooseLocked(r *audioRoom) {
 }
 
 // AttachAudio is Attach for an audio track: with Audio configured, the track's packets reach
-// its viewers on this node only while it is among its room's MaxStreams chosen tracks.
+// its viewers on this node only while it is among its room's MaxStreams chosen tracks. These
+// viewers share a fan-out of their own, apart from the track's Attach viewers.
 func (h *Hub) AttachAudio(room, track string, o *Output) (*Fanout, func(), error) {
 	return h.attach(room, track, o, true)
 }

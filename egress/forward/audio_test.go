@@ -48,6 +48,11 @@ func TestHubTopAudio(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(detach)
 	}
+	// A viewer that chose the track (WHEP) gets all of it, whatever the room's choice.
+	chosen := &collector{}
+	_, detachChosen, err := hub.Attach("r1", "ta", forward.NewOutput(99, 111, chosen))
+	require.NoError(t, err)
+	t.Cleanup(detachChosen)
 	require.NoError(t, bus.Flush())
 	seq := map[string]uint16{}
 	send := func(tr string) {
@@ -110,6 +115,7 @@ func TestHubTopAudio(t *testing.T) {
 	first, second := views["ta"].pkts[0].SequenceNumber, views["ta"].last().SequenceNumber
 	require.Equal(t, first+1, second, "held-back packets leave no gap in the viewer's numbering")
 	require.Equal(t, 6, views["tb"].len(), "the one who spoke last is held back behind the speaker")
+	require.Eventually(t, func() bool { return chosen.len() == 7 }, 5*time.Second, 10*time.Millisecond, "the plain viewer of ta got every packet")
 }
 
 

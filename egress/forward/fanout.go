@@ -507,6 +507,11 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 
 func (h *Hub) attach(room, track string, o *Output, audio bool) (*Fanout, func(), error) {
 	key := room + "." + track
+	if audio && h.audio != nil {
+		// Its own fan-out: viewers of the track that do not follow the choice (WHEP) keep
+		// theirs.
+		key += "#top"
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
