@@ -118,7 +118,6 @@ func TestHubTopAudio(t *testing.T) {
 	require.Eventually(t, func() bool { return chosen.len() == 7 }, 5*time.Second, 10*time.Millisecond, "the plain viewer of ta got every packet")
 }
 
-
 // BenchmarkAudioGate is what the audio choice adds to a forwarded audio packet: the gate's
 // check, and the copy that keeps sequence numbers continuous once packets were held back.
 func BenchmarkAudioGate(b *testing.B) {
