@@ -60,12 +60,6 @@ func speechLike(rate int, d time.Duration) []int16 {
 	return out
 }
 
-// speakerSample is one speakers event a page saw: when (Date.now) and the peers, ranked.
-type speakerSample struct {
-	At    float64  `json:"at"`
-	Peers []string `json:"peers"`
-}
-
 // audioPeerJS joins room from a page of the node with a dev token for identity and, if mic,
 // publishes the (fake, file-fed) microphone without echo cancellation, noise suppression or
 // gain control (a steady test signal is what noise suppression removes). It records every
