@@ -504,8 +504,13 @@ func (c *Core) Unrecorded(_ time.Time, evs []events.Payload, err error) Output {
 			if _, ok := c.muted[p.Track]; ok {
 				c.muted[p.Track] = !p.Muted
 			}
+		case events.SpeakerChanged:
+			continue // the node's measurement, not the client's request: nothing to retry
 		}
 		what = append(what, e.EventType())
+	}
+	if len(what) == 0 {
+		return out
 	}
 	out.Send = append(out.Send, errMsg(CodeUnavailable, "not recorded (%s): the event log is unavailable: %v; retry later", strings.Join(what, ", "), err))
 	return out

@@ -1,14 +1,28 @@
 package signal
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
+
+// TestCoreUnrecordedSpeakerChange: a speaker.changed the log refused is not the client's
+// change, so the client is not told to retry it.
+func TestCoreUnrecordedSpeakerChange(t *testing.T) {
+	c := publishedCore(t, 0)
+	err := errors.New("log down")
+	require.Empty(t, c.Unrecorded(t0, []events.Payload{events.SpeakerChanged{Peer: "me", Track: "t1", Speaking: true}}, err).Send)
+	out := c.Unrecorded(t0, []events.Payload{events.SpeakerChanged{Peer: "me", Track: "t1"}, events.PeerUpdated{Peer: "me", Metadata: "x"}}, err)
+	require.Len(t, out.Send, 1)
+	require.Equal(t, CodeUnavailable, out.Send[0].Code)
+	require.NotContains(t, out.Send[0].Message, "speaker.changed")
+}
 
 func TestCoreSpeakers(t *testing.T) {
 	c := publishedCore(t, 0)
