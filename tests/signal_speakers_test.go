@@ -2,10 +2,12 @@ package tests
 
 import (
 	"context"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -15,7 +17,9 @@ import (
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
 	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
 
 // levelAPI is a pion API that sends the audio-level header extension, as browsers do.
@@ -127,4 +131,79 @@ func TestSDKSpeakers(t *testing.T) {
 	require.Equal(t, []events.SpeakerChanged{{Peer: talkerID, Track: changes[0].Track, Speaking: true, Level: changes[0].Level}}, changes,
 		"one speaker.changed for a talker who kept talking")
 	require.Positive(t, wire.requireValid(t)["server.speakers"], "speakers messages validate against their schema")
+}
+
+// TestWHIPSpeakerChanged: a WHIP publisher (pion, sending audio levels as browsers do) talks
+// for 1.5 s and then is silent: the node records speaker.changed speaking, then, after the
+// hold, not speaking, under the publisher's peer; and its level reports reach lv.<room>.
+func TestWHIPSpeakerChanged(t *testing.T) {
+	node := startNode(t, nodeConfig(t, "whip-speaker"))
+	ctx := ctxT(t, 60*time.Second)
+	room := newRoom("whip-speak")
+
+	nc, err := node.Server().Connect("level-watch")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	var reports, speaking atomic.Int64
+	sub, err := nc.Subscribe(mediabus.LevelSubject(room), func(m *nats.Msg) {
+		r, err := audiolevel.ParseReport(m.Data)
+		if err != nil {
+			return
+		}
+		reports.Add(1)
+		if r.Speaking {
+			speaking.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	pc, err := levelAPI(t).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "whip")
+	require.NoError(t, err)
+	tx, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	require.NoError(t, err)
+	_, err = rtcclient.Exchange(ctx, http.DefaultClient, pc, node.HTTPURL()+"/whip/"+room, token(t, room, publisherIdentity, auth.Publish))
+	require.NoError(t, err)
+	require.NotZero(t, rtc.AudioLevelID(tx.Sender().GetParameters().RTPParameters), "the node's answer accepts the audio-level extension")
+	start := time.Now()
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sendOpusLevels(sctx, track, tx.Sender(), func() uint8 {
+			if time.Since(start) < 1500*time.Millisecond {
+				return 25
+			}
+			return audiolevel.Silence
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var changes []events.SpeakerChanged
+	var peer string
+	require.Eventually(t, func() bool {
+		changes = changes[:0]
+		for _, e := range roomEvents(t, node.JetStream(), room) {
+			pl, err := e.Payload()
+			require.NoError(t, err)
+			switch p := pl.(type) {
+			case events.PeerJoined:
+				peer = p.Peer
+			case events.SpeakerChanged:
+				changes = append(changes, p)
+			}
+		}
+		return len(changes) >= 2
+	}, 20*time.Second, 100*time.Millisecond, "speaker.changed on and off")
+	require.Len(t, changes, 2)
+	require.Equal(t, peer, changes[0].Peer)
+	require.True(t, changes[0].Speaking)
+	require.LessOrEqual(t, changes[0].Level, uint8(45))
+	require.False(t, changes[1].Speaking)
+	require.Positive(t, speaking.Load(), "speaking level reports on lv.<room>")
+	t.Logf("level reports seen: %d (%d speaking)", reports.Load(), speaking.Load())
 }
