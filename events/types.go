@@ -14,6 +14,7 @@ const (
 	TypeSubscriptionEnded   = "subscription.ended.v1"
 	TypePeerUpdated         = "peer.updated.v1"
 	TypeTrackUpdated        = "track.updated.v1"
+	TypeSpeakerChanged      = "speaker.changed.v1"
 )
 
 // TypePeerLeftV1 is the first version of peer.left, still in older logs. Decoding one upcasts
@@ -159,6 +160,22 @@ type TrackUpdated struct {
 	Muted bool   `json:"muted"`
 }
 
+// SpeakerChanged: a published audio track started or stopped speaking, as the publisher's
+// node measured it from the track's audio-level header extension (RFC 6464). The log gets a
+// change only, never the levels: a track starts after its smoothed level stays at -45 dBov or
+// louder, stops after a second below -55 dBov, and stays stopped at least 250 ms, so a talker
+// adds about two events per turn and at most two per 1.25 s (docs/audio.md). Live speaker
+// rankings reach clients on the media plane, not through the log.
+type SpeakerChanged struct {
+	Peer  string `json:"peer"`
+	Track string `json:"track"`
+	// Speaking is whether the track is speaking from now on.
+	Speaking bool `json:"speaking"`
+	// Level is the track's smoothed level when it changed, -dBov: 0 is the loudest, 127
+	// silence.
+	Level uint8 `json:"level"`
+}
+
 // TrackUnpublished: a published track ended.
 type TrackUnpublished struct {
 	Peer  string `json:"peer"`
@@ -189,6 +206,7 @@ func (SubscriptionStarted) EventType() string { return TypeSubscriptionStarted }
 func (SubscriptionEnded) EventType() string   { return TypeSubscriptionEnded }
 func (PeerUpdated) EventType() string         { return TypePeerUpdated }
 func (TrackUpdated) EventType() string        { return TypeTrackUpdated }
+func (SpeakerChanged) EventType() string      { return TypeSpeakerChanged }
 
 type codec struct {
 	decode func(json.RawMessage) (Payload, error)
@@ -227,6 +245,7 @@ var registry = map[string]codec{
 	TypeSubscriptionEnded:   {decodeAs[SubscriptionEnded]},
 	TypePeerUpdated:         {decodeAs[PeerUpdated]},
 	TypeTrackUpdated:        {decodeAs[TrackUpdated]},
+	TypeSpeakerChanged:      {decodeAs[SpeakerChanged]},
 }
 
 // Types lists every registered wire type, for schema coverage tests and docs.

@@ -9,6 +9,8 @@
 //     messages.
 //   - rtc: the WebRTC edge (pion API, the shared UDP port and its batched sends, the session
 //     model every WebRTC transport composes). It does not touch NATS.
+//   - audiolevel: the sans-IO audio-level machinery: the RFC 6464 header extension read from
+//     raw RTP, a per-track speech meter and a per-room speaker ranking. No I/O, no clock.
 //   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
 //
 // The root package holds no code. Subpackages may import events and each other as the Imports

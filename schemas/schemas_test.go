@@ -37,6 +37,7 @@ var samples = map[string]events.Payload{
 	events.TypeSubscriptionEnded:   events.SubscriptionEnded{Peer: "p2", Track: "t1"},
 	events.TypePeerUpdated:         events.PeerUpdated{Peer: "p1"},
 	events.TypeTrackUpdated:        events.TrackUpdated{Peer: "p1", Track: "t1"},
+	events.TypeSpeakerChanged:      events.SpeakerChanged{Peer: "p1", Track: "t1"},
 }
 
 var full = []events.Payload{
@@ -49,6 +50,7 @@ var full = []events.Payload{
 	events.TrackPublished{Peer: "p1", Track: "t2", Kind: "video", Codec: "video/VP8", ClockRate: 90000, Layers: []string{"0"}, Source: "screen", Muted: true},
 	events.PeerUpdated{Peer: "p1", Metadata: "hand raised"},
 	events.TrackUpdated{Peer: "p1", Track: "t2", Muted: true},
+	events.SpeakerChanged{Peer: "p1", Track: "mic_1", Speaking: true, Level: 127},
 }
 
 func encode(t testing.TB, p events.Payload, causation string) []byte {
@@ -192,6 +194,8 @@ func TestInvalidEvents(t *testing.T) {
 		{"peer.updated without metadata", events.TypePeerUpdated, func(_, d map[string]any) { delete(d, "metadata") }},
 		{"track.updated without muted", events.TypeTrackUpdated, func(_, d map[string]any) { delete(d, "muted") }},
 		{"track.updated extra field", events.TypeTrackUpdated, func(_, d map[string]any) { d["source"] = "camera" }},
+		{"speaker.changed without speaking", events.TypeSpeakerChanged, func(_, d map[string]any) { delete(d, "speaking") }},
+		{"speaker.changed level beyond silence", events.TypeSpeakerChanged, func(_, d map[string]any) { d["level"] = 128 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

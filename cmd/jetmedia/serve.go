@@ -94,6 +94,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "end WebRTC sessions that do not connect within this")
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", cfg.DisconnectGrace, "how long a disconnected WebRTC session may recover")
 	fs.IntVar(&cfg.FanoutLanes, "fanout-lanes", cfg.FanoutLanes, "goroutines that may write one track's packets to its viewers, one per 24 viewers (default: the cores Go uses)")
+	fs.IntVar(&cfg.MaxAudioStreams, "max-audio-streams", cfg.MaxAudioStreams, "audio tracks of a room this node forwards to its viewers: the loudest speakers, then those who spoke last (0: every one)")
 	fs.IntVar(&cfg.EdgeSenders, "edge-senders", cfg.EdgeSenders, "goroutines that send the WebRTC port's batched packets, each to its share of the viewers (default: the cores Go uses)")
 	fs.BoolVar(&cfg.EdgeGSO, "edge-gso", cfg.EdgeGSO, "send a viewer's queued packets as one message the kernel segments (UDP GSO, where the kernel has it)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")

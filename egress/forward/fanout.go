@@ -449,6 +449,7 @@ type Hub struct {
 	bus   Subscriber
 	batch Batcher
 	lanes int
+	audio *audioSel // nil: every audio track is forwarded (see Audio)
 
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry
@@ -457,8 +458,9 @@ type Hub struct {
 }
 
 type hubEntry struct {
-	f   *Fanout
-	sub *mediabus.MediaSubscription
+	f     *Fanout
+	sub   *mediabus.MediaSubscription
+	gated bool // an audio track behind the hub's audio choice
 }
 
 // stats are the fan-out's counters plus the packets its subscription dropped because the
@@ -500,7 +502,16 @@ func (h *Hub) Lanes(n int) {
 // fanout serves the viewer's retransmissions; detach removes the output and unsubscribes when
 // it was the last.
 func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
+	return h.attach(room, track, o, false)
+}
+
+func (h *Hub) attach(room, track string, o *Output, audio bool) (*Fanout, func(), error) {
 	key := room + "." + track
+	if audio && h.audio != nil {
+		// Its own fan-out: viewers of the track that do not follow the choice (WHEP) keep
+		// theirs.
+		key += "#top"
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -509,11 +520,22 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 	e, ok := h.fanouts[key]
 	if !ok {
 		f := &Fanout{batch: h.batch, maxLanes: h.lanes}
-		sub, err := h.bus.Subscribe(room, track, "0", f.Forward)
+		deliver, gated := f.Forward, audio && h.audio != nil
+		if gated {
+			g, err := h.audio.add(room, track, f)
+			if err != nil {
+				return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
+			}
+			deliver = g.Forward
+		}
+		sub, err := h.bus.Subscribe(room, track, "0", deliver)
 		if err != nil {
+			if gated {
+				h.audio.remove(room, track)
+			}
 			return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
 		}
-		e = &hubEntry{f: f, sub: sub}
+		e = &hubEntry{f: f, sub: sub, gated: gated}
 		h.fanouts[key] = e
 	}
 	e.f.add(o)
@@ -528,6 +550,9 @@ func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
 				e.f.close()
 				delete(h.fanouts, key)
 				h.retired.plus(st)
+				if e.gated {
+					h.audio.remove(room, track)
+				}
 			}
 		})
 	}
@@ -561,5 +586,8 @@ func (h *Hub) Close() {
 		_ = e.sub.Unsubscribe()
 		e.f.close()
 		delete(h.fanouts, k)
+	}
+	if h.audio != nil {
+		h.audio.close()
 	}
 }

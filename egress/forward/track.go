@@ -18,6 +18,10 @@ type Track struct {
 	Room, TrackID, Stream string
 	// MediaKind is "audio" or "video"; Codec the published MIME type and Fmtp its fmtp line.
 	MediaKind, Codec, Fmtp string
+	// TopAudio puts an audio track behind its room's choice of the loudest tracks on this node
+	// (Hub.Audio, AttachAudio): room subscribers, who receive every publisher's audio, set it;
+	// a WHEP viewer, who chose one publisher, does not.
+	TopAudio bool
 	// OnBound runs once packets flow to the client (request a keyframe there, so a new
 	// client sees a picture at once). OnKeyframeRequest runs for the client's PLI and FIR.
 	OnBound, OnKeyframeRequest func()
@@ -52,7 +56,11 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
-	fan, detach, err := t.Hub.Attach(t.Room, t.TrackID, out)
+	attach := t.Hub.Attach
+	if t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio {
+		attach = t.Hub.AttachAudio
+	}
+	fan, detach, err := attach(t.Room, t.TrackID, out)
 	if err != nil {
 		return webrtc.RTPCodecParameters{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
@@ -87,6 +88,10 @@ type Core struct {
 	published  []string
 	// muted: per published track, as last recorded.
 	muted map[string]bool
+	// ranked: the node's latest ranking of the room's speakers; speakers: as last sent
+	// (nil: nothing sent yet, the same as nobody).
+	ranked   []audiolevel.Speaker
+	speakers []SpeakerInfo
 
 	// metadata is this peer's, as last recorded; metadataUnsure: an update of it could not be
 	// recorded, so the next update is recorded whatever it says.
@@ -207,6 +212,7 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 		case !known:
 			out.Send = append(out.Send, ServerMessage{Type: TypeTrackPublished, Track: trackInfo(t)})
 			c.autoSubscribe(&out, t)
+			c.speakersChanged(&out) // a ranked track the client did not know yet
 		case old.Muted != t.Muted || !slices.Equal(old.Layers, t.Layers):
 			out.Send = append(out.Send, ServerMessage{Type: TypeTrackUpdated, Track: trackInfo(t)})
 		}
@@ -275,6 +281,7 @@ func (c *Core) KVReady(time.Time) Output {
 	for _, id := range slices.Sorted(maps.Keys(c.tracks)) {
 		c.autoSubscribe(&out, c.tracks[id])
 	}
+	c.speakersChanged(&out)
 	return out
 }
 
@@ -497,11 +504,44 @@ func (c *Core) Unrecorded(_ time.Time, evs []events.Payload, err error) Output {
 			if _, ok := c.muted[p.Track]; ok {
 				c.muted[p.Track] = !p.Muted
 			}
+		case events.SpeakerChanged:
+			continue // the node's measurement, not the client's request: nothing to retry
 		}
 		what = append(what, e.EventType())
 	}
+	if len(what) == 0 {
+		return out
+	}
 	out.Send = append(out.Send, errMsg(CodeUnavailable, "not recorded (%s): the event log is unavailable: %v; retry later", strings.Join(what, ", "), err))
 	return out
+}
+
+// Speakers: the node's ranking of the room's speakers changed (tracks, loudest first). The
+// client gets the speakers among the room's tracks it knows, when that list changed: once
+// joined, and again when it learns of a ranked track.
+func (c *Core) Speakers(_ time.Time, ranked []audiolevel.Speaker) Output {
+	var out Output
+	c.ranked = ranked
+	c.speakersChanged(&out)
+	return out
+}
+
+// speakersChanged sends the speakers if the list the client should see changed.
+func (c *Core) speakersChanged(out *Output) {
+	if c.closed || !c.ready {
+		return
+	}
+	list := make([]SpeakerInfo, 0, len(c.ranked))
+	for _, sp := range c.ranked {
+		if t, ok := c.tracks[sp.Track]; ok {
+			list = append(list, SpeakerInfo{Peer: t.Peer, Track: sp.Track, Level: sp.Level})
+		}
+	}
+	if slices.Equal(list, c.speakers) {
+		return
+	}
+	c.speakers = list
+	out.Send = append(out.Send, ServerMessage{Type: TypeSpeakers, Speakers: list})
 }
 
 // DataReceived: a data message arrived on the room's or this peer's data subject.

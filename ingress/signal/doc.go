@@ -16,5 +16,5 @@
 // subjects, and the WebSocket library; never egress (subscribed tracks come from a Deliverer
 // that cmd wires to egress/forward), cmd or projections' runners.
 //
-// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
+// Imports: events, pipeline/audiolevel, pipeline/auth, pipeline/mediabus, pipeline/rtc
 package signal

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
@@ -50,6 +51,8 @@ type Config struct {
 	Sessions *rtc.Registry
 	Bus      *mediabus.MediaBus
 	Deliver  Deliverer
+	// Levels reads the audio level of published audio tracks (nil: not read).
+	Levels *rtc.Levels
 	// Rooms is the rooms KV bucket the session watches for the room's state.
 	Rooms jetstream.KeyValue
 	// Data carries data messages on dm.<room>[.<peer>] (core NATS).
@@ -78,6 +81,9 @@ type Handler struct {
 	mu sync.Mutex
 	// live: the running sessions by peer id, for resume.
 	live map[string]*conn
+	// speakers: each room's latest ranking of speakers on this node (rooms where someone
+	// speaks), for the sessions that join after it changed.
+	speakers map[string][]audiolevel.Speaker
 }
 
 // New returns a handler.
@@ -100,11 +106,57 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{}}, nil
+	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{},
+		speakers: map[string][]audiolevel.Speaker{}}, nil
 }
 
 // Register adds the WebSocket route to mux.
 func (h *Handler) Register(mux *http.ServeMux) { mux.HandleFunc("GET "+h.cfg.Path, h.serve) }
+
+// Speakers tells the room's sessions on this node who speaks now (tracks, loudest first): the
+// hub's audio ranking calls it when that changes. It never blocks: each session takes the
+// latest ranking when its loop gets to it.
+func (h *Handler) Speakers(room string, ranked []audiolevel.Speaker) {
+	h.mu.Lock()
+	if len(ranked) == 0 {
+		delete(h.speakers, room)
+	} else {
+		h.speakers[room] = ranked
+	}
+	conns := make([]*conn, 0, len(h.live))
+	for _, c := range h.live {
+		if c.s.Room == room {
+			conns = append(conns, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.tellSpeakers(ranked)
+	}
+}
+
+// forgetSpeakers drops a room's ranking once no session of it is left on this node (h.mu
+// held).
+func (h *Handler) forgetSpeakers(room string) {
+	if _, ok := h.speakers[room]; !ok {
+		return
+	}
+	for _, c := range h.live {
+		if c.s.Room == room {
+			return
+		}
+	}
+	delete(h.speakers, room)
+}
+
+// tellSpeakers hands the loop the room's latest ranking of speakers.
+func (c *conn) tellSpeakers(ranked []audiolevel.Speaker) {
+	c.speakers.Store(&ranked)
+	select {
+	case c.speakersNew <- struct{}{}:
+	default:
+	}
+}
 
 // sendQueue bounds the messages waiting for a slow client; a client that falls this far behind
 // loses its socket (and may resume) rather than being buffered without bound.
@@ -320,7 +372,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	auto := join.AutoSubscribe == nil || *join.AutoSubscribe
 	id := events.NewID()
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
-		in: make(chan input, 64), done: make(chan struct{})}
+		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1)}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
 	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
 	if h.cfg.ResumeGrace > 0 {
@@ -369,7 +421,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 		}
 		c.cleanup = append(c.cleanup, func() { _ = sub.Unsubscribe() })
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { c.feed(input{track: tr}) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) { c.feed(input{track: tr, recv: rc}) })
 	// The server trickles its candidates; the loop sends them, so they follow the offer or
 	// answer they belong to.
 	pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
@@ -379,6 +431,9 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	})
 	h.mu.Lock()
 	h.live[id] = c
+	if sp := h.speakers[c.s.Room]; sp != nil {
+		c.tellSpeakers(sp)
+	}
 	h.mu.Unlock()
 	c.s.Started("remote", r.RemoteAddr, "resumable", opts.ResumeToken != "")
 	reg.Go(func() { c.loop(watcher) })
@@ -417,19 +472,25 @@ type conn struct {
 	// ended mirrors the core's Closed after each step (the core itself is read only under
 	// the session lock).
 	ended bool
+	// speakers is the room's latest ranking of speakers, waiting for the loop; speakersNew
+	// (cap 1) wakes it. Only the latest counts, so the hub that tells it never blocks.
+	speakers    atomic.Pointer[[]audiolevel.Speaker]
+	speakersNew chan struct{}
 }
 
 // input is one thing for the loop. sock names the socket a message or error came from.
 type input struct {
-	sock   *socket
-	msg    *ClientMessage
-	err    error
-	resume *resumeReq
-	kv     jetstream.KeyValueEntry
-	ready  bool
-	data   *DataMessage
-	track  *webrtc.TrackRemote
-	cand   *webrtc.ICECandidate
+	sock     *socket
+	msg      *ClientMessage
+	err      error
+	resume   *resumeReq
+	kv       jetstream.KeyValueEntry
+	ready    bool
+	data     *DataMessage
+	track    *webrtc.TrackRemote
+	recv     *webrtc.RTPReceiver // track's
+	speakers *[]audiolevel.Speaker
+	cand     *webrtc.ICECandidate
 }
 
 // feed hands i to the loop; false once the session has ended.
@@ -488,6 +549,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 			// Closed by leave, PeerConnection failure, the grace's end or shutdown.
 			return
 		case i = <-c.in:
+		case <-c.speakersNew:
+			i = input{speakers: c.speakers.Swap(nil)}
 		}
 		now := c.h.cfg.Sessions.Now()
 		c.handle(now, i)
@@ -569,8 +632,10 @@ func (c *conn) handle(now time.Time, i input) {
 		}
 	case i.data != nil:
 		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
+	case i.speakers != nil:
+		c.step(func() Output { return c.core.Speakers(now, *i.speakers) })
 	case i.track != nil:
-		c.published(i.track)
+		c.published(i.track, i.recv)
 	case i.cand != nil:
 		c.sendCandidate(i.cand)
 	case i.msg != nil:
@@ -585,6 +650,7 @@ func (c *conn) finish() {
 	if c.h.live[c.s.ID] == c {
 		delete(c.h.live, c.s.ID)
 	}
+	c.h.forgetSpeakers(c.s.Room)
 	c.h.mu.Unlock()
 	if c.cur != nil {
 		c.cur.release(websocket.StatusNormalClosure, "left")
@@ -829,7 +895,7 @@ func (c *conn) offer() {
 
 // published starts moving a client track's RTP onto its media subject, if announced. The core
 // asks for its first keyframe and throttles the viewers' requests.
-func (c *conn) published(tr *webrtc.TrackRemote) {
+func (c *conn) published(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 	codec := tr.Codec()
 	spec := TrackSpec{Track: events.NewID(), Peer: c.s.ID, Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, FmtpLine: codec.SDPFmtpLine}
@@ -860,7 +926,10 @@ func (c *conn) published(tr *webrtc.TrackRemote) {
 	c.s.Log.Debug("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
 	stopped := &atomic.Bool{}
 	c.stopped[spec.Track] = stopped
-	sender := bus.Sender(c.s.Room, spec.Track, "0")
+	var sender rtc.RTPSender = bus.Sender(c.s.Room, spec.Track, "0")
+	if tr.Kind() == webrtc.RTPCodecTypeAudio {
+		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rc.GetParameters()), sender)
+	}
 	reg.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
 }
 

@@ -35,7 +35,10 @@ const (
 	TypeSubscription     = "subscription"
 	TypePeerUpdated      = "peer_updated"
 	TypeTrackUpdated     = "track_updated"
-	TypeError            = "error"
+	// TypeSpeakers lists who is speaking now, loudest first, each time that changes (from
+	// the node's ranking of the room's audio levels; absent speakers: nobody).
+	TypeSpeakers = "speakers"
+	TypeError    = "error"
 )
 
 // Error codes of error messages.
@@ -114,6 +117,14 @@ type TrackInfo struct {
 	Layers []string `json:"layers,omitempty"`
 }
 
+// SpeakerInfo is a peer speaking on one of its audio tracks, with the track's smoothed level
+// in -dBov (0 loudest, 127 silence).
+type SpeakerInfo struct {
+	Peer  string `json:"peer"`
+	Track string `json:"track"`
+	Level uint8  `json:"level"`
+}
+
 // ServerMessage is any server → client message; Type says which fields are used.
 type ServerMessage struct {
 	Type string `json:"type"`
@@ -141,6 +152,8 @@ type ServerMessage struct {
 	From    string  `json:"from,omitempty"`
 	To      string  `json:"to,omitempty"`
 	Payload *string `json:"payload,omitempty"`
+	// speakers, ranked (absent: nobody speaks)
+	Speakers []SpeakerInfo `json:"speakers,omitempty"`
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`

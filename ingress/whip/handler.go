@@ -17,6 +17,8 @@ import (
 type Config struct {
 	rtc.HTTPConfig
 	Bus *mediabus.MediaBus
+	// Levels reads the audio level of published audio tracks (nil: not read).
+	Levels *rtc.Levels
 }
 
 // Handler serves WHIP. Its sessions live in the Registry, which owns their goroutines.
@@ -71,7 +73,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o)), keys: rtc.Keyframes{Sent: &h.plis}}
 	return h.ep.Start(w, o, p.core, p.keys.Request, func(s *rtc.Session) {
-		s.PC.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { p.forward(s, tr) })
+		s.PC.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) { p.forward(s, tr, rc) })
 	}, nil)
 }
 
@@ -84,7 +86,7 @@ type publisher struct {
 
 // forward runs on pion's OnTrack goroutine for the life of the track: it records the track
 // and moves its RTP onto the track's media subject unchanged.
-func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote) {
+func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 	codec := tr.Codec()
 	info := TrackInfo{
 		Track: events.NewID(), Kind: tr.Kind().String(), Codec: codec.MimeType,
@@ -106,5 +108,9 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote) {
 	now := reg.Now()
 	s.Step(func(rtc.Core) Output { return p.core.TrackStarted(now, info) })
 	s.Log.Debug("track published", "track", info.Track, "kind", info.Kind, "codec", info.Codec)
-	rtc.ReadRTP(tr, p.h.cfg.Bus.Sender(s.Room, info.Track, "0"), nil, &p.h.rtp)
+	var dst rtc.RTPSender = p.h.cfg.Bus.Sender(s.Room, info.Track, "0")
+	if tr.Kind() == webrtc.RTPCodecTypeAudio {
+		dst = p.h.cfg.Levels.Tap(s, info.Track, rtc.AudioLevelID(rc.GetParameters()), dst)
+	}
+	rtc.ReadRTP(tr, dst, nil, &p.h.rtp)
 }

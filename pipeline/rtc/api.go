@@ -12,6 +12,8 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
 )
 
 // Config configures the WebRTC media edge.
@@ -128,6 +130,11 @@ func newEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "ccm", Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
+	// Publishers' audio carries its level (RFC 6464): the active speaker and the choice of
+	// the loudest tracks to forward are made from it. Chromium sends it once answered.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audiolevel.URI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, nil, fmt.Errorf("rtc: audio level extension: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -11,10 +11,14 @@
 //     the end logged and the PeerConnection closed), so no I/O happens under a lock.
 //   - Registry holds every session of a node, ticks their cores and ends them on Close.
 //
+// Levels taps a published audio track's read loop: each packet's audio level (RFC 6464)
+// feeds the track's meter, whose speaking changes the session records and whose reports go
+// to a LevelReporter.
+//
 // ReadRTP is the one loop that moves a published track's RTP onward. It sits in pipeline
 // because both transports' directions depend on it and neither may import the other. It
 // imports events, pipeline/auth and pion; never NATS (its Appender, RTPSender and
 // FeedbackSender are the interfaces the NATS side fills in).
 //
-// Imports: events, pipeline/auth
+// Imports: events, pipeline/audiolevel, pipeline/auth
 package rtc

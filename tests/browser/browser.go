@@ -67,8 +67,10 @@ type Browser struct {
 
 // Start launches Chromium from execPath for the duration of t. The media
 // flags replace the camera and microphone with a test pattern and a beep and
-// grant them without a prompt, so pages can publish unattended.
-func Start(t testing.TB, execPath string) *Browser {
+// grant them without a prompt, so pages can publish unattended. flags add to or override
+// the defaults (name → value; true for a bare switch), e.g.
+// "use-file-for-fake-audio-capture": "/tmp/x.wav" for a microphone that plays a file.
+func Start(t testing.TB, execPath string, flags ...map[string]any) *Browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(execPath),
@@ -97,6 +99,11 @@ func Start(t testing.TB, execPath string) *Browser {
 		// produce candidates.
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
+	}
+	for _, fs := range flags {
+		for name, v := range fs {
+			opts = append(opts, chromedp.Flag(name, v))
+		}
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)

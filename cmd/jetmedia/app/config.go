@@ -90,6 +90,10 @@ type Config struct {
 	// node, one per forward.LaneMin viewers (default: GOMAXPROCS, the cores Go uses; 1: the
 	// goroutine that receives the track writes them all).
 	FanoutLanes int
+	// MaxAudioStreams is how many of a room's audio tracks this node forwards to its viewers:
+	// the loudest speakers, then those who spoke last (default 3; 0: every one). The choice is
+	// made once per room per node from the publishers' audio levels (docs/audio.md).
+	MaxAudioStreams int
 	// EdgeSenders is how many goroutines send the batched packets of this node's WebRTC
 	// port, each to its share of the destinations (default: GOMAXPROCS).
 	EdgeSenders int
@@ -108,6 +112,21 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
+// validateForwarding checks the fan-out's settings.
+func (c Config) validateForwarding() error {
+	var errs []error
+	if c.FanoutLanes < 1 {
+		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
+	}
+	if c.MaxAudioStreams < 0 {
+		errs = append(errs, fmt.Errorf("max audio streams %d is negative (0 forwards every audio track)", c.MaxAudioStreams))
+	}
+	if c.EdgeSenders < 1 {
+		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
+	}
+	return errors.Join(errs...)
+}
+
 // Defaults returns the documented defaults.
 func Defaults() Config {
 	return Config{
@@ -121,6 +140,7 @@ func Defaults() Config {
 		DisconnectGrace: 10 * time.Second,
 		ResumeGrace:     10 * time.Second,
 		FanoutLanes:     runtime.GOMAXPROCS(0),
+		MaxAudioStreams: 3,
 		EdgeSenders:     runtime.GOMAXPROCS(0),
 		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
@@ -177,12 +197,7 @@ func (c Config) Validate() error {
 	if err := c.SignalLimits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.FanoutLanes < 1 {
-		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
-	}
-	if c.EdgeSenders < 1 {
-		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
-	}
+	errs = append(errs, c.validateForwarding())
 	errs = append(errs, c.validateUDP(), c.validateCluster(), c.Presence.Validate())
 	if len(c.AuthKeys) > 0 {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {

@@ -108,7 +108,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
-	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus})
+	levels := &rtc.Levels{Reporter: n.bus}
+	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Levels: levels})
 	if err != nil {
 		return nil, err
 	}
@@ -123,14 +124,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
-			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine,
+			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true,
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
-	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver,
+	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+
+	// Before the first viewer: the hub's audio choice and who speaks, told to room clients.
+	n.hub.Audio(forward.AudioConfig{MaxStreams: cfg.MaxAudioStreams, OnSpeakers: sg.Speakers, SubscribeLevels: n.subscribeLevels})
 
 	if cfg.RTMPAddr != "" {
 		if n.rtmp, err = rtmp.Listen(rtmp.Config{Listen: cfg.RTMPAddr, Sessions: n.sessions, Bus: n.bus, Auth: n.keys,
@@ -153,6 +157,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),
 		"nats", n.srv.ClientURL(), "leaf", n.srv.LeafURL(), "routes", n.srv.RouteURL(), "data", cfg.DataDir)
 	return n, nil
+}
+
+// subscribeLevels subscribes to a room's audio-level reports for the hub's audio choice.
+func (n *Node) subscribeLevels(room string, fn func([]byte)) (func() error, error) {
+	sub, err := n.bus.SubscribeLevels(room, fn)
+	if err != nil {
+		return nil, err
+	}
+	return sub.Unsubscribe, nil
 }
 
 // startProjection runs the rooms projection on the watermill router from a durable consumer.

@@ -52,6 +52,8 @@ const (
 	ErrorEvent       EventType = signal.TypeError
 	PeerUpdated      EventType = signal.TypePeerUpdated
 	TrackUpdated     EventType = signal.TypeTrackUpdated
+	// Speakers: who speaks now changed (Event.Speakers, loudest first; empty: nobody).
+	Speakers EventType = signal.TypeSpeakers
 	// Reconnecting: the WebSocket dropped and the SDK is resuming the session; Reconnected:
 	// it resumed (events for what changed meanwhile come right before it). If the session
 	// cannot be resumed an ErrorEvent (code resume_expired, or resume_failed when the server
@@ -77,6 +79,8 @@ type Event struct {
 	From, To, Payload string
 	// Code and Message of an Error event.
 	Code, Message string
+	// Speakers of a Speakers event, loudest first.
+	Speakers []signal.SpeakerInfo
 }
 
 // Error is an error message from the server.
@@ -660,6 +664,8 @@ func (r *Room) readSocket(ws *websocket.Conn) {
 				e.Payload = *m.Payload
 			}
 			r.emit(e)
+		case signal.TypeSpeakers:
+			r.emit(Event{Type: Speakers, Speakers: m.Speakers})
 		case signal.TypeError:
 			r.emit(Event{Type: ErrorEvent, Code: m.Code, Message: m.Message})
 		}

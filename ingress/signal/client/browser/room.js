@@ -134,6 +134,13 @@ function wireRoom(r) {
     chatLine("", `${label(e.detail.peer)} left`, true);
   });
   r.addEventListener("peerupdated", (e) => updateTile(e.detail.peer));
+  // Who speaks now: their tiles are outlined.
+  r.addEventListener("speakers", (e) => {
+    const speaking = new Set(e.detail.speakers.map((s) => s.peer));
+    for (const li of document.querySelectorAll("#grid li[data-peer]")) {
+      li.classList.toggle("speaking", speaking.has(li.dataset.peer));
+    }
+  });
   r.addEventListener("trackupdated", (e) => {
     const p = r.peers.get(e.detail.track.peer);
     if (p) updateTile(p);

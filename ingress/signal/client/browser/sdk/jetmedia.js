@@ -163,6 +163,8 @@ export class LocalTrack {
  * - `subscription`: `{track: TrackInfo, state: "active"|"ended"}`
  * - `data`: `{from: string, to: string|null, payload: string}` (`to` is set for a message to
  *   this peer alone)
+ * - `speakers`: `{speakers: {peer, track, level}[]}`: who speaks now, loudest first (level in
+ *   -dBov, 0 loudest); empty when nobody does
  * - `error`: `{error: JetmediaError, code, message}` (a request the server refused, or a
  *   negotiation failure; the room goes on)
  * - `reconnecting`: `{}`; `reconnected`: `{attempts: number}`
@@ -174,6 +176,8 @@ export class Room extends EventTarget {
   peers = new Map();
   /** Every published track of the room (this peer's too) by id. @type {Map<string, TrackInfo>} */
   tracks = new Map();
+  /** Who speaks now, loudest first. @type {{peer: string, track: string, level: number}[]} */
+  speakers = [];
   /** This peer (null before join resolves). @type {PeerInfo|null} */
   self = null;
   /** The token's grants. @type {string[]} */
@@ -728,6 +732,11 @@ export class Room extends EventTarget {
         break;
       case "data":
         this.#emit("data", { from: m.from, to: m.to ?? null, payload: m.payload ?? "" });
+        break;
+      case "speakers":
+        // Who speaks now, loudest first ({peer, track, level}); empty: nobody.
+        this.speakers = m.speakers ?? [];
+        this.#emit("speakers", { speakers: this.speakers });
         break;
       case "error":
         this.#emitError(new JetmediaError(m.code, m.message));
