@@ -96,6 +96,12 @@ type Config struct {
 	// EdgeGSO lets the WebRTC port send a viewer's queued packets as one message the kernel
 	// segments (UDP GSO; default on where the kernel has it).
 	EdgeGSO bool
+	// BWE estimates each viewer's bandwidth from its transport-wide congestion feedback
+	// (GCC) and lets the allocator pause video a viewer's path cannot carry (default on).
+	BWE bool
+	// MaxPublishBitrate caps each publisher's send rate, in bit/s, with a REMB once a second
+	// (default 4 Mbit/s; 0: no REMB).
+	MaxPublishBitrate int
 	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
 	// (pipeline/httpserver; README "Flags").
 	HTTP httpserver.Config
@@ -110,7 +116,7 @@ type Config struct {
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
-	return Config{
+	c := Config{
 		Name:            defaultName(),
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
@@ -127,6 +133,8 @@ func Defaults() Config {
 		HTTP:            httpserver.Defaults(),
 		Presence:        presence.DefaultTiming(),
 	}
+	c.BWE, c.MaxPublishBitrate = true, 4_000_000
+	return c
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -179,6 +187,9 @@ func (c Config) Validate() error {
 	}
 	if c.FanoutLanes < 1 {
 		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
+	}
+	if c.MaxPublishBitrate < 0 {
+		errs = append(errs, fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate))
 	}
 	if c.EdgeSenders < 1 {
 		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))

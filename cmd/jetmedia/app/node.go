@@ -235,6 +235,9 @@ func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 // dropped).
 func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
+// Estimates are the viewers' bandwidth estimates (nil with BWE off).
+func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
+
 // ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
 // viewer has gone).
 func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }

@@ -136,6 +136,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 	n.edge, err = rtc.NewEdge(rtc.Config{
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
 		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
+		BWE: rtc.BWEConfig{Off: !cfg.BWE}, MaxPublishBitrate: cfg.MaxPublishBitrate,
 	})
 	if err != nil {
 		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)
