@@ -184,8 +184,9 @@ func TestBandwidthEstimateFollowsCap(t *testing.T) {
 	after := relay.Down()
 	used := float64(after.PassedBytes-before.PassedBytes) * 8 / time.Since(capped).Seconds()
 	e, _ = rate()
-	t.Logf("under the cap: %.0f bit/s delivered (%.0f%% of the cap), %d dropped by the queue, estimate %d",
-		used, 100*used/capRate, after.Overflow-before.Overflow, e.Bitrate)
+	t.Logf("under the cap: %.0f bit/s delivered (%.0f%% of the cap), %d dropped by the queue, estimate %d, video paused %d resumed %d times",
+		used, 100*used/capRate, after.Overflow-before.Overflow, e.Bitrate, node.Congestion().Pauses.Load(), node.Congestion().Resumes.Load())
+	require.Positive(t, node.Congestion().Pauses.Load(), "the video the cap cannot carry is paused")
 
 	relay.SetDown(netimpair.Link{})
 	freed := time.Now()

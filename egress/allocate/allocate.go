@@ -121,7 +121,7 @@ func (a *Allocator) Allocate(now time.Time, estimate int, tracks []Track) Alloca
 		out.Targets[i].ID = t.ID
 		if t.Kind != Video {
 			r := top(t.Layers)
-			out.Targets[i].Layer, out.Targets[i].Bitrate = len(t.Layers)-1, r
+			out.Targets[i].Layer, out.Targets[i].Bitrate = max(len(t.Layers)-1, 0), r
 			left -= r
 			out.Used += r
 		}

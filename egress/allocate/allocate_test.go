@@ -38,7 +38,8 @@ func TestFirstAllocation(t *testing.T) {
 			map[string]int{"a": 0, "screen": 1, "cam": 0}, 1_190_000},
 		{"priority first, little left", 1_300_000, []Track{audio, camera, screen},
 			map[string]int{"a": 0, "screen": 1, "cam": Paused}, 1_040_000},
-		{"rate unknown: top, free", 0, []Track{{ID: "x", Kind: Video}}, map[string]int{"x": 0}, 0},
+		{"rate unknown: top, free", 0, []Track{{ID: "x", Kind: Video}, {ID: "y", Kind: Audio}},
+			map[string]int{"x": 0, "y": 0}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := New(Config{}).Allocate(t0, tc.estimate, tc.tracks)

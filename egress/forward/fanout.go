@@ -29,6 +29,8 @@ type Output struct {
 	w   Writer
 	hw  HeaderWriter // w, when it takes parsed headers
 	rtx *rtxBuffer   // the viewer's retransmissions, made at its first NACK
+	// gate pauses the output for want of bandwidth (congestion.go).
+	gate atomic.Uint32
 	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
 	lane *lane
 }
@@ -158,6 +160,9 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 	var payload []byte
 	parsed, valid := false, false
 	for _, o := range l.outputs {
+		if o.gate.Load() != gateOpen && o.held() {
+			continue
+		}
 		if o.hw != nil {
 			if !parsed {
 				parsed = true
@@ -446,9 +451,10 @@ func (f *Fanout) close() {
 
 // Hub keeps one Fanout per track that has viewers on this node.
 type Hub struct {
-	bus   Subscriber
-	batch Batcher
-	lanes int
+	bus        Subscriber
+	batch      Batcher
+	lanes      int
+	congestion *Congestion // nil: no congestion control
 
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry

@@ -59,6 +59,7 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	t.mu.Lock()
 	t.out, t.fan, t.detach = out, fan, detach
 	t.mu.Unlock()
+	t.Hub.congestionControl().add(ctx.ID(), t.MediaKind, out, fan, t.OnKeyframeRequest)
 	if t.OnBound != nil {
 		t.OnBound()
 	}
@@ -74,9 +75,10 @@ func (t *Track) Unbind(webrtc.TrackLocalContext) error {
 // Detach stops the track's packets to the client; it is idempotent.
 func (t *Track) Detach() {
 	t.mu.Lock()
-	detach := t.detach
+	detach, out := t.detach, t.out
 	t.detach, t.out, t.fan = nil, nil, nil
 	t.mu.Unlock()
+	t.Hub.congestionControl().remove(out)
 	if detach != nil {
 		detach()
 	}

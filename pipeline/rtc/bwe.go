@@ -82,6 +82,12 @@ func (e *Estimates) Of(sender string) (Estimate, bool) {
 	return est.estimate(), true
 }
 
+// Estimate is Of for egress/forward's Estimator: the connection and its bit rate.
+func (e *Estimates) Estimate(sender string) (conn string, bitrate int, ok bool) {
+	est, ok := e.Of(sender)
+	return est.Connection, est.Bitrate, ok
+}
+
 // All returns the estimate of every PeerConnection that has sent media (its estimator has
 // a stream), in no order.
 func (e *Estimates) All() []Estimate {

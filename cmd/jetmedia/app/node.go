@@ -70,6 +70,9 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 
+	// congestion pauses the video a viewer's bandwidth cannot carry; nil with --bwe=false.
+	congestion *forward.Congestion
+
 	unlock    func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -102,6 +105,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if err = n.startEdge(ctx); err != nil {
 		return nil, err
+	}
+	if n.edge.Estimates != nil {
+		// Viewers' allocations follow their bandwidth estimates (egress/forward/congestion.go).
+		n.congestion = &forward.Congestion{Estimates: n.edge.Estimates}
+		n.hub.Congest(n.congestion)
+		n.wg.Go(func() { n.congestion.Run(runCtx) })
 	}
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
 	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
@@ -237,6 +246,9 @@ func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
 // Estimates are the viewers' bandwidth estimates (nil with BWE off).
 func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
+
+// Congestion is the viewers' bandwidth allocation (nil with BWE off).
+func (n *Node) Congestion() *forward.Congestion { return n.congestion }
 
 // ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
 // viewer has gone).
