@@ -137,6 +137,14 @@ func Defaults() Config {
 	return c
 }
 
+// mediaErrors checks the media settings of congestion control.
+func (c Config) mediaErrors() []error {
+	if c.MaxPublishBitrate < 0 {
+		return []error{fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate)}
+	}
+	return nil
+}
+
 var nonID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
 func defaultName() string {
@@ -188,9 +196,7 @@ func (c Config) Validate() error {
 	if c.FanoutLanes < 1 {
 		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
 	}
-	if c.MaxPublishBitrate < 0 {
-		errs = append(errs, fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate))
-	}
+	errs = append(errs, c.mediaErrors()...)
 	if c.EdgeSenders < 1 {
 		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}

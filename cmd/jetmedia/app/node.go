@@ -106,12 +106,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startEdge(ctx); err != nil {
 		return nil, err
 	}
-	if n.edge.Estimates != nil {
-		// Viewers' allocations follow their bandwidth estimates (egress/forward/congestion.go).
-		n.congestion = &forward.Congestion{Estimates: n.edge.Estimates}
-		n.hub.Congest(n.congestion)
-		n.wg.Go(func() { n.congestion.Run(runCtx) })
-	}
+	n.startCongestion(runCtx)
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
 	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err

@@ -129,6 +129,17 @@ func (n *Node) startReadSide(ctx context.Context) (err error) {
 	return err
 }
 
+// startCongestion makes viewers' allocations follow their bandwidth estimates
+// (egress/forward/congestion.go), unless the edge runs without estimates.
+func (n *Node) startCongestion(ctx context.Context) {
+	if n.edge.Estimates == nil {
+		return
+	}
+	n.congestion = &forward.Congestion{Estimates: n.edge.Estimates}
+	n.hub.Congest(n.congestion)
+	n.wg.Go(func() { n.congestion.Run(ctx) })
+}
+
 // startEdge opens the WebRTC port, then sets up what the sessions need besides it: the token
 // keyring, the metrics registry and webhook delivery.
 func (n *Node) startEdge(ctx context.Context) (err error) {
