@@ -209,3 +209,28 @@ func TestREMBHoldsPublisher(t *testing.T) {
 	got, _ := p.lastREMB()
 	require.InDelta(t, 750_000, got, 750_000*0.01, "REMB's mantissa and exponent round a little")
 }
+
+// TestLossRepairedWithRTX plays through a relay losing 5 % of the node's packets: video keeps
+// arriving, the viewer's NACKs are answered from the node's cache on its RTX stream.
+func TestLossRepairedWithRTX(t *testing.T) {
+	node := startNode(t, bweNodeConfig(t, "loss"))
+	api := clientAPI(t)
+	room := newRoom("loss")
+	ctx := ctxT(t, 60*time.Second)
+	publishAt(t, ctx, api, node, room, 800_000)
+	v, relay := playThrough(t, ctx, api, node, room)
+	require.Eventually(t, func() bool { return v.Video.Load() > 50 }, 15*time.Second, 20*time.Millisecond)
+	relay.SetDown(netimpair.Link{Loss: 0.05, Delay: 10 * time.Millisecond, Jitter: 5 * time.Millisecond})
+	before, got := node.Forwarding(), v.Video.Load()
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		s := node.Forwarding()
+		return s.NACKs-before.NACKs > 10 && s.RetransmittedRTX-before.RetransmittedRTX > 10 && v.Video.Load()-got > 300
+	}, 30*time.Second, 50*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	s, down := node.Forwarding(), relay.Down()
+	el := time.Since(start).Seconds()
+	t.Logf("5%% loss for %.1f s: %d packets lost by the relay, %d NACK reports for %d packets, %d resent (%d on RTX), video %d packets/s at the viewer",
+		el, down.Lost, s.NACKs-before.NACKs, s.NACKed-before.NACKed, s.Retransmitted-before.Retransmitted,
+		s.RetransmittedRTX-before.RetransmittedRTX, int(float64(v.Video.Load()-got)/el))
+}

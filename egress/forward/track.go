@@ -52,6 +52,7 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
+	bindRTX(out, ctx, codec)
 	fan, detach, err := t.Hub.Attach(t.Room, t.TrackID, out)
 	if err != nil {
 		return webrtc.RTPCodecParameters{}, err
