@@ -146,7 +146,7 @@ var (
 			"slow_consumer (the node's track subscription overflowed), publish_error (ingress could not publish to NATS).",
 		[]string{"reason"}, nil)
 	descBus = prometheus.NewDesc("jetmedia_media_bus_messages_total",
-		"RTP packets this node published on, and received from, media subjects.", []string{"direction"}, nil)
+		"RTP packets this node published on, and received from, media subjects; repair_asked: packets missing from other nodes' tracks asked for again, repaired: packets resent to other nodes for theirs.", []string{"direction"}, nil)
 	descLag = prometheus.NewDesc("jetmedia_projection_lag_events",
 		"Events in the log that the rooms projection has not applied yet.", nil, nil)
 	descSlow = prometheus.NewDesc("jetmedia_nats_slow_consumers_total",
@@ -247,6 +247,8 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		b := c.src.Bus.Stats()
 		counter(descBus, b.Sent, "published")
 		counter(descBus, b.Received, "received")
+		counter(descBus, b.RepairsAsked, "repair_asked")
+		counter(descBus, b.Repaired, "repaired")
 	}
 	if c.src.Edge != nil {
 		e := c.src.Edge.WriteStats()
