@@ -10,10 +10,11 @@ import (
 )
 
 // Estimator gives a viewer's bandwidth estimate by the id of one of its senders (a
-// TrackLocalContext's ID): conn names the viewer's connection (its tracks share the estimate)
-// and bitrate is in bit/s. rtc.Estimates is one.
+// TrackLocalContext's ID): conn names the viewer's connection (its tracks share the estimate),
+// bitrate is in bit/s, congested says whether the estimator sees loss or growing delay.
+// rtc.Estimates is one.
 type Estimator interface {
-	Estimate(sender string) (conn string, bitrate int, ok bool)
+	Estimate(sender string) (conn string, bitrate int, congested, ok bool)
 }
 
 // Output gate states: open forwards, paused withholds every packet, resume opens at the next
@@ -107,6 +108,10 @@ func (c *Congestion) remove(o *Output) {
 	c.mu.Unlock()
 }
 
+// uncongestedHeadroom is the estimate, in percent of what a viewer is sent, assumed while its
+// path shows no congestion: enough that the allocator's 90 % budget keeps every track on.
+const uncongestedHeadroom = 125
+
 // Congest makes the hub's viewers subject to c: call it before the first Attach.
 func (h *Hub) Congest(c *Congestion) {
 	h.mu.Lock()
@@ -140,9 +145,10 @@ func (c *Congestion) Run(ctx context.Context) {
 
 // viewer is one connection's outputs in a step.
 type viewer struct {
-	estimate int
-	outs     []*Output
-	infos    []*bweOutput
+	estimate  int
+	congested bool
+	outs      []*Output
+	infos     []*bweOutput
 }
 
 // Step runs one round of allocations at now. Run calls it; tests may call it directly.
@@ -159,13 +165,13 @@ func (c *Congestion) Step(now time.Time) {
 	rates := c.measure(now, outs, infos)
 	byConn := map[string]*viewer{}
 	for i, b := range infos {
-		conn, bitrate, ok := c.Estimates.Estimate(b.sender)
+		conn, bitrate, congested, ok := c.Estimates.Estimate(b.sender)
 		if !ok {
 			continue
 		}
 		v := byConn[conn]
 		if v == nil {
-			v = &viewer{estimate: bitrate}
+			v = &viewer{estimate: bitrate, congested: congested}
 			byConn[conn] = v
 		}
 		v.outs, v.infos = append(v.outs, outs[i]), append(v.infos, b)
@@ -192,13 +198,23 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 	}
 	c.mu.Unlock()
 	tracks := make([]allocate.Track, len(v.outs))
+	sending := 0
 	for i, b := range v.infos {
 		tracks[i] = allocate.Track{ID: b.sender, Kind: b.kind}
 		if r := rates[b.fan]; r > 0 {
 			tracks[i].Layers = []int{r}
+			if v.outs[i].gate.Load() != gatePaused {
+				sending += r
+			}
 		}
 	}
-	alloc := a.Allocate(now, v.estimate, tracks)
+	estimate := v.estimate
+	if !v.congested {
+		// No loss, no growing delay: the path carries what is sent, whatever the estimate
+		// has grown to so far (it starts at 1 Mbit/s and grows with what arrives).
+		estimate = max(estimate, sending*uncongestedHeadroom/100)
+	}
+	alloc := a.Allocate(now, estimate, tracks)
 	for i, tg := range alloc.Targets {
 		c.apply(v.outs[i], v.infos[i], tg.Layer != allocate.Paused)
 	}

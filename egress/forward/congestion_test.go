@@ -10,20 +10,22 @@ import (
 
 // estimates is a table of connections' estimates by sender: the seam rtc.Estimates fills.
 type estimates struct {
-	mu   sync.Mutex
-	rate map[string]int
+	mu        sync.Mutex
+	rate      map[string]int
+	congested bool
 }
 
-func (e *estimates) Estimate(sender string) (string, int, bool) {
+func (e *estimates) Estimate(sender string) (string, int, bool, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r, ok := e.rate[sender]
-	return "viewer", r, ok
+	return "viewer", r, e.congested, ok
 }
 
-func (e *estimates) set(r int) {
+func (e *estimates) set(r int, congested bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.congested = congested
 	for k := range e.rate {
 		e.rate[k] = r
 	}
@@ -61,14 +63,17 @@ func TestCongestionPausesVideoAndResumesWithoutGap(t *testing.T) {
 	require.Len(t, vcol.got(), 100)
 	require.Zero(t, c.Pauses.Load())
 
-	est.set(300_000) // below the video's rate
+	est.set(300_000, false) // below the video's rate, but no sign of congestion: not grown yet
+	send(time.Second)
+	require.Zero(t, c.Pauses.Load())
+	est.set(300_000, true) // loss or growing delay: the estimate is the path's
 	send(time.Second)
 	require.EqualValues(t, 1, c.Pauses.Load())
-	require.Len(t, acol.got(), 200, "audio is never paused")
+	require.Len(t, acol.got(), 300, "audio is never paused")
 	paused := len(vcol.got())
-	require.Less(t, paused, 200)
+	require.Less(t, paused, 300)
 
-	est.set(5_000_000)
+	est.set(5_000_000, false)
 	send(time.Second)
 	require.EqualValues(t, 1, c.Resumes.Load())
 	require.Equal(t, 1, keyframes)

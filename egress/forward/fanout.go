@@ -460,9 +460,10 @@ func (f *Fanout) close() {
 
 // Hub keeps one Fanout per track that has viewers on this node.
 type Hub struct {
-	bus        Subscriber
-	batch      Batcher
-	lanes      int
+	bus   Subscriber
+	batch Batcher
+	lanes int
+
 	congestion *Congestion // nil: no congestion control
 
 	mu      sync.Mutex

@@ -45,6 +45,11 @@ type Estimate struct {
 	// smaller of; Loss is the share of packets the viewer reported lost lately.
 	LossBitrate, DelayBitrate int
 	Loss                      float64
+	// Congested is set while the estimator sees congestion: loss above 2 % (where GCC's
+	// loss-based half stops growing) or the delay-based half decreasing or detecting
+	// overuse. Without it, an estimate below what is sent means only that it has not
+	// grown yet: GCC grows it to 1.5 times what arrives, a step at a time.
+	Congested bool
 	// Connection identifies the viewer's PeerConnection: tracks with the same Connection
 	// share one estimate.
 	Connection string
@@ -82,10 +87,14 @@ func (e *Estimates) Of(sender string) (Estimate, bool) {
 	return est.estimate(), true
 }
 
-// Estimate is Of for egress/forward's Estimator: the connection and its bit rate.
-func (e *Estimates) Estimate(sender string) (conn string, bitrate int, ok bool) {
+// congestedLoss is the loss share above which GCC's loss-based estimate stops growing.
+const congestedLoss = 0.02
+
+// Estimate is Of for egress/forward's Estimator: the connection, its bit rate and whether
+// the path is congested.
+func (e *Estimates) Estimate(sender string) (conn string, bitrate int, congested, ok bool) {
 	est, ok := e.Of(sender)
-	return est.Connection, est.Bitrate, ok
+	return est.Connection, est.Bitrate, est.Congested, ok
 }
 
 // All returns the estimate of every PeerConnection that has sent media (its estimator has
@@ -152,6 +161,9 @@ func (e *estimator) estimate() Estimate {
 	out.LossBitrate, _ = st["lossTargetBitrate"].(int)
 	out.DelayBitrate, _ = st["delayTargetBitrate"].(int)
 	out.Loss, _ = st["averageLoss"].(float64)
+	usage, _ := st["usage"].(string)
+	state, _ := st["state"].(string)
+	out.Congested = out.Loss > congestedLoss || usage == "overuse" || state == "decrease"
 	return out
 }
 
