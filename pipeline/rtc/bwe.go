@@ -45,9 +45,10 @@ type Estimate struct {
 	// smaller of; Loss is the share of packets the viewer reported lost lately.
 	LossBitrate, DelayBitrate int
 	Loss                      float64
-	// Congested is set while the estimator sees congestion: loss above 2 % (where GCC's
-	// loss-based half stops growing) or the delay-based half decreasing or detecting
-	// overuse. Without it, an estimate below what is sent means only that it has not
+	// Congested is set while the estimator sees congestion: loss above 10 %, or above 2 %
+	// (where GCC's loss-based half stops growing) with the delay-based half detecting
+	// overuse or decreasing. Delay alone is not enough: on a loaded machine the viewers'
+	// late reads look like a growing queue, and pausing a track is drastic. Without it, an estimate below what is sent means only that it has not
 	// grown yet: GCC grows it to 1.5 times what arrives, a step at a time.
 	Congested bool
 	// Connection identifies the viewer's PeerConnection: tracks with the same Connection
@@ -87,8 +88,12 @@ func (e *Estimates) Of(sender string) (Estimate, bool) {
 	return est.estimate(), true
 }
 
-// congestedLoss is the loss share above which GCC's loss-based estimate stops growing.
-const congestedLoss = 0.02
+// congestedLoss is the loss share above which GCC's loss-based estimate stops growing;
+// heavyLoss is loss that is congestion whatever the delay says (a full queue's tail drop).
+const (
+	congestedLoss = 0.02
+	heavyLoss     = 0.1
+)
 
 // Estimate is Of for egress/forward's Estimator: the connection, its bit rate and whether
 // the path is congested.
@@ -163,7 +168,7 @@ func (e *estimator) estimate() Estimate {
 	out.Loss, _ = st["averageLoss"].(float64)
 	usage, _ := st["usage"].(string)
 	state, _ := st["state"].(string)
-	out.Congested = out.Loss > congestedLoss || usage == "overuse" || state == "decrease"
+	out.Congested = out.Loss > heavyLoss || (out.Loss > congestedLoss && (usage == "overuse" || state == "decrease"))
 	return out
 }
 
