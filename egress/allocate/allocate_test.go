@@ -123,3 +123,16 @@ func TestForgetsTracksGone(t *testing.T) {
 	a.Allocate(t0, 100_000, []Track{audio})
 	require.Empty(t, a.tracks)
 }
+
+// BenchmarkAllocate is one viewer's allocation (audio, a camera and a screen share), run by
+// the node every 500 ms per viewer.
+func BenchmarkAllocate(b *testing.B) {
+	a := New(Config{})
+	tracks := []Track{audio, camera, screen}
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(500 * time.Millisecond)
+		a.Allocate(now, 1_300_000, tracks)
+	}
+}

@@ -125,3 +125,23 @@ func TestRepairBetweenNodes(t *testing.T) {
 	require.EqualValues(t, 1, pubNode.Stats().RepairRequests)
 	require.EqualValues(t, 2, pubNode.Stats().Repaired)
 }
+
+// BenchmarkRepairGapWatch is what a publishing node adds per packet it publishes to NATS
+// (the repair cache's copy) and a subscribing node per packet it receives (the gap check).
+func BenchmarkRepairGapWatch(b *testing.B) {
+	c := new(repairCache)
+	var g gapWatch
+	pkt := make([]byte, 1200)
+	pkt[0] = 0x80
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	seq := uint16(0)
+	for b.Loop() {
+		seq++
+		binary.BigEndian.PutUint16(pkt[2:4], seq)
+		c.put(pkt)
+		if _, _, n := g.missing(pkt); n != 0 {
+			b.Fatal("gap")
+		}
+	}
+}
