@@ -97,6 +97,8 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxAudioStreams, "max-audio-streams", cfg.MaxAudioStreams, "audio tracks of a room this node forwards to its viewers: the loudest speakers, then those who spoke last (0: every one)")
 	fs.IntVar(&cfg.EdgeSenders, "edge-senders", cfg.EdgeSenders, "goroutines that send the WebRTC port's batched packets, each to its share of the viewers (default: the cores Go uses)")
 	fs.BoolVar(&cfg.EdgeGSO, "edge-gso", cfg.EdgeGSO, "send a viewer's queued packets as one message the kernel segments (UDP GSO, where the kernel has it)")
+	fs.BoolVar(&cfg.BWE, "bwe", cfg.BWE, "estimate each viewer's bandwidth from its transport-wide feedback and pause the video it cannot carry")
+	fs.IntVar(&cfg.MaxPublishBitrate, "max-publish-bitrate", cfg.MaxPublishBitrate, "cap each publisher's send rate in bit/s with REMB (0: no cap)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
 	addHTTPFlags(fs, &cfg.HTTP)

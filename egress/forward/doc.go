@@ -2,8 +2,9 @@
 // node. Rewriter (per viewer) and Cache (per track) are sans-IO and allocation-free; Fanout is
 // the shell that owns the subscription. With Hub.Audio, a room's audio fan-outs on a node
 // follow one ranking of its speakers made from the publishers' level reports: only the
-// loudest MaxStreams tracks reach viewers (audio.go). It imports the media bus and the
-// audio-level core only.
+// loudest MaxStreams tracks reach viewers (audio.go). Congestion applies each viewer's
+// bandwidth allocation (egress/allocate) to its outputs. It imports the media bus, the
+// audio-level core and the allocator only.
 //
-// Imports: pipeline/audiolevel, pipeline/mediabus
+// Imports: pipeline/audiolevel, pipeline/mediabus, egress/allocate
 package forward

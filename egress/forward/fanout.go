@@ -29,6 +29,10 @@ type Output struct {
 	w   Writer
 	hw  HeaderWriter // w, when it takes parsed headers
 	rtx *rtxBuffer   // the viewer's retransmissions, made at its first NACK
+	// gate pauses the output for want of bandwidth (congestion.go).
+	gate atomic.Uint32
+	// rtxStream resends on the viewer's RTX stream (rtx.go); nil: on the media stream.
+	rtxStream *rtxStream
 	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
 	lane *lane
 }
@@ -158,6 +162,9 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 	var payload []byte
 	parsed, valid := false, false
 	for _, o := range l.outputs {
+		if o.gate.Load() != gateOpen && o.held() {
+			continue
+		}
 		if o.hw != nil {
 			if !parsed {
 				parsed = true
@@ -336,14 +343,18 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 		batch.Cork()
 		defer batch.Uncork()
 	}
-	sent := 0
+	sent, rtx := 0, 0
 	for i := range r.n {
-		if _, err := o.w.Write(r.buf[i][:r.len[i]]); err == nil {
+		if wrapped, err := o.resend(r.buf[i][:r.len[i]]); err == nil {
 			sent++
+			if wrapped {
+				rtx++
+			}
 		}
 	}
 	f.mu.Lock()
 	f.Retransmitted += uint64(sent)
+	f.RetransmittedRTX += uint64(rtx)
 	f.mu.Unlock()
 	return sent
 }
@@ -353,6 +364,8 @@ type Stats struct {
 	// Forwarded, Retransmitted and Dropped count packets written to viewers, resent from the
 	// cache on NACK, and not delivered (the sum of the Dropped* reasons below).
 	Forwarded, Retransmitted, Dropped uint64
+	// RetransmittedRTX counts the Retransmitted packets sent on a viewer's RTX stream.
+	RetransmittedRTX uint64
 	// ForwardedBytes is the size of the packets Forwarded (RTP header included).
 	ForwardedBytes uint64
 	// NACKs counts the NACK reports served, NACKed the sequence numbers they asked for.
@@ -366,6 +379,7 @@ type Stats struct {
 func (s *Stats) plus(o Stats) {
 	s.Forwarded += o.Forwarded
 	s.Retransmitted += o.Retransmitted
+	s.RetransmittedRTX += o.RetransmittedRTX
 	s.Dropped += o.Dropped
 	s.ForwardedBytes += o.ForwardedBytes
 	s.NACKs += o.NACKs
@@ -450,6 +464,8 @@ type Hub struct {
 	batch Batcher
 	lanes int
 	audio *audioSel // nil: every audio track is forwarded (see Audio)
+
+	congestion *Congestion // nil: no congestion control
 
 	mu      sync.Mutex
 	fanouts map[string]*hubEntry

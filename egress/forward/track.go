@@ -56,6 +56,7 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
+	bindRTX(out, ctx, codec)
 	attach := t.Hub.Attach
 	if t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio {
 		attach = t.Hub.AttachAudio
@@ -67,6 +68,7 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	t.mu.Lock()
 	t.out, t.fan, t.detach = out, fan, detach
 	t.mu.Unlock()
+	t.Hub.congestionControl().add(ctx.ID(), t.MediaKind, out, fan, t.OnKeyframeRequest)
 	if t.OnBound != nil {
 		t.OnBound()
 	}
@@ -82,9 +84,10 @@ func (t *Track) Unbind(webrtc.TrackLocalContext) error {
 // Detach stops the track's packets to the client; it is idempotent.
 func (t *Track) Detach() {
 	t.mu.Lock()
-	detach := t.detach
+	detach, out := t.detach, t.out
 	t.detach, t.out, t.fan = nil, nil, nil
 	t.mu.Unlock()
+	t.Hub.congestionControl().remove(out)
 	if detach != nil {
 		detach()
 	}

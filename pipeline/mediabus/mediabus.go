@@ -34,6 +34,8 @@ type MediaBus struct {
 
 	sent     atomic.Uint64
 	received atomic.Uint64
+	// Repairs of loss between nodes (repair.go).
+	repairsAsked, repairRequests, repaired atomic.Uint64
 }
 
 // localSub is the in-node half of a subscription.
@@ -45,8 +47,10 @@ type localSub struct {
 // MediaSubscription is a subscription to one track layer's RTP: through NATS for other nodes'
 // packets and, on a local bus, directly for this node's own.
 type MediaSubscription struct {
-	nats  *nats.Subscription // nil for a track this node publishes: no NATS interest needed
-	ended atomic.Bool
+	nats *nats.Subscription // nil for a track this node publishes: no NATS interest needed
+	// repair receives the packets the publisher's node resends (repair.go); nil with nats.
+	repair *nats.Subscription
+	ended  atomic.Bool
 	// bus and subject find the local half (on a local bus) to drop it.
 	bus     *MediaBus
 	subject string
@@ -63,6 +67,9 @@ func (s *MediaSubscription) Unsubscribe() error {
 	if s.nats == nil {
 		return nil
 	}
+	if s.repair != nil {
+		_ = s.repair.Unsubscribe()
+	}
 	return s.nats.Unsubscribe()
 }
 
@@ -76,14 +83,19 @@ func (s *MediaSubscription) Dropped() (int, error) {
 
 // MediaStats counts the RTP packets this node's publishers handed to the bus (Sent: put on
 // their media subjects, published on NATS when anyone beyond this node wants them) and those
-// delivered to this node's subscribers (Received, once per subscription).
+// delivered to this node's subscribers (Received, once per subscription, repairs included).
+// RepairsAsked counts the packets this node found missing from other nodes' tracks and asked
+// their nodes for; RepairRequests the requests this node got for its own tracks, Repaired the
+// packets it resent for them.
 type MediaStats struct {
-	Sent, Received uint64
+	Sent, Received                         uint64
+	RepairsAsked, RepairRequests, Repaired uint64
 }
 
 // Stats returns the packet counters.
 func (b *MediaBus) Stats() MediaStats {
-	return MediaStats{Sent: b.sent.Load(), Received: b.received.Load()}
+	return MediaStats{Sent: b.sent.Load(), Received: b.received.Load(), RepairsAsked: b.repairsAsked.Load(),
+		RepairRequests: b.repairRequests.Load(), Repaired: b.repaired.Load()}
 }
 
 // NewMediaBus uses nc for the media plane. Give it a connection separate from the control
@@ -111,6 +123,9 @@ func NewLocalMediaBus(nc, rtp *nats.Conn, interest func(subject string) bool) (*
 type TrackSender struct {
 	bus     *MediaBus
 	subject string
+	// repair keeps what went to NATS for other nodes' repairs, from the first packet that did.
+	repair     atomic.Pointer[repairCache]
+	repairOnce sync.Once
 }
 
 // Sender returns a sender for md.<room>.<track>.<layer>. On a local bus, this node's
@@ -142,7 +157,9 @@ func (b *MediaBus) publishing(subject string) bool {
 func (s *TrackSender) Send(pkt []byte) error {
 	var err error
 	if s.bus.interest == nil || s.bus.interest(s.subject) {
-		err = s.bus.rtp.Publish(s.subject, pkt)
+		if err = s.bus.rtp.Publish(s.subject, pkt); err == nil {
+			s.remember(pkt)
+		}
 	}
 	if err == nil {
 		s.bus.sent.Add(1)
@@ -188,22 +205,39 @@ func (b *MediaBus) prune(subject string) {
 }
 
 // Subscribe delivers the packets of one track layer to fn, in order: other nodes' on the RTP
-// connection's delivery goroutine, this node's (on a local bus) on the sender's. fn must not
-// keep data after it returns.
+// connection's delivery goroutine, this node's (on a local bus) on the sender's. A gap in
+// another node's packets is asked for again from that node (repair.go); the packets it
+// resends arrive late, on another goroutine: fn must be safe for concurrent use. fn must
+// not keep data after it returns.
 func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*MediaSubscription, error) {
 	subj := MediaSubject(room, track, layer)
 	ms := &MediaSubscription{bus: b, subject: subj}
 	if !b.local || !b.publishing(subj) {
-		sub, err := b.rtp.Subscribe(subj, func(m *nats.Msg) {
+		inbox := nats.NewInbox()
+		rsub, err := b.rtp.Subscribe(inbox, func(m *nats.Msg) {
 			b.received.Add(1)
 			fn(m.Data)
 		})
 		if err != nil {
+			return nil, fmt.Errorf("pipeline: media repair subscribe %s: %w", subj, err)
+		}
+		ms.repair = rsub
+		var gaps gapWatch // the subscription's callbacks run one at a time
+		sub, err := b.rtp.Subscribe(subj, func(m *nats.Msg) {
+			b.received.Add(1)
+			if ssrc, from, n := gaps.missing(m.Data); n > 0 {
+				b.requestRepair(subj, inbox, ssrc, from, n)
+			}
+			fn(m.Data)
+		})
+		if err != nil {
+			_ = rsub.Unsubscribe()
 			return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
 		}
 		// Media is better dropped than queued without bound behind a slow consumer.
 		if err := sub.SetPendingLimits(4096, 16<<20); err != nil {
 			_ = sub.Unsubscribe()
+			_ = rsub.Unsubscribe()
 			return nil, fmt.Errorf("pipeline: media subscribe %s: %w", subj, err)
 		}
 		ms.nats = sub

@@ -43,6 +43,7 @@ type Ingress struct {
 // Forwarding are the counters of the track forwarder (forward.Stats, field for field).
 type Forwarding struct {
 	Forwarded, Retransmitted, Dropped                          uint64
+	RetransmittedRTX                                           uint64
 	ForwardedBytes                                             uint64
 	NACKs, NACKed                                              uint64
 	DroppedInvalid, DroppedWrite, DroppedOversize, DroppedSlow uint64
@@ -132,6 +133,8 @@ var (
 		"Bytes of RTP packets (headers included) forwarded to viewers on this node.", nil, nil)
 	descRetransmitted = prometheus.NewDesc("jetmedia_egress_rtp_retransmitted_packets_total",
 		"RTP packets resent to viewers from the node's packet cache on NACK.", nil, nil)
+	descRetransmittedRTX = prometheus.NewDesc("jetmedia_egress_rtp_retransmitted_rtx_packets_total",
+		"Retransmitted packets sent on the viewer's RTX stream (RFC 4588), part of jetmedia_egress_rtp_retransmitted_packets_total.", nil, nil)
 	descNACKs = prometheus.NewDesc("jetmedia_rtcp_nacks_received_total",
 		"RTCP NACK reports received from viewers.", nil, nil)
 	descNACKed = prometheus.NewDesc("jetmedia_rtcp_nack_requested_packets_total",
@@ -143,7 +146,7 @@ var (
 			"slow_consumer (the node's track subscription overflowed), publish_error (ingress could not publish to NATS).",
 		[]string{"reason"}, nil)
 	descBus = prometheus.NewDesc("jetmedia_media_bus_messages_total",
-		"RTP packets this node published on, and received from, media subjects.", []string{"direction"}, nil)
+		"RTP packets this node published on, and received from, media subjects; repair_asked: packets missing from other nodes' tracks asked for again, repaired: packets resent to other nodes for theirs.", []string{"direction"}, nil)
 	descLag = prometheus.NewDesc("jetmedia_projection_lag_events",
 		"Events in the log that the rooms projection has not applied yet.", nil, nil)
 	descSlow = prometheus.NewDesc("jetmedia_nats_slow_consumers_total",
@@ -164,7 +167,7 @@ type nodeCollector struct{ src Sources }
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
-		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descNACKs, descNACKed,
+		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descNACKs, descNACKed,
 		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO} {
 		ch <- d
 	}
@@ -231,6 +234,7 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		counter(descOutPackets, f.Forwarded)
 		counter(descOutBytes, f.ForwardedBytes)
 		counter(descRetransmitted, f.Retransmitted)
+		counter(descRetransmittedRTX, f.RetransmittedRTX)
 		counter(descNACKs, f.NACKs)
 		counter(descNACKed, f.NACKed)
 		counter(descDropped, f.DroppedInvalid, "invalid")
@@ -243,6 +247,8 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		b := c.src.Bus.Stats()
 		counter(descBus, b.Sent, "published")
 		counter(descBus, b.Received, "received")
+		counter(descBus, b.RepairsAsked, "repair_asked")
+		counter(descBus, b.Repaired, "repaired")
 	}
 	if c.src.Edge != nil {
 		e := c.src.Edge.WriteStats()

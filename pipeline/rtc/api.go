@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
@@ -34,15 +35,22 @@ type Config struct {
 	// queued together leave as one message that the kernel segments (UDP GSO, Linux 4.18),
 	// where the kernel has it.
 	NoGSO bool
+	// BWE configures the send-side bandwidth estimate of each viewer (Edge.Estimates).
+	BWE BWEConfig
+	// MaxPublishBitrate holds each publisher under this many bit/s with REMB, sent once a
+	// second (0: no REMB).
+	MaxPublishBitrate int
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
 
 // Edge is a WebRTC API bound to one UDP port, shared by every session of a node.
 type Edge struct {
-	API  *webrtc.API
-	conn *batchConn
-	mux  ice.UDPMux
+	API *webrtc.API
+	// Estimates are the viewers' bandwidth estimates (nil with BWE.Off).
+	Estimates *Estimates
+	conn      *batchConn
+	mux       ice.UDPMux
 }
 
 // NewEdge opens the UDP port and builds the API.
@@ -72,7 +80,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 		// reads the list again) tells an operator at once whether a client can reach them.
 		cfg.Logger.Info("media edge", "udp", conn.LocalAddr().String(), "candidates", mux.GetListenAddresses())
 	}
-	me, ir, err := newEngine()
+	me, ir, est, err := newEngine(cfg, pionLog)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -94,7 +102,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	}
 	se.LoggerFactory = pionLog
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return &Edge{API: api, conn: conn, mux: mux}, nil
+	return &Edge{API: api, Estimates: est, conn: conn, mux: mux}, nil
 }
 
 // UDPAddr is the address the ICE port is bound to.
@@ -118,11 +126,31 @@ func (e *Edge) Close() error {
 }
 
 // newEngine registers the codecs jetmedia forwards and the interceptors every session uses:
-// RTCP sender/receiver reports, and NACK generation toward publishers. Viewers' NACKs are
+// RTCP sender/receiver reports, NACK generation and REMB toward publishers, transport-wide
+// congestion control toward viewers (bwe.go). Viewers' NACKs are
 // answered by egress from one packet cache per track per node, not by a pion responder per
 // viewer (which costs megabytes each), so no responder is registered; the nack feedback is
 // still advertised.
-func newEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+func newEngine(cfg Config, lf logging.LoggerFactory) (*webrtc.MediaEngine, *interceptor.Registry, *Estimates, error) {
+	me, ir, err := newBaseEngine()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.MaxPublishBitrate > 0 {
+		ir.Add(&rembFactory{bitrate: float32(cfg.MaxPublishBitrate)})
+	}
+	if cfg.BWE.Off {
+		return me, ir, nil, nil
+	}
+	est, err := addBWE(me, ir, cfg.BWE, lf)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return me, ir, est, nil
+}
+
+// newBaseEngine is the codecs, NACK generation and RTCP reports.
+func newBaseEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, nil, fmt.Errorf("rtc: codecs: %w", err)

@@ -100,6 +100,12 @@ type Config struct {
 	// EdgeGSO lets the WebRTC port send a viewer's queued packets as one message the kernel
 	// segments (UDP GSO; default on where the kernel has it).
 	EdgeGSO bool
+	// BWE estimates each viewer's bandwidth from its transport-wide congestion feedback
+	// (GCC) and lets the allocator pause video a viewer's path cannot carry (default on).
+	BWE bool
+	// MaxPublishBitrate caps each publisher's send rate, in bit/s, with a REMB once a second
+	// (default 4 Mbit/s; 0: no REMB).
+	MaxPublishBitrate int
 	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
 	// (pipeline/httpserver; README "Flags").
 	HTTP httpserver.Config
@@ -129,7 +135,7 @@ func (c Config) validateForwarding() error {
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
-	return Config{
+	c := Config{
 		Name:            defaultName(),
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
@@ -147,6 +153,16 @@ func Defaults() Config {
 		HTTP:            httpserver.Defaults(),
 		Presence:        presence.DefaultTiming(),
 	}
+	c.BWE, c.MaxPublishBitrate = true, 4_000_000
+	return c
+}
+
+// mediaErrors checks the media settings of congestion control.
+func (c Config) mediaErrors() []error {
+	if c.MaxPublishBitrate < 0 {
+		return []error{fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate)}
+	}
+	return nil
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -198,6 +214,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateForwarding())
+	errs = append(errs, c.mediaErrors()...)
 	errs = append(errs, c.validateUDP(), c.validateCluster(), c.Presence.Validate())
 	if len(c.AuthKeys) > 0 {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {

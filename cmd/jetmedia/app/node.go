@@ -70,6 +70,9 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 
+	// congestion pauses the video a viewer's bandwidth cannot carry; nil with --bwe=false.
+	congestion *forward.Congestion
+
 	unlock    func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -103,6 +106,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startEdge(ctx); err != nil {
 		return nil, err
 	}
+	n.startCongestion(runCtx)
 	timeouts := rtc.Timeouts{Connect: cfg.ConnectTimeout, DisconnectGrace: cfg.DisconnectGrace}
 	if n.sessions, err = rtc.NewRegistry(rtc.RegistryConfig{Appender: n.metrics.Appender(n.appender), Node: cfg.Name, Logger: log}); err != nil {
 		return nil, err
@@ -247,6 +251,12 @@ func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 // Forwarding returns the node's egress packet counters (forwarded, retransmitted on NACK,
 // dropped).
 func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
+
+// Estimates are the viewers' bandwidth estimates (nil with BWE off).
+func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
+
+// Congestion is the viewers' bandwidth allocation (nil with BWE off).
+func (n *Node) Congestion() *forward.Congestion { return n.congestion }
 
 // ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
 // viewer has gone).

@@ -129,6 +129,17 @@ func (n *Node) startReadSide(ctx context.Context) (err error) {
 	return err
 }
 
+// startCongestion makes viewers' allocations follow their bandwidth estimates
+// (egress/forward/congestion.go), unless the edge runs without estimates.
+func (n *Node) startCongestion(ctx context.Context) {
+	if n.edge.Estimates == nil {
+		return
+	}
+	n.congestion = &forward.Congestion{Estimates: n.edge.Estimates}
+	n.hub.Congest(n.congestion)
+	n.wg.Go(func() { n.congestion.Run(ctx) })
+}
+
 // startEdge opens the WebRTC port, then sets up what the sessions need besides it: the token
 // keyring, the metrics registry and webhook delivery.
 func (n *Node) startEdge(ctx context.Context) (err error) {
@@ -136,6 +147,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 	n.edge, err = rtc.NewEdge(rtc.Config{
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
 		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
+		BWE: rtc.BWEConfig{Off: !cfg.BWE}, MaxPublishBitrate: cfg.MaxPublishBitrate,
 	})
 	if err != nil {
 		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)

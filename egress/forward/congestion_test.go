@@ -1,0 +1,99 @@
+package forward
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// estimates is a table of connections' estimates by sender: the seam rtc.Estimates fills.
+type estimates struct {
+	mu        sync.Mutex
+	rate      map[string]int
+	congested bool
+}
+
+func (e *estimates) Estimate(sender string) (string, int, bool, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.rate[sender]
+	return "viewer", r, e.congested, ok
+}
+
+func (e *estimates) set(r int, congested bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.congested = congested
+	for k := range e.rate {
+		e.rate[k] = r
+	}
+}
+
+// TestCongestionPausesVideoAndResumesWithoutGap: a viewer whose estimate cannot carry its
+// video keeps its audio; when the video comes back its sequence numbers have no gap and a
+// key frame is asked for.
+func TestCongestionPausesVideoAndResumesWithoutGap(t *testing.T) {
+	est := &estimates{rate: map[string]int{"v": 5_000_000, "a": 5_000_000}}
+	c := &Congestion{Estimates: est}
+	var video, audio Fanout
+	vcol, acol := &collector{}, &collector{}
+	vout, aout := NewOutput(1, 96, vcol), NewOutput(2, 111, acol)
+	video.add(vout)
+	audio.add(aout)
+	keyframes := 0
+	c.add("v", "video", vout, &video, func() { keyframes++ })
+	c.add("a", "audio", aout, &audio, nil)
+
+	now := time.Unix(0, 0)
+	seq := uint16(100)
+	// 1 s of 1.2 Mbit/s video (100 packets of 1500 bytes) and audio, allocating each 250 ms.
+	send := func(d time.Duration) {
+		for end := now.Add(d); now.Before(end); now = now.Add(10 * time.Millisecond) {
+			video.Forward(rtpPacket(t, 7, seq, string(make([]byte, 1488))))
+			audio.Forward(rtpPacket(t, 8, seq, "opus"))
+			seq++
+			if now.UnixMilli()%250 == 0 {
+				c.Step(now)
+			}
+		}
+	}
+	send(time.Second)
+	require.Len(t, vcol.got(), 100)
+	require.Zero(t, c.Pauses.Load())
+
+	est.set(300_000, false) // below the video's rate, but no sign of congestion: not grown yet
+	send(time.Second)
+	require.Zero(t, c.Pauses.Load())
+	est.set(300_000, true) // loss or growing delay: the estimate is the path's
+	send(time.Second)
+	require.EqualValues(t, 1, c.Pauses.Load())
+	require.Len(t, acol.got(), 300, "audio is never paused")
+	paused := len(vcol.got())
+	require.Less(t, paused, 300)
+
+	est.set(5_000_000, false)
+	send(time.Second)
+	require.EqualValues(t, 1, c.Resumes.Load())
+	require.Equal(t, 1, keyframes)
+	got := vcol.got()
+	require.Greater(t, len(got), paused)
+	for i := 1; i < len(got); i++ {
+		require.Equal(t, got[i-1].SequenceNumber+1, got[i].SequenceNumber, "no gap for the viewer to NACK at %d", i)
+		require.Greater(t, got[i].Timestamp, got[i-1].Timestamp)
+	}
+
+	c.remove(vout)
+	c.remove(aout)
+	c.Step(now)
+	require.Empty(t, c.viewers)
+	require.Empty(t, c.rates)
+}
+
+// TestCongestionOffIsFree: a hub without congestion control registers nothing.
+func TestCongestionOffIsFree(t *testing.T) {
+	var c *Congestion
+	c.add("v", "video", &Output{}, &Fanout{}, nil)
+	c.remove(&Output{})
+}
