@@ -26,6 +26,7 @@ var samples = []events.Payload{
 	events.SubscriptionEnded{Peer: "v1", Track: "t1"},
 	events.PeerUpdated{Peer: "p1", Metadata: `{"hand":"up"}`},
 	events.TrackUpdated{Peer: "p1", Track: "t1", Muted: true},
+	events.DTMFReceived{Peer: "p1", Digit: "5", DurationMS: 160},
 }
 
 func TestSamplesCoverRegistry(t *testing.T) {

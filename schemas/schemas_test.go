@@ -37,6 +37,7 @@ var samples = map[string]events.Payload{
 	events.TypeSubscriptionEnded:   events.SubscriptionEnded{Peer: "p2", Track: "t1"},
 	events.TypePeerUpdated:         events.PeerUpdated{Peer: "p1"},
 	events.TypeTrackUpdated:        events.TrackUpdated{Peer: "p1", Track: "t1"},
+	events.TypeDTMFReceived:        events.DTMFReceived{Peer: "p1", Digit: "#"},
 }
 
 var full = []events.Payload{
@@ -192,6 +193,9 @@ func TestInvalidEvents(t *testing.T) {
 		{"peer.updated without metadata", events.TypePeerUpdated, func(_, d map[string]any) { delete(d, "metadata") }},
 		{"track.updated without muted", events.TypeTrackUpdated, func(_, d map[string]any) { delete(d, "muted") }},
 		{"track.updated extra field", events.TypeTrackUpdated, func(_, d map[string]any) { d["source"] = "camera" }},
+		{"dtmf.received with two digits", events.TypeDTMFReceived, func(_, d map[string]any) { d["digit"] = "12" }},
+		{"dtmf.received with a letter past D", events.TypeDTMFReceived, func(_, d map[string]any) { d["digit"] = "E" }},
+		{"dtmf.received without duration", events.TypeDTMFReceived, func(_, d map[string]any) { delete(d, "duration_ms") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
