@@ -9,7 +9,10 @@ require (
 	github.com/bluenviron/mediacommon/v2 v2.9.3
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coder/websocket v1.8.15
+	github.com/ebitengine/purego v0.11.3
+	github.com/emiago/sipgo v1.7.3
 	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/icholy/digest v1.2.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/pion/ice/v4 v4.4.8
@@ -28,13 +31,10 @@ require (
 require github.com/abema/go-mp4 v1.7.1 // indirect
 
 require (
-	github.com/ebitengine/purego v0.11.3 // indirect
-	github.com/emiago/sipgo v1.7.3 // indirect
 	github.com/fzipp/gocyclo v0.6.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/pool v0.2.1 // indirect
 	github.com/gobwas/ws v1.3.2 // indirect
-	github.com/icholy/digest v1.2.0 // indirect
 )
 
 require (

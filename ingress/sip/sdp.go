@@ -93,10 +93,33 @@ func hasProto(protos []string, want ...string) bool {
 	return strings.Join(protos, "/") == strings.Join(want, "/")
 }
 
-// pickCodecs chooses PCMU over PCMA (in the caller's order of preference among them) and the
+// pickCodecs chooses PCMU or PCMA (whichever the caller lists first) and the
 // telephone-event payload type.
 func pickCodecs(m *sdp.MediaDescription) (Offer, bool) {
 	o := Offer{DTMF: -1, PTime: 20}
+	maps := rtpmaps(m, &o)
+	found := false
+	for _, f := range m.MediaName.Formats {
+		pt, err := strconv.Atoi(f)
+		if err != nil || pt < 0 || pt > 127 {
+			continue
+		}
+		enc, mapped := maps[pt]
+		switch {
+		case !found && pt == int(PCMU) && (!mapped || enc == "pcmu/8000"):
+			o.Law, found = PCMU, true
+		case !found && pt == int(PCMA) && (!mapped || enc == "pcma/8000"):
+			o.Law, found = PCMA, true
+		case o.DTMF < 0 && enc == "telephone-event/8000":
+			o.DTMF = pt
+		}
+	}
+	return o, found
+}
+
+// rtpmaps reads the media's rtpmap lines (payload type → lower-case encoding/rate) and its
+// ptime into o.
+func rtpmaps(m *sdp.MediaDescription, o *Offer) map[int]string {
 	maps := map[int]string{}
 	for _, a := range m.Attributes {
 		switch a.Key {
@@ -112,23 +135,7 @@ func pickCodecs(m *sdp.MediaDescription) (Offer, bool) {
 			}
 		}
 	}
-	found := false
-	for _, f := range m.MediaName.Formats {
-		pt, err := strconv.Atoi(f)
-		if err != nil || pt < 0 || pt > 127 {
-			continue
-		}
-		enc, mapped := maps[pt]
-		switch {
-		case !found && (pt == int(PCMU) && (!mapped || enc == "pcmu/8000")):
-			o.Law, found = PCMU, true
-		case !found && (pt == int(PCMA) && (!mapped || enc == "pcma/8000")):
-			o.Law, found = PCMA, true
-		case o.DTMF < 0 && enc == "telephone-event/8000":
-			o.DTMF = pt
-		}
-	}
-	return o, found
+	return maps
 }
 
 func direction(media, session []sdp.Attribute) Direction {

@@ -50,6 +50,7 @@ func (n *Node) metricSources() metrics.Sources {
 				events.TransportWHEP: n.sessions.Len(events.TransportWHEP),
 				signal.Transport:     n.sessions.Len(signal.Transport),
 				events.TransportRTMP: n.sessions.Len(events.TransportRTMP),
+				events.TransportSIP:  n.sessions.Len(events.TransportSIP),
 			}
 		},
 		Ingress: func() metrics.Ingress {
