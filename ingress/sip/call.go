@@ -162,13 +162,15 @@ func (c *call) end() {
 	if !c.remoteEnded.Load() {
 		// The node ends the call (shutdown, media or session timeout): tell the caller. It runs
 		// on the server's goroutine set, not the session's, which must not wait on the network.
-		s.wg.Add(1)
+		s.byes.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer s.byes.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
 			defer cancel()
 			if err := c.dlg.Bye(ctx); err != nil {
-				c.sess.Log.Debug("sip BYE not answered", "err", err)
+				c.sess.Log.Info("sip BYE not answered", "err", err)
+			} else {
+				c.sess.Log.Debug("sip BYE answered")
 			}
 			_ = c.dlg.Close()
 		}()

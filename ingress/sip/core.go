@@ -7,8 +7,9 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 )
 
-// Role is the role SIP callers have in their room: they publish their voice and hear the room.
-const Role = "caller"
+// Role is the role SIP callers have in their room: they publish their voice (and hear the
+// room's mix); peer.joined.v1 knows publisher and viewer.
+const Role = "publisher"
 
 // Output is what the shell must do after an input (see rtc.Output).
 type Output = rtc.Output

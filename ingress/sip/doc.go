@@ -10,8 +10,8 @@
 // G.711 (our own companders) and Opus (libopus, loaded at run time with
 // github.com/ebitengine/purego, no cgo) and the mixer of the room's audio.
 //
-// It imports events and pipeline (auth, mediabus, rtc) only; never egress, cmd or projections:
+// It imports events and pipeline (mediabus, rtc) only; never egress, cmd or projections:
 // what a room publishes comes through the Tracks seam the wiring fills in.
 //
-// Imports: events, pipeline/auth, pipeline/mediabus, pipeline/rtc
+// Imports: events, pipeline/mediabus, pipeline/rtc
 package sip

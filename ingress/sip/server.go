@@ -88,6 +88,8 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// byes are the BYEs in flight; Close waits for them before it closes the transports.
+	byes sync.WaitGroup
 
 	mu     sync.Mutex
 	calls  map[string]*call // by dialog id
@@ -250,6 +252,7 @@ func (s *Server) Close() error {
 		c.sess.Step(func(rtc.Core) Output { return c.core.Failed(now) })
 		<-c.sess.Done()
 	}
+	s.byes.Wait()
 	s.cancel()
 	err := errors.Join(s.udp.Close(), s.tcp.Close())
 	_ = s.ua.Close()
