@@ -187,16 +187,21 @@ func (s *Server) hostport() string {
 }
 
 func (s *Server) startSIP() error {
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("jetmedia"), sipgo.WithUserAgentHostname(s.ip.String()))
+	// sipgo logs a datagram it cannot parse at ERROR with its bytes: a flood of junk would
+	// flood the node's log. Its lines go to DEBUG; refusals are logged here.
+	lib := slog.New(debugOnly{s.log.Handler()}).With("lib", "sipgo")
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("jetmedia"), sipgo.WithUserAgentHostname(s.ip.String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(lib)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(lib)))
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(lib))
 	if err != nil {
 		_ = ua.Close()
 		return fmt.Errorf("sip: %w", err)
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(s.ip.String()))
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(s.ip.String()), sipgo.WithClientLogger(lib))
 	if err != nil {
 		_ = ua.Close()
 		return fmt.Errorf("sip: %w", err)
@@ -494,3 +499,18 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	held := c.offer().Held()
 	c.sess.Step(func(rtc.Core) Output { return c.core.Reinvited(now, held, se) })
 }
+
+// debugOnly logs every record at DEBUG.
+type debugOnly struct{ h slog.Handler }
+
+func (d debugOnly) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d debugOnly) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.h.Handle(ctx, r)
+}
+
+func (d debugOnly) WithAttrs(as []slog.Attr) slog.Handler { return debugOnly{d.h.WithAttrs(as)} }
+func (d debugOnly) WithGroup(g string) slog.Handler       { return debugOnly{d.h.WithGroup(g)} }
