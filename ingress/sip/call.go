@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 	"github.com/pion/rtp"
 
 	"github.com/jetmedia/jetmedia/events"
@@ -51,7 +52,8 @@ type call struct {
 	s     *Server
 	sess  *rtc.Session
 	core  *Core
-	dlg   *sipgo.DialogServerSession
+	dlg   dialog
+	id    string // the dialog's id, the key of Server.calls
 	conn  *net.UDPConn
 	room  string
 	peer  string
@@ -72,12 +74,32 @@ type call struct {
 	ended   bool
 }
 
-// newCall opens the call's RTP socket and session; the session's end ends the call (end).
-func (s *Server) newCall(dlg *sipgo.DialogServerSession, room string, core *Core, offer Offer) (*call, error) {
+// dialog is the SIP dialog of a call, whichever side opened it (sipgo's server and client
+// dialog sessions).
+type dialog interface {
+	Bye(ctx context.Context) error
+	Close() error
+	ReadRequest(req *sip.Request, tx sip.ServerTransaction) error
+	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
+}
+
+var (
+	_ dialog = (*sipgo.DialogServerSession)(nil)
+	_ dialog = (*sipgo.DialogClientSession)(nil)
+)
+
+// rtpSocket opens a call's RTP socket on the gateway's address.
+func (s *Server) rtpSocket() (*net.UDPConn, error) {
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: s.ip.AsSlice()})
 	if err != nil {
 		return nil, fmt.Errorf("sip: rtp socket: %w", err)
 	}
+	return conn, nil
+}
+
+// newCall opens the call's session on conn; the session's end ends the call (end), which
+// closes conn. On error conn is closed.
+func (s *Server) newCall(conn *net.UDPConn, dlg dialog, id, room string, core *Core, offer Offer) (*call, error) {
 	peer := core.Peer()
 	sess, err := s.cfg.Sessions.NewSession(rtc.SessionConfig{ID: peer.ID, Room: room, Transport: events.TransportSIP,
 		Identity: peer.Identity, Core: core})
@@ -86,11 +108,11 @@ func (s *Server) newCall(dlg *sipgo.DialogServerSession, room string, core *Core
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &call{s: s, sess: sess, core: core, dlg: dlg, conn: conn, room: room, peer: peer.ID,
+	c := &call{s: s, sess: sess, core: core, dlg: dlg, id: id, conn: conn, room: room, peer: peer.ID,
 		sdpID: rand.Uint64() >> 1, ctx: ctx, cancel: cancel, inputs: map[string]*input{}}
 	c.setOffer(offer)
 	s.mu.Lock()
-	s.calls[dlg.ID] = c
+	s.calls[id] = c
 	s.mu.Unlock()
 	sess.OnClose(c.end)
 	return c, nil
@@ -157,7 +179,7 @@ func (c *call) end() {
 	c.mu.Unlock()
 	s := c.s
 	s.mu.Lock()
-	delete(s.calls, c.dlg.ID)
+	delete(s.calls, c.id)
 	s.mu.Unlock()
 	if !c.remoteEnded.Load() {
 		// The node ends the call (shutdown, media or session timeout): tell the caller. It runs

@@ -81,6 +81,7 @@ type Server struct {
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
 	dialogs *sipgo.DialogServerCache
+	dialer  *sipgo.DialogClientCache
 	contact sip.ContactHeader
 	digest  *Digest
 	opus    *OpusLib
@@ -209,6 +210,7 @@ func (s *Server) startSIP() error {
 	s.ua, s.srv = ua, srv
 	s.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "jetmedia", Host: s.ip.String(), Port: s.port}}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact)
+	s.dialer = sipgo.NewDialogClientCache(client, s.contact)
 	srv.OnInvite(s.onInvite)
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = s.dialogs.ReadAck(req, tx) })
 	srv.OnBye(s.onBye)
@@ -362,7 +364,11 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, room string,
 	reg := s.cfg.Sessions
 	peer := rtc.Peer{ID: events.NewID(), Node: reg.Node(), Identity: "sip:" + cred.User, Name: displayName(req)}
 	core := NewCore(peer, s.cfg.Timers)
-	c, err := s.newCall(dlg, room, core, offer)
+	conn, err := s.rtpSocket()
+	var c *call
+	if err == nil {
+		c, err = s.newCall(conn, dlg, dlg.ID, room, core, offer)
+	}
 	if err != nil {
 		s.refused.Add(1)
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
@@ -414,15 +420,16 @@ func displayName(req *sip.Request) string {
 	return ""
 }
 
-// lookup finds the call of an in-dialog request.
+// lookup finds the call of an in-dialog request: one it answered (UAS) or dialled (UAC).
 func (s *Server) lookup(req *sip.Request) *call {
-	id, err := sip.DialogIDFromRequestUAS(req)
-	if err != nil {
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[id]
+	for _, idOf := range []func(*sip.Request) (string, error){sip.DialogIDFromRequestUAS, sip.DialogIDFromRequestUAC} {
+		if id, err := idOf(req); err == nil && s.calls[id] != nil {
+			return s.calls[id]
+		}
+	}
+	return nil
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {

@@ -109,6 +109,7 @@ func readWav(t *testing.T, path string) ([]int16, int) {
 type baresip struct {
 	t      *testing.T
 	dir    string
+	port   int // its SIP port
 	cmd    *exec.Cmd
 	conn   net.Conn
 	mu     sync.Mutex
@@ -121,7 +122,14 @@ type baresip struct {
 // startBaresip runs baresip as user:pass with tone.wav (hz) as its microphone.
 func startBaresip(t *testing.T, bin, user, pass string, hz float64) *baresip {
 	t.Helper()
+	return startBaresipWith(t, bin, user, pass, hz, "")
+}
+
+// startBaresipWith adds account parameters (";answermode=auto").
+func startBaresipWith(t *testing.T, bin, user, pass string, hz float64, acctParams string) *baresip {
+	t.Helper()
 	dir := t.TempDir()
+	sipPort := freePort(t)
 	writeTone(t, filepath.Join(dir, "tone.wav"), hz, 30)
 	ctrl := freePort(t)
 	cfg := fmt.Sprintf(`module_path %s
@@ -138,11 +146,11 @@ module_app account.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
-`, baresipModules, freePort(t), filepath.Join(dir, "tone.wav"), dir, ctrl)
+`, baresipModules, sipPort, filepath.Join(dir, "tone.wav"), dir, ctrl)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o644))
-	acct := fmt.Sprintf("<sip:%s@127.0.0.1>;auth_pass=%s;regint=0;audio_codecs=PCMU\n", user, pass)
+	acct := fmt.Sprintf("<sip:%s@127.0.0.1>;auth_pass=%s;regint=0;audio_codecs=PCMU%s\n", user, pass, acctParams)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o644))
-	b := &baresip{t: t, dir: dir, resp: make(chan map[string]any, 16), done: make(chan struct{})}
+	b := &baresip{t: t, dir: dir, port: sipPort, resp: make(chan map[string]any, 16), done: make(chan struct{})}
 	b.cmd = exec.Command(bin, "-f", dir)
 	b.cmd.Dir = dir
 	b.cmd.Stdout = &lockedWriter{mu: &b.mu, w: &b.log}

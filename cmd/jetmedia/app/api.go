@@ -30,6 +30,7 @@ func (n *Node) registerHTTP(mux *http.ServeMux) {
 	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
 	n.metrics.Register(mux, n.cfg.Name, n.ready)
 	n.registerAuth(mux)
+	n.registerSIP(mux)
 	registerPages(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "ok", "node": n.cfg.Name})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 
 	"github.com/jetmedia/jetmedia/ingress/rtmp"
 	"github.com/jetmedia/jetmedia/ingress/sip"
@@ -101,4 +102,9 @@ func (n *Node) SIPAddr() string {
 		return ""
 	}
 	return n.sip.Addr().String()
+}
+
+// registerSIP serves the SIP gateway's dial endpoint (admin grant; 404 while the gateway is off).
+func (n *Node) registerSIP(mux *http.ServeMux) {
+	sip.DialAPI{Server: n.sip, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
 }
