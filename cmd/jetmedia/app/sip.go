@@ -91,9 +91,11 @@ func (n *Node) startSIP() error {
 		}
 		return out, nil
 	})
-	n.sip, err = sip.Listen(sip.Config{Listen: c.Listen, Domain: c.Domain, Users: users, Speakers: c.Speakers,
-		Sessions: n.sessions, Bus: n.bus, Tracks: tracks, Logger: n.log})
-	return err
+	if n.sip, err = sip.Listen(sip.Config{Listen: c.Listen, Domain: c.Domain, Users: users, Speakers: c.Speakers,
+		Sessions: n.sessions, Bus: n.bus, Tracks: tracks, Logger: n.log}); err != nil {
+		return fmt.Errorf("%w (change --sip-listen)", err)
+	}
+	return nil
 }
 
 // SIPAddr is the SIP gateway's address (host:port), "" when it is off.
