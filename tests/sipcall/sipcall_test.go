@@ -258,6 +258,22 @@ func TestSIPCallBaresip(t *testing.T) {
 	require.Eventually(t, func() bool { return len(heard.samples()) >= 3*8000 }, 20*time.Second, 100*time.Millisecond,
 		"the room's viewer of the caller got %d samples", len(heard.samples()))
 
+	// Hold and resume (re-INVITEs with sendonly, then sendrecv): the call goes on.
+	phone.command("hold", "")
+	time.Sleep(500 * time.Millisecond)
+	phone.command("resume", "")
+	time.Sleep(500 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, e := range phone.eventTypes() {
+			require.NotContains(t, e, "CALL_CLOSED", "hold ended the call")
+			if strings.HasPrefix(e, "CALL_REMOTE_SDP answer") {
+				n++
+			}
+		}
+		return n >= 3 // the call's answer and those of the two re-INVITEs
+	}, 5*time.Second, 50*time.Millisecond, "answers to hold and resume: %v", phone.eventTypes())
+
 	phone.command("sndcode", "1")
 	time.Sleep(400 * time.Millisecond)
 	phone.command("sndcode", "#")
