@@ -386,6 +386,7 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, room string,
 		return core.Invited(now, req.Source(), ua, offer.Held(), se)
 	}); err != nil {
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		c.remoteEnded.Store(true) // refused with 503: there is no dialog to BYE
 		c.sess.Step(func(rtc.Core) Output { return core.Shutdown(reg.Now()) })
 		<-c.sess.Done()
 		return
