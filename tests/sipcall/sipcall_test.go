@@ -346,8 +346,8 @@ func TestSIPWrongCredentials(t *testing.T) {
 	require.Empty(t, roomEvents(t, node, room), "a refused call records nothing")
 }
 
-// TestSIPNodeHangsUp: when the node stops, the call ends with reason shutdown and the phone
-// gets a BYE (the node logs "sip BYE answered" at debug level, "sip BYE not answered" else).
+// TestSIPNodeHangsUp: a call over TCP; when the node stops, the call ends with reason shutdown
+// and the phone gets a BYE (the node logs "sip BYE answered" at debug level, "sip BYE not answered" else).
 func TestSIPNodeHangsUp(t *testing.T) {
 	bin := requireBaresip(t)
 	loadOpus(t)
@@ -355,7 +355,8 @@ func TestSIPNodeHangsUp(t *testing.T) {
 	node := startNode(t, cfg)
 	room := newRoom("sipend")
 	phone := startBaresip(t, bin, sipUser, sipPass, phoneHz)
-	phone.command("dial", "sip:"+room+"@"+node.SIPAddr())
+	// Over TCP: the INVITE, the digest round and the node's BYE.
+	phone.command("dial", "sip:"+room+"@"+node.SIPAddr()+";transport=tcp")
 	phone.waitEvent("CALL_ESTABLISHED", 20*time.Second)
 	peer := sipPeer(t, node, room)
 	require.NoError(t, node.Close())
