@@ -27,6 +27,7 @@ var samples = []events.Payload{
 	events.PeerUpdated{Peer: "p1", Metadata: `{"hand":"up"}`},
 	events.TrackUpdated{Peer: "p1", Track: "t1", Muted: true},
 	events.SpeakerChanged{Peer: "p1", Track: "t1", Speaking: true, Level: 31},
+	events.DTMFReceived{Peer: "p1", Digit: "5", DurationMS: 160},
 }
 
 func TestSamplesCoverRegistry(t *testing.T) {

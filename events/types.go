@@ -15,6 +15,7 @@ const (
 	TypePeerUpdated         = "peer.updated.v1"
 	TypeTrackUpdated        = "track.updated.v1"
 	TypeSpeakerChanged      = "speaker.changed.v1"
+	TypeDTMFReceived        = "dtmf.received.v1"
 )
 
 // TypePeerLeftV1 is the first version of peer.left, still in older logs. Decoding one upcasts
@@ -27,6 +28,8 @@ const (
 	TransportWHEP = "whep"
 	// TransportRTMP: a publisher pushing FLV over RTMP (OBS, ffmpeg); see ingress/rtmp.
 	TransportRTMP = "rtmp"
+	// TransportSIP: a phone call into the room through the SIP gateway; see ingress/sip.
+	TransportSIP = "sip"
 )
 
 // RoomCreated is the first event of every room.
@@ -196,6 +199,17 @@ type SubscriptionEnded struct {
 	Track string `json:"track"`
 }
 
+// DTMFReceived: a SIP caller pressed a key (an RFC 4733 telephone-event, recorded once per
+// key press when its end arrives).
+type DTMFReceived struct {
+	Peer string `json:"peer"`
+	// Digit is one of 0-9, *, #, A-D.
+	Digit string `json:"digit"`
+	// DurationMS is how long the key was held, as the caller's RTP said (0 when unknown).
+	DurationMS int `json:"duration_ms"`
+}
+
+func (DTMFReceived) EventType() string        { return TypeDTMFReceived }
 func (RoomCreated) EventType() string         { return TypeRoomCreated }
 func (PeerJoined) EventType() string          { return TypePeerJoined }
 func (PeerLeft) EventType() string            { return TypePeerLeft }
@@ -246,6 +260,7 @@ var registry = map[string]codec{
 	TypePeerUpdated:         {decodeAs[PeerUpdated]},
 	TypeTrackUpdated:        {decodeAs[TrackUpdated]},
 	TypeSpeakerChanged:      {decodeAs[SpeakerChanged]},
+	TypeDTMFReceived:        {decodeAs[DTMFReceived]},
 }
 
 // Types lists every registered wire type, for schema coverage tests and docs.

@@ -38,6 +38,7 @@ var samples = map[string]events.Payload{
 	events.TypePeerUpdated:         events.PeerUpdated{Peer: "p1"},
 	events.TypeTrackUpdated:        events.TrackUpdated{Peer: "p1", Track: "t1"},
 	events.TypeSpeakerChanged:      events.SpeakerChanged{Peer: "p1", Track: "t1"},
+	events.TypeDTMFReceived:        events.DTMFReceived{Peer: "p1", Digit: "#"},
 }
 
 var full = []events.Payload{
@@ -196,6 +197,9 @@ func TestInvalidEvents(t *testing.T) {
 		{"track.updated extra field", events.TypeTrackUpdated, func(_, d map[string]any) { d["source"] = "camera" }},
 		{"speaker.changed without speaking", events.TypeSpeakerChanged, func(_, d map[string]any) { delete(d, "speaking") }},
 		{"speaker.changed level beyond silence", events.TypeSpeakerChanged, func(_, d map[string]any) { d["level"] = 128 }},
+		{"dtmf.received with two digits", events.TypeDTMFReceived, func(_, d map[string]any) { d["digit"] = "12" }},
+		{"dtmf.received with a letter past D", events.TypeDTMFReceived, func(_, d map[string]any) { d["digit"] = "E" }},
+		{"dtmf.received without duration", events.TypeDTMFReceived, func(_, d map[string]any) { delete(d, "duration_ms") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ func (n *Node) registerHTTP(mux *http.ServeMux) {
 	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
 	n.metrics.Register(mux, n.cfg.Name, n.ready)
 	n.registerAuth(mux)
+	n.registerSIP(mux)
 	registerPages(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "ok", "node": n.cfg.Name})
@@ -50,6 +51,7 @@ func (n *Node) metricSources() metrics.Sources {
 				events.TransportWHEP: n.sessions.Len(events.TransportWHEP),
 				signal.Transport:     n.sessions.Len(signal.Transport),
 				events.TransportRTMP: n.sessions.Len(events.TransportRTMP),
+				events.TransportSIP:  n.sessions.Len(events.TransportSIP),
 			}
 		},
 		Ingress: func() metrics.Ingress {

@@ -34,6 +34,8 @@ type Config struct {
 	RTMPAddr string
 	// RTMPAudio turns the AAC of RTMP publishers into Opus with an ffmpeg child process.
 	RTMPAudio rtmp.AudioConfig
+	// SIP is the SIP gateway (off unless SIP.Listen is set).
+	SIP SIPConfig
 	// UDPHost and UDPPort are the single ICE UDP port every WebRTC session shares
 	// (0.0.0.0:8443: every interface, each up interface's addresses offered as ICE host
 	// candidates, loopback included, so that GStreamer/libnice on this machine and browsers
@@ -206,7 +208,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
 	errs = append(errs, c.HTTP.Validate())
-	errs = append(errs, c.validateRTMP())
+	errs = append(errs, c.validateRTMP(), c.SIP.validate())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
 	}

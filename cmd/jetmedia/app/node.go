@@ -20,6 +20,7 @@ import (
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/ingress/rtmp"
 	"github.com/jetmedia/jetmedia/ingress/signal"
+	"github.com/jetmedia/jetmedia/ingress/sip"
 	"github.com/jetmedia/jetmedia/ingress/whip"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
@@ -63,6 +64,7 @@ type Node struct {
 	devMode  bool
 	whip     *whip.Handler
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
+	sip      *sip.Server  // nil unless Config.SIP.Listen is set
 	metrics  *metrics.Registry
 	router   *message.Router
 	webhooks *webhook.Deliverer
@@ -140,13 +142,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Before the first viewer: the hub's audio choice and who speaks, told to room clients.
 	n.hub.Audio(forward.AudioConfig{MaxStreams: cfg.MaxAudioStreams, OnSpeakers: sg.Speakers, SubscribeLevels: n.subscribeLevels})
 
-	if cfg.RTMPAddr != "" {
-		if n.rtmp, err = rtmp.Listen(rtmp.Config{Listen: cfg.RTMPAddr, Sessions: n.sessions, Bus: n.bus, Auth: n.keys,
-			Audio: cfg.RTMPAudio, Logger: log}); err != nil {
-			return nil, err
-		}
+	if err = n.startIngress(); err != nil {
+		return nil, err
 	}
-
 	if err = n.startPresence(ctx); err != nil {
 		return nil, err
 	}
@@ -310,6 +308,7 @@ func (n *Node) Close() error {
 			// After the sessions: they end with reason shutdown and close their connections.
 			errs = append(errs, n.rtmp.Close())
 		}
+		errs = append(errs, n.sip.Close()) // after the sessions, which said BYE; nil when off
 		if n.presence != nil {
 			errs = append(errs, n.presence.Close()) // after the sessions wrote their ends
 		}

@@ -32,6 +32,12 @@ func TestTakenPortNamesItsFlag(t *testing.T) {
 		}},
 		{"--leaf-listen", func(t *testing.T, cfg *app.Config) { cfg.LeafListen = tcp(t) }},
 		{"--http", func(t *testing.T, cfg *app.Config) { cfg.HTTPAddr = tcp(t) }},
+		{"--sip-listen", func(t *testing.T, cfg *app.Config) {
+			uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = uc.Close() })
+			cfg.SIP.Listen = uc.LocalAddr().String()
+		}},
 		{"--udp-port", func(t *testing.T, cfg *app.Config) {
 			uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			require.NoError(t, err)
