@@ -55,8 +55,19 @@ func TestPoisonListAndDrop(t *testing.T) {
 		return got
 	}
 	// The models park before they acknowledge, and WaitReadModels waited for the acks; yet
-	// the audit index may well accept the bad peer_joined, so count per event.
-	got := list()
+	// the audit index may well accept the bad peer_joined, so count per event. A loaded machine
+	// once listed nothing right after the wait (CI-like load of 20): read until both are there.
+	var got []logtools.PoisonedJSON
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got = list()
+		seqs := map[uint64]bool{}
+		for _, p := range got {
+			seqs[p.EventSeq] = true
+		}
+		if (seqs[badAck.Sequence] && seqs[junkAck.Sequence]) || time.Now().After(deadline) {
+			break
+		}
+	}
 	var sawBad, sawJunk bool
 	for _, p := range got {
 		require.NotZero(t, p.Seq)
