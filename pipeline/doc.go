@@ -10,6 +10,8 @@
 //   - rtc: the WebRTC edge (pion API, the shared UDP port and its batched sends, the session
 //     model every WebRTC transport composes). It does not touch NATS.
 //   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
+//   - stagetime: lock-free timings of the forward path's stages (ingest, fan-out, send queue,
+//     system call) on a live node, read by the metrics.
 //
 // The root package holds no code. Subpackages may import events and each other as the Imports
 // line of their doc.go says; never projections, ingress, egress or cmd (tests/contracts checks).

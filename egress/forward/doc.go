@@ -2,5 +2,5 @@
 // node. Rewriter (per viewer) and Cache (per track) are sans-IO and allocation-free; Fanout is
 // the shell that owns the subscription. It imports the media bus only.
 //
-// Imports: pipeline/mediabus
+// Imports: pipeline/mediabus, pipeline/stagetime
 package forward

@@ -18,8 +18,9 @@ type Track struct {
 	Room, TrackID, Stream string
 	// MediaKind is "audio" or "video"; Codec the published MIME type and Fmtp its fmtp line.
 	MediaKind, Codec, Fmtp string
-	// OnBound runs once packets flow to the client (request a keyframe there, so a new
-	// client sees a picture at once). OnKeyframeRequest runs for the client's PLI and FIR.
+	// OnBound runs once packets flow to the client unless they began with the track's cached
+	// key frame (request a keyframe there, so a new client sees a picture at once: a video
+	// client's packets wait for it). OnKeyframeRequest runs for the client's PLI and FIR.
 	OnBound, OnKeyframeRequest func()
 
 	mu     sync.Mutex
@@ -52,6 +53,10 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("forward: the client cannot receive %s: %w", t.Codec, webrtc.ErrUnsupportedCodec)
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
+	if isKey := KeyframeStart(codec.MimeType); isKey != nil && t.Kind() == webrtc.RTPCodecTypeVideo {
+		// A decodable first frame: the cached key frame at once, or the next one.
+		out.StartAtKeyframe(isKey)
+	}
 	fan, detach, err := t.Hub.Attach(t.Room, t.TrackID, out)
 	if err != nil {
 		return webrtc.RTPCodecParameters{}, err
@@ -59,7 +64,7 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	t.mu.Lock()
 	t.out, t.fan, t.detach = out, fan, detach
 	t.mu.Unlock()
-	if t.OnBound != nil {
+	if t.OnBound != nil && !out.StartedFromCache() {
 		t.OnBound()
 	}
 	return codec, nil

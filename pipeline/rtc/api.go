@@ -12,6 +12,8 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 )
 
 // Config configures the WebRTC media edge.
@@ -32,6 +34,9 @@ type Config struct {
 	// queued together leave as one message that the kernel segments (UDP GSO, Linux 4.18),
 	// where the kernel has it.
 	NoGSO bool
+	// Timings, when set, get the arrival of every RTP datagram the edge reads and the queue
+	// and send times of its batched sends (stagetime's Ingest, Queue and Send stages).
+	Timings *stagetime.Timings
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -54,7 +59,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	if senders <= 0 {
 		senders = runtime.GOMAXPROCS(0)
 	}
-	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders, !cfg.NoGSO)
+	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders, !cfg.NoGSO, cfg.Timings)
 	if fallback != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("media edge sends without its fast path", "reason", fallback)
 	}

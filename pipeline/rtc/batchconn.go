@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 )
 
 // batchSlots is how many packets one batch holds; batchSlot the largest packet a slot takes
@@ -50,6 +52,9 @@ type batchConn struct {
 
 	// src is nil on a socket bound to one address (its replies leave from it).
 	src *sources
+	// timings, when set, get the RTP datagrams' arrivals and the senders' queue and send
+	// times.
+	timings *stagetime.Timings
 	// rmu holds oob, the reads' control messages, for the one reader at a time.
 	rmu sync.Mutex
 	oob [128]byte
@@ -83,10 +88,12 @@ type shard struct {
 
 // batch is up to batchSlots packets and their destinations.
 type batch struct {
-	n    int
-	buf  [batchSlots * batchSlot]byte
-	size [batchSlots]int
-	to   [batchSlots]netip.AddrPort
+	n int
+	// queued is when its first packet was queued (Unix nanoseconds; set only with timings).
+	queued int64
+	buf    [batchSlots * batchSlot]byte
+	size   [batchSlots]int
+	to     [batchSlots]netip.AddrPort
 }
 
 func (b *batch) packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.size[i]] }
@@ -112,7 +119,9 @@ type sendResult struct{ failed, coalesced int }
 //
 // On a socket bound to every interface the writes leave from the address each peer sent
 // to, where the platform can say which that was (Linux); elsewhere fallback says so.
-func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallback error) {
+// timings, if not nil, get the arrival of every RTP datagram read and the queue and send
+// times of the senders' sends.
+func newBatchConn(conn *net.UDPConn, senders int, gso bool, timings *stagetime.Timings) (c *batchConn, fallback error) {
 	var src *sources
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok && ua.IP.IsUnspecified() {
 		if inet6, err := receiveDestinations(conn); err != nil {
@@ -128,7 +137,7 @@ func newBatchConn(conn *net.UDPConn, senders int, gso bool) (c *batchConn, fallb
 	} else if noGSO != nil {
 		fallback = errors.Join(fallback, noGSO)
 	}
-	c = &batchConn{conn: conn, out: out, src: src, shards: make([]*shard, max(senders, 1))}
+	c = &batchConn{conn: conn, out: out, src: src, timings: timings, shards: make([]*shard, max(senders, 1))}
 	for i := range c.shards {
 		s := &shard{c: c, fill: new(batch), kick: make(chan struct{}, 1), done: make(chan struct{})}
 		for range batchesQueued {
@@ -255,7 +264,14 @@ func (s *shard) sendLoop() {
 		}
 		s.mu.Unlock()
 
-		s.c.send(s.taken, &s.plan)
+		if t := s.c.timings; t != nil {
+			start := time.Now()
+			t.Observe(stagetime.Queue, start.Sub(time.Unix(0, s.taken[0].queued)))
+			s.c.send(s.taken, &s.plan)
+			t.Since(stagetime.Send, start)
+		} else {
+			s.c.send(s.taken, &s.plan)
+		}
 		idle = false
 
 		s.mu.Lock()
@@ -303,6 +319,9 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 		}
 		if f := s.fill; f.n < batchSlots {
 			i := f.n
+			if i == 0 && c.timings != nil {
+				f.queued = time.Now().UnixNano()
+			}
 			f.size[i] = copy(f.buf[i*batchSlot:(i+1)*batchSlot], b)
 			f.to[i] = addr
 			f.n++
@@ -334,14 +353,22 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // when the socket is bound to every interface.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	if c.src == nil {
-		return c.conn.ReadFromUDPAddrPort(b)
+		n, from, err := c.conn.ReadFromUDPAddrPort(b)
+		if err == nil && c.timings != nil {
+			c.timings.Arrived(b[:n], time.Now())
+		}
+		return n, from, err
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	n, oobn, _, from, err := c.conn.ReadMsgUDPAddrPort(b, c.oob[:])
 	if err == nil {
+		now := time.Now()
 		if local, ok := destinationOf(c.oob[:oobn]); ok {
-			c.src.heard(from, local, time.Now())
+			c.src.heard(from, local, now)
+		}
+		if c.timings != nil {
+			c.timings.Arrived(b[:n], now)
 		}
 	}
 	return n, from, err
