@@ -93,6 +93,8 @@ func printReport(w io.Writer, r *loadgen.Report) {
 		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.Count)
 	fmt.Fprintf(w, "join      p50 %.0f ms  p95 %.0f ms  max %.0f ms; %d joined, %d failed, %d without media, %d missing a track\n",
 		r.Join.P50, r.Join.P95, r.Join.Max, r.SubscribersJoined, r.SubscribersFailed, r.SubscribersNoMedia, r.SubscribersMissingTracks)
+	fmt.Fprintf(w, "keyframe  first key-frame packet: p50 %.0f ms  p99 %.0f ms after the POST; p50 %.1f ms  p99 %.1f ms after ICE+DTLS\n",
+		r.FirstKeyframe.P50, r.FirstKeyframe.P99, r.KeyframeAfterConnect.P50, r.KeyframeAfterConnect.P99)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "error     %s\n", r.FirstError)
 	}
