@@ -3,6 +3,7 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,12 +35,14 @@ type Output struct {
 	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
 	lane *lane
 
-	// A video viewer's start (see Fanout): isKey finds a key frame's first packet; set, the
-	// viewer's first packets are the cached key frame and what followed it (fromCache; then
-	// skip the live packets up to skipThrough, already sent), or it waits for the next key
-	// frame (waitKey), at most MaxKeyframeWait packets. Written by add, then by the lane's
-	// writes, under the lane's lock.
+	// A video viewer's start: isKey finds a key frame's first packet; set, the output is
+	// dormant (gets nothing) until start, when its transport can carry packets; then its
+	// first packets are the cached key frame and what followed it (fromCache; then skip the
+	// live packets up to skipThrough, already sent), or it waits for the next key frame
+	// (waitKey). Dormancy and the wait each end after MaxKeyframeWait packets at the latest.
+	// Written by add and start, then by the lane's writes, under the lane's lock.
 	isKey       func(pkt []byte) bool
+	dormant     bool
 	fromCache   bool
 	skip        bool
 	skipThrough uint16
@@ -54,9 +57,11 @@ func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
 }
 
 // StartAtKeyframe makes the viewer's first packet the first of a key frame, isKey telling
-// which packets are (KeyframeStart): from the fan-out's cache at once when it holds the
-// newest key frame and what followed it (at most MaxReplay packets), else the publisher's
-// next key frame. Call it before the output is attached.
+// which packets are (KeyframeStart). The output gets nothing once attached until the
+// fan-out's start (pion drops what is written before the viewer's DTLS is done, so a key
+// frame sent then is lost); then the fan-out's cache at once when it holds the newest key
+// frame and what followed it (at most MaxReplay packets), else the publisher's next key
+// frame. Call it before the output is attached.
 func (o *Output) StartAtKeyframe(isKey func(pkt []byte) bool) { o.isKey = isKey }
 
 // StartedFromCache reports whether the viewer's first packets were the track's cached key
@@ -76,6 +81,12 @@ const MaxKeyframeWait = 512
 // admit reports whether o takes pkt now, ending its start-up once it does (its lane's lock
 // held).
 func (o *Output) admit(pkt []byte) bool {
+	if o.dormant {
+		if o.waited++; o.waited < MaxKeyframeWait {
+			return false
+		}
+		o.dormant, o.waited = false, 0 // never started: play it anyway
+	}
 	if o.skip {
 		if len(pkt) >= MinHeader && int16(uint16(pkt[2])<<8|uint16(pkt[3])-o.skipThrough) <= 0 {
 			return false // sent from the cache already
@@ -233,7 +244,7 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 	var payload []byte
 	parsed, valid := false, false
 	for _, o := range l.outputs {
-		if (o.skip || o.waitKey) && !o.admit(pkt) {
+		if (o.dormant || o.skip || o.waitKey) && !o.admit(pkt) {
 			continue
 		}
 		if o.hw != nil {
@@ -476,9 +487,8 @@ func (f *Fanout) Counters() Stats {
 }
 
 // add gives o to the lane with the fewest outputs, opening a lane (and its goroutine) when
-// every open one has LaneMin outputs and more are allowed. A viewer that starts at a key
-// frame is sent the cached one first, under its lane's lock (so that no live packet
-// overtakes them), not under the fan-out's.
+// every open one has LaneMin outputs and more are allowed. An output that starts at a key
+// frame stays dormant until start.
 func (f *Fanout) add(o *Output) {
 	f.mu.Lock()
 	if len(f.lanes) == 0 {
@@ -496,22 +506,47 @@ func (f *Fanout) add(o *Output) {
 		nl, b := best, f.batch
 		f.workers.Go(func() { nl.run(b) })
 	}
-	var replay *replay
 	if o.isKey != nil {
 		if f.isKey == nil {
 			f.isKey = o.isKey
 		}
-		replay = f.replayLocked(o)
+		o.dormant = true
 	}
-	batch := f.batch
 	best.mu.Lock()
 	best.outputs = append(best.outputs, o)
 	o.lane = best
-	f.mu.Unlock()
-	if replay != nil {
-		replay.write(o, batch, &best.stats)
-	}
 	best.mu.Unlock()
+	f.mu.Unlock()
+}
+
+// start ends the dormancy of o (an output of StartAtKeyframe, now able to carry packets):
+// it is sent the cached key frame and what followed, under its lane's lock so that no live
+// packet overtakes them (not under the fan-out's), or waits for the next key frame. It
+// reports whether o started from the cache; false also when o is not attached or was
+// started already.
+func (f *Fanout) start(o *Output) bool {
+	f.mu.Lock()
+	l := o.lane
+	if l == nil || o.isKey == nil {
+		f.mu.Unlock()
+		return false
+	}
+	l.mu.Lock()
+	if !o.dormant || !slices.Contains(l.outputs, o) {
+		l.mu.Unlock()
+		f.mu.Unlock()
+		return false
+	}
+	o.dormant, o.waited = false, 0
+	rp := f.replayLocked(o)
+	batch := f.batch
+	f.mu.Unlock()
+	if rp != nil && !rp.write(o, batch, &l.stats) {
+		// The transport dropped it (not ready after all): wait for a key frame instead.
+		o.fromCache, o.skip, o.waitKey = false, false, true
+	}
+	l.mu.Unlock()
+	return o.fromCache
 }
 
 // replay is a new viewer's first packets, copied out of the cache.
@@ -543,8 +578,10 @@ func (f *Fanout) replayLocked(o *Output) *replay {
 	return r
 }
 
-// write sends the replay to o, rewritten (o's lane's lock held).
-func (r *replay) write(o *Output, batch Batcher, st *Stats) {
+// write sends the replay to o, rewritten (o's lane's lock held); false when the first
+// packet's write took nothing without an error, as pion's does before the viewer's SRTP is
+// up (the rest is not sent then).
+func (r *replay) write(o *Output, batch Batcher, st *Stats) bool {
 	if batch != nil {
 		batch.Cork()
 		defer batch.Uncork()
@@ -556,15 +593,20 @@ func (r *replay) write(o *Output, batch Batcher, st *Stats) {
 			st.Dropped++
 			continue
 		}
-		if _, err := o.w.Write(b); err != nil {
+		w, err := o.w.Write(b)
+		if err != nil {
 			st.DroppedWrite++
 			st.Dropped++
 			continue
+		}
+		if w == 0 && i == 0 {
+			return false
 		}
 		st.Forwarded++
 		st.ForwardedBytes += uint64(n)
 		st.Replayed++
 	}
+	return true
 }
 
 // remove takes o out of its lane and returns how many outputs the fan-out has left. Lanes

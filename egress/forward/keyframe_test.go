@@ -132,6 +132,17 @@ func vp8Stream(t testing.TB, seq uint16, frames int, keys ...int) [][]byte {
 	return out
 }
 
+// zeroWriter takes nothing and says nothing, as pion's track writer before SRTP is up.
+type zeroWriter struct{}
+
+func (zeroWriter) Write([]byte) (int, error) { return 0, nil }
+
+// join attaches o and starts it as a track does once the viewer's transport is up.
+func join(f *Fanout, o *Output) bool {
+	f.add(o)
+	return f.start(o)
+}
+
 func seqs(c *collector) []uint16 {
 	var s []uint16
 	for _, p := range c.got() {
@@ -141,18 +152,18 @@ func seqs(c *collector) []uint16 {
 }
 
 func TestViewerStartsAtCachedKeyframe(t *testing.T) {
-	var f Fanout
+	f := &Fanout{}
 	live := NewOutput(1, 96, &collector{})
 	live.StartAtKeyframe(KeyframeStart("video/VP8"))
-	f.add(live)
+	join(f, live)
 	stream := vp8Stream(t, 100, 6, 0, 4) // key frames at packets 100 and 112
-	for _, p := range stream[:14] {     // up to 113: the second key frame and one more
+	for _, p := range stream[:14] {      // up to 113: the second key frame and one more
 		f.Forward(p)
 	}
 	c := &collector{}
 	o := NewOutput(2, 96, c)
 	o.StartAtKeyframe(KeyframeStart("video/VP8"))
-	f.add(o)
+	require.True(t, join(f, o))
 	require.True(t, o.StartedFromCache())
 	require.Equal(t, []uint16{112, 113}, seqs(c), "the newest key frame and what followed, at once")
 	for _, p := range stream[14:] {
@@ -166,11 +177,11 @@ func TestViewerStartsAtCachedKeyframe(t *testing.T) {
 func TestViewerWaitsForKeyframe(t *testing.T) {
 	vp8 := KeyframeStart("video/VP8")
 	t.Run("none seen yet", func(t *testing.T) {
-		var f Fanout
+		f := &Fanout{}
 		c := &collector{}
 		o := NewOutput(2, 96, c)
 		o.StartAtKeyframe(vp8)
-		f.add(o)
+		join(f, o)
 		require.False(t, o.StartedFromCache())
 		stream := vp8Stream(t, 100, 4, 2)
 		for _, p := range stream {
@@ -179,10 +190,10 @@ func TestViewerWaitsForKeyframe(t *testing.T) {
 		require.Equal(t, []uint16{106, 107, 108, 109, 110, 111}, seqs(c), "from the key frame on")
 	})
 	t.Run("too old", func(t *testing.T) {
-		var f Fanout
+		f := &Fanout{}
 		live := NewOutput(1, 96, &collector{})
 		live.StartAtKeyframe(vp8)
-		f.add(live)
+		join(f, live)
 		stream := vp8Stream(t, 100, MaxReplay/3+4, 0)
 		for _, p := range stream {
 			f.Forward(p)
@@ -190,7 +201,7 @@ func TestViewerWaitsForKeyframe(t *testing.T) {
 		c := &collector{}
 		o := NewOutput(2, 96, c)
 		o.StartAtKeyframe(vp8)
-		f.add(o)
+		join(f, o)
 		require.False(t, o.StartedFromCache())
 		require.Empty(t, c.got())
 		next := vp8Stream(t, 100+uint16(len(stream)), 2, 1)
@@ -200,10 +211,10 @@ func TestViewerWaitsForKeyframe(t *testing.T) {
 		require.Len(t, c.got(), 3, "the next key frame's packets")
 	})
 	t.Run("a packet missing", func(t *testing.T) {
-		var f Fanout
+		f := &Fanout{}
 		live := NewOutput(1, 96, &collector{})
 		live.StartAtKeyframe(vp8)
-		f.add(live)
+		join(f, live)
 		stream := vp8Stream(t, 100, 3, 0)
 		for i, p := range stream {
 			if i != 4 { // lost on the way in
@@ -212,23 +223,63 @@ func TestViewerWaitsForKeyframe(t *testing.T) {
 		}
 		o := NewOutput(2, 96, &collector{})
 		o.StartAtKeyframe(vp8)
-		f.add(o)
+		join(f, o)
 		require.False(t, o.StartedFromCache())
 	})
 	t.Run("a publisher that sends none is played after the bound", func(t *testing.T) {
-		var f Fanout
+		f := &Fanout{}
 		c := &collector{}
 		o := NewOutput(2, 96, c)
 		o.StartAtKeyframe(vp8)
-		f.add(o)
+		join(f, o)
 		stream := vp8Stream(t, 0, MaxKeyframeWait/3+2)
 		for _, p := range stream {
 			f.Forward(p)
 		}
 		require.Len(t, c.got(), len(stream)-MaxKeyframeWait)
 	})
+	t.Run("dormant until started, played anyway after the bound", func(t *testing.T) {
+		f := &Fanout{}
+		c := &collector{}
+		o := NewOutput(2, 96, c)
+		o.StartAtKeyframe(vp8)
+		f.add(o)
+		stream := vp8Stream(t, 0, 4, 0, 2)
+		for _, p := range stream {
+			f.Forward(p)
+		}
+		require.Empty(t, c.got(), "nothing before start, key frames neither")
+		require.True(t, f.start(o), "the newest key frame is cached")
+		require.Equal(t, []uint16{6, 7, 8, 9, 10, 11}, seqs(c))
+		require.False(t, f.start(o), "started once")
+
+		never := &collector{}
+		o2 := NewOutput(3, 96, never)
+		o2.StartAtKeyframe(vp8)
+		f.add(o2)
+		more := vp8Stream(t, 12, MaxKeyframeWait/3+2)
+		for _, p := range more {
+			f.Forward(p)
+		}
+		require.Len(t, never.got(), len(more)-MaxKeyframeWait+1)
+		f.remove(o2)
+		require.False(t, f.start(o2), "not attached")
+	})
+	t.Run("a transport that takes nothing yet", func(t *testing.T) {
+		f := &Fanout{}
+		live := NewOutput(1, 96, &collector{})
+		live.StartAtKeyframe(vp8)
+		join(f, live)
+		for _, p := range vp8Stream(t, 0, 2, 0) {
+			f.Forward(p)
+		}
+		o := NewOutput(2, 96, zeroWriter{})
+		o.StartAtKeyframe(vp8)
+		require.False(t, join(f, o), "pion's writer before SRTP: 0 bytes, no error")
+		require.True(t, o.waitKey)
+	})
 	t.Run("audio and outputs without a test start at once", func(t *testing.T) {
-		var f Fanout
+		f := &Fanout{}
 		c := &collector{}
 		f.add(NewOutput(2, 96, c))
 		f.Forward(vp8Stream(t, 0, 1)[1])
@@ -245,7 +296,7 @@ func TestViewerStartsAtCachedKeyframeWithLanes(t *testing.T) {
 	for i := range LaneMin {
 		o := NewOutput(uint32(10+i), 96, discard{})
 		o.StartAtKeyframe(vp8)
-		f.add(o)
+		join(f, o)
 	}
 	stream := vp8Stream(t, 500, 40, 0, 20)
 	cols := []*collector{}
@@ -255,7 +306,7 @@ func TestViewerStartsAtCachedKeyframeWithLanes(t *testing.T) {
 			c := &collector{}
 			o := NewOutput(uint32(100+i), 96, c)
 			o.StartAtKeyframe(vp8)
-			f.add(o)
+			join(f, o)
 			cols = append(cols, c)
 		}
 	}

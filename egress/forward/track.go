@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -64,9 +65,9 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	t.mu.Lock()
 	t.out, t.fan, t.detach = out, fan, detach
 	t.mu.Unlock()
-	if t.OnBound != nil && !out.StartedFromCache() {
+	if t.OnBound != nil && out.isKey == nil {
 		t.OnBound()
-	}
+	} // else when the viewer's transport is up (ReadRTCP), unless the cache served it
 	return codec, nil
 }
 
@@ -88,8 +89,10 @@ func (t *Track) Detach() {
 }
 
 // ReadRTCP answers the client's feedback until the sender stops: NACKs from the node's packet
-// cache, PLI and FIR through OnKeyframeRequest.
+// cache, PLI and FIR through OnKeyframeRequest. A video client's packets start here first,
+// once the track is bound and the client's DTLS is done.
 func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
+	t.startWhenConnected(sender)
 	lost := make([]uint16, 0, 64)
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -115,6 +118,50 @@ func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
 				}
 			}
 		}
+	}
+}
+
+// startPoll is how often startWhenConnected looks at the client's transport, and startWithin
+// how long at most (a client whose DTLS never completes is ended by its session's connect
+// timeout; its dormant output plays anyway after MaxKeyframeWait packets).
+const (
+	startPoll   = time.Millisecond
+	startWithin = 30 * time.Second
+)
+
+// startWhenConnected waits until the track is bound and sender's DTLS transport connected
+// (pion drops what is written before: a key frame sent then is lost, and the client waits
+// for the next), then starts a video client's packets: the track's cached key frame at once,
+// or a key frame asked for (OnBound) and waited for. pion has no event for it that several
+// tracks of one connection could each wait on, so the transport's state is polled; a client
+// connects within tens of milliseconds, which is tens of polls.
+func (t *Track) startWhenConnected(sender *webrtc.RTPSender) {
+	tick := time.NewTicker(startPoll)
+	defer tick.Stop()
+	deadline := time.Now().Add(startWithin)
+	for {
+		t.mu.Lock()
+		fan, out, bound := t.fan, t.out, t.detach != nil
+		t.mu.Unlock()
+		if bound && out.isKey == nil {
+			return // started at Bind
+		}
+		tr := sender.Transport()
+		if tr == nil || time.Now().After(deadline) {
+			return
+		}
+		switch tr.State() {
+		case webrtc.DTLSTransportStateFailed, webrtc.DTLSTransportStateClosed:
+			return // the connection ended (closing it stops its DTLS transport)
+		case webrtc.DTLSTransportStateConnected:
+			if bound {
+				if !fan.start(out) && t.OnBound != nil {
+					t.OnBound()
+				}
+				return
+			}
+		}
+		<-tick.C
 	}
 }
 
