@@ -98,6 +98,7 @@ func printReport(w io.Writer, r *loadgen.Report) {
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "error     %s\n", r.FirstError)
 	}
+	printStages(w, r.ServerStages)
 	if s := r.Server; s != nil {
 		from := fmt.Sprintf("pid %d", s.PID)
 		if s.MetricsURL != "" {
@@ -108,5 +109,14 @@ func printReport(w io.Writer, r *loadgen.Report) {
 	}
 	if s := r.Tool; s != nil {
 		fmt.Fprintf(w, "tool      CPU %.1f %% of a core, RSS %.1f MiB\n", s.CPUPercent, float64(s.RSSBytes)/(1<<20))
+	}
+}
+
+// printStages prints the server's forward-path stages during the hold, in the path's order.
+func printStages(w io.Writer, st map[string]loadgen.StageQuantiles) {
+	for _, name := range []string{"ingest", "fanout", "queue", "send"} {
+		if q, ok := st[name]; ok {
+			fmt.Fprintf(w, "stage     %-7s p50 <= %.3f ms  p99 <= %.3f ms (%d; server's buckets, -1: beyond 2 s)\n", name, q.P50, q.P99, q.Count)
+		}
 	}
 }

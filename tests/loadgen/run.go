@@ -211,6 +211,9 @@ type Report struct {
 	FirstError               string `json:"first_error,omitempty"`
 	PLIsToPublishers         uint64 `json:"plis_to_publishers"`
 
+	// ServerStages are the server's forward-path stages during the hold (ingest, fanout,
+	// queue, send), read from its /metrics when it has them (jetmedia_forward_stage_seconds).
+	ServerStages map[string]StageQuantiles `json:"server_stages_ms,omitempty"`
 	// Server is the server's process during the hold (with ServerPID); Tool is this one's.
 	Server *Process `json:"server,omitempty"`
 	Tool   *Process `json:"tool,omitempty"`
@@ -393,6 +396,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	joins.Wait()
 	// The hold: steady state, measured.
 	sampler := newSampler(r.serverSampler())
+	stagesBefore, stagesErr := scrapeStages(ctx, r.hc, cfg.URL) // a server without them: none
 	holdStart := time.Now()
 	r.lat.measuring.Store(true)
 	recvBefore := r.received()
@@ -401,6 +405,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	holdEnd := time.Now()
 	recvAfter := r.received()
 	server, tool := sampler.stop()
+	var stages map[string]StageQuantiles
+	if stagesErr == nil {
+		if after, err := scrapeStages(ctx, r.hc, cfg.URL); err == nil {
+			stages = stageDelta(stagesBefore, after)
+		}
+	}
 
 	// Stop sending, let the last packets arrive, then account.
 	stopSending()
@@ -411,6 +421,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		server.PID, server.MetricsURL = cfg.ServerPID, cfg.MetricsURL
 	}
 	rep.Server, rep.Tool = server, tool
+	rep.ServerStages = stages
 	if server != nil && server.CPUPercent > 0 {
 		rep.PacketsPerServerCore = rep.ReceivedPPS / (server.CPUPercent / 100)
 	}
