@@ -39,7 +39,7 @@ type Output struct {
 	// dormant (gets nothing) until start, when its transport can carry packets; then its
 	// first packets are the cached key frame and what followed it (fromCache; then skip the
 	// live packets up to skipThrough, already sent), or it waits for the next key frame
-	// (waitKey). Dormancy and the wait each end after MaxKeyframeWait packets at the latest.
+	// (waitKey), for MaxKeyframeWait packets at most.
 	// Written by add and start, then by the lane's writes, under the lane's lock.
 	isKey       func(pkt []byte) bool
 	dormant     bool
@@ -82,10 +82,7 @@ const MaxKeyframeWait = 512
 // held).
 func (o *Output) admit(pkt []byte) bool {
 	if o.dormant {
-		if o.waited++; o.waited < MaxKeyframeWait {
-			return false
-		}
-		o.dormant, o.waited = false, 0 // never started: play it anyway
+		return false
 	}
 	if o.skip {
 		if len(pkt) >= MinHeader && int16(uint16(pkt[2])<<8|uint16(pkt[3])-o.skipThrough) <= 0 {

@@ -122,8 +122,8 @@ func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
 }
 
 // startPoll is how often startWhenConnected looks at the client's transport, and startWithin
-// how long at most (a client whose DTLS never completes is ended by its session's connect
-// timeout; its dormant output plays anyway after MaxKeyframeWait packets).
+// how long at most: then the client's packets start anyway (one whose DTLS never completes
+// is ended by its session's connect timeout first).
 const (
 	startPoll   = time.Millisecond
 	startWithin = 30 * time.Second
@@ -148,6 +148,9 @@ func (t *Track) startWhenConnected(sender *webrtc.RTPSender) {
 		}
 		tr := sender.Transport()
 		if tr == nil || time.Now().After(deadline) {
+			if bound && !fan.start(out) && t.OnBound != nil { // play it anyway
+				t.OnBound()
+			}
 			return
 		}
 		switch tr.State() {
