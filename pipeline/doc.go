@@ -12,6 +12,8 @@
 //   - audiolevel: the sans-IO audio-level machinery: the RFC 6464 header extension read from
 //     raw RTP, a per-track speech meter and a per-room speaker ranking. No I/O, no clock.
 //   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
+//   - stagetime: lock-free timings of the forward path's stages (ingest, fan-out, send queue,
+//     system call) on a live node, read by the metrics.
 //
 // The root package holds no code. Subpackages may import events and each other as the Imports
 // line of their doc.go says; never projections, ingress, egress or cmd (tests/contracts checks).

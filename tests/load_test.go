@@ -42,7 +42,8 @@ func TestLoadAgainstNode(t *testing.T) {
 	require.GreaterOrEqual(t, rep.Server.PeakRSS, rep.Server.RSSBytes)
 	require.Positive(t, rep.PacketsPerServerCore)
 	// The node's own counters agree: it forwarded what the subscribers received.
-	require.GreaterOrEqual(t, node.Forwarding().Forwarded, rep.Received.Packets)
+	fw := node.Forwarding() // a duplicate is a NACK's resend
+	require.GreaterOrEqual(t, fw.Forwarded+fw.Retransmitted, rep.Received.Packets)
 }
 
 // startLoadNode starts an in-process node for the load engine. Defaults, not nodeConfig: no
@@ -67,10 +68,12 @@ func requireFullReception(t *testing.T, rep *loadgen.Report, viewers int) {
 	require.Positive(t, rep.Sent.Packets)
 	require.Positive(t, rep.ExpectedPackets)
 	require.Zero(t, rep.LostPackets, "no loss on loopback")
-	// Each viewer gets everything sent (less what was sent before it joined).
+	// Each viewer gets everything sent from its first packet on (a video viewer's first is a
+	// key frame's, which it may wait for after a join that took a loaded machine a second):
+	// what was expected, duplicates (a NACK's resend of a late packet) on top.
 	n := uint64(viewers)
 	require.LessOrEqual(t, rep.Received.Packets, n*rep.Sent.Packets)
-	require.Greater(t, rep.Received.Packets, (n-1)*rep.Sent.Packets)
+	require.GreaterOrEqual(t, rep.Received.Packets, rep.ExpectedPackets)
 	require.Positive(t, rep.Latency.Count)
 	require.Positive(t, rep.Latency.P50)
 	require.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)

@@ -93,9 +93,12 @@ func printReport(w io.Writer, r *loadgen.Report) {
 		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.Count)
 	fmt.Fprintf(w, "join      p50 %.0f ms  p95 %.0f ms  max %.0f ms; %d joined, %d failed, %d without media, %d missing a track\n",
 		r.Join.P50, r.Join.P95, r.Join.Max, r.SubscribersJoined, r.SubscribersFailed, r.SubscribersNoMedia, r.SubscribersMissingTracks)
+	fmt.Fprintf(w, "keyframe  first key-frame packet: p50 %.0f ms  p99 %.0f ms after the POST; p50 %.1f ms  p99 %.1f ms after ICE+DTLS\n",
+		r.FirstKeyframe.P50, r.FirstKeyframe.P99, r.KeyframeAfterConnect.P50, r.KeyframeAfterConnect.P99)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "error     %s\n", r.FirstError)
 	}
+	printStages(w, r.ServerStages)
 	if s := r.Server; s != nil {
 		from := fmt.Sprintf("pid %d", s.PID)
 		if s.MetricsURL != "" {
@@ -106,5 +109,14 @@ func printReport(w io.Writer, r *loadgen.Report) {
 	}
 	if s := r.Tool; s != nil {
 		fmt.Fprintf(w, "tool      CPU %.1f %% of a core, RSS %.1f MiB\n", s.CPUPercent, float64(s.RSSBytes)/(1<<20))
+	}
+}
+
+// printStages prints the server's forward-path stages during the hold, in the path's order.
+func printStages(w io.Writer, st map[string]loadgen.StageQuantiles) {
+	for _, name := range []string{"ingest", "fanout", "queue", "send"} {
+		if q, ok := st[name]; ok {
+			fmt.Fprintf(w, "stage     %-7s p50 <= %.3f ms  p99 <= %.3f ms (%d; server's buckets, -1: beyond 2 s)\n", name, q.P50, q.P99, q.Count)
+		}
 	}
 }

@@ -6,5 +6,5 @@
 // bandwidth allocation (egress/allocate) to its outputs. It imports the media bus, the
 // audio-level core and the allocator only.
 //
-// Imports: pipeline/audiolevel, pipeline/mediabus, egress/allocate
+// Imports: pipeline/audiolevel, pipeline/mediabus, pipeline/stagetime, egress/allocate
 package forward

@@ -3,12 +3,15 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 )
 
 // Writer takes a finished RTP packet for one viewer; pion's TrackLocalWriter is one.
@@ -35,12 +38,70 @@ type Output struct {
 	rtxStream *rtxStream
 	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
 	lane *lane
+
+	// A video viewer's start: isKey finds a key frame's first packet; set, the output is
+	// dormant (gets nothing) until start, when its transport can carry packets; then its
+	// first packets are the cached key frame and what followed it (fromCache; then skip the
+	// live packets up to skipThrough, already sent), or it waits for the next key frame
+	// (waitKey), for MaxKeyframeWait packets at most.
+	// Written by add and start, then by the lane's writes, under the lane's lock.
+	isKey       func(pkt []byte) bool
+	dormant     bool
+	fromCache   bool
+	skip        bool
+	skipThrough uint16
+	waitKey     bool
+	waited      int
 }
 
 // NewOutput returns an output that sends with the viewer's negotiated SSRC and payload type.
 func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
 	hw, _ := w.(HeaderWriter)
 	return &Output{rw: Rewriter{SSRC: ssrc, PayloadType: payloadType}, w: w, hw: hw}
+}
+
+// StartAtKeyframe makes the viewer's first packet the first of a key frame, isKey telling
+// which packets are (KeyframeStart). The output gets nothing once attached until the
+// fan-out's start (pion drops what is written before the viewer's DTLS is done, so a key
+// frame sent then is lost); then the fan-out's cache at once when it holds the newest key
+// frame and what followed it (at most MaxReplay packets), else the publisher's next key
+// frame. Call it before the output is attached.
+func (o *Output) StartAtKeyframe(isKey func(pkt []byte) bool) { o.isKey = isKey }
+
+// StartedFromCache reports whether the viewer's first packets were the track's cached key
+// frame (so no key frame needs asking for). Read it after Attach, on the same goroutine.
+func (o *Output) StartedFromCache() bool { return o.fromCache }
+
+// MaxReplay is how many cached packets (the newest key frame and everything after it) a new
+// viewer is sent at once: a key frame and some frames after it. A key frame older than that
+// would hand a viewer a burst of stale frames to decode; the viewer waits for the next one
+// (the node asks the publisher for it) instead.
+const MaxReplay = 96
+
+// MaxKeyframeWait bounds the packets a new viewer skips waiting for a key frame (about 2 s
+// of 2 Mbit/s video): a publisher that ignores keyframe requests still gets played.
+const MaxKeyframeWait = 512
+
+// admit reports whether o takes pkt now, ending its start-up once it does (its lane's lock
+// held).
+func (o *Output) admit(pkt []byte) bool {
+	if o.dormant {
+		return false
+	}
+	if o.skip {
+		if len(pkt) >= MinHeader && int16(uint16(pkt[2])<<8|uint16(pkt[3])-o.skipThrough) <= 0 {
+			return false // sent from the cache already
+		}
+		o.skip = false
+	}
+	if o.waitKey {
+		if !o.isKey(pkt) && o.waited < MaxKeyframeWait {
+			o.waited++
+			return false
+		}
+		o.waitKey = false
+	}
+	return true
 }
 
 // Subscriber subscribes to a track's media subject; mediabus.MediaBus is one.
@@ -70,8 +131,15 @@ type Fanout struct {
 	newest   atomic.Uint32 // sequence number of the newest source packet (written under mu)
 	maxLanes int           // 0 or 1: one lane, written by Forward
 	lanes    []*lane
-	workers  sync.WaitGroup
-	closed   bool
+	timings  *stagetime.Timings // nil: not timed
+	// The newest key frame's first packet (under mu), found by isKey, the test of the first
+	// video viewer that asked for one.
+	isKey   func(pkt []byte) bool
+	haveKey bool
+	keySeq  uint16
+	keySSRC uint32
+	workers sync.WaitGroup
+	closed  bool
 	// Stats holds the fan-out's own counters (oversize drops, NACK service); the lanes keep
 	// their forwarding counters. Read the sum with Counters.
 	Stats
@@ -96,10 +164,11 @@ type lane struct {
 	stats   Stats
 
 	// A worker lane's queue (nil for the first lane, which Forward writes itself).
-	ring *laneRing
-	wake chan struct{} // cap 1: a packet is queued
-	stop chan struct{}
-	full atomic.Uint64 // packets not queued because the ring was full, times outputs
+	ring    *laneRing
+	timings *stagetime.Timings
+	wake    chan struct{} // cap 1: a packet is queued
+	stop    chan struct{}
+	full    atomic.Uint64 // packets not queued because the ring was full, times outputs
 }
 
 // laneRing is a single-producer (Forward, under the fan-out's lock), single-consumer (the
@@ -107,11 +176,17 @@ type lane struct {
 type laneRing struct {
 	head, tail atomic.Uint64
 	n          [ringSlots]int
+	at         [ringSlots]int64 // when Forward had the packet (Unix nanoseconds, with timings)
 	buf        [ringSlots][maxPacket]byte
 }
 
 // Forward sends one source packet to every output. It is the hot path: no allocation here.
 func (f *Fanout) Forward(pkt []byte) {
+	var start time.Time
+	if f.timings != nil {
+		start = time.Now()
+		f.timings.Ingested(pkt, start)
+	}
 	f.mu.Lock()
 	if len(f.lanes) == 0 {
 		f.mu.Unlock()
@@ -126,11 +201,16 @@ func (f *Fanout) Forward(pkt []byte) {
 	}
 	f.cache.Put(pkt)
 	if len(pkt) >= MinHeader {
-		f.newest.Store(uint32(pkt[2])<<8 | uint32(pkt[3]))
+		seq := uint16(pkt[2])<<8 | uint16(pkt[3])
+		f.newest.Store(uint32(seq))
+		if f.isKey != nil && f.isKey(pkt) {
+			f.haveKey, f.keySeq = true, seq
+			f.keySSRC = uint32(pkt[8])<<24 | uint32(pkt[9])<<16 | uint32(pkt[10])<<8 | uint32(pkt[11])
+		}
 	}
 	first := f.lanes[0]
 	for _, l := range f.lanes[1:] {
-		l.enqueue(pkt)
+		l.enqueue(pkt, start)
 	}
 	batch := f.batch
 	f.mu.Unlock()
@@ -138,6 +218,9 @@ func (f *Fanout) Forward(pkt []byte) {
 	first.mu.Lock()
 	first.write(pkt, batch)
 	first.mu.Unlock()
+	if f.timings != nil {
+		f.timings.Since(stagetime.Fanout, start)
+	}
 }
 
 // outputsLocked counts the outputs of every lane (f.mu held; lane membership only changes
@@ -162,7 +245,7 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 	var payload []byte
 	parsed, valid := false, false
 	for _, o := range l.outputs {
-		if o.gate.Load() != gateOpen && o.held() {
+		if (o.gate.Load() != gateOpen && o.held()) || ((o.dormant || o.skip || o.waitKey) && !o.admit(pkt)) {
 			continue
 		}
 		if o.hw != nil {
@@ -211,7 +294,7 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 }
 
 // enqueue copies pkt into the lane's ring and wakes its goroutine (f.mu held: one producer).
-func (l *lane) enqueue(pkt []byte) {
+func (l *lane) enqueue(pkt []byte, at time.Time) {
 	r := l.ring
 	h := r.head.Load()
 	if h-r.tail.Load() >= ringSlots {
@@ -221,6 +304,9 @@ func (l *lane) enqueue(pkt []byte) {
 	}
 	i := h % ringSlots
 	r.n[i] = copy(r.buf[i][:], pkt)
+	if l.timings != nil {
+		r.at[i] = at.UnixNano()
+	}
 	r.head.Store(h + 1)
 	select {
 	case l.wake <- struct{}{}:
@@ -242,6 +328,9 @@ func (l *lane) run(batch Batcher) {
 			l.mu.Lock()
 			l.write(r.buf[i][:r.n[i]], batch)
 			l.mu.Unlock()
+			if l.timings != nil {
+				l.timings.Since(stagetime.Fanout, time.Unix(0, r.at[i]))
+			}
 			r.tail.Store(t + 1)
 		}
 	}
@@ -370,6 +459,9 @@ type Stats struct {
 	ForwardedBytes uint64
 	// NACKs counts the NACK reports served, NACKed the sequence numbers they asked for.
 	NACKs, NACKed uint64
+	// Replayed counts packets sent to new viewers from the cache (the newest key frame and
+	// what followed it), part of Forwarded.
+	Replayed uint64
 	// Why packets were dropped: not RTP (invalid), the viewer's transport refused the write,
 	// larger than any MTU (oversize), or the node's media subscription overflowed (slow
 	// consumer: the fan-out did not keep up with the track).
@@ -388,6 +480,7 @@ func (s *Stats) plus(o Stats) {
 	s.DroppedWrite += o.DroppedWrite
 	s.DroppedOversize += o.DroppedOversize
 	s.DroppedSlow += o.DroppedSlow
+	s.Replayed += o.Replayed
 }
 
 // Counters returns the fan-out's packet counters.
@@ -402,10 +495,10 @@ func (f *Fanout) Counters() Stats {
 }
 
 // add gives o to the lane with the fewest outputs, opening a lane (and its goroutine) when
-// every open one has LaneMin outputs and more are allowed.
+// every open one has LaneMin outputs and more are allowed. An output that starts at a key
+// frame stays dormant until start.
 func (f *Fanout) add(o *Output) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if len(f.lanes) == 0 {
 		f.lanes = []*lane{{}}
 	}
@@ -416,15 +509,112 @@ func (f *Fanout) add(o *Output) {
 		}
 	}
 	if len(best.outputs) >= LaneMin && len(f.lanes) < f.maxLanes && !f.closed {
-		best = &lane{ring: new(laneRing), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		best = &lane{ring: new(laneRing), wake: make(chan struct{}, 1), stop: make(chan struct{}), timings: f.timings}
 		f.lanes = append(f.lanes, best)
 		nl, b := best, f.batch
 		f.workers.Go(func() { nl.run(b) })
+	}
+	if o.isKey != nil {
+		if f.isKey == nil {
+			f.isKey = o.isKey
+		}
+		o.dormant = true
 	}
 	best.mu.Lock()
 	best.outputs = append(best.outputs, o)
 	o.lane = best
 	best.mu.Unlock()
+	f.mu.Unlock()
+}
+
+// start ends the dormancy of o (an output of StartAtKeyframe, now able to carry packets):
+// it is sent the cached key frame and what followed, under its lane's lock so that no live
+// packet overtakes them (not under the fan-out's), or waits for the next key frame. It
+// reports whether o started from the cache; false also when o is not attached or was
+// started already.
+func (f *Fanout) start(o *Output) bool {
+	f.mu.Lock()
+	l := o.lane
+	if l == nil || o.isKey == nil {
+		f.mu.Unlock()
+		return false
+	}
+	l.mu.Lock()
+	if !o.dormant || !slices.Contains(l.outputs, o) {
+		l.mu.Unlock()
+		f.mu.Unlock()
+		return false
+	}
+	o.dormant, o.waited = false, 0
+	rp := f.replayLocked(o)
+	batch := f.batch
+	f.mu.Unlock()
+	if rp != nil && !rp.write(o, batch, &l.stats) {
+		// The transport dropped it (not ready after all): wait for a key frame instead.
+		o.fromCache, o.skip, o.waitKey = false, false, true
+	}
+	l.mu.Unlock()
+	return o.fromCache
+}
+
+// replay is a new viewer's first packets, copied out of the cache.
+type replay struct {
+	buf  []byte
+	lens []int
+}
+
+// replayLocked copies the newest key frame and the packets after it out of the cache for o
+// and has o skip them when they come live; when the cache does not hold them all (no key
+// frame seen yet, too old, a packet lost) o waits for the next key frame instead (f.mu held).
+func (f *Fanout) replayLocked(o *Output) *replay {
+	newest := uint16(f.newest.Load())
+	span := int(newest-f.keySeq) + 1
+	if !f.haveKey || span > MaxReplay {
+		o.waitKey = true
+		return nil
+	}
+	r := &replay{buf: make([]byte, span*maxPacket), lens: make([]int, span)}
+	for i := range span {
+		n := f.cache.Get(f.keySSRC, f.keySeq+uint16(i), r.buf[i*maxPacket:(i+1)*maxPacket])
+		if n == 0 {
+			o.waitKey = true
+			return nil
+		}
+		r.lens[i] = n
+	}
+	o.fromCache, o.skip, o.skipThrough = true, true, newest
+	return r
+}
+
+// write sends the replay to o, rewritten (o's lane's lock held); false when the first
+// packet's write took nothing without an error, as pion's does before the viewer's SRTP is
+// up (the rest is not sent then).
+func (r *replay) write(o *Output, batch Batcher, st *Stats) bool {
+	if batch != nil {
+		batch.Cork()
+		defer batch.Uncork()
+	}
+	for i, n := range r.lens {
+		b := r.buf[i*maxPacket : i*maxPacket+n]
+		if !o.rw.Rewrite(b) {
+			st.DroppedInvalid++
+			st.Dropped++
+			continue
+		}
+		w, err := o.w.Write(b)
+		if err != nil {
+			st.DroppedWrite++
+			st.Dropped++
+			continue
+		}
+		if w == 0 && i == 0 {
+			return false
+		}
+		st.Forwarded++
+		st.ForwardedBytes += uint64(n)
+		st.Replayed++
+	}
+	return true
 }
 
 // remove takes o out of its lane and returns how many outputs the fan-out has left. Lanes
@@ -460,10 +650,11 @@ func (f *Fanout) close() {
 
 // Hub keeps one Fanout per track that has viewers on this node.
 type Hub struct {
-	bus   Subscriber
-	batch Batcher
-	lanes int
-	audio *audioSel // nil: every audio track is forwarded (see Audio)
+	bus     Subscriber
+	batch   Batcher
+	lanes   int
+	timings *stagetime.Timings
+	audio   *audioSel // nil: every audio track is forwarded (see Audio)
 
 	congestion *Congestion // nil: no congestion control
 
@@ -504,6 +695,14 @@ func (h *Hub) Batch(b Batcher) {
 	h.batch = b
 }
 
+// Timings has the hub's fan-outs time their stages (stagetime.Ingest and Fanout) into t.
+// Call it before the first Attach.
+func (h *Hub) Timings(t *stagetime.Timings) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.timings = t
+}
+
 // Lanes lets each of the hub's fan-outs write its packets from up to n goroutines (one lane
 // per LaneMin viewers): on a machine with idle cores a track with many viewers is fanned out
 // in parallel. 0 or 1 keeps every fan-out on the goroutine that delivers its packets. Call it
@@ -535,7 +734,7 @@ func (h *Hub) attach(room, track string, o *Output, audio bool) (*Fanout, func()
 	}
 	e, ok := h.fanouts[key]
 	if !ok {
-		f := &Fanout{batch: h.batch, maxLanes: h.lanes}
+		f := &Fanout{batch: h.batch, maxLanes: h.lanes, timings: h.timings}
 		deliver, gated := f.Forward, audio && h.audio != nil
 		if gated {
 			g, err := h.audio.add(room, track, f)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -22,8 +23,9 @@ type Track struct {
 	// (Hub.Audio, AttachAudio): room subscribers, who receive every publisher's audio, set it;
 	// a WHEP viewer, who chose one publisher, does not.
 	TopAudio bool
-	// OnBound runs once packets flow to the client (request a keyframe there, so a new
-	// client sees a picture at once). OnKeyframeRequest runs for the client's PLI and FIR.
+	// OnBound runs once packets flow to the client unless they began with the track's cached
+	// key frame (request a keyframe there, so a new client sees a picture at once: a video
+	// client's packets wait for it). OnKeyframeRequest runs for the client's PLI and FIR.
 	OnBound, OnKeyframeRequest func()
 
 	mu     sync.Mutex
@@ -57,6 +59,10 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	}
 	out := NewOutput(uint32(ctx.SSRC()), uint8(codec.PayloadType), ctx.WriteStream())
 	bindRTX(out, ctx, codec)
+	if isKey := KeyframeStart(codec.MimeType); isKey != nil && t.Kind() == webrtc.RTPCodecTypeVideo {
+		// A decodable first frame: the cached key frame at once, or the next one.
+		out.StartAtKeyframe(isKey)
+	}
 	attach := t.Hub.Attach
 	if t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio {
 		attach = t.Hub.AttachAudio
@@ -69,9 +75,9 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	t.out, t.fan, t.detach = out, fan, detach
 	t.mu.Unlock()
 	t.Hub.congestionControl().add(ctx.ID(), t.MediaKind, out, fan, t.OnKeyframeRequest)
-	if t.OnBound != nil {
+	if t.OnBound != nil && out.isKey == nil {
 		t.OnBound()
-	}
+	} // else when the viewer's transport is up (ReadRTCP), unless the cache served it
 	return codec, nil
 }
 
@@ -94,8 +100,10 @@ func (t *Track) Detach() {
 }
 
 // ReadRTCP answers the client's feedback until the sender stops: NACKs from the node's packet
-// cache, PLI and FIR through OnKeyframeRequest.
+// cache, PLI and FIR through OnKeyframeRequest. A video client's packets start here first,
+// once the track is bound and the client's DTLS is done.
 func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
+	t.startWhenConnected(sender)
 	lost := make([]uint16, 0, 64)
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -121,6 +129,53 @@ func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
 				}
 			}
 		}
+	}
+}
+
+// startPoll is how often startWhenConnected looks at the client's transport, and startWithin
+// how long at most: then the client's packets start anyway (one whose DTLS never completes
+// is ended by its session's connect timeout first).
+const (
+	startPoll   = time.Millisecond
+	startWithin = 30 * time.Second
+)
+
+// startWhenConnected waits until the track is bound and sender's DTLS transport connected
+// (pion drops what is written before: a key frame sent then is lost, and the client waits
+// for the next), then starts a video client's packets: the track's cached key frame at once,
+// or a key frame asked for (OnBound) and waited for. pion has no event for it that several
+// tracks of one connection could each wait on, so the transport's state is polled; a client
+// connects within tens of milliseconds, which is tens of polls.
+func (t *Track) startWhenConnected(sender *webrtc.RTPSender) {
+	tick := time.NewTicker(startPoll)
+	defer tick.Stop()
+	deadline := time.Now().Add(startWithin)
+	for {
+		t.mu.Lock()
+		fan, out, bound := t.fan, t.out, t.detach != nil
+		t.mu.Unlock()
+		if bound && out.isKey == nil {
+			return // started at Bind
+		}
+		tr := sender.Transport()
+		if tr == nil || time.Now().After(deadline) {
+			if bound && !fan.start(out) && t.OnBound != nil { // play it anyway
+				t.OnBound()
+			}
+			return
+		}
+		switch tr.State() {
+		case webrtc.DTLSTransportStateFailed, webrtc.DTLSTransportStateClosed:
+			return // the connection ended (closing it stops its DTLS transport)
+		case webrtc.DTLSTransportStateConnected:
+			if bound {
+				if !fan.start(out) && t.OnBound != nil {
+					t.OnBound()
+				}
+				return
+			}
+		}
+		<-tick.C
 	}
 }
 

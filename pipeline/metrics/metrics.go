@@ -17,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 )
 
 // ScrapeTimeout bounds what one scrape (or readiness check) may spend asking JetStream.
@@ -46,6 +47,7 @@ type Forwarding struct {
 	RetransmittedRTX                                           uint64
 	ForwardedBytes                                             uint64
 	NACKs, NACKed                                              uint64
+	Replayed                                                   uint64
 	DroppedInvalid, DroppedWrite, DroppedOversize, DroppedSlow uint64
 }
 
@@ -54,10 +56,12 @@ type Sources struct {
 	Sessions func() map[string]int // live WebRTC sessions by transport
 	Ingress  func() Ingress
 	// RTMP are the RTMP ingest's counters (nil: RTMP off); PLIsSent is not used.
-	RTMP          func() Ingress
-	Forwarding    func() Forwarding
-	Bus           *mediabus.MediaBus
-	Edge          *rtc.Edge
+	RTMP       func() Ingress
+	Forwarding func() Forwarding
+	Bus        *mediabus.MediaBus
+	Edge       *rtc.Edge
+	// Stages are the forward path's stage timings (stagetime), exported as one histogram.
+	Stages        *stagetime.Timings
 	NATS          *natsnode.Server
 	ProjectionLag func(context.Context) (uint64, error)
 	// RoomKeys reads the rooms projection bucket (key → value, live keys only).
@@ -135,6 +139,8 @@ var (
 		"RTP packets resent to viewers from the node's packet cache on NACK.", nil, nil)
 	descRetransmittedRTX = prometheus.NewDesc("jetmedia_egress_rtp_retransmitted_rtx_packets_total",
 		"Retransmitted packets sent on the viewer's RTX stream (RFC 4588), part of jetmedia_egress_rtp_retransmitted_packets_total.", nil, nil)
+	descReplayed = prometheus.NewDesc("jetmedia_egress_rtp_replayed_packets_total",
+		"RTP packets sent to new video viewers from the track's cache (its newest key frame and what followed), part of the forwarded ones.", nil, nil)
 	descNACKs = prometheus.NewDesc("jetmedia_rtcp_nacks_received_total",
 		"RTCP NACK reports received from viewers.", nil, nil)
 	descNACKed = prometheus.NewDesc("jetmedia_rtcp_nack_requested_packets_total",
@@ -158,6 +164,9 @@ var (
 		"Batched UDP datagrams the kernel refused to send.", nil, nil)
 	descEdgeSegments = prometheus.NewDesc("jetmedia_edge_gso_segments_total",
 		"Batched UDP datagrams sent as segments of one message with others to the same destination (UDP GSO).", nil, nil)
+	descStages = prometheus.NewDesc("jetmedia_forward_stage_seconds",
+		"Time RTP spends in each stage of the node's forward path: ingest (the edge socket's read to the track's fan-out: pion's demultiplexing, SRTP, interceptors and goroutine hand-offs), fanout (the fan-out's start until a lane has written the packet to its viewers), queue (the oldest packet of a batched send's wait for its sender), send (the send's system calls).",
+		[]string{"stage"}, nil)
 	descEdgeGSO = prometheus.NewDesc("jetmedia_edge_gso",
 		"1 while the WebRTC port sends with UDP GSO (asked for, offered by the kernel and not refused by it).", nil, nil)
 )
@@ -167,8 +176,8 @@ type nodeCollector struct{ src Sources }
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
-		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descNACKs, descNACKed,
-		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO} {
+		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descReplayed, descNACKs, descNACKed,
+		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descStages} {
 		ch <- d
 	}
 }
@@ -181,6 +190,11 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	c.collectMedia(gauge, counter)
+	if c.src.Stages != nil {
+		for _, m := range stageMetrics(c.src.Stages) {
+			ch <- m
+		}
+	}
 	if c.src.ProjectionLag == nil || c.src.RoomKeys == nil {
 		return
 	}
@@ -235,6 +249,7 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		counter(descOutBytes, f.ForwardedBytes)
 		counter(descRetransmitted, f.Retransmitted)
 		counter(descRetransmittedRTX, f.RetransmittedRTX)
+		counter(descReplayed, f.Replayed)
 		counter(descNACKs, f.NACKs)
 		counter(descNACKed, f.NACKed)
 		counter(descDropped, f.DroppedInvalid, "invalid")
@@ -265,6 +280,22 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 	if c.src.NATS != nil {
 		counter(descSlow, uint64(max(c.src.NATS.NATS().NumSlowConsumers(), 0)))
 	}
+}
+
+// stageMetrics are the forward path's stage histograms, in Prometheus' cumulative form.
+func stageMetrics(t *stagetime.Timings) []prometheus.Metric {
+	out := make([]prometheus.Metric, 0, len(stagetime.Stages))
+	for _, st := range stagetime.Stages {
+		s := t.Snapshot(st)
+		buckets := make(map[float64]uint64, stagetime.Buckets-1)
+		var cum uint64
+		for i := range stagetime.Buckets - 1 { // the last bucket is +Inf: Count
+			cum += s.Buckets[i]
+			buckets[stagetime.UpperBound(i).Seconds()] = cum
+		}
+		out = append(out, prometheus.MustNewConstHistogram(descStages, s.Count, s.Sum.Seconds(), buckets, st.String()))
+	}
+	return out
 }
 
 // roomCounts are the sizes of the rooms projection.

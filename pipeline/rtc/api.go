@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/pipeline/audiolevel"
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 )
 
 // Config configures the WebRTC media edge.
@@ -40,6 +41,9 @@ type Config struct {
 	// MaxPublishBitrate holds each publisher under this many bit/s with REMB, sent once a
 	// second (0: no REMB).
 	MaxPublishBitrate int
+	// Timings, when set, get the arrival of every RTP datagram the edge reads and the queue
+	// and send times of its batched sends (stagetime's Ingest, Queue and Send stages).
+	Timings *stagetime.Timings
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -64,7 +68,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	if senders <= 0 {
 		senders = runtime.GOMAXPROCS(0)
 	}
-	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders, !cfg.NoGSO)
+	conn, fallback := newBatchConn(udp.(*net.UDPConn), senders, !cfg.NoGSO, cfg.Timings)
 	if fallback != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("media edge sends without its fast path", "reason", fallback)
 	}

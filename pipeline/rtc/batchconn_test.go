@@ -37,7 +37,7 @@ func listenEdge(t *testing.T, network, bind string, senders int) *batchConn {
 		t.Skipf("no dual-stack socket on this machine: %v", err)
 	}
 	require.NoError(t, err)
-	c, err := newBatchConn(udp, senders, true)
+	c, err := newBatchConn(udp, senders, true, nil)
 	require.NoError(t, err, "the send socket")
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -52,7 +52,7 @@ func shardedConn(t testing.TB, senders int) *batchConn { return edgeConn(t, send
 // this project runs CI on; elsewhere the test is skipped, loudly.
 func edgeConn(t testing.TB, senders int, gso bool) *batchConn {
 	t.Helper()
-	c, fallback := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders, gso)
+	c, fallback := newBatchConn(listenUDP(t, "udp4", "127.0.0.1:0"), senders, gso, nil)
 	t.Cleanup(func() { _ = c.Close() })
 	if gso && fallback != nil && (runtime.GOOS != "linux" || os.Getenv("CI") == "") {
 		t.Skipf("SKIP (loud): this platform sends without UDP GSO: %v", fallback)
@@ -491,7 +491,7 @@ func BenchmarkEdgeWrite(b *testing.B) {
 // datagram's local address; elsewhere the benchmark is skipped, loudly.
 func anyAddrConn(b *testing.B, senders int, gso bool) *batchConn {
 	b.Helper()
-	c, fallback := newBatchConn(listenUDP(b, "udp4", "0.0.0.0:0"), senders, gso)
+	c, fallback := newBatchConn(listenUDP(b, "udp4", "0.0.0.0:0"), senders, gso, nil)
 	b.Cleanup(func() { _ = c.Close() })
 	if fallback != nil || c.src == nil {
 		b.Skipf("SKIP (loud): no packet info or fast path here: %v", fallback)

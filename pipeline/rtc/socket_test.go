@@ -117,7 +117,7 @@ func TestEdgeRepliesFromTheAddressPeersSentTo(t *testing.T) {
 				t.Skipf("SKIP (loud): no dual-stack socket on this machine: %v", err)
 			}
 			require.NoError(t, err)
-			c, fallback := newBatchConn(udp, 1, tc.gso)
+			c, fallback := newBatchConn(udp, 1, tc.gso, nil)
 			t.Cleanup(func() { _ = c.Close() })
 			if tc.gso && fallback != nil && os.Getenv("CI") == "" {
 				t.Skipf("SKIP (loud): %v", fallback)

@@ -241,6 +241,8 @@ type trackRecv struct {
 type reception struct {
 	pub        *publisher
 	firstVideo atomic.Int64 // unix nanos of the first video packet
+	firstKey   atomic.Int64 // unix nanos of the first packet of a video key frame
+	connected  atomic.Int64 // unix nanos when ICE and DTLS were done (0: not known)
 	video      trackRecv
 	audio      trackRecv
 	mu         sync.Mutex // guards seq trackers against the final read
@@ -278,6 +280,9 @@ func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, arrived, rea
 	}
 	if video {
 		rc.firstVideo.CompareAndSwap(0, arrived.UnixNano())
+		if vp8KeyStart(payload) {
+			rc.firstKey.CompareAndSwap(0, arrived.UnixNano())
+		}
 	}
 	rec.got.add(len(pkt))
 	rc.mu.Lock()
@@ -288,6 +293,12 @@ func (rc *reception) record(pkt []byte, rec *trackRecv, video bool, arrived, rea
 		lat.arrival.Record(arrived.Sub(at))
 		lat.read.Record(read.Sub(at))
 	}
+}
+
+// vp8KeyStart reports whether a VP8 payload as the publishers send it (a one-byte payload
+// descriptor) starts a key frame: S set, partition 0, the frame header's P bit clear.
+func vp8KeyStart(payload []byte) bool {
+	return len(payload) >= 2 && payload[0]&0x80 == 0 && payload[0]&0x10 != 0 && payload[0]&0x07 == 0 && payload[1]&0x01 == 0
 }
 
 // subscriber plays one publisher's tracks through WHEP and measures what arrives.
@@ -312,7 +323,8 @@ func startSubscriber(ctx context.Context, api *webrtc.API, hc *http.Client, base
 		s.rec.pub = pub
 		var err error
 		s.whep, err = rtcclient.StartWHEP(ctx, api, endpoint, kinds, func(tr *webrtc.TrackRemote) { s.rec.read(tr, s.lat) },
-			rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc))
+			rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc),
+			rtcclient.WithConnected(func() { s.rec.connected.CompareAndSwap(0, time.Now().UnixNano()) }))
 		if err != nil {
 			return nil, err
 		}

@@ -484,6 +484,7 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 	if err != nil {
 		return nil, fmt.Errorf("lite viewer: %w", err)
 	}
+	v.rec.connected.Store(time.Now().UnixNano())
 	v.keys.Store(keys)
 	v.sock.kick() // reports from now on
 	ok = true

@@ -196,6 +196,11 @@ type Report struct {
 	// Join is from a subscriber's POST (ModeRooms: its SDK Join call) to its first video
 	// packet (of any publisher).
 	Join Quantiles `json:"join_ms"`
+	// FirstKeyframe is from a subscriber's POST to its first packet of a video key frame (its
+	// first decodable frame begins), KeyframeAfterConnect from when its ICE and DTLS were done
+	// (ModeWHIP) to that packet: what a node's cached key frame or its key-frame request saves.
+	FirstKeyframe        Quantiles `json:"first_keyframe_ms"`
+	KeyframeAfterConnect Quantiles `json:"first_keyframe_after_connect_ms"`
 
 	SubscribersJoined  int `json:"subscribers_joined"`
 	SubscribersFailed  int `json:"subscribers_failed"`
@@ -206,6 +211,9 @@ type Report struct {
 	FirstError               string `json:"first_error,omitempty"`
 	PLIsToPublishers         uint64 `json:"plis_to_publishers"`
 
+	// ServerStages are the server's forward-path stages during the hold (ingest, fanout,
+	// queue, send), read from its /metrics when it has them (jetmedia_forward_stage_seconds).
+	ServerStages map[string]StageQuantiles `json:"server_stages_ms,omitempty"`
 	// Server is the server's process during the hold (with ServerPID); Tool is this one's.
 	Server *Process `json:"server,omitempty"`
 	Tool   *Process `json:"tool,omitempty"`
@@ -273,6 +281,25 @@ func joinTime(v viewer) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Unix(0, first).Sub(v.joinStarted()), true
+}
+
+// keyframeTimes are from a viewer's start of joining, and from its connection (when known),
+// to its first key-frame packet of any publisher; false with none yet.
+func keyframeTimes(v viewer) (fromJoin, fromConnect time.Duration, connected, ok bool) {
+	var first, conn int64
+	for _, rc := range v.receptions() {
+		if f := rc.firstKey.Load(); f != 0 && (first == 0 || f < first) {
+			first, conn = f, rc.connected.Load()
+		}
+	}
+	if first == 0 {
+		return 0, 0, false, false
+	}
+	fromJoin = time.Unix(0, first).Sub(v.joinStarted())
+	if conn != 0 {
+		return fromJoin, time.Duration(first - conn), true, true
+	}
+	return fromJoin, 0, false, true
 }
 
 // run is the state of one Run.
@@ -369,6 +396,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	joins.Wait()
 	// The hold: steady state, measured.
 	sampler := newSampler(r.serverSampler())
+	stagesBefore, stagesErr := scrapeStages(ctx, r.hc, cfg.URL) // a server without them: none
 	holdStart := time.Now()
 	r.lat.measuring.Store(true)
 	recvBefore := r.received()
@@ -377,6 +405,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	holdEnd := time.Now()
 	recvAfter := r.received()
 	server, tool := sampler.stop()
+	var stages map[string]StageQuantiles
+	if stagesErr == nil {
+		if after, err := scrapeStages(ctx, r.hc, cfg.URL); err == nil {
+			stages = stageDelta(stagesBefore, after)
+		}
+	}
 
 	// Stop sending, let the last packets arrive, then account.
 	stopSending()
@@ -387,6 +421,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		server.PID, server.MetricsURL = cfg.ServerPID, cfg.MetricsURL
 	}
 	rep.Server, rep.Tool = server, tool
+	rep.ServerStages = stages
 	if server != nil && server.CPUPercent > 0 {
 		rep.PacketsPerServerCore = rep.ReceivedPPS / (server.CPUPercent / 100)
 	}
@@ -533,7 +568,7 @@ func (r *run) report(started time.Time, hold time.Duration) *Report {
 	} else {
 		rep.Viewer = "sdk"
 	}
-	var joins []time.Duration
+	var joins, keys, keysAfterConnect []time.Duration
 	subs := r.snapshotSubs()
 	for _, s := range subs {
 		complete := true
@@ -558,6 +593,12 @@ func (r *run) report(started time.Time, hold time.Duration) *Report {
 			}
 			rc.mu.Unlock()
 		}
+		if fromJoin, fromConn, connected, ok := keyframeTimes(s); ok {
+			keys = append(keys, fromJoin)
+			if connected {
+				keysAfterConnect = append(keysAfterConnect, fromConn)
+			}
+		}
 		if d, ok := joinTime(s); !ok {
 			rep.SubscribersNoMedia++
 		} else {
@@ -571,6 +612,8 @@ func (r *run) report(started time.Time, hold time.Duration) *Report {
 	rep.Latency = histQuantiles(&r.lat.arrival)
 	rep.ReadLatency = histQuantiles(&r.lat.read)
 	rep.Join = durQuantiles(joins)
+	rep.FirstKeyframe = durQuantiles(keys)
+	rep.KeyframeAfterConnect = durQuantiles(keysAfterConnect)
 	r.mu.Lock()
 	rep.SubscribersJoined, rep.SubscribersFailed = len(r.subs), r.failed
 	if r.firstErr != nil {

@@ -16,8 +16,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	token string
-	hc    *http.Client
+	token       string
+	hc          *http.Client
+	onConnected func()
 }
 
 // WithToken sends token as the bearer token (Authorization: Bearer) of the POST and of the
@@ -26,6 +27,9 @@ func WithToken(token string) Option { return func(o *options) { o.token = token 
 
 // WithHTTPClient sends the session's requests with hc (default: http.DefaultClient).
 func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = hc } }
+
+// WithConnected calls fn once the session's PeerConnection is connected (ICE and DTLS done).
+func WithConnected(fn func()) Option { return func(o *options) { o.onConnected = fn } }
 
 func collect(opts []Option) options {
 	o := options{hc: http.DefaultClient}
@@ -93,6 +97,14 @@ func StartWHEP(ctx context.Context, api *webrtc.API, endpoint string, kinds []we
 		return nil, fmt.Errorf("rtcclient: %w", err)
 	}
 	s := &Session{PC: pc, opts: collect(opts)}
+	if fn := s.opts.onConnected; fn != nil {
+		var once sync.Once
+		pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+			if st == webrtc.PeerConnectionStateConnected {
+				once.Do(fn)
+			}
+		})
+	}
 	for _, k := range kinds {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			return nil, s.abort(fmt.Errorf("rtcclient: add transceiver: %w", err))

@@ -70,6 +70,7 @@ func (n *Node) metricSources() metrics.Sources {
 		Forwarding:    func() metrics.Forwarding { return metrics.Forwarding(n.hub.Stats()) },
 		Bus:           n.bus,
 		Edge:          n.edge,
+		Stages:        n.timings,
 		NATS:          n.srv,
 		ProjectionLag: n.ProjectionLag,
 		RoomKeys:      func(ctx context.Context) (map[string][]byte, error) { return projections.Snapshot(ctx, n.rooms) },

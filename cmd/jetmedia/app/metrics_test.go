@@ -55,6 +55,7 @@ func TestMetricNames(t *testing.T) {
 		"jetmedia_projection_lag_events", "jetmedia_nats_slow_consumers_total",
 		"jetmedia_edge_datagrams_sent_total", "jetmedia_edge_send_errors_total",
 		"jetmedia_edge_gso_segments_total", "jetmedia_edge_gso",
+		"jetmedia_egress_rtp_replayed_packets_total", "jetmedia_forward_stage_seconds",
 		"process_cpu_seconds_total", "process_resident_memory_bytes",
 	} {
 		require.Contains(t, string(body), "\n# TYPE "+name+" ", "metric %s is exposed", name)

@@ -28,6 +28,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
@@ -59,8 +60,9 @@ type Node struct {
 	bus      *mediabus.MediaBus
 	edge     *rtc.Edge
 	hub      *forward.Hub
-	sessions *rtc.Registry // every WebRTC session: WHIP, WHEP and room SDK
-	keys     *auth.Keyring // verifies tokens; see auth.go
+	timings  *stagetime.Timings // the forward path's stages, read by /metrics
+	sessions *rtc.Registry      // every WebRTC session: WHIP, WHEP and room SDK
+	keys     *auth.Keyring      // verifies tokens; see auth.go
 	devMode  bool
 	whip     *whip.Handler
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set

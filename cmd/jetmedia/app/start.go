@@ -19,6 +19,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
@@ -92,6 +93,8 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	}
 	n.hub = forward.NewHub(n.bus)
 	n.hub.Lanes(cfg.FanoutLanes)
+	n.timings = new(stagetime.Timings)
+	n.hub.Timings(n.timings)
 
 	return nil
 }
@@ -148,6 +151,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
 		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
 		BWE: rtc.BWEConfig{Off: !cfg.BWE}, MaxPublishBitrate: cfg.MaxPublishBitrate,
+		Timings: n.timings,
 	})
 	if err != nil {
 		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)
