@@ -128,6 +128,12 @@ func newEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "ccm", Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
+	// Simulcast publishers (RID layers) need mid, rtp-stream-id and repaired-rtp-stream-id in
+	// the answer: Chromium refuses an answer that echoes a=simulcast without them. Forwarded
+	// packets lose the publisher's extensions (forward.Rewriter): a viewer's ids are its own.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, nil, fmt.Errorf("rtc: simulcast header extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
