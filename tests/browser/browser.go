@@ -208,6 +208,14 @@ type PageStats struct {
 	FramesSent    int    `json:"framesSent"`    // outbound video
 	BytesReceived int64  `json:"bytesReceived"` // inbound audio and video
 	State         string `json:"state"`         // the first word(s) of the status line
+	// FrameWidth and FrameHeight are the inbound video's latest decoded size, PacketsLost its
+	// loss count, Codec its MIME type; LayersSent counts outbound video encodings (simulcast
+	// layers) that sent frames.
+	FrameWidth  int    `json:"frameWidth"`
+	FrameHeight int    `json:"frameHeight"`
+	PacketsLost int    `json:"packetsLost"`
+	LayersSent  int    `json:"layersSent"`
+	Codec       string `json:"codec"`
 }
 
 // Stats reads the demo page's counters.
