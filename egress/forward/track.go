@@ -211,6 +211,22 @@ func (t *Track) SetTarget(update func(*LayerTarget)) error {
 	return nil
 }
 
+// ChooseLayer applies a viewer's choice (signal.LayerChooser): quality is the manual layer
+// ("" automatic), width and height the rendered size; nil leaves each as it was.
+func (t *Track) ChooseLayer(quality *string, width, height *int) error {
+	return t.SetTarget(func(lt *LayerTarget) {
+		if quality != nil {
+			lt.Manual = *quality
+		}
+		if width != nil {
+			lt.Width = *width
+		}
+		if height != nil {
+			lt.Height = *height
+		}
+	})
+}
+
 // switched runs on the new layer's delivery goroutine once the output moved.
 func (t *Track) switched(layer string, f *Fanout, detach func()) {
 	t.mu.Lock()

@@ -59,7 +59,20 @@ type Output struct {
 	// Receive lists the kinds of tracks announced by publish: the shell adds a receiving
 	// transceiver for each and offers it, so the client never has to make an offer itself.
 	Receive []string
+	// Layers are the client's layer choices for subscribed tracks.
+	Layers []LayerChoice
 }
+
+// LayerChoice is a client's choice for a subscribed track's simulcast layer: Quality nil
+// leaves the manual choice as it was; Width and Height nil leave the size as it was.
+type LayerChoice struct {
+	Track         string
+	Quality       *string
+	Width, Height *int
+}
+
+// MaxDimension bounds a rendered size a client may report (pixels).
+const MaxDimension = 16384
 
 // Transport names room SDK peers in their events.
 const Transport = "sdk"
@@ -346,6 +359,8 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		return c.mute(m)
 	case TypeUpdate:
 		return c.update(m)
+	case TypeLayer:
+		return c.layer(m)
 	case TypeLeave:
 		return c.close(now, rtc.ReasonClosed)
 	case TypeJoin:
@@ -427,6 +442,23 @@ func (c *Core) data(m ClientMessage) Output {
 		return refuse(CodeNotFound, "data: no peer %q in room %q", m.To, c.room)
 	}
 	return Output{Data: []DataMessage{{From: c.peer, To: m.To, Payload: *m.Payload}}}
+}
+
+// layer: a choice for a subscribed track's simulcast layer; nothing enters the log (the
+// layer a viewer receives is the node's business, changed at every resize).
+func (c *Core) layer(m ClientMessage) Output {
+	dim := func(v *int) bool { return v == nil || (*v >= 0 && *v <= MaxDimension) }
+	switch {
+	case !c.subscribed[m.Track]:
+		return refuse(CodeNotFound, "layer: not subscribed to track %q", m.Track)
+	case m.Quality == nil && m.Width == nil && m.Height == nil:
+		return refuse(CodeBadRequest, "layer: quality, width or height is required")
+	case !dim(m.Width) || !dim(m.Height):
+		return refuse(CodeBadRequest, "layer: width and height must be 0 to %d pixels", MaxDimension)
+	case m.Quality != nil && *m.Quality != "" && !slices.Contains(c.tracks[m.Track].Layers, *m.Quality):
+		return refuse(CodeBadRequest, "layer: track %q has no layer %q (layers %v)", m.Track, *m.Quality, c.tracks[m.Track].Layers)
+	}
+	return Output{Layers: []LayerChoice{{Track: m.Track, Quality: m.Quality, Width: m.Width, Height: m.Height}}}
 }
 
 func (c *Core) mute(m ClientMessage) Output {

@@ -35,6 +35,12 @@ type Verifier interface {
 // (a forward.Track on the node's hub), wired by cmd, because ingress may not import egress.
 type Deliverer func(room string, spec TrackSpec, onBound, onKeyframeRequest func()) DeliveredTrack
 
+// LayerChooser is a DeliveredTrack that forwards one of several simulcast layers; the client's
+// choice reaches it here (nil pointers: unchanged).
+type LayerChooser interface {
+	ChooseLayer(quality *string, width, height *int) error
+}
+
 // DeliveredTrack is a pion TrackLocal fed by the node's fan-out of a published track.
 type DeliveredTrack interface {
 	webrtc.TrackLocal
@@ -711,6 +717,9 @@ func (c *conn) apply(out Output, _ error) {
 	for _, t := range out.Unsubscribe {
 		c.unsubscribe(t)
 	}
+	for _, l := range out.Layers {
+		c.chooseLayer(l)
+	}
 	for _, t := range out.Unpublished {
 		if s := c.stopped[t]; s != nil {
 			s.Store(true)
@@ -852,6 +861,21 @@ func (c *conn) subscribe(t TrackSpec) {
 	c.senders[t.Track] = sender
 	c.needOffer = true
 	c.h.cfg.Sessions.Go(func() { lt.ReadRTCP(sender) })
+}
+
+// chooseLayer passes a client's layer choice to the track it is for.
+func (c *conn) chooseLayer(l LayerChoice) {
+	sender, ok := c.senders[l.Track]
+	if !ok {
+		return
+	}
+	lc, ok := sender.Track().(LayerChooser)
+	if !ok {
+		return
+	}
+	if err := lc.ChooseLayer(l.Quality, l.Width, l.Height); err != nil {
+		c.send(errMsg(CodeInternal, "layer of track %s not changed: %v", l.Track, err))
+	}
 }
 
 func (c *conn) unsubscribe(track string) {

@@ -123,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
-			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine,
+			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, Layers: simulcastLayers(spec.Layers),
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver,
@@ -329,4 +329,12 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// simulcastLayers is a track's layer list for forward.Track: none for a single layer.
+func simulcastLayers(layers []string) []string {
+	if len(layers) < 2 {
+		return nil
+	}
+	return layers
 }

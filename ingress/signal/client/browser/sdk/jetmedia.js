@@ -324,6 +324,53 @@ export class Room extends EventTarget {
     this.#send({ type: "subscribe", track: trackId });
   }
 
+  /**
+   * Chooses the simulcast layer of a subscribed track: one of its `layers` (lowest first,
+   * e.g. "q", "h", "f"), or "" to let the server choose from the bandwidth and the size the
+   * track is shown at (see watchSize). The picture changes at the layer's next key frame.
+   * @param {string} trackId
+   * @param {string} quality
+   */
+  setQuality(trackId, quality) {
+    this.#requireJoined("setQuality");
+    this.#send({ type: "layer", track: trackId, quality });
+  }
+
+  /**
+   * Tells the server the size a subscribed track is rendered at (pixels), so that it sends
+   * the smallest simulcast layer that fills it.
+   * @param {string} trackId
+   * @param {number} width
+   * @param {number} height
+   */
+  setViewSize(trackId, width, height) {
+    this.#requireJoined("setViewSize");
+    this.#send({ type: "layer", track: trackId, width: Math.round(width), height: Math.round(height) });
+  }
+
+  /**
+   * Reports an element's rendered size for a subscribed track now and whenever it changes
+   * (ResizeObserver, at most every 500 ms). Returns a function that stops watching.
+   * @param {string} trackId
+   * @param {Element} element
+   */
+  watchSize(trackId, element) {
+    let timer = null;
+    let last = "";
+    const report = () => {
+      timer = null;
+      const r = element.getBoundingClientRect();
+      const dpr = globalThis.devicePixelRatio || 1;
+      const w = Math.round(r.width * dpr), h = Math.round(r.height * dpr);
+      if (`${w}x${h}` === last || this.#ws === null) return;
+      last = `${w}x${h}`;
+      this.setViewSize(trackId, w, h);
+    };
+    const observer = new ResizeObserver(() => { timer ??= setTimeout(report, 500); });
+    observer.observe(element);
+    return () => { observer.disconnect(); if (timer) clearTimeout(timer); };
+  }
+
   /** Stops receiving a track. @param {string} trackId */
   unsubscribe(trackId) {
     this.#requireJoined("unsubscribe");
