@@ -59,6 +59,9 @@ type Output struct {
 	// Receive lists the kinds of tracks announced by publish: the shell adds a receiving
 	// transceiver for each and offers it, so the client never has to make an offer itself.
 	Receive []string
+	// ReceiveLayers are the simulcast layers the receiving m-line of the publish asks for
+	// (lowest first; empty: one layer).
+	ReceiveLayers []string
 	// Layers are the client's layer choices for subscribed tracks.
 	Layers []LayerChoice
 }
@@ -385,8 +388,18 @@ func (c *Core) publish(m ClientMessage) Output {
 	if n := utf8.RuneCountInString(m.Source); n > MaxSource || !utf8.ValidString(m.Source) {
 		return refuse(CodeBadRequest, "publish: source must be valid text of at most %d characters (got %d)", MaxSource, n)
 	}
+	var layers []string
+	if len(m.Simulcast) > 0 {
+		if m.Kind != "video" {
+			return refuse(CodeBadRequest, "publish: only video is sent in simulcast layers")
+		}
+		var err error
+		if layers, err = rtc.CheckLayers(m.Simulcast); err != nil {
+			return refuse(CodeBadRequest, "publish: %v", err)
+		}
+	}
 	c.announced = append(c.announced, m)
-	return Output{Receive: []string{m.Kind}}
+	return Output{Receive: []string{m.Kind}, ReceiveLayers: layers}
 }
 
 func (c *Core) unpublish(m ClientMessage) Output {
@@ -566,7 +579,7 @@ func (c *Core) TrackStarted(now time.Time, t TrackSpec) (Output, bool) {
 	muted := m.Muted != nil && *m.Muted
 	c.muted[t.Track] = muted
 	out.Events = append(out.Events, events.TrackPublished{Peer: c.peer, Track: t.Track, Kind: t.Kind,
-		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: []string{"0"},
+		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: layersOrSingle(t.Layers),
 		Source: m.Source, Muted: muted})
 	if t.Kind == "video" {
 		out.PLI = c.KeyframeRequested(now, t.Track).PLI
@@ -661,4 +674,13 @@ func (c *Core) ending() []events.Payload {
 		out = append(out, events.TrackUnpublished{Peer: c.peer, Track: t})
 	}
 	return out
+}
+
+// layersOrSingle is a track's layer list for its track.published: the single layer "0"
+// without simulcast.
+func layersOrSingle(layers []string) []string {
+	if len(layers) == 0 {
+		return []string{rtc.SingleLayer}
+	}
+	return slices.Clone(layers)
 }

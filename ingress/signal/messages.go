@@ -83,10 +83,13 @@ type ClientMessage struct {
 	// offer, answer, candidate
 	SDP       string          `json:"sdp,omitempty"`
 	Candidate json.RawMessage `json:"candidate,omitempty"`
-	// publish (kind, source, muted), mute (track, muted)
-	Kind   string `json:"kind,omitempty"`
-	Source string `json:"source,omitempty"`
-	Muted  *bool  `json:"muted,omitempty"`
+	// publish (kind, source, muted, simulcast), mute (track, muted)
+	Kind string `json:"kind,omitempty"`
+	// Simulcast are the layers (RIDs) a video publish sends: the server's offer asks the
+	// client's transceiver for one encoding each.
+	Simulcast []string `json:"simulcast,omitempty"`
+	Source    string   `json:"source,omitempty"`
+	Muted     *bool    `json:"muted,omitempty"`
 	// unpublish, subscribe, unsubscribe, mute, layer
 	Track string `json:"track,omitempty"`
 	// layer: Quality is the layer id wanted ("" automatic; absent: unchanged); Width and

@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -108,4 +109,59 @@ func OrderLayers(rids []string) []string {
 		return ra - rb
 	})
 	return out
+}
+
+// CheckLayers validates the simulcast layers a client says it will send (RIDs: at most
+// MaxLayers valid, distinct subject tokens) and returns them lowest first.
+func CheckLayers(ids []string) ([]string, error) {
+	if len(ids) > MaxLayers {
+		return nil, fmt.Errorf("at most %d simulcast layers (got %d)", MaxLayers, len(ids))
+	}
+	for i, id := range ids {
+		if !validLayer(id) {
+			return nil, fmt.Errorf("simulcast layer %q is not 1 to 16 letters, digits, '-' or '_'", id)
+		}
+		if slices.Contains(ids[:i], id) {
+			return nil, fmt.Errorf("simulcast layer %q given twice", id)
+		}
+	}
+	return OrderLayers(ids), nil
+}
+
+// OfferSimulcast adds to an offer's m-lines, by mid, the request to receive simulcast layers
+// (a=rid:<id> recv and a=simulcast:recv, RFC 8853): pion offers no simulcast reception of its
+// own, and a browser answering such an offer sends one encoding per RID on the transceiver
+// its addTrack made. m-lines that have a=simulcast already are left alone.
+func OfferSimulcast(offer string, layersByMid map[string][]string) string {
+	if len(layersByMid) == 0 {
+		return offer
+	}
+	lines := strings.Split(offer, "\r\n")
+	out := make([]string, 0, len(lines)+8)
+	for i, line := range lines {
+		out = append(out, line)
+		mid, ok := strings.CutPrefix(line, "a=mid:")
+		if !ok || len(layersByMid[mid]) == 0 || sectionHas(lines[i+1:], "a=simulcast:") {
+			continue
+		}
+		for _, id := range layersByMid[mid] {
+			out = append(out, "a=rid:"+id+" recv")
+		}
+		out = append(out, "a=simulcast:recv "+strings.Join(layersByMid[mid], ";"))
+	}
+	return strings.Join(out, "\r\n")
+}
+
+// sectionHas reports whether the rest of an m-section (lines up to the next m=) has a line
+// starting with prefix.
+func sectionHas(rest []string, prefix string) bool {
+	for _, l := range rest {
+		if strings.HasPrefix(l, "m=") {
+			return false
+		}
+		if strings.HasPrefix(l, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -33,3 +33,26 @@ func TestSimulcastLayers(t *testing.T) {
 	got := SimulcastLayers(&s)
 	require.Equal(t, map[string][]string{"1": {"q", "h", "f"}, "2": {"c", "d", "e", "f"}}, got)
 }
+
+func TestCheckLayers(t *testing.T) {
+	got, err := CheckLayers([]string{"f", "q", "h"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"q", "h", "f"}, got)
+	for _, bad := range [][]string{{"a", "b", "c", "d", "e"}, {"q", "q"}, {"a.b"}, {""}} {
+		_, err := CheckLayers(bad)
+		require.Error(t, err, "%v", bad)
+	}
+}
+
+func TestOfferSimulcast(t *testing.T) {
+	offer := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=simulcast:recv x;y\r\n"
+	got := OfferSimulcast(offer, map[string][]string{"1": {"q", "h", "f"}, "2": {"q"}})
+	require.Equal(t, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n"+
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\na=simulcast:recv q;h;f\r\na=recvonly\r\n"+
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=simulcast:recv x;y\r\n", got)
+	var s sdp.SessionDescription
+	require.NoError(t, s.UnmarshalString("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"+got[len("v=0\r\n"):]))
+	require.Equal(t, offer, OfferSimulcast(offer, nil))
+}
