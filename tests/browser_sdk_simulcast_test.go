@@ -107,7 +107,9 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	wait("the SDK viewer decodes the low layer", 30*time.Second, func() bool {
 		low = peerStats()
 		return low.FramesDecoded > 10 && low.FrameWidth > 0 && low.FrameWidth < ws.FrameWidth
-	}, func() string { return fmt.Sprintf(" (last %+v, WHEP h width %d)\nconsole:\n%s", low, ws.FrameWidth, tabConsole(viewer)) })
+	}, func() string {
+		return fmt.Sprintf(" (last %+v, WHEP h width %d)\nconsole:\n%s", low, ws.FrameWidth, tabConsole(viewer))
+	})
 	setQuality("f")
 	var top sdkPeerStats
 	wait("the SDK viewer switches to the top layer", 30*time.Second, func() bool {
