@@ -44,7 +44,7 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	b := browser.Start(t, chromium)
 	room := newRoom("sdk-simulcast")
 	pub := b.Open(t, node.HTTPURL()+"/room.html?"+url.Values{"room": {room}, "name": {"pub"}, "auto": {"join"},
-		"simulcast": {"1"}, "codec": {codec}}.Encode())
+		"simulcast": {"1"}, "codec": {codec}, "video": {"640x360"}}.Encode())
 	stats := func(tab *browser.Tab) (sdkPageStats, error) {
 		return browser.Eval[sdkPageStats](tab, 5*time.Second, `window.jetmedia.stats()`)
 	}

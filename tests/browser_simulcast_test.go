@@ -33,7 +33,7 @@ func testBrowserSimulcast(t *testing.T, chromium, codec string) {
 		q.Set("room", room)
 		return node.HTTPURL() + "/?" + q.Encode()
 	}
-	publisher := b.Open(t, page(url.Values{"auto": {"publish"}, "simulcast": {"1"}, "codec": {codec}}))
+	publisher := b.Open(t, page(url.Values{"auto": {"publish"}, "simulcast": {"1"}, "codec": {codec}, "video": {"640x360"}}))
 	layers := []string{"q", "h", "f"}
 	viewers := map[string]*browser.Tab{}
 	diagnose := func() string {

@@ -29,7 +29,7 @@ func TestSimulcastTwoNodesPullOnlyWatchedLayer(t *testing.T) {
 		q.Set("token", token(t, room, "web-"+string(grant), grant))
 		return node.HTTPURL() + "/?" + q.Encode()
 	}
-	publisher := br.Open(t, page(a, url.Values{"auto": {"publish"}, "simulcast": {"1"}, "codec": {"VP8"}}, auth.Publish))
+	publisher := br.Open(t, page(a, url.Values{"auto": {"publish"}, "simulcast": {"1"}, "codec": {"VP8"}, "video": {"640x360"}}, auth.Publish))
 	ctx := ctxT(t, 60*time.Second)
 	var track projections.Track
 	require.Eventually(t, func() bool {

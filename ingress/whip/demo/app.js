@@ -283,7 +283,9 @@ function publish() {
     const simulcast = $("simulcast").checked;
     // Simulcast needs a picture large enough for three layers (Chromium drops layers below
     // about 960x540).
-    const video = simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : true;
+    const size = /^(\d+)x(\d+)$/.exec(params.get("video") || "");
+    const video = size ? { width: { ideal: Number(size[1]) }, height: { ideal: Number(size[2]) } }
+      : simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : true;
     const media = await navigator.mediaDevices.getUserMedia({ video, audio: true });
     if (signal.aborted) media.getTracks().forEach((t) => t.stop());
     signal.throwIfAborted();
