@@ -58,3 +58,15 @@ func FuzzKeyframeStart(f *testing.F) {
 		KeyframeStart("video/H264", pkt)
 	})
 }
+
+// BenchmarkKeyframeStart is the cost a pending layer switch adds to each packet of the
+// layer it waits for.
+func BenchmarkKeyframeStart(b *testing.B) {
+	vp8 := rtpWith([]byte{0x90, 0xe0, 0x05, 0x01, 0x20, 0x01, 0, 0}, true)
+	h264 := rtpWith([]byte{0x7c, 0x81, 0, 0}, true)
+	b.ReportAllocs()
+	for b.Loop() {
+		KeyframeStart("video/VP8", vp8)
+		KeyframeStart("video/H264", h264)
+	}
+}
