@@ -31,7 +31,8 @@ type sdkPageStats struct {
 // page, simulcast=1) in three layers, VP8 and H.264: the server's offer asks for the RIDs and
 // Chromium's answer sends them. A WHEP viewer of the middle layer and an SDK viewer that
 // calls setQuality decode each at its layer's width; the SDK viewer's switch from the low to
-// the top layer loses no packet.
+// the top layer loses no packet; back on automatic with a small rendered size it gets the low
+// layer again.
 func TestBrowserSDKSimulcast(t *testing.T) {
 	chromium := browser.RequireChromium(t)
 	for _, codec := range []string{"VP8", "H264"} {
@@ -119,4 +120,17 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	t.Logf("widths: low %d (SDK), middle %d (WHEP), top %d (SDK after the switch); packets lost %d -> %d",
 		low.FrameWidth, ws.FrameWidth, top.FrameWidth, low.PacketsLost, top.PacketsLost)
 	require.Equal(t, low.PacketsLost, top.PacketsLost, "no sequence gap at the switch")
+
+	// Automatic again, for a small rendered size: the node picks the low layer. The page's own
+	// size reports (its tiles' ResizeObserver) stop first, so that a late resize cannot win.
+	_, err := browser.Eval[any](viewer, 5*time.Second, `document.querySelectorAll("video").forEach((v) => v.stopWatch?.()), true`)
+	require.NoError(t, err)
+	setQuality("")
+	_, err = browser.Eval[any](viewer, 5*time.Second, fmt.Sprintf(`window.jetmedia.room.setViewSize(%q, 160, 90)`, pid.Track))
+	require.NoError(t, err)
+	var auto sdkPeerStats
+	wait("the SDK viewer goes down to the low layer for a small element", 30*time.Second, func() bool {
+		auto = peerStats()
+		return auto.FrameWidth == low.FrameWidth && auto.FramesDecoded > top.FramesDecoded+10
+	}, func() string { return fmt.Sprintf(" (last %+v)\nconsole:\n%s", auto, tabConsole(viewer)) })
 }

@@ -141,7 +141,13 @@ function wireRoom(r) {
   });
   r.addEventListener("track", (e) => {
     const li = tile(e.detail.peer);
-    play(li.querySelector("video"), e.detail.stream);
+    const video = li.querySelector("video");
+    play(video, e.detail.stream);
+    // A simulcast track: the node sends the smallest layer that fills the tile.
+    if ((r.tracks.get(e.detail.trackId)?.layers ?? []).length > 1) {
+      video.stopWatch?.();
+      video.stopWatch = r.watchSize(e.detail.trackId, video);
+    }
   });
   r.addEventListener("data", (e) => {
     const p = r.peers.get(e.detail.from);
