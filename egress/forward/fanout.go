@@ -576,7 +576,8 @@ func (h *Hub) releaseLocked(key string, e *hubEntry, outputs int) {
 	}
 }
 
-// Tracks is the number of tracks with a subscription on this node.
+// Tracks is the number of track layers with a subscription on this node (one per track
+// without simulcast).
 func (h *Hub) Tracks() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -56,3 +56,12 @@ func TestOfferSimulcast(t *testing.T) {
 	require.NoError(t, s.UnmarshalString("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"+got[len("v=0\r\n"):]))
 	require.Equal(t, offer, OfferSimulcast(offer, nil))
 }
+
+func TestTrackInfoLayers(t *testing.T) {
+	require.Equal(t, []string{"0"}, TrackInfo{Track: "t"}.Published("p").Layers)
+	layers := []string{"q", "h", "f"}
+	ev := TrackInfo{Track: "t", Layers: layers}.Published("p")
+	require.Equal(t, layers, ev.Layers)
+	ev.Layers[0] = "x"
+	require.Equal(t, "q", layers[0], "the event has its own copy")
+}

@@ -235,7 +235,7 @@ func (n *Node) Media() mediabus.MediaStats { return n.bus.Stats() }
 // dropped).
 func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
-// ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
+// ForwardedTracks is the number of track layers the node's hub holds a fan-out for (0 once every
 // viewer has gone).
 func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }
 
