@@ -21,6 +21,7 @@ var signalSamples = map[string]string{
 	"client.data":              `{"type":"data","to":"p2","payload":"hi"}`,
 	"client.leave":             `{"type":"leave"}`,
 	"client.mute":              `{"type":"mute","track":"t1","muted":true}`,
+	"client.layer":             `{"type":"layer","track":"t1","quality":"q","width":320,"height":180}`,
 	"client.update":            `{"type":"update","metadata":"{\"hand\":\"up\"}"}`,
 	"server.peer_updated":      `{"type":"peer_updated","peer":{"peer":"p2","transport":"sdk","metadata":"x"}}`,
 	"server.track_updated":     `{"type":"track_updated","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus","source":"mic","muted":false}}`,

@@ -479,6 +479,13 @@ func TestSDKManualSubscribe(t *testing.T) {
 	require.Eventually(t, func() bool { return got.Load() > 30 }, 10*time.Second, 10*time.Millisecond)
 	ev := waitEvent(t, v, client.Subscription)
 	require.Equal(t, "active", ev.State)
+	// A single-layer track takes layer choices and keeps playing; a layer it lacks is refused.
+	require.NoError(t, v.SetViewSize(track, 320, 180))
+	require.NoError(t, v.SetQuality(track, ""))
+	require.NoError(t, v.SetQuality(track, "f"))
+	require.Equal(t, "bad_request", waitEvent(t, v, client.ErrorEvent).Code)
+	before := got.Load()
+	require.Eventually(t, func() bool { return got.Load() > before+10 }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, v.Unsubscribe(track))
 	ev = waitEvent(t, v, client.Subscription)
 	require.Equal(t, "ended", ev.State)

@@ -184,5 +184,5 @@ func (a *audioSel) chooseLocked(r *audioRoom) {
 // its viewers on this node only while it is among its room's MaxStreams chosen tracks. These
 // viewers share a fan-out of their own, apart from the track's Attach viewers.
 func (h *Hub) AttachAudio(room, track string, o *Output) (*Fanout, func(), error) {
-	return h.attach(room, track, o, true)
+	return h.attach(room, track, SingleLayer, o, true)
 }

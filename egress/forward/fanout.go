@@ -36,8 +36,9 @@ type Output struct {
 	gate atomic.Uint32
 	// rtxStream resends on the viewer's RTX stream (rtx.go); nil: on the media stream.
 	rtxStream *rtxStream
-	// lane is the fan-out lane that writes to the output (set by the fan-out, under its lock).
-	lane *lane
+	// lane is the fan-out lane that writes to the output (set under the lane's lock; nil
+	// while the output is in no fan-out, as during a layer switch's move).
+	lane atomic.Pointer[lane]
 
 	// A video viewer's start: isKey finds a key frame's first packet; set, the output is
 	// dormant (gets nothing) until start, when its transport can carry packets; then its
@@ -140,6 +141,9 @@ type Fanout struct {
 	keySSRC uint32
 	workers sync.WaitGroup
 	closed  bool
+	// switches are the layer switches waiting for a packet of this fan-out (a key frame) to
+	// move their output here (see Hub.Switch); nil when none wait, so Forward pays one load.
+	switches atomic.Pointer[[]*pendingSwitch]
 	// Stats holds the fan-out's own counters (oversize drops, NACK service); the lanes keep
 	// their forwarding counters. Read the sum with Counters.
 	Stats
@@ -186,6 +190,9 @@ func (f *Fanout) Forward(pkt []byte) {
 	if f.timings != nil {
 		start = time.Now()
 		f.timings.Ingested(pkt, start)
+	}
+	if f.switches.Load() != nil {
+		f.switchAt(pkt) // before the packet is written: a moved output gets it
 	}
 	f.mu.Lock()
 	if len(f.lanes) == 0 {
@@ -381,13 +388,17 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 	}
 	r := o.rtx
 	r.n = 0
-	l := o.lane
+	l := o.lane.Load()
 	if l == nil {
 		return 0 // not (or no longer) an output of a fan-out
 	}
 	// The viewer's numbering belongs to its lane.
 	newest := uint16(f.newest.Load())
 	l.mu.Lock()
+	if o.lane.Load() != l { // moved to another layer's fan-out meanwhile
+		l.mu.Unlock()
+		return 0
+	}
 	ssrc := o.rw.Source()
 	for _, seq := range lost {
 		if r.n == MaxRetransmit {
@@ -417,6 +428,9 @@ func (f *Fanout) Retransmit(o *Output, lost []uint16) int {
 
 	l.mu.Lock()
 	r.n = 0
+	if o.lane.Load() != l {
+		kept = 0
+	}
 	for i := range kept {
 		if o.rw.Rewrite(r.buf[i][:r.len[i]]) {
 			r.len[r.n] = r.len[i]
@@ -522,7 +536,7 @@ func (f *Fanout) add(o *Output) {
 	}
 	best.mu.Lock()
 	best.outputs = append(best.outputs, o)
-	o.lane = best
+	o.lane.Store(best)
 	best.mu.Unlock()
 	f.mu.Unlock()
 }
@@ -534,7 +548,7 @@ func (f *Fanout) add(o *Output) {
 // started already.
 func (f *Fanout) start(o *Output) bool {
 	f.mu.Lock()
-	l := o.lane
+	l := o.lane.Load()
 	if l == nil || o.isKey == nil {
 		f.mu.Unlock()
 		return false
@@ -627,6 +641,7 @@ func (f *Fanout) remove(o *Output) int {
 		for i, x := range l.outputs {
 			if x == o {
 				l.outputs = append(l.outputs[:i], l.outputs[i+1:]...)
+				o.lane.CompareAndSwap(l, nil)
 				break
 			}
 		}
@@ -665,9 +680,12 @@ type Hub struct {
 }
 
 type hubEntry struct {
-	f     *Fanout
-	sub   *mediabus.MediaSubscription
-	gated bool // an audio track behind the hub's audio choice
+	f       *Fanout
+	sub     *mediabus.MediaSubscription
+	gated   bool // an audio track behind the hub's audio choice
+	room    string
+	track   string
+	waiting int // layer switches waiting for a packet of f (under Hub.mu)
 }
 
 // stats are the fan-out's counters plus the packets its subscription dropped because the
@@ -713,68 +731,95 @@ func (h *Hub) Lanes(n int) {
 	h.lanes = n
 }
 
-// Attach adds o to the track's fan-out, subscribing to the track on first use. The returned
-// fanout serves the viewer's retransmissions; detach removes the output and unsubscribes when
-// it was the last.
+// Attach adds o to the fan-out of the track's single layer (SingleLayer); see AttachLayer.
 func (h *Hub) Attach(room, track string, o *Output) (*Fanout, func(), error) {
-	return h.attach(room, track, o, false)
+	return h.attach(room, track, SingleLayer, o, false)
 }
 
-func (h *Hub) attach(room, track string, o *Output, audio bool) (*Fanout, func(), error) {
-	key := room + "." + track
-	if audio && h.audio != nil {
-		// Its own fan-out: viewers of the track that do not follow the choice (WHEP) keep
-		// theirs.
-		key += "#top"
-	}
+// AttachLayer adds o to the fan-out of one layer of a track, subscribing to the layer on
+// first use: a node subscribes only to the layers its viewers watch. The returned fanout
+// serves the viewer's retransmissions; detach removes the output and unsubscribes when it
+// was the last.
+func (h *Hub) AttachLayer(room, track, layer string, o *Output) (*Fanout, func(), error) {
+	return h.attach(room, track, layer, o, false)
+}
+
+func (h *Hub) attach(room, track, layer string, o *Output, audio bool) (*Fanout, func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	key, e, err := h.entryLocked(room, track, layer, audio)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.f.add(o)
+	return e.f, h.detacher(key, e, o), nil
+}
+
+// entryLocked returns the fan-out of a track layer, subscribing to it when it has none (h.mu
+// held). An audio track behind the hub's audio choice has its own fan-out: viewers of the
+// track that do not follow the choice (WHEP) keep theirs.
+func (h *Hub) entryLocked(room, track, layer string, audio bool) (string, *hubEntry, error) {
+	key := room + "." + track + "." + layer
+	gated := audio && h.audio != nil
+	if gated {
+		key += "#top"
+	}
 	if h.closed {
-		return nil, nil, ErrClosed
+		return key, nil, ErrClosed
 	}
 	e, ok := h.fanouts[key]
 	if !ok {
 		f := &Fanout{batch: h.batch, maxLanes: h.lanes, timings: h.timings}
-		deliver, gated := f.Forward, audio && h.audio != nil
+		deliver := f.Forward
 		if gated {
 			g, err := h.audio.add(room, track, f)
 			if err != nil {
-				return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
+				return key, nil, fmt.Errorf("forward: attach %s: %w", key, err)
 			}
 			deliver = g.Forward
 		}
-		sub, err := h.bus.Subscribe(room, track, "0", deliver)
+		sub, err := h.bus.Subscribe(room, track, layer, deliver)
 		if err != nil {
 			if gated {
 				h.audio.remove(room, track)
 			}
-			return nil, nil, fmt.Errorf("forward: attach %s: %w", key, err)
+			return key, nil, fmt.Errorf("forward: attach %s: %w", key, err)
 		}
-		e = &hubEntry{f: f, sub: sub, gated: gated}
+		e = &hubEntry{f: f, sub: sub, gated: gated, room: room, track: track}
 		h.fanouts[key] = e
 	}
-	e.f.add(o)
+	return key, e, nil
+}
+
+// detacher is the detach function of o on e.
+func (h *Hub) detacher(key string, e *hubEntry, o *Output) func() {
 	var once sync.Once
-	detach := func() {
+	return func() {
 		once.Do(func() {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			if e.f.remove(o) == 0 && h.fanouts[key] == e {
-				st := e.stats()
-				_ = e.sub.Unsubscribe()
-				e.f.close()
-				delete(h.fanouts, key)
-				h.retired.plus(st)
-				if e.gated {
-					h.audio.remove(room, track)
-				}
-			}
+			h.releaseLocked(key, e, e.f.remove(o))
 		})
 	}
-	return e.f, detach, nil
 }
 
-// Tracks is the number of tracks with a subscription on this node.
+// releaseLocked unsubscribes e when it has no outputs left and no switch waits for it (h.mu
+// held).
+func (h *Hub) releaseLocked(key string, e *hubEntry, outputs int) {
+	if outputs == 0 && e.waiting == 0 && h.fanouts[key] == e {
+		st := e.stats()
+		_ = e.sub.Unsubscribe()
+		e.f.close()
+		delete(h.fanouts, key)
+		h.retired.plus(st)
+		if e.gated {
+			h.audio.remove(e.room, e.track)
+		}
+	}
+}
+
+// Tracks is the number of track layers with a subscription on this node (one per track
+// without simulcast).
 func (h *Hub) Tracks() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

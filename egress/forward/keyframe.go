@@ -111,3 +111,14 @@ func h264KeyframeStart(pkt []byte) bool {
 	}
 	return false
 }
+
+// SwitchPoint reports whether pkt (a whole RTP packet of codec, a MIME type) is where a
+// viewer may move to this stream and decode at once: the first packet of a key frame for
+// VP8 and H.264; for a codec KeyframeStart does not know every packet qualifies (the
+// switch then relies on the key frame requested with it).
+func SwitchPoint(codec string, pkt []byte) bool {
+	if isKey := KeyframeStart(codec); isKey != nil {
+		return isKey(pkt)
+	}
+	return true
+}

@@ -33,18 +33,39 @@ func (r *Rewriter) Rewrite(pkt []byte) bool {
 	}
 	seq, ts := r.next(binary.BigEndian.Uint16(pkt[2:4]), binary.BigEndian.Uint32(pkt[4:8]), binary.BigEndian.Uint32(pkt[8:12]))
 	pkt[1] = pkt[1]&0x80 | r.PayloadType&0x7f
+	if pkt[0]&0x10 != 0 {
+		blankExtension(pkt)
+	}
 	binary.BigEndian.PutUint16(pkt[2:4], seq)
 	binary.BigEndian.PutUint32(pkt[4:8], ts)
 	binary.BigEndian.PutUint32(pkt[8:12], r.SSRC)
 	return true
 }
 
-// RewriteHeader does what Rewrite does to a parsed header (the marker, extensions and CSRCs
-// stay as they are).
+// RewriteHeader does what Rewrite does to a parsed header (the marker and CSRCs stay as
+// they are; the extensions are dropped).
 func (r *Rewriter) RewriteHeader(h *rtp.Header) {
 	h.SequenceNumber, h.Timestamp = r.next(h.SequenceNumber, h.Timestamp, h.SSRC)
 	h.PayloadType = r.PayloadType & 0x7f
 	h.SSRC = r.SSRC
+	h.Extension, h.Extensions = false, nil
+}
+
+// blankExtension turns every element of pkt's header extension into padding (RFC 8285
+// 4.2 and 4.3: zero bytes are padding in both formats), in place. The publisher's extension
+// ids are not the viewer's: a simulcast publisher's mid and rid would make a browser viewer
+// route the packet to another m-line or drop it. Padding keeps the packet's length.
+func blankExtension(pkt []byte) {
+	off := MinHeader + 4*int(pkt[0]&0x0f)
+	if len(pkt) < off+4 {
+		return
+	}
+	end := off + 4 + 4*int(binary.BigEndian.Uint16(pkt[off+2:off+4]))
+	if profile := binary.BigEndian.Uint16(pkt[off : off+2]); end > len(pkt) ||
+		(profile != 0xbede && profile&0xfff0 != 0x1000) {
+		return // not an RFC 8285 extension: not ours to understand
+	}
+	clear(pkt[off+4 : end])
 }
 
 // next maps a source packet's sequence number and timestamp onto the viewer's stream.
@@ -53,8 +74,9 @@ func (r *Rewriter) next(seq uint16, ts, ssrc uint32) (uint16, uint32) {
 	if first {
 		r.started, r.srcSSRC = true, ssrc
 	} else if ssrc != r.srcSSRC {
-		// New source: continue after the last packet sent (one frame of 90 kHz later, enough
-		// for decoders to treat it as a new frame).
+		// New source (a publisher that reconnected, or another simulcast layer at its key
+		// frame): continue after the last packet sent, one frame of 90 kHz later, enough for
+		// decoders to treat it as a new frame. The viewer sees no gap in sequence numbers.
 		r.srcSSRC = ssrc
 		r.seqOffset = r.lastSeq + 1 - seq
 		r.tsOffset = r.lastTS + 3000 - ts

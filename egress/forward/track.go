@@ -2,6 +2,7 @@ package forward
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,16 +24,39 @@ type Track struct {
 	// (Hub.Audio, AttachAudio): room subscribers, who receive every publisher's audio, set it;
 	// a WHEP viewer, who chose one publisher, does not.
 	TopAudio bool
+	// Layers are the track's simulcast layers, lowest first; empty: the single layer.
+	Layers []string
+	// Choose picks the layer for the viewer's target; nil: ChooseLayer.
+	Choose Chooser
 	// OnBound runs once packets flow to the client unless they began with the track's cached
 	// key frame (request a keyframe there, so a new client sees a picture at once: a video
-	// client's packets wait for it). OnKeyframeRequest runs for the client's PLI and FIR.
+	// client's packets wait for it). OnKeyframeRequest runs for the client's PLI and FIR,
+	// and while a layer switch waits for a key frame.
 	OnBound, OnKeyframeRequest func()
+	// OnLayer, if set, runs after the viewer's layer changed (at the new layer's key frame).
+	OnLayer func(layer string)
 
 	mu     sync.Mutex
 	out    *Output
 	fan    *Fanout
 	detach func()
+	layer  string      // the layer the output is attached to
+	target LayerTarget // what the layer is chosen from
+
+	// sw serialises layer changes (held across Hub calls, never while t.mu is).
+	sw      sync.Mutex
+	pending string      // the layer a switch waits for, "" when none
+	cancel  func() bool // drops the pending switch
+	retry   *time.Timer // asks again for a key frame while the switch waits
+	tries   int
 }
+
+// keyframeRetry is how often a switch that waits for a key frame asks again (a request may
+// fall in the publisher's PLI throttle), and maxKeyframeRetries how often at most.
+const (
+	keyframeRetry      = 500 * time.Millisecond
+	maxKeyframeRetries = 20
+)
 
 // ID is the published track's id.
 func (t *Track) ID() string { return t.TrackID }
@@ -63,16 +87,18 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		// A decodable first frame: the cached key frame at once, or the next one.
 		out.StartAtKeyframe(isKey)
 	}
-	attach := t.Hub.Attach
-	if t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio {
-		attach = t.Hub.AttachAudio
-	}
-	fan, detach, err := attach(t.Room, t.TrackID, out)
+	t.sw.Lock()
+	defer t.sw.Unlock()
+	t.mu.Lock()
+	layer := t.chooseLocked()
+	t.mu.Unlock()
+	topAudio := t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio
+	fan, detach, err := t.Hub.attach(t.Room, t.TrackID, layer, out, topAudio)
 	if err != nil {
 		return webrtc.RTPCodecParameters{}, err
 	}
 	t.mu.Lock()
-	t.out, t.fan, t.detach = out, fan, detach
+	t.out, t.fan, t.detach, t.layer = out, fan, detach, layer
 	t.mu.Unlock()
 	t.Hub.congestionControl().add(ctx.ID(), t.MediaKind, out, fan, t.OnKeyframeRequest)
 	if t.OnBound != nil && out.isKey == nil {
@@ -89,6 +115,9 @@ func (t *Track) Unbind(webrtc.TrackLocalContext) error {
 
 // Detach stops the track's packets to the client; it is idempotent.
 func (t *Track) Detach() {
+	t.sw.Lock()
+	t.dropSwitch()
+	t.sw.Unlock()
 	t.mu.Lock()
 	detach, out := t.detach, t.out
 	t.detach, t.out, t.fan = nil, nil, nil
@@ -198,4 +227,119 @@ func MatchCodec(mime, fmtp string, offered []webrtc.RTPCodecParameters) (webrtc.
 		return *fallback, true
 	}
 	return webrtc.RTPCodecParameters{}, false
+}
+
+// Layer is the layer the viewer receives now ("" before Bind).
+func (t *Track) Layer() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.layer
+}
+
+// Target is the viewer's current layer target.
+func (t *Track) Target() LayerTarget {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.target
+}
+
+// SetTarget changes what the viewer's layer is chosen from and, when that changes the
+// layer, switches to it at the new layer's next key frame (asking the publisher for one).
+// A bandwidth estimator calls it with Bitrate set; the viewer's signalling with Manual, Width
+// and Height.
+func (t *Track) SetTarget(update func(*LayerTarget)) error {
+	t.sw.Lock()
+	defer t.sw.Unlock()
+	t.mu.Lock()
+	update(&t.target)
+	want, cur, out := t.chooseLocked(), t.layer, t.out
+	t.mu.Unlock()
+	if out == nil || want == t.pending || (want == cur && t.pending == "") {
+		return nil // not bound yet (Bind chooses), or nothing changes
+	}
+	t.dropSwitch()
+	if want == cur {
+		return nil
+	}
+	codec := t.Codec
+	cancel, err := t.Hub.Switch(t.Room, t.TrackID, cur, want, out,
+		func(pkt []byte) bool { return SwitchPoint(codec, pkt) },
+		func(f *Fanout, detach func()) { t.switched(want, f, detach) })
+	if err != nil {
+		return fmt.Errorf("forward: switch %s to layer %s: %w", t.TrackID, want, err)
+	}
+	t.pending, t.cancel, t.tries = want, cancel, 0
+	t.askKeyframe()
+	return nil
+}
+
+// ChooseLayer applies a viewer's choice (signal.LayerChooser): quality is the manual layer
+// ("" automatic), width and height the rendered size; nil leaves each as it was.
+func (t *Track) ChooseLayer(quality *string, width, height *int) error {
+	return t.SetTarget(func(lt *LayerTarget) {
+		if quality != nil {
+			lt.Manual = *quality
+		}
+		if width != nil {
+			lt.Width = *width
+		}
+		if height != nil {
+			lt.Height = *height
+		}
+	})
+}
+
+// switched runs on the new layer's delivery goroutine once the output moved.
+func (t *Track) switched(layer string, f *Fanout, detach func()) {
+	t.mu.Lock()
+	t.fan, t.detach, t.layer = f, detach, layer
+	t.mu.Unlock()
+	if t.OnLayer != nil {
+		t.OnLayer(layer)
+	}
+}
+
+// askKeyframe requests a key frame for a pending switch and plans the next request (t.sw
+// held, or the retry timer's goroutine).
+func (t *Track) askKeyframe() {
+	if t.OnKeyframeRequest != nil {
+		t.OnKeyframeRequest()
+	}
+	t.retry = time.AfterFunc(keyframeRetry, func() {
+		t.sw.Lock()
+		defer t.sw.Unlock()
+		if t.pending == "" || t.Layer() == t.pending {
+			t.pending, t.cancel, t.retry = "", nil, nil
+			return
+		}
+		if t.tries++; t.tries < maxKeyframeRetries {
+			t.askKeyframe()
+		}
+	})
+}
+
+// dropSwitch cancels a pending switch (t.sw held).
+func (t *Track) dropSwitch() {
+	if t.retry != nil {
+		t.retry.Stop()
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+	t.pending, t.cancel, t.retry = "", nil, nil
+}
+
+// chooseLocked is the layer the target asks for (t.mu held).
+func (t *Track) chooseLocked() string {
+	if len(t.Layers) == 0 {
+		return SingleLayer
+	}
+	choose := t.Choose
+	if choose == nil {
+		choose = ChooseLayer
+	}
+	if l := choose(t.Layers, t.target); slices.Contains(t.Layers, l) {
+		return l
+	}
+	return t.Layers[len(t.Layers)-1]
 }

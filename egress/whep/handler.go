@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
@@ -24,6 +25,8 @@ type TrackSpec struct {
 	Fmtp      string
 	// Since is when the track was published.
 	Since time.Time
+	// Layers are the track's simulcast layers, lowest first (empty or "0": one layer).
+	Layers []string
 }
 
 // StartGrace is how long after a publisher's latest track appeared a viewer that wants a kind
@@ -73,6 +76,9 @@ func New(cfg Config) (*Handler, error) {
 // URL /whep/{room}/s/{session} (so that it cannot be confused with /whep/{room}/{peer}).
 func (h *Handler) Register(mux *http.ServeMux) {
 	h.ep.Register(mux, h.play, "/{room}", "/{room}/{peer}")
+	layer := h.ep.Prefix + "/{room}" + h.ep.SessionSegment + "{session}/layer"
+	mux.HandleFunc("POST "+layer, h.selectLayer)
+	mux.HandleFunc("GET "+layer, h.layers)
 }
 
 func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
@@ -97,6 +103,10 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 		ids[i] = t.Track
 	}
 	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o), publisher, ids)}
+	// The layer extension of the WHEP draft: where the viewer chooses its simulcast layer.
+	w.Header().Add("Link", fmt.Sprintf("<%s/%s%s%s/layer>; rel=%q", h.ep.Prefix, o.Room, h.ep.SessionSegment,
+		v.core.Peer().ID, LayerRel))
+	initial := r.URL.Query().Get("layer") // a first choice, before any packet flows
 	var s *rtc.Session
 	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) {
 		s = ss
@@ -105,6 +115,10 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}, func() error {
 		for _, spec := range chosen {
 			t := v.track(s, spec, publisher)
+			if initial != "" {
+				_ = t.SetTarget(func(lt *forward.LayerTarget) { lt.Manual = initial })
+			}
+			v.add(t)
 			sender, err := s.PC.AddTrack(t)
 			if err != nil {
 				return rtc.Errorf(http.StatusUnprocessableEntity, "cannot send %s track %s: %v", spec.Kind, spec.Track, err)
@@ -150,6 +164,28 @@ func (h *Handler) choose(ctx context.Context, room, peer string, kinds map[strin
 type viewer struct {
 	h    *Handler
 	core *Core
+
+	mu     sync.Mutex
+	tracks []*forward.Track
+}
+
+func (v *viewer) add(t *forward.Track) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.tracks = append(v.tracks, t)
+}
+
+// simulcast is the viewer's tracks that have more than one layer.
+func (v *viewer) simulcast() []*forward.Track {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []*forward.Track
+	for _, t := range v.tracks {
+		if len(t.Layers) > 1 {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // sendPLI asks the publisher's node for a keyframe of track (on the session's goroutine).
@@ -179,7 +215,7 @@ func startingUp(wanted map[string]int, specs []TrackSpec, now time.Time) bool {
 func (v *viewer) track(s *rtc.Session, spec TrackSpec, publisher string) *forward.Track {
 	return &forward.Track{
 		Hub: v.h.cfg.Hub, Room: s.Room, TrackID: spec.Track, Stream: publisher,
-		MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.Fmtp,
+		MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.Fmtp, Layers: layersOf(spec),
 		OnBound: func() {
 			now := v.h.cfg.Sessions.Now()
 			video := spec.Kind == "video"

@@ -60,7 +60,23 @@ type Output struct {
 	// Receive lists the kinds of tracks announced by publish: the shell adds a receiving
 	// transceiver for each and offers it, so the client never has to make an offer itself.
 	Receive []string
+	// ReceiveLayers are the simulcast layers the receiving m-line of the publish asks for
+	// (lowest first; empty: one layer).
+	ReceiveLayers []string
+	// Layers are the client's layer choices for subscribed tracks.
+	Layers []LayerChoice
 }
+
+// LayerChoice is a client's choice for a subscribed track's simulcast layer: Quality nil
+// leaves the manual choice as it was; Width and Height nil leave the size as it was.
+type LayerChoice struct {
+	Track         string
+	Quality       *string
+	Width, Height *int
+}
+
+// MaxDimension bounds a rendered size a client may report (pixels).
+const MaxDimension = 16384
 
 // Transport names room SDK peers in their events.
 const Transport = "sdk"
@@ -353,6 +369,8 @@ func (c *Core) Message(now time.Time, m ClientMessage) Output {
 		return c.mute(m)
 	case TypeUpdate:
 		return c.update(m)
+	case TypeLayer:
+		return c.layer(m)
 	case TypeLeave:
 		return c.close(now, rtc.ReasonClosed)
 	case TypeJoin:
@@ -377,8 +395,18 @@ func (c *Core) publish(m ClientMessage) Output {
 	if n := utf8.RuneCountInString(m.Source); n > MaxSource || !utf8.ValidString(m.Source) {
 		return refuse(CodeBadRequest, "publish: source must be valid text of at most %d characters (got %d)", MaxSource, n)
 	}
+	var layers []string
+	if len(m.Simulcast) > 0 {
+		if m.Kind != "video" {
+			return refuse(CodeBadRequest, "publish: only video is sent in simulcast layers")
+		}
+		var err error
+		if layers, err = rtc.CheckLayers(m.Simulcast); err != nil {
+			return refuse(CodeBadRequest, "publish: %v", err)
+		}
+	}
 	c.announced = append(c.announced, m)
-	return Output{Receive: []string{m.Kind}}
+	return Output{Receive: []string{m.Kind}, ReceiveLayers: layers}
 }
 
 func (c *Core) unpublish(m ClientMessage) Output {
@@ -434,6 +462,23 @@ func (c *Core) data(m ClientMessage) Output {
 		return refuse(CodeNotFound, "data: no peer %q in room %q", m.To, c.room)
 	}
 	return Output{Data: []DataMessage{{From: c.peer, To: m.To, Payload: *m.Payload}}}
+}
+
+// layer: a choice for a subscribed track's simulcast layer; nothing enters the log (the
+// layer a viewer receives is the node's business, changed at every resize).
+func (c *Core) layer(m ClientMessage) Output {
+	dim := func(v *int) bool { return v == nil || (*v >= 0 && *v <= MaxDimension) }
+	switch {
+	case !c.subscribed[m.Track]:
+		return refuse(CodeNotFound, "layer: not subscribed to track %q", m.Track)
+	case m.Quality == nil && m.Width == nil && m.Height == nil:
+		return refuse(CodeBadRequest, "layer: quality, width or height is required")
+	case !dim(m.Width) || !dim(m.Height):
+		return refuse(CodeBadRequest, "layer: width and height must be 0 to %d pixels", MaxDimension)
+	case m.Quality != nil && *m.Quality != "" && !slices.Contains(c.tracks[m.Track].Layers, *m.Quality):
+		return refuse(CodeBadRequest, "layer: track %q has no layer %q (layers %v)", m.Track, *m.Quality, c.tracks[m.Track].Layers)
+	}
+	return Output{Layers: []LayerChoice{{Track: m.Track, Quality: m.Quality, Width: m.Width, Height: m.Height}}}
 }
 
 func (c *Core) mute(m ClientMessage) Output {
@@ -574,7 +619,7 @@ func (c *Core) TrackStarted(now time.Time, t TrackSpec) (Output, bool) {
 	muted := m.Muted != nil && *m.Muted
 	c.muted[t.Track] = muted
 	out.Events = append(out.Events, events.TrackPublished{Peer: c.peer, Track: t.Track, Kind: t.Kind,
-		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: []string{"0"},
+		Codec: t.Codec, ClockRate: t.ClockRate, Channels: t.Channels, FmtpLine: t.FmtpLine, Layers: layersOrSingle(t.Layers),
 		Source: m.Source, Muted: muted})
 	if t.Kind == "video" {
 		out.PLI = c.KeyframeRequested(now, t.Track).PLI
@@ -669,4 +714,13 @@ func (c *Core) ending() []events.Payload {
 		out = append(out, events.TrackUnpublished{Peer: c.peer, Track: t})
 	}
 	return out
+}
+
+// layersOrSingle is a track's layer list for its track.published: the single layer "0"
+// without simulcast.
+func layersOrSingle(layers []string) []string {
+	if len(layers) == 0 {
+		return []string{rtc.SingleLayer}
+	}
+	return slices.Clone(layers)
 }

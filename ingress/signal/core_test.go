@@ -157,3 +157,37 @@ func TestCoreManualSubscribe(t *testing.T) {
 	c.KVPut(t0, "r1.track.mine", val(t, TrackSpec{Peer: "me", Kind: "video"}))
 	require.Equal(t, CodeNotFound, c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "mine"}).Send[0].Code)
 }
+
+func TestCoreLayer(t *testing.T) {
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Subscribe), false)
+	c.Joined(t0, "", "")
+	c.KVPut(t0, "r1.track.tb", val(t, TrackSpec{Peer: "bob", Kind: "video", Layers: []string{"q", "h", "f"}}))
+	c.KVReady(t0)
+	str := func(s string) *string { return &s }
+	num := func(n int) *int { return &n }
+	require.Equal(t, CodeNotFound, c.Message(t0, ClientMessage{Type: TypeLayer, Track: "tb", Quality: str("q")}).Send[0].Code, "not subscribed")
+	require.Len(t, c.Message(t0, ClientMessage{Type: TypeSubscribe, Track: "tb"}).Subscribe, 1)
+	for _, tc := range []struct {
+		name string
+		m    ClientMessage
+		code string
+	}{
+		{"quality", ClientMessage{Quality: str("q")}, ""},
+		{"automatic", ClientMessage{Quality: str("")}, ""},
+		{"size", ClientMessage{Width: num(320), Height: num(180)}, ""},
+		{"unknown layer", ClientMessage{Quality: str("x")}, CodeBadRequest},
+		{"nothing chosen", ClientMessage{}, CodeBadRequest},
+		{"negative width", ClientMessage{Width: num(-1)}, CodeBadRequest},
+		{"huge height", ClientMessage{Height: num(MaxDimension + 1)}, CodeBadRequest},
+	} {
+		tc.m.Type, tc.m.Track = TypeLayer, "tb"
+		out := c.Message(t0, tc.m)
+		require.Empty(t, out.Events, "%s: nothing enters the log", tc.name)
+		if tc.code != "" {
+			require.Equal(t, tc.code, out.Send[0].Code, tc.name)
+			require.Empty(t, out.Layers, tc.name)
+			continue
+		}
+		require.Equal(t, []LayerChoice{{Track: "tb", Quality: tc.m.Quality, Width: tc.m.Width, Height: tc.m.Height}}, out.Layers, tc.name)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,12 @@ type Verifier interface {
 // once packets flow to it, onKeyframeRequest for the client's PLI and FIR. Egress provides it
 // (a forward.Track on the node's hub), wired by cmd, because ingress may not import egress.
 type Deliverer func(room string, spec TrackSpec, onBound, onKeyframeRequest func()) DeliveredTrack
+
+// LayerChooser is a DeliveredTrack that forwards one of several simulcast layers; the client's
+// choice reaches it here (nil pointers: unchanged).
+type LayerChooser interface {
+	ChooseLayer(quality *string, width, height *int) error
+}
 
 // DeliveredTrack is a pion TrackLocal fed by the node's fan-out of a published track.
 type DeliveredTrack interface {
@@ -372,6 +379,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	auto := join.AutoSubscribe == nil || *join.AutoSubscribe
 	id := events.NewID()
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
+		simulcast: map[*webrtc.RTPTransceiver][]string{}, layered: map[*webrtc.RTPReceiver]TrackSpec{},
 		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1)}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
 	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
@@ -421,7 +429,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 		}
 		c.cleanup = append(c.cleanup, func() { _ = sub.Unsubscribe() })
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) { c.feed(input{track: tr, recv: rc}) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { c.feed(input{track: tr, rcv: rcv}) })
 	// The server trickles its candidates; the loop sends them, so they follow the offer or
 	// answer they belong to.
 	pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
@@ -469,6 +477,10 @@ type conn struct {
 	senders   map[string]*webrtc.RTPSender
 	// stopped: per published track, set on unpublish so its RTP stops going out.
 	stopped map[string]*atomic.Bool
+	// simulcast: the layers each receiving transceiver asks for (its offers say so);
+	// layered: a simulcast track by its receiver, once its first layer arrived.
+	simulcast map[*webrtc.RTPTransceiver][]string
+	layered   map[*webrtc.RTPReceiver]TrackSpec
 	// ended mirrors the core's Closed after each step (the core itself is read only under
 	// the session lock).
 	ended bool
@@ -488,7 +500,7 @@ type input struct {
 	ready    bool
 	data     *DataMessage
 	track    *webrtc.TrackRemote
-	recv     *webrtc.RTPReceiver // track's
+	rcv      *webrtc.RTPReceiver // track's
 	speakers *[]audiolevel.Speaker
 	cand     *webrtc.ICECandidate
 }
@@ -635,7 +647,7 @@ func (c *conn) handle(now time.Time, i input) {
 	case i.speakers != nil:
 		c.step(func() Output { return c.core.Speakers(now, *i.speakers) })
 	case i.track != nil:
-		c.published(i.track, i.recv)
+		c.published(i.track, i.rcv)
 	case i.cand != nil:
 		c.sendCandidate(i.cand)
 	case i.msg != nil:
@@ -802,6 +814,9 @@ func (c *conn) apply(out Output, _ error) {
 	for _, t := range out.Unsubscribe {
 		c.unsubscribe(t)
 	}
+	for _, l := range out.Layers {
+		c.chooseLayer(l)
+	}
 	for _, t := range out.Unpublished {
 		if s := c.stopped[t]; s != nil {
 			s.Store(true)
@@ -809,9 +824,13 @@ func (c *conn) apply(out Output, _ error) {
 	}
 	for _, kind := range out.Receive {
 		k := webrtc.NewRTPCodecType(kind)
-		if _, err := c.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		tx, err := c.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		if err != nil {
 			c.send(errMsg(CodeInternal, "cannot receive %s: %v", kind, err))
 			continue
+		}
+		if len(out.ReceiveLayers) > 0 && k == webrtc.RTPCodecTypeVideo {
+			c.simulcast[tx] = out.ReceiveLayers
 		}
 		c.needOffer = true
 	}
@@ -889,16 +908,29 @@ func (c *conn) offer() {
 	case <-time.After(5 * time.Second):
 	}
 	c.s.Log.Debug("offer sent", "transceivers", len(c.pc.GetTransceivers()))
-	c.lastOffer = c.pc.LocalDescription().SDP
+	// pion refuses a local description other than the offer it made, so the request to
+	// receive simulcast goes only into what the client gets; pion reads the layers from the
+	// client's answer.
+	c.lastOffer = rtc.OfferSimulcast(c.pc.LocalDescription().SDP, c.simulcastMids())
 	c.send(ServerMessage{Type: TypeOffer, SDP: c.lastOffer})
 }
 
 // published starts moving a client track's RTP onto its media subject, if announced. The core
 // asks for its first keyframe and throttles the viewers' requests.
-func (c *conn) published(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
+func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+	if spec, ok := c.layered[rcv]; ok { // a further layer of a simulcast track
+		c.publishedLayer(tr, spec)
+		return
+	}
 	codec := tr.Codec()
 	spec := TrackSpec{Track: events.NewID(), Peer: c.s.ID, Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, FmtpLine: codec.SDPFmtpLine}
+	if tr.RID() != "" {
+		spec.Layers = c.layersOf(rcv, tr.RID())
+		if !slices.Contains(spec.Layers, tr.RID()) {
+			return
+		}
+	}
 	reg := c.h.cfg.Sessions
 	c.keys.Add(spec.Track, tr.SSRC())
 	now := reg.Now()
@@ -926,11 +958,51 @@ func (c *conn) published(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
 	c.s.Log.Debug("track published", "track", spec.Track, "kind", spec.Kind, "codec", spec.Codec)
 	stopped := &atomic.Bool{}
 	c.stopped[spec.Track] = stopped
-	var sender rtc.RTPSender = bus.Sender(c.s.Room, spec.Track, "0")
+	layer := rtc.SingleLayer
+	if tr.RID() != "" {
+		layer = tr.RID()
+		c.layered[rcv] = spec
+	}
+	var sender rtc.RTPSender = bus.Sender(c.s.Room, spec.Track, layer)
 	if tr.Kind() == webrtc.RTPCodecTypeAudio {
-		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rc.GetParameters()), sender)
+		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rcv.GetParameters()), sender)
 	}
 	reg.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
+}
+
+// publishedLayer starts moving a further simulcast layer of a published track.
+func (c *conn) publishedLayer(tr *webrtc.TrackRemote, spec TrackSpec) {
+	if !slices.Contains(spec.Layers, tr.RID()) {
+		c.s.Log.Warn("simulcast layer not offered, ignored", "track", spec.Track, "rid", tr.RID())
+		return
+	}
+	c.keys.Add(spec.Track, tr.SSRC())
+	now := c.h.cfg.Sessions.Now()
+	c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, spec.Track) })
+	stopped := c.stopped[spec.Track]
+	sender := c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID())
+	c.h.cfg.Sessions.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
+}
+
+// layersOf are the layers the offers asked rcv's transceiver for ([rid] when unknown).
+func (c *conn) layersOf(rcv *webrtc.RTPReceiver, rid string) []string {
+	for tx, layers := range c.simulcast {
+		if tx.Receiver() == rcv {
+			return layers
+		}
+	}
+	return []string{rid}
+}
+
+// simulcastMids are the simulcast layers of the receiving transceivers, by mid.
+func (c *conn) simulcastMids() map[string][]string {
+	out := map[string][]string{}
+	for tx, layers := range c.simulcast {
+		if mid := tx.Mid(); mid != "" && tx.Direction() == webrtc.RTPTransceiverDirectionRecvonly {
+			out[mid] = layers
+		}
+	}
+	return out
 }
 
 // subscribe adds a track forwarding t to the client; the next offer carries it.
@@ -946,6 +1018,21 @@ func (c *conn) subscribe(t TrackSpec) {
 	c.senders[t.Track] = sender
 	c.needOffer = true
 	c.h.cfg.Sessions.Go(func() { lt.ReadRTCP(sender) })
+}
+
+// chooseLayer passes a client's layer choice to the track it is for.
+func (c *conn) chooseLayer(l LayerChoice) {
+	sender, ok := c.senders[l.Track]
+	if !ok {
+		return
+	}
+	lc, ok := sender.Track().(LayerChooser)
+	if !ok {
+		return
+	}
+	if err := lc.ChooseLayer(l.Quality, l.Width, l.Height); err != nil {
+		c.send(errMsg(CodeInternal, "layer of track %s not changed: %v", l.Track, err))
+	}
 }
 
 func (c *conn) unsubscribe(track string) {

@@ -23,6 +23,9 @@ const (
 	// its metadata.
 	TypeMute   = "mute"
 	TypeUpdate = "update"
+	// TypeLayer chooses the simulcast layer of a subscribed track: a quality by hand
+	// (setQuality) and the size the client renders it at, from which the node chooses.
+	TypeLayer = "layer"
 )
 
 // Message types, server → client (offer, answer, candidate and data go both ways).
@@ -83,12 +86,20 @@ type ClientMessage struct {
 	// offer, answer, candidate
 	SDP       string          `json:"sdp,omitempty"`
 	Candidate json.RawMessage `json:"candidate,omitempty"`
-	// publish (kind, source, muted), mute (track, muted)
-	Kind   string `json:"kind,omitempty"`
-	Source string `json:"source,omitempty"`
-	Muted  *bool  `json:"muted,omitempty"`
-	// unpublish, subscribe, unsubscribe, mute
+	// publish (kind, source, muted, simulcast), mute (track, muted)
+	Kind string `json:"kind,omitempty"`
+	// Simulcast are the layers (RIDs) a video publish sends: the server's offer asks the
+	// client's transceiver for one encoding each.
+	Simulcast []string `json:"simulcast,omitempty"`
+	Source    string   `json:"source,omitempty"`
+	Muted     *bool    `json:"muted,omitempty"`
+	// unpublish, subscribe, unsubscribe, mute, layer
 	Track string `json:"track,omitempty"`
+	// layer: Quality is the layer id wanted ("" automatic; absent: unchanged); Width and
+	// Height the rendered size in pixels (absent: unchanged, 0: unknown).
+	Quality *string `json:"quality,omitempty"`
+	Width   *int    `json:"width,omitempty"`
+	Height  *int    `json:"height,omitempty"`
 	// data
 	To      string  `json:"to,omitempty"`
 	Payload *string `json:"payload,omitempty"`

@@ -3,6 +3,8 @@ package whip
 import (
 	"errors"
 	"net/http"
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
@@ -71,9 +73,10 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	if len(rtc.SendKinds(o.Parsed)) == 0 {
 		return rtc.Errorf(http.StatusBadRequest, "WHIP offer sends no audio or video (every m-line is recvonly or inactive)")
 	}
-	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o)), keys: rtc.Keyframes{Sent: &h.plis}}
+	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o)), keys: rtc.Keyframes{Sent: &h.plis},
+		simulcast: rtc.SimulcastLayers(o.Parsed), tracks: map[*webrtc.RTPReceiver]*TrackInfo{}}
 	return h.ep.Start(w, o, p.core, p.keys.Request, func(s *rtc.Session) {
-		s.PC.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) { p.forward(s, tr, rc) })
+		s.PC.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { p.forward(s, tr, rcv) })
 	}, nil)
 }
 
@@ -82,35 +85,82 @@ type publisher struct {
 	h    *Handler
 	core *Core
 	keys rtc.Keyframes
+	// simulcast are the offer's layers by mid; tracks the published tracks by receiver (a
+	// simulcast m-line's layers share one receiver and are one track).
+	simulcast map[string][]string
+	mu        sync.Mutex
+	tracks    map[*webrtc.RTPReceiver]*TrackInfo
 }
 
-// forward runs on pion's OnTrack goroutine for the life of the track: it records the track
-// and moves its RTP onto the track's media subject unchanged.
-func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
+// forward runs on pion's OnTrack goroutine for the life of the track (one per simulcast
+// layer): it records the track at its first layer and moves each layer's RTP onto the
+// layer's media subject unchanged.
+func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+	info, first := p.track(s, tr, rcv)
+	layer := tr.RID()
+	if layer == "" {
+		layer = rtc.SingleLayer
+	} else if !slices.Contains(info.Layers, layer) {
+		s.Log.Warn("simulcast layer not in the offer, ignored", "track", info.Track, "rid", layer)
+		return
+	}
+	p.keys.Add(info.Track, tr.SSRC())
+	if first {
+		reg := p.h.cfg.Sessions
+		sub, err := p.h.cfg.Bus.SubscribeFeedback(s.Room, info.Track, func(data []byte) {
+			if rtc.IsKeyframeRequest(data) {
+				now := reg.Now()
+				s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
+			}
+		})
+		if err != nil {
+			s.Log.Error("feedback subscription failed", "track", info.Track, "err", err)
+		} else {
+			s.OnClose(func() { _ = sub.Unsubscribe() })
+		}
+		now := reg.Now()
+		s.Step(func(rtc.Core) Output { return p.core.TrackStarted(now, info) })
+		s.Log.Debug("track published", "track", info.Track, "kind", info.Kind, "codec", info.Codec, "layers", info.Layers)
+	} else {
+		// A later layer: its first keyframe may have gone before anyone listened.
+		now := p.h.cfg.Sessions.Now()
+		s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
+	}
+	var dst rtc.RTPSender = p.h.cfg.Bus.Sender(s.Room, info.Track, layer)
+	if tr.Kind() == webrtc.RTPCodecTypeAudio {
+		dst = p.h.cfg.Levels.Tap(s, info.Track, rtc.AudioLevelID(rcv.GetParameters()), dst)
+	}
+	rtc.ReadRTP(tr, dst, nil, &p.h.rtp)
+}
+
+// track returns the published track tr belongs to, and whether tr is its first layer.
+func (p *publisher) track(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) (TrackInfo, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if info, ok := p.tracks[rcv]; ok {
+		return *info, false
+	}
 	codec := tr.Codec()
-	info := TrackInfo{
+	info := &TrackInfo{
 		Track: events.NewID(), Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
 	}
-	reg := p.h.cfg.Sessions
-	p.keys.Add(info.Track, tr.SSRC())
-	sub, err := p.h.cfg.Bus.SubscribeFeedback(s.Room, info.Track, func(data []byte) {
-		if rtc.IsKeyframeRequest(data) {
-			now := reg.Now()
-			s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
+	if tr.RID() != "" {
+		info.Layers = p.layersOf(s, rcv, tr.RID())
+	}
+	p.tracks[rcv] = info
+	return *info, true
+}
+
+// layersOf are the simulcast layers the offer announced for rcv's m-line ([rid] when the
+// offer's m-line cannot be found).
+func (p *publisher) layersOf(s *rtc.Session, rcv *webrtc.RTPReceiver, rid string) []string {
+	for _, t := range s.PC.GetTransceivers() {
+		if t.Receiver() == rcv {
+			if l := p.simulcast[t.Mid()]; len(l) > 0 {
+				return l
+			}
 		}
-	})
-	if err != nil {
-		s.Log.Error("feedback subscription failed", "track", info.Track, "err", err)
-	} else {
-		s.OnClose(func() { _ = sub.Unsubscribe() })
 	}
-	now := reg.Now()
-	s.Step(func(rtc.Core) Output { return p.core.TrackStarted(now, info) })
-	s.Log.Debug("track published", "track", info.Track, "kind", info.Kind, "codec", info.Codec)
-	var dst rtc.RTPSender = p.h.cfg.Bus.Sender(s.Room, info.Track, "0")
-	if tr.Kind() == webrtc.RTPCodecTypeAudio {
-		dst = p.h.cfg.Levels.Tap(s, info.Track, rtc.AudioLevelID(rc.GetParameters()), dst)
-	}
-	rtc.ReadRTP(tr, dst, nil, &p.h.rtp)
+	return []string{rid}
 }

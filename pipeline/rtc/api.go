@@ -167,6 +167,12 @@ func newBaseEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audiolevel.URI}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, nil, fmt.Errorf("rtc: audio level extension: %w", err)
 	}
+	// Simulcast publishers (RID layers) need mid, rtp-stream-id and repaired-rtp-stream-id in
+	// the answer: Chromium refuses an answer that echoes a=simulcast without them. Forwarded
+	// packets lose the publisher's extensions (forward.Rewriter): a viewer's ids are its own.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, nil, fmt.Errorf("rtc: simulcast header extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -53,22 +54,26 @@ func ReadRTP(src RTPReader, dst RTPSender, paused *atomic.Bool, n *RTPCounters) 
 }
 
 // Keyframes asks a publishing PeerConnection for keyframes (PLI) of its tracks, by track id.
+// A simulcast track has one SSRC per layer; a request asks every layer, because the request
+// on the feedback subject does not say which layer the viewer (or its pending switch) needs.
 type Keyframes struct {
 	// Sent, if set, counts the PLIs written.
 	Sent *atomic.Uint64
 
 	mu   sync.Mutex
-	ssrc map[string]webrtc.SSRC
+	ssrc map[string][]webrtc.SSRC
 }
 
-// Add records the SSRC of a published track.
+// Add records the SSRC of a published track (or of one of its simulcast layers).
 func (k *Keyframes) Add(track string, ssrc webrtc.SSRC) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ssrc == nil {
-		k.ssrc = map[string]webrtc.SSRC{}
+		k.ssrc = map[string][]webrtc.SSRC{}
 	}
-	k.ssrc[track] = ssrc
+	if !slices.Contains(k.ssrc[track], ssrc) {
+		k.ssrc[track] = append(k.ssrc[track], ssrc)
+	}
 }
 
 // Owns reports whether track is one of the PeerConnection's published tracks.
@@ -79,20 +84,25 @@ func (k *Keyframes) Owns(track string) bool {
 	return ok
 }
 
-// Request sends a PLI for track on s's PeerConnection; an OnPLI of a publishing session.
+// Request sends a PLI for each layer of track on s's PeerConnection; an OnPLI of a
+// publishing session.
 func (k *Keyframes) Request(s *Session, track string) {
 	k.mu.Lock()
-	ssrc, ok := k.ssrc[track]
+	ssrcs := slices.Clone(k.ssrc[track])
 	k.mu.Unlock()
-	if !ok {
+	if len(ssrcs) == 0 {
 		return
 	}
-	if err := s.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}}); err != nil {
+	pkts := make([]rtcp.Packet, len(ssrcs))
+	for i, ssrc := range ssrcs {
+		pkts[i] = &rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}
+	}
+	if err := s.PC.WriteRTCP(pkts); err != nil {
 		s.Log.Debug("PLI not sent", "track", track, "err", err)
 		return
 	}
 	if k.Sent != nil {
-		k.Sent.Add(1)
+		k.Sent.Add(uint64(len(pkts)))
 	}
 }
 

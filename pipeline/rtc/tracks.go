@@ -1,6 +1,10 @@
 package rtc
 
-import "github.com/jetmedia/jetmedia/events"
+import (
+	"slices"
+
+	"github.com/jetmedia/jetmedia/events"
+)
 
 // TrackInfo describes a track a publisher sends, as its track.published records it (WHIP and
 // RTMP publishers alike).
@@ -11,13 +15,19 @@ type TrackInfo struct {
 	ClockRate uint32
 	Channels  uint16
 	Fmtp      string
+	// Layers are the simulcast layers (RIDs) lowest first; empty: the single layer "0".
+	Layers []string
 }
 
 // Published is the track.published event of the track, sent by peer.
 func (t TrackInfo) Published(peer string) events.TrackPublished {
+	layers := t.Layers
+	if len(layers) == 0 {
+		layers = []string{SingleLayer}
+	}
 	return events.TrackPublished{
 		Peer: peer, Track: t.Track, Kind: t.Kind, Codec: t.Codec, ClockRate: t.ClockRate,
-		Channels: t.Channels, FmtpLine: t.Fmtp, Layers: []string{"0"},
+		Channels: t.Channels, FmtpLine: t.Fmtp, Layers: slices.Clone(layers),
 	}
 }
 

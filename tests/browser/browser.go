@@ -99,6 +99,10 @@ func Start(t testing.TB, execPath string, flags ...map[string]any) *Browser {
 		// produce candidates.
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		// Three simulcast layers from a 640x360 camera (Chromium otherwise sends two below
+		// 960x540): simulcast tests then encode a quarter of the pixels of 720p, which a
+		// loaded 2-core CI machine keeps up with.
+		chromedp.Flag("force-fieldtrials", "WebRTC-LegacySimulcastLayerLimit/Disabled/"),
 	}
 	for _, fs := range flags {
 		for name, v := range fs {
@@ -215,6 +219,14 @@ type PageStats struct {
 	FramesSent    int    `json:"framesSent"`    // outbound video
 	BytesReceived int64  `json:"bytesReceived"` // inbound audio and video
 	State         string `json:"state"`         // the first word(s) of the status line
+	// FrameWidth and FrameHeight are the inbound video's latest decoded size, PacketsLost its
+	// loss count, Codec its MIME type; LayersSent counts outbound video encodings (simulcast
+	// layers) that sent frames.
+	FrameWidth  int    `json:"frameWidth"`
+	FrameHeight int    `json:"frameHeight"`
+	PacketsLost int    `json:"packetsLost"`
+	LayersSent  int    `json:"layersSent"`
+	Codec       string `json:"codec"`
 }
 
 // Stats reads the demo page's counters.

@@ -175,7 +175,7 @@ func (c catalog) Published(ctx context.Context, room, peer string) (string, []wh
 			continue
 		}
 		specs = append(specs, whep.TrackSpec{Track: t.Track, Kind: t.Kind, Codec: t.Codec,
-			ClockRate: t.ClockRate, Channels: t.Channels, Fmtp: t.FmtpLine, Since: t.PublishedAt})
+			ClockRate: t.ClockRate, Channels: t.Channels, Fmtp: t.FmtpLine, Since: t.PublishedAt, Layers: t.Layers})
 	}
 	if len(specs) == 0 {
 		return "", nil, whep.ErrNoPublisher

@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
-			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true,
+			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true, Layers: simulcastLayers(spec.Layers),
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
@@ -258,7 +258,7 @@ func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
 // Congestion is the viewers' bandwidth allocation (nil with BWE off).
 func (n *Node) Congestion() *forward.Congestion { return n.congestion }
 
-// ForwardedTracks is the number of tracks the node's hub holds a fan-out for (0 once every
+// ForwardedTracks is the number of track layers the node's hub holds a fan-out for (0 once every
 // viewer has gone).
 func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }
 
@@ -353,4 +353,12 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// simulcastLayers is a track's layer list for forward.Track: none for a single layer.
+func simulcastLayers(layers []string) []string {
+	if len(layers) < 2 {
+		return nil
+	}
+	return layers
 }

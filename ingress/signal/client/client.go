@@ -411,6 +411,20 @@ func (r *Room) Unsubscribe(track string) error {
 	return r.write(signal.ClientMessage{Type: signal.TypeUnsubscribe, Track: track})
 }
 
+// SetQuality chooses the simulcast layer of a subscribed track: one of the track's Layers
+// (TrackInfo.Layers), or "" to let the node choose from the bandwidth and the rendered size.
+// The picture changes at the layer's next key frame.
+func (r *Room) SetQuality(track, layer string) error {
+	return r.write(signal.ClientMessage{Type: signal.TypeLayer, Track: track, Quality: &layer})
+}
+
+// SetViewSize tells the node the size (pixels) the client renders a subscribed track at, so
+// that it sends the smallest simulcast layer that fills it; 0 means unknown. Send it when
+// the size changes, not every frame: layer messages count against the session's rate limit.
+func (r *Room) SetViewSize(track string, width, height int) error {
+	return r.write(signal.ClientMessage{Type: signal.TypeLayer, Track: track, Width: &width, Height: &height})
+}
+
 // Send sends a data message to one peer, or to the whole room when to is empty.
 func (r *Room) Send(payload, to string) error {
 	return r.write(signal.ClientMessage{Type: signal.TypeData, Payload: &payload, To: to})

@@ -48,21 +48,56 @@ async function negotiate(pc, endpoint, token, signal) {
   const location = res.headers.get("Location");
   if (!location) throw new Error("server answered without a Location header");
   await pc.setRemoteDescription({ type: "answer", sdp: body });
-  return new URL(location, endpoint).href;
+  return { url: new URL(location, endpoint).href, links: parseLinks(res.headers.get("Link"), endpoint) };
+}
+
+// parseLinks reads a Link header into { rel: absolute URL }.
+function parseLinks(header, base) {
+  const out = {};
+  for (const part of (header || "").split(/,(?=\s*<)/)) {
+    const m = part.match(/<([^>]*)>\s*;\s*rel="?([^";]+)"?/);
+    if (m) out[m[2]] = new URL(m[1], base).href;
+  }
+  return out;
+}
+
+// The WHEP draft's layer extension: POST {"encodingId": rid} to this link.
+const LAYER_REL = "urn:ietf:params:whep:ext:core:layer";
+
+// SIMULCAST are the layers a simulcast publisher sends, lowest first: quarter, half and
+// full capture size, each capped (bit/s).
+export const SIMULCAST = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+// preferCodec puts mime (e.g. "video/H264") first among a transceiver's codecs, where the
+// browser lets pages choose.
+function preferCodec(transceiver, mime) {
+  if (!mime || !transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+  const codecs = RTCRtpSender.getCapabilities("video")?.codecs ?? [];
+  const want = codecs.filter((c) => c.mimeType.toLowerCase() === mime.toLowerCase());
+  if (want.length === 0) throw new Error(`this browser cannot send ${mime}`);
+  transceiver.setCodecPreferences([...want, ...codecs.filter((c) => !want.includes(c))]);
 }
 
 function authHeader(token) {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// whipPublish sends every track of stream to endpoint.
-export async function whipPublish(endpoint, stream, token, signal) {
+// whipPublish sends every track of stream to endpoint; with simulcast the video in the three
+// SIMULCAST layers, with codec (a MIME type) in that codec.
+export async function whipPublish(endpoint, stream, token, signal, { simulcast = false, codec = "" } = {}) {
   const pc = new RTCPeerConnection();
   try {
     for (const track of stream.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const init = { direction: "sendonly", streams: [stream] };
+      if (simulcast && track.kind === "video") init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      const t = pc.addTransceiver(track, init);
+      if (track.kind === "video") preferCodec(t, codec);
     }
-    return { pc, token, url: await negotiate(pc, endpoint, token, signal) };
+    return { pc, token, ...(await negotiate(pc, endpoint, token, signal)) };
   } catch (err) {
     pc.close();
     throw err;
@@ -71,7 +106,7 @@ export async function whipPublish(endpoint, stream, token, signal) {
 
 // whepPlay receives the room's video and audio, retrying while the room has
 // no publisher yet. onTrack is called with the remote MediaStream.
-export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () => {}) {
+export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () => {}, layer = "") {
   for (;;) {
     const pc = new RTCPeerConnection();
     pc.addTransceiver("video", { direction: "recvonly" });
@@ -82,7 +117,9 @@ export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () 
       onTrack(stream);
     };
     try {
-      return { pc, token, url: await negotiate(pc, endpoint, token, signal) };
+      const session = { pc, token, ...(await negotiate(pc, endpoint, token, signal)) };
+      if (layer) await selectLayer(session, layer);
+      return session;
     } catch (err) {
       pc.close();
       if (!(err instanceof HTTPError) || err.status !== 409) throw err;
@@ -90,6 +127,19 @@ export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () 
       await sleep(WHEP_RETRY_MS, signal);
     }
   }
+}
+
+// selectLayer asks the server for a simulcast layer of a WHEP session ("" lets it choose from
+// the viewer's bandwidth); the picture changes at the layer's next key frame.
+export async function selectLayer(session, layer) {
+  const url = session.links?.[LAYER_REL];
+  if (!url) throw new Error("the server offers no layer selection");
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...authHeader(session.token) },
+    body: JSON.stringify({ encodingId: layer }),
+  });
+  if (!res.ok) throw new HTTPError(res.status, await res.text());
 }
 
 // stopSession tears a WHIP or WHEP session down on both ends.
@@ -230,13 +280,20 @@ async function stop(name) {
 function publish() {
   return run("publish", async (signal) => {
     setStatus("publish", "opening camera");
-    const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    const simulcast = $("simulcast").checked;
+    // Simulcast needs a picture large enough for three layers (Chromium drops layers below
+    // about 960x540).
+    const size = /^(\d+)x(\d+)$/.exec(params.get("video") || "");
+    const video = size ? { width: { ideal: Number(size[1]) }, height: { ideal: Number(size[2]) } }
+      : simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : true;
+    const media = await navigator.mediaDevices.getUserMedia({ video, audio: true });
     if (signal.aborted) media.getTracks().forEach((t) => t.stop());
     signal.throwIfAborted();
     roles.publish.video.srcObject = media;
     const tok = await token(roomName(), "publish", signal);
     setStatus("publish", "sending offer");
-    return whipPublish(endpoint("whip"), media, tok, signal);
+    const codec = params.get("codec") ? `video/${params.get("codec")}` : "";
+    return whipPublish(endpoint("whip"), media, tok, signal, { simulcast, codec });
   });
 }
 
@@ -255,7 +312,7 @@ function play() {
       });
     };
     const onWaiting = () => setStatus("waiting", "no publisher in this room yet, retrying");
-    return whepPlay(endpoint("whep"), tok, onTrack, signal, onWaiting);
+    return whepPlay(endpoint("whep"), tok, onTrack, signal, onWaiting, $("layer").value);
   });
 }
 
@@ -263,6 +320,12 @@ roles.publish.start.addEventListener("click", publish);
 roles.publish.stop.addEventListener("click", () => stop("publish"));
 roles.play.start.addEventListener("click", play);
 roles.play.stop.addEventListener("click", () => stop("play"));
+$("simulcast").checked = params.get("simulcast") === "1";
+$("layer").value = params.get("layer") || "";
+$("layer").addEventListener("change", () => {
+  const session = roles.play.session;
+  if (session) selectLayer(session, $("layer").value).catch((err) => setStatus("layer error", err.message, true));
+});
 $("controls").addEventListener("submit", (ev) => ev.preventDefault());
 
 // Free the server's sessions when the tab goes away.
@@ -275,20 +338,33 @@ window.addEventListener("pagehide", () => {
 // window.jetmedia is the page's test hook: counters summed over both sessions.
 window.jetmedia = {
   async stats() {
-    const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity };
+    const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity,
+      frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "" };
     for (const role of Object.values(roles)) {
       if (!role.session) continue;
       const report = await role.session.pc.getStats();
       report.forEach((s) => {
         if (s.type === "inbound-rtp") {
           out.bytesReceived += s.bytesReceived ?? 0;
-          if (s.kind === "video") out.framesDecoded += s.framesDecoded ?? 0;
+          if (s.kind === "video") {
+            out.framesDecoded += s.framesDecoded ?? 0;
+            out.frameWidth = s.frameWidth ?? 0;
+            out.frameHeight = s.frameHeight ?? 0;
+            out.packetsLost += s.packetsLost ?? 0;
+            out.codec = report.get(s.codecId)?.mimeType ?? "";
+          }
         } else if (s.type === "outbound-rtp" && s.kind === "video") {
           out.framesSent += s.framesSent ?? 0;
+          if ((s.framesSent ?? 0) > 0) out.layersSent++;
         }
       });
     }
     return out;
+  },
+  // setLayer asks for a simulcast layer of the playing session ("": automatic).
+  async setLayer(layer) {
+    $("layer").value = layer;
+    await selectLayer(roles.play.session, layer);
   },
 };
 

@@ -4,7 +4,8 @@
 // publish, subscribe and data grants; elsewhere paste one (jetmedia token --room R --identity I
 // --name N --grants publish,subscribe,data). Query parameters: room, name, token, identity,
 // auto=join (join at once), video=WxH (camera size), url (the signalling server, default this
-// page's), trace=1 (keep the signalling messages for window.jetmedia.wire).
+// page's), trace=1 (keep the signalling messages for window.jetmedia.wire), simulcast=1 (send
+// the camera in three layers), codec=H264 (send video in that codec).
 
 import { Room } from "./sdk/jetmedia.js";
 
@@ -147,7 +148,13 @@ function wireRoom(r) {
   });
   r.addEventListener("track", (e) => {
     const li = tile(e.detail.peer);
-    play(li.querySelector("video"), e.detail.stream);
+    const video = li.querySelector("video");
+    play(video, e.detail.stream);
+    // A simulcast track: the node sends the smallest layer that fills the tile.
+    if ((r.tracks.get(e.detail.trackId)?.layers ?? []).length > 1) {
+      video.stopWatch?.();
+      video.stopWatch = r.watchSize(e.detail.trackId, video);
+    }
   });
   r.addEventListener("data", (e) => {
     const p = r.peers.get(e.detail.from);
@@ -170,7 +177,10 @@ function wireRoom(r) {
 
 function cameraConstraints() {
   const m = /^(\d+)x(\d+)$/.exec(params.get("video") || "");
-  return m ? { width: { ideal: Number(m[1]) }, height: { ideal: Number(m[2]) } } : { width: { ideal: 640 }, height: { ideal: 480 } };
+  if (m) return { width: { ideal: Number(m[1]) }, height: { ideal: Number(m[2]) } };
+  // Simulcast needs a picture large enough for three layers (Chromium drops layers below
+  // about 960x540).
+  return params.get("simulcast") === "1" ? { width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 640 }, height: { ideal: 480 } };
 }
 
 async function join(ev) {
@@ -206,7 +216,9 @@ async function join(ev) {
       const [video] = media.getVideoTracks();
       const [audio] = media.getAudioTracks();
       const pubs = [];
-      if (video) pubs.push(r.publish(video, { source: "camera" }).then((t) => { local.video = t; $("mute-camera").disabled = false; }));
+      const simulcast = params.get("simulcast") === "1";
+      const codec = params.get("codec") ? `video/${params.get("codec")}` : undefined;
+      if (video) pubs.push(r.publish(video, { source: "camera", simulcast, codec }).then((t) => { local.video = t; $("mute-camera").disabled = false; }));
       if (audio) pubs.push(r.publish(audio, { source: "mic" }).then((t) => { local.audio = t; $("mute-mic").disabled = false; }));
       await Promise.all(pubs);
       if (room === r) setStatus(`in room ${r.room} as ${label(r.self)}, publishing`);
@@ -291,7 +303,7 @@ window.jetmedia = {
   // stats: per remote peer, the video frames decoded and bytes received of its tracks, from
   // each receiver's getStats(); plus what this page sends.
   async stats() {
-    const out = { state, peers: {}, framesSent: 0 };
+    const out = { state, peers: {}, framesSent: 0, layersSent: 0 };
     if (!room?.peerConnection) return out;
     for (const t of room.tracks.values()) {
       const rt = room.remoteTrack(t.track);
@@ -301,11 +313,18 @@ window.jetmedia = {
       (await rt.receiver.getStats()).forEach((s) => {
         if (s.type !== "inbound-rtp") return;
         p.bytesReceived += s.bytesReceived ?? 0;
-        if (s.kind === "video") p.framesDecoded += s.framesDecoded ?? 0;
+        if (s.kind === "video") {
+          p.framesDecoded += s.framesDecoded ?? 0;
+          p.frameWidth = s.frameWidth ?? 0;
+          p.packetsLost = (p.packetsLost ?? 0) + (s.packetsLost ?? 0);
+        }
       });
     }
     (await room.peerConnection.getStats()).forEach((s) => {
-      if (s.type === "outbound-rtp" && s.kind === "video") out.framesSent += s.framesSent ?? 0;
+      if (s.type === "outbound-rtp" && s.kind === "video") {
+        out.framesSent += s.framesSent ?? 0;
+        if ((s.framesSent ?? 0) > 0) out.layersSent++;
+      }
     });
     return out;
   },

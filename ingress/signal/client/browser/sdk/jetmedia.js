@@ -203,6 +203,10 @@ export class Room extends EventTarget {
   /** mid → {stream, track} from the server's latest offer. @type {Map<string, {stream?: string, track?: string}>} */
   #mids = new Map();
   /** Published tracks not yet named by the server, in publish order. */
+  /** Publish options that shape the answer: sender → {simulcast, codec}. @type {Map<RTCRtpSender, {simulcast: boolean, codec: string}>} */
+  #sending = new Map();
+  /** Simulcast publishes waiting for the server's offer. @type {{local: LocalTrack, stream?: MediaStream, codec: string}[]} */
+  #layered = [];
   #pending = /** @type {{local: LocalTrack, muted: boolean, resolve: (l: LocalTrack) => void, reject: (e: Error) => void}[]} */ ([]);
   /** Own tracks by id. @type {Map<string, LocalTrack>} */
   #local = new Map();
@@ -268,8 +272,11 @@ export class Room extends EventTarget {
    * Publishes a track: `await room.publish(track, {source: "camera"})`. Resolves with the
    * LocalTrack once the server has named it (its media is arriving).
    * @param {MediaStreamTrack} track
-   * @param {{source?: string, muted?: boolean, stream?: MediaStream}} [options] source defaults
-   *   to camera for video and mic for audio; muted publishes the track muted.
+   * @param {{source?: string, muted?: boolean, stream?: MediaStream, simulcast?: boolean, codec?: string}} [options]
+   *   source defaults to camera for video and mic for audio; muted publishes the track muted;
+   *   simulcast sends video in three layers (SIMULCAST: a quarter, half and the whole size)
+   *   that viewers choose from; codec (a MIME type, "video/H264") is the codec to send in,
+   *   where the browser lets pages choose.
    * @returns {Promise<LocalTrack>}
    */
   async publish(track, options = {}) {
@@ -281,17 +288,22 @@ export class Room extends EventTarget {
       throw new RangeError("jetmedia: source is 1 to 64 characters");
     }
     const muted = Boolean(options.muted);
+    const simulcast = Boolean(options.simulcast) && track.kind === "video";
     track.enabled = !muted;
     // In the negotiation queue: an offer being applied meanwhile could make a transceiver that
-    // #shield has not seen yet and addTrack would reuse.
-    const sender = await this.#serialized(async () => {
+    // #shield has not seen yet and addTrack would reuse. A simulcast track waits for the
+    // server's offer instead: Chromium gives an offer's simulcast m-line a transceiver of its
+    // own (with one encoding per RID), never the one addTrack made.
+    const sender = simulcast ? null : await this.#serialized(async () => {
       await this.#shield(track.kind);
       if (this.#pc === null) throw new JetmediaError("closed", "the room was left");
       return options.stream ? this.#pc.addTrack(track, options.stream) : this.#pc.addTrack(track);
     });
+    if (sender && options.codec) this.#sending.set(sender, { simulcast, codec: options.codec });
     const local = new LocalTrack(track, sender, source, muted, (l, m) => {
       if (l.id !== null) this.#send({ type: "mute", track: l.id, muted: m });
     });
+    if (simulcast) this.#layered.push({ local, stream: options.stream, codec: options.codec ?? "" });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending = this.#pending.filter((p) => p.local !== local);
@@ -302,7 +314,9 @@ export class Room extends EventTarget {
         resolve: (l) => { clearTimeout(timer); resolve(l); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       });
-      this.#send({ type: "publish", kind: track.kind, source, muted });
+      const m = { type: "publish", kind: track.kind, source, muted };
+      if (simulcast) m.simulcast = SIMULCAST.map((e) => e.rid);
+      this.#send(m);
     });
   }
 
@@ -326,6 +340,53 @@ export class Room extends EventTarget {
   subscribe(trackId) {
     this.#requireJoined("subscribe");
     this.#send({ type: "subscribe", track: trackId });
+  }
+
+  /**
+   * Chooses the simulcast layer of a subscribed track: one of its `layers` (lowest first,
+   * e.g. "q", "h", "f"), or "" to let the server choose from the bandwidth and the size the
+   * track is shown at (see watchSize). The picture changes at the layer's next key frame.
+   * @param {string} trackId
+   * @param {string} quality
+   */
+  setQuality(trackId, quality) {
+    this.#requireJoined("setQuality");
+    this.#send({ type: "layer", track: trackId, quality });
+  }
+
+  /**
+   * Tells the server the size a subscribed track is rendered at (pixels), so that it sends
+   * the smallest simulcast layer that fills it.
+   * @param {string} trackId
+   * @param {number} width
+   * @param {number} height
+   */
+  setViewSize(trackId, width, height) {
+    this.#requireJoined("setViewSize");
+    this.#send({ type: "layer", track: trackId, width: Math.round(width), height: Math.round(height) });
+  }
+
+  /**
+   * Reports an element's rendered size for a subscribed track now and whenever it changes
+   * (ResizeObserver, at most every 500 ms). Returns a function that stops watching.
+   * @param {string} trackId
+   * @param {Element} element
+   */
+  watchSize(trackId, element) {
+    let timer = null;
+    let last = "";
+    const report = () => {
+      timer = null;
+      const r = element.getBoundingClientRect();
+      const dpr = globalThis.devicePixelRatio || 1;
+      const w = Math.round(r.width * dpr), h = Math.round(r.height * dpr);
+      if (`${w}x${h}` === last || this.#ws === null) return;
+      last = `${w}x${h}`;
+      this.setViewSize(trackId, w, h);
+    };
+    const observer = new ResizeObserver(() => { timer ??= setTimeout(report, 500); });
+    observer.observe(element);
+    return () => { observer.disconnect(); if (timer) clearTimeout(timer); };
   }
 
   /** Stops receiving a track. @param {string} trackId */
@@ -764,8 +825,32 @@ export class Room extends EventTarget {
     // Before setRemoteDescription, which fires the track events that look the mids up.
     this.#mids = msidsByMid(sdp);
     await pc.setRemoteDescription({ type: "offer", sdp });
+    await this.#attachLayered(pc);
+    for (const t of pc.getTransceivers()) {
+      const want = this.#sending.get(t.sender);
+      if (want?.codec) preferCodec(t, want.codec);
+    }
     await pc.setLocalDescription(); // the answer; candidates trickle after it
     this.#send({ type: "answer", sdp: pc.localDescription.sdp });
+    for (const [sender, want] of this.#sending) {
+      if (want.simulcast) await layerEncodings(sender);
+    }
+  }
+
+  // #attachLayered gives each waiting simulcast publish one of the transceivers the offer just
+  // made for a simulcast m-line (no track yet, several encodings) and sends on it.
+  async #attachLayered(pc) {
+    for (const t of pc.getTransceivers()) {
+      if (this.#layered.length === 0) return;
+      if (t.stopped || t.currentDirection !== null || t.sender.track !== null || t.receiver.track.kind !== "video") continue;
+      if ((t.sender.getParameters().encodings ?? []).length < 2) continue;
+      const w = this.#layered.shift();
+      await t.sender.replaceTrack(w.local.track);
+      if (w.stream) t.sender.setStreams(w.stream);
+      t.direction = "sendonly";
+      w.local.sender = t.sender;
+      this.#sending.set(t.sender, { simulcast: true, codec: w.codec });
+    }
   }
 
   /** @param {RTCTrackEvent} e */
@@ -785,6 +870,43 @@ export class Room extends EventTarget {
    * @returns {{track: MediaStreamTrack, stream: MediaStream, receiver: RTCRtpReceiver}|undefined}
    */
   remoteTrack(trackId) { return this.#remote.get(trackId); }
+}
+
+/**
+ * The simulcast layers a publish with `simulcast: true` sends, lowest first: the server's
+ * offer asks for these RIDs, and each encoding is scaled and capped (bit/s) here.
+ */
+export const SIMULCAST = Object.freeze([
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
+
+// layerEncodings sizes a simulcast sender's encodings (made from the offer's RIDs) as
+// SIMULCAST says.
+async function layerEncodings(sender) {
+  const p = sender.getParameters();
+  if (!p.encodings || p.encodings.length < 2) return;
+  let changed = false;
+  for (const e of p.encodings) {
+    const want = SIMULCAST.find((s) => s.rid === e.rid);
+    if (want && (e.scaleResolutionDownBy !== want.scaleResolutionDownBy || e.maxBitrate !== want.maxBitrate)) {
+      e.scaleResolutionDownBy = want.scaleResolutionDownBy;
+      e.maxBitrate = want.maxBitrate;
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(p);
+}
+
+// preferCodec puts mime first among a transceiver's codecs, where the browser lets pages
+// choose (the answer then sends in it).
+function preferCodec(transceiver, mime) {
+  if (!transceiver.setCodecPreferences || !globalThis.RTCRtpReceiver?.getCapabilities) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
+  const want = codecs.filter((c) => c.mimeType.toLowerCase() === mime.toLowerCase());
+  if (want.length === 0) throw new JetmediaError("client", `this browser cannot send ${mime}`);
+  transceiver.setCodecPreferences([...want, ...codecs.filter((c) => !want.includes(c))]);
 }
 
 // signallingURL turns the url option into the WebSocket's URL.
