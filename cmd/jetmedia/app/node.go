@@ -83,6 +83,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if cfg.fileRoutes, err = natsnode.ConfigFileRoutes(cfg.NATSConfig); err != nil {
+		return nil, fmt.Errorf("config: %w (--nats-config)", err)
+	}
 	cfg.Storage.Replicas = cfg.EffectiveReplicas()
 	log := nodeLogger(cfg)
 	n := &Node{cfg: cfg, log: log, started: time.Now().UTC()}
@@ -95,6 +98,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.cancel = cancel
 
 	if err = n.startNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err = n.startEdgeSource(runCtx); err != nil {
 		return nil, err
 	}
 	if err = n.startReadSide(runCtx); err != nil {

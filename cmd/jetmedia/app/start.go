@@ -36,7 +36,7 @@ func nodeLogger(cfg Config) *slog.Logger {
 // startNATS starts the embedded NATS server, its connections, the streams and buckets, the
 // appender, the media bus and the forwarding hub.
 func (n *Node) startNATS(ctx context.Context) (err error) {
-	cfg, log := n.cfg, n.log
+	cfg := n.cfg
 	storeDir := ""
 	if cfg.JetStream {
 		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
@@ -44,13 +44,7 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 		}
 		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
 	}
-	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
-		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
-		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
-		Auth:    natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
-		Logger:  log,
-	})
+	n.srv, err = natsnode.StartServer(ctx, n.serverConfig(storeDir))
 	if err != nil {
 		return withFlag(err)
 	}
@@ -94,6 +88,33 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	n.hub.Lanes(cfg.FanoutLanes)
 
 	return nil
+}
+
+// serverConfig is the embedded server's configuration. The links between nodes (routes,
+// gateways, leaf connections) authenticate with a password derived from the system's signing
+// key, which every node of the system must hold: a server without it cannot join.
+func (n *Node) serverConfig(storeDir string) natsnode.ServerConfig {
+	cfg := n.cfg
+	sc := natsnode.ServerConfig{
+		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
+		ConfigFile: cfg.NATSConfig,
+		Cluster:    natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
+		Leaf: natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub, HubDomain: cfg.HubDomain,
+			// The edge's own log, buckets and poison/parked streams have the region's names.
+			Isolate: []string{eventlog.EventsSubjects, "poison.>", "parked.>", "$KV.>"}},
+		Auth:   natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
+		Logger: n.log,
+	}
+	if cfg.Edge() {
+		sc.Domain = cfg.EdgeDomain()
+	}
+	if len(cfg.AuthKeys) > 0 {
+		sc.Auth.LinkPassword = cfg.AuthKeys[0].Derive("nats-links")
+		if sc.Auth.LeafPassword == "" {
+			sc.Auth.LeafPassword = sc.Auth.LinkPassword
+		}
+	}
+	return sc
 }
 
 // keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
