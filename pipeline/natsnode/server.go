@@ -295,7 +295,11 @@ func clusterOptions(opts *server.Options, c ClusterConfig) error {
 		opts.Cluster.Name = c.Name
 	}
 	if opts.Cluster.Port != 0 && opts.Cluster.Name == "" {
-		opts.Cluster.Name = "jetmedia"
+		// A region joined by a gateway is named as its gateway (nats-server wants both alike).
+		opts.Cluster.Name = opts.Gateway.Name
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "jetmedia"
+		}
 	}
 	for _, r := range c.Routes {
 		u, err := url.Parse(r)
