@@ -87,6 +87,13 @@ type Config struct {
 	// Zone is where the node runs (a data centre, region or rack), announced in its lease for
 	// placement and operators; empty is fine.
 	Zone string
+	// MaxSessions is this node's admission limit: new WHIP and WHEP sessions beyond it are
+	// sent elsewhere or refused with 503 (0, the default: none). Announced in the lease.
+	MaxSessions int
+	// Placement answers new WHIP and WHEP sessions with a 307 to the node that should serve
+	// them (same zone first, then least loaded; default on). Off, each node serves what it
+	// is sent, up to MaxSessions.
+	Placement bool
 	// Presence sets the rhythm of the node's lease in the nodes bucket (docs/cluster.md).
 	Presence presence.Timing
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
@@ -138,6 +145,7 @@ func Defaults() Config {
 		Webhooks:        webhook.Defaults(),
 		HTTP:            httpserver.Defaults(),
 		Presence:        presence.DefaultTiming(),
+		Placement:       true,
 	}
 }
 
@@ -183,18 +191,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.HTTP.Validate())
 	errs = append(errs, c.validateRTMP())
-	if c.ResumeGrace < 0 {
-		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
-	}
-	if err := c.SignalLimits.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.FanoutLanes < 1 {
-		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
-	}
-	if c.EdgeSenders < 1 {
-		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
-	}
+	errs = append(errs, c.validateLimits())
 	errs = append(errs, c.validateUDP(), c.validateCluster(), c.Presence.Validate())
 	if len(c.AuthKeys) > 0 {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
@@ -206,6 +203,27 @@ func (c Config) Validate() error {
 	}
 	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
 		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	return errors.Join(errs...)
+}
+
+// validateLimits checks the sessions' limits and the forwarding goroutines' counts.
+func (c Config) validateLimits() error {
+	var errs []error
+	if c.ResumeGrace < 0 {
+		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
+	}
+	if err := c.SignalLimits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))
+	}
+	if c.FanoutLanes < 1 {
+		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
+	}
+	if c.EdgeSenders < 1 {
+		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
 	return errors.Join(errs...)
 }

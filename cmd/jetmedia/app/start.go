@@ -137,8 +137,11 @@ func (n *Node) keepReplicas(ctx context.Context) {
 }
 
 // startReadSide runs the rooms projection and, on a node with JetStream of its own, the
-// pebble read models (a leaf keeps none).
+// pebble read models (a leaf keeps none); on an edge, it keeps the region sourcing its log.
 func (n *Node) startReadSide(ctx context.Context) (err error) {
+	if err = n.startEdgeSource(ctx); err != nil {
+		return err
+	}
 	if err = n.startProjection(ctx); err != nil {
 		return err
 	}
@@ -170,7 +173,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 }
 
 // startHTTP listens on the HTTP address and serves mux.
-func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
+func (n *Node) startHTTP(mux http.Handler) (err error) {
 	cfg, log := n.cfg, n.log
 	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)
