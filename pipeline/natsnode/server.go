@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -273,6 +274,14 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		return nil, err
 	}
 	linkAuth(opts, cfg)
+	if opts.SystemAccount == "" && opts.Gateway.Name != "" && (opts.LeafNode.Port != 0 || len(opts.LeafNode.Remotes) > 0) {
+		// nats-server wants the system account named when a server has gateways and leaf
+		// nodes; it is the one it makes by default.
+		opts.SystemAccount = server.DEFAULT_SYSTEM_ACCOUNT
+		if !slices.ContainsFunc(opts.Accounts, func(a *server.Account) bool { return a.Name == opts.SystemAccount }) {
+			opts.Accounts = append(opts.Accounts, server.NewAccount(opts.SystemAccount))
+		}
+	}
 	return opts, nil
 }
 
