@@ -93,10 +93,11 @@ func TestSuperclusterGateway(t *testing.T) {
 	time.Sleep(2 * time.Second) // west's interest goes; the gateway learns it
 	sent2, cross2, _ := window()
 	t.Logf("no viewer in west: east published %d RTP packets, %d gateway messages east->west", sent2, cross2)
-	require.Greater(t, sent1, uint64(100))
-	require.Greater(t, sent2, uint64(100))
+	require.Greater(t, sent1, uint64(30)) // ~80/s; far fewer under -race on a busy machine
+	require.Greater(t, sent2, uint64(30))
 	require.InDelta(t, float64(sent1), float64(recv1), float64(sent1)/20+5, "every packet reached west")
-	require.Less(t, cross2, sent2/2, "media does not cross a gateway without a viewer beyond it")
+	// Base traffic (~15 in 3 s) stays well below what media crossing would add (one per packet).
+	require.Less(t, cross2, sent2/2+20, "media does not cross a gateway without a viewer beyond it")
 	// Once per packet: not twice (the base traffic is well below a packet count).
 	media := int64(cross1) - int64(cross2)*int64(sent1)/int64(sent2)
 	t.Logf("media crossings with the viewer: about %d for %d packets", media, sent1)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
@@ -72,7 +73,12 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
 		return err
 	}
-	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
+	// Retried: in a cluster that is still forming, the bucket another node just declared may
+	// not be found through this one for a moment.
+	if err = eventlog.Retry(declareCtx, func(ctx context.Context) (err error) {
+		n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms)
+		return err
+	}); err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
 	if n.nodes, err = presence.Declare(declareCtx, n.js, cfg.Storage); err != nil {
@@ -101,7 +107,7 @@ func (n *Node) serverConfig(storeDir string) natsnode.ServerConfig {
 		Cluster:    natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
 		Leaf: natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub, HubDomain: cfg.HubDomain,
 			// The edge's own log, buckets and poison/parked streams have the region's names.
-			Isolate: []string{eventlog.EventsSubjects, "poison.>", "parked.>", "$KV.>"}},
+			Isolate: []string{eventlog.EventsSubjects, eventlog.PoisonSubjects, webhook.ParkedSubjects, "$KV.>"}},
 		Auth:   natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
 		Logger: n.log,
 	}
