@@ -13,7 +13,7 @@ import (
 // settings are applied over the file's:
 //   - always the node's: server_name (a different one in the file is an error, the node's name
 //     is also its JetStream and lease name), jetstream on/off and its store directory, no
-//     signal handlers, a max payload of at least 8 MiB;
+//     signal handlers, no subject-match cache, a max payload of at least 8 MiB;
 //   - the node's when set (a flag given), else the file's: the client, cluster (route) and leaf
 //     listen addresses; the node's routes are added to the file's, its hub to the file's
 //     remotes;
@@ -67,6 +67,13 @@ func baseOptions(cfg ServerConfig) (*server.Options, error) {
 	opts.NoSigs = true
 	opts.DisableShortFirstPing = true
 	opts.MaxPayload = max(opts.MaxPayload, 8<<20)
+	// The account's subject-match cache keeps up to 1024 results, swept at random, and
+	// most subjects a node sees once (JetStream acks and replies, each session's inboxes
+	// and track subjects): its entries were made all through a node's life and each kept a
+	// span of short-lived session objects in use (the churn soak's heap in use x1.43
+	// after 1000 lifecycles with it, x1.26 without; live objects x1.02-1.04 either way).
+	// A publisher's hot subjects stay cached per connection (nats-server's own L1 cache).
+	opts.NoSublistCache = true
 	return opts, nil
 }
 

@@ -191,7 +191,18 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.HTTP.Validate())
 	errs = append(errs, c.validateRTMP())
-	errs = append(errs, c.validateLimits())
+	if c.ResumeGrace < 0 {
+		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
+	}
+	if err := c.SignalLimits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.FanoutLanes < 1 {
+		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
+	}
+	if c.EdgeSenders < 1 {
+		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
+	}
 	errs = append(errs, c.validateUDP(), c.validateCluster(), c.Presence.Validate())
 	if len(c.AuthKeys) > 0 {
 		if _, err := auth.NewKeyring(c.AuthKeys...); err != nil {
@@ -200,30 +211,6 @@ func (c Config) Validate() error {
 	}
 	if len(c.Webhooks.Endpoints) > 0 {
 		errs = append(errs, c.Webhooks.Validate())
-	}
-	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
-		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
-	}
-	return errors.Join(errs...)
-}
-
-// validateLimits checks the sessions' limits and the forwarding goroutines' counts.
-func (c Config) validateLimits() error {
-	var errs []error
-	if c.ResumeGrace < 0 {
-		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
-	}
-	if err := c.SignalLimits.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxSessions < 0 {
-		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))
-	}
-	if c.FanoutLanes < 1 {
-		errs = append(errs, fmt.Errorf("fan-out lanes %d: at least 1", c.FanoutLanes))
-	}
-	if c.EdgeSenders < 1 {
-		errs = append(errs, fmt.Errorf("edge senders %d: at least 1", c.EdgeSenders))
 	}
 	return errors.Join(errs...)
 }
@@ -257,6 +244,12 @@ func (c Config) validateCluster() error {
 	}
 	if size := c.ClusterSize(); c.Replicas > size {
 		errs = append(errs, fmt.Errorf("--replicas %d exceeds the cluster's %d node(s) (its routes, this node included)", c.Replicas, size))
+	}
+	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
+		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	if c.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))
 	}
 	if c.joinsOthers() && len(c.AuthKeys) == 0 {
 		// One keyring for the system: dev mode's random per-process key would make every node
