@@ -39,6 +39,4 @@ e2e:
 
 # A hub and a media-only leaf node on loopback (HTTP 8080 and 8081).
 cluster:
-    go run ./cmd/jetmedia serve --name hub --data ./data/hub --leaf-listen 127.0.0.1:7422 & \
-    sleep 3; go run ./cmd/jetmedia serve --name edge --data ./data/edge --http 127.0.0.1:8081 --udp-port 8444 --hub nats-leaf://127.0.0.1:7422 --jetstream=false; \
-    kill %1
+    go run ./cmd/jetmedia dev-cluster

@@ -45,6 +45,9 @@ Usage:
   jetmedia load --url URL [--publishers P] [--subscribers S] [--ramp D] [--duration D] [--json]
                                          drive a running server with synthetic WHIP publishers
                                          and WHEP subscribers; report loss, latency, server CPU
+  jetmedia dev-cluster [--dir D] [--base-port P] [--nodes N]
+                                         a local supercluster on loopback: 2 regions of N (3)
+                                         routed nodes joined by gateways, one edge each
 
 Every command but serve reads the node's data directory (--data, default ./data) directly
 when no server runs on it, or the NATS URL given with --nats (or JETMEDIA_NATS), or the one a
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return poisonCmd(ctx, rest, stdout, stderr)
 	case "load":
 		return loadCmd(ctx, rest, stdout, stderr)
+	case "dev-cluster":
+		return devClusterCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

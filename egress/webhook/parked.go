@@ -12,10 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StreamParked holds the events that ran out of attempts, on parked.<endpoint id>.<room>.
+// StreamParked holds the events that ran out of attempts, on parked.<endpoint id>.<room>
+// (ParkedSubjects).
 const (
 	StreamParked   = "WEBHOOKS_PARKED"
-	parkedSubjects = "parked.>"
+	ParkedSubjects = "parked.>"
 )
 
 // Headers of a parked message; its payload is the event exactly as stored in EVENTS.
@@ -34,7 +35,7 @@ func DeclareParked(ctx context.Context, js jetstream.JetStream) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamParked,
 		Description: "jetmedia webhook events that ran out of attempts, until redriven",
-		Subjects:    []string{parkedSubjects},
+		Subjects:    []string{ParkedSubjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  2 * time.Minute,
@@ -88,7 +89,7 @@ func ListParked(ctx context.Context, js jetstream.JetStream, endpointID string, 
 	if err != nil {
 		return fmt.Errorf("webhook: stream %s: %w", StreamParked, err)
 	}
-	filter := parkedSubjects
+	filter := ParkedSubjects
 	if endpointID != "" {
 		filter = "parked." + endpointID + ".>"
 	}

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -391,4 +393,13 @@ func (k *Keyring) Authorize(r *http.Request, room string, g Grant, now time.Time
 		return Claims{}, err
 	}
 	return c, nil
+}
+
+// Derive returns a secret for another purpose (label) made from the key: HMAC-SHA256 of the
+// label under the key's secret, base64. Every node holding the key derives the same one, and
+// it tells nothing of the key. The NATS links between nodes authenticate with one.
+func (k Key) Derive(label string) string {
+	m := hmac.New(sha256.New, k.Secret)
+	m.Write([]byte("jetmedia/" + label))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -66,7 +66,12 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 // start and from every node.
 func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
 	if err := Retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(sc))
+		cfg := EventsStreamConfig(sc)
+		if s, err := js.Stream(ctx, StreamEvents); err == nil {
+			// The edges' logs the region sources (AddEdgeSource) stay.
+			cfg.Sources = s.CachedInfo().Config.Sources
+		}
+		_, err := js.CreateOrUpdateStream(ctx, cfg)
 		return err
 	}); err != nil {
 		return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
@@ -99,4 +104,47 @@ func Retry(ctx context.Context, declare func(ctx context.Context) error) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// EdgeSourced reports whether the region's EVENTS stream (reached through region, a JetStream
+// of the region's domain) sources the EVENTS stream of the edge whose domain is edgeDomain.
+func EdgeSourced(ctx context.Context, region jetstream.JetStream, edgeDomain string) (bool, error) {
+	s, err := region.Stream(ctx, StreamEvents)
+	if err != nil {
+		return false, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+	}
+	return hasEdgeSource(s.CachedInfo().Config, edgeDomain), nil
+}
+
+func hasEdgeSource(cfg jetstream.StreamConfig, edgeDomain string) bool {
+	prefix := "$JS." + edgeDomain + ".API"
+	for _, src := range cfg.Sources {
+		if src.Name == StreamEvents && src.External != nil && src.External.APIPrefix == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// AddEdgeSource makes the region's EVENTS stream source the EVENTS stream of the edge whose
+// JetStream domain is edgeDomain: the edge appends to its own log, also while its link is
+// down, and JetStream copies its events into the region's log in the edge's order, resuming
+// where it stopped when the link returns (a source's position is the region's, so each event
+// is copied once; the events' ids are deduplicated besides). It returns false when the
+// source was already there. Two edges adding themselves at once may overwrite each other's
+// update: callers check again later (EdgeSourced).
+func AddEdgeSource(ctx context.Context, region jetstream.JetStream, edgeDomain string) (bool, error) {
+	s, err := region.Stream(ctx, StreamEvents)
+	if err != nil {
+		return false, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+	}
+	cfg := s.CachedInfo().Config
+	if hasEdgeSource(cfg, edgeDomain) {
+		return false, nil
+	}
+	cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: StreamEvents, Domain: edgeDomain})
+	if _, err := region.UpdateStream(ctx, cfg); err != nil {
+		return false, fmt.Errorf("pipeline: source edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
+	}
+	return true, nil
 }

@@ -19,13 +19,15 @@ import (
 //     bucket), nor any stream or bucket creation, update or deletion. Without a reader password,
 //     clients that give no credentials are readers (nats.NoAuthUser).
 //
-// Route connections (--cluster-listen) are not clients: a cluster's ports are for its nodes.
-// A leaf node connects to its hub as LeafUser with the hub's LeafPassword (empty by default:
-// the leaf port, like the route port, is for nodes, on a network only they reach).
+// Route and gateway connections are not clients: with a LinkPassword they must present
+// LinkUser and it (a server without credentials cannot join), unless the config file sets
+// their authorization. A leaf node connects to its hub as LeafUser with the hub's
+// LeafPassword (jetmedia sets it to the link password unless given).
 const (
 	NodeUser   = "jetmedia-node"
 	ReaderUser = "reader"
 	LeafUser   = "jetmedia-leaf"
+	LinkUser   = "jetmedia-link"
 )
 
 // AuthConfig sets the credentials of the server's users.
@@ -38,6 +40,9 @@ type AuthConfig struct {
 	// LeafPassword is the password leaf nodes give as LeafUser (hub side), and the one this
 	// server gives its hub (leaf side) when the hub URL carries no credentials.
 	LeafPassword string
+	// LinkPassword authenticates routes and gateways (as LinkUser), in both directions.
+	// Empty: links are not authenticated unless the config file says so.
+	LinkPassword string
 }
 
 // readerAllowedPublish are the subjects a reader may publish on: JetStream API requests that
@@ -86,11 +91,11 @@ func authOptions(opts *server.Options, cfg ServerConfig) (string, error) {
 			Publish:   &server.SubjectPermission{Allow: readerAllowedPublish},
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
 		}}
-	opts.Users = []*server.User{{Username: NodeUser, Password: pw}, reader}
-	if cfg.Auth.ReaderPassword == "" {
+	opts.Users = append(opts.Users, &server.User{Username: NodeUser, Password: pw}, reader)
+	if cfg.Auth.ReaderPassword == "" && opts.NoAuthUser == "" {
 		opts.NoAuthUser = ReaderUser
 	}
-	if cfg.Leaf.Listen != "" {
+	if opts.LeafNode.Port != 0 && opts.LeafNode.Username == "" && opts.LeafNode.Users == nil {
 		opts.LeafNode.Username, opts.LeafNode.Password = LeafUser, cfg.Auth.LeafPassword
 	}
 	return pw, nil

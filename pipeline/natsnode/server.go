@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,9 +29,13 @@ type ServerConfig struct {
 	Cluster ClusterConfig
 	// Leaf makes this server a leaf-node hub, or a leaf of a hub.
 	Leaf LeafConfig
-	// Domain is the JetStream domain of a server that runs JetStream and accepts leaf nodes
-	// (default DefaultDomain). Leaves without JetStream use the hub's through it.
+	// Domain is the JetStream domain of an edge: a leaf (Leaf.Hub, or remotes in ConfigFile)
+	// that runs JetStream of its own. Required for one; the region's servers (and media-only
+	// leaves) use Leaf.HubDomain.
 	Domain string
+	// ConfigFile is a nats-server configuration file (nats-server's own format: gateways,
+	// leafnodes, accounts, TLS) the settings above are merged over; see configfile.go.
+	ConfigFile string
 	// JetStream turns JetStream on (default). A node without it uses the JetStream of the
 	// system it joins.
 	JetStream bool
@@ -61,6 +66,12 @@ type LeafConfig struct {
 	Listen string
 	// Hub is the hub's leaf URL (nats-leaf://host:port) this server connects to as a leaf.
 	Hub string
+	// HubDomain is the JetStream domain of the region (its servers and hubs): default
+	// DefaultDomain, or the ConfigFile's jetstream domain on a region's server.
+	HubDomain string
+	// Isolate are the subjects an edge's link carries in neither direction: those of the
+	// edge's own streams and buckets, which the region has under the same names.
+	Isolate []string
 }
 
 // DefaultDomain is the JetStream domain of a hub when none is configured.
@@ -73,6 +84,12 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.JetStream && c.StoreDir == "" {
 		return errors.New("pipeline: JetStream needs a store directory")
+	}
+	if c.JetStream && c.Leaf.Hub != "" && c.Domain == "" {
+		return errors.New("pipeline: a leaf with JetStream of its own (an edge) needs its own JetStream domain")
+	}
+	if c.Domain != "" && c.Domain == c.Leaf.HubDomain {
+		return fmt.Errorf("pipeline: the edge's JetStream domain %q is the hub's", c.Domain)
 	}
 	if c.Cluster.Listen != "" && c.Listen == "" {
 		// nats-server waits for the client listener before it solicits routes.
@@ -221,7 +238,8 @@ func waitStarted(ctx context.Context, ns *server.Server, cfg ServerConfig, fatal
 			return fmt.Errorf("pipeline: nats server %s not ready after %s", cfg.Name, deadline)
 		}
 	}
-	if cfg.Leaf.Hub != "" {
+	if cfg.Leaf.Hub != "" && !cfg.JetStream {
+		// An edge (JetStream of its own) starts without its hub too.
 		if err := waitLeaf(ctx, ns, time.Until(end)); err != nil {
 			return err
 		}
@@ -232,37 +250,37 @@ func waitStarted(ctx context.Context, ns *server.Server, cfg ServerConfig, fatal
 	return nil
 }
 
-// serverOptions turns the config into nats-server's options.
+// serverOptions turns the config (over its ConfigFile's, see configfile.go) into
+// nats-server's options.
 func serverOptions(cfg ServerConfig) (*server.Options, error) {
-	opts := &server.Options{
-		ServerName:            cfg.Name,
-		JetStream:             cfg.JetStream,
-		StoreDir:              cfg.StoreDir,
-		NoSigs:                true,
-		DisableShortFirstPing: true,
-		MaxPayload:            8 << 20,
-		// The account's subject-match cache keeps up to 1024 results, swept at random, and
-		// most subjects a node sees once (JetStream acks and replies, each session's inboxes
-		// and track subjects): its entries were made all through a node's life and each kept a
-		// span of short-lived session objects in use (the churn soak's heap in use x1.43
-		// after 1000 lifecycles with it, x1.26 without; live objects x1.02-1.04 either way).
-		// A publisher's hot subjects stay cached per connection (nats-server's own L1 cache).
-		NoSublistCache: true,
+	opts, err := baseOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Listen == "" {
-		opts.DontListen = true
-	} else {
+	switch {
+	case cfg.Listen != "":
 		h, p, err := splitHostPort(cfg.Listen)
 		if err != nil {
 			return nil, err
 		}
 		opts.Host, opts.Port = h, randomIfZero(p)
+	case opts.Port == 0:
+		opts.DontListen = true
 	}
 	if err := clusterOptions(opts, cfg.Cluster); err != nil {
 		return nil, err
 	}
 	if err := leafOptions(opts, cfg); err != nil {
 		return nil, err
+	}
+	linkAuth(opts, cfg)
+	if opts.SystemAccount == "" && opts.Gateway.Name != "" && (opts.LeafNode.Port != 0 || len(opts.LeafNode.Remotes) > 0) {
+		// nats-server wants the system account named when a server has gateways and leaf
+		// nodes; it is the one it makes by default.
+		opts.SystemAccount = server.DEFAULT_SYSTEM_ACCOUNT
+		if !slices.ContainsFunc(opts.Accounts, func(a *server.Account) bool { return a.Name == opts.SystemAccount }) {
+			opts.Accounts = append(opts.Accounts, server.NewAccount(opts.SystemAccount))
+		}
 	}
 	return opts, nil
 }
@@ -275,18 +293,23 @@ func randomIfZero(port int) int {
 }
 
 func clusterOptions(opts *server.Options, c ClusterConfig) error {
-	if c.Listen == "" {
-		return nil
+	if c.Listen != "" {
+		h, p, err := splitHostPort(c.Listen)
+		if err != nil {
+			return err
+		}
+		opts.Cluster.Host, opts.Cluster.Port = h, randomIfZero(p)
 	}
-	h, p, err := splitHostPort(c.Listen)
-	if err != nil {
-		return err
+	if c.Name != "" {
+		opts.Cluster.Name = c.Name
 	}
-	name := c.Name
-	if name == "" {
-		name = "jetmedia"
+	if opts.Cluster.Port != 0 && opts.Cluster.Name == "" {
+		// A region joined by a gateway is named as its gateway (nats-server wants both alike).
+		opts.Cluster.Name = opts.Gateway.Name
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "jetmedia"
+		}
 	}
-	opts.Cluster = server.ClusterOpts{Name: name, Host: h, Port: randomIfZero(p)}
 	for _, r := range c.Routes {
 		u, err := url.Parse(r)
 		if err != nil || u.Host == "" {
@@ -297,10 +320,14 @@ func clusterOptions(opts *server.Options, c ClusterConfig) error {
 	return nil
 }
 
+// leafOptions sets the leaf port, the hub remote and the JetStream domain. A node with
+// JetStream and no hub is part of the hub's (region's) domain; a leaf with JetStream is an
+// edge with its own domain, whose log subjects do not cross its link (Leaf.Isolate); a leaf
+// without JetStream uses the hub's domain.
 func leafOptions(opts *server.Options, cfg ServerConfig) error {
-	domain := cfg.Domain
-	if domain == "" {
-		domain = DefaultDomain
+	hubDomain := cfg.Leaf.HubDomain
+	if hubDomain == "" {
+		hubDomain = DefaultDomain
 	}
 	if cfg.Leaf.Listen != "" {
 		h, p, err := splitHostPort(cfg.Leaf.Listen)
@@ -308,8 +335,12 @@ func leafOptions(opts *server.Options, cfg ServerConfig) error {
 			return err
 		}
 		opts.LeafNode.Host, opts.LeafNode.Port = h, randomIfZero(p)
-		if cfg.JetStream {
-			opts.JetStreamDomain = domain
+	}
+	edge := cfg.JetStream && (cfg.Leaf.Hub != "" || len(opts.LeafNode.Remotes) > 0)
+	if cfg.JetStream && opts.JetStreamDomain == "" {
+		opts.JetStreamDomain = hubDomain
+		if edge {
+			opts.JetStreamDomain = cfg.Domain
 		}
 	}
 	if cfg.Leaf.Hub != "" {
@@ -317,11 +348,17 @@ func leafOptions(opts *server.Options, cfg ServerConfig) error {
 		if err != nil {
 			return err
 		}
-		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
-		if !cfg.JetStream {
-			// Plain JetStream clients on the leaf reach the hub's domain.
-			opts.JsAccDefaultDomain = map[string]string{server.DEFAULT_GLOBAL_ACCOUNT: domain}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
+	}
+	for _, r := range opts.LeafNode.Remotes {
+		if edge {
+			r.DenyImports = append(r.DenyImports, cfg.Leaf.Isolate...)
+			r.DenyExports = append(r.DenyExports, cfg.Leaf.Isolate...)
 		}
+	}
+	if !cfg.JetStream && len(opts.LeafNode.Remotes) > 0 && opts.JsAccDefaultDomain == nil {
+		// Plain JetStream clients on the leaf reach the hub's domain.
+		opts.JsAccDefaultDomain = map[string]string{server.DEFAULT_GLOBAL_ACCOUNT: hubDomain}
 	}
 	return nil
 }
@@ -351,6 +388,18 @@ func (s *Server) Interest(subject string) bool {
 	}
 	return s.ns.GlobalAccount().Interest(subject) > 0
 }
+
+// Domain is the server's JetStream domain ("" without JetStream).
+func (s *Server) Domain() string {
+	if !s.opts.JetStream {
+		return ""
+	}
+	return s.opts.JetStreamDomain
+}
+
+// Edge reports whether the server is an edge: a leaf with JetStream of its own, in its own
+// domain, whose log the region sources.
+func (s *Server) Edge() bool { return s.opts.JetStream && len(s.opts.LeafNode.Remotes) > 0 }
 
 // NATS exposes the underlying server for monitoring (Varz, Gatewayz...).
 func (s *Server) NATS() *server.Server { return s.ns }

@@ -44,6 +44,8 @@ type Lease struct {
 	// NATS is its NATS client URL, when it has one open.
 	NATS string `json:"nats,omitempty"`
 	Load Load   `json:"load"`
+	// MaxSessions is the node's admission limit (--max-sessions; 0: none).
+	MaxSessions int `json:"max_sessions,omitempty"`
 	// Started is when this process started; Renewed when it wrote this record (its clock).
 	Started time.Time `json:"started"`
 	Renewed time.Time `json:"renewed"`

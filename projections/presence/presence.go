@@ -80,6 +80,8 @@ type Presence struct {
 	stalled atomic.Bool
 	// ownChecked: the first check after start looked again for this node's stale sessions.
 	ownChecked bool
+	// leases are every lease as the last check read them (for placement).
+	leases atomic.Pointer[[]Observed]
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -172,6 +174,15 @@ func (p *Presence) renewLogged(ctx context.Context) {
 	}
 }
 
+// Leases are every node's lease as this node last read them (each renewal), aged as it
+// reckoned then; nil before the first read.
+func (p *Presence) Leases() []Observed {
+	if l := p.leases.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
 // Refresh renews the lease soon, out of turn: what Describe returns has changed (the HTTP
 // port opened). It does not block.
 func (p *Presence) Refresh() {
@@ -216,6 +227,7 @@ func (p *Presence) check(ctx context.Context) error {
 	if err != nil {
 		p.log.Warn("unreadable lease", "err", err)
 	}
+	p.leases.Store(&leases)
 	if p.stalled.Swap(false) {
 		// This node could not renew either: judge nobody by the silence just past.
 		p.table.Forgive(now)

@@ -69,7 +69,18 @@ func PostOffer(ctx context.Context, hc *http.Client, endpoint, token, offer stri
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	SetToken(req, token)
-	resp, err := hc.Do(req)
+	// A node may send the offer to another (307, placement). Go's client drops the
+	// Authorization header on a redirect to another host; a WHIP client presents its token
+	// to the node it is sent to.
+	follow := *hc
+	follow.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("rtcclient: more than 5 redirects")
+		}
+		SetToken(r, token)
+		return nil
+	}
+	resp, err := follow.Do(req)
 	if err != nil {
 		return "", "", fmt.Errorf("rtcclient: post offer: %w", err)
 	}
@@ -78,10 +89,7 @@ func PostOffer(ctx context.Context, hc *http.Client, endpoint, token, offer stri
 	if resp.StatusCode != http.StatusCreated {
 		return "", "", &HTTPError{Status: resp.StatusCode, Body: string(body), RetryAfter: resp.Header.Get("Retry-After")}
 	}
-	base, err := url.Parse(endpoint)
-	if err != nil {
-		return "", "", fmt.Errorf("rtcclient: endpoint: %w", err)
-	}
+	base := resp.Request.URL // the session's URL is relative to the node that answered
 	loc := resp.Header.Get("Location")
 	rel, err := url.Parse(loc)
 	if err != nil || loc == "" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,6 +66,17 @@ type Config struct {
 	// (nats-leaf://host:port) makes this node a leaf of that hub.
 	LeafListen string
 	Hub        string
+	// NATSConfig is a nats-server configuration file (its own format: gateways, leafnodes,
+	// accounts, TLS) merged under the node's settings (pipeline/natsnode/configfile.go says
+	// which wins); docs/cluster.md.
+	NATSConfig string
+	// JSDomain is the JetStream domain of an edge (a leaf with JetStream: --hub without
+	// --jetstream=false), default "edge-<name>". HubDomain is the region's domain the edge's log
+	// is sourced into, and media-only leaves use (default "jetmedia").
+	JSDomain  string
+	HubDomain string
+	// fileRoutes are NATSConfig's routes, counted by ClusterSize (set by Start).
+	fileRoutes []string
 	// JetStream runs JetStream on this node (default true). A node without it is a media-only
 	// node that uses the JetStream of the hub or cluster it joins.
 	JetStream bool
@@ -77,6 +89,13 @@ type Config struct {
 	// Zone is where the node runs (a data centre, region or rack), announced in its lease for
 	// placement and operators; empty is fine.
 	Zone string
+	// MaxSessions is this node's admission limit: new WHIP and WHEP sessions beyond it are
+	// sent elsewhere or refused with 503 (0, the default: none). Announced in the lease.
+	MaxSessions int
+	// Placement answers new WHIP and WHEP sessions with a 307 to the node that should serve
+	// them (same zone first, then least loaded; default on). Off, each node serves what it
+	// is sent, up to MaxSessions.
+	Placement bool
 	// Presence sets the rhythm of the node's lease in the nodes bucket (docs/cluster.md).
 	Presence presence.Timing
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
@@ -154,6 +173,7 @@ func Defaults() Config {
 		Webhooks:        webhook.Defaults(),
 		HTTP:            httpserver.Defaults(),
 		Presence:        presence.DefaultTiming(),
+		Placement:       true,
 	}
 	c.BWE, c.MaxPublishBitrate = true, 4_000_000
 	return c
@@ -226,9 +246,6 @@ func (c Config) Validate() error {
 	if len(c.Webhooks.Endpoints) > 0 {
 		errs = append(errs, c.Webhooks.Validate())
 	}
-	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" {
-		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -262,17 +279,34 @@ func (c Config) validateCluster() error {
 	if size := c.ClusterSize(); c.Replicas > size {
 		errs = append(errs, fmt.Errorf("--replicas %d exceeds the cluster's %d node(s) (its routes, this node included)", c.Replicas, size))
 	}
+	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
+		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	if c.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))
+	}
 	if c.joinsOthers() && len(c.AuthKeys) == 0 {
 		// One keyring for the system: dev mode's random per-process key would make every node
 		// refuse the tokens of the others.
-		errs = append(errs, errors.New("a node joined to others (--routes, --cluster-listen, --hub or --leaf-listen) needs the system's signing key: set the same --auth-key (or JETMEDIA_AUTH_KEYS) on every node; dev mode's random key is per process"))
+		errs = append(errs, errors.New("a node joined to others (--routes, --cluster-listen, --hub, --leaf-listen or --nats-config) needs the system's signing key: set the same --auth-key (or JETMEDIA_AUTH_KEYS) on every node; dev mode's random key is per process"))
 	}
 	return errors.Join(errs...)
 }
 
 // joinsOthers reports whether the node is configured to be part of a system of nodes.
 func (c Config) joinsOthers() bool {
-	return len(c.Routes) > 0 || c.ClusterListen != "" || c.Hub != "" || c.LeafListen != ""
+	return len(c.Routes) > 0 || c.ClusterListen != "" || c.Hub != "" || c.LeafListen != "" || c.NATSConfig != ""
+}
+
+// Edge reports whether the node is an edge: a leaf with JetStream of its own (docs/cluster.md).
+func (c Config) Edge() bool { return c.JetStream && c.Hub != "" }
+
+// EdgeDomain is the JetStream domain of an edge: JSDomain, or "edge-<name>".
+func (c Config) EdgeDomain() string {
+	if c.JSDomain != "" {
+		return c.JSDomain
+	}
+	return "edge-" + c.Name
 }
 
 // ClusterSize is the number of nodes of this node's cluster as its routes tell: the distinct
@@ -283,7 +317,7 @@ func (c Config) ClusterSize() int {
 	self := c.ClusterListen == ""
 	lh, lp, _ := net.SplitHostPort(c.ClusterListen)
 	anyHost := lh == "" || net.ParseIP(lh) != nil && net.ParseIP(lh).IsUnspecified()
-	for _, r := range c.Routes {
+	for _, r := range append(slices.Clone(c.Routes), c.fileRoutes...) {
 		hp := strings.TrimPrefix(strings.TrimSuffix(r, "/"), "nats://")
 		urls[hp] = true
 		if _, p, err := net.SplitHostPort(hp); hp == c.ClusterListen || err == nil && anyHost && p == lp {

@@ -84,13 +84,26 @@ type Node struct {
 	closeErr  error
 }
 
+// prepare reads the routes of the --nats-config file (the cluster's size counts them),
+// validates the config and sets the replicas it implies.
+func prepare(cfg Config) (Config, error) {
+	var err error
+	if cfg.fileRoutes, err = natsnode.ConfigFileRoutes(cfg.NATSConfig); err != nil {
+		return cfg, fmt.Errorf("config: %w (--nats-config)", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	cfg.Storage.Replicas = cfg.EffectiveReplicas()
+	return cfg, nil
+}
+
 // Start brings a node up: NATS, streams and buckets, the projection, WebRTC, HTTP. On error
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	if cfg, err = prepare(cfg); err != nil {
+		return nil, err
 	}
-	cfg.Storage.Replicas = cfg.EffectiveReplicas()
 	log := nodeLogger(cfg)
 	n := &Node{cfg: cfg, log: log, started: time.Now().UTC()}
 	defer func() {
@@ -155,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	we.Register(mux)
 	sg.Register(mux)
 	n.registerHTTP(mux)
-	if err = n.startHTTP(mux); err != nil {
+	if err = n.startHTTP(n.placer(mux)); err != nil {
 		return nil, err
 	}
 	log.Info("jetmedia node started", "http", n.HTTPURL(), "udp", n.edge.UDPAddr().String(),

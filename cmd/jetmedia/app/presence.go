@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"runtime/metrics"
 	"time"
 
@@ -21,7 +22,7 @@ func (n *Node) startPresence(ctx context.Context) error {
 			role = presence.RoleMedia
 		}
 		httpURL, _ := n.httpURL.Load().(string)
-		return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, Role: role, HTTP: httpURL,
+		return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, Role: role, HTTP: httpURL, MaxSessions: n.cfg.MaxSessions,
 			UDP: n.edge.UDPAddr().String(), NATS: n.srv.ClientURL(), Started: n.started,
 			Load: meter.read(time.Now(), n.sessions.Len(""), n.hub.Stats().ForwardedBytes)}
 	}
@@ -80,4 +81,16 @@ func (m *loadMeter) read(now time.Time, sessions int, egress uint64) presence.Lo
 	}
 	m.at, m.busy, m.egress = now, busy, egress
 	return presence.Load{Sessions: sessions, CPU: m.lastCPU, EgressBitrate: m.lastBits}
+}
+
+// placer sends new WHIP and WHEP sessions to the node that should serve them (or refuses them
+// when every node is full), from the leases presence last read.
+func (n *Node) placer(next http.Handler) http.Handler {
+	return &presence.Placer{
+		Self: func() presence.Lease {
+			return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, MaxSessions: n.cfg.MaxSessions,
+				Load: presence.Load{Sessions: n.sessions.Len("")}}
+		},
+		Leases: n.presence.Leases, Redirect: n.cfg.Placement, Next: next,
+	}
 }

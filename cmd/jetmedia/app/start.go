@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/egress/forward"
+	"github.com/jetmedia/jetmedia/egress/webhook"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
@@ -37,7 +38,7 @@ func nodeLogger(cfg Config) *slog.Logger {
 // startNATS starts the embedded NATS server, its connections, the streams and buckets, the
 // appender, the media bus and the forwarding hub.
 func (n *Node) startNATS(ctx context.Context) (err error) {
-	cfg, log := n.cfg, n.log
+	cfg := n.cfg
 	storeDir := ""
 	if cfg.JetStream {
 		if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
@@ -45,13 +46,7 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 		}
 		storeDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
 	}
-	n.srv, err = natsnode.StartServer(ctx, natsnode.ServerConfig{
-		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
-		Cluster: natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
-		Leaf:    natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub},
-		Auth:    natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
-		Logger:  log,
-	})
+	n.srv, err = natsnode.StartServer(ctx, n.serverConfig(storeDir))
 	if err != nil {
 		return withFlag(err)
 	}
@@ -79,7 +74,12 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
 		return err
 	}
-	if n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms); err != nil {
+	// Retried: in a cluster that is still forming, the bucket another node just declared may
+	// not be found through this one for a moment.
+	if err = eventlog.Retry(declareCtx, func(ctx context.Context) (err error) {
+		n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms)
+		return err
+	}); err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
 	}
 	if n.nodes, err = presence.Declare(declareCtx, n.js, cfg.Storage); err != nil {
@@ -97,6 +97,33 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	n.hub.Timings(n.timings)
 
 	return nil
+}
+
+// serverConfig is the embedded server's configuration. The links between nodes (routes,
+// gateways, leaf connections) authenticate with a password derived from the system's signing
+// key, which every node of the system must hold: a server without it cannot join.
+func (n *Node) serverConfig(storeDir string) natsnode.ServerConfig {
+	cfg := n.cfg
+	sc := natsnode.ServerConfig{
+		Name: cfg.Name, StoreDir: storeDir, Listen: cfg.NATSListen, JetStream: cfg.JetStream,
+		ConfigFile: cfg.NATSConfig,
+		Cluster:    natsnode.ClusterConfig{Name: cfg.ClusterName, Listen: cfg.ClusterListen, Routes: cfg.Routes},
+		Leaf: natsnode.LeafConfig{Listen: cfg.LeafListen, Hub: cfg.Hub, HubDomain: cfg.HubDomain,
+			// The edge's own log, buckets and poison/parked streams have the region's names.
+			Isolate: []string{eventlog.EventsSubjects, eventlog.PoisonSubjects, webhook.ParkedSubjects, "$KV.>"}},
+		Auth:   natsnode.AuthConfig{ReaderPassword: cfg.NATSReaderPassword, LeafPassword: cfg.LeafPassword},
+		Logger: n.log,
+	}
+	if cfg.Edge() {
+		sc.Domain = cfg.EdgeDomain()
+	}
+	if len(cfg.AuthKeys) > 0 {
+		sc.Auth.LinkPassword = cfg.AuthKeys[0].Derive("nats-links")
+		if sc.Auth.LeafPassword == "" {
+			sc.Auth.LeafPassword = sc.Auth.LinkPassword
+		}
+	}
+	return sc
 }
 
 // keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
@@ -119,8 +146,11 @@ func (n *Node) keepReplicas(ctx context.Context) {
 }
 
 // startReadSide runs the rooms projection and, on a node with JetStream of its own, the
-// pebble read models (a leaf keeps none).
+// pebble read models (a leaf keeps none); on an edge, it keeps the region sourcing its log.
 func (n *Node) startReadSide(ctx context.Context) (err error) {
+	if err = n.startEdgeSource(ctx); err != nil {
+		return err
+	}
 	if err = n.startProjection(ctx); err != nil {
 		return err
 	}
@@ -165,7 +195,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 }
 
 // startHTTP listens on the HTTP address and serves mux.
-func (n *Node) startHTTP(mux *http.ServeMux) (err error) {
+func (n *Node) startHTTP(mux http.Handler) (err error) {
 	cfg, log := n.cfg, n.log
 	if n.httpLn, err = cfg.HTTP.Listen(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen %s: %w (change --http)", cfg.HTTPAddr, err)

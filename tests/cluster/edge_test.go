@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
+)
+
+// edgeCut is how long TestEdgeLogsWhileCut keeps the edge's link down (the issue names 30 s;
+// what matters is that the session starts and ends inside the cut, and the wall time of the
+// package stays modest).
+const edgeCut = 10 * time.Second
+
+// TestEdgeLogsWhileCut: region1 is a node of the region (a hub: --leaf-listen); edge1 is a
+// leaf with JetStream of its own (its own domain), linked through a TCP proxy that stands for
+// the network (the hub's --nats-config keeps it from advertising its own leaf URL). Linked, a publisher on the edge reaches the region's log and a viewer on the
+// region plays it. With the link cut, a publisher joins, publishes and leaves on the edge:
+// the edge takes the session and logs it; the region's log has none of it. After the link
+// heals, the region's log holds exactly the edge's events of that room, in the edge's order,
+// once, and the region's rooms bucket shows the room empty.
+func TestEdgeLogsWhileCut(t *testing.T) {
+	hubCfg := nodeConfig(t, "region1")
+	hubCfg.LeafListen = "127.0.0.1:0"
+	// The hub must not tell the edge its own leaf URL: the edge would reconnect there past the
+	// proxy. The file's setting stays under the flags' listen address.
+	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
+	hub := startNodes(t, hubCfg)[0]
+	proxy := newCutProxy(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
+	edgeCfg := nodeConfig(t, "edge1")
+	edgeCfg.Hub = "nats-leaf://" + proxy.addr
+	edge := startNodes(t, edgeCfg)[0]
+	require.Equal(t, "edge-edge1", edge.Server().Domain())
+	require.Equal(t, "jetmedia", hub.Server().Domain())
+
+	ctx := ctxT(t, 3*time.Minute)
+	require.Eventually(t, func() bool {
+		ok, err := eventlog.EdgeSourced(ctx, hub.JetStream(), "edge-edge1")
+		return err == nil && ok
+	}, 20*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
+
+	api := clientAPI(t)
+	// Linked: the edge's publisher is in the region's rooms bucket, and plays on the region.
+	linked := newRoom("linked")
+	pub, err := rtcclient.Publish(ctx, api, edge.HTTPURL(), linked, asPublisher(t, linked))
+	require.NoError(t, err)
+	waitTracks(t, hub, linked, 2)
+	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), linked, asViewer(t, linked))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return v.Video.Load() > 30 && v.Audio.Load() > 30 },
+		15*time.Second, 20*time.Millisecond, "the region's viewer gets the edge's media")
+	require.NoError(t, v.Close())
+	require.NoError(t, pub.Close(true))
+	waitPeers(t, hub, linked, 0)
+	// The region's log has every event the edge wrote for the room, in the edge's order (the
+	// region's viewer wrote its own events in between).
+	require.Equal(t, ids(roomEvents(t, edge.JetStream(), linked)), ids(byNode(roomEvents(t, hub.JetStream(), linked), "edge1")))
+
+	// Cut: a whole session on the edge.
+	proxy.cut()
+	cutAt := time.Now()
+	offline := newRoom("offline")
+	pub, err = rtcclient.Publish(ctx, api, edge.HTTPURL(), offline, asPublisher(t, offline))
+	require.NoError(t, err, "the edge takes a session while its link is down")
+	waitTracks(t, edge, offline, 2)
+	time.Sleep(time.Second)
+	require.NoError(t, pub.Close(true))
+	waitPeers(t, edge, offline, 0)
+	edgeLog := roomEvents(t, edge.JetStream(), offline)
+	require.GreaterOrEqual(t, len(edgeLog), 4, "joined, 2 tracks published, ..., left")
+	require.Equal(t, events.TypePeerLeft, edgeLog[len(edgeLog)-1].Type)
+	require.Empty(t, roomEvents(t, hub.JetStream(), offline), "the region cannot have them yet")
+
+	time.Sleep(time.Until(cutAt.Add(edgeCut)))
+	proxy.heal()
+	healed := time.Now()
+	require.Eventually(t, func() bool {
+		return len(roomEvents(t, hub.JetStream(), offline)) >= len(edgeLog)
+	}, 30*time.Second, 100*time.Millisecond, "the edge's events reach the region's log")
+	t.Logf("link healed -> the region's log has the offline room's %d events: %s", len(edgeLog), time.Since(healed).Round(time.Millisecond))
+	time.Sleep(time.Second) // a second copy, were there one, would have arrived by now
+	require.Equal(t, ids(edgeLog), ids(roomEvents(t, hub.JetStream(), offline)), "in order, once")
+	waitPeers(t, hub, offline, 0)
+}
+
+// byNode keeps the events node wrote.
+func byNode(evs []events.Envelope, node string) []events.Envelope {
+	var out []events.Envelope
+	for _, e := range evs {
+		if e.Node == node {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func loadRoom(t testing.TB, n *app.Node, room string) projections.Room {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := projections.LoadRoom(ctx, n.Rooms(), room)
+	require.NoError(t, err)
+	return r
+}
+
+func waitTracks(t testing.TB, n *app.Node, room string, want int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(loadRoom(t, n, room).Tracks) == want },
+		20*time.Second, 50*time.Millisecond, "%s: %d tracks in %s", n.Name(), want, room)
+}
+
+func waitPeers(t testing.TB, n *app.Node, room string, want int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(loadRoom(t, n, room).Peers) == want },
+		20*time.Second, 50*time.Millisecond, "%s: %d peers in %s", n.Name(), want, room)
+}

@@ -1,0 +1,222 @@
+// Package cluster holds the multi-node tests of issue 13 (gateways, leaf edges, authenticated
+// links): heavy, so in their own package that CI runs beside the rest.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
+)
+
+// testKey signs the tokens of every node of a test's system; the links between the nodes
+// authenticate with a password derived from it.
+var testKey = auth.Key{ID: "test", Secret: []byte("jetmedia-cluster-tests-secret-0123456789")}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("JETMEDIA_TEST_LOG") != "1" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// nodeConfig is a node on loopback with random ports and a fresh data dir.
+func nodeConfig(t testing.TB, name string) app.Config {
+	cfg := app.Defaults()
+	cfg.Name = name
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.UDPHost = "127.0.0.1"
+	cfg.UDPPort = 0
+	cfg.Logger = testLogger(t).With("node", name)
+	cfg.AuthKeys = []auth.Key{testKey}
+	return cfg
+}
+
+// startNodes starts nodes together (a JetStream meta group needs its peers to elect a leader)
+// and stops them at the end of the test.
+func startNodes(t testing.TB, cfgs ...app.Config) []*app.Node {
+	t.Helper()
+	nodes := make([]*app.Node, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			nodes[i], errs[i] = app.Start(ctx, cfgs[i])
+		})
+	}
+	wg.Wait()
+	for i := range nodes {
+		if nodes[i] != nil {
+			t.Cleanup(func() { _ = nodes[i].Close() })
+		}
+	}
+	for i := range nodes {
+		require.NoError(t, errs[i], "start %s", cfgs[i].Name)
+	}
+	return nodes
+}
+
+func token(t testing.TB, room, identity string, grants ...auth.Grant) string {
+	t.Helper()
+	k, err := auth.NewKeyring(testKey)
+	require.NoError(t, err)
+	tok, err := k.Sign(auth.NewClaims(room, identity, grants, time.Now(), time.Hour))
+	require.NoError(t, err)
+	return tok
+}
+
+func asPublisher(t testing.TB, room string) rtcclient.Option {
+	return rtcclient.WithToken(token(t, room, "test-publisher", auth.Publish))
+}
+
+func asViewer(t testing.TB, room string) rtcclient.Option {
+	return rtcclient.WithToken(token(t, room, "test-viewer", auth.Subscribe))
+}
+
+func newRoom(prefix string) string { return prefix + "-" + strings.ToLower(rand.Text()[:8]) }
+
+func clientAPI(t testing.TB) *webrtc.API {
+	api, err := rtcclient.NewAPI()
+	require.NoError(t, err)
+	return api
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func freePorts(t testing.TB, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		out[i] = l.Addr().(*net.TCPAddr).Port
+		require.NoError(t, l.Close())
+	}
+	return out
+}
+
+// writeFile writes a nats-server configuration file into the test's temp dir.
+func writeFile(t testing.TB, name, format string, args ...any) string {
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, fmt.Appendf(nil, format, args...), 0o600))
+	return p
+}
+
+// roomEvents reads a room's whole log through js.
+func roomEvents(t testing.TB, js jetstream.JetStream, room string) []events.Envelope {
+	t.Helper()
+	var out []events.Envelope
+	err := eventlog.Read(ctxT(t, 10*time.Second), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
+		out = append(out, e)
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func ids(evs []events.Envelope) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// cutProxy forwards TCP connections to a target until cut; heal listens again on the same
+// port. It stands for a network link that goes down and comes back.
+type cutProxy struct {
+	t      testing.TB
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t testing.TB, target string) *cutProxy {
+	p := &cutProxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(func() { p.cut(); p.wg.Wait() })
+	return p
+}
+
+func (p *cutProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
+		}
+	})
+}
+
+// cut closes the listener and every connection through it.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// heal listens on the proxy's port again.
+func (p *cutProxy) heal() {
+	var ln net.Listener
+	var err error
+	for range 50 { // the port was just closed; it is free again at once on Linux
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(p.t, err)
+	p.serve(ln)
+}
