@@ -21,7 +21,9 @@ import (
 )
 
 // KVRunner folds events into a KV bucket. It is the handler of a durable consumer that
-// acknowledges in batches (eventlog.EventSubscriberConfig.AckBatch): events are folded into
+// hands events over in batches (HandleBatch on an eventlog.BatchConsumer, as the node runs
+// it) or acknowledges in batches (Handle on a subscriber with
+// eventlog.EventSubscriberConfig.AckBatch): events are folded into
 // each room's state in memory, and at the end of a batch every changed key is written once,
 // before the batch is acknowledged. The consumer's ack floor is thus where it resumes after a
 // restart, and each room's last_seq makes a redelivered event a no-op.
@@ -115,6 +117,25 @@ func (k *KVRunner) Handle(msg *message.Message) error {
 		return nil
 	}
 	return k.flush(msg.Context())
+}
+
+// HandleBatch is the eventlog.BatchHandler: it folds a batch of stored events and writes
+// every changed key once before the batch is acknowledged. A batch handed over again after a
+// failed write folds as a no-op what was folded already (each room's last_seq).
+func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, st := range batch {
+		e, err := events.Decode(st.Data)
+		if err != nil {
+			// As in handle: a malformed event never becomes valid; skip it loudly.
+			k.log.Error("skipping undecodable event", "subject", st.Subject, "seq", st.Seq, "err", err)
+			continue
+		}
+		e.Seq = st.Seq
+		k.fold(e)
+	}
+	return k.flush(ctx)
 }
 
 func (k *KVRunner) handle(msg *message.Message) error {
