@@ -88,6 +88,11 @@ const DefaultCachedRooms = 4096
 // before the changed keys are written. Its MaxAckPending must be at least as big.
 const KVAckBatch = 512
 
+// ReadyLag is how many events a node's rooms projection may be behind the log while the node
+// says it is ready (/readyz): a few batches, which a projection keeping pace with a sustained
+// append rate is behind at any moment. A node catching up from further back is not ready.
+const ReadyLag = 4 * KVAckBatch
+
 // kvWriters is how many KV writes of a batch are in flight at once.
 const kvWriters = 64
 
