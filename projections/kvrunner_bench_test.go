@@ -126,6 +126,7 @@ func runBatchConsumer(tb testing.TB, e env, runner *projections.KVRunner, cfg ev
 	require.NoError(tb, err)
 	c, err := eventlog.NewBatchConsumer(js, cfg)
 	require.NoError(tb, err)
+	require.NoError(tb, c.Declare(context.Background())) // its lag is read at once
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, runner.HandleBatch) }()
