@@ -113,7 +113,7 @@ func runProjection(tb testing.TB, e env, kv jetstream.KeyValue, cfg eventlog.Eve
 // handing batches to HandleBatch. stop ends it and waits.
 func runNodeProjection(tb testing.TB, e env, kv jetstream.KeyValue, durable string) (stop func()) {
 	tb.Helper()
-	return runBatchConsumer(tb, e, projections.NewKVRunner(kv, nil), eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects})
+	return runBatchConsumer(tb, e, projections.NewKVRunner(kv, nil), eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects, Batch: projections.KVBatch})
 }
 
 // runBatchConsumer runs a BatchConsumer with cfg handing batches to runner; stop ends it and

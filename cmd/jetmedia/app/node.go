@@ -160,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 func (n *Node) startProjection(ctx context.Context) error {
 	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{
 		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
-		Batch: projections.KVAckBatch, StartSeq: n.legacyProjectionFloor(ctx),
+		Batch: projections.KVBatch, StartSeq: n.legacyProjectionFloor(ctx),
 	})
 	if err != nil {
 		return err
@@ -261,6 +261,34 @@ func (n *Node) WaitProjected(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("projection lag %d: %w", lag, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// CatchUp waits until the rooms projection is within projections.ReadyLag events of the log
+// (what /readyz requires), calling progress about once a second meanwhile with the lag and
+// the rate it falls at. A node restarted on a long log serves HTTP at once but is ready only
+// then.
+func (n *Node) CatchUp(ctx context.Context, progress func(lag uint64, perSecond float64)) error {
+	var last uint64
+	lastAt := time.Now()
+	for {
+		lag, err := n.ProjectionLag(ctx)
+		if err == nil && projectionReady(lag) == nil {
+			return nil
+		}
+		if now := time.Now(); err == nil && now.Sub(lastAt) >= time.Second {
+			rate := 0.0
+			if last > lag {
+				rate = float64(last-lag) / now.Sub(lastAt).Seconds()
+			}
+			progress(lag, rate)
+			last, lastAt = lag, now
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rooms projection catching up: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -16,5 +16,5 @@ func TestProjectionReady(t *testing.T) {
 	require.NoError(t, projectionReady(projections.ReadyLag))
 	err := projectionReady(projections.ReadyLag + 1)
 	require.ErrorIs(t, err, metrics.ErrNotReady)
-	require.ErrorContains(t, err, "2049 events behind the log")
+	require.ErrorContains(t, err, "8193 events behind the log")
 }
