@@ -104,18 +104,34 @@ func (c *BatchConsumer) consumerConfig() jetstream.ConsumerConfig {
 // time. Events handed over
 // but not acknowledged when it returns are delivered again from the ack floor on the next Run.
 func (c *BatchConsumer) Run(ctx context.Context, handle BatchHandler) error {
-	if err := c.Declare(ctx); err != nil {
+	for {
+		err := c.runOnce(ctx, handle)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if !errors.Is(err, jetstream.ErrConsumerDeleted) {
+			return err
+		}
+		// Deleted under us (an operator, a cleanup): declare it again and go on; the events
+		// it hands over again are no-ops for a fold with sequence checkpoints.
+		c.log.Warn("consumer deleted; declaring it again", "err", err)
+		c.consumer = nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.cfg.RetryDelay):
+		}
+	}
+}
+
+// runOnce consumes from the declared durable until ctx ends or its pull fails for good.
+func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error {
+	if err := c.Declare(ctx); err != nil {
 		return err
 	}
 	// A 5 s pull expiry, as the subscriber's: a lost pull request is noticed within seconds.
 	it, err := c.consumer.Messages(jetstream.PullMaxMessages(2*c.cfg.Batch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("pipeline: consume %s: %w", c.cfg.Durable, err)
 	}
 	defer it.Stop()
@@ -124,11 +140,7 @@ func (c *BatchConsumer) Run(ctx context.Context, handle BatchHandler) error {
 	msgs := make([]jetstream.Msg, 0, c.cfg.Batch)
 	batch := make([]StoredEvent, 0, c.cfg.Batch)
 	for {
-		msgs, err = c.next(ctx, it, msgs[:0])
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if msgs, err = c.next(ctx, it, msgs[:0]); err != nil {
 			return err
 		}
 		batch = batch[:0]
@@ -142,7 +154,7 @@ func (c *BatchConsumer) Run(ctx context.Context, handle BatchHandler) error {
 			batch = append(batch, st)
 		}
 		if len(batch) > 0 && !c.handle(ctx, handle, batch, msgs) {
-			return nil
+			return ctx.Err()
 		}
 		for _, m := range msgs {
 			// A plain ack, not a double ack: a lost ack means one redelivery, which a fold
@@ -180,10 +192,14 @@ func (c *BatchConsumer) next(ctx context.Context, it jetstream.MessagesContext, 
 	for len(msgs) < c.cfg.Batch {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				return msgs, fmt.Errorf("pipeline: consume %s: %w", c.cfg.Durable, err)
 			}
 			c.log.Warn("pull failed; retrying", "err", err)
+			select { // not a busy loop when the pull keeps failing
+			case <-ctx.Done():
+			case <-time.After(c.cfg.RetryDelay):
+			}
 			continue
 		}
 		msgs = append(msgs, m)

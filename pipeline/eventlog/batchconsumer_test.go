@@ -116,3 +116,40 @@ func TestBatchConsumer(t *testing.T) {
 	seqs, _ = rec2.snapshot()
 	require.Equal(t, []uint64{stored + 1, stored + 2, stored + 3, stored + 4, stored + 5}, seqs)
 }
+
+// A durable deleted under a running consumer (an operator's cleanup) is declared again and
+// consumption goes on: the events after the deletion are handed over, Run does not end.
+func TestBatchConsumerRedeclaresDeleted(t *testing.T) {
+	n := start(t)
+	ctx := t.Context()
+	a := eventlog.NewAppender(n.js, "n1")
+	_, err := a.Append(ctx, joined(t, "r", "p0"))
+	require.NoError(t, err)
+	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{Durable: "deleted",
+		Filter: eventlog.EventsSubjects, RetryDelay: time.Millisecond})
+	require.NoError(t, err)
+	rec := &batchRecorder{}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx, rec.handle) }()
+	last := func() uint64 {
+		seqs, _ := rec.snapshot()
+		if len(seqs) == 0 {
+			return 0
+		}
+		return seqs[len(seqs)-1]
+	}
+	require.Eventually(t, func() bool { return last() == 2 }, 30*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, n.js.DeleteConsumer(ctx, eventlog.StreamEvents, "deleted"))
+	seq, err := a.Append(ctx, joined(t, "r", "p1"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return last() == seq }, 30*time.Second, 5*time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended: %v", err)
+	default:
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
