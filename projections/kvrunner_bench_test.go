@@ -45,7 +45,7 @@ func projectionLag(ctx context.Context, js jetstream.JetStream, durable string) 
 }
 
 // BenchmarkKVRunner measures the rooms projection as the node runs it (durable consumer →
-// watermill router → KVRunner → bucket) catching up with a log of n events across rooms, on a
+// eventlog.BatchConsumer → KVRunner.HandleBatch → bucket) catching up with a log of n events across rooms, on a
 // real embedded server: each iteration folds the whole log into a fresh bucket from a fresh
 // consumer.
 func BenchmarkKVRunner(b *testing.B) {
@@ -69,7 +69,7 @@ func benchKVRunner(b *testing.B, n, rooms int) {
 		require.NoError(b, err)
 		durable := fmt.Sprintf("bench%d", i)
 		b.StartTimer()
-		stop := runProjection(b, e, kv, nodeSubscriberConfig(durable))
+		stop := runNodeProjection(b, e, kv, durable)
 		for {
 			lag, err := projectionLag(ctx, e.js, durable)
 			require.NoError(b, err)
@@ -104,6 +104,34 @@ func runProjection(tb testing.TB, e env, kv jetstream.KeyValue, cfg eventlog.Eve
 	return func() {
 		cancel()
 		require.NoError(tb, router.Close())
+		require.NoError(tb, <-done)
+		nc.Close()
+	}
+}
+
+// runNodeProjection runs a KVRunner into kv as the node runs it: a BatchConsumer of durable
+// handing batches to HandleBatch. stop ends it and waits.
+func runNodeProjection(tb testing.TB, e env, kv jetstream.KeyValue, durable string) (stop func()) {
+	tb.Helper()
+	return runBatchConsumer(tb, e, projections.NewKVRunner(kv, nil), eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects, Batch: projections.KVBatch})
+}
+
+// runBatchConsumer runs a BatchConsumer with cfg handing batches to runner; stop ends it and
+// waits.
+func runBatchConsumer(tb testing.TB, e env, runner *projections.KVRunner, cfg eventlog.BatchConsumerConfig) (stop func()) {
+	tb.Helper()
+	nc, err := e.srv.Connect("projection")
+	require.NoError(tb, err)
+	js, err := jetstream.New(nc)
+	require.NoError(tb, err)
+	c, err := eventlog.NewBatchConsumer(js, cfg)
+	require.NoError(tb, err)
+	require.NoError(tb, c.Declare(context.Background())) // its lag is read at once
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, runner.HandleBatch) }()
+	return func() {
+		cancel()
 		require.NoError(tb, <-done)
 		nc.Close()
 	}

@@ -36,34 +36,46 @@ func TestKVRunnerBatchingEqualsRebuild(t *testing.T) {
 			return err == nil && lag <= below
 		}
 	}
-	for _, batch := range []int{1, 7, projections.KVAckBatch} {
-		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) {
-			bucket := fmt.Sprint("live", batch)
-			kv, err := e.js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, eventlog.StorageConfig{}))
-			require.NoError(t, err)
-			a, b := bucket+"-a", bucket+"-b"
-			stopA := runBatched(t, e, kv, a, batch)
-			stopB := runBatched(t, e, kv, b, batch)
-			require.Eventually(t, caughtUp(a, n/2), 3*time.Minute, time.Millisecond)
-			stopA() // a restart of node a half way
-			stopA = runBatched(t, e, kv, a, batch)
-			require.Eventually(t, caughtUp(a, 0), 3*time.Minute, 10*time.Millisecond)
-			require.Eventually(t, caughtUp(b, 0), 3*time.Minute, 10*time.Millisecond)
-			stopA() // a clean restart resumes the recreated consumer
-			stopA = runBatched(t, e, kv, a, batch)
-			stopA()
-			stopB()
-			live, err := projections.Snapshot(ctx, kv)
-			require.NoError(t, err)
-			require.Equal(t, stringMap(want), stringMap(live))
-		})
+	type run func(t *testing.T, kv jetstream.KeyValue, durable string, batch int) (stop func())
+	paths := []struct {
+		name string
+		run  run
+	}{
+		{"subscriber", func(t *testing.T, kv jetstream.KeyValue, durable string, batch int) func() {
+			return runBatched(t, e, kv, durable, batch)
+		}},
+		{"batches", func(t *testing.T, kv jetstream.KeyValue, durable string, batch int) func() {
+			return runBatchConsumer(t, e, projections.NewKVRunner(kv, nil),
+				eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects, Batch: batch, AckWait: 2 * time.Second})
+		}},
 	}
-}
-
-// nodeSubscriberConfig is the consumer of the rooms projection as the node runs it.
-func nodeSubscriberConfig(durable string) eventlog.EventSubscriberConfig {
-	return eventlog.EventSubscriberConfig{Durable: durable, Filter: eventlog.EventsSubjects,
-		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch}
+	for _, path := range paths {
+		for _, batch := range []int{1, 7, projections.KVAckBatch} {
+			if path.name == "subscriber" && batch == 1 {
+				continue // the per-message path: the batches path with batch=1 covers it
+			}
+			t.Run(fmt.Sprint(path.name, "/batch=", batch), func(t *testing.T) {
+				bucket := fmt.Sprint("live-", path.name, batch)
+				kv, err := e.js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, eventlog.StorageConfig{}))
+				require.NoError(t, err)
+				a, b := bucket+"-a", bucket+"-b"
+				stopA := path.run(t, kv, a, batch)
+				stopB := path.run(t, kv, b, batch)
+				require.Eventually(t, caughtUp(a, n/2), 3*time.Minute, time.Millisecond)
+				stopA() // a restart of node a half way
+				stopA = path.run(t, kv, a, batch)
+				require.Eventually(t, caughtUp(a, 0), 3*time.Minute, 10*time.Millisecond)
+				require.Eventually(t, caughtUp(b, 0), 3*time.Minute, 10*time.Millisecond)
+				stopA() // a clean restart resumes the recreated consumer
+				stopA = path.run(t, kv, a, batch)
+				stopA()
+				stopB()
+				live, err := projections.Snapshot(ctx, kv)
+				require.NoError(t, err)
+				require.Equal(t, stringMap(want), stringMap(live))
+			})
+		}
+	}
 }
 
 // runBatched runs a KVRunner into kv from durable, acknowledging batches of up to batch

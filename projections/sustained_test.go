@@ -29,7 +29,7 @@ func TestSustainedProjection(t *testing.T) {
 	}
 	e := start(t)
 	ctx := t.Context()
-	stop := runProjection(t, e, e.kv, nodeSubscriberConfig("sustained"))
+	stop := runNodeProjection(t, e, e.kv, "sustained")
 	defer stop()
 
 	next := interleaved(64)

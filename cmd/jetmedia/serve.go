@@ -150,6 +150,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := node.CatchUp(ctx, func(lag uint64, perSecond float64) {
+		log.Info("catching up: the rooms projection is behind the log", "events", lag, "events_per_s", int(perSecond))
+	}); err != nil {
+		return errors.Join(err, node.Close())
+	}
 	log.Info("ready: open "+node.HTTPURL()+"/ in a browser", "whip", node.HTTPURL()+"/whip/{room}", "whep", node.HTTPURL()+"/whep/{room}")
 	<-ctx.Done()
 	log.Info("shutting down")

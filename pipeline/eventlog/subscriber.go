@@ -105,7 +105,7 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	stream, ccfg := s.cfg.Consumer(topic)
 	if s.cfg.AckBatch > 0 {
 		var err error
-		if ccfg, err = s.resumeAtAckFloor(ctx, stream, ccfg); err != nil {
+		if ccfg, err = resumeAtAckFloor(ctx, s.js, s.log, stream, ccfg); err != nil {
 			return nil, err
 		}
 	}
@@ -154,16 +154,16 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	return out, nil
 }
 
-// resumeAtAckFloor recreates a durable whose previous subscriber left messages unacknowledged
+// resumeAtAckFloor recreates a durable whose previous reader left messages unacknowledged
 // at its ack floor + 1. A batch held when a node stopped or crashed would otherwise be
 // redelivered after AckWait, behind the newer messages the server hands out at once, and a
 // fold that has seen the newer ones skips them as redeliveries.
-func (s *JetStreamSubscriber) resumeAtAckFloor(ctx context.Context, stream string, ccfg jetstream.ConsumerConfig) (jetstream.ConsumerConfig, error) {
+func resumeAtAckFloor(ctx context.Context, js jetstream.JetStream, log *slog.Logger, stream string, ccfg jetstream.ConsumerConfig) (jetstream.ConsumerConfig, error) {
 	name := ccfg.Durable
 	if name == "" {
 		name = ccfg.Name
 	}
-	c, err := s.js.Consumer(ctx, stream, name)
+	c, err := js.Consumer(ctx, stream, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return ccfg, nil
 	}
@@ -179,12 +179,12 @@ func (s *JetStreamSubscriber) resumeAtAckFloor(ctx context.Context, stream strin
 		ccfg.DeliverPolicy, ccfg.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
 		return ccfg, nil
 	}
-	if err := s.js.DeleteConsumer(ctx, stream, name); err != nil {
+	if err := js.DeleteConsumer(ctx, stream, name); err != nil {
 		return ccfg, fmt.Errorf("pipeline: recreate consumer %s on %s: %w", name, stream, err)
 	}
 	ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 	ccfg.OptStartSeq = info.AckFloor.Stream + 1
-	s.log.Info("consumer resumes at its ack floor", "consumer", name, "seq", ccfg.OptStartSeq,
+	log.Info("consumer resumes at its ack floor", "consumer", name, "seq", ccfg.OptStartSeq,
 		"unacknowledged", info.NumAckPending)
 	return ccfg, nil
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -68,11 +67,12 @@ type Node struct {
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
 	sip      *sip.Server  // nil unless Config.SIP.Listen is set
 	metrics  *metrics.Registry
-	router   *message.Router
-	webhooks *webhook.Deliverer
-	rm       *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
-	http     *http.Server
-	httpLn   net.Listener
+	// stopProjection ends the rooms projection (n.wg waits for it).
+	stopProjection context.CancelFunc
+	webhooks       *webhook.Deliverer
+	rm             *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
+	http           *http.Server
+	httpLn         net.Listener
 
 	// congestion pauses the video a viewer's bandwidth cannot carry; nil with --bwe=false.
 	congestion *forward.Congestion
@@ -185,35 +185,30 @@ func (n *Node) subscribeLevels(room string, fn func([]byte)) (func() error, erro
 	return sub.Unsubscribe, nil
 }
 
-// startProjection runs the rooms projection on the watermill router from a durable consumer.
+// startProjection runs the rooms projection: batches of the node's durable consumer folded by
+// a KVRunner (one hand-over and one write of the changed keys per batch).
 func (n *Node) startProjection(ctx context.Context) error {
-	sub, err := eventlog.NewEventSubscriber(n.ctrl, eventlog.EventSubscriberConfig{
+	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{
 		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
-		AckBatch: projections.KVAckBatch, MaxAckPending: 2 * projections.KVAckBatch,
-		StartSeq: n.legacyProjectionFloor(ctx),
+		Batch: projections.KVBatch, StartSeq: n.legacyProjectionFloor(ctx),
 	})
 	if err != nil {
 		return err
 	}
-	if n.router, err = eventlog.NewRouter(n.log); err != nil {
-		_ = sub.Close()
+	if err := c.Declare(ctx); err != nil {
 		return err
 	}
 	runner := projections.NewKVRunner(n.rooms, n.log)
-	n.router.AddConsumerHandler("rooms-projection", eventlog.EventsSubjects, sub, runner.Handle)
+	pctx, cancel := context.WithCancel(ctx)
+	n.stopProjection = cancel
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.router.Run(ctx); err != nil {
-			n.log.Error("router stopped", "err", err)
+		if err := c.Run(pctx, runner.HandleBatch); err != nil {
+			n.log.Error("rooms projection stopped", "err", err)
 		}
 	}()
-	select {
-	case <-n.router.Running():
-		return nil
-	case <-time.After(30 * time.Second):
-		return errors.New("projection router did not start")
-	}
+	return nil
 }
 
 // legacyProjectionDurable is the durable all nodes shared before each had its own.
@@ -306,6 +301,34 @@ func (n *Node) WaitProjected(ctx context.Context) error {
 	}
 }
 
+// CatchUp waits until the rooms projection is within projections.ReadyLag events of the log
+// (what /readyz requires), calling progress about once a second meanwhile with the lag and
+// the rate it falls at. A node restarted on a long log serves HTTP at once but is ready only
+// then.
+func (n *Node) CatchUp(ctx context.Context, progress func(lag uint64, perSecond float64)) error {
+	var last uint64
+	lastAt := time.Now()
+	for {
+		lag, err := n.ProjectionLag(ctx)
+		if err == nil && projectionReady(lag) == nil {
+			return nil
+		}
+		if now := time.Now(); err == nil && now.Sub(lastAt) >= time.Second {
+			rate := 0.0
+			if last > lag {
+				rate = float64(last-lag) / now.Sub(lastAt).Seconds()
+			}
+			progress(lag, rate)
+			last, lastAt = lag, now
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rooms projection catching up: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // Close ends every session (recording peer.left), stops HTTP, the projection and NATS, and
 // waits for all of it. It is idempotent.
 func (n *Node) Close() error {
@@ -333,7 +356,7 @@ func (n *Node) Close() error {
 		if n.edge != nil {
 			errs = append(errs, n.edge.Close())
 		}
-		if n.router != nil {
+		if n.stopProjection != nil {
 			// Let the projection apply (and acknowledge) the sessions' last events, so a
 			// restart does not wait for their redelivery.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -341,7 +364,7 @@ func (n *Node) Close() error {
 				n.log.Warn("projection not caught up at shutdown; it resumes on restart", "err", err)
 			}
 			cancel()
-			errs = append(errs, n.router.Close())
+			n.stopProjection()
 		}
 		if n.rm != nil {
 			errs = append(errs, n.rm.Close()) // after its router stops, before NATS goes
