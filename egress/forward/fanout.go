@@ -67,7 +67,7 @@ func NewOutput(ssrc uint32, payloadType uint8, w Writer) *Output {
 // frame sent then is lost); then the fan-out's cache at once when it holds the newest key
 // frame and what followed it (at most MaxReplay packets), else the publisher's next key
 // frame. Call it before the output is attached.
-func (o *Output) StartAtKeyframe(isKey func(pkt []byte) bool) { o.isKey = isKey }
+func (o *Output) StartAtKeyframe(isKey func(pkt []byte) bool) { o.isKey, o.dormant = isKey, true }
 
 // StartedFromCache reports whether the viewer's first packets were the track's cached key
 // frame (so no key frame needs asking for). Read it after Attach, on the same goroutine.
@@ -528,13 +528,15 @@ func (f *Fanout) add(o *Output) {
 		nl, b := best, f.batch
 		f.workers.Go(func() { nl.run(b) })
 	}
-	if o.isKey != nil {
-		if f.isKey == nil {
-			f.isKey = o.isKey
-		}
-		o.dormant = true
+	if o.isKey != nil && f.isKey == nil {
+		f.isKey = o.isKey
 	}
 	best.mu.Lock()
+	if !o.dormant {
+		// Moved here by a layer switch after its start: it arrives at this layer's key frame,
+		// and what it skipped or waited for counted another layer's packets.
+		o.skip, o.waitKey = false, false
+	}
 	best.outputs = append(best.outputs, o)
 	o.lane.Store(best)
 	best.mu.Unlock()

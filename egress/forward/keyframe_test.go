@@ -325,3 +325,30 @@ func TestViewerStartsAtCachedKeyframeWithLanes(t *testing.T) {
 		require.Equal(t, last, got[len(got)-1])
 	}
 }
+
+// TestStartedViewerMovedToAnotherLayer: a viewer started from one layer's cached key frame and
+// then moved to another layer's fan-out (a layer switch, at that layer's key frame) plays the
+// new layer at once: it is neither dormant again nor skipping up to a sequence number of the
+// old layer (the two layers number their packets apart).
+func TestStartedViewerMovedToAnotherLayer(t *testing.T) {
+	vp8 := KeyframeStart("video/VP8")
+	from, to := &Fanout{}, &Fanout{}
+	live := NewOutput(1, 96, &collector{}) // the old layer's first viewer: its key frames get noted
+	live.StartAtKeyframe(vp8)
+	join(from, live)
+	for _, p := range vp8Stream(t, 30000, 3, 0) {
+		from.Forward(p)
+	}
+	c := &collector{}
+	o := NewOutput(2, 96, c)
+	o.StartAtKeyframe(vp8)
+	require.True(t, join(from, o), "started from the old layer's cache")
+	require.Len(t, c.got(), 9)
+
+	from.remove(o)
+	to.add(o)
+	for _, p := range vp8Stream(t, 100, 2, 0) { // the new layer, from its key frame
+		to.Forward(p)
+	}
+	require.Len(t, c.got(), 15, "the moved viewer gets the new layer's packets")
+}
