@@ -37,6 +37,12 @@ func (c *collector) len() int {
 	return len(c.pkts)
 }
 
+func (c *collector) at(i int) rtp.Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pkts[i]
+}
+
 func (c *collector) last() rtp.Packet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
