@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -435,36 +436,81 @@ func TestRTMPShutdown(t *testing.T) {
 }
 
 // TestRTMPBrowserWHEP: Chromium plays an ffmpeg RTMP stream (H.264 baseline and high, AAC)
-// through the demo page over WHEP and decodes its frames.
+// through the demo page over WHEP, decodes its frames and plays its audio (the transcoded
+// Opus) with energy: totalAudioEnergy, which Chromium counts only for audio it plays out.
 func TestRTMPBrowserWHEP(t *testing.T) {
 	chromium := browser.RequireChromium(t)
 	bin := requireFFmpeg(t)
 	for _, profile := range []string{"baseline", "high"} {
 		t.Run(profile, func(t *testing.T) {
-			node := startDevNode(t, "rtmp-browser-"+profile, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+			node, room, push := startRTMPBrowserStream(t, bin, "rtmp-browser-"+profile, profile)
 			b := browser.Start(t, chromium)
-			room := newRoom("rtmp")
-			resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
-			require.NoError(t, err)
-			tok, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
-			push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+strings.TrimSpace(string(tok)), profile, true)
-			waitTracks(t, node, room, 2)
 			viewer := b.Open(t, node.HTTPURL()+"/?room="+room+"&auto=play")
 			var stats browser.PageStats
 			deadline := time.Now().Add(30 * time.Second)
-			for stats.FramesDecoded <= 30 {
+			for stats.FramesDecoded <= 30 || stats.AudioEnergy <= 0 {
 				if time.Now().After(deadline) {
-					t.Fatalf("Chromium decoded %d frames in 30 s, want > 30; status %q; console:\n%s\nffmpeg: %s",
-						stats.FramesDecoded, viewer.Text("status"), tabConsole(viewer), push.output())
+					t.Fatalf("in 30 s Chromium decoded %d frames (want > 30) and heard audio energy %v (want > 0); status %q; console:\n%s\nffmpeg: %s",
+						stats.FramesDecoded, stats.AudioEnergy, viewer.Text("status"), tabConsole(viewer), push.output())
 				}
 				time.Sleep(250 * time.Millisecond)
 				stats, _ = viewer.Stats()
 			}
-			t.Logf("Chromium viewer of an RTMP %s stream: %+v", profile, stats)
+			t.Logf("Chromium WHEP viewer of an RTMP %s stream: %+v", profile, stats)
 		})
 	}
+}
+
+// startRTMPBrowserStream starts a dev-mode node with RTMP and has ffmpeg push H.264 of the
+// profile and AAC into a new room with a dev token, until both tracks are published.
+func startRTMPBrowserStream(t *testing.T, bin, name, profile string) (*app.Node, string, *ffmpegPush) {
+	t.Helper()
+	node := startDevNode(t, name, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+	room := newRoom("rtmp")
+	resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
+	require.NoError(t, err)
+	tok, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
+	push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+strings.TrimSpace(string(tok)), profile, true)
+	waitTracks(t, node, room, 2)
+	return node, room, push
+}
+
+// TestRTMPBrowserRoom: a Chromium viewer on the room page (the browser SDK) sees the RTMP
+// publisher as a peer, decodes its video and plays its audio with energy in the peer's tile.
+func TestRTMPBrowserRoom(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	bin := requireFFmpeg(t)
+	node, room, push := startRTMPBrowserStream(t, bin, "rtmp-browser-room", "high")
+	joined := payloads[events.PeerJoined](t, node, room)
+	require.Len(t, joined, 1)
+	rtmpPeer := joined[0].Peer
+	b := browser.Start(t, chromium)
+	// The page publishes its (fake) camera too: the smallest picture keeps the CPU for decoding.
+	tab := b.Open(t, node.HTTPURL()+"/room.html?"+url.Values{"room": {room}, "name": {"viewer"}, "auto": {"join"}, "video": {"160x120"}}.Encode())
+	type peerStats struct {
+		FramesDecoded int     `json:"framesDecoded"`
+		AudioTracks   int     `json:"audioTracks"`
+		AudioEnergy   float64 `json:"audioEnergy"`
+	}
+	var got struct {
+		State string               `json:"state"`
+		Peers map[string]peerStats `json:"peers"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p := got.Peers[rtmpPeer]; p.FramesDecoded <= 30 || p.AudioEnergy <= 0; p = got.Peers[rtmpPeer] {
+		if time.Now().After(deadline) {
+			t.Fatalf("in 30 s the room page decoded %d frames of the RTMP peer (want > 30) and heard audio energy %v (want > 0); stats %+v; console:\n%s\nffmpeg: %s",
+				p.FramesDecoded, p.AudioEnergy, got, tabConsole(tab), push.output())
+		}
+		time.Sleep(250 * time.Millisecond)
+		got.Peers = nil
+		if s, err := browser.Eval[string](tab, 10*time.Second, `window.jetmedia.stats().then(JSON.stringify)`); err == nil {
+			_ = json.Unmarshal([]byte(s), &got)
+		}
+	}
+	t.Logf("Chromium room-page viewer of an RTMP stream: %+v", got.Peers[rtmpPeer])
 }
 
 // TestRTMPLatency measures what the node adds between an RTMP publisher and a WebRTC viewer
