@@ -467,14 +467,20 @@ func startRTMPBrowserStream(t *testing.T, bin, name, profile string) (*app.Node,
 	t.Helper()
 	node := startDevNode(t, name, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
 	room := newRoom("rtmp")
+	push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+devPublishToken(t, node, room), profile, true)
+	waitTracks(t, node, room, 2)
+	return node, room, push
+}
+
+// devPublishToken mints a publish token for room at a dev-mode node's /dev/token.
+func devPublishToken(t *testing.T, node *app.Node, room string) string {
+	t.Helper()
 	resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
 	require.NoError(t, err)
 	tok, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
-	push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+strings.TrimSpace(string(tok)), profile, true)
-	waitTracks(t, node, room, 2)
-	return node, room, push
+	return strings.TrimSpace(string(tok))
 }
 
 // TestRTMPBrowserRoom: a Chromium viewer on the room page (the browser SDK) sees the RTMP
@@ -603,4 +609,152 @@ func TestRTMPLatency(t *testing.T) {
 	t.Logf("RTMP in -> WebRTC viewer, %d frames on loopback: median %v, p95 %v, max %v",
 		len(got), got[len(got)/2], got[len(got)*95/100], got[len(got)-1])
 	require.Less(t, got[len(got)/2], 100*time.Millisecond, "the node should add no buffering")
+}
+
+// flipFrames is how long the glass-to-glass source stays black or white: long enough that a
+// flip seen by the page is matched to the flip that caused it even with a second of delay.
+const flipFrames = 15 // at 30 fps: a flip every 0.5 s, the same colour again after 1 s
+
+// TestRTMPGlassToGlass measures ffmpeg → node → Chromium latency on one machine (one clock):
+// the test feeds ffmpeg raw frames on stdin at 30 fps, the whole picture black or white,
+// flipping every half second and noting the wall-clock time it writes each flip; ffmpeg
+// encodes them (x264 zerolatency) and pushes RTMP; the demo page plays the room over WHEP
+// and samples every presented frame (requestVideoFrameCallback, drawn to a small canvas),
+// noting the wall-clock time it first sees each flip. Logged, not asserted (docs/rtmp.md).
+func TestRTMPGlassToGlass(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	bin := requireFFmpeg(t)
+	node := startDevNode(t, "rtmp-g2g", func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+	room := newRoom("rtmp")
+	tok := devPublishToken(t, node, room)
+	const w, h = 320, 240
+	cmd := exec.Command(bin, "-hide_banner", "-loglevel", "error",
+		"-f", "rawvideo", "-pix_fmt", "gray", "-video_size", fmt.Sprintf("%dx%d", w, h), "-framerate", "30", "-i", "pipe:0",
+		"-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-tune", "zerolatency",
+		"-pix_fmt", "yuv420p", "-g", "30", "-bf", "0",
+		"-f", "flv", "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+tok)
+	stderr := &syncWriter{w: &strings.Builder{}}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	// The source: one goroutine writes the frames and notes each flip's time (unix ms).
+	type flip struct {
+		white bool
+		at    float64
+	}
+	var mu sync.Mutex
+	var sent []flip
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		black, white := make([]byte, w*h), bytes.Repeat([]byte{235}, w*h)
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			isWhite := (n/flipFrames)%2 == 1
+			frame := black
+			if isWhite {
+				frame = white
+			}
+			if n%flipFrames == 0 {
+				mu.Lock()
+				sent = append(sent, flip{white: isWhite, at: float64(time.Now().UnixMicro()) / 1000})
+				mu.Unlock()
+			}
+			if _, err := stdin.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-writerDone
+		_ = stdin.Close()
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	waitTracks(t, node, room, 1)
+
+	b := browser.Start(t, chromium)
+	tab := b.Open(t, node.HTTPURL()+"/?room="+room+"&auto=play")
+	// Every presented frame: its mean brightness from an 8x8 downscale; a change of colour is
+	// noted with Date.now() at the callback (when the frame is handed to the compositor).
+	_, err = browser.Eval[bool](tab, 10*time.Second, `(() => {
+		const v = document.getElementById("remote");
+		const ctx = new OffscreenCanvas(8, 8).getContext("2d", { willReadFrequently: true });
+		window.g2g = { seen: [], frames: 0 };
+		let last = null;
+		const cb = () => {
+			const at = Date.now();
+			ctx.drawImage(v, 0, 0, 8, 8);
+			const d = ctx.getImageData(0, 0, 8, 8).data;
+			let sum = 0;
+			for (let i = 0; i < d.length; i += 4) sum += d[i + 1];
+			const white = sum / (d.length / 4) > 128;
+			window.g2g.frames++;
+			if (last !== null && white !== last) window.g2g.seen.push({ white, at });
+			last = white;
+			v.requestVideoFrameCallback(cb);
+		};
+		v.requestVideoFrameCallback(cb);
+		return true })()`)
+	require.NoError(t, err, "console:\n%s", tabConsole(tab))
+
+	type seenFlip struct {
+		White bool    `json:"white"`
+		At    float64 `json:"at"`
+	}
+	var seen struct {
+		Seen   []seenFlip `json:"seen"`
+		Frames int        `json:"frames"`
+	}
+	const want = 40
+	deadline := time.Now().Add(60 * time.Second)
+	for len(seen.Seen) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page saw %d flips in %d frames in 60 s, want %d; status %q; console:\n%s\nffmpeg: %s",
+				len(seen.Seen), seen.Frames, want, tab.Text("status"), tabConsole(tab), stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+		if s, err := browser.Eval[string](tab, 10*time.Second, `JSON.stringify(window.g2g)`); err == nil {
+			_ = json.Unmarshal([]byte(s), &seen)
+		}
+	}
+	// Each flip seen is matched to the latest flip to the same colour written before it.
+	mu.Lock()
+	src := slices.Clone(sent)
+	mu.Unlock()
+	var lat []time.Duration
+	for _, s := range seen.Seen {
+		for i := len(src) - 1; i >= 0; i-- {
+			if src[i].white == s.White && src[i].at <= s.At {
+				lat = append(lat, time.Duration((s.At-src[i].at)*float64(time.Millisecond)))
+				break
+			}
+		}
+	}
+	require.NotEmpty(t, lat, "no seen flip matched a written one")
+	slices.Sort(lat)
+	t.Logf("glass-to-glass ffmpeg (x264 ultrafast zerolatency, 320x240 30 fps) -> RTMP -> node -> WHEP -> Chromium, %d flips: p50 %v, p95 %v, min %v, max %v (%d frames presented)",
+		len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*95/100].Round(time.Millisecond),
+		lat[0].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), seen.Frames)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
