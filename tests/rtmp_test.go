@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -435,36 +436,87 @@ func TestRTMPShutdown(t *testing.T) {
 }
 
 // TestRTMPBrowserWHEP: Chromium plays an ffmpeg RTMP stream (H.264 baseline and high, AAC)
-// through the demo page over WHEP and decodes its frames.
+// through the demo page over WHEP, decodes its frames and plays its audio (the transcoded
+// Opus) with energy: totalAudioEnergy, which Chromium counts only for audio it plays out.
 func TestRTMPBrowserWHEP(t *testing.T) {
 	chromium := browser.RequireChromium(t)
 	bin := requireFFmpeg(t)
 	for _, profile := range []string{"baseline", "high"} {
 		t.Run(profile, func(t *testing.T) {
-			node := startDevNode(t, "rtmp-browser-"+profile, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+			node, room, push := startRTMPBrowserStream(t, bin, "rtmp-browser-"+profile, profile)
 			b := browser.Start(t, chromium)
-			room := newRoom("rtmp")
-			resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
-			require.NoError(t, err)
-			tok, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
-			push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+strings.TrimSpace(string(tok)), profile, true)
-			waitTracks(t, node, room, 2)
 			viewer := b.Open(t, node.HTTPURL()+"/?room="+room+"&auto=play")
 			var stats browser.PageStats
 			deadline := time.Now().Add(30 * time.Second)
-			for stats.FramesDecoded <= 30 {
+			for stats.FramesDecoded <= 30 || stats.AudioEnergy <= 0 {
 				if time.Now().After(deadline) {
-					t.Fatalf("Chromium decoded %d frames in 30 s, want > 30; status %q; console:\n%s\nffmpeg: %s",
-						stats.FramesDecoded, viewer.Text("status"), tabConsole(viewer), push.output())
+					t.Fatalf("in 30 s Chromium decoded %d frames (want > 30) and heard audio energy %v (want > 0); status %q; console:\n%s\nffmpeg: %s",
+						stats.FramesDecoded, stats.AudioEnergy, viewer.Text("status"), tabConsole(viewer), push.output())
 				}
 				time.Sleep(250 * time.Millisecond)
 				stats, _ = viewer.Stats()
 			}
-			t.Logf("Chromium viewer of an RTMP %s stream: %+v", profile, stats)
+			t.Logf("Chromium WHEP viewer of an RTMP %s stream: %+v", profile, stats)
 		})
 	}
+}
+
+// startRTMPBrowserStream starts a dev-mode node with RTMP and has ffmpeg push H.264 of the
+// profile and AAC into a new room with a dev token, until both tracks are published.
+func startRTMPBrowserStream(t *testing.T, bin, name, profile string) (*app.Node, string, *ffmpegPush) {
+	t.Helper()
+	node := startDevNode(t, name, func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+	room := newRoom("rtmp")
+	push := pushFFmpeg(t, bin, "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+devPublishToken(t, node, room), profile, true)
+	waitTracks(t, node, room, 2)
+	return node, room, push
+}
+
+// devPublishToken mints a publish token for room at a dev-mode node's /dev/token.
+func devPublishToken(t *testing.T, node *app.Node, room string) string {
+	t.Helper()
+	resp, err := http.Get(node.HTTPURL() + "/dev/token?grants=publish&format=text&room=" + room)
+	require.NoError(t, err)
+	tok, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
+	return strings.TrimSpace(string(tok))
+}
+
+// TestRTMPBrowserRoom: a Chromium viewer on the room page (the browser SDK) sees the RTMP
+// publisher as a peer, decodes its video and plays its audio with energy in the peer's tile.
+func TestRTMPBrowserRoom(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	bin := requireFFmpeg(t)
+	node, room, push := startRTMPBrowserStream(t, bin, "rtmp-browser-room", "high")
+	joined := payloads[events.PeerJoined](t, node, room)
+	require.Len(t, joined, 1)
+	rtmpPeer := joined[0].Peer
+	b := browser.Start(t, chromium)
+	// The page publishes its (fake) camera too: the smallest picture keeps the CPU for decoding.
+	tab := b.Open(t, node.HTTPURL()+"/room.html?"+url.Values{"room": {room}, "name": {"viewer"}, "auto": {"join"}, "video": {"160x120"}}.Encode())
+	type peerStats struct {
+		FramesDecoded int     `json:"framesDecoded"`
+		AudioTracks   int     `json:"audioTracks"`
+		AudioEnergy   float64 `json:"audioEnergy"`
+	}
+	var got struct {
+		State string               `json:"state"`
+		Peers map[string]peerStats `json:"peers"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p := got.Peers[rtmpPeer]; p.FramesDecoded <= 30 || p.AudioEnergy <= 0; p = got.Peers[rtmpPeer] {
+		if time.Now().After(deadline) {
+			t.Fatalf("in 30 s the room page decoded %d frames of the RTMP peer (want > 30) and heard audio energy %v (want > 0); stats %+v; console:\n%s\nffmpeg: %s",
+				p.FramesDecoded, p.AudioEnergy, got, tabConsole(tab), push.output())
+		}
+		time.Sleep(250 * time.Millisecond)
+		got.Peers = nil
+		if s, err := browser.Eval[string](tab, 10*time.Second, `window.jetmedia.stats().then(JSON.stringify)`); err == nil {
+			_ = json.Unmarshal([]byte(s), &got)
+		}
+	}
+	t.Logf("Chromium room-page viewer of an RTMP stream: %+v", got.Peers[rtmpPeer])
 }
 
 // TestRTMPLatency measures what the node adds between an RTMP publisher and a WebRTC viewer
@@ -557,4 +609,165 @@ func TestRTMPLatency(t *testing.T) {
 	t.Logf("RTMP in -> WebRTC viewer, %d frames on loopback: median %v, p95 %v, max %v",
 		len(got), got[len(got)/2], got[len(got)*95/100], got[len(got)-1])
 	require.Less(t, got[len(got)/2], 100*time.Millisecond, "the node should add no buffering")
+}
+
+// The glass-to-glass source steps through flipShades grey levels, flipFrames frames each: a
+// flip every 0.5 s at 30 fps, the same shade again after 2 s, so a flip seen up to 2 s late is
+// still matched to the one that caused it.
+const (
+	flipFrames = 15
+	flipShades = 4
+)
+
+// TestRTMPGlassToGlass measures ffmpeg → node → Chromium latency on one machine (one clock):
+// the test feeds ffmpeg raw frames on stdin at 30 fps, the whole picture one grey level
+// (black, dark, light, white in turn), flipping every half second and noting the wall-clock time it writes each flip; ffmpeg
+// encodes them (x264 zerolatency) and pushes RTMP; the demo page plays the room over WHEP
+// and samples every presented frame (requestVideoFrameCallback, drawn to a small canvas),
+// noting the wall-clock time it first sees each flip. Logged, not asserted (docs/rtmp.md).
+func TestRTMPGlassToGlass(t *testing.T) {
+	chromium := browser.RequireChromium(t)
+	bin := requireFFmpeg(t)
+	node := startDevNode(t, "rtmp-g2g", func(c *app.Config) { c.RTMPAddr = "127.0.0.1:0" })
+	room := newRoom("rtmp")
+	tok := devPublishToken(t, node, room)
+	const w, h = 320, 240
+	cmd := exec.Command(bin, "-hide_banner", "-loglevel", "error",
+		"-f", "rawvideo", "-pix_fmt", "gray", "-video_size", fmt.Sprintf("%dx%d", w, h), "-framerate", "30", "-i", "pipe:0",
+		"-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-tune", "zerolatency",
+		"-pix_fmt", "yuv420p", "-g", "30", "-bf", "0",
+		"-f", "flv", "rtmp://"+node.RTMPAddr()+"/live/"+room+"?token="+tok)
+	stderr := &syncWriter{w: &strings.Builder{}}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	// The source: one goroutine writes the frames and notes each flip's time (unix ms).
+	type flip struct {
+		Shade int     `json:"shade"`
+		At    float64 `json:"at"` // unix ms
+	}
+	var mu sync.Mutex
+	var sent []flip
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		var frames [flipShades][]byte
+		for i := range frames {
+			frames[i] = bytes.Repeat([]byte{byte(i * 255 / (flipShades - 1))}, w*h)
+		}
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			shade := (n / flipFrames) % flipShades
+			if n%flipFrames == 0 {
+				mu.Lock()
+				sent = append(sent, flip{Shade: shade, At: float64(time.Now().UnixMicro()) / 1000})
+				mu.Unlock()
+			}
+			if _, err := stdin.Write(frames[shade]); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		// ffmpeg first: a writer blocked on a full pipe returns once Wait has closed it.
+		_ = cmd.Process.Kill()
+		<-exited
+		<-writerDone
+	})
+	waitTracks(t, node, room, 1)
+
+	b := browser.Start(t, chromium)
+	tab := b.Open(t, node.HTTPURL()+"/?room="+room+"&auto=play")
+	// Every presented frame: its mean brightness from an 8x8 downscale, read as the nearest of
+	// the shades; a new shade counts once a second frame confirms it (an encoder's frame
+	// between two shades is not a flip), timed with Date.now() at the first one's callback
+	// (when the frame is handed to the compositor).
+	_, err = browser.Eval[bool](tab, 10*time.Second, fmt.Sprintf(`(() => {
+		const shades = %d;
+		const v = document.getElementById("remote");
+		const ctx = new OffscreenCanvas(8, 8).getContext("2d", { willReadFrequently: true });
+		window.g2g = { seen: [], frames: 0 };
+		let shown = null, cand = null, candAt = 0;
+		const cb = () => {
+			const at = Date.now();
+			ctx.drawImage(v, 0, 0, 8, 8);
+			const d = ctx.getImageData(0, 0, 8, 8).data;
+			let sum = 0;
+			for (let i = 0; i < d.length; i += 4) sum += d[i + 1];
+			const shade = Math.min(shades - 1, Math.max(0, Math.round(sum / (d.length / 4) * (shades - 1) / 255)));
+			window.g2g.frames++;
+			if (shade === shown) {
+				cand = null;
+			} else if (shade === cand) {
+				// The first frames may come from the node's cached key frame, older than the
+				// flips in flight: a change among them is not a flip's latency.
+				if (shown !== null && window.g2g.frames > 15) window.g2g.seen.push({ shade, at: candAt });
+				shown = shade;
+				cand = null;
+			} else {
+				cand = shade;
+				candAt = at;
+			}
+			v.requestVideoFrameCallback(cb);
+		};
+		v.requestVideoFrameCallback(cb);
+		return true })()`, flipShades))
+	require.NoError(t, err, "console:\n%s", tabConsole(tab))
+
+	var seen struct {
+		Seen   []flip `json:"seen"`
+		Frames int    `json:"frames"`
+	}
+	const want = 40
+	// 20 s of flips on a quiet machine; a loaded one presents fewer frames.
+	deadline := time.Now().Add(120 * time.Second)
+	for len(seen.Seen) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page saw %d flips in %d frames in 120 s, want %d; status %q; console:\n%s\nffmpeg: %s",
+				len(seen.Seen), seen.Frames, want, tab.Text("status"), tabConsole(tab), stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+		if s, err := browser.Eval[string](tab, 10*time.Second, `JSON.stringify(window.g2g)`); err == nil {
+			_ = json.Unmarshal([]byte(s), &seen)
+		}
+	}
+	// Each flip seen is matched to the latest flip to the same shade written before it.
+	mu.Lock()
+	src := slices.Clone(sent)
+	mu.Unlock()
+	var lat []time.Duration
+	for _, s := range seen.Seen {
+		for i := len(src) - 1; i >= 0; i-- {
+			if src[i].Shade == s.Shade && src[i].At <= s.At {
+				lat = append(lat, time.Duration((s.At-src[i].At)*float64(time.Millisecond)))
+				break
+			}
+		}
+	}
+	require.NotEmpty(t, lat, "no seen flip matched a written one")
+	slices.Sort(lat)
+	t.Logf("glass-to-glass ffmpeg (x264 ultrafast zerolatency, 320x240 30 fps) -> RTMP -> node -> WHEP -> Chromium, %d flips seen of %d written: p50 %v, p95 %v, min %v, max %v (%d frames presented)",
+		len(lat), len(src), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*95/100].Round(time.Millisecond),
+		lat[0].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), seen.Frames)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }

@@ -227,6 +227,9 @@ type PageStats struct {
 	PacketsLost int    `json:"packetsLost"`
 	LayersSent  int    `json:"layersSent"`
 	Codec       string `json:"codec"`
+	// AudioEnergy is the inbound audio's totalAudioEnergy, which Chromium counts only for
+	// audio it plays out (the page's remote video element does).
+	AudioEnergy float64 `json:"audioEnergy"`
 }
 
 // Stats reads the demo page's counters.

@@ -339,7 +339,7 @@ window.addEventListener("pagehide", () => {
 window.jetmedia = {
   async stats() {
     const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity,
-      frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "" };
+      frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "", audioEnergy: 0 };
     for (const role of Object.values(roles)) {
       if (!role.session) continue;
       const report = await role.session.pc.getStats();
@@ -352,6 +352,9 @@ window.jetmedia = {
             out.frameHeight = s.frameHeight ?? 0;
             out.packetsLost += s.packetsLost ?? 0;
             out.codec = report.get(s.codecId)?.mimeType ?? "";
+          } else if (s.kind === "audio") {
+            // Chromium computes it on played-out audio only: the remote video element plays it.
+            out.audioEnergy += s.totalAudioEnergy ?? 0;
           }
         } else if (s.type === "outbound-rtp" && s.kind === "video") {
           out.framesSent += s.framesSent ?? 0;

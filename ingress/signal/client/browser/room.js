@@ -300,7 +300,7 @@ window.jetmedia = {
   wire,
   identity,
   get joinCalledAt() { return joinCalledAt; },
-  // stats: per remote peer, the video frames decoded and bytes received of its tracks, from
+  // stats: per remote peer, the video frames decoded, audio energy and bytes received of its tracks, from
   // each receiver's getStats(); plus what this page sends.
   async stats() {
     const out = { state, peers: {}, framesSent: 0, layersSent: 0 };
@@ -308,7 +308,7 @@ window.jetmedia = {
     for (const t of room.tracks.values()) {
       const rt = room.remoteTrack(t.track);
       if (!rt) continue;
-      const p = (out.peers[t.peer] ??= { framesDecoded: 0, bytesReceived: 0, videoTracks: 0, audioTracks: 0 });
+      const p = (out.peers[t.peer] ??= { framesDecoded: 0, bytesReceived: 0, videoTracks: 0, audioTracks: 0, audioEnergy: 0 });
       p[t.kind === "video" ? "videoTracks" : "audioTracks"]++;
       (await rt.receiver.getStats()).forEach((s) => {
         if (s.type !== "inbound-rtp") return;
@@ -317,6 +317,9 @@ window.jetmedia = {
           p.framesDecoded += s.framesDecoded ?? 0;
           p.frameWidth = s.frameWidth ?? 0;
           p.packetsLost = (p.packetsLost ?? 0) + (s.packetsLost ?? 0);
+        } else if (s.kind === "audio") {
+          // Chromium computes it on played-out audio only: the peer's tile plays it.
+          p.audioEnergy += s.totalAudioEnergy ?? 0;
         }
       });
     }
