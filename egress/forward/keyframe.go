@@ -15,6 +15,18 @@ func KeyframeStart(mime string) func(pkt []byte) bool {
 	return nil
 }
 
+// PayloadStartsKeyframe reports whether an RTP payload (header already removed) of codec (a
+// MIME type) begins a key frame; false for codecs KeyframeStart does not know.
+func PayloadStartsKeyframe(mime string, payload []byte) bool {
+	switch strings.ToLower(mime) {
+	case "video/vp8":
+		return vp8KeyPayload(payload)
+	case "video/h264":
+		return h264KeyPayload(payload)
+	}
+	return false
+}
+
 // rtpPayload is the payload of an RTP packet (header, CSRCs and extension skipped), or nil.
 func rtpPayload(pkt []byte) []byte {
 	if len(pkt) < MinHeader || pkt[0]>>6 != 2 {
@@ -42,8 +54,10 @@ func rtpPayload(pkt []byte) []byte {
 
 // vp8KeyframeStart: the payload descriptor (RFC 7741) starts partition 0 of a frame (S=1,
 // PID=0) and the frame header's P bit is 0 (a key frame).
-func vp8KeyframeStart(pkt []byte) bool {
-	p := rtpPayload(pkt)
+func vp8KeyframeStart(pkt []byte) bool { return vp8KeyPayload(rtpPayload(pkt)) }
+
+// vp8KeyPayload is vp8KeyframeStart on the packet's payload.
+func vp8KeyPayload(p []byte) bool {
 	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
 		return false
 	}
@@ -83,8 +97,10 @@ const (
 
 // h264KeyframeStart: the packet carries an SPS or starts an IDR slice (alone, in a STAP-A, or
 // as the first fragment of an FU-A).
-func h264KeyframeStart(pkt []byte) bool {
-	p := rtpPayload(pkt)
+func h264KeyframeStart(pkt []byte) bool { return h264KeyPayload(rtpPayload(pkt)) }
+
+// h264KeyPayload is h264KeyframeStart on the packet's payload.
+func h264KeyPayload(p []byte) bool {
 	if len(p) < 1 {
 		return false
 	}
