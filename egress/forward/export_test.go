@@ -16,3 +16,6 @@ func NewBenchGate(held bool) interface{ Forward([]byte) } {
 type benchDiscard struct{}
 
 func (benchDiscard) Write(b []byte) (int, error) { return len(b), nil }
+
+// BindForTest binds t to out for the viewer's sender as Bind does once pion negotiated.
+func (t *Track) BindForTest(sender string, out *Output) error { return t.bind(sender, out) }

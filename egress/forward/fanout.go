@@ -818,6 +818,19 @@ func (h *Hub) releaseLocked(key string, e *hubEntry, outputs int) {
 	}
 }
 
+// layerFanouts is the fan-out of each of a track's layers on this node, nil where none.
+func (h *Hub) layerFanouts(room, track string, layers []string) []*Fanout {
+	out := make([]*Fanout, len(layers))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, l := range layers {
+		if e := h.fanouts[room+"."+track+"."+l]; e != nil {
+			out[i] = e.f
+		}
+	}
+	return out
+}
+
 // Tracks is the number of track layers with a subscription on this node (one per track
 // without simulcast).
 func (h *Hub) Tracks() int {
