@@ -53,8 +53,11 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 		Codec: "video/VP8", Layers: layers,
 		OnKeyframeRequest: func() { keyframes.Store(time.Now(), true) }}
 	col := &collector{}
-	require.NoError(t, track.BindForTest("sender-1", forward.NewOutput(9, 96, col)))
+	out := forward.NewOutput(9, 96, col)
+	out.StartAtKeyframe(forward.KeyframeStart("video/VP8")) // as Bind does for a video viewer
+	require.NoError(t, track.BindForTest("sender-1", out))
 	t.Cleanup(track.Detach)
+	track.StartForTest() // its transport is up
 	require.Equal(t, "f", track.Layer(), "nothing known: the top layer")
 	require.NoError(t, bus.Flush())
 
@@ -103,8 +106,11 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	est.set(300_000, true) // a 300 kbit/s path: only q (160 kbit/s) fits 90 % of it
 	require.True(t, run(500, layerIs("q")), "the viewer moved to the low layer (now %s, target %+v)", track.Layer(), track.Target())
 	t.Logf("300 kbit/s: layer %s after %d layer downs; target bitrate %d", track.Layer(), cc.LayerDowns.Load(), track.Target().Bitrate)
+	atQ := col.len()
 	run(200, nil)
 	require.Equal(t, "q", track.Layer(), "stays low while the estimate does")
+	require.Eventually(t, func() bool { return col.len() >= atQ+150 }, 5*time.Second, 5*time.Millisecond,
+		"the viewer keeps receiving on the new layer (%d packets, %d before)", col.len(), atQ)
 	require.Zero(t, cc.Pauses.Load(), "the lowest layer fits: nothing paused")
 
 	est.set(60_000, true) // not even q fits: paused
@@ -116,6 +122,10 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	est.set(5_000_000, false) // lifted: back up a layer at a time
 	require.True(t, run(1000, layerIs("f")), "back to the top layer (now %s)", track.Layer())
 	require.EqualValues(t, 1, cc.Resumes.Load())
+	atF := col.len()
+	run(100, nil)
+	require.Eventually(t, func() bool { return col.len() >= atF+150 }, 5*time.Second, 5*time.Millisecond,
+		"the viewer receives the top layer again (%d packets, %d before)", col.len(), atF)
 	require.GreaterOrEqual(t, cc.LayerUps.Load(), uint64(2), "up one layer at a time")
 	t.Logf("recovered: layer downs %d, ups %d, pauses %d, resumes %d", cc.LayerDowns.Load(), cc.LayerUps.Load(),
 		cc.Pauses.Load(), cc.Resumes.Load())

@@ -511,7 +511,12 @@ func (f *Fanout) Counters() Stats {
 // add gives o to the lane with the fewest outputs, opening a lane (and its goroutine) when
 // every open one has LaneMin outputs and more are allowed. An output that starts at a key
 // frame stays dormant until start.
-func (f *Fanout) add(o *Output) {
+func (f *Fanout) add(o *Output) { f.insert(o, false) }
+
+// insert adds o to a lane; moved says o comes from another layer's fan-out (a switch, at a
+// key frame of this one): it keeps its start-up state (dormant only if it still was), but
+// not a skip through the old layer's sequence numbers.
+func (f *Fanout) insert(o *Output, moved bool) {
 	f.mu.Lock()
 	if len(f.lanes) == 0 {
 		f.lanes = []*lane{{}}
@@ -532,9 +537,14 @@ func (f *Fanout) add(o *Output) {
 		if f.isKey == nil {
 			f.isKey = o.isKey
 		}
-		o.dormant = true
+		if !moved {
+			o.dormant = true
+		}
 	}
 	best.mu.Lock()
+	if moved {
+		o.skip = false
+	}
 	best.outputs = append(best.outputs, o)
 	o.lane.Store(best)
 	best.mu.Unlock()
