@@ -79,7 +79,10 @@ type bweOutput struct {
 	fan      *Fanout // a single-layer track's; a simulcast one's moves with the layer
 	track    *Track  // a simulcast track (with Layers), else nil
 	keyframe func()
-	asked    int // the layer last given a simulcast track, -1 none yet (Step's goroutine)
+	// A simulcast track's layer last asked for (-1: none yet) and since when it is on its
+	// lowest allowed layer (Step's goroutine).
+	asked       int
+	lowestSince time.Time
 }
 
 // fanoutRate measures a track's rate from its fan-out's forwarded bytes per open output.
@@ -269,11 +272,32 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 	alloc := a.Allocate(now, estimate, tracks)
 	for i, tg := range alloc.Targets {
 		w := v.views[i]
-		c.apply(w.out, w.info, tg.Layer != allocate.Paused)
+		open := tg.Layer != allocate.Paused
 		if w.info.track != nil {
+			tried := w.info.lowestTried(now, w.layer == spans[i].lo)
+			open = open || !tried
 			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
 		}
+		c.apply(w.out, w.info, open)
 	}
+}
+
+// lowestGrace is how long a simulcast track is sent its lowest layer before it may be paused
+// for want of bandwidth: the estimate just after a higher layer overflowed the path (loss,
+// a deflated loss-based estimate) says little about whether the lowest one fits.
+const lowestGrace = 2 * time.Second
+
+// lowestTried reports whether the output has been on its lowest allowed layer for
+// lowestGrace at now (Step's goroutine).
+func (b *bweOutput) lowestTried(now time.Time, onLowest bool) bool {
+	if !onLowest {
+		b.lowestSince = time.Time{}
+		return false
+	}
+	if b.lowestSince.IsZero() {
+		b.lowestSince = now
+	}
+	return now.Sub(b.lowestSince) >= lowestGrace
 }
 
 // layerSpan is a simulcast track's layers as the allocator is given them: every layer's rate

@@ -127,6 +127,16 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	require.Eventually(t, func() bool { return col.len() >= atF+150 }, 5*time.Second, 5*time.Millisecond,
 		"the viewer receives the top layer again (%d packets, %d before)", col.len(), atF)
 	require.GreaterOrEqual(t, cc.LayerUps.Load(), uint64(2), "up one layer at a time")
+	// From the top layer straight to an estimate below even q's rate: the viewer is moved to
+	// q and sent it for a while before it is paused (the estimate right after an overflow
+	// undershoots).
+	pauses := cc.Pauses.Load()
+	est.set(60_000, true)
+	require.True(t, run(500, layerIs("q")), "moved down to q first")
+	require.Equal(t, pauses, cc.Pauses.Load(), "not paused before the lowest layer was tried")
+	require.True(t, run(500, func() bool { return cc.Pauses.Load() == pauses+1 }), "paused once q was tried")
+	est.set(5_000_000, false)
+	require.True(t, run(1000, layerIs("f")), "back to the top layer again (now %s)", track.Layer())
 	t.Logf("recovered: layer downs %d, ups %d, pauses %d, resumes %d", cc.LayerDowns.Load(), cc.LayerUps.Load(),
 		cc.Pauses.Load(), cc.Resumes.Load())
 
