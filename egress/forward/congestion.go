@@ -2,6 +2,8 @@ package forward
 
 import (
 	"context"
+	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,10 +46,12 @@ func (r *Rewriter) resync() {
 }
 
 // Congestion applies each viewer's bandwidth allocation to its tracks: every Interval it
-// reads each viewer's estimate, measures its tracks' rates, runs the viewer's allocate
-// Allocator and pauses the video tracks given nothing (resuming them, with a key-frame
-// request, when given a layer again). With one layer per track that is all it can do; the
-// allocation's targets are what a layer chooser takes once tracks have several.
+// reads each viewer's estimate, measures its tracks' rates (each simulcast layer's from its
+// fan-out on this node, else nominal), runs the viewer's allocate Allocator, moves each
+// simulcast track to the layer allotted (Track.SetTarget with Bitrate and LayerRates: the
+// switch happens at the layer's next key frame) and pauses the video tracks given nothing,
+// not even their lowest layer (resuming them, with a key-frame request, when given a layer
+// again).
 type Congestion struct {
 	// Estimates gives the viewers' estimates.
 	Estimates Estimator
@@ -63,14 +67,22 @@ type Congestion struct {
 
 	// Pauses and Resumes count the video outputs paused and resumed for want of bandwidth.
 	Pauses, Resumes atomic.Uint64
+	// LayerDowns and LayerUps count the simulcast layer changes asked of viewer tracks
+	// (each happens at the new layer's next key frame).
+	LayerDowns, LayerUps atomic.Uint64
 }
 
 // bweOutput is what the controller knows of a bound output.
 type bweOutput struct {
 	sender   string
 	kind     allocate.Kind
-	fan      *Fanout
+	fan      *Fanout // a single-layer track's; a simulcast one's moves with the layer
+	track    *Track  // a simulcast track (with Layers), else nil
 	keyframe func()
+	// A simulcast track's layer last asked for (-1: none yet) and since when it is on its
+	// lowest allowed layer (Step's goroutine).
+	asked       int
+	lowestSince time.Time
 }
 
 // fanoutRate measures a track's rate from its fan-out's forwarded bytes per open output.
@@ -80,22 +92,24 @@ type fanoutRate struct {
 	rate  int
 }
 
-// add registers an output bound to a viewer's sender; nil-safe, so a hub without congestion
-// control costs nothing.
-func (c *Congestion) add(sender, kind string, o *Output, fan *Fanout, keyframe func()) {
+// add registers an output of t bound to a viewer's sender; nil-safe, so a hub without
+// congestion control costs nothing.
+func (c *Congestion) add(sender string, t *Track, o *Output, fan *Fanout) {
 	if c == nil {
 		return
 	}
-	k := allocate.Video
-	if kind == "audio" {
-		k = allocate.Audio
+	b := &bweOutput{sender: sender, kind: allocate.Video, fan: fan, keyframe: t.OnKeyframeRequest, asked: -1}
+	if t.MediaKind == "audio" {
+		b.kind = allocate.Audio
+	} else if len(t.Layers) > 0 {
+		b.track = t
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.outputs == nil {
 		c.outputs, c.viewers, c.rates = map[*Output]*bweOutput{}, map[string]*allocate.Allocator{}, map[*Fanout]*fanoutRate{}
 	}
-	c.outputs[o] = &bweOutput{sender: sender, kind: k, fan: fan, keyframe: keyframe}
+	c.outputs[o] = b
 }
 
 // remove forgets an output.
@@ -143,15 +157,41 @@ func (c *Congestion) Run(ctx context.Context) {
 	}
 }
 
+// view is one output's state in a step.
+type view struct {
+	out  *Output
+	info *bweOutput
+	fan  *Fanout // the fan-out the output is attached to now
+	// A simulcast track's current layer (an index into its Layers), target, and each
+	// layer's fan-out on this node (nil where none).
+	layer     int
+	target    LayerTarget
+	layerFans []*Fanout
+}
+
+// snapshot reads an output's state (the track's and the hub's locks, not c.mu).
+func snapshot(o *Output, b *bweOutput) *view {
+	v := &view{out: o, info: b, fan: b.fan}
+	if t := b.track; t != nil {
+		fan, layer, target := t.current()
+		if fan != nil {
+			v.fan = fan
+		}
+		v.layer, v.target = max(slices.Index(t.Layers, layer), 0), target
+		v.layerFans = t.Hub.layerFanouts(t.Room, t.TrackID, t.Layers)
+	}
+	return v
+}
+
 // viewer is one connection's outputs in a step.
 type viewer struct {
 	estimate  int
 	congested bool
-	outs      []*Output
-	infos     []*bweOutput
+	views     []*view
 }
 
-// Step runs one round of allocations at now. Run calls it; tests may call it directly.
+// Step runs one round of allocations at now. Run calls it; tests may call it directly, from
+// one goroutine at a time.
 func (c *Congestion) Step(now time.Time) {
 	c.mu.Lock()
 	outs := make([]*Output, 0, len(c.outputs))
@@ -162,10 +202,14 @@ func (c *Congestion) Step(now time.Time) {
 	}
 	c.mu.Unlock()
 
-	rates := c.measure(now, outs, infos)
+	views := make([]*view, len(outs))
+	for i := range outs {
+		views[i] = snapshot(outs[i], infos[i])
+	}
+	rates := c.measure(now, views)
 	byConn := map[string]*viewer{}
-	for i, b := range infos {
-		conn, bitrate, congested, ok := c.Estimates.Estimate(b.sender)
+	for _, w := range views {
+		conn, bitrate, congested, ok := c.Estimates.Estimate(w.info.sender)
 		if !ok {
 			continue
 		}
@@ -174,7 +218,7 @@ func (c *Congestion) Step(now time.Time) {
 			v = &viewer{estimate: bitrate, congested: congested}
 			byConn[conn] = v
 		}
-		v.outs, v.infos = append(v.outs, outs[i]), append(v.infos, b)
+		v.views = append(v.views, w)
 	}
 	for conn, v := range byConn {
 		c.allocate(now, conn, v, rates)
@@ -197,13 +241,24 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 		c.viewers[conn] = a
 	}
 	c.mu.Unlock()
-	tracks := make([]allocate.Track, len(v.outs))
+	tracks := make([]allocate.Track, len(v.views))
+	spans := make([]layerSpan, len(v.views))
 	sending := 0
-	for i, b := range v.infos {
-		tracks[i] = allocate.Track{ID: b.sender, Kind: b.kind}
-		if r := rates[b.fan]; r > 0 {
+	for i, w := range v.views {
+		tracks[i] = allocate.Track{ID: w.info.sender, Kind: w.info.kind}
+		open := w.out.gate.Load() != gatePaused
+		if w.info.track != nil {
+			sp := spanOf(w, rates)
+			spans[i] = sp
+			tracks[i].Layers = sp.allotted()
+			if open {
+				sending += int(sp.rates[w.layer])
+			}
+			continue
+		}
+		if r := rates[w.fan]; r > 0 {
 			tracks[i].Layers = []int{r}
-			if v.outs[i].gate.Load() != gatePaused {
+			if open {
 				sending += r
 			}
 		}
@@ -216,7 +271,97 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 	}
 	alloc := a.Allocate(now, estimate, tracks)
 	for i, tg := range alloc.Targets {
-		c.apply(v.outs[i], v.infos[i], tg.Layer != allocate.Paused)
+		w := v.views[i]
+		open := tg.Layer != allocate.Paused
+		if w.info.track != nil {
+			tried := w.info.lowestTried(now, w.layer == spans[i].lo)
+			open = open || !tried
+			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
+		}
+		c.apply(w.out, w.info, open)
+	}
+}
+
+// lowestGrace is how long a simulcast track is sent its lowest layer before it may be paused
+// for want of bandwidth: the estimate just after a higher layer overflowed the path (loss,
+// a deflated loss-based estimate) says little about whether the lowest one fits.
+const lowestGrace = 2 * time.Second
+
+// lowestTried reports whether the output has been on its lowest allowed layer for
+// lowestGrace at now (Step's goroutine).
+func (b *bweOutput) lowestTried(now time.Time, onLowest bool) bool {
+	if !onLowest {
+		b.lowestSince = time.Time{}
+		return false
+	}
+	if b.lowestSince.IsZero() {
+		b.lowestSince = now
+	}
+	return now.Sub(b.lowestSince) >= lowestGrace
+}
+
+// layerSpan is a simulcast track's layers as the allocator is given them: every layer's rate
+// (measured on this node, else nominal; never more than the layer above) and the layers
+// lo..hi the viewer's target allows (its manual layer alone; else up to its size's layer).
+type layerSpan struct {
+	rates  []uint64
+	lo, hi int
+}
+
+func (sp layerSpan) allotted() []int {
+	out := make([]int, 0, sp.hi-sp.lo+1)
+	for _, r := range sp.rates[sp.lo : sp.hi+1] {
+		out = append(out, int(r))
+	}
+	return out
+}
+
+// spanOf is the span of a simulcast output's track.
+func spanOf(w *view, rates map[*Fanout]int) layerSpan {
+	t := w.info.track
+	n := len(t.Layers)
+	sp := layerSpan{rates: make([]uint64, n)}
+	for i := range n {
+		if f := w.layerFans[i]; f != nil && rates[f] > 0 {
+			sp.rates[i] = uint64(rates[f])
+		} else {
+			sp.rates[i] = LayerTarget{}.rate(n, i)
+		}
+	}
+	for i := n - 2; i >= 0; i-- {
+		sp.rates[i] = min(sp.rates[i], sp.rates[i+1])
+	}
+	choose := t.Choose
+	if choose == nil {
+		choose = ChooseLayer
+	}
+	bySize := w.target
+	bySize.Bitrate, bySize.LayerRates = 0, nil
+	sp.hi = slices.Index(t.Layers, choose(t.Layers, bySize))
+	if sp.hi < 0 {
+		sp.hi = n - 1
+	}
+	if w.target.Manual != "" && t.Layers[sp.hi] == w.target.Manual {
+		sp.lo = sp.hi
+	}
+	return sp
+}
+
+// setLayer gives a simulcast output the bit rate of its layer k: its chooser then picks k,
+// and the track switches to it at k's next key frame.
+func (c *Congestion) setLayer(w *view, sp layerSpan, k int) {
+	b := w.info
+	if b.asked != k {
+		if b.asked >= 0 && k < b.asked {
+			c.LayerDowns.Add(1)
+		} else if b.asked >= 0 {
+			c.LayerUps.Add(1)
+		}
+		b.asked = k
+	}
+	err := b.track.SetTarget(func(lt *LayerTarget) { lt.Bitrate, lt.LayerRates = sp.rates[k], sp.rates })
+	if err != nil {
+		slog.Warn("congestion: layer switch failed", "track", b.track.TrackID, "layer", b.track.Layers[k], "err", err)
 	}
 }
 
@@ -234,15 +379,23 @@ func (c *Congestion) apply(o *Output, b *bweOutput, open bool) {
 }
 
 // measure returns each fan-out's rate per open output in bit/s, keeping the last one while
-// every output of a fan-out is paused.
-func (c *Congestion) measure(now time.Time, outs []*Output, infos []*bweOutput) map[*Fanout]int {
+// every output of a fan-out is paused (or, for a simulcast layer's fan-out, none of the
+// viewers here is on it).
+func (c *Congestion) measure(now time.Time, views []*view) map[*Fanout]int {
 	open := map[*Fanout]int{}
-	for i, b := range infos {
-		if _, ok := open[b.fan]; !ok {
-			open[b.fan] = 0
+	for _, w := range views {
+		if w.fan == nil {
+			continue
 		}
-		if outs[i].gate.Load() != gatePaused {
-			open[b.fan]++
+		if w.out.gate.Load() != gatePaused {
+			open[w.fan]++
+		} else if _, ok := open[w.fan]; !ok {
+			open[w.fan] = 0
+		}
+		for _, f := range w.layerFans {
+			if _, ok := open[f]; f != nil && !ok {
+				open[f] = 0
+			}
 		}
 	}
 	forwarded := make(map[*Fanout]uint64, len(open))

@@ -43,8 +43,8 @@ func TestCongestionPausesVideoAndResumesWithoutGap(t *testing.T) {
 	video.add(vout)
 	audio.add(aout)
 	keyframes := 0
-	c.add("v", "video", vout, &video, func() { keyframes++ })
-	c.add("a", "audio", aout, &audio, nil)
+	c.add("v", &Track{MediaKind: "video", OnKeyframeRequest: func() { keyframes++ }}, vout, &video)
+	c.add("a", &Track{MediaKind: "audio"}, aout, &audio)
 
 	now := time.Unix(0, 0)
 	seq := uint16(100)
@@ -94,6 +94,6 @@ func TestCongestionPausesVideoAndResumesWithoutGap(t *testing.T) {
 // TestCongestionOffIsFree: a hub without congestion control registers nothing.
 func TestCongestionOffIsFree(t *testing.T) {
 	var c *Congestion
-	c.add("v", "video", &Output{}, &Fanout{}, nil)
+	c.add("v", &Track{MediaKind: "video"}, &Output{}, &Fanout{})
 	c.remove(&Output{})
 }

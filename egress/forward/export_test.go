@@ -16,3 +16,14 @@ func NewBenchGate(held bool) interface{ Forward([]byte) } {
 type benchDiscard struct{}
 
 func (benchDiscard) Write(b []byte) (int, error) { return len(b), nil }
+
+// BindForTest binds t to out for the viewer's sender as Bind does once pion negotiated.
+func (t *Track) BindForTest(sender string, out *Output) error { return t.bind(sender, out) }
+
+// StartForTest starts a bound video output as the viewer's connected transport does.
+func (t *Track) StartForTest() bool {
+	t.mu.Lock()
+	f, o := t.fan, t.out
+	t.mu.Unlock()
+	return f.start(o)
+}

@@ -511,7 +511,12 @@ func (f *Fanout) Counters() Stats {
 // add gives o to the lane with the fewest outputs, opening a lane (and its goroutine) when
 // every open one has LaneMin outputs and more are allowed. An output that starts at a key
 // frame stays dormant until start.
-func (f *Fanout) add(o *Output) {
+func (f *Fanout) add(o *Output) { f.insert(o, false) }
+
+// insert adds o to a lane; moved says o comes from another layer's fan-out (a switch, at a
+// key frame of this one): it keeps its start-up state (dormant only if it still was), but
+// not a skip through the old layer's sequence numbers.
+func (f *Fanout) insert(o *Output, moved bool) {
 	f.mu.Lock()
 	if len(f.lanes) == 0 {
 		f.lanes = []*lane{{}}
@@ -532,7 +537,7 @@ func (f *Fanout) add(o *Output) {
 		f.isKey = o.isKey
 	}
 	best.mu.Lock()
-	if !o.dormant {
+	if moved && !o.dormant {
 		// Moved here by a layer switch after its start: it arrives at this layer's key frame,
 		// and what it skipped or waited for counted another layer's packets.
 		o.skip, o.waitKey = false, false
@@ -818,6 +823,19 @@ func (h *Hub) releaseLocked(key string, e *hubEntry, outputs int) {
 			h.audio.remove(e.room, e.track)
 		}
 	}
+}
+
+// layerFanouts is the fan-out of each of a track's layers on this node, nil where none.
+func (h *Hub) layerFanouts(room, track string, layers []string) []*Fanout {
+	out := make([]*Fanout, len(layers))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, l := range layers {
+		if e := h.fanouts[room+"."+track+"."+l]; e != nil {
+			out[i] = e.f
+		}
+	}
+	return out
 }
 
 // Tracks is the number of track layers with a subscription on this node (one per track

@@ -14,6 +14,10 @@ type LayerTarget struct {
 	// Bitrate is the viewer's estimated bit rate available for the track (bit/s); 0: unknown
 	// (no limit).
 	Bitrate uint64
+	// LayerRates are the bit rates, lowest layer first, that Bitrate was allotted from (the
+	// congestion controller's measured or nominal rates), so the layer chosen is the one the
+	// allocator counted; nil or of another length: the nominal rates.
+	LayerRates []uint64
 }
 
 // Chooser picks one of a track's layers (lowest quality first, never empty) for a target.
@@ -31,7 +35,8 @@ var (
 
 // ChooseLayer is the default Chooser: the manual layer when it is one of the track's;
 // otherwise the lowest layer at least as tall as the rendered height, lowered further to
-// the highest layer whose nominal bit rate fits the estimate (the lowest when none fits).
+// the highest layer whose bit rate (LayerRates, else nominal) fits the estimate (the lowest
+// when none fits).
 func ChooseLayer(layers []string, t LayerTarget) string {
 	n := len(layers)
 	if n == 0 {
@@ -50,11 +55,19 @@ func ChooseLayer(layers []string, t LayerTarget) string {
 		}
 	}
 	if t.Bitrate > 0 {
-		for pick > 0 && nominal(nominalBitrate[:], n-1-pick) > t.Bitrate {
+		for pick > 0 && t.rate(n, pick) > t.Bitrate {
 			pick--
 		}
 	}
 	return layers[pick]
+}
+
+// rate is the bit rate of layer i of n: LayerRates' when it has one per layer, else nominal.
+func (t LayerTarget) rate(n, i int) uint64 {
+	if len(t.LayerRates) == n {
+		return t.LayerRates[i]
+	}
+	return nominal(nominalBitrate[:], n-1-i)
 }
 
 // nominal is a table's value for the layer fromTop below the top one (the last value for any

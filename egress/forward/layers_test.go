@@ -27,6 +27,8 @@ func TestChooseLayer(t *testing.T) {
 		{"too low for any: lowest", three, LayerTarget{Bitrate: 10_000}, "q"},
 		{"middle bitrate", three, LayerTarget{Bitrate: 800_000}, "h"},
 		{"bitrate and size: the lower", three, LayerTarget{Bitrate: 5_000_000, Height: 180}, "q"},
+		{"measured rates", three, LayerTarget{Bitrate: 300_000, LayerRates: []uint64{100_000, 300_000, 900_000}}, "h"},
+		{"measured rates of another track: nominal", three, LayerTarget{Bitrate: 300_000, LayerRates: []uint64{1, 2}}, "q"},
 		{"two layers", []string{"l", "h"}, LayerTarget{Height: 300}, "l"},
 		{"two layers large", []string{"l", "h"}, LayerTarget{Height: 500}, "h"},
 	} {

@@ -80,7 +80,7 @@ func (h *Hub) move(sw *pendingSwitch) {
 	sw.to.f.unwatch(sw)
 	sw.to.waiting--
 	left := sw.from.f.remove(sw.o)
-	sw.to.f.add(sw.o)
+	sw.to.f.insert(sw.o, true)
 	h.releaseLocked(sw.fromKey, sw.from, left)
 	detach := h.detacher(sw.toKey, sw.to, sw.o)
 	h.mu.Unlock()

@@ -87,6 +87,15 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 		// A decodable first frame: the cached key frame at once, or the next one.
 		out.StartAtKeyframe(isKey)
 	}
+	if err := t.bind(ctx.ID(), out); err != nil {
+		return webrtc.RTPCodecParameters{}, err
+	}
+	return codec, nil
+}
+
+// bind attaches out to the layer the target chooses and puts it under the hub's congestion
+// control as the viewer's sender.
+func (t *Track) bind(sender string, out *Output) error {
 	t.sw.Lock()
 	defer t.sw.Unlock()
 	t.mu.Lock()
@@ -95,16 +104,16 @@ func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, e
 	topAudio := t.TopAudio && t.Kind() == webrtc.RTPCodecTypeAudio
 	fan, detach, err := t.Hub.attach(t.Room, t.TrackID, layer, out, topAudio)
 	if err != nil {
-		return webrtc.RTPCodecParameters{}, err
+		return err
 	}
 	t.mu.Lock()
 	t.out, t.fan, t.detach, t.layer = out, fan, detach, layer
 	t.mu.Unlock()
-	t.Hub.congestionControl().add(ctx.ID(), t.MediaKind, out, fan, t.OnKeyframeRequest)
+	t.Hub.congestionControl().add(sender, t, out, fan)
 	if t.OnBound != nil && out.isKey == nil {
 		t.OnBound()
 	} // else when the viewer's transport is up (ReadRTCP), unless the cache served it
-	return codec, nil
+	return nil
 }
 
 // Unbind stops the track's packets to the client.
@@ -234,6 +243,13 @@ func (t *Track) Layer() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.layer
+}
+
+// current is the fan-out the viewer is attached to, its layer and target.
+func (t *Track) current() (*Fanout, string, LayerTarget) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fan, t.layer, t.target
 }
 
 // Target is the viewer's current layer target.
