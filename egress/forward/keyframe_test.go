@@ -346,7 +346,7 @@ func TestStartedViewerMovedToAnotherLayer(t *testing.T) {
 	require.Len(t, c.got(), 9)
 
 	from.remove(o)
-	to.insert(o, true) // as Hub.move does
+	to.insert(o, true)                          // as Hub.move does
 	for _, p := range vp8Stream(t, 100, 2, 0) { // the new layer, from its key frame
 		to.Forward(p)
 	}
