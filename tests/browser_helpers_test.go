@@ -58,3 +58,20 @@ func waitTab(t *testing.T, tab *browser.Tab, timeout time.Duration, what, cond s
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// waitStats polls tab's page stats until ok accepts them and returns them. Past timeout the
+// test fails with what, the last stats and diagnose's report of what the pages saw.
+func waitStats(t *testing.T, tab *browser.Tab, what string, timeout time.Duration, ok func(browser.PageStats) bool, diagnose func() string) browser.PageStats {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := tab.Stats()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last %+v, err %v)%s", what, timeout, st, err, diagnose())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}

@@ -63,17 +63,7 @@ func TestBrowserSimulcastFollowsCap(t *testing.T) {
 	}
 	wait := func(tab *browser.Tab, what string, timeout time.Duration, ok func(browser.PageStats) bool) browser.PageStats {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			st, err := tab.Stats()
-			if err == nil && ok(st) {
-				return st
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s (last %+v, err %v)%s", what, timeout, st, err, diagnose())
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+		return waitStats(t, tab, what, timeout, ok, diagnose)
 	}
 	wait(publisher, "the publisher sends three layers", 30*time.Second, func(s browser.PageStats) bool {
 		return s.State == "publishing" && s.LayersSent == 3

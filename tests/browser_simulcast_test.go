@@ -48,21 +48,11 @@ func testBrowserSimulcast(t *testing.T, chromium, codec string) {
 		}
 		return sb.String()
 	}
-	waitStats := func(tab *browser.Tab, what string, timeout time.Duration, ok func(browser.PageStats) bool) browser.PageStats {
+	wait := func(tab *browser.Tab, what string, timeout time.Duration, ok func(browser.PageStats) bool) browser.PageStats {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			st, err := tab.Stats()
-			if err == nil && ok(st) {
-				return st
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s (last %+v, err %v)%s", what, timeout, st, err, diagnose())
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+		return waitStats(t, tab, what, timeout, ok, diagnose)
 	}
-	pub := waitStats(publisher, "the publisher sends three layers", 30*time.Second, func(s browser.PageStats) bool {
+	pub := wait(publisher, "the publisher sends three layers", 30*time.Second, func(s browser.PageStats) bool {
 		return s.State == "publishing" && s.LayersSent == 3
 	})
 	t.Logf("publisher: %+v", pub)
@@ -73,7 +63,7 @@ func testBrowserSimulcast(t *testing.T, chromium, codec string) {
 	}
 	for _, l := range layers {
 		var first int
-		st := waitStats(viewers[l], "viewer of layer "+l+" decodes", 30*time.Second, func(s browser.PageStats) bool {
+		st := wait(viewers[l], "viewer of layer "+l+" decodes", 30*time.Second, func(s browser.PageStats) bool {
 			if first == 0 && s.FramesDecoded > 0 {
 				first = s.FramesDecoded
 			}
@@ -88,15 +78,15 @@ func testBrowserSimulcast(t *testing.T, chromium, codec string) {
 
 	// Switch the low layer's viewer to the top layer mid-stream.
 	low := viewers["q"]
-	before := waitStats(low, "low viewer still decoding", 10*time.Second, func(browser.PageStats) bool { return true })
+	before := wait(low, "low viewer still decoding", 10*time.Second, func(browser.PageStats) bool { return true })
 	_, err := browser.Eval[any](low, 5*time.Second, `window.jetmedia.setLayer("f").then(() => true)`)
 	require.NoError(t, err)
-	after := waitStats(low, "the switched viewer decodes the top layer", 20*time.Second, func(s browser.PageStats) bool {
+	after := wait(low, "the switched viewer decodes the top layer", 20*time.Second, func(s browser.PageStats) bool {
 		return s.FrameWidth == width["f"] && s.FramesDecoded > before.FramesDecoded+10
 	})
 	t.Logf("switched viewer: before %+v, after %+v", before, after)
 	require.Equal(t, before.PacketsLost, after.PacketsLost, "no sequence gap at the switch (packetsLost unchanged)")
-	final := waitStats(low, "the switched viewer keeps decoding", 10*time.Second, func(s browser.PageStats) bool {
+	final := wait(low, "the switched viewer keeps decoding", 10*time.Second, func(s browser.PageStats) bool {
 		return s.FramesDecoded > after.FramesDecoded+10
 	})
 	require.Equal(t, width["f"], final.FrameWidth)
