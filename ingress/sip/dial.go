@@ -127,9 +127,8 @@ func (a DialAPI) Register(mux *http.ServeMux) {
 }
 
 func (a DialAPI) dial(w http.ResponseWriter, r *http.Request) {
-	room := r.PathValue("room")
-	if !events.ValidID(room) {
-		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "invalid room id %q", room))
+	room, ok := rtc.RoomFromPath(w, r, a.Logger)
+	if !ok {
 		return
 	}
 	if !a.Authorize(w, r, room) {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/jetmedia/jetmedia/events"
+
 	"github.com/pion/sdp/v3"
 )
 
@@ -129,4 +131,15 @@ func WriteAnswer(w http.ResponseWriter, location, etag, answer string) {
 	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
+}
+
+// RoomFromPath is the request's {room} path value; a value that is not a valid id is answered
+// with 400 here, and ok is false.
+func RoomFromPath(w http.ResponseWriter, r *http.Request, log *slog.Logger) (room string, ok bool) {
+	room = r.PathValue("room")
+	if !events.ValidID(room) {
+		WriteError(w, r, log, Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+		return room, false
+	}
+	return room, true
 }

@@ -90,9 +90,8 @@ func (a API) Register(mux *http.ServeMux) {
 
 func (a API) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		room := r.PathValue("room")
-		if !events.ValidID(room) {
-			rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+		room, ok := rtc.RoomFromPath(w, r, a.Logger)
+		if !ok {
 			return
 		}
 		if a.Authorize(w, r, room) {
@@ -209,9 +208,8 @@ func (q eventsQuery) needsDecode() bool {
 var errPageDone = errors.New("page done")
 
 func (a API) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
-	room := r.PathValue("room")
-	if !events.ValidID(room) {
-		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+	room, ok := rtc.RoomFromPath(w, r, a.Logger)
+	if !ok {
 		return
 	}
 	q, err := parseEventsQuery(r)
@@ -286,9 +284,8 @@ func (a API) handleRoomEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a API) handleRoomState(w http.ResponseWriter, r *http.Request) {
-	room := r.PathValue("room")
-	if !events.ValidID(room) {
-		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", room))
+	room, ok := rtc.RoomFromPath(w, r, a.Logger)
+	if !ok {
 		return
 	}
 	var at time.Time

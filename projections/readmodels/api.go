@@ -92,9 +92,8 @@ func (api API) Register(mux *http.ServeMux) {
 		writeJSON(w, refs)
 	})
 	mux.HandleFunc("GET /v1/analytics/rooms/{room}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("room")
-		if !events.ValidID(id) {
-			rtc.WriteError(w, r, api.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
+		id, ok := rtc.RoomFromPath(w, r, api.Logger)
+		if !ok {
 			return
 		}
 		if !api.Authorize(w, r, id) {

@@ -2,5 +2,5 @@
 // GET /v1/rooms/{room} (one room), as RoomView JSON, the same view `jetmedia rooms` prints.
 // It reads the rooms KV bucket only; the event log's own endpoints are historyapi's.
 //
-// Imports: events, pipeline/auth, pipeline/rtc, projections
+// Imports: pipeline/auth, pipeline/rtc, projections
 package roomsapi

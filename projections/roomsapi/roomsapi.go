@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections"
@@ -80,9 +79,8 @@ func (a API) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a API) room(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("room")
-	if !events.ValidID(id) {
-		rtc.WriteError(w, r, a.Logger, rtc.Errorf(http.StatusBadRequest, "room %q is not a valid id", id))
+	id, ok := rtc.RoomFromPath(w, r, a.Logger)
+	if !ok {
 		return
 	}
 	if !a.Authorize(w, r, id) {
