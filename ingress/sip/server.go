@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -148,13 +149,8 @@ func (s *Server) listen() error {
 	if err != nil {
 		return fmt.Errorf("sip listen %q: %w", s.cfg.Listen, err)
 	}
-	if s.udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
-		return fmt.Errorf("sip listen udp %s: %w", s.cfg.Listen, err)
-	}
-	s.port = s.udp.LocalAddr().(*net.UDPAddr).Port
-	if s.tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.port))); err != nil {
-		_ = s.udp.Close()
-		return fmt.Errorf("sip listen tcp %s: %w", net.JoinHostPort(host, strconv.Itoa(s.port)), err)
+	if err := s.bindPair(host); err != nil {
+		return err
 	}
 	s.ip = netip.MustParseAddr("127.0.0.1")
 	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
@@ -163,6 +159,37 @@ func (s *Server) listen() error {
 		s.ip = a
 	}
 	return nil
+}
+
+// anyPortTries bounds how often a gateway asked for any port (":0") tries again when the UDP
+// port the kernel picked is taken for TCP by another program.
+const anyPortTries = 20
+
+// bindPair binds the UDP socket and a TCP listener on the same port. With port 0 the kernel picks
+// the UDP port, which may be in use for TCP: then it tries another port, up to anyPortTries.
+func (s *Server) bindPair(host string) error {
+	_, port, _ := net.SplitHostPort(s.cfg.Listen)
+	tries := 1
+	if port == "0" || port == "" {
+		tries = anyPortTries
+	}
+	var err error
+	for range tries {
+		if s.udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("sip listen udp %s: %w", s.cfg.Listen, err)
+		}
+		s.port = s.udp.LocalAddr().(*net.UDPAddr).Port
+		tcpAddr := net.JoinHostPort(host, strconv.Itoa(s.port))
+		if s.tcp, err = net.Listen("tcp", tcpAddr); err == nil {
+			return nil
+		}
+		_ = s.udp.Close()
+		err = fmt.Errorf("sip listen tcp %s: %w", tcpAddr, err)
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return err
+		}
+	}
+	return err
 }
 
 // outboundIP is the address this machine uses toward the outside (no packet is sent), for a
