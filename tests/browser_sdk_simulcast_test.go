@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/tests/browser"
 )
 
@@ -75,8 +77,11 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	var ws browser.PageStats
 	wait("the WHEP viewer of layer h decodes", 30*time.Second, func() bool {
 		ws, _ = whep.Stats()
-		return ws.FramesDecoded > 10 && ws.FrameWidth > 0
-	}, func() string { return fmt.Sprintf(" (last %+v)\nconsole:\n%s", ws, tabConsole(whep)) })
+		// The page asks for its layer once playing, so the first frames may be of another.
+		return ws.FramesDecoded > 10 && ws.FrameWidth > 0 && ws.FrameWidth < sentWidth(pub, "f")
+	}, func() string {
+		return fmt.Sprintf(" (last %+v)\nconsole:\n%s\npublisher sends: %s\nroom: %s", ws, tabConsole(whep), sentCodecs(pub), roomState(node, room))
+	})
 	require.Contains(t, strings.ToLower(ws.Codec), strings.ToLower(codec))
 
 	viewer := b.Open(t, node.HTTPURL()+"/room.html?"+url.Values{"room": {room}, "name": {"viewer"}, "auto": {"join"}, "video": {"160x120"}}.Encode())
@@ -116,7 +121,9 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	wait("the SDK viewer switches to the top layer", 30*time.Second, func() bool {
 		top = peerStats()
 		return top.FrameWidth > ws.FrameWidth && top.FramesDecoded > low.FramesDecoded+10
-	}, func() string { return fmt.Sprintf(" (last %+v)\nconsole:\n%s", top, tabConsole(viewer)) })
+	}, func() string {
+		return fmt.Sprintf(" (last %+v; low %+v; WHEP h width %d)\npublisher sends: %s\nconsole:\n%s", top, low, ws.FrameWidth, sentCodecs(pub), tabConsole(viewer))
+	})
 	t.Logf("widths: low %d (SDK), middle %d (WHEP), top %d (SDK after the switch); packets lost %d -> %d",
 		low.FrameWidth, ws.FrameWidth, top.FrameWidth, low.PacketsLost, top.PacketsLost)
 	require.Equal(t, low.PacketsLost, top.PacketsLost, "no sequence gap at the switch")
@@ -133,4 +140,54 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 		auto = peerStats()
 		return auto.FrameWidth == low.FrameWidth && auto.FramesDecoded > top.FramesDecoded+10
 	}, func() string { return fmt.Sprintf(" (last %+v)\nconsole:\n%s", auto, tabConsole(viewer)) })
+}
+
+// sentCodecs is what a page's peer connection sends, per encoding: RID, codec, encoder, frames.
+func sentCodecs(tab *browser.Tab) string {
+	out, err := browser.Eval[string](tab, 5*time.Second, `(async () => {
+		const pc = window.jetmedia.room?.peerConnection;
+		if (!pc) return "no pc";
+		const r = await pc.getStats();
+		const rows = [];
+		r.forEach((s) => { if (s.type === "outbound-rtp" && s.kind === "video") {
+			rows.push(s.rid + ":" + (r.get(s.codecId)?.mimeType ?? "?") + "/pt" + (r.get(s.codecId)?.payloadType ?? "?") + " " +
+				s.encoderImplementation + " frames " + s.framesEncoded + " " + s.frameWidth + "x" + s.frameHeight); } });
+		return rows.join(", ");
+	})()`)
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// roomState is the room's entries in the node's rooms bucket, for failure messages.
+func roomState(node *app.Node, room string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, err := node.Rooms().ListKeys(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for k := range keys.Keys() {
+		if !strings.Contains(k, room) {
+			continue
+		}
+		if e, err := node.Rooms().Get(ctx, k); err == nil {
+			fmt.Fprintf(&b, "\n  %s = %s", k, e.Value())
+		}
+	}
+	return b.String()
+}
+
+// sentWidth is the frame width a page's peer connection sends on the encoding rid (0 unknown).
+func sentWidth(tab *browser.Tab, rid string) int {
+	w, _ := browser.Eval[int](tab, 5*time.Second, fmt.Sprintf(`(async () => {
+		const pc = window.jetmedia.room?.peerConnection;
+		if (!pc) return 0;
+		let w = 0;
+		(await pc.getStats()).forEach((s) => { if (s.type === "outbound-rtp" && s.kind === "video" && s.rid === %q) w = s.frameWidth ?? 0; });
+		return w;
+	})()`, rid))
+	return w
 }

@@ -63,6 +63,9 @@ type Output struct {
 	// ReceiveLayers are the simulcast layers the receiving m-line of the publish asks for
 	// (lowest first; empty: one layer).
 	ReceiveLayers []string
+	// ReceiveCodec is the codec (MIME type) the publish sends in, "" any: the receiving
+	// m-line offers only it.
+	ReceiveCodec string
 	// Layers are the client's layer choices for subscribed tracks.
 	Layers []LayerChoice
 }
@@ -405,8 +408,11 @@ func (c *Core) publish(m ClientMessage) Output {
 			return refuse(CodeBadRequest, "publish: %v", err)
 		}
 	}
+	if m.Codec != "" && !validCodec(m.Kind, m.Codec) {
+		return refuse(CodeBadRequest, "publish: codec must be a %s MIME type such as %s/VP8, not %q", m.Kind, m.Kind, m.Codec)
+	}
 	c.announced = append(c.announced, m)
-	return Output{Receive: []string{m.Kind}, ReceiveLayers: layers}
+	return Output{Receive: []string{m.Kind}, ReceiveLayers: layers, ReceiveCodec: m.Codec}
 }
 
 func (c *Core) unpublish(m ClientMessage) Output {
@@ -723,4 +729,26 @@ func layersOrSingle(layers []string) []string {
 		return []string{rtc.SingleLayer}
 	}
 	return slices.Clone(layers)
+}
+
+// maxCodecName bounds a codec's MIME type in a publish.
+const maxCodecName = 64
+
+// validCodec reports whether mime is a MIME type of kind ("video/H264" for video): its
+// subtype 1 to 32 letters, digits, '-' or '.'. Whether the node receives it is the shell's
+// question.
+func validCodec(kind, mime string) bool {
+	if len(mime) > maxCodecName {
+		return false
+	}
+	top, sub, ok := strings.Cut(mime, "/")
+	if !ok || !strings.EqualFold(top, kind) || len(sub) == 0 || len(sub) > 32 {
+		return false
+	}
+	for _, r := range sub {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

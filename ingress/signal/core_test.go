@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +190,23 @@ func TestCoreLayer(t *testing.T) {
 			continue
 		}
 		require.Equal(t, []LayerChoice{{Track: "tb", Quality: tc.m.Quality, Width: tc.m.Width, Height: tc.m.Height}}, out.Layers, tc.name)
+	}
+}
+
+// A publish may name its codec: the shell then offers only it; a codec of the other kind or
+// not a MIME type is refused.
+func TestCorePublishCodec(t *testing.T) {
+	c := NewCore(rtc.Timeouts{}, "r1", "me", "n1", claims(auth.Publish), true)
+	c.Joined(t0, "", "")
+	c.KVReady(t0)
+	out := c.Message(t0, ClientMessage{Type: TypePublish, Kind: "video", Codec: "video/H264", Simulcast: []string{"q", "h", "f"}})
+	require.Empty(t, out.Send)
+	require.Equal(t, "video/H264", out.ReceiveCodec)
+	require.Equal(t, []string{"q", "h", "f"}, out.ReceiveLayers)
+	for _, bad := range []string{"audio/opus", "H264", "video/", "video/H 264", "video/" + strings.Repeat("x", 40)} {
+		out = c.Message(t0, ClientMessage{Type: TypePublish, Kind: "video", Codec: bad})
+		require.Len(t, out.Send, 1, bad)
+		require.Equal(t, CodeBadRequest, out.Send[0].Code, bad)
+		require.Empty(t, out.Receive, bad)
 	}
 }

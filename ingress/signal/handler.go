@@ -829,6 +829,13 @@ func (c *conn) apply(out Output, _ error) {
 			c.send(errMsg(CodeInternal, "cannot receive %s: %v", kind, err))
 			continue
 		}
+		if out.ReceiveCodec != "" {
+			if err := rtc.PreferCodec(tx, out.ReceiveCodec); err != nil {
+				_ = tx.Stop()
+				c.send(errMsg(CodeBadRequest, "cannot receive %s: %v", kind, err))
+				continue
+			}
+		}
 		if len(out.ReceiveLayers) > 0 && k == webrtc.RTPCodecTypeVideo {
 			c.simulcast[tx] = out.ReceiveLayers
 		}
@@ -923,6 +930,10 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		return
 	}
 	codec := tr.Codec()
+	var src rtc.RTPReader = tr
+	if tr.RID() != "" { // pion names a layer's codec only after its first packet is read
+		codec, src = rtc.PeekCodec(tr, peekCodecWait)
+	}
 	spec := TrackSpec{Track: events.NewID(), Peer: c.s.ID, Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, FmtpLine: codec.SDPFmtpLine}
 	if tr.RID() != "" {
@@ -967,8 +978,12 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 	if tr.Kind() == webrtc.RTPCodecTypeAudio {
 		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rcv.GetParameters()), sender)
 	}
-	reg.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
+	reg.Go(func() { rtc.ReadRTP(src, sender, stopped, nil) })
 }
+
+// peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec
+// (pion fires OnTrack for a layer on its first packet, so the wait is normally none).
+const peekCodecWait = 2 * time.Second
 
 // publishedLayer starts moving a further simulcast layer of a published track.
 func (c *conn) publishedLayer(tr *webrtc.TrackRemote, spec TrackSpec) {

@@ -91,8 +91,11 @@ type ClientMessage struct {
 	// Simulcast are the layers (RIDs) a video publish sends: the server's offer asks the
 	// client's transceiver for one encoding each.
 	Simulcast []string `json:"simulcast,omitempty"`
-	Source    string   `json:"source,omitempty"`
-	Muted     *bool    `json:"muted,omitempty"`
+	// Codec is the MIME type a publish sends in ("video/H264"): the server's offer then lists
+	// only that codec (and its RTX), so the client cannot start in another one.
+	Codec  string `json:"codec,omitempty"`
+	Source string `json:"source,omitempty"`
+	Muted  *bool  `json:"muted,omitempty"`
 	// unpublish, subscribe, unsubscribe, mute, layer
 	Track string `json:"track,omitempty"`
 	// layer: Quality is the layer id wanted ("" automatic; absent: unchanged); Width and

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -96,7 +97,12 @@ type publisher struct {
 // layer): it records the track at its first layer and moves each layer's RTP onto the
 // layer's media subject unchanged.
 func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
-	info, first := p.track(s, tr, rcv)
+	codec := tr.Codec()
+	var src rtc.RTPReader = tr
+	if tr.RID() != "" { // pion names a layer's codec only after its first packet is read
+		codec, src = rtc.PeekCodec(tr, peekCodecWait)
+	}
+	info, first := p.track(s, tr, rcv, codec)
 	layer := tr.RID()
 	if layer == "" {
 		layer = rtc.SingleLayer
@@ -130,17 +136,20 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.
 	if tr.Kind() == webrtc.RTPCodecTypeAudio {
 		dst = p.h.cfg.Levels.Tap(s, info.Track, rtc.AudioLevelID(rcv.GetParameters()), dst)
 	}
-	rtc.ReadRTP(tr, dst, nil, &p.h.rtp)
+	rtc.ReadRTP(src, dst, nil, &p.h.rtp)
 }
 
+// peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec
+// (pion fires OnTrack for a layer on its first packet, so the wait is normally none).
+const peekCodecWait = 2 * time.Second
+
 // track returns the published track tr belongs to, and whether tr is its first layer.
-func (p *publisher) track(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) (TrackInfo, bool) {
+func (p *publisher) track(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver, codec webrtc.RTPCodecParameters) (TrackInfo, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if info, ok := p.tracks[rcv]; ok {
 		return *info, false
 	}
-	codec := tr.Codec()
 	info := &TrackInfo{
 		Track: events.NewID(), Kind: tr.Kind().String(), Codec: codec.MimeType,
 		ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,

@@ -316,6 +316,9 @@ export class Room extends EventTarget {
       });
       const m = { type: "publish", kind: track.kind, source, muted };
       if (simulcast) m.simulcast = SIMULCAST.map((e) => e.rid);
+      // The server's offer then lists only this codec: Chromium answering an offer with
+      // setCodecPreferences could otherwise start a simulcast track in the offer's first codec.
+      if (options.codec) m.codec = options.codec;
       this.#send(m);
     });
   }
