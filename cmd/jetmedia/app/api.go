@@ -16,6 +16,7 @@ import (
 	"github.com/jetmedia/jetmedia/ingress/whip/demo"
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/projections/clusterapi"
 	"github.com/jetmedia/jetmedia/projections/historyapi"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 	"github.com/jetmedia/jetmedia/projections/roomsapi"
@@ -28,6 +29,7 @@ func (n *Node) registerHTTP(mux *http.ServeMux) {
 	historyapi.API{JS: n.js, Heads: n.appender, Authorize: n.authorizeAdmin, Logger: n.log,
 		WriteTimeout: n.cfg.HTTP.WriteTimeout}.Register(mux)
 	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
+	clusterapi.API{JS: n.js, Authorize: n.authorizeAdmin, Logger: n.log, Node: n.cfg.Name, Links: n.srv.Links}.Register(mux)
 	n.metrics.Register(mux, n.cfg.Name, n.ready)
 	n.registerAuth(mux)
 	n.registerSIP(mux)
