@@ -80,9 +80,9 @@ type bweOutput struct {
 	track    *Track  // a simulcast track (with Layers), else nil
 	keyframe func()
 	// A simulcast track's layer last asked for (-1: none yet) and since when it is on its
-	// lowest allowed layer (Step's goroutine).
-	asked       int
-	lowestSince time.Time
+	// lowest allowed layer with not even that layer allotted (Step's goroutine).
+	asked      int
+	unfitSince time.Time
 }
 
 // fanoutRate measures a track's rate from its fan-out's forwarded bytes per open output.
@@ -274,30 +274,31 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 		w := v.views[i]
 		open := tg.Layer != allocate.Paused
 		if w.info.track != nil {
-			tried := w.info.lowestTried(now, w.layer == spans[i].lo)
-			open = open || !tried
+			open = open || !w.info.starved(now, w.layer == spans[i].lo && !open)
 			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
 		}
 		c.apply(w.out, w.info, open)
 	}
 }
 
-// lowestGrace is how long a simulcast track is sent its lowest layer before it may be paused
-// for want of bandwidth: the estimate just after a higher layer overflowed the path (loss,
-// a deflated loss-based estimate) says little about whether the lowest one fits.
+// lowestGrace is how long a simulcast track on its lowest layer must be allotted nothing
+// before it is paused for want of bandwidth: the estimate just after a higher layer (or a
+// probe) overflowed the path undershoots for seconds (loss, a deflated loss-based estimate)
+// and says little about whether the lowest layer fits; a pause freezes the picture until the
+// next probe resumes it.
 const lowestGrace = 2 * time.Second
 
-// lowestTried reports whether the output has been on its lowest allowed layer for
-// lowestGrace at now (Step's goroutine).
-func (b *bweOutput) lowestTried(now time.Time, onLowest bool) bool {
-	if !onLowest {
-		b.lowestSince = time.Time{}
+// starved reports whether the output has been on its lowest allowed layer with nothing
+// allotted (unfit) for lowestGrace at now without a break (Step's goroutine).
+func (b *bweOutput) starved(now time.Time, unfit bool) bool {
+	if !unfit {
+		b.unfitSince = time.Time{}
 		return false
 	}
-	if b.lowestSince.IsZero() {
-		b.lowestSince = now
+	if b.unfitSince.IsZero() {
+		b.unfitSince = now
 	}
-	return now.Sub(b.lowestSince) >= lowestGrace
+	return now.Sub(b.unfitSince) >= lowestGrace
 }
 
 // layerSpan is a simulcast track's layers as the allocator is given them: every layer's rate

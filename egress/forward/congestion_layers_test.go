@@ -114,7 +114,7 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	require.Zero(t, cc.Pauses.Load(), "the lowest layer fits: nothing paused")
 
 	est.set(60_000, true) // not even q fits: paused
-	require.True(t, run(200, func() bool { return cc.Pauses.Load() == 1 }), "paused when not even q fits")
+	require.True(t, run(400, func() bool { return cc.Pauses.Load() == 1 }), "paused when not even q fits for 2 s")
 	paused := col.len()
 	run(100, nil)
 	require.LessOrEqual(t, col.len(), paused+2, "nothing is sent while paused")

@@ -97,3 +97,25 @@ func TestCongestionOffIsFree(t *testing.T) {
 	c.add("v", &Track{MediaKind: "video"}, &Output{}, &Fanout{})
 	c.remove(&Output{})
 }
+
+// TestStarvedNeedsUnbrokenUnfitTime: a simulcast track on its lowest layer is paused only
+// after lowestGrace of steps that allot it nothing without a break; one step that fits
+// (the estimate recovering after a failed probe) starts the count again.
+func TestStarvedNeedsUnbrokenUnfitTime(t *testing.T) {
+	b := &bweOutput{}
+	now := time.Unix(0, 0)
+	step := 500 * time.Millisecond
+	for _, s := range []struct {
+		unfit, starved bool
+	}{
+		{true, false}, {true, false}, {true, false}, // 0, 0.5, 1 s
+		{false, false},                                             // fits again: the count restarts
+		{true, false}, {true, false}, {true, false}, {true, false}, // 0 .. 1.5 s
+		{true, true}, // 2 s unfit without a break
+		{true, true},
+		{false, false},
+	} {
+		require.Equal(t, s.starved, b.starved(now, s.unfit), "at %v", now.Sub(time.Unix(0, 0)))
+		now = now.Add(step)
+	}
+}
