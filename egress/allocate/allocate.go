@@ -64,7 +64,7 @@ type Config struct {
 	UpMargin float64
 	// ProbeAfter is how long a track waits below its top layer before one layer up is tried
 	// anyway (default 3 s); each failed probe doubles the wait, up to ProbeMax (default
-	// 8 s: the longest a viewer stays below a path that has become wide enough, plus the
+	// 6 s: the longest a viewer stays below a path that has become wide enough, plus the
 	// probes' own time), and a probe that holds resets it. When the next layer fits the
 	// budget without the margin the wait is halved.
 	ProbeAfter, ProbeMax time.Duration
@@ -86,7 +86,7 @@ func (c Config) withDefaults() Config {
 		c.ProbeAfter = 3 * time.Second
 	}
 	if c.ProbeMax < c.ProbeAfter {
-		c.ProbeMax = max(8*time.Second, c.ProbeAfter)
+		c.ProbeMax = max(6*time.Second, c.ProbeAfter)
 	}
 	if c.ProbeHold <= 0 {
 		c.ProbeHold = 4 * time.Second

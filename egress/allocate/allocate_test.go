@@ -99,12 +99,12 @@ func TestProbeBackoff(t *testing.T) {
 		{7 * s, 110_000, Paused, false}, // after ProbeHold it does not fit: back down, wait 6 s
 		{12 * s, 110_000, Paused, false},
 		{13 * s, 110_000, 0, true},      // the next probe
-		{14 * s, 90_000, Paused, false}, // the estimate fell under it: down early, wait 8 s (ProbeMax)
-		{21 * s, 90_000, Paused, false},
-		{22 * s, 90_000, 0, true},
-		{23 * s, 80_000, Paused, false}, // failed again: the wait stays at ProbeMax
-		{30 * s, 80_000, Paused, false},
-		{31 * s, 400_000, 0, false}, // the estimate alone covers layer 0 with margin
+		{14 * s, 90_000, Paused, false}, // the estimate fell under it: down early, wait 6 s (ProbeMax)
+		{19 * s, 90_000, Paused, false},
+		{20 * s, 90_000, 0, true},
+		{21 * s, 80_000, Paused, false}, // failed again: the wait stays at ProbeMax
+		{26 * s, 80_000, Paused, false},
+		{27 * s, 400_000, 0, false}, // the estimate alone covers layer 0 with margin
 	})
 }
 
@@ -140,9 +140,9 @@ func TestProbeThatFailsAfterAnEarlyConfirmationBacksOff(t *testing.T) {
 		{5 * s, 500_000, 0, false},      // below where the probe began: down to what fits, wait 6 s
 		{10500 * ms, 500_000, 0, false}, // still waiting
 		{11 * s, 500_000, 1, true},
-		{11500 * ms, 300_000, 0, false}, // failed again: 8 s
-		{19 * s, 300_000, 0, false},
-		{19500 * ms, 300_000, 1, true},
+		{11500 * ms, 300_000, 0, false}, // failed again: 6 s (ProbeMax)
+		{17 * s, 300_000, 0, false},
+		{17500 * ms, 300_000, 1, true},
 	})
 }
 
