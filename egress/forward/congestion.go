@@ -59,6 +59,10 @@ type Congestion struct {
 	Interval time.Duration
 	// Allocator configures each viewer's allocator.
 	Allocator allocate.Config
+	// Log gets a debug line each time a simulcast viewer's state changes (the layer asked
+	// for, the layer it is on, paused or not) with the estimate it was decided from; nil:
+	// slog.Default().
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	outputs map[*Output]*bweOutput
@@ -83,6 +87,7 @@ type bweOutput struct {
 	// lowest allowed layer with not even that layer allotted (Step's goroutine).
 	asked      int
 	unfitSince time.Time
+	logged     loggedState // the state last logged (Step's goroutine)
 }
 
 // fanoutRate measures a track's rate from its fan-out's forwarded bytes per open output.
@@ -278,7 +283,38 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
 		}
 		c.apply(w.out, w.info, open)
+		if w.info.track != nil {
+			c.logChange(w, tg, open, v, estimate, sending)
+		}
 	}
+}
+
+// loggedState is what logChange compares: the layer a simulcast output is on and the one
+// asked for (indexes), whether it is open and whether the allocator probes.
+type loggedState struct {
+	on, asked     int
+	open, probing bool
+}
+
+// logChange writes a debug line when a simulcast output's state differs from the last one
+// logged, with what it was decided from.
+func (c *Congestion) logChange(w *view, tg allocate.Target, open bool, v *viewer, estimate, sending int) {
+	b := w.info
+	st := loggedState{on: w.layer, asked: max(b.asked, 0), open: open, probing: tg.Probing}
+	if st == b.logged {
+		return
+	}
+	b.logged = st
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return // spares boxing the attributes for 1000s of viewers a step
+	}
+	log.Debug("congestion: simulcast viewer", "track", b.track.TrackID, "sender", b.sender,
+		"on", b.track.Layers[st.on], "asked", b.track.Layers[st.asked], "open", open, "probing", tg.Probing,
+		"estimate", estimate, "gcc", v.estimate, "congested", v.congested, "sending", sending)
 }
 
 // lowestGrace is how long a simulcast track on its lowest layer must be allotted nothing
