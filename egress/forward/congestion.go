@@ -279,7 +279,7 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 		w := v.views[i]
 		open := tg.Layer != allocate.Paused
 		if w.info.track != nil {
-			open = open || !w.info.starved(now, w.layer == spans[i].lo && !open)
+			open = w.info.keepOpen(now, w.layer == spans[i].lo, open)
 			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
 		}
 		c.apply(w.out, w.info, open)
@@ -323,6 +323,14 @@ func (c *Congestion) logChange(w *view, tg allocate.Target, open bool, v *viewer
 // and says little about whether the lowest layer fits; a pause freezes the picture until the
 // next probe resumes it.
 const lowestGrace = 2 * time.Second
+
+// keepOpen reports whether a simulcast output stays open at now: it is allotted a layer, or
+// it has not been starved on its lowest layer (onLowest) for lowestGrace. Every step must
+// come through here, allotted or not, so that one that fits ends the count.
+func (b *bweOutput) keepOpen(now time.Time, onLowest, allotted bool) bool {
+	starved := b.starved(now, onLowest && !allotted)
+	return allotted || !starved
+}
 
 // starved reports whether the output has been on its lowest allowed layer with nothing
 // allotted (unfit) for lowestGrace at now without a break (Step's goroutine).

@@ -119,3 +119,21 @@ func TestStarvedNeedsUnbrokenUnfitTime(t *testing.T) {
 		now = now.Add(step)
 	}
 }
+
+// TestKeepOpenCountsOnlyUnbrokenStarvation: steps that allot the track a layer end the count
+// (a first version skipped the count on them, so one unfit step long after an earlier one
+// paused the track at once: Chromium froze right after a failed probe).
+func TestKeepOpenCountsOnlyUnbrokenStarvation(t *testing.T) {
+	b := &bweOutput{}
+	t0 := time.Unix(0, 0)
+	ms := time.Millisecond
+	require.True(t, b.keepOpen(t0, true, false), "unfit once: kept open")
+	for at := 500 * ms; at <= 3000*ms; at += 500 * ms {
+		require.True(t, b.keepOpen(t0.Add(at), true, true))
+	}
+	require.True(t, b.keepOpen(t0.Add(3500*ms), true, false), "one unfit step after steps that fit: kept open")
+	require.True(t, b.keepOpen(t0.Add(5000*ms), true, false))
+	require.False(t, b.keepOpen(t0.Add(5500*ms), true, false), "unfit for 2 s without a break: paused")
+	require.True(t, b.keepOpen(t0.Add(6000*ms), true, true), "allotted again: open")
+	require.True(t, b.keepOpen(t0.Add(6500*ms), false, false), "not on its lowest layer: never paused here")
+}
