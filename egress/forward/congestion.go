@@ -346,7 +346,7 @@ func (b *bweOutput) starved(now time.Time, unfit bool) bool {
 }
 
 // layerSpan is a simulcast track's layers as the allocator is given them: every layer's rate
-// (measured on this node, else nominal; never more than the layer above) and the layers
+// (measured on this node, else nominal; always less than the layer above) and the layers
 // lo..hi the viewer's target allows (its manual layer alone; else up to its size's layer).
 type layerSpan struct {
 	rates  []uint64
@@ -373,9 +373,7 @@ func spanOf(w *view, rates map[*Fanout]int) layerSpan {
 			sp.rates[i] = LayerTarget{}.rate(n, i)
 		}
 	}
-	for i := n - 2; i >= 0; i-- {
-		sp.rates[i] = min(sp.rates[i], sp.rates[i+1])
-	}
+	below(sp.rates)
 	choose := t.Choose
 	if choose == nil {
 		choose = ChooseLayer
@@ -390,6 +388,18 @@ func spanOf(w *view, rates map[*Fanout]int) layerSpan {
 		sp.lo = sp.hi
 	}
 	return sp
+}
+
+// below makes each layer's rate less than the one above it (lowest first), so that the
+// chooser, given layer k's rate as the bit rate, picks k itself: with a tie (a measured top
+// layer below a lower layer's nominal rate, as from a loaded publisher) it picked the higher
+// layer, and a probe meant for h went to f.
+func below(rates []uint64) {
+	for i := len(rates) - 2; i >= 0; i-- {
+		if rates[i+1] > 1 {
+			rates[i] = min(rates[i], rates[i+1]-1)
+		}
+	}
 }
 
 // setLayer gives a simulcast output the bit rate of its layer k: its chooser then picks k,

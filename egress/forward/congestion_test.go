@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -136,4 +137,26 @@ func TestKeepOpenCountsOnlyUnbrokenStarvation(t *testing.T) {
 	require.False(t, b.keepOpen(t0.Add(5500*ms), true, false), "unfit for 2 s without a break: paused")
 	require.True(t, b.keepOpen(t0.Add(6000*ms), true, true), "allotted again: open")
 	require.True(t, b.keepOpen(t0.Add(6500*ms), false, false), "not on its lowest layer: never paused here")
+}
+
+// TestRatesBelowChooseTheLayerAllotted: whatever the measured and nominal rates, the
+// chooser given layer k's rate (and the rates) picks layer k, the one the allocator counted.
+func TestRatesBelowChooseTheLayerAllotted(t *testing.T) {
+	layers := []string{"q", "h", "f"}
+	for _, rates := range [][]uint64{
+		{150_000, 500_000, 1_700_000}, // nominal
+		{150_000, 500_000, 417_000},   // f measured below h's nominal (a loaded publisher)
+		{200_000, 200_000, 200_000},   // all alike
+		{0, 0, 1},
+	} {
+		r := slices.Clone(rates)
+		below(r)
+		for k := range layers {
+			got := ChooseLayer(layers, LayerTarget{Bitrate: r[k], LayerRates: r})
+			if r[k] == 0 {
+				continue // a zero bit rate means "unknown" to the chooser
+			}
+			require.Equal(t, layers[k], got, "rates %v (made %v), layer %d", rates, r, k)
+		}
+	}
 }
