@@ -59,12 +59,20 @@ type Config struct {
 	Headroom float64
 	// UpMargin is how much more than a higher layer's rate the budget must hold before the
 	// allocator moves up to it without probing (default 0.15), so that an estimate wavering
-	// around a layer's rate does not flip it every tick.
+	// around a layer's rate does not flip it every tick. A budget that holds several layers
+	// up with the margin moves up to the highest of them at once.
 	UpMargin float64
 	// ProbeAfter is how long a track waits below its top layer before one layer up is tried
-	// anyway (default 4 s); each failed probe doubles the wait, up to ProbeMax (default
-	// 64 s), and a probe that lasts ProbeHold (default 4 s) resets it.
-	ProbeAfter, ProbeMax, ProbeHold time.Duration
+	// anyway (default 3 s); each failed probe doubles the wait, up to ProbeMax (default
+	// 6 s: the longest a viewer stays below a path that has become wide enough, plus the
+	// probes' own time), and a probe that holds resets it. When the next layer fits the
+	// budget without the margin the wait is halved.
+	ProbeAfter, ProbeMax time.Duration
+	// ProbeHold is the longest a probe keeps its layer while the estimate does not cover it
+	// (default 4 s); it is confirmed as soon as the estimate has covered it for ProbeConfirm
+	// (default 1 s), and the next layer up is then tried at once: a path that carried one
+	// step more after a drop has most likely been freed, and each probe costs time.
+	ProbeHold, ProbeConfirm time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -75,13 +83,16 @@ func (c Config) withDefaults() Config {
 		c.UpMargin = 0.15
 	}
 	if c.ProbeAfter <= 0 {
-		c.ProbeAfter = 4 * time.Second
+		c.ProbeAfter = 3 * time.Second
 	}
 	if c.ProbeMax < c.ProbeAfter {
-		c.ProbeMax = 64 * time.Second
+		c.ProbeMax = max(6*time.Second, c.ProbeAfter)
 	}
 	if c.ProbeHold <= 0 {
 		c.ProbeHold = 4 * time.Second
+	}
+	if c.ProbeConfirm <= 0 || c.ProbeConfirm > c.ProbeHold {
+		c.ProbeConfirm = min(time.Second, c.ProbeHold)
 	}
 	return c
 }
@@ -97,12 +108,13 @@ type Allocator struct {
 
 // trackState is what the allocator remembers of a video track.
 type trackState struct {
-	layer    int       // the layer given last time
-	changed  time.Time // when layer last changed
-	wait     time.Duration
-	probe    bool      // layer is a probe not yet confirmed
-	probeAt  time.Time // when the probe began
-	probeEst int       // the estimate then
+	layer     int           // the layer given last time
+	next      time.Time     // when the next probe may begin
+	wait      time.Duration // the wait before a probe (doubled by failures)
+	probe     bool          // layer is a probe not yet confirmed
+	probeAt   time.Time     // when the probe began
+	probeEst  int           // the estimate then
+	coveredAt time.Time     // since when the estimate covers the probe's layer (zero: it does not)
 }
 
 // New returns an allocator with cfg (zero fields: the defaults).
@@ -143,45 +155,73 @@ func (a *Allocator) video(now time.Time, estimate int, t Track, left *int) Targe
 	}
 	st, known := a.tracks[t.ID]
 	if !known {
-		st = &trackState{layer: Paused, changed: now, wait: a.cfg.ProbeAfter}
+		st = &trackState{layer: Paused, next: now.Add(a.cfg.ProbeAfter), wait: a.cfg.ProbeAfter}
 		a.tracks[t.ID] = st
 	}
 	fits := fitting(t.Layers, *left, 0)               // highest layer within the budget
 	comfy := fitting(t.Layers, *left, a.cfg.UpMargin) // ... with the margin moving up needs
+	trial := st.probe && a.trial(now, estimate, st, fits)
 	layer := st.layer
-	// A probe gets ProbeHold to raise the estimate (it grows only with what is sent, a
-	// step at a time); it fails early only if the estimate falls below where it began.
-	trial := st.probe && now.Sub(st.probeAt) < a.cfg.ProbeHold && estimate >= st.probeEst
-	if st.probe && !trial && fits >= st.layer && now.Sub(st.probeAt) >= a.cfg.ProbeHold {
-		// The path carried the probe: confirmed, and the next one waits the base time.
-		st.probe, st.wait, st.changed = false, a.cfg.ProbeAfter, now
-	}
 	switch {
 	case !known:
 		layer = fits
 	case trial:
 	case fits < st.layer:
 		layer = fits // down at once
-		if st.probe {
-			// The probe was more than the path carries: wait longer before the next.
+		if st.probe || now.Sub(st.probeAt) < a.cfg.ProbeHold {
+			// The probe (or the step it confirmed early) was more than the path carries:
+			// wait longer before the next.
 			st.wait = min(2*st.wait, a.cfg.ProbeMax)
 			st.probe = false
 		}
+		st.next = now.Add(st.wait)
 	case comfy > st.layer:
-		layer = st.layer + 1 // up one layer at a time, to confirm each
-	case st.layer < len(t.Layers)-1 && now.Sub(st.changed) >= st.wait:
+		layer = comfy // the estimate alone carries it: no probe needed
+		st.next = now.Add(a.cfg.ProbeAfter)
+	case st.layer < len(t.Layers)-1 && !now.Before(st.next.Add(-a.headroomGain(st, fits))):
 		layer = st.layer + 1
-		st.probe, st.probeAt, st.probeEst = true, now, estimate
+		st.probe, st.probeAt, st.probeEst, st.coveredAt = true, now, estimate, time.Time{}
 	}
-	if layer != st.layer {
-		st.layer, st.changed = layer, now
-	}
+	st.layer = layer
 	tg := Target{Layer: layer, Probing: st.probe}
 	if layer != Paused {
 		tg.Bitrate = t.Layers[layer]
 		*left -= tg.Bitrate
 	}
 	return tg
+}
+
+// headroomGain is how much sooner than planned a track below its top is probed: by half
+// its wait when the next layer fits the budget without the margin (the estimate has
+// headroom, only not enough to move up on its own), so that a wavering estimate still waits
+// for the backoff and cannot flip the layer every step.
+func (a *Allocator) headroomGain(st *trackState, fits int) time.Duration {
+	if fits > st.layer {
+		return st.wait / 2
+	}
+	return 0
+}
+
+// trial reports whether a probe keeps its layer at now. A probe gets ProbeHold to raise the
+// estimate (it grows only with what is sent, a step at a time) and fails early only if the
+// estimate falls below where it began; it is confirmed once the estimate has covered its
+// layer (fits) for ProbeConfirm, or when ProbeHold ends with the layer fitting. A confirmed
+// probe resets the backoff and lets the next layer up be tried at once.
+func (a *Allocator) trial(now time.Time, estimate int, st *trackState, fits int) bool {
+	switch {
+	case fits < st.layer:
+		st.coveredAt = time.Time{}
+	case st.coveredAt.IsZero():
+		st.coveredAt = now
+	}
+	held := now.Sub(st.probeAt)
+	confirmed := fits >= st.layer &&
+		(held >= a.cfg.ProbeHold || now.Sub(st.coveredAt) >= a.cfg.ProbeConfirm)
+	if confirmed {
+		st.probe, st.wait, st.next = false, a.cfg.ProbeAfter, now
+		return false
+	}
+	return held < a.cfg.ProbeHold && estimate >= st.probeEst
 }
 
 // fitting is the highest layer whose rate, raised by margin, fits in budget, or Paused.

@@ -80,6 +80,10 @@ func TestDownAtOnceUpWithMargin(t *testing.T) {
 		{3 * time.Second, 666_000, 0, false},
 		{4 * time.Second, 750_000, 1, false}, // 635k left: up one layer
 		{5 * time.Second, 5_000_000, 2, false},
+		{6 * time.Second, 300_000, 0, false},
+		// An estimate that carries the top layer with margin moves there at once, past
+		// layer 1.
+		{7 * time.Second, 3_000_000, 2, false},
 	})
 }
 
@@ -88,31 +92,84 @@ func TestProbeBackoff(t *testing.T) {
 	s := time.Second
 	run(t, a, []step{
 		{0, 100_000, Paused, false},
-		{3 * s, 100_000, Paused, false},
-		{4 * s, 100_000, 0, true},       // paused for ProbeAfter: try layer 0
-		{6 * s, 120_000, 0, true},       // holding: the estimate grows
-		{7 * s, 110_000, 0, true},       // still not below where it began
-		{8 * s, 110_000, Paused, false}, // after ProbeHold it does not fit: back down, wait 8 s
-		{15 * s, 110_000, Paused, false},
-		{16 * s, 110_000, 0, true},      // the next probe
-		{17 * s, 90_000, Paused, false}, // the estimate fell under it: down early, wait 16 s
-		{32 * s, 90_000, Paused, false},
-		{33 * s, 400_000, 0, false}, // the estimate alone covers layer 0 with margin
+		{2 * s, 100_000, Paused, false},
+		{3 * s, 100_000, 0, true},       // paused for ProbeAfter: try layer 0
+		{5 * s, 120_000, 0, true},       // holding: the estimate grows
+		{6 * s, 110_000, 0, true},       // still not below where it began
+		{7 * s, 110_000, Paused, false}, // after ProbeHold it does not fit: back down, wait 6 s
+		{12 * s, 110_000, Paused, false},
+		{13 * s, 110_000, 0, true},      // the next probe
+		{14 * s, 90_000, Paused, false}, // the estimate fell under it: down early, wait 6 s (ProbeMax)
+		{19 * s, 90_000, Paused, false},
+		{20 * s, 90_000, 0, true},
+		{21 * s, 80_000, Paused, false}, // failed again: the wait stays at ProbeMax
+		{26 * s, 80_000, Paused, false},
+		{27 * s, 400_000, 0, false}, // the estimate alone covers layer 0 with margin
+	})
+}
+
+func TestProbeConfirmedEarlyChainsTheNext(t *testing.T) {
+	a := New(Config{})
+	s := time.Second
+	ms := time.Millisecond
+	run(t, a, []step{
+		{0, 300_000, 0, false},
+		{3 * s, 300_000, 1, true}, // below the top for ProbeAfter: try layer 1
+		// The layer is sent: the (uncongested) estimate follows what is sent and covers it.
+		{3500 * ms, 700_000, 1, true},
+		{4 * s, 700_000, 1, true},
+		// Covered for ProbeConfirm: confirmed, and the top layer is tried at once.
+		{4500 * ms, 700_000, 2, true},
+		{5 * s, 1_000_000, 2, true},
+		{6 * s, 1_900_000, 2, true},
+		{6500 * ms, 1_900_000, 2, true},
+		{7 * s, 1_900_000, 2, false}, // 1.5 M covered for a second: confirmed, at the top
+		{30 * s, 1_900_000, 2, false},
+	})
+}
+
+func TestProbeThatFailsAfterAnEarlyConfirmationBacksOff(t *testing.T) {
+	a := New(Config{})
+	s := time.Second
+	ms := time.Millisecond
+	run(t, a, []step{
+		{0, 300_000, 0, false},
+		{3 * s, 300_000, 1, true},
+		{3500 * ms, 700_000, 1, true},
+		{4500 * ms, 700_000, 2, true},   // confirmed early; the top is tried
+		{5 * s, 500_000, 0, false},      // below where the probe began: down to what fits, wait 6 s
+		{10500 * ms, 500_000, 0, false}, // still waiting
+		{11 * s, 500_000, 1, true},
+		{11500 * ms, 300_000, 0, false}, // failed again: 6 s (ProbeMax)
+		{17 * s, 300_000, 0, false},
+		{17500 * ms, 300_000, 1, true},
+	})
+}
+
+func TestHeadroomHalvesTheWait(t *testing.T) {
+	a := New(Config{})
+	s := time.Second
+	ms := time.Millisecond
+	run(t, a, []step{
+		{0, 300_000, 0, false},
+		// 599k - 40k = 559k left: layer 1 (500k) fits but not with the margin: probed after
+		// half of ProbeAfter.
+		{1 * s, 666_000, 0, false},
+		{1500 * ms, 666_000, 1, true},
 	})
 }
 
 func TestProbeThatHoldsResetsBackoff(t *testing.T) {
-	a := New(Config{})
+	a := New(Config{ProbeConfirm: 4 * time.Second})
 	s := time.Second
 	run(t, a, []step{
 		{0, 300_000, 0, false},
-		{4 * s, 300_000, 1, true},  // below the top for ProbeAfter: try layer 1
-		{8 * s, 700_000, 1, false}, // the path carried it: confirmed
-		{12 * s, 700_000, 2, true}, // and the next probe comes after the base wait
-		{14 * s, 1_000_000, 2, true},
-		{16 * s, 1_000_000, 1, false}, // 1.5 M does not fit 860k: down, wait doubles
-		{23 * s, 1_000_000, 1, false},
-		{24 * s, 1_000_000, 2, true},
+		{3 * s, 300_000, 1, true},     // below the top for ProbeAfter: try layer 1
+		{7 * s, 1_000_000, 2, true},   // the path carried it for ProbeHold: confirmed, next tried
+		{9 * s, 1_000_000, 2, true},   // 1.5 M does not fit 860k, but the probe holds ProbeHold
+		{11 * s, 1_000_000, 1, false}, // ... and then goes: down, wait doubles from the base
+		{16 * s, 1_000_000, 1, false},
+		{17 * s, 1_000_000, 2, true},
 	})
 }
 

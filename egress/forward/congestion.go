@@ -59,6 +59,10 @@ type Congestion struct {
 	Interval time.Duration
 	// Allocator configures each viewer's allocator.
 	Allocator allocate.Config
+	// Log gets a debug line each time a simulcast viewer's state changes (the layer asked
+	// for, the layer it is on, paused or not) with the estimate it was decided from; nil:
+	// slog.Default().
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	outputs map[*Output]*bweOutput
@@ -80,9 +84,10 @@ type bweOutput struct {
 	track    *Track  // a simulcast track (with Layers), else nil
 	keyframe func()
 	// A simulcast track's layer last asked for (-1: none yet) and since when it is on its
-	// lowest allowed layer (Step's goroutine).
-	asked       int
-	lowestSince time.Time
+	// lowest allowed layer with not even that layer allotted (Step's goroutine).
+	asked      int
+	unfitSince time.Time
+	logged     loggedState // the state last logged (Step's goroutine)
 }
 
 // fanoutRate measures a track's rate from its fan-out's forwarded bytes per open output.
@@ -274,34 +279,74 @@ func (c *Congestion) allocate(now time.Time, conn string, v *viewer, rates map[*
 		w := v.views[i]
 		open := tg.Layer != allocate.Paused
 		if w.info.track != nil {
-			tried := w.info.lowestTried(now, w.layer == spans[i].lo)
-			open = open || !tried
+			open = w.info.keepOpen(now, w.layer == spans[i].lo, open)
 			c.setLayer(w, spans[i], spans[i].lo+max(tg.Layer, 0))
 		}
 		c.apply(w.out, w.info, open)
+		if w.info.track != nil {
+			c.logChange(w, tg, open, v, estimate, sending)
+		}
 	}
 }
 
-// lowestGrace is how long a simulcast track is sent its lowest layer before it may be paused
-// for want of bandwidth: the estimate just after a higher layer overflowed the path (loss,
-// a deflated loss-based estimate) says little about whether the lowest one fits.
+// loggedState is what logChange compares: the layer a simulcast output is on and the one
+// asked for (indexes), whether it is open and whether the allocator probes.
+type loggedState struct {
+	on, asked     int
+	open, probing bool
+}
+
+// logChange writes a debug line when a simulcast output's state differs from the last one
+// logged, with what it was decided from.
+func (c *Congestion) logChange(w *view, tg allocate.Target, open bool, v *viewer, estimate, sending int) {
+	b := w.info
+	st := loggedState{on: w.layer, asked: max(b.asked, 0), open: open, probing: tg.Probing}
+	if st == b.logged {
+		return
+	}
+	b.logged = st
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return // spares boxing the attributes for 1000s of viewers a step
+	}
+	log.Debug("congestion: simulcast viewer", "track", b.track.TrackID, "sender", b.sender,
+		"on", b.track.Layers[st.on], "asked", b.track.Layers[st.asked], "open", open, "probing", tg.Probing,
+		"estimate", estimate, "gcc", v.estimate, "congested", v.congested, "sending", sending)
+}
+
+// lowestGrace is how long a simulcast track on its lowest layer must be allotted nothing
+// before it is paused for want of bandwidth: the estimate just after a higher layer (or a
+// probe) overflowed the path undershoots for seconds (loss, a deflated loss-based estimate)
+// and says little about whether the lowest layer fits; a pause freezes the picture until the
+// next probe resumes it.
 const lowestGrace = 2 * time.Second
 
-// lowestTried reports whether the output has been on its lowest allowed layer for
-// lowestGrace at now (Step's goroutine).
-func (b *bweOutput) lowestTried(now time.Time, onLowest bool) bool {
-	if !onLowest {
-		b.lowestSince = time.Time{}
+// keepOpen reports whether a simulcast output stays open at now: it is allotted a layer, or
+// it has not been starved on its lowest layer (onLowest) for lowestGrace. Every step must
+// come through here, allotted or not, so that one that fits ends the count.
+func (b *bweOutput) keepOpen(now time.Time, onLowest, allotted bool) bool {
+	starved := b.starved(now, onLowest && !allotted)
+	return allotted || !starved
+}
+
+// starved reports whether the output has been on its lowest allowed layer with nothing
+// allotted (unfit) for lowestGrace at now without a break (Step's goroutine).
+func (b *bweOutput) starved(now time.Time, unfit bool) bool {
+	if !unfit {
+		b.unfitSince = time.Time{}
 		return false
 	}
-	if b.lowestSince.IsZero() {
-		b.lowestSince = now
+	if b.unfitSince.IsZero() {
+		b.unfitSince = now
 	}
-	return now.Sub(b.lowestSince) >= lowestGrace
+	return now.Sub(b.unfitSince) >= lowestGrace
 }
 
 // layerSpan is a simulcast track's layers as the allocator is given them: every layer's rate
-// (measured on this node, else nominal; never more than the layer above) and the layers
+// (measured on this node, else nominal; always less than the layer above) and the layers
 // lo..hi the viewer's target allows (its manual layer alone; else up to its size's layer).
 type layerSpan struct {
 	rates  []uint64
@@ -328,9 +373,7 @@ func spanOf(w *view, rates map[*Fanout]int) layerSpan {
 			sp.rates[i] = LayerTarget{}.rate(n, i)
 		}
 	}
-	for i := n - 2; i >= 0; i-- {
-		sp.rates[i] = min(sp.rates[i], sp.rates[i+1])
-	}
+	below(sp.rates)
 	choose := t.Choose
 	if choose == nil {
 		choose = ChooseLayer
@@ -345,6 +388,18 @@ func spanOf(w *view, rates map[*Fanout]int) layerSpan {
 		sp.lo = sp.hi
 	}
 	return sp
+}
+
+// below makes each layer's rate less than the one above it (lowest first), so that the
+// chooser, given layer k's rate as the bit rate, picks k itself: with a tie (a measured top
+// layer below a lower layer's nominal rate, as from a loaded publisher) it picked the higher
+// layer, and a probe meant for h went to f.
+func below(rates []uint64) {
+	for i := len(rates) - 2; i >= 0; i-- {
+		if rates[i+1] > 1 {
+			rates[i] = min(rates[i], rates[i+1]-1)
+		}
+	}
 }
 
 // setLayer gives a simulcast output the bit rate of its layer k: its chooser then picks k,

@@ -32,8 +32,8 @@ func (e *pathEstimate) set(bitrate int, congested bool) {
 
 // TestCongestionMovesSimulcastLayers: a simulcast viewer over real NATS follows its estimate
 // down to the lowest layer (at that layer's key frame, with no gap in its sequence numbers),
-// is paused only when even the lowest layer does not fit, and climbs back a layer at a time
-// when the estimate recovers.
+// is paused only when even the lowest layer does not fit, and climbs back (straight to the top
+// when the estimate carries it) when the estimate recovers.
 func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	bus, pubConn := startBus(t)
 	pub := mediabus.NewMediaBus(pubConn)
@@ -114,19 +114,19 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	require.Zero(t, cc.Pauses.Load(), "the lowest layer fits: nothing paused")
 
 	est.set(60_000, true) // not even q fits: paused
-	require.True(t, run(200, func() bool { return cc.Pauses.Load() == 1 }), "paused when not even q fits")
+	require.True(t, run(400, func() bool { return cc.Pauses.Load() == 1 }), "paused when not even q fits for 2 s")
 	paused := col.len()
 	run(100, nil)
 	require.LessOrEqual(t, col.len(), paused+2, "nothing is sent while paused")
 
-	est.set(5_000_000, false) // lifted: back up a layer at a time
+	est.set(5_000_000, false) // lifted: an estimate that carries the top layer goes straight there
 	require.True(t, run(1000, layerIs("f")), "back to the top layer (now %s)", track.Layer())
 	require.EqualValues(t, 1, cc.Resumes.Load())
 	atF := col.len()
 	run(100, nil)
 	require.Eventually(t, func() bool { return col.len() >= atF+150 }, 5*time.Second, 5*time.Millisecond,
 		"the viewer receives the top layer again (%d packets, %d before)", col.len(), atF)
-	require.GreaterOrEqual(t, cc.LayerUps.Load(), uint64(2), "up one layer at a time")
+	require.GreaterOrEqual(t, cc.LayerUps.Load(), uint64(1), "up again")
 	// From the top layer straight to an estimate below even q's rate: the viewer is moved to
 	// q and sent it for a while before it is paused (the estimate right after an overflow
 	// undershoots).

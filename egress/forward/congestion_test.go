@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -96,4 +97,66 @@ func TestCongestionOffIsFree(t *testing.T) {
 	var c *Congestion
 	c.add("v", &Track{MediaKind: "video"}, &Output{}, &Fanout{})
 	c.remove(&Output{})
+}
+
+// TestStarvedNeedsUnbrokenUnfitTime: a simulcast track on its lowest layer is paused only
+// after lowestGrace of steps that allot it nothing without a break; one step that fits
+// (the estimate recovering after a failed probe) starts the count again.
+func TestStarvedNeedsUnbrokenUnfitTime(t *testing.T) {
+	b := &bweOutput{}
+	now := time.Unix(0, 0)
+	step := 500 * time.Millisecond
+	for _, s := range []struct {
+		unfit, starved bool
+	}{
+		{true, false}, {true, false}, {true, false}, // 0, 0.5, 1 s
+		{false, false},                                             // fits again: the count restarts
+		{true, false}, {true, false}, {true, false}, {true, false}, // 0 .. 1.5 s
+		{true, true}, // 2 s unfit without a break
+		{true, true},
+		{false, false},
+	} {
+		require.Equal(t, s.starved, b.starved(now, s.unfit), "at %v", now.Sub(time.Unix(0, 0)))
+		now = now.Add(step)
+	}
+}
+
+// TestKeepOpenCountsOnlyUnbrokenStarvation: steps that allot the track a layer end the count
+// (a first version skipped the count on them, so one unfit step long after an earlier one
+// paused the track at once: Chromium froze right after a failed probe).
+func TestKeepOpenCountsOnlyUnbrokenStarvation(t *testing.T) {
+	b := &bweOutput{}
+	t0 := time.Unix(0, 0)
+	ms := time.Millisecond
+	require.True(t, b.keepOpen(t0, true, false), "unfit once: kept open")
+	for at := 500 * ms; at <= 3000*ms; at += 500 * ms {
+		require.True(t, b.keepOpen(t0.Add(at), true, true))
+	}
+	require.True(t, b.keepOpen(t0.Add(3500*ms), true, false), "one unfit step after steps that fit: kept open")
+	require.True(t, b.keepOpen(t0.Add(5000*ms), true, false))
+	require.False(t, b.keepOpen(t0.Add(5500*ms), true, false), "unfit for 2 s without a break: paused")
+	require.True(t, b.keepOpen(t0.Add(6000*ms), true, true), "allotted again: open")
+	require.True(t, b.keepOpen(t0.Add(6500*ms), false, false), "not on its lowest layer: never paused here")
+}
+
+// TestRatesBelowChooseTheLayerAllotted: whatever the measured and nominal rates, the
+// chooser given layer k's rate (and the rates) picks layer k, the one the allocator counted.
+func TestRatesBelowChooseTheLayerAllotted(t *testing.T) {
+	layers := []string{"q", "h", "f"}
+	for _, rates := range [][]uint64{
+		{150_000, 500_000, 1_700_000}, // nominal
+		{150_000, 500_000, 417_000},   // f measured below h's nominal (a loaded publisher)
+		{200_000, 200_000, 200_000},   // all alike
+		{0, 0, 1},
+	} {
+		r := slices.Clone(rates)
+		below(r)
+		for k := range layers {
+			got := ChooseLayer(layers, LayerTarget{Bitrate: r[k], LayerRates: r})
+			if r[k] == 0 {
+				continue // a zero bit rate means "unknown" to the chooser
+			}
+			require.Equal(t, layers[k], got, "rates %v (made %v), layer %d", rates, r, k)
+		}
+	}
 }

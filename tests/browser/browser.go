@@ -230,6 +230,13 @@ type PageStats struct {
 	// AudioEnergy is the inbound audio's totalAudioEnergy, which Chromium counts only for
 	// audio it plays out (the page's remote video element does).
 	AudioEnergy float64 `json:"audioEnergy"`
+	// The inbound video's freezes (Chromium's freezeCount and totalFreezesDuration in
+	// seconds), the NACKs and PLIs it sent and the retransmissions (RTX) it received.
+	FreezeCount          int     `json:"freezeCount"`
+	TotalFreezesDuration float64 `json:"totalFreezesDuration"`
+	NACKCount            int     `json:"nackCount"`
+	PLICount             int     `json:"pliCount"`
+	Retransmitted        int     `json:"retransmittedPacketsReceived"`
 }
 
 // Stats reads the demo page's counters.

@@ -168,7 +168,7 @@ func (n *Node) startCongestion(ctx context.Context) {
 	if n.edge.Estimates == nil {
 		return
 	}
-	n.congestion = &forward.Congestion{Estimates: n.edge.Estimates}
+	n.congestion = &forward.Congestion{Estimates: n.edge.Estimates, Log: n.log}
 	n.hub.Congest(n.congestion)
 	n.wg.Go(func() { n.congestion.Run(ctx) })
 }

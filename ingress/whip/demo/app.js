@@ -339,7 +339,8 @@ window.addEventListener("pagehide", () => {
 window.jetmedia = {
   async stats() {
     const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity,
-      frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "", audioEnergy: 0 };
+      frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "", audioEnergy: 0,
+      freezeCount: 0, totalFreezesDuration: 0, nackCount: 0, retransmittedPacketsReceived: 0, pliCount: 0 };
     for (const role of Object.values(roles)) {
       if (!role.session) continue;
       const report = await role.session.pc.getStats();
@@ -352,6 +353,13 @@ window.jetmedia = {
             out.frameHeight = s.frameHeight ?? 0;
             out.packetsLost += s.packetsLost ?? 0;
             out.codec = report.get(s.codecId)?.mimeType ?? "";
+            // Freezes as Chromium counts them (a frame later than max(3x the average frame
+            // interval, +150 ms)), and what loss repair asked for and got.
+            out.freezeCount += s.freezeCount ?? 0;
+            out.totalFreezesDuration += s.totalFreezesDuration ?? 0;
+            out.nackCount += s.nackCount ?? 0;
+            out.retransmittedPacketsReceived += s.retransmittedPacketsReceived ?? 0;
+            out.pliCount += s.pliCount ?? 0;
           } else if (s.kind === "audio") {
             // Chromium computes it on played-out audio only: the remote video element plays it.
             out.audioEnergy += s.totalAudioEnergy ?? 0;
