@@ -37,11 +37,17 @@ func IsNotPublished(err error) bool {
 // UntilPublished calls start until it returns anything but a 409 (IsNotPublished), every
 // 100 ms; when ctx ends first the error wraps ErrNotPublished and the last 409.
 func UntilPublished[T any](ctx context.Context, start func() (T, error)) (T, error) {
+	var last error // the last 409
 	for {
 		v, err := start()
+		if last != nil && err != nil && ctx.Err() != nil {
+			// ctx ended during a try after a 409: the room still publishes nothing.
+			return v, fmt.Errorf("%w (still 409 when giving up): %w", ErrNotPublished, last)
+		}
 		if !IsNotPublished(err) {
 			return v, err
 		}
+		last = err
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ctx.Done():

@@ -58,6 +58,22 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
+// freeSIPPort is a loopback port for baresip's sip_listen: free for UDP and TCP, and the one
+// after it free for TCP too (baresip binds its SIP/TLS transport there and gives up when it
+// is taken).
+func freeSIPPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		port := freePort(t)
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1)); err == nil {
+			_ = l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port pair for baresip")
+	return 0
+}
+
 // writeTone writes a mono 16-bit 8 kHz wav of a sine (aufile's input).
 func writeTone(t *testing.T, path string, hz float64, seconds int) {
 	t.Helper()
@@ -129,9 +145,12 @@ func startBaresip(t *testing.T, bin, user, pass string, hz float64) *baresip {
 func startBaresipWith(t *testing.T, bin, user, pass string, hz float64, acctParams string) *baresip {
 	t.Helper()
 	dir := t.TempDir()
-	sipPort := freePort(t)
+	sipPort := freeSIPPort(t)
 	writeTone(t, filepath.Join(dir, "tone.wav"), hz, 30)
 	ctrl := freePort(t)
+	for ctrl == sipPort+1 {
+		ctrl = freePort(t)
+	}
 	cfg := fmt.Sprintf(`module_path %s
 sip_listen 127.0.0.1:%d
 audio_source aufile,%s
