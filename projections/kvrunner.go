@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,12 @@ type KVRunner struct {
 	// waiting are the events of rooms not loaded yet, in log order: loaded together at the
 	// batch's end rather than one round trip each as they come.
 	waiting map[string][]events.Envelope
+
+	// snaps, when set, seeds a room the bucket has never held with its latest snapshot (a
+	// cold projection folds only the events after it); folded hears how many events of each
+	// room every written batch folded (a Snapshotter counting toward the next snapshot).
+	snaps  *SnapshotStore
+	folded func(room string, n int)
 }
 
 // roomCache is one room as the runner knows it.
@@ -65,6 +72,8 @@ type roomCache struct {
 	// claimedAt.
 	claimedBy string
 	claimedAt time.Time
+	// seeded: the state came from a snapshot, not the bucket, which must be written.
+	seeded bool
 }
 
 // claimRecord is a room record with the writer that claimed it.
@@ -116,6 +125,15 @@ func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
 		waiting: map[string][]events.Envelope{}}
 }
 
+// UseSnapshots makes the runner start rooms the bucket has never held from their latest valid
+// snapshot in store, and tell folded (if not nil) how many events of each room every written
+// batch folded. Call it before the first event.
+func (k *KVRunner) UseSnapshots(store *SnapshotStore, folded func(room string, n int)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.snaps, k.folded = store, folded
+}
+
 // Handle is the watermill handler: one stored event per message. It writes what it folded
 // when the message ends its batch (eventlog.MetaBatchEnd not "0": also a message from a
 // subscriber that does not batch).
@@ -138,6 +156,9 @@ func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, st := range batch {
+		if k.already(st) {
+			continue
+		}
 		e, err := events.Decode(st.Data)
 		if err != nil {
 			// As in handle: a malformed event never becomes valid; skip it loudly.
@@ -148,6 +169,21 @@ func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent
 		k.fold(e)
 	}
 	return k.flush(ctx)
+}
+
+// already reports, without decoding the event, whether its room's state in memory has folded
+// it: a cold projection seeded from snapshots reads the events before them as cheap no-ops.
+func (k *KVRunner) already(st eventlog.StoredEvent) bool {
+	rest, ok := strings.CutPrefix(st.Subject, "ev.")
+	if !ok {
+		return false
+	}
+	room, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return false
+	}
+	c, ok := k.rooms[room]
+	return ok && len(k.waiting[room]) == 0 && st.Seq <= c.room.LastSeq
 }
 
 func (k *KVRunner) handle(msg *message.Message) error {
@@ -230,7 +266,7 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 	for range min(len(load), kvWriters) {
 		wg.Go(func() {
 			for i := range todo {
-				loaded[i], errs[i] = loadCache(ctx, k.kv, load[i])
+				loaded[i], errs[i] = k.load(ctx, load[i])
 			}
 		})
 	}
@@ -242,6 +278,9 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 	for i, room := range load {
 		if errs[i] == nil {
 			k.rooms[room] = loaded[i]
+			if loaded[i].seeded {
+				k.dirty[room] = true
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -254,6 +293,24 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 		delete(k.waiting, room)
 	}
 	return nil
+}
+
+// load reads a room from the bucket, or, when the bucket has never held it, from its latest
+// valid snapshot (if the runner uses snapshots and there is one).
+func (k *KVRunner) load(ctx context.Context, room string) (*roomCache, error) {
+	c, err := loadCache(ctx, k.kv, room)
+	if err != nil || k.snaps == nil || c.room.Exists() {
+		return c, err
+	}
+	snap, ok, err := k.snaps.Nearest(ctx, room, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		c.room, c.seeded = snap.State, true
+		k.log.Info("room starts from its snapshot", "room", room, "seq", snap.Seq)
+	}
+	return c, nil
 }
 
 // loadCache reads a room's keys, with their revisions, from the bucket.
@@ -301,7 +358,11 @@ func (k *KVRunner) flush(ctx context.Context) error {
 			switch {
 			case err == nil:
 				delete(k.dirty, room)
+				if k.folded != nil && len(k.rooms[room].pending) > 0 {
+					k.folded(room, len(k.rooms[room].pending))
+				}
 				k.rooms[room].pending = nil
+				k.rooms[room].seeded = false
 				if r := k.rooms[room].room; len(r.Peers)+len(r.Tracks)+len(r.Subs) == 0 {
 					// Everyone left: keep nothing of the room (its next event reads the
 					// record again), or the cache would hold every room ever projected.
@@ -338,7 +399,7 @@ func (k *KVRunner) flush(ctx context.Context) error {
 // reload replaces a room's cache with the bucket's state and folds its pending events again.
 func (k *KVRunner) reload(ctx context.Context, room string) error {
 	old := k.rooms[room]
-	c, err := loadCache(ctx, k.kv, room)
+	c, err := k.load(ctx, room)
 	if err != nil {
 		return err
 	}

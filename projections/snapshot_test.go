@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -273,4 +274,67 @@ func TestSnapshotTamperedInStoreFallsBack(t *testing.T) {
 	require.True(t, strings.Contains(err.Error(), "differs"), err.Error())
 	require.NoError(t, projections.VerifySnapshot(ctx, env.js, snap))
 	require.True(t, slices.Equal(snap.State.PeerIDs(), want.PeerIDs()))
+}
+
+// TestKVRunnerStartsFromSnapshot: a cold projection (fresh bucket, fresh consumer) with
+// snapshots starts a snapshotted room from its latest snapshot, folds only the events after
+// it, and ends with the same bucket as the whole log's fold; the snapshotter hears every event
+// it folded and writes the next snapshots.
+func TestKVRunnerStartsFromSnapshot(t *testing.T) {
+	env := start(t)
+	ctx := t.Context()
+	var logged syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	store, err := projections.OpenSnapshotStore(ctx, env.js, logger)
+	require.NoError(t, err)
+	logs := appendRooms(t, env, 2, 400)
+	_, err = store.WriteSnapshots(ctx, "room0", 40, false)
+	require.NoError(t, err)
+	snap, ok, err := store.Nearest(ctx, "room0", time.Time{})
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	var mu sync.Mutex
+	folded := map[string]int{}
+	runner := projections.NewKVRunner(env.kv, logger)
+	snapshotter := projections.NewSnapshotter(store, 25, logger)
+	runner.UseSnapshots(store, func(room string, n int) {
+		mu.Lock()
+		folded[room] += n
+		mu.Unlock()
+		snapshotter.Folded(room, n)
+	})
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); snapshotter.Run(sctx) }()
+	defer func() { cancel(); <-done }()
+	stop := runBatchConsumer(t, env, runner, eventlog.BatchConsumerConfig{Durable: "cold", Filter: eventlog.EventsSubjects, Batch: 64})
+	require.Eventually(t, func() bool {
+		lag, err := projectionLag(ctx, env.js, "cold")
+		return err == nil && lag == 0
+	}, 30*time.Second, 20*time.Millisecond)
+	stop()
+	for room, log := range logs {
+		want, err := projections.FoldAll(room, log)
+		require.NoError(t, err)
+		got, err := projections.LoadRoom(ctx, env.kv, room)
+		require.NoError(t, err)
+		require.Equal(t, entries(t, want), entries(t, got), room)
+	}
+	require.Contains(t, logged.String(), "room starts from its snapshot")
+	mu.Lock()
+	after := 0
+	for _, e := range logs["room0"] {
+		if e.Seq > snap.Seq {
+			after++
+		}
+	}
+	require.Equal(t, after, folded["room0"], "only the events after the snapshot are folded")
+	require.Equal(t, len(logs["room1"]), folded["room1"])
+	mu.Unlock()
+	// room1 had no snapshot: the snapshotter, told of its events, wrote them.
+	require.Eventually(t, func() bool {
+		s, err := store.List(ctx, "room1")
+		return err == nil && len(s) >= len(logs["room1"])/25-1
+	}, 10*time.Second, 20*time.Millisecond)
 }

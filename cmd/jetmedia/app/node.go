@@ -67,8 +67,9 @@ type Node struct {
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
 	sip      *sip.Server  // nil unless Config.SIP.Listen is set
 	metrics  *metrics.Registry
-	// stopProjection ends the rooms projection (n.wg waits for it).
+	// stopProjection ends the rooms projection and its snapshotter (n.wg waits for them).
 	stopProjection context.CancelFunc
+	snaps          *projections.SnapshotStore // room snapshots; nil when the bucket cannot be reached
 	webhooks       *webhook.Deliverer
 	rm             *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
 	http           *http.Server
@@ -160,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startIngress(); err != nil {
 		return nil, err
 	}
-	if err = n.startPresence(ctx); err != nil {
+	if err = n.startPresence(ctx, runCtx); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -201,6 +202,14 @@ func (n *Node) startProjection(ctx context.Context) error {
 	runner := projections.NewKVRunner(n.rooms, n.log)
 	pctx, cancel := context.WithCancel(ctx)
 	n.stopProjection = cancel
+	if n.snaps, err = projections.OpenSnapshotStore(ctx, n.js, n.log); err != nil {
+		n.log.Warn("room snapshots off: replays and a cold projection fold whole logs", "err", err)
+		n.snaps = nil
+	} else {
+		snapshotter := projections.NewSnapshotter(n.snaps, projections.SnapshotEvery, n.log)
+		runner.UseSnapshots(n.snaps, snapshotter.Folded)
+		n.wg.Go(func() { snapshotter.Run(pctx) })
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
