@@ -52,10 +52,16 @@ type KVRunner struct {
 	waiting map[string][]events.Envelope
 
 	// snaps, when set, seeds a room the bucket has never held with its latest snapshot (a
-	// cold projection folds only the events after it); folded hears how many events of each
-	// room every written batch folded (a Snapshotter counting toward the next snapshot).
-	snaps  *SnapshotStore
-	folded func(room string, n int)
+	// cold projection folds only the events after it), and receives a snapshot of every room
+	// whose whole history the runner knows (folded from nothing or from a snapshot) each
+	// snapEvery events; folded hears how many events of each other room every written batch
+	// folded (a Snapshotter, which reads such a room's log to snapshot it).
+	snaps     *SnapshotStore
+	snapEvery int
+	folded    func(room string, n int)
+	// lastRaw is the last stored event of each room in the batch being handled (valid during
+	// HandleBatch): a snapshot's head is its hash.
+	lastRaw map[string]eventlog.StoredEvent
 }
 
 // roomCache is one room as the runner knows it.
@@ -74,6 +80,12 @@ type roomCache struct {
 	claimedAt time.Time
 	// seeded: the state came from a snapshot, not the bucket, which must be written.
 	seeded bool
+	// maxKnown: the runner knows the latest event time of the room's whole history, maxTime
+	// (it folded the room from nothing or from a snapshot), so it can snapshot the room
+	// itself; sinceSnap counts the events folded since its last snapshot.
+	maxKnown  bool
+	maxTime   time.Time
+	sinceSnap int
 }
 
 // claimRecord is a room record with the writer that claimed it.
@@ -126,12 +138,17 @@ func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
 }
 
 // UseSnapshots makes the runner start rooms the bucket has never held from their latest valid
-// snapshot in store, and tell folded (if not nil) how many events of each room every written
-// batch folded. Call it before the first event.
-func (k *KVRunner) UseSnapshots(store *SnapshotStore, folded func(room string, n int)) {
+// snapshot in store, store a snapshot every `every` events (0: SnapshotEvery) of the rooms
+// whose whole history it knows (started from nothing or from a snapshot, with HandleBatch),
+// and tell folded (if not nil) how many events of each other room every written batch folded.
+// Call it before the first event.
+func (k *KVRunner) UseSnapshots(store *SnapshotStore, every int, folded func(room string, n int)) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.snaps, k.folded = store, folded
+	if every <= 0 {
+		every = SnapshotEvery
+	}
+	k.snaps, k.snapEvery, k.folded = store, every, folded
 }
 
 // Handle is the watermill handler: one stored event per message. It writes what it folded
@@ -155,9 +172,18 @@ func (k *KVRunner) Handle(msg *message.Message) error {
 func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.snaps != nil {
+		k.lastRaw = make(map[string]eventlog.StoredEvent)
+		defer func() { k.lastRaw = nil }()
+	}
 	for _, st := range batch {
 		if k.already(st) {
 			continue
+		}
+		if k.lastRaw != nil {
+			if room, ok := subjectRoom(st.Subject); ok {
+				k.lastRaw[room] = st
+			}
 		}
 		e, err := events.Decode(st.Data)
 		if err != nil {
@@ -174,16 +200,22 @@ func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent
 // already reports, without decoding the event, whether its room's state in memory has folded
 // it: a cold projection seeded from snapshots reads the events before them as cheap no-ops.
 func (k *KVRunner) already(st eventlog.StoredEvent) bool {
-	rest, ok := strings.CutPrefix(st.Subject, "ev.")
-	if !ok {
-		return false
-	}
-	room, _, ok := strings.Cut(rest, ".")
+	room, ok := subjectRoom(st.Subject)
 	if !ok {
 		return false
 	}
 	c, ok := k.rooms[room]
 	return ok && len(k.waiting[room]) == 0 && st.Seq <= c.room.LastSeq
+}
+
+// subjectRoom is the room of an event subject (ev.<room>.<kind>).
+func subjectRoom(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, "ev.")
+	if !ok {
+		return "", false
+	}
+	room, _, ok := strings.Cut(rest, ".")
+	return room, ok
 }
 
 func (k *KVRunner) handle(msg *message.Message) error {
@@ -247,6 +279,10 @@ func (k *KVRunner) foldInto(c *roomCache, e events.Envelope) {
 	if changed {
 		c.pending = append(c.pending, e)
 		k.dirty[e.Room] = true
+		c.sinceSnap++
+		if e.Time.After(c.maxTime) {
+			c.maxTime = e.Time
+		}
 	}
 }
 
@@ -306,8 +342,9 @@ func (k *KVRunner) load(ctx context.Context, room string) (*roomCache, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.maxKnown = true // from nothing, or from the snapshot
 	if ok {
-		c.room, c.seeded = snap.State, true
+		c.room, c.seeded, c.maxTime = snap.State, true, snap.MaxTime
 		k.log.Info("room starts from its snapshot", "room", room, "seq", snap.Seq)
 	}
 	return c, nil
@@ -358,9 +395,7 @@ func (k *KVRunner) flush(ctx context.Context) error {
 			switch {
 			case err == nil:
 				delete(k.dirty, room)
-				if k.folded != nil && len(k.rooms[room].pending) > 0 {
-					k.folded(room, len(k.rooms[room].pending))
-				}
+				k.snapshot(ctx, room)
 				k.rooms[room].pending = nil
 				k.rooms[room].seeded = false
 				if r := k.rooms[room].room; len(r.Peers)+len(r.Tracks)+len(r.Subs) == 0 {
@@ -394,6 +429,35 @@ func (k *KVRunner) flush(ctx context.Context) error {
 	}
 	k.evict()
 	return nil
+}
+
+// snapshot stores a snapshot of a room just written when it is due and the runner knows its
+// whole history, or else tells folded how many events it folded. A snapshot that cannot be
+// stored is logged: the projection goes on, and the next is due at the room's next batch.
+func (k *KVRunner) snapshot(ctx context.Context, room string) {
+	c := k.rooms[room]
+	if k.snaps == nil || len(c.pending) == 0 {
+		return
+	}
+	if !c.maxKnown {
+		if k.folded != nil {
+			k.folded(room, len(c.pending))
+		}
+		return
+	}
+	raw, ok := k.lastRaw[room]
+	if c.sinceSnap < k.snapEvery || !ok || raw.Seq != c.room.LastSeq {
+		return
+	}
+	snap, err := NewRoomSnapshot(c.room, events.Hash(raw.Data), c.maxTime)
+	if err == nil {
+		err = k.snaps.Put(ctx, snap)
+	}
+	if err != nil {
+		k.log.Warn("room snapshot not stored", "room", room, "seq", c.room.LastSeq, "err", err)
+		return
+	}
+	c.sinceSnap = 0
 }
 
 // reload replaces a room's cache with the bucket's state and folds its pending events again.

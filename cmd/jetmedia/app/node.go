@@ -207,7 +207,7 @@ func (n *Node) startProjection(ctx context.Context) error {
 		n.snaps = nil
 	} else {
 		snapshotter := projections.NewSnapshotter(n.snaps, projections.SnapshotEvery, n.log)
-		runner.UseSnapshots(n.snaps, snapshotter.Folded)
+		runner.UseSnapshots(n.snaps, projections.SnapshotEvery, snapshotter.Folded)
 		n.wg.Go(func() { snapshotter.Run(pctx) })
 	}
 	n.wg.Add(1)
