@@ -365,3 +365,61 @@ func TestKVRunnerStartsFromSnapshot(t *testing.T) {
 		return err == nil && last.Sequence-s.Seq < 50
 	}, 20*time.Second, 50*time.Millisecond, "the snapshotter caught up with room1")
 }
+
+// TestSeedFromSnapshots: a cold projection on an empty bucket gets every snapshotted room
+// written from its snapshot and a start sequence past what the snapshots hold; started there,
+// it ends with the whole log's fold, also for events appended after the seeding. On a bucket
+// that is not empty it starts at the beginning.
+func TestSeedFromSnapshots(t *testing.T) {
+	env := start(t)
+	ctx := t.Context()
+	store, err := projections.OpenSnapshotStore(ctx, env.js, nil)
+	require.NoError(t, err)
+	logs := appendRooms(t, env, 3, 300)
+	for _, room := range []string{"room0", "room1"} {
+		_, err := store.WriteSnapshots(ctx, room, 1000, true) // one at the head
+		require.NoError(t, err)
+	}
+	startSeq, err := projections.SeedFromSnapshots(ctx, env.js, env.kv, store)
+	require.NoError(t, err)
+	require.Equal(t, logs["room2"][0].Seq, startSeq, "room2 has no snapshot: from its first event")
+
+	// All three at their heads: past the log's last event.
+	fresh, err := env.js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig("rooms-cold", eventlog.StorageConfig{}))
+	require.NoError(t, err)
+	_, err = store.WriteSnapshots(ctx, "room2", 1000, true)
+	require.NoError(t, err)
+	startSeq, err = projections.SeedFromSnapshots(ctx, env.js, fresh, store)
+	require.NoError(t, err)
+	last := uint64(0)
+	for _, log := range logs {
+		last = max(last, log[len(log)-1].Seq)
+	}
+	require.Equal(t, last+1, startSeq)
+	for room, log := range logs {
+		want, err := projections.FoldAll(room, log)
+		require.NoError(t, err)
+		got, err := projections.LoadRoom(ctx, fresh, room)
+		require.NoError(t, err)
+		require.Equal(t, entries(t, want), entries(t, got), room)
+	}
+	// The projection from there folds what comes next.
+	more := appendRooms(t, env, 3, 100)
+	stop := runBatchConsumer(t, env, projections.NewKVRunner(fresh, nil),
+		eventlog.BatchConsumerConfig{Durable: "seeded", Filter: eventlog.EventsSubjects, Batch: 32, StartSeq: startSeq})
+	require.Eventually(t, func() bool {
+		lag, err := projectionLag(ctx, env.js, "seeded")
+		return err == nil && lag == 0
+	}, 30*time.Second, 20*time.Millisecond)
+	stop()
+	for room, log := range more {
+		want, err := projections.FoldAll(room, log) // the whole room, read back after the appends
+		require.NoError(t, err)
+		got, err := projections.LoadRoom(ctx, fresh, room)
+		require.NoError(t, err)
+		require.Equal(t, entries(t, want), entries(t, got), room)
+	}
+	again, err := projections.SeedFromSnapshots(ctx, env.js, fresh, store)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), again, "a bucket that holds rooms is not cold")
+}

@@ -258,7 +258,7 @@ func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, s
 	}
 	rooms := []string{o.Room}
 	if o.Room == "" {
-		if rooms, err = LogRooms(ctx, js); err != nil {
+		if rooms, err = projections.LogRooms(ctx, js); err != nil {
 			return err
 		}
 	}
@@ -289,23 +289,4 @@ func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, s
 		return fmt.Errorf("snapshots that do not match the log in rooms %v", slices.Compact(bad))
 	}
 	return nil
-}
-
-// LogRooms lists the rooms that have events in the log, sorted.
-func LogRooms(ctx context.Context, js jetstream.JetStream) ([]string, error) {
-	stream, err := js.Stream(ctx, eventlog.StreamEvents)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", eventlog.StreamEvents, err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(eventlog.EventsSubjects))
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", eventlog.StreamEvents, err)
-	}
-	set := map[string]bool{}
-	for subject := range info.State.Subjects {
-		if parts := strings.Split(subject, "."); len(parts) == 3 {
-			set[parts[1]] = true
-		}
-	}
-	return slices.Sorted(maps.Keys(set)), nil
 }
