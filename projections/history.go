@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmedia/jetmedia/events"
-	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // errReachedAt stops a read at the first event after the instant asked for.
@@ -28,24 +27,8 @@ func Before(e events.Envelope, at time.Time) bool { return at.IsZero() || !e.Tim
 // each, if not nil, sees every folded event in order (a timeline); an error from it stops the
 // replay. A room with no events before T comes back with Exists() false.
 func StateAt(ctx context.Context, js jetstream.JetStream, room string, at time.Time, each func(events.Envelope) error) (Room, error) {
-	r := NewRoom(room)
-	err := eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
-		if !Before(e, at) {
-			return errReachedAt
-		}
-		var err error
-		if r, err = Fold(r, e); err != nil {
-			return err
-		}
-		if each != nil {
-			return each(e)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errReachedAt) {
-		return r, err
-	}
-	return r, nil
+	r, _, err := StateAtFrom(ctx, js, nil, room, at, each)
+	return r, err
 }
 
 // FoldUntil is StateAt's pure form: the fold of evs (one room's, in log order) up to the first

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,18 @@ type KVRunner struct {
 	// waiting are the events of rooms not loaded yet, in log order: loaded together at the
 	// batch's end rather than one round trip each as they come.
 	waiting map[string][]events.Envelope
+
+	// snaps, when set, seeds a room the bucket has never held with its latest snapshot (a
+	// cold projection folds only the events after it), and receives a snapshot of every room
+	// whose whole history the runner knows (folded from nothing or from a snapshot) each
+	// snapEvery events; folded hears how many events of each other room every written batch
+	// folded (a Snapshotter, which reads such a room's log to snapshot it).
+	snaps     *SnapshotStore
+	snapEvery int
+	folded    func(room string, n int)
+	// lastRaw is the last stored event of each room in the batch being handled (valid during
+	// HandleBatch): a snapshot's head is its hash.
+	lastRaw map[string]eventlog.StoredEvent
 }
 
 // roomCache is one room as the runner knows it.
@@ -65,6 +78,14 @@ type roomCache struct {
 	// claimedAt.
 	claimedBy string
 	claimedAt time.Time
+	// seeded: the state came from a snapshot, not the bucket, which must be written.
+	seeded bool
+	// maxKnown: the runner knows the latest event time of the room's whole history, maxTime
+	// (it folded the room from nothing or from a snapshot), so it can snapshot the room
+	// itself; sinceSnap counts the events folded since its last snapshot.
+	maxKnown  bool
+	maxTime   time.Time
+	sinceSnap int
 }
 
 // claimRecord is a room record with the writer that claimed it.
@@ -116,6 +137,20 @@ func NewKVRunner(kv jetstream.KeyValue, log *slog.Logger) *KVRunner {
 		waiting: map[string][]events.Envelope{}}
 }
 
+// UseSnapshots makes the runner start rooms the bucket has never held from their latest valid
+// snapshot in store, store a snapshot every `every` events (0: SnapshotEvery) of the rooms
+// whose whole history it knows (started from nothing or from a snapshot, with HandleBatch),
+// and tell folded (if not nil) how many events of each other room every written batch folded.
+// Call it before the first event.
+func (k *KVRunner) UseSnapshots(store *SnapshotStore, every int, folded func(room string, n int)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if every <= 0 {
+		every = SnapshotEvery
+	}
+	k.snaps, k.snapEvery, k.folded = store, every, folded
+}
+
 // Handle is the watermill handler: one stored event per message. It writes what it folded
 // when the message ends its batch (eventlog.MetaBatchEnd not "0": also a message from a
 // subscriber that does not batch).
@@ -137,7 +172,19 @@ func (k *KVRunner) Handle(msg *message.Message) error {
 func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.snaps != nil {
+		k.lastRaw = make(map[string]eventlog.StoredEvent)
+		defer func() { k.lastRaw = nil }()
+	}
 	for _, st := range batch {
+		if k.already(st) {
+			continue
+		}
+		if k.lastRaw != nil {
+			if room, ok := subjectRoom(st.Subject); ok {
+				k.lastRaw[room] = st
+			}
+		}
 		e, err := events.Decode(st.Data)
 		if err != nil {
 			// As in handle: a malformed event never becomes valid; skip it loudly.
@@ -148,6 +195,27 @@ func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent
 		k.fold(e)
 	}
 	return k.flush(ctx)
+}
+
+// already reports, without decoding the event, whether its room's state in memory has folded
+// it: a cold projection seeded from snapshots reads the events before them as cheap no-ops.
+func (k *KVRunner) already(st eventlog.StoredEvent) bool {
+	room, ok := subjectRoom(st.Subject)
+	if !ok {
+		return false
+	}
+	c, ok := k.rooms[room]
+	return ok && len(k.waiting[room]) == 0 && st.Seq <= c.room.LastSeq
+}
+
+// subjectRoom is the room of an event subject (ev.<room>.<kind>).
+func subjectRoom(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, "ev.")
+	if !ok {
+		return "", false
+	}
+	room, _, ok := strings.Cut(rest, ".")
+	return room, ok
 }
 
 func (k *KVRunner) handle(msg *message.Message) error {
@@ -211,6 +279,10 @@ func (k *KVRunner) foldInto(c *roomCache, e events.Envelope) {
 	if changed {
 		c.pending = append(c.pending, e)
 		k.dirty[e.Room] = true
+		c.sinceSnap++
+		if e.Time.After(c.maxTime) {
+			c.maxTime = e.Time
+		}
 	}
 }
 
@@ -230,7 +302,7 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 	for range min(len(load), kvWriters) {
 		wg.Go(func() {
 			for i := range todo {
-				loaded[i], errs[i] = loadCache(ctx, k.kv, load[i])
+				loaded[i], errs[i] = k.load(ctx, load[i])
 			}
 		})
 	}
@@ -242,6 +314,9 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 	for i, room := range load {
 		if errs[i] == nil {
 			k.rooms[room] = loaded[i]
+			if loaded[i].seeded {
+				k.dirty[room] = true
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -254,6 +329,25 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 		delete(k.waiting, room)
 	}
 	return nil
+}
+
+// load reads a room from the bucket, or, when the bucket has never held it, from its latest
+// valid snapshot (if the runner uses snapshots and there is one).
+func (k *KVRunner) load(ctx context.Context, room string) (*roomCache, error) {
+	c, err := loadCache(ctx, k.kv, room)
+	if err != nil || k.snaps == nil || c.room.Exists() {
+		return c, err
+	}
+	snap, ok, err := k.snaps.Nearest(ctx, room, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	c.maxKnown = true // from nothing, or from the snapshot
+	if ok {
+		c.room, c.seeded, c.maxTime = snap.State, true, snap.MaxTime
+		k.log.Info("room starts from its snapshot", "room", room, "seq", snap.Seq)
+	}
+	return c, nil
 }
 
 // loadCache reads a room's keys, with their revisions, from the bucket.
@@ -301,7 +395,9 @@ func (k *KVRunner) flush(ctx context.Context) error {
 			switch {
 			case err == nil:
 				delete(k.dirty, room)
+				k.snapshot(ctx, room)
 				k.rooms[room].pending = nil
+				k.rooms[room].seeded = false
 				if r := k.rooms[room].room; len(r.Peers)+len(r.Tracks)+len(r.Subs) == 0 {
 					// Everyone left: keep nothing of the room (its next event reads the
 					// record again), or the cache would hold every room ever projected.
@@ -335,10 +431,39 @@ func (k *KVRunner) flush(ctx context.Context) error {
 	return nil
 }
 
+// snapshot stores a snapshot of a room just written when it is due and the runner knows its
+// whole history, or else tells folded how many events it folded. A snapshot that cannot be
+// stored is logged: the projection goes on, and the next is due at the room's next batch.
+func (k *KVRunner) snapshot(ctx context.Context, room string) {
+	c := k.rooms[room]
+	if k.snaps == nil || len(c.pending) == 0 {
+		return
+	}
+	if !c.maxKnown {
+		if k.folded != nil {
+			k.folded(room, len(c.pending))
+		}
+		return
+	}
+	raw, ok := k.lastRaw[room]
+	if c.sinceSnap < k.snapEvery || !ok || raw.Seq != c.room.LastSeq {
+		return
+	}
+	snap, err := NewRoomSnapshot(c.room, events.Hash(raw.Data), c.maxTime)
+	if err == nil {
+		err = k.snaps.Put(ctx, snap)
+	}
+	if err != nil {
+		k.log.Warn("room snapshot not stored", "room", room, "seq", c.room.LastSeq, "err", err)
+		return
+	}
+	c.sinceSnap = 0
+}
+
 // reload replaces a room's cache with the bucket's state and folds its pending events again.
 func (k *KVRunner) reload(ctx context.Context, room string) error {
 	old := k.rooms[room]
-	c, err := loadCache(ctx, k.kv, room)
+	c, err := k.load(ctx, room)
 	if err != nil {
 		return err
 	}

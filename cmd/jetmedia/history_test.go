@@ -192,3 +192,60 @@ func TestParseInstant(t *testing.T) {
 		require.True(t, c.want.Equal(got), "%s: %s", c.in, got)
 	}
 }
+
+// TestReplayFromSnapshots: `projections snapshot` writes a room's snapshots and verifies them;
+// `replay --at` then starts from the nearest one (the same state, a timeline of the events
+// after it only), and `--full` prints every event again.
+func TestReplayFromSnapshots(t *testing.T) {
+	evs := loggen.Events("snapped", 200, 9, genStart, time.Second)
+	for i := range evs {
+		evs[i].Seq = uint64(i + 1)
+	}
+	dir := withStore(t, func(js jetstream.JetStream) {
+		i := 0
+		require.NoError(t, loggen.Write(t.Context(), js, len(evs), func() events.Envelope { i++; return evs[i-1] }))
+	})
+	data := "--data=" + dir
+	out, err := runCLI(t, "projections", "snapshot", data, "--room", "snapped", "--every", "30", "--verify")
+	require.NoError(t, err)
+	require.Contains(t, out, "room snapped: 7 new snapshots")
+	require.Contains(t, out, "room snapped: 7 snapshots verified against the log")
+	type replayJSON struct {
+		FromSnapshot uint64            `json:"from_snapshot"`
+		Events       []events.Envelope `json:"events"`
+		State        roomsapi.RoomView `json:"state"`
+	}
+	for _, k := range []int{3, 29, 30, 95, 199} {
+		at := evs[k].Time
+		want, err := projections.FoldUntil("snapped", evs, at)
+		require.NoError(t, err)
+		var before []events.Envelope
+		for _, e := range evs {
+			if projections.Before(e, at) {
+				before = append(before, e)
+			}
+		}
+		for _, full := range []bool{false, true} {
+			args := []string{"replay", data, "--room", "snapped", "--at", at.Format(time.RFC3339Nano), "--json"}
+			if full {
+				args = append(args, "--full")
+			}
+			out, err := runCLI(t, args...)
+			require.NoError(t, err)
+			var got replayJSON
+			require.NoError(t, json.Unmarshal([]byte(out), &got))
+			require.Equal(t, mustJSON(t, roomsapi.ViewOf(want)), mustJSON(t, got.State), "state at event %d", k)
+			if full {
+				require.Zero(t, got.FromSnapshot)
+				require.Len(t, got.Events, len(before))
+				continue
+			}
+			nearest := uint64(len(before) / 30 * 30) // every 30 events, and at the head (200)
+			if len(before) == len(evs) {
+				nearest = uint64(len(evs))
+			}
+			require.Equal(t, nearest, got.FromSnapshot, "the nearest snapshot before event %d", k)
+			require.Len(t, got.Events, len(before)-int(got.FromSnapshot))
+		}
+	}
+}

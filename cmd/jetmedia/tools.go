@@ -16,6 +16,7 @@ import (
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
+	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/logtools"
 )
 
@@ -174,7 +175,8 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var o logtools.ReplayOptions
 	fs.StringVar(&o.Room, "room", "", "the room to replay (required)")
 	atFlag := fs.String("at", "", "replay up to this instant: RFC 3339 (2026-11-03T14:03:00Z) or a duration ago (5m, 2h30m); default: now")
-	fs.BoolVar(&o.JSON, "json", false, "print JSON: {at, events, state}")
+	fs.BoolVar(&o.JSON, "json", false, "print JSON: {at, from_snapshot, events, state}")
+	fs.BoolVar(&o.Full, "full", false, "print the timeline from the room's first event, without starting from a snapshot")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -196,8 +198,11 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "snapshot" {
+		return snapshotCmd(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rebuild" {
-		fmt.Fprintln(stderr, "usage: jetmedia projections rebuild [--bucket B] [--nats URL | --data DIR]")
+		fmt.Fprintln(stderr, "usage: jetmedia projections rebuild [--bucket B] | snapshot [--room R] [--every N] [--verify]  [--nats URL | --data DIR]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
@@ -213,4 +218,26 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer c.close()
 	return logtools.Rebuild(ctx, c.js, *bucket, stdout)
+}
+
+func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("projections snapshot", flag.ContinueOnError)
+	var cf connFlags
+	cf.register(fs)
+	var o logtools.SnapshotOptions
+	fs.StringVar(&o.Room, "room", "", "the room to snapshot (default: every room of the log)")
+	fs.IntVar(&o.Every, "every", projections.SnapshotEvery, "events between two snapshots")
+	fs.BoolVar(&o.Verify, "verify", false, "then verify every snapshot of the rooms against the log (folds each room's log)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if o.Room != "" && !events.ValidID(o.Room) {
+		return fmt.Errorf("--room %q: give a valid room id", o.Room)
+	}
+	c, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return logtools.Snapshots(ctx, c.js, o, stdout, stderr)
 }

@@ -62,6 +62,18 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 	}
 }
 
+// SnapshotsBucketConfig is the declaration of the snapshots bucket: one key per snapshot,
+// kept until deleted (a snapshot stays valid as long as the log holds its sequence).
+func SnapshotsBucketConfig(sc StorageConfig) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketSnapshots,
+		Description: "jetmedia room snapshots: folded room state at a log sequence, with the chain head there",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(sc.Replicas, 1),
+	}
+}
+
 // Declare creates or updates the stream and buckets jetmedia needs. It is safe to call on every
 // start and from every node.
 func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) error {
@@ -81,6 +93,12 @@ func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) erro
 		return err
 	}); err != nil {
 		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketRooms, err)
+	}
+	if err := Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, SnapshotsBucketConfig(sc))
+		return err
+	}); err != nil {
+		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketSnapshots, err)
 	}
 	return nil
 }

@@ -9,6 +9,9 @@ const (
 	EventsSubjects = "ev.>"
 	// BucketRooms is the KV bucket with every room's live state (the projection).
 	BucketRooms = "rooms"
+	// BucketSnapshots is the KV bucket of room snapshots: each room's folded state at a log
+	// sequence, bound to the log by the room's chain head there (projections.SnapshotStore).
+	BucketSnapshots = "snapshots"
 )
 
 // EventSubject is the subject an event of kind (see events.Kind) in room is stored under.

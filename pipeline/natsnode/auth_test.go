@@ -33,7 +33,7 @@ func startOpen(t *testing.T, auth natsnode.AuthConfig) (*natsnode.Server, jetstr
 }
 
 // refusedWrites tries what only the node may do, as js's user: append to the log, write the
-// rooms bucket, delete the stream. Each is refused and nothing is stored.
+// rooms or the snapshots bucket, delete the stream. Each is refused and nothing is stored.
 func refusedWrites(t *testing.T, js, node jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -51,6 +51,10 @@ func refusedWrites(t *testing.T, js, node jetstream.JetStream) {
 	require.NoError(t, err, "a reader may open the bucket")
 	_, err = kv.Put(try(), "r.room", []byte(`{"forged":true}`))
 	require.Error(t, err, "an outside KV write is refused")
+	snaps, err := js.KeyValue(ctx, eventlog.BucketSnapshots)
+	require.NoError(t, err, "a reader may open the snapshots")
+	_, err = snaps.Put(try(), "r.00000000000000000001.0", []byte(`{"forged":true}`))
+	require.Error(t, err, "an outside snapshot is refused")
 	require.Error(t, js.DeleteStream(try(), eventlog.StreamEvents))
 	require.Error(t, js.DeleteKeyValue(try(), eventlog.BucketRooms))
 	_, err = js.CreateStream(try(), jetstream.StreamConfig{Name: "MINE", Subjects: []string{"mine.>"}})
@@ -64,6 +68,10 @@ func refusedWrites(t *testing.T, js, node jetstream.JetStream) {
 	nkv, err := node.KeyValue(ctx, eventlog.BucketRooms)
 	require.NoError(t, err)
 	_, err = nkv.Get(ctx, "r.room")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
+	nsnaps, err := node.KeyValue(ctx, eventlog.BucketSnapshots)
+	require.NoError(t, err)
+	_, err = nsnaps.Get(ctx, "r.00000000000000000001.0")
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
 }
 

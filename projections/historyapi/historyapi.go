@@ -66,6 +66,9 @@ type API struct {
 	Heads     Heads
 	Authorize roomsapi.Authorizer
 	Logger    *slog.Logger
+	// Snapshots, when set, is where a state's fold starts: the nearest snapshot before the
+	// instant, then the events after it (nil: the room's whole log).
+	Snapshots *projections.SnapshotStore
 	// WriteTimeout is the server's: the events stream moves its write deadline this far ahead
 	// each time it flushes, so a long page is not cut while a reader that stops still is.
 	WriteTimeout time.Duration
@@ -304,8 +307,8 @@ func (a API) handleRoomState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpserver.Extend(w, httpserver.SlowWork) // a fold of the room's whole log
-	state, err := projections.StateAt(r.Context(), a.JS, room, at, nil)
+	httpserver.Extend(w, httpserver.SlowWork) // a fold of the room's whole log, without snapshots
+	state, _, err := projections.StateAtFrom(r.Context(), a.JS, a.Snapshots, room, at, nil)
 	if err != nil {
 		rtc.WriteError(w, r, a.Logger, err)
 		return

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -99,6 +101,8 @@ type ReplayOptions struct {
 	Room string
 	At   time.Time // replay up to this instant (zero: now)
 	JSON bool      // print {at, events, state} as JSON
+	// Full prints the timeline from the room's first event, without starting from a snapshot.
+	Full bool
 }
 
 // Replay prints a room's timeline up to o.At and the state folded from it.
@@ -110,10 +114,17 @@ func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions, stdout
 	if head == 0 {
 		return fmt.Errorf("room %q has no events", o.Room)
 	}
+	var snaps *projections.SnapshotStore
+	if !o.Full {
+		if snaps, err = projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+			fmt.Fprintf(stderr, "replay: %v: folding the whole log\n", err)
+			snaps = nil
+		}
+	}
 	prog := NewProgress(stderr, "replay", head)
 	var log []events.Envelope
 	out := bufio.NewWriter(stdout)
-	state, err := projections.StateAt(ctx, js, o.Room, o.At, func(e events.Envelope) error {
+	state, from, err := projections.StateAtFrom(ctx, js, snaps, o.Room, o.At, func(e events.Envelope) error {
 		prog.Tick(e.Seq)
 		if o.JSON {
 			log = append(log, e)
@@ -130,10 +141,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions, stdout
 		return fmt.Errorf("room %q has no events at or before %s", o.Room, o.At.Format(time.RFC3339Nano))
 	}
 	if o.JSON {
-		if err := printReplayJSON(out, o.At, log, state); err != nil {
+		if err := printReplayJSON(out, o.At, from, log, state); err != nil {
 			return err
 		}
 		return out.Flush()
+	}
+	if from > 0 {
+		fmt.Fprintf(out, "\n(the timeline starts after the snapshot at #%d, which holds the events before it; --full prints them all)\n", from)
 	}
 	if o.At.IsZero() {
 		fmt.Fprintln(out, "\nstate after the last event:")
@@ -144,7 +158,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions, stdout
 	return out.Flush()
 }
 
-func printReplayJSON(w io.Writer, at time.Time, log []events.Envelope, state projections.Room) error {
+func printReplayJSON(w io.Writer, at time.Time, from uint64, log []events.Envelope, state projections.Room) error {
 	if log == nil {
 		log = []events.Envelope{}
 	}
@@ -155,10 +169,13 @@ func printReplayJSON(w io.Writer, at time.Time, log []events.Envelope, state pro
 		atOut = &at
 	}
 	return enc.Encode(struct {
-		At     *time.Time        `json:"at,omitempty"`
-		Events []events.Envelope `json:"events"`
-		State  roomsapi.RoomView `json:"state"`
-	}{atOut, log, roomsapi.ViewOf(state)})
+		At *time.Time `json:"at,omitempty"`
+		// FromSnapshot is the sequence of the snapshot the fold started from: events holds
+		// only the events after it.
+		FromSnapshot uint64            `json:"from_snapshot,omitempty"`
+		Events       []events.Envelope `json:"events"`
+		State        roomsapi.RoomView `json:"state"`
+	}{atOut, from, log, roomsapi.ViewOf(state)})
 }
 
 // timelineLine is one human-readable line of a timeline: time, sequence, type, actor and the
@@ -215,5 +232,61 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, stdout 
 			len(diff), strings.Join(diff[:min(len(diff), 10)], ", "))
 	}
 	fmt.Fprintf(stdout, "identical to the live bucket %s (%d keys)\n", eventlog.BucketRooms, len(a))
+	return nil
+}
+
+// SnapshotOptions are what `jetmedia projections snapshot` was asked.
+type SnapshotOptions struct {
+	Room   string // "": every room of the log
+	Every  int    // events between two snapshots (0: projections.SnapshotEvery)
+	Verify bool   // then verify every snapshot of the rooms against the log, the long way
+}
+
+// Snapshots writes snapshots of one room or every room: from each room's latest valid one to
+// the log's head, one every o.Every events and one at the head.
+func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, stdout, stderr io.Writer) error {
+	store, err := projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil)))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// A data directory no node of this version has run on yet.
+		if _, err = js.CreateOrUpdateKeyValue(ctx, eventlog.SnapshotsBucketConfig(eventlog.StorageConfig{})); err != nil {
+			return fmt.Errorf("create bucket %s: %w", eventlog.BucketSnapshots, err)
+		}
+		store, err = projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil)))
+	}
+	if err != nil {
+		return err
+	}
+	rooms := []string{o.Room}
+	if o.Room == "" {
+		if rooms, err = projections.LogRooms(ctx, js); err != nil {
+			return err
+		}
+	}
+	var bad []string
+	for _, room := range rooms {
+		start := time.Now()
+		n, err := store.WriteSnapshots(ctx, room, o.Every, true)
+		if err != nil {
+			return fmt.Errorf("room %s: %w", room, err)
+		}
+		fmt.Fprintf(stdout, "room %s: %d new snapshots in %s\n", room, n, time.Since(start).Round(time.Millisecond))
+		if !o.Verify {
+			continue
+		}
+		all, err := store.List(ctx, room)
+		if err != nil {
+			return err
+		}
+		for _, s := range all {
+			if err := projections.VerifySnapshot(ctx, js, s); err != nil {
+				bad = append(bad, room)
+				fmt.Fprintf(stdout, "room %s: snapshot at #%d: %v\n", room, s.Seq, err)
+			}
+		}
+		fmt.Fprintf(stdout, "room %s: %d snapshots verified against the log\n", room, len(all))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("snapshots that do not match the log in rooms %v", slices.Compact(bad))
+	}
 	return nil
 }

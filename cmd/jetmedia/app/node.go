@@ -67,8 +67,9 @@ type Node struct {
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
 	sip      *sip.Server  // nil unless Config.SIP.Listen is set
 	metrics  *metrics.Registry
-	// stopProjection ends the rooms projection (n.wg waits for it).
+	// stopProjection ends the rooms projection and its snapshotter (n.wg waits for them).
 	stopProjection context.CancelFunc
+	snaps          *projections.SnapshotStore // room snapshots; nil when the bucket cannot be reached
 	webhooks       *webhook.Deliverer
 	rm             *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
 	http           *http.Server
@@ -160,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.startIngress(); err != nil {
 		return nil, err
 	}
-	if err = n.startPresence(ctx); err != nil {
+	if err = n.startPresence(ctx, runCtx); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -188,9 +189,14 @@ func (n *Node) subscribeLevels(room string, fn func([]byte)) (func() error, erro
 // startProjection runs the rooms projection: batches of the node's durable consumer folded by
 // a KVRunner (one hand-over and one write of the changed keys per batch).
 func (n *Node) startProjection(ctx context.Context) error {
+	var err error
+	if n.snaps, err = projections.OpenSnapshotStore(ctx, n.js, n.log); err != nil {
+		n.log.Warn("room snapshots off: replays and a cold projection fold whole logs", "err", err)
+		n.snaps = nil
+	}
 	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{
 		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
-		Batch: projections.KVBatch, StartSeq: n.legacyProjectionFloor(ctx),
+		Batch: projections.KVBatch, StartSeq: n.projectionStart(ctx),
 	})
 	if err != nil {
 		return err
@@ -201,6 +207,11 @@ func (n *Node) startProjection(ctx context.Context) error {
 	runner := projections.NewKVRunner(n.rooms, n.log)
 	pctx, cancel := context.WithCancel(ctx)
 	n.stopProjection = cancel
+	if n.snaps != nil {
+		snapshotter := projections.NewSnapshotter(n.snaps, projections.SnapshotEvery, n.log)
+		runner.UseSnapshots(n.snaps, projections.SnapshotEvery, snapshotter.Folded)
+		n.wg.Go(func() { snapshotter.Run(pctx) })
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -209,6 +220,28 @@ func (n *Node) startProjection(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// projectionStart is where a projection durable the node does not have yet starts: after what
+// an older version's shared durable folded, or, on an empty bucket, after what the rooms'
+// snapshots hold (written into the bucket first); 0 (the start, or where the existing durable
+// is) otherwise.
+func (n *Node) projectionStart(ctx context.Context) uint64 {
+	if _, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name)); err == nil {
+		return 0
+	}
+	if floor := n.legacyProjectionFloor(ctx); floor > 0 || n.snaps == nil {
+		return floor
+	}
+	start, err := projections.SeedFromSnapshots(ctx, n.js, n.rooms, n.snaps)
+	if err != nil {
+		n.log.Warn("cold rooms projection starts from the first event: seeding it from snapshots failed", "err", err)
+		return 0
+	}
+	if start > 1 {
+		n.log.Info("cold rooms projection seeded from room snapshots", "start_seq", start)
+	}
+	return start
 }
 
 // legacyProjectionDurable is the durable all nodes shared before each had its own.

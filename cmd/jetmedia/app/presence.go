@@ -7,14 +7,18 @@ import (
 	"runtime/metrics"
 	"time"
 
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections/presence"
 )
 
-// startPresence announces the node in the nodes bucket and then ends the sessions the log
-// still shows on this node from a previous process (killed, crashed): it runs before the HTTP
-// port opens, so every session of this node the log shows is stale. The lease goes first, so
-// that no survivor takes this node for lost while it cleans up.
-func (n *Node) startPresence(ctx context.Context) error {
+// startPresence announces the node in the nodes bucket, then, in the background, ends the
+// sessions the log still shows on this node from a previous process (killed, crashed), once
+// the rooms projection shows every event stored before this start. The lease goes first, so
+// that no survivor takes this node for lost while it cleans up. The HTTP port does not wait
+// for that: on a long log the projection may take minutes to catch up, and the sessions this
+// process opens meanwhile are safe from the clean-up (it ends only sessions that joined before
+// this process started).
+func (n *Node) startPresence(ctx, runCtx context.Context) error {
 	meter := &loadMeter{}
 	describe := func() presence.Lease {
 		role := presence.RoleFull
@@ -32,20 +36,58 @@ func (n *Node) startPresence(ctx context.Context) error {
 		return err
 	}
 	n.presence = p
-	// The rooms projection must show every event of the previous process first.
-	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := n.WaitProjected(wait); err != nil {
-		n.log.Warn("rooms projection not caught up; stale sessions it does not show yet stay until a survivor's recheck", "err", err)
+	head, err := n.logHead(ctx)
+	if err != nil {
+		return err
+	}
+	n.wg.Go(func() { n.endOwnStale(runCtx, p, head) })
+	return nil
+}
+
+// endOwnStale ends this node's sessions of a previous process once the rooms projection has
+// applied the log up to head (the log's last sequence when this process started).
+func (n *Node) endOwnStale(ctx context.Context, p *presence.Presence, head uint64) {
+	if err := n.waitProjectedTo(ctx, head); err != nil {
+		return // the node is stopping
 	}
 	ended, err := p.EndOwn(ctx)
 	if err != nil {
-		return fmt.Errorf("end this node's stale sessions: %w", err)
+		if ctx.Err() == nil {
+			n.log.Error("ending this node's stale sessions", "err", err)
+		}
+		return
 	}
 	if ended > 0 {
 		n.log.Warn("ended sessions a previous process of this node left in the log", "sessions", ended)
 	}
-	return nil
+}
+
+// logHead is the EVENTS stream's last sequence.
+func (n *Node) logHead(ctx context.Context) (uint64, error) {
+	s, err := n.js.Stream(ctx, eventlog.StreamEvents)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", eventlog.StreamEvents, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// waitProjectedTo waits until the rooms projection has applied every event up to seq (its
+// consumer's ack floor reached it), or has nothing left to apply.
+func (n *Node) waitProjectedTo(ctx context.Context, seq uint64) error {
+	for {
+		c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name))
+		if err == nil {
+			info := c.CachedInfo()
+			if info.AckFloor.Stream >= seq || info.NumPending+uint64(info.NumAckPending) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // loadMeter turns counters into rates between two lease renewals. Only the renewing goroutine
