@@ -372,3 +372,25 @@ func TestKillStreamLeader(t *testing.T) {
 	runKill(t, killCase{victim: b, live: a, viewers: c, writer: c, obs: a})
 	t.Logf("EVENTS leader after the kill: %s", streamLeader(t, js, "EVENTS"))
 }
+
+// TestKillLeaf: a region node h (a hub) with two media-only leaves (--jetstream=false), m in
+// the test's process and l a child process holding a publisher. kill -9 of l during the room:
+// h and m judge its lease, its publisher ends once within 15 s, m's viewer of h's publisher
+// keeps playing and m's appends (over its own leaf link) go on.
+func TestKillLeaf(t *testing.T) {
+	ports := freePorts(t, 2)
+	hc := nodeConfig(t, "h")
+	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
+	h := startNodes(t, hc)[0]
+	leaf := func(name string, port int) app.Config {
+		cfg := nodeConfig(t, name)
+		cfg.Hub, cfg.JetStream = h.Server().LeafURL(), false
+		cfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(port)
+		cfg.Presence, cfg.Placement = killLease, false
+		return cfg
+	}
+	l := startChild(t, leaf("l", ports[0]))
+	m := startNodes(t, leaf("m", ports[1]))[0]
+	l.waitUp(t)
+	runKill(t, killCase{victim: l, live: h, viewers: m, writer: m, obs: h})
+}
