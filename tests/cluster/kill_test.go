@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -393,4 +394,67 @@ func TestKillLeaf(t *testing.T) {
 	m := startNodes(t, leaf("m", ports[1]))[0]
 	l.waitUp(t)
 	runKill(t, killCase{victim: l, live: h, viewers: m, writer: m, obs: h})
+}
+
+// plainGatewayConf is a region's --nats-config: a gateway (no TLS; gateway_test.go runs it with
+// TLS) to one URL of the other region.
+const plainGatewayConf = `gateway {
+  name: %s
+  listen: "127.0.0.1:%d"
+  gateways: [ { name: %s, urls: ["nats://127.0.0.1:%d"] } ]
+}
+`
+
+// outboundPort is the remote port of n's outbound gateway connection to region, 0 if none.
+func outboundPort(t *testing.T, n *app.Node, region string) int {
+	gz, err := n.Server().NATS().Gatewayz(&server.GatewayzOptions{Name: region})
+	require.NoError(t, err)
+	if og := gz.OutboundGateways[region]; og != nil && og.Connection != nil {
+		return og.Connection.Port
+	}
+	return 0
+}
+
+// TestKillGatewayNode: region east (e1, e2, e3 routed, the log and buckets R3 there) and region
+// west (w1) joined by gateways; w1 is given only e1's gateway URL, so w1's link into east is
+// e1's (a child process, holding a publisher too). kill -9 of e1 during a room whose other
+// publisher is on w1 and whose viewers are on e2: w1's link moves to another east node (learned
+// from east's gateway gossip) and e2's viewer of w1's publisher keeps playing; w1's appends,
+// which cross the gateway into east's log, resume; e1's publisher ends once within 15 s.
+func TestKillGatewayNode(t *testing.T) {
+	ports := freePorts(t, 4) // gateway ports of e1, e2, e3, w1
+	east := routedConfigs(t, "e1", "e2", "e3")
+	for i := range east {
+		east[i].ClusterName, east[i].Zone = "east", "east"
+		east[i].NATSConfig = writeFile(t, east[i].Name+".conf", plainGatewayConf, "east", ports[i], "west", ports[3])
+	}
+	west := routedConfigs(t, "w1")
+	west[0].ClusterName, west[0].Zone = "west", "west"
+	west[0].NATSConfig = writeFile(t, "w1.conf", plainGatewayConf, "west", ports[3], "east", ports[0])
+
+	// East a few seconds ahead of west, so that the log and buckets are declared in east, R3
+	// (east's JetStream waits for west's gateway before it declares anything, so east cannot
+	// start alone).
+	e1 := startChild(t, east[0])
+	var w1 *app.Node
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(5 * time.Second)
+		w1 = startNodes(t, west...)[0]
+	})
+	nodes := startNodes(t, east[1], east[2])
+	e2 := nodes[0]
+	wg.Wait()
+	require.NotNil(t, w1)
+	e1.waitUp(t)
+	s, err := e2.JetStream().Stream(ctxT(t, 10*time.Second), "EVENTS")
+	require.NoError(t, err)
+	require.Equal(t, 3, s.CachedInfo().Config.Replicas)
+	require.Equal(t, "east", s.CachedInfo().Cluster.Name, "the log lives in east")
+	require.Eventually(t, func() bool { return outboundPort(t, w1, "east") == ports[0] }, 20*time.Second, 100*time.Millisecond,
+		"w1's gateway link into east is e1's")
+
+	runKill(t, killCase{victim: e1, live: w1, viewers: e2, writer: w1, obs: e2})
+	require.NotEqual(t, ports[0], outboundPort(t, w1, "east"), "w1's link moved off the dead node")
+	t.Logf("w1's gateway link into east after the kill: port %d (e2 %d, e3 %d)", outboundPort(t, w1, "east"), ports[1], ports[2])
 }
