@@ -31,8 +31,9 @@ type killCase struct {
 }
 
 // ackWriter appends pairs of peer.joined/peer.left for made-up peers of its own room through
-// one node, as fast as the log acknowledges them (at most one pair every 20 ms), and remembers
-// which events were acknowledged and when.
+// one node, one pair every 100 ms at most (a busy room's rate: faster, the rooms projections
+// of the survivors fight over the writer room's keys under -race and the bucket lags the log by
+// tens of seconds after a kill), and remembers which events were acknowledged and when.
 type ackWriter struct {
 	room string
 	stop context.CancelFunc
@@ -51,7 +52,7 @@ func startWriter(t *testing.T, n *app.Node) *ackWriter {
 	appender := eventlog.NewAppender(n.JetStream(), "kill-writer")
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
@@ -147,7 +148,7 @@ func runKill(t *testing.T, kc killCase) {
 	require.Len(t, deadTracks, 2)
 
 	w := startWriter(t, kc.writer)
-	require.Eventually(t, func() bool { n, _ := w.count(); return n >= 20 }, 20*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { n, _ := w.count(); return n >= 10 }, 20*time.Second, 20*time.Millisecond,
 		"the writer appends before the kill")
 
 	kc.victim.kill()
@@ -155,9 +156,10 @@ func runKill(t *testing.T, kc killCase) {
 	require.Eventually(t, func() bool { return len(peersOnNode(t, kc.obs, room, kc.victim.name)) == 0 },
 		15*time.Second, 50*time.Millisecond, "the dead node's publisher ended in the rooms bucket within 15 s")
 	ghosts := time.Since(killed)
-	// No bound in the issue: the viewer's node learns of the end from its watch on the rooms
-	// bucket, which starts over when its consumer died with the node or its stream's leader
-	// moves (nats.go's ordered consumer: 10 s per attempt while no leader answers).
+	// No bound in the issue for this one: the viewer's node learns of the end from its watch on
+	// the rooms bucket (which starts over when its consumer died with the node), ends the
+	// session, and its peer.left reaches the bucket through the rooms projection, which lags
+	// after a leader's death on a loaded machine.
 	require.Eventually(t, func() bool { return !hasPeer(t, kc.obs, room, viewerOf[dead[0]][0]) },
 		45*time.Second, 50*time.Millisecond, "the viewer of the dead publisher ended")
 	viewerEnded := time.Since(killed)
