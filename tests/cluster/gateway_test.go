@@ -25,7 +25,7 @@ const gatewayConf = `gateway {
 
 // startRegions starts one node in each of two regions, east and west, joined by a TLS gateway
 // configured in --nats-config files: one supercluster, one JetStream, one log.
-func startRegions(t *testing.T) (east, west *app.Node, ports []int, tlsFiles [3]string) {
+func startRegions(t testing.TB) (east, west *app.Node, ports []int, tlsFiles [3]string) {
 	caFile, certFile, keyFile := testCA(t)
 	tlsFiles = [3]string{caFile, certFile, keyFile}
 	ports = freePorts(t, 4) // gateway ports, then route ports

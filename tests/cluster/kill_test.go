@@ -411,6 +411,14 @@ const plainGatewayConf = `gateway {
 }
 `
 
+// listenGatewayConf is a region's --nats-config that accepts gateways and names none: the
+// region connects back to whichever region dialled it.
+const listenGatewayConf = `gateway {
+  name: %s
+  listen: "127.0.0.1:%d"
+}
+`
+
 // outboundPort is the remote port of n's outbound gateway connection to region, 0 if none.
 func outboundPort(t *testing.T, n *app.Node, region string) int {
 	gz, err := n.Server().NATS().Gatewayz(&server.GatewayzOptions{Name: region})
@@ -433,24 +441,25 @@ func TestKillGatewayNode(t *testing.T) {
 	east := routedConfigs(t, "e1", "e2", "e3")
 	for i := range east {
 		east[i].ClusterName, east[i].Zone = "east", "east"
-		east[i].NATSConfig = writeFile(t, east[i].Name+".conf", plainGatewayConf, "east", ports[i], "west", ports[3])
+		east[i].NATSConfig = writeFile(t, east[i].Name+".conf", listenGatewayConf, "east", ports[i])
 	}
 	west := routedConfigs(t, "w1")
 	west[0].ClusterName, west[0].Zone = "west", "west"
 	west[0].NATSConfig = writeFile(t, "w1.conf", plainGatewayConf, "west", ports[3], "east", ports[0])
 
-	// East a few seconds ahead of west, so that the log and buckets are declared in east, R3
-	// (east's JetStream did not declare anything while west's gateway was down, so east does
-	// not start alone).
+	// East starts alone and declares the log and buckets, R3; then west joins. East names no
+	// gateway of its own (it accepts west's and dials back): a server with an explicit gateway
+	// waits for it before its JetStream works, so with both sides explicit the two regions had
+	// to start together, and whichever declared the log first got it (under -race w1 did, R1
+	// in west, and east's nodes could not raise it to R3 there: "no suitable peers").
 	children := make([]*child, len(east))
 	for i := range east {
 		children[i] = startChild(t, east[i])
 	}
-	time.Sleep(5 * time.Second)
-	w1 := startNodes(t, west...)[0]
 	for _, c := range children {
 		c.waitUp(t)
 	}
+	w1 := startNodes(t, west...)[0]
 	s, err := w1.JetStream().Stream(ctxT(t, 10*time.Second), "EVENTS")
 	require.NoError(t, err)
 	require.Equal(t, 3, s.CachedInfo().Config.Replicas)
