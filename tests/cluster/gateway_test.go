@@ -25,7 +25,7 @@ const gatewayConf = `gateway {
 
 // startRegions starts one node in each of two regions, east and west, joined by a TLS gateway
 // configured in --nats-config files: one supercluster, one JetStream, one log.
-func startRegions(t *testing.T) (east, west *app.Node, ports []int, tlsFiles [3]string) {
+func startRegions(t testing.TB) (east, west *app.Node, ports []int, tlsFiles [3]string) {
 	caFile, certFile, keyFile := testCA(t)
 	tlsFiles = [3]string{caFile, certFile, keyFile}
 	ports = freePorts(t, 4) // gateway ports, then route ports
@@ -66,14 +66,27 @@ func TestSuperclusterGateway(t *testing.T) {
 	waitTracks(t, west, room, 2)
 	require.Equal(t, ids(roomEvents(t, east.JetStream(), room)), ids(roomEvents(t, west.JetStream(), room)), "one log")
 
-	crossed := func() uint64 {
+	// crossed counts the messages and bytes (payload and headers, as the server counts them)
+	// east's gateway connection sent to west.
+	crossed := func() (msgs, bytes uint64) {
 		gz, err := east.Server().NATS().Gatewayz(&server.GatewayzOptions{Name: "west"})
 		require.NoError(t, err)
-		var n uint64
 		if og := gz.OutboundGateways["west"]; og != nil && og.Connection != nil {
-			n = uint64(og.Connection.OutMsgs)
+			return uint64(og.Connection.OutMsgs), uint64(og.Connection.OutBytes)
 		}
-		return n
+		return 0, 0
+	}
+	// published counts the bytes east's media connection published (its RTP).
+	published := func() uint64 {
+		cz, err := east.Server().NATS().Connz(&server.ConnzOptions{})
+		require.NoError(t, err)
+		for _, c := range cz.Conns {
+			if c.Name == east.Name()+"-rtp" {
+				return uint64(c.InBytes)
+			}
+		}
+		t.Fatalf("no connection %s-rtp on %s", east.Name(), east.Name())
+		return 0
 	}
 	v, err := rtcclient.Play(ctx, api, west.HTTPURL(), room, asViewer(t, room))
 	require.NoError(t, err)
@@ -82,17 +95,28 @@ func TestSuperclusterGateway(t *testing.T) {
 	// The gateway connection also carries the supercluster's JetStream traffic (raft, KV
 	// watches, lease renewals), so media crossings are the difference between a window with a
 	// viewer in west and one without.
-	window := func() (sent, cross, recv uint64) {
-		sent0, cross0, recv0 := east.Media().Sent, crossed(), west.Media().Received
+	type counts struct{ sent, cross, recv, crossBytes, pubBytes uint64 }
+	window := func() counts {
+		sent0, recv0, pub0 := east.Media().Sent, west.Media().Received, published()
+		cross0, bytes0 := crossed()
 		time.Sleep(3 * time.Second)
-		return east.Media().Sent - sent0, crossed() - cross0, west.Media().Received - recv0
+		cross, bytes := crossed()
+		return counts{east.Media().Sent - sent0, cross - cross0, west.Media().Received - recv0, bytes - bytes0, published() - pub0}
 	}
-	sent1, cross1, recv1 := window()
+	w1 := window()
+	sent1, cross1, recv1 := w1.sent, w1.cross, w1.recv
 	t.Logf("viewer in west: east published %d RTP packets, %d gateway messages east->west, west received %d", sent1, cross1, recv1)
 	require.NoError(t, v.Close())
 	time.Sleep(2 * time.Second) // west's interest goes; the gateway learns it
-	sent2, cross2, _ := window()
+	w2 := window()
+	sent2, cross2 := w2.sent, w2.cross
 	t.Logf("no viewer in west: east published %d RTP packets, %d gateway messages east->west", sent2, cross2)
+	// Gateway bytes per published byte: the window with the viewer, less the base traffic of
+	// the window without (scaled to the same packet count), over the RTP bytes east published.
+	mediaBytes := float64(w1.crossBytes) - float64(w2.crossBytes)*float64(sent1)/float64(sent2)
+	t.Logf("gateway bytes east->west per published RTP byte: %.3f (%d gateway bytes with the viewer, %d without, %d RTP bytes published)",
+		mediaBytes/float64(w1.pubBytes), w1.crossBytes, w2.crossBytes, w1.pubBytes)
+	require.Positive(t, w1.pubBytes)
 	require.Greater(t, sent1, uint64(30)) // ~80/s; far fewer under -race on a busy machine
 	require.Greater(t, sent2, uint64(30))
 	require.InDelta(t, float64(sent1), float64(recv1), float64(sent1)/20+5, "every packet reached west")

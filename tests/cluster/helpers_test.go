@@ -126,16 +126,25 @@ func writeFile(t testing.TB, name, format string, args ...any) string {
 	return p
 }
 
-// roomEvents reads a room's whole log through js.
+// roomEvents reads a room's whole log through js. A read is tried three times: right after a
+// kill, a read through a node of the far region once got no message within 10 s (the ordered
+// consumer behind it was placed while the stream's leader moved).
 func roomEvents(t testing.TB, js jetstream.JetStream, room string) []events.Envelope {
 	t.Helper()
-	var out []events.Envelope
-	err := eventlog.Read(ctxT(t, 10*time.Second), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
-		out = append(out, e)
-		return nil
-	})
+	var err error
+	for range 3 {
+		var out []events.Envelope
+		err = eventlog.Read(ctxT(t, 15*time.Second), js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
+			out = append(out, e)
+			return nil
+		})
+		if err == nil {
+			return out
+		}
+		t.Logf("reading room %s: %v (trying again)", room, err)
+	}
 	require.NoError(t, err)
-	return out
+	return nil
 }
 
 func ids(evs []events.Envelope) []string {

@@ -128,20 +128,33 @@ func (n *Node) serverConfig(storeDir string) natsnode.ServerConfig {
 
 // keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
 // media-only leaf of a hub cluster, which counts no routes of its own, would otherwise scale
-// the cluster's R3 stream down to 1 when it declares it).
+// the cluster's R3 stream down to 1 when it declares it; so would a one-node region joining a
+// supercluster whose log lives in a three-node region). Only a definite answer counts: a node
+// whose JetStream is not answering yet (meta group still taking it in) asks again, since
+// declaring with its own count on a guess lowered the other region's R3 log to R1, and the
+// nodes then fought over the replicas (kill_test.go's TestKillGatewayNode).
 func (n *Node) keepReplicas(ctx context.Context) {
 	if n.cfg.Replicas != 0 {
 		return
 	}
-	attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	s, err := n.js.Stream(attempt, eventlog.StreamEvents)
+	replicas := 0
+	err := eventlog.Retry(ctx, func(ctx context.Context) error {
+		s, err := n.js.Stream(ctx, eventlog.StreamEvents)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil // none yet: declare with the automatic count
+		}
+		if err != nil {
+			return err
+		}
+		replicas = s.CachedInfo().Config.Replicas
+		return nil
+	})
 	if err != nil {
-		return // none yet (or not reachable yet): declare with the automatic count
+		return // JetStream never answered: declaring fails the same way, with its own error
 	}
-	if r := s.CachedInfo().Config.Replicas; r > n.cfg.Storage.Replicas {
-		n.log.Info("keeping the log's replicas", "replicas", r)
-		n.cfg.Storage.Replicas = r
+	if replicas > n.cfg.Storage.Replicas {
+		n.log.Info("keeping the log's replicas", "replicas", replicas)
+		n.cfg.Storage.Replicas = replicas
 	}
 }
 
