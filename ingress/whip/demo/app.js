@@ -34,9 +34,10 @@ function waitIceGathering(pc) {
 
 // negotiate POSTs pc's offer to endpoint, applies the answer and returns the
 // session URL. It throws HTTPError for non-201 answers so callers can retry.
-async function negotiate(pc, endpoint, token, signal) {
+async function negotiate(pc, endpoint, token, signal, timing = {}) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitIceGathering(pc);
+  timing.post = performance.now();
   const res = await fetch(endpoint, {
     method: "POST",
     headers: { "Content-Type": "application/sdp", ...authHeader(token) },
@@ -112,12 +113,19 @@ export async function whepPlay(endpoint, token, onTrack, signal, onWaiting = () 
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
+    // When this try posted its offer, its transport connected (ICE and DTLS done) and its
+    // first video frame was shown (the page's onTrack sets firstFrame): milliseconds of
+    // performance.now().
+    const timing = {};
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected" && timing.connected === undefined) timing.connected = performance.now();
+    });
     pc.ontrack = (ev) => {
       stream.addTrack(ev.track);
-      onTrack(stream);
+      onTrack(stream, timing);
     };
     try {
-      const session = { pc, token, ...(await negotiate(pc, endpoint, token, signal)) };
+      const session = { pc, token, timing, ...(await negotiate(pc, endpoint, token, signal, timing)) };
       if (layer) await selectLayer(session, layer);
       return session;
     } catch (err) {
@@ -302,9 +310,10 @@ function play() {
     const tok = await token(roomName(), "subscribe", signal);
     setStatus("play", "sending offer");
     const video = roles.play.video;
-    const onTrack = (stream) => {
+    const onTrack = (stream, timing) => {
       if (video.srcObject === stream) return;
       video.srcObject = stream;
+      video.requestVideoFrameCallback?.(() => { timing.firstFrame ??= performance.now(); });
       video.play().catch(() => {
         // Autoplay with sound needs a user gesture; start muted instead.
         video.muted = true;
@@ -371,6 +380,13 @@ window.jetmedia = {
       });
     }
     return out;
+  },
+  // firstFrame is the playing session's time to its first shown video frame, in ms, from
+  // its POST and from its transport's connection (ICE and DTLS done); null until shown.
+  firstFrame() {
+    const t = roles.play.session?.timing;
+    if (!t || t.firstFrame === undefined || t.post === undefined) return null;
+    return { fromPost: t.firstFrame - t.post, fromConnected: t.connected === undefined ? null : t.firstFrame - t.connected };
   },
   // setLayer asks for a simulcast layer of the playing session ("": automatic).
   async setLayer(layer) {
