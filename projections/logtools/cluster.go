@@ -89,7 +89,7 @@ func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (Cl
 			v.Nodes = append(v.Nodes, NodeView{Lease: l.Lease, LeaseAge: l.Age, Lost: l.Expired()})
 		}
 	}
-	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms, "KV_" + presence.BucketNodes} {
+	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms, "KV_" + eventlog.BucketSnapshots, "KV_" + presence.BucketNodes} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
