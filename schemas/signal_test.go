@@ -26,6 +26,7 @@ var signalSamples = map[string]string{
 	"server.peer_updated":      `{"type":"peer_updated","peer":{"peer":"p2","transport":"sdk","metadata":"x"}}`,
 	"server.track_updated":     `{"type":"track_updated","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus","source":"mic","muted":false}}`,
 	"server.speakers":          `{"type":"speakers","speakers":[{"peer":"p2","track":"t1","level":23}]}`,
+	"server.layers_active":     `{"type":"layers_active","layers_active":{"track":"t1","layers":["q","f"]}}`,
 	"server.joined":            `{"type":"joined","version":1,"room":"r1","self":{"peer":"p1","identity":"alice","transport":"sdk"},"grants":["publish","data"],"peers":[{"peer":"p2","transport":"whip"}],"tracks":[{"track":"t1","peer":"p2","kind":"video","codec":"video/VP8","source":"camera","muted":true}],"resume_token":"p1.x","resumed":true}`,
 	"server.peer_joined":       `{"type":"peer_joined","peer":{"peer":"p2","identity":"bob","name":"Bob","transport":"sdk"}}`,
 	"server.peer_left":         `{"type":"peer_left","peer":{"peer":"p2","transport":"sdk"}}`,
@@ -68,6 +69,7 @@ func TestSignalInvalid(t *testing.T) {
 		{FromClient, `{"type":"join","version":1,"token":"x","resume":""}`},
 		{FromServer, `{"type":"track_updated","track":{"track":"t1","peer":"p2","kind":"audio","codec":"audio/opus","muted":"yes"}}`},
 		{FromServer, `{"type":"speakers","speakers":[{"peer":"p2","track":"t1","level":128}]}`},
+		{FromServer, `{"type":"layers_active","layers_active":{"track":"t1","layers":[]}}`},
 		{FromServer, `{"type":"peer_updated","peer":{"peer":"p2","transport":"sdk","metadata":7}}`},
 	} {
 		require.ErrorIs(t, v.Validate(tc.dir, []byte(tc.raw)), ErrInvalid, tc.raw)

@@ -101,6 +101,8 @@ type Core struct {
 
 	peers  map[string]PeerInfo
 	tracks map[string]TrackSpec
+	// sent is what the client was told to send of its simulcast tracks (core_pause.go).
+	sent map[string]*sentLayers
 	// subscribed tracks (forwarded to this client), and announced publishes not yet started.
 	subscribed map[string]bool
 	announced  []ClientMessage

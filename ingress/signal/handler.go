@@ -503,6 +503,32 @@ type input struct {
 	rcv      *webrtc.RTPReceiver // track's
 	speakers *[]audiolevel.Speaker
 	cand     *webrtc.ICECandidate
+	layers   bool // time to report which layers of the client's simulcast tracks are watched
+}
+
+// layersEvery is how often a session reports which layers of its client's simulcast tracks
+// anyone receives (Core.LayersWatched): a paused layer a viewer asks for resumes within it.
+const layersEvery = 500 * time.Millisecond
+
+// reportLayers tells the core which layers of each simulcast track the client publishes are
+// received anywhere (this node's viewers or NATS interest from other nodes).
+func (c *conn) reportLayers(now time.Time) {
+	for _, spec := range c.layered {
+		if len(spec.Layers) < 2 {
+			continue
+		}
+		if s := c.stopped[spec.Track]; s != nil && s.Load() {
+			c.core.ForgetLayers(spec.Track)
+			continue
+		}
+		watched := make([]string, 0, len(spec.Layers))
+		for _, l := range spec.Layers {
+			if c.h.cfg.Bus.Watched(c.s.Room, spec.Track, l) {
+				watched = append(watched, l)
+			}
+		}
+		c.step(func() Output { return c.core.LayersWatched(now, spec.Track, spec.Layers, watched) })
+	}
 }
 
 // feed hands i to the loop; false once the session has ended.
@@ -554,6 +580,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 		defer wg.Done()
 		c.watch(watcher)
 	}()
+	layersTick := time.NewTicker(layersEvery)
+	defer layersTick.Stop()
 	for {
 		var i input
 		select {
@@ -563,6 +591,8 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 		case i = <-c.in:
 		case <-c.speakersNew:
 			i = input{speakers: c.speakers.Swap(nil)}
+		case <-layersTick.C:
+			i = input{layers: true}
 		}
 		now := c.h.cfg.Sessions.Now()
 		c.handle(now, i)
@@ -646,6 +676,8 @@ func (c *conn) handle(now time.Time, i input) {
 		c.step(func() Output { return c.core.DataReceived(now, *i.data) })
 	case i.speakers != nil:
 		c.step(func() Output { return c.core.Speakers(now, *i.speakers) })
+	case i.layers:
+		c.reportLayers(now)
 	case i.track != nil:
 		c.published(i.track, i.rcv)
 	case i.cand != nil:

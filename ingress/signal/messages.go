@@ -42,6 +42,9 @@ const (
 	// the node's ranking of the room's audio levels; absent speakers: nobody).
 	TypeSpeakers = "speakers"
 	TypeError    = "error"
+	// TypeLayersActive tells a simulcast publisher which layers of its track to send: the
+	// lowest always, the others while somebody receives them (see Core.LayersWatched).
+	TypeLayersActive = "layers_active"
 )
 
 // Error codes of error messages.
@@ -139,6 +142,13 @@ type SpeakerInfo struct {
 	Level uint8  `json:"level"`
 }
 
+// LayersActive names the layers of one of the client's own simulcast tracks it should send
+// (lowest first); the others it may stop encoding until a later message names them again.
+type LayersActive struct {
+	Track  string   `json:"track"`
+	Layers []string `json:"layers"`
+}
+
 // ServerMessage is any server → client message; Type says which fields are used.
 type ServerMessage struct {
 	Type string `json:"type"`
@@ -168,6 +178,8 @@ type ServerMessage struct {
 	Payload *string `json:"payload,omitempty"`
 	// speakers, ranked (absent: nobody speaks)
 	Speakers []SpeakerInfo `json:"speakers,omitempty"`
+	// layers_active
+	LayersActive *LayersActive `json:"layers_active,omitempty"`
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`

@@ -802,6 +802,14 @@ export class Room extends EventTarget {
         this.speakers = m.speakers ?? [];
         this.#emit("speakers", { speakers: this.speakers });
         break;
+      case "layers_active": {
+        // Layers of our own simulcast track nobody receives: stop encoding them until the
+        // server names them again (the lowest is always named).
+        const local = this.#local.get(m.layers_active?.track ?? "");
+        const layers = m.layers_active?.layers ?? [];
+        if (local?.sender && layers.length > 0) this.#negotiate(() => activeEncodings(local.sender, layers));
+        break;
+      }
       case "error":
         this.#emitError(new JetmediaError(m.code, m.message));
         break;
@@ -896,6 +904,22 @@ async function layerEncodings(sender) {
     if (want && (e.scaleResolutionDownBy !== want.scaleResolutionDownBy || e.maxBitrate !== want.maxBitrate)) {
       e.scaleResolutionDownBy = want.scaleResolutionDownBy;
       e.maxBitrate = want.maxBitrate;
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(p);
+}
+
+// activeEncodings sends the encodings of a simulcast sender whose RIDs are in layers and
+// pauses the others (the server's layers_active).
+async function activeEncodings(sender, layers) {
+  const p = sender.getParameters();
+  if (!p.encodings || p.encodings.length < 2) return;
+  let changed = false;
+  for (const e of p.encodings) {
+    const want = layers.includes(e.rid);
+    if (e.active !== want) {
+      e.active = want;
       changed = true;
     }
   }
