@@ -41,6 +41,9 @@ const (
 	// TypeSpeakers lists who is speaking now, loudest first, each time that changes (from
 	// the node's ranking of the room's audio levels; absent speakers: nobody).
 	TypeSpeakers = "speakers"
+	// TypeRedirect answers a join that another node should serve (placement): the client
+	// joins again at URL; the socket closes normally after it and nothing was recorded.
+	TypeRedirect = "redirect"
 	TypeError    = "error"
 )
 
@@ -60,6 +63,10 @@ const (
 	// CodeUnavailable: the node could not record what the message changed (the event log
 	// refuses writes, e.g. its disk is full); nothing changed, retry later.
 	CodeUnavailable = "unavailable"
+	// CodeFull refuses a join because this node is at its session limit (--max-sessions)
+	// and no other node has room (or placement is off): nothing was recorded, retry in a few
+	// seconds.
+	CodeFull = "full"
 )
 
 // Limits of client input.
@@ -168,6 +175,8 @@ type ServerMessage struct {
 	Payload *string `json:"payload,omitempty"`
 	// speakers, ranked (absent: nobody speaks)
 	Speakers []SpeakerInfo `json:"speakers,omitempty"`
+	// redirect: the WebSocket URL to join at instead
+	URL string `json:"url,omitempty"`
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
