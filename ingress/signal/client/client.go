@@ -146,7 +146,9 @@ type Room struct {
 }
 
 // Join connects to url (ws://host:port/rtc), joins with token and returns the room once the
-// server has sent its snapshot. A rejected join returns an *Error.
+// server has sent its snapshot. A rejected join returns an *Error (code full: no node has
+// room, retry later). A redirect (placement) is followed: the same join goes to the node it
+// names, at most MaxRedirects times (then ErrTooManyRedirects), and resumes go there.
 func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	if opts.API == nil {
 		opts.API = webrtc.NewAPI()
