@@ -134,8 +134,11 @@ func TestRTCPlacementRedirects(t *testing.T) {
 	// moment): a full a then answers error full, which a client retries.
 	tr := &serverTrace{}
 	var r *client.Room
+	var took time.Duration
 	require.Eventually(t, func() bool {
+		start := time.Now()
 		r, err = client.Join(ctx, a.HTTPURL()+"/rtc", sdkToken(t, room, "placed"), client.Options{API: api, Trace: tr.trace})
+		took = time.Since(start)
 		var se *client.Error
 		if errors.As(err, &se) && se.Code == signal.CodeFull {
 			return false
@@ -163,6 +166,12 @@ func TestRTCPlacementRedirects(t *testing.T) {
 	require.Contains(t, []string{"b", "c"}, joins[0].Node)
 	require.Equal(t, r.Self.Peer, joins[0].Peer)
 	require.Eventually(t, func() bool { return got.Load() > 30 }, 20*time.Second, 20*time.Millisecond, "media on %s", joins[0].Node)
+	// For the docs, not a bound: a join through a redirect against one straight at the node.
+	start := time.Now()
+	direct, err := client.Join(ctx, b.HTTPURL()+"/rtc", sdkToken(t, room, "direct"), client.Options{API: api})
+	require.NoError(t, err)
+	t.Logf("join at a, redirected to %s: %v; join straight at b: %v", joins[0].Node, took, time.Since(start))
+	require.NoError(t, direct.Leave())
 
 	// A resume goes to the node that took the join (a would not know the session).
 	r.DropConnection(0)
