@@ -365,8 +365,14 @@ func (h *Handler) placed(r *http.Request, sk *socket) bool {
 	default:
 		u.Scheme = "ws"
 	}
-	h.log.Debug("join sent to another node", "url", u.String())
-	sk.enqueue(ServerMessage{Type: TypeRedirect, URL: u.String()})
+	to := u.String()
+	if len(to) > MaxRedirectURL {
+		// The client's own query goes along; one this long is not worth carrying.
+		sk.fail(CodeBadRequest, "the WebSocket URL's query is too long (%d bytes with the node's address, at most %d)", len(to), MaxRedirectURL)
+		return true
+	}
+	h.log.Debug("join sent to another node", "url", to)
+	sk.enqueue(ServerMessage{Type: TypeRedirect, URL: to})
 	sk.release(websocket.StatusNormalClosure, "redirect")
 	return true
 }

@@ -77,6 +77,9 @@ const (
 	MaxMetadata = 4096
 	// MaxSource bounds a published track's source label (characters).
 	MaxSource = 64
+	// MaxRedirectURL bounds a redirect message's URL (bytes): the client's query goes along
+	// to the other node, so a join whose query would make it longer is refused.
+	MaxRedirectURL = 2048
 )
 
 // ClientMessage is any client → server message; Type says which fields are used.

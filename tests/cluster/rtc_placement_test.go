@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,6 +174,13 @@ func TestRTCPlacementRedirects(t *testing.T) {
 	t.Logf("join at a, redirected to %s: %v; join straight at b: %v", joins[0].Node, took, time.Since(start))
 	require.NoError(t, direct.Leave())
 
+	// A query too long to carry in a redirect is refused, not sent on (a still full, and it
+	// knows b now).
+	_, err = client.Join(ctx, a.HTTPURL()+"/rtc?pad="+strings.Repeat("x", signal.MaxRedirectURL), sdkToken(t, room, "padded"), client.Options{API: api})
+	var bad *client.Error
+	require.True(t, errors.As(err, &bad), "%v", err)
+	require.Equal(t, signal.CodeBadRequest, bad.Code)
+
 	// A resume goes to the node that took the join (a would not know the session).
 	r.DropConnection(0)
 	deadline := time.After(15 * time.Second)
@@ -187,5 +195,6 @@ func TestRTCPlacementRedirects(t *testing.T) {
 		}
 	}
 	require.Len(t, joinsOf(t, a, room, "placed"), 1, "a resume records no join")
+	require.Empty(t, joinsOf(t, a, room, "padded"))
 
 }
