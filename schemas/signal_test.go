@@ -38,6 +38,7 @@ var signalSamples = map[string]string{
 	"server.candidate":         `{"type":"candidate","candidate":{"candidate":""}}`,
 	"server.data":              `{"type":"data","from":"p1","payload":""}`,
 	"server.error":             `{"type":"error","code":"forbidden","message":"token lacks the \"data\" grant"}`,
+	"server.redirect":          `{"type":"redirect","url":"ws://10.0.0.2:8080/rtc?jm_placed=a&zone=eu"}`,
 }
 
 func TestSignalSamplesValid(t *testing.T) {
@@ -61,6 +62,8 @@ func TestSignalInvalid(t *testing.T) {
 		{FromClient, `{"type":"leave","extra":1}`},
 		{FromServer, `{"type":"peer_joined","peer":{"peer":"p"}}`},
 		{FromServer, `{"type":"error","code":"teapot","message":"x"}`},
+		{FromServer, `{"type":"redirect"}`},
+		{FromServer, `{"type":"redirect","url":""}`},
 		{FromClient, `[]`},
 		{FromClient, `{"type":"mute","track":"t1"}`},
 		{FromClient, `{"type":"mute","track":"t.1","muted":true}`},

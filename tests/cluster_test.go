@@ -118,6 +118,11 @@ func startLeafPair(t *testing.T) (a, b *app.Node) {
 // startRoutedPair starts two nodes that form one cluster by routes, both running JetStream.
 // They start together: JetStream's meta group needs both to elect a leader.
 func startRoutedPair(t *testing.T, nameA, nameB string) (a, b *app.Node) {
+	return startRoutedPairWith(t, nameA, nameB, nil)
+}
+
+// startRoutedPairWith is startRoutedPair with each node's configuration changed by mutate.
+func startRoutedPairWith(t *testing.T, nameA, nameB string, mutate func(i int, cfg *app.Config)) (a, b *app.Node) {
 	ports := freePorts(t, 2)
 	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
 	cfgs := make([]app.Config, 2)
@@ -126,6 +131,9 @@ func startRoutedPair(t *testing.T, nameA, nameB string) (a, b *app.Node) {
 		cfgs[i].NATSListen = "127.0.0.1:0"
 		cfgs[i].ClusterListen = "127.0.0.1:" + strconv.Itoa(ports[i])
 		cfgs[i].Routes = routes
+		if mutate != nil {
+			mutate(i, &cfgs[i])
+		}
 	}
 	nodes := make([]*app.Node, 2)
 	errs := make([]error, 2)

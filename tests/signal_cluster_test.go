@@ -1,13 +1,17 @@
 package tests
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
 )
 
 // TestSDKAcrossNodes: two SDK peers of one room on two nodes (b a media-only leaf of hub a).
@@ -54,4 +58,46 @@ func TestSDKAcrossNodes(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{idb + ":disconnected"}, reasons)
+}
+
+// TestSDKRedirect: node a admits one session and holds one; a Go SDK client that joins at a
+// is sent to b by a redirect message (once a has read b's lease; until then a full a
+// answers full, which the client retries) and joins there. It also covers the redirect
+// message for the signalling coverage check (validated against its schema).
+func TestSDKRedirect(t *testing.T) {
+	a, b := startRoutedPairWith(t, "a", "b", func(i int, cfg *app.Config) {
+		if i == 0 {
+			cfg.MaxSessions = 1
+		}
+	})
+	room := newRoom("sdkredir")
+	ctx := ctxT(t, 60*time.Second)
+	joinSDK(t, ctx, a, room, "first", false)
+
+	tok := token(t, room, "redirected", auth.Subscribe, auth.Data)
+	var r *client.Room
+	var err error
+	require.Eventually(t, func() bool {
+		r, err = client.Join(ctx, sdkURL(a), tok, client.Options{API: clientAPI(t), Trace: wire.trace})
+		var se *client.Error
+		if errors.As(err, &se) && se.Code == signal.CodeFull {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}, 20*time.Second, 300*time.Millisecond)
+	defer r.Close()
+	var nodes []string
+	for _, e := range roomEvents(t, b.JetStream(), room) {
+		if e.Type != events.TypePeerJoined {
+			continue
+		}
+		p, err := e.Payload()
+		require.NoError(t, err)
+		if pj := p.(events.PeerJoined); pj.Identity == "redirected" {
+			nodes = append(nodes, pj.Node)
+		}
+	}
+	require.Equal(t, []string{"b"}, nodes, "joined once, on b")
+	require.Positive(t, wire.requireValid(t)["server.redirect"], "a redirect message on the wire")
 }

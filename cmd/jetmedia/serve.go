@@ -86,8 +86,8 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.Var(listFlag{&cfg.Routes}, "routes", "route URLs of the cluster's nodes, nats://host:port (comma-separated; may include this node)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name (default jetmedia)")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of the event log and buckets in the cluster (0: 3 with 3 or more routed nodes, else 1; at most the cluster's size)")
-	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "new WHIP/WHEP sessions beyond this many on this node go to another node or get 503 (0: no limit)")
-	fs.BoolVar(&cfg.Placement, "placement", cfg.Placement, "answer new WHIP/WHEP sessions with a 307 to the node that should serve them (same zone, then least loaded); false: serve here")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "new WHIP/WHEP/room sessions beyond this many on this node go to another node or are refused (503, room error full) (0: no limit)")
+	fs.BoolVar(&cfg.Placement, "placement", cfg.Placement, "send new WHIP/WHEP sessions (307) and room joins (redirect message) to the node that should serve them (same zone, then least loaded); false: serve here")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone this node runs in (data centre, region, rack), announced in its lease")
 	fs.Func("lease-ttl", "how long the node's lease holds without renewal; renewed every quarter of it (default 8s)", func(s string) error {
 		d, err := time.ParseDuration(s)

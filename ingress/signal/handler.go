@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -77,6 +78,12 @@ type Config struct {
 	Timeouts rtc.Timeouts
 	// Limits bound each peer's client messages (zero fields: DefaultLimits).
 	Limits Limits
+	// Place, if set, decides where a new session belongs (a resume stays with its session),
+	// from the WebSocket handshake's request: nil serves it here; a URL (http or https, as a
+	// node announces itself) sends the client there in a redirect message, with nothing
+	// recorded; an error refuses the join with CodeFull (retry later). The wiring fills it
+	// from the node's presence (placement is a read model, which ingress may not import).
+	Place  func(r *http.Request) (*url.URL, error)
 	Logger *slog.Logger
 }
 
@@ -331,7 +338,43 @@ func (h *Handler) join(r *http.Request, sk *socket) *conn {
 	if join.Resume != "" {
 		return h.resume(sk, room, claims, join.Resume)
 	}
+	if h.placed(r, sk) {
+		return nil
+	}
 	return h.start(r, sk, room, claims, join)
+}
+
+// placed answers a new join that this node should not serve: a redirect to the node that
+// should, or CodeFull when none can; true when it did (the socket was released).
+func (h *Handler) placed(r *http.Request, sk *socket) bool {
+	if h.cfg.Place == nil {
+		return false
+	}
+	target, err := h.cfg.Place(r)
+	switch {
+	case err != nil:
+		sk.fail(CodeFull, "%v: retry in a few seconds", err)
+		return true
+	case target == nil:
+		return false
+	}
+	u := *target
+	switch u.Scheme {
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	to := u.String()
+	if len(to) > MaxRedirectURL {
+		// The client's own query goes along; one this long is not worth carrying.
+		sk.fail(CodeBadRequest, "the WebSocket URL's query is too long (%d bytes with the node's address, at most %d)", len(to), MaxRedirectURL)
+		return true
+	}
+	h.log.Debug("join sent to another node", "url", to)
+	sk.enqueue(ServerMessage{Type: TypeRedirect, URL: to})
+	sk.release(websocket.StatusNormalClosure, "redirect")
+	return true
 }
 
 // resume hands sk to the session the token names, if it still runs.

@@ -41,6 +41,9 @@ const (
 	// TypeSpeakers lists who is speaking now, loudest first, each time that changes (from
 	// the node's ranking of the room's audio levels; absent speakers: nobody).
 	TypeSpeakers = "speakers"
+	// TypeRedirect answers a join that another node should serve (placement): the client
+	// joins again at URL; the socket closes normally after it and nothing was recorded.
+	TypeRedirect = "redirect"
 	TypeError    = "error"
 	// TypeLayersActive tells a simulcast publisher which layers of its track to send: the
 	// lowest always, the others while somebody receives them (see Core.LayersWatched).
@@ -63,6 +66,10 @@ const (
 	// CodeUnavailable: the node could not record what the message changed (the event log
 	// refuses writes, e.g. its disk is full); nothing changed, retry later.
 	CodeUnavailable = "unavailable"
+	// CodeFull refuses a join because this node is at its session limit (--max-sessions)
+	// and no other node has room (or placement is off): nothing was recorded, retry in a few
+	// seconds.
+	CodeFull = "full"
 )
 
 // Limits of client input.
@@ -73,6 +80,9 @@ const (
 	MaxMetadata = 4096
 	// MaxSource bounds a published track's source label (characters).
 	MaxSource = 64
+	// MaxRedirectURL bounds a redirect message's URL (bytes): the client's query goes along
+	// to the other node, so a join whose query would make it longer is refused.
+	MaxRedirectURL = 2048
 )
 
 // ClientMessage is any client → server message; Type says which fields are used.
@@ -180,6 +190,8 @@ type ServerMessage struct {
 	Speakers []SpeakerInfo `json:"speakers,omitempty"`
 	// layers_active
 	LayersActive *LayersActive `json:"layers_active,omitempty"`
+	// redirect: the WebSocket URL to join at instead
+	URL string `json:"url,omitempty"`
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`

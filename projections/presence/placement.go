@@ -7,12 +7,18 @@ import (
 	"strings"
 )
 
-// Placement: a WHIP or WHEP request to any node is served there or answered with a 307 to the
-// node that should serve it, read from the leases (each node's zone, HTTP address, sessions
-// and admission limit). Sans-IO: Choose takes the leases as read; Placer is the HTTP shell.
+// Placement: a new WHIP, WHEP or room (/rtc) session asked of any node is served there or
+// sent to the node that should serve it, read from the leases (each node's zone, HTTP
+// address, sessions and admission limit). Sans-IO: Choose and Place take the leases as read;
+// Placer is the HTTP shell for WHIP and WHEP (a 307), ingress/signal the room protocol's (a
+// redirect message: browsers do not follow a redirect on a WebSocket handshake).
 
 // ErrFull means every node that could serve the session is at its --max-sessions.
 var ErrFull = errors.New("presence: every node is at its session limit")
+
+// ErrNodeFull means this node is at its --max-sessions and does not send the session
+// elsewhere (placement off, or the request was placed here already).
+var ErrNodeFull = errors.New("presence: this node is at its session limit")
 
 // PlacedParam marks a request a node already redirected: the node it was sent to serves it (or
 // refuses it when full), so that two nodes reading leases of different ages never bounce a
@@ -89,37 +95,53 @@ type Placer struct {
 // ZoneParam is the query parameter in which a client may name its zone.
 const ZoneParam = "zone"
 
+// Place decides where a new session asked for at u (the request's path and query) goes: nil
+// to serve it here, else u on the node Choose picks (the client's zone from ZoneParam), with
+// PlacedParam naming self. Off (redirect false) or on a request placed already, it only
+// admits: ErrNodeFull when self is full. ErrFull when no node has room.
+func Place(self Lease, redirect bool, u *url.URL, leases []Observed) (*url.URL, error) {
+	q := u.Query()
+	if !redirect || q.Has(PlacedParam) {
+		if full(self) {
+			return nil, ErrNodeFull
+		}
+		return nil, nil
+	}
+	target, err := Choose(self, q.Get(ZoneParam), leases)
+	if err != nil {
+		return nil, err
+	}
+	if target.Name == self.Name {
+		return nil, nil
+	}
+	t, err := url.Parse(target.HTTP)
+	if err != nil || t.Host == "" {
+		// An unreadable address: serve here rather than fail, within the limit.
+		if full(self) {
+			return nil, ErrFull
+		}
+		return nil, nil
+	}
+	q.Set(PlacedParam, self.Name)
+	t.Path, t.RawPath, t.RawQuery = u.Path, u.RawPath, q.Encode()
+	return t, nil
+}
+
 func (p *Placer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || !(strings.HasPrefix(r.URL.Path, "/whip/") || strings.HasPrefix(r.URL.Path, "/whep/")) {
 		p.Next.ServeHTTP(w, r)
 		return
 	}
-	self := p.Self()
-	q := r.URL.Query()
-	if !p.Redirect || q.Has(PlacedParam) {
-		if full(self) {
-			http.Error(w, "this node is at its session limit", http.StatusServiceUnavailable)
-			return
-		}
-		p.Next.ServeHTTP(w, r)
-		return
-	}
-	target, err := Choose(self, q.Get(ZoneParam), p.Leases())
+	target, err := Place(p.Self(), p.Redirect, r.URL, p.Leases())
 	switch {
+	case errors.Is(err, ErrNodeFull):
+		http.Error(w, "this node is at its session limit", http.StatusServiceUnavailable)
 	case err != nil:
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	case target.Name == self.Name:
+	case target == nil:
 		p.Next.ServeHTTP(w, r)
-		return
+	default:
+		http.Redirect(w, r, target.String(), http.StatusTemporaryRedirect)
 	}
-	u, err := url.Parse(target.HTTP)
-	if err != nil {
-		p.Next.ServeHTTP(w, r) // an unreadable address: serve here rather than fail
-		return
-	}
-	q.Set(PlacedParam, self.Name)
-	u.Path, u.RawQuery = r.URL.Path, q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 }

@@ -102,3 +102,42 @@ func TestPlacer(t *testing.T) {
 	require.Equal(t, http.StatusCreated, do(http.MethodPost, "/whip/room1").Code, "no redirects when placement is off")
 	require.Equal(t, 4, served)
 }
+
+func TestPlace(t *testing.T) {
+	u, err := url.Parse("/rtc?zone=us&x=1")
+	require.NoError(t, err)
+	self := placed("a", "eu", 0, 1)
+	others := observed(placed("b", "us", 4, 0), placed("c", "eu", 0, 0))
+
+	got, err := presence.Place(self, true, u, others)
+	require.NoError(t, err)
+	require.Equal(t, "http://b.example:8080/rtc?jm_placed=a&x=1&zone=us", got.String(), "the client's zone, query kept, marked")
+
+	home, err := url.Parse("/rtc")
+	require.NoError(t, err)
+	got, err = presence.Place(self, true, home, others)
+	require.NoError(t, err)
+	require.Nil(t, got, "room here, in this node's zone")
+
+	self.Load.Sessions = 1 // at its limit
+	got, err = presence.Place(self, true, home, others)
+	require.NoError(t, err)
+	require.Equal(t, "c.example:8080", got.Host)
+
+	placedHere, err := url.Parse("/rtc?jm_placed=b")
+	require.NoError(t, err)
+	_, err = presence.Place(self, true, placedHere, others)
+	require.ErrorIs(t, err, presence.ErrNodeFull, "a placed request is never sent on")
+	_, err = presence.Place(self, false, home, others)
+	require.ErrorIs(t, err, presence.ErrNodeFull, "placement off: admission only")
+	_, err = presence.Place(self, true, home, observed(placed("b", "us", 3, 3)))
+	require.ErrorIs(t, err, presence.ErrFull, "nobody has room")
+
+	self.Load.Sessions = 0
+	got, err = presence.Place(self, false, u, others)
+	require.NoError(t, err)
+	require.Nil(t, got, "placement off: served here whatever the zone")
+	got, err = presence.Place(self, true, u, observed(presence.Lease{Name: "b", Zone: "us", HTTP: "::bad", TTL: time.Hour}))
+	require.NoError(t, err)
+	require.Nil(t, got, "an unreadable address: served here")
+}

@@ -89,12 +89,13 @@ type Config struct {
 	// Zone is where the node runs (a data centre, region or rack), announced in its lease for
 	// placement and operators; empty is fine.
 	Zone string
-	// MaxSessions is this node's admission limit: new WHIP and WHEP sessions beyond it are
-	// sent elsewhere or refused with 503 (0, the default: none). Announced in the lease.
+	// MaxSessions is this node's admission limit: new WHIP, WHEP and room (/rtc) sessions
+	// beyond it are sent elsewhere or refused (503; a room join gets error "full") (0, the
+	// default: none). Announced in the lease.
 	MaxSessions int
-	// Placement answers new WHIP and WHEP sessions with a 307 to the node that should serve
-	// them (same zone first, then least loaded; default on). Off, each node serves what it
-	// is sent, up to MaxSessions.
+	// Placement answers new WHIP and WHEP sessions with a 307, and room joins on /rtc with a
+	// redirect message, to the node that should serve them (same zone first, then least
+	// loaded; default on). Off, each node serves what it is sent, up to MaxSessions.
 	Placement bool
 	// Presence sets the rhythm of the node's lease in the nodes bucket (docs/cluster.md).
 	Presence presence.Timing

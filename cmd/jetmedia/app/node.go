@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
-		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Logger: log})
+		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Place: n.placeRTC, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/metrics"
 	"time"
 
@@ -125,14 +126,19 @@ func (m *loadMeter) read(now time.Time, sessions int, egress uint64) presence.Lo
 	return presence.Load{Sessions: sessions, CPU: m.lastCPU, EgressBitrate: m.lastBits}
 }
 
+// selfLease is this node as placement sees it now: its zone, sessions and limit.
+func (n *Node) selfLease() presence.Lease {
+	return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, MaxSessions: n.cfg.MaxSessions,
+		Load: presence.Load{Sessions: n.sessions.Len("")}}
+}
+
 // placer sends new WHIP and WHEP sessions to the node that should serve them (or refuses them
 // when every node is full), from the leases presence last read.
 func (n *Node) placer(next http.Handler) http.Handler {
-	return &presence.Placer{
-		Self: func() presence.Lease {
-			return presence.Lease{Name: n.cfg.Name, Zone: n.cfg.Zone, MaxSessions: n.cfg.MaxSessions,
-				Load: presence.Load{Sessions: n.sessions.Len("")}}
-		},
-		Leases: n.presence.Leases, Redirect: n.cfg.Placement, Next: next,
-	}
+	return &presence.Placer{Self: n.selfLease, Leases: n.presence.Leases, Redirect: n.cfg.Placement, Next: next}
+}
+
+// placeRTC is the same decision for a join on the room protocol's WebSocket (signal.Config.Place).
+func (n *Node) placeRTC(r *http.Request) (*url.URL, error) {
+	return presence.Place(n.selfLease(), n.cfg.Placement, r.URL, n.presence.Leases())
 }

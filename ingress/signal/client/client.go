@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +39,16 @@ type Options struct {
 	// ResumeWithin bounds how long the SDK keeps trying to resume after its WebSocket drops
 	// (default 10 s, the server's default grace). Negative: never resume.
 	ResumeWithin time.Duration
+	// Logger gets a debug line for each redirect followed (nil: none).
+	Logger *slog.Logger
 }
+
+// MaxRedirects is how many redirect messages (placement sending the join to another node) a
+// Join follows before it fails.
+const MaxRedirects = 3
+
+// ErrTooManyRedirects: the servers sent a join on more than MaxRedirects times.
+var ErrTooManyRedirects = errors.New("jetmedia: too many redirects")
 
 // EventType says what an Event is about.
 type EventType string
@@ -135,7 +146,9 @@ type Room struct {
 }
 
 // Join connects to url (ws://host:port/rtc), joins with token and returns the room once the
-// server has sent its snapshot. A rejected join returns an *Error.
+// server has sent its snapshot. A rejected join returns an *Error (code full: no node has
+// room, retry later). A redirect (placement) is followed: the same join goes to the node it
+// names, at most MaxRedirects times (then ErrTooManyRedirects), and resumes go there.
 func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	if opts.API == nil {
 		opts.API = webrtc.NewAPI()
@@ -150,7 +163,7 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	auto := !opts.ManualSubscribe
 	join := signal.ClientMessage{Type: signal.TypeJoin, Version: signal.Version, Token: token, Room: opts.Room,
 		Metadata: opts.Metadata, AutoSubscribe: &auto}
-	ws, m, err := dialJoin(ctx, url, opts.Trace, join)
+	ws, m, url, err := dialPlaced(ctx, url, opts, join)
 	if err != nil {
 		return nil, err
 	}
@@ -184,8 +197,57 @@ func Join(ctx context.Context, url, token string, opts Options) (*Room, error) {
 	return r, nil
 }
 
+// dialPlaced joins at url, following the servers' redirects (at most MaxRedirects); it
+// returns the socket, the joined and the URL of the node that took the join (resumes go there).
+func dialPlaced(ctx context.Context, url string, opts Options, join signal.ClientMessage) (*websocket.Conn, signal.ServerMessage, string, error) {
+	for redirects := 0; ; redirects++ {
+		ws, m, err := dialJoin(ctx, url, opts.Trace, join)
+		if err == nil || m.Type != signal.TypeRedirect {
+			return ws, m, url, err
+		}
+		if redirects == MaxRedirects {
+			return nil, m, url, fmt.Errorf("%w: the join was sent on %d times (last to %s)", ErrTooManyRedirects, redirects+1, m.URL)
+		}
+		next, err := resolveRedirect(url, m.URL)
+		if err != nil {
+			return nil, m, url, err
+		}
+		if opts.Logger != nil {
+			opts.Logger.Debug("jetmedia: join redirected", "from", url, "to", next)
+		}
+		url = next
+	}
+}
+
+// resolveRedirect resolves a redirect's URL against the one the join used; only ws: and wss:
+// (or http: and https:, taken as those) are followed.
+func resolveRedirect(base, ref string) (string, error) {
+	b, err := neturl.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("jetmedia: redirect: %w", err)
+	}
+	r, err := neturl.Parse(ref)
+	if err != nil {
+		return "", fmt.Errorf("jetmedia: redirect to %q: %w", ref, err)
+	}
+	u := b.ResolveReference(r)
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("jetmedia: redirect to %q: not a WebSocket URL", ref)
+	}
+	return u.String(), nil
+}
+
+// errRedirect is dialJoin's error for a redirect message (the message says where).
+var errRedirect = errors.New("jetmedia: join redirected")
+
 // dialJoin opens a WebSocket and sends join; it returns the socket and the server's joined. A
-// refused join is an *Error.
+// refused join is an *Error; a redirect errRedirect with the message.
 func dialJoin(ctx context.Context, url string, trace func(bool, []byte), join signal.ClientMessage) (*websocket.Conn, signal.ServerMessage, error) {
 	var m signal.ServerMessage
 	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: http.DefaultClient})
@@ -205,6 +267,9 @@ func dialJoin(ctx context.Context, url string, trace func(bool, []byte), join si
 	case m.Type == signal.TypeError:
 		_ = ws.CloseNow()
 		return nil, m, &Error{Code: m.Code, Message: m.Message}
+	case m.Type == signal.TypeRedirect:
+		_ = ws.CloseNow()
+		return nil, m, errRedirect
 	case m.Type != signal.TypeJoined || m.Self == nil:
 		_ = ws.CloseNow()
 		return nil, m, fmt.Errorf("jetmedia: join: expected joined, got %q", m.Type)
@@ -565,6 +630,10 @@ func (r *Room) resume() bool {
 			r.emit(Event{Type: Reconnected})
 			return true
 		case r.ctx.Err() != nil:
+			return false
+		case errors.Is(err, errRedirect):
+			// Servers never place a resume; one that does cannot have the session.
+			r.emit(Event{Type: ErrorEvent, Code: CodeResumeFailed, Message: "the server sent the resume to another node"})
 			return false
 		case errors.As(err, &se):
 			// The server answered: expired, or the token is no longer good. Final.

@@ -26,12 +26,19 @@ export const MAX_PAYLOAD = 64 * 1024;
 /** Largest peer metadata the server accepts, in UTF-8 bytes. */
 export const MAX_METADATA = 4096;
 
+/**
+ * How many redirect messages (placement sending the join to another node) join() follows
+ * before it fails.
+ */
+export const MAX_REDIRECTS = 3;
+
 const encoder = new TextEncoder();
 
 /**
  * An error from the server (an `error` message) or from the SDK itself. `code` is the
  * protocol's error code (`bad_request`, `unauthorized`, `forbidden`, `not_found`, `internal`,
- * `resume_expired`) or one of the SDK's (`disconnected`, `timeout`, `closed`, `resume_failed`,
+ * `resume_expired`, `rate_limited`, `unavailable`, `full`: every node is at its session limit,
+ * retry in a few seconds) or one of the SDK's (`disconnected`, `timeout`, `closed`, `resume_failed`,
  * `client`).
  */
 export class JetmediaError extends Error {
@@ -252,7 +259,18 @@ export class Room extends EventTarget {
     this.#pc = this.#newPeerConnection();
     let joined;
     try {
-      joined = await this.#open(null);
+      for (let redirects = 0; ; redirects++) {
+        joined = await this.#open(null);
+        if (joined.type !== "redirect") break;
+        if (redirects === MAX_REDIRECTS) {
+          throw new JetmediaError("client", `the join was sent on ${redirects + 1} times (last to ${joined.url}): giving up`);
+        }
+        // Placement: another node should serve this join; the same join goes there, and
+        // resumes follow it.
+        const next = redirectURL(joined.url, this.#wsURL);
+        console.debug(`jetmedia: join redirected from ${this.#wsURL} to ${next}`);
+        this.#wsURL = next;
+      }
     } catch (err) {
       this.#pc.close();
       this.#state = "left";
@@ -518,8 +536,8 @@ export class Room extends EventTarget {
 
   /**
    * Opens a WebSocket and joins (resume: the resume token, or null), waiting at most timeout
-   * ms for the answer. Resolves with the joined
-   * message, the socket attached; rejects with a JetmediaError whose `retry` says whether the
+   * ms for the answer. Resolves with the joined message, the socket attached, or (a new
+   * join only) with a redirect message, the socket closed; rejects with a JetmediaError whose `retry` says whether the
    * failure was the network's (worth another try) rather than the server's answer.
    * @returns {Promise<any>}
    */
@@ -550,6 +568,14 @@ export class Room extends EventTarget {
         const m = this.#parse(ev.data);
         if (!m) return;
         if (m.type === "error") return fail(m.code, m.message, false);
+        if (m.type === "redirect" && !resume && typeof m.url === "string") {
+          // Nothing was recorded; the server closes the socket normally.
+          settled = true;
+          clearTimeout(timer);
+          ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+          try { ws.close(); } catch { /* already closed */ }
+          return resolve(m);
+        }
         if (m.type !== "joined") return fail("client", `expected joined, got ${m.type}`, false);
         settled = true;
         clearTimeout(timer);
@@ -934,6 +960,23 @@ function preferCodec(transceiver, mime) {
   const want = codecs.filter((c) => c.mimeType.toLowerCase() === mime.toLowerCase());
   if (want.length === 0) throw new JetmediaError("client", `this browser cannot send ${mime}`);
   transceiver.setCodecPreferences([...want, ...codecs.filter((c) => !want.includes(c))]);
+}
+
+// redirectURL resolves a redirect message's url against the WebSocket URL the join used.
+function redirectURL(url, base) {
+  let u;
+  try {
+    u = new URL(url, base);
+  } catch {
+    throw new JetmediaError("client", `the server redirected the join to ${url}, not a URL`);
+  }
+  if (u.protocol === "http:") u.protocol = "ws:";
+  else if (u.protocol === "https:") u.protocol = "wss:";
+  else if (u.protocol !== "ws:" && u.protocol !== "wss:") {
+    throw new JetmediaError("client", `the server redirected the join to ${url}, not a WebSocket URL`);
+  }
+  u.hash = "";
+  return u.href;
 }
 
 // signallingURL turns the url option into the WebSocket's URL.
