@@ -97,7 +97,7 @@ func (w *wireLog) ran(t *testing.T) {
 
 // coverageTests are the tests that together send every signalling message type.
 var coverageTests = []string{"TestSDKRoom", "TestSDKManualSubscribe", "TestSDKMuteAndMetadata", "TestSDKResume",
-	"TestSDKResumeExpired", "TestSignalClientOffer", "TestSDKSpeakers", "TestSDKRedirect"}
+	"TestSDKResumeExpired", "TestSignalClientOffer", "TestSDKSpeakers", "TestSDKRedirect", "TestBrowserSDKLayersPaused"}
 
 // missingTypes returns the message types ("<direction>.<type>") with a schema that no test
 // sent, or ok=false when not every coverage test ran (a -run filter).
