@@ -37,6 +37,10 @@ type Config struct {
 	// DevOrigins also allows pages on the loopback interface (http://localhost:5173, a dev
 	// server), set by the node in dev mode.
 	DevOrigins bool
+	// PeerOrigins, when set, are the origins of the system's other nodes (their HTTP base
+	// URLs, from their leases): their pages may call this node too, as a page that placement
+	// sends from one node to another (/rtc's redirect, a 307) keeps its first node's origin.
+	PeerOrigins func() []string
 }
 
 // Defaults returns the documented defaults.
@@ -154,6 +158,13 @@ func (c Config) allowed(origin, host string) bool {
 	}
 	if c.DevOrigins && isLoopback(u.Hostname()) {
 		return true
+	}
+	if c.PeerOrigins != nil {
+		for _, o := range c.PeerOrigins() {
+			if strings.EqualFold(strings.TrimSuffix(o, "/"), u.Scheme+"://"+u.Host) {
+				return true
+			}
+		}
 	}
 	for _, o := range c.AllowedOrigins {
 		if strings.Contains(o, "://") {

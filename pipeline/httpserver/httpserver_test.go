@@ -31,10 +31,13 @@ func TestOrigins(t *testing.T) {
 		{"dev page on loopback in dev mode", nil, true, "http://localhost:5173", http.StatusOK},
 		{"dev page on 127.0.0.1 in dev mode", nil, true, "http://127.0.0.1:5173", http.StatusOK},
 		{"loopback page outside dev mode", nil, false, "http://localhost:5173", http.StatusForbidden},
+		{"another node of the system", nil, false, "http://node-b.example:8080", http.StatusOK},
+		{"another node's host, other port", nil, false, "http://node-b.example:9090", http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()
 			c.AllowedOrigins, c.DevOrigins = tc.allowed, tc.dev
+			c.PeerOrigins = func() []string { return []string{"http://node-b.example:8080/", ""} }
 			require.NoError(t, c.Validate())
 			h := c.Origins(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 			r := httptest.NewRequest(http.MethodGet, "http://node.example:8080/v1/rooms", nil)

@@ -19,17 +19,15 @@ import (
 // holding a WHIP publisher), joins through the browser SDK: a's redirect message sends it to
 // b, where it joins (peer.joined's node), publishes its camera and receives the publisher's
 // video; the page's console has the SDK's debug line and its signalling matches the schemas.
-// The nodes allow each other's origins (--allowed-origins), as they must for this.
+// The nodes allow each other's origins (from their leases), as they must for this.
 func TestRTCPlacementBrowser(t *testing.T) {
 	chromium := browser.RequireChromium(t) // before the nodes: a skip costs nothing
 	nodes := startRouted(t, func(i int, cfg *app.Config) {
 		if i == 0 {
 			cfg.MaxSessions = 1
 		}
-		// The page comes from a and opens its WebSocket on b: b must allow a's origin, as
-		// every node must allow the origins of the pages that join through placement
-		// (docs/cluster.md). Without it b answers the handshake 403.
-		cfg.HTTP.AllowedOrigins = []string{"127.0.0.1:*"}
+		// The page comes from a and opens its WebSocket on b: b allows a's origin because a
+		// is a node of the system (its lease names its HTTP URL), with no --allowed-origins.
 	}, "a", "b")
 	a, b := nodes[0], nodes[1]
 	ctx := ctxT(t, 2*time.Minute)

@@ -219,6 +219,7 @@ func (n *Node) startHTTP(mux http.Handler) (err error) {
 	}
 	hc := cfg.HTTP
 	hc.DevOrigins = n.devMode // a page on a local dev server may call a dev-mode node
+	hc.PeerOrigins = n.peerOrigins
 	n.http = hc.Server(mux, log)
 	n.wg.Add(1)
 	go func() {
@@ -239,4 +240,20 @@ func withFlag(err error) error {
 	flag := map[natsnode.Listener]string{natsnode.ClientListener: "--nats-listen",
 		natsnode.ClusterListener: "--cluster-listen", natsnode.LeafListener: "--leaf-listen"}[le.Listener]
 	return fmt.Errorf("%w (change %s)", err, flag)
+}
+
+// peerOrigins are the HTTP base URLs of the system's other live nodes (their leases): a page
+// one of them served may call this node (placement sends /rtc joins and WHIP/WHEP sessions
+// between nodes with the page's origin unchanged).
+func (n *Node) peerOrigins() []string {
+	if n.presence == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range n.presence.Leases() {
+		if l.HTTP != "" && !l.Expired() {
+			out = append(out, l.HTTP)
+		}
+	}
+	return out
 }
