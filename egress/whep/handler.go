@@ -79,6 +79,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	layer := h.ep.Prefix + "/{room}" + h.ep.SessionSegment + "{session}/layer"
 	mux.HandleFunc("POST "+layer, h.selectLayer)
 	mux.HandleFunc("GET "+layer, h.layers)
+	sse := h.ep.Prefix + "/{room}" + h.ep.SessionSegment + "{session}/sse"
+	mux.HandleFunc("POST "+sse, h.subscribeEvents)
+	mux.HandleFunc("GET "+sse, h.streamEvents)
 }
 
 func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
@@ -106,6 +109,9 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	// The layer extension of the WHEP draft: where the viewer chooses its simulcast layer.
 	w.Header().Add("Link", fmt.Sprintf("<%s/%s%s%s/layer>; rel=%q", h.ep.Prefix, o.Room, h.ep.SessionSegment,
 		v.core.Peer().ID, LayerRel))
+	// The server-sent events extension: the "layers" event as the session's layer changes.
+	w.Header().Add("Link", fmt.Sprintf("<%s/%s%s%s/sse>; rel=%q; events=\"layers\"", h.ep.Prefix, o.Room, h.ep.SessionSegment,
+		v.core.Peer().ID, EventsRel))
 	initial := r.URL.Query().Get("layer") // a first choice, before any packet flows
 	var s *rtc.Session
 	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) {
