@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,6 +211,14 @@ func runChurn(t *testing.T, total int, node churnNode) {
 	// what the node keeps per session from what JetStream keeps per room ever written.
 	rooms, _ := strconv.Atoi(os.Getenv("JETMEDIA_CHURN_ROOMS"))
 	profile := os.Getenv("JETMEDIA_CHURN_HEAPPROFILE")
+	// JETMEDIA_CHURN_CHECKPOINTS=100,500 also measures the idle node after those many
+	// lifecycles (multiples of 100), to tell a plateau from steady growth.
+	var checkpoints []int
+	for _, f := range strings.Split(os.Getenv("JETMEDIA_CHURN_CHECKPOINTS"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+			checkpoints = append(checkpoints, n)
+		}
+	}
 	const warm = 10
 	require.Greater(t, total, warm)
 	api := clientAPI(t)
@@ -289,6 +298,11 @@ func runChurn(t *testing.T, total int, node churnNode) {
 		run(done, done+step)
 		done += step
 		t.Logf("%d lifecycles, %v", done, time.Since(start).Round(time.Second))
+		if slices.Contains(checkpoints, done) && done < total {
+			h, l, g := settle()
+			t.Logf("checkpoint after %d lifecycles: heap in use %.1f MiB (x%.3f; live objects %.1f MiB, x%.3f), %d goroutines",
+				done, mib(h), float64(h)/float64(heapWarm), mib(l), float64(l)/float64(liveWarm), g)
+		}
 	}
 	heapEnd, liveEnd, gEnd := settle()
 	if profile != "" {
