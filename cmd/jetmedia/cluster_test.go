@@ -42,7 +42,7 @@ func TestClusterCommand(t *testing.T) {
 		names = append(names, s.Name)
 		require.Equal(t, 1, s.Replicas, "alone: R1")
 	}
-	require.Equal(t, []string{"EVENTS", "KV_rooms", "KV_nodes"}, names)
+	require.Equal(t, []string{"EVENTS", "KV_rooms", "KV_snapshots", "KV_nodes"}, names)
 
 	text, err := runCLI(t, "cluster", "--nats", natsURL)
 	require.NoError(t, err)
