@@ -41,7 +41,8 @@ import (
 // GET /v1/rooms/{room}/state?at=
 //
 //	The room's state (the same JSON as GET /v1/rooms/{room}) folded from the log up to at (RFC
-//	3339; default now): who was there, what they published and watched.
+//	3339), from the nearest snapshot before it: who was there, what they published and
+//	watched. Without at, the live projection's state (a room it does not hold yet is folded).
 //
 // Both answer 400 with a plain-text reason for a bad room id or parameter, and 404 for a room
 // with no events (state: none at or before at).
@@ -69,6 +70,8 @@ type API struct {
 	// Snapshots, when set, is where a state's fold starts: the nearest snapshot before the
 	// instant, then the events after it (nil: the room's whole log).
 	Snapshots *projections.SnapshotStore
+	// Rooms, when set, is the rooms bucket (the live projection): /state without at reads it.
+	Rooms jetstream.KeyValue
 	// WriteTimeout is the server's: the events stream moves its write deadline this far ahead
 	// each time it flushes, so a long page is not cut while a reader that stops still is.
 	WriteTimeout time.Duration
@@ -307,7 +310,15 @@ func (a API) handleRoomState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpserver.Extend(w, httpserver.SlowWork) // a fold of the room's whole log, without snapshots
+	if at.IsZero() && a.Rooms != nil {
+		// Now: the live projection (what GET /v1/rooms/{room} reads), not a fold. A room it
+		// does not hold yet (its events not folded so far) is folded from the log below.
+		if live, err := projections.LoadRoom(r.Context(), a.Rooms, room); err == nil && live.Exists() {
+			roomsapi.WriteJSON(w, roomsapi.ViewOf(live))
+			return
+		}
+	}
+	httpserver.Extend(w, httpserver.SlowWork) // a fold from the nearest snapshot (or the log's start)
 	state, _, err := projections.StateAtFrom(r.Context(), a.JS, a.Snapshots, room, at, nil)
 	if err != nil {
 		rtc.WriteError(w, r, a.Logger, err)

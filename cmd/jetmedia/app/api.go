@@ -26,7 +26,7 @@ import (
 // what it owns, the node only hands it its parts.
 func (n *Node) registerHTTP(mux *http.ServeMux) {
 	roomsapi.API{Rooms: n.rooms, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
-	historyapi.API{JS: n.js, Heads: n.appender, Authorize: n.authorizeAdmin, Logger: n.log, Snapshots: n.snaps,
+	historyapi.API{JS: n.js, Heads: n.appender, Authorize: n.authorizeAdmin, Logger: n.log, Snapshots: n.snaps, Rooms: n.rooms,
 		WriteTimeout: n.cfg.HTTP.WriteTimeout}.Register(mux)
 	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
 	clusterapi.API{JS: n.js, Authorize: n.authorizeAdmin, Logger: n.log, Node: n.cfg.Name, Links: n.srv.Links}.Register(mux)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +61,27 @@ func TestHistoryAPINeedsAdmin(t *testing.T) {
 			require.Equal(t, c.code, resp.StatusCode, "%s with token %.20q", path, c.token)
 		}
 	}
+
+	// Without at, /state answers the live projection: once it holds the room, the same JSON as
+	// GET /v1/rooms/{room}.
+	get := func(path string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, node.HTTPURL()+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token("hist", auth.Admin))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	var live string
+	require.Eventually(t, func() bool {
+		code, body := get("/v1/rooms/hist")
+		live = body
+		return code == http.StatusOK && strings.Contains(body, `"last_seq":10`)
+	}, 30*time.Second, 50*time.Millisecond, "the projection folds the 10 events: %s", live)
+	code, state := get("/v1/rooms/hist/state")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, live, state)
 }
