@@ -160,20 +160,32 @@ func runKill(t *testing.T, kc killCase) {
 		ghostBound(), 50*time.Millisecond, "the dead node's publisher ended in the rooms bucket within %v", ghostBound())
 	ghosts := time.Since(killed)
 	// No bound in the issue for this one: the viewer's node learns of the end from its watch on
-	// the rooms bucket (which starts over when its consumer died with the node), ends the
-	// session, and its peer.left reaches the bucket through the rooms projection, which lags
-	// after a leader's death on a loaded machine (45 s; 90 s under -race).
-	viewerGone := func() bool { return !hasPeer(t, kc.obs, room, viewerOf[dead[0]][0]) }
+	// the rooms bucket (which starts over when its consumer died with the node) and ends the
+	// session. Its end is read from the log (its peer.left), the truth: the rooms bucket gets it
+	// through the rooms projection, which can lag more than a minute after a stream leader's
+	// death (every node's projection writes the one bucket and they conflict; seen in CI under
+	// -race), which is the projection's problem, not the session's.
+	viewer := viewerOf[dead[0]][0]
+	viewerGone := func() bool {
+		for _, e := range roomEvents(t, kc.obs.JetStream(), room) {
+			if p, err := e.Payload(); err == nil {
+				if l, ok := p.(events.PeerLeft); ok && l.Peer == viewer {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	if kc.viewerEndLogged && raceDetector {
 		deadline := time.Now().Add(3 * ghostBound())
 		for !viewerGone() && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond)
 		}
 		if !viewerGone() {
 			t.Logf("KNOWN PROBLEM: the viewer of the dead publisher did not end within %v of the kill (see TestKillGatewayNode)", 3*ghostBound())
 		}
 	} else {
-		require.Eventually(t, viewerGone, 3*ghostBound(), 50*time.Millisecond, "the viewer of the dead publisher ended")
+		require.Eventually(t, viewerGone, 3*ghostBound(), 500*time.Millisecond, "the viewer of the dead publisher ended (its peer.left in the log)")
 	}
 	viewerEnded := time.Since(killed)
 	require.Eventually(t, func() bool { first, _ := w.since(killed); return !first.IsZero() },
