@@ -57,9 +57,15 @@ func TestBrowserFirstFrame(t *testing.T) {
 			return ff == nil
 		}, 10*time.Second, 20*time.Millisecond)
 	}
-	require.Len(t, fromConnected, plays, "every play's transport connected before its first frame")
-	t.Logf("Chromium WHEP viewer, %d plays of a 640x360 VP8 Chromium publisher (load %s): POST -> first shown frame %s; ICE+DTLS connected -> first shown frame %s",
-		plays, loadAverage(), summary(fromPost), summary(fromConnected))
+	// Chromium may dispatch connectionstatechange after the first frame's callback (a CI run
+	// saw -2.5 ms and one play without it): the connected figure is logged for the plays that
+	// have it, never asserted.
+	connected := "none noted"
+	if len(fromConnected) > 0 {
+		connected = summary(fromConnected)
+	}
+	t.Logf("Chromium WHEP viewer, %d plays of a 640x360 VP8 Chromium publisher (load %s): POST -> first shown frame %s; ICE+DTLS connected -> first shown frame (%d plays) %s",
+		plays, loadAverage(), summary(fromPost), len(fromConnected), connected)
 }
 
 // summary is "p50 X ms, max Y ms" of ms.
