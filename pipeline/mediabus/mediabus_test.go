@@ -50,19 +50,9 @@ func (r *mediaRecorder) waitFor(t *testing.T, n int) []string {
 }
 
 func TestLocalMediaBus(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "mediabus"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	conn := func(name string, opts ...nats.Option) *nats.Conn {
-		nc, err := srv.Connect(name, opts...)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	srv, conn := mediabus.StartTestServer(t, "mediabus")
 
-	_, err = mediabus.NewLocalMediaBus(conn("a-fb"), conn("a-echo"), nil)
+	_, err := mediabus.NewLocalMediaBus(conn("a-fb"), conn("a-echo"), nil)
 	require.ErrorIs(t, err, mediabus.ErrEcho)
 
 	// Node a delivers its own RTP locally; "remote" stands for another node's bus.

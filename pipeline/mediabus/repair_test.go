@@ -1,7 +1,6 @@
 package mediabus
 
 import (
-	"context"
 	"encoding/binary"
 	"sync"
 	"testing"
@@ -10,8 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/pion/rtcp"
 	"github.com/stretchr/testify/require"
-
-	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 func rtpOf(ssrc uint32, seq uint16) []byte {
@@ -79,17 +76,7 @@ func TestGapWatch(t *testing.T) {
 // other node is asked for by that node's subscription when the next one shows the gap, and
 // delivered from the publishing node's cache.
 func TestRepairBetweenNodes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "repair"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	conn := func(name string, opts ...nats.Option) *nats.Conn {
-		nc, err := srv.Connect(name, opts...)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	srv, conn := StartTestServer(t, "repair")
 	pubNode, err := NewLocalMediaBus(conn("a-fb"), conn("a-rtp", nats.NoEcho()), srv.Interest)
 	require.NoError(t, err)
 	far, err := NewLocalMediaBus(conn("b-fb"), conn("b-rtp", nats.NoEcho()), srv.Interest)

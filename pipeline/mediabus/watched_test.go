@@ -1,7 +1,6 @@
 package mediabus_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -9,23 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/pipeline/mediabus"
-	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 )
 
 // A layer this node publishes is watched while a local viewer or another node's subscription
 // wants it, and unwatched once they have gone; a bus without interest always says watched.
 func TestWatched(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "watched"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	conn := func(name string, opts ...nats.Option) *nats.Conn {
-		nc, err := srv.Connect(name, opts...)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	srv, conn := mediabus.StartTestServer(t, "watched")
 	a, err := mediabus.NewLocalMediaBus(conn("a-fb"), conn("a-rtp", nats.NoEcho()), srv.Interest)
 	require.NoError(t, err)
 	sender := a.Sender("r", "t", "f")
