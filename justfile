@@ -32,6 +32,7 @@ fuzz:
     go test -run '^$' -fuzz FuzzReadOffer -fuzztime 30s ./pipeline/rtc
     go test -run '^$' -fuzz FuzzValidateEvent -fuzztime 30s ./schemas
     go test -run '^$' -fuzz FuzzCoreInput -fuzztime 30s ./ingress/signal
+    go test -run '^$' -fuzz FuzzPacer -fuzztime 30s ./pipeline/pacer
 
 # End-to-end tests only: real Chromium, two-server systems, restarts.
 e2e:

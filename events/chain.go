@@ -33,7 +33,9 @@ var ErrChainBroken = errors.New("events: hash chain broken")
 // Hash returns the chain hash of an event's stored bytes: lowercase hex SHA-256.
 func Hash(raw []byte) string {
 	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:])
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // ChainBreak describes the first event of a room whose link to the previous one does not hold.

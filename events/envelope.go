@@ -135,15 +135,6 @@ func New(meta Meta, p Payload) (Envelope, error) {
 	}, nil
 }
 
-// Encode returns the JSON wire form of e.
-func Encode(e Envelope) ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("events: encode envelope %s: %w", e.ID, err)
-	}
-	return b, nil
-}
-
 // Decode parses the JSON wire form and checks the envelope's required attributes.
 func Decode(b []byte) (Envelope, error) {
 	var e Envelope

@@ -11,6 +11,8 @@
 //     model every WebRTC transport composes). It does not touch NATS.
 //   - audiolevel: the sans-IO audio-level machinery: the RFC 6464 header extension read from
 //     raw RTP, a per-track speech meter and a per-room speaker ranking. No I/O, no clock.
+//   - pacer: the sans-IO pacing of what the node sends one viewer connection (a leaky bucket
+//     at a factor of its bandwidth estimate, a bounded queue); rtc runs it.
 //   - auth: access tokens (JWT) and grants. It does not touch NATS or WebRTC.
 //   - stagetime: lock-free timings of the forward path's stages (ingest, fan-out, send queue,
 //     system call) on a live node, read by the metrics.

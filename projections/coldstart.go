@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
@@ -94,6 +95,45 @@ func SeedFromSnapshots(ctx context.Context, js jetstream.JetStream, kv jetstream
 		start = info.State.LastSeq + 1
 	}
 	return start, nil
+}
+
+// RebuildFromSnapshots is Rebuild from each room's newest valid snapshot (store) plus the
+// room's events after it, instead of the whole log: the same bucket as Rebuild's (a
+// snapshot is checked against the log before it is used: store.Nearest), in the time of the
+// tails. It returns the number of events folded after the snapshots.
+func RebuildFromSnapshots(ctx context.Context, js jetstream.JetStream, bucket string, sc eventlog.StorageConfig, store *SnapshotStore) (int, error) {
+	kv, err := freshBucket(ctx, js, bucket, sc)
+	if err != nil {
+		return 0, err
+	}
+	rooms, err := LogRooms(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, room := range rooms {
+		r, from := NewRoom(room), uint64(1)
+		snap, ok, err := store.Nearest(ctx, room, time.Time{})
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			r, from = snap.State, snap.Seq+1
+		}
+		err = eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room), FromSeq: from}, func(e events.Envelope) error {
+			var err error
+			r, err = Fold(r, e)
+			n++
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("projections: fold room %s after seq %d: %w", room, from-1, err)
+		}
+		if err := putRoom(ctx, kv, r); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // putRoom writes a room's keys (its record last) into an empty bucket.

@@ -107,6 +107,43 @@ func LoadRoom(ctx context.Context, kv jetstream.KeyValue, room string) (Room, er
 	return r, nil
 }
 
+// LoadRoomCurrent reads a room's state from the bucket once it has folded every event the log
+// held for the room when it was called: it reads the room's newest stored sequence from
+// events (the EVENTS stream) and rereads the bucket until the room's LastSeq reaches it,
+// for up to wait. A reader that acts on who is in the room (WHEP's choice of the publisher to
+// play) must not act on a state the log has already moved past: a publisher that left a
+// moment ago is still in a lagging bucket, and a viewer bound to its tracks gets nothing.
+// It reports whether the state is current; after wait it returns the bucket's state as it is
+// (an event the projection cannot fold must not stop the room's readers for good).
+func LoadRoomCurrent(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream, room string, wait time.Duration) (Room, bool, error) {
+	head := uint64(0)
+	msg, err := stream.GetLastMsgForSubject(ctx, eventlog.RoomEventsFilter(room))
+	switch {
+	case err == nil:
+		head = msg.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return NewRoom(room), false, fmt.Errorf("projections: newest event of room %s: %w", room, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		r, err := LoadRoom(ctx, kv, room)
+		if err != nil || r.LastSeq >= head {
+			return r, err == nil, err
+		}
+		if !time.Now().Before(deadline) {
+			return r, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, false, fmt.Errorf("projections: room %s at %d, the log at %d: %w", room, r.LastSeq, head, ctx.Err())
+		case <-time.After(currentPoll):
+		}
+	}
+}
+
+// currentPoll is how often LoadRoomCurrent rereads a bucket that lags the log.
+const currentPoll = 10 * time.Millisecond
+
 // Snapshot returns every live key of a bucket with its value.
 func Snapshot(ctx context.Context, kv jetstream.KeyValue) (map[string][]byte, error) {
 	var out map[string][]byte
@@ -205,19 +242,28 @@ func Rooms(ctx context.Context, kv jetstream.KeyValue) ([]Room, error) {
 	return out, nil
 }
 
+// freshBucket deletes bucket if it exists and creates it empty; never the live rooms bucket.
+func freshBucket(ctx context.Context, js jetstream.JetStream, bucket string, sc eventlog.StorageConfig) (jetstream.KeyValue, error) {
+	if bucket == eventlog.BucketRooms {
+		return nil, fmt.Errorf("projections: refusing to rebuild into the live bucket %s", bucket)
+	}
+	if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("projections: delete bucket %s: %w", bucket, err)
+	}
+	kv, err := js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, sc))
+	if err != nil {
+		return nil, fmt.Errorf("projections: create bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
 // Rebuild folds the whole log, from the start to its current head, into a fresh bucket (deleted
 // first if it exists) and returns the number of events read. Compare the result with the live
 // bucket using Snapshot.
 func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, sc eventlog.StorageConfig) (int, error) {
-	if bucket == eventlog.BucketRooms {
-		return 0, fmt.Errorf("projections: refusing to rebuild into the live bucket %s", bucket)
-	}
-	if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 0, fmt.Errorf("projections: delete bucket %s: %w", bucket, err)
-	}
-	kv, err := js.CreateKeyValue(ctx, eventlog.RoomsBucketConfig(bucket, sc))
+	kv, err := freshBucket(ctx, js, bucket, sc)
 	if err != nil {
-		return 0, fmt.Errorf("projections: create bucket %s: %w", bucket, err)
+		return 0, err
 	}
 	rooms := map[string]Room{}
 	n := 0

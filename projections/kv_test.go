@@ -306,3 +306,59 @@ func TestKVRunnerForgetsEmptyRooms(t *testing.T) {
 	require.Len(t, r.Peers, 1)
 	require.Equal(t, 1, k.Cached())
 }
+
+// TestLoadRoomCurrent: a read that must not act on a state the log has moved past waits for
+// the projection to fold the room's newest event (a publisher that just left), and returns
+// the lagging state, marked not current, when the projection does not get there in time.
+func TestLoadRoomCurrent(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	stream, err := e.js.Stream(ctx, eventlog.StreamEvents)
+	require.NoError(t, err)
+	r, current, err := projections.LoadRoomCurrent(ctx, e.kv, stream, "r", time.Second)
+	require.NoError(t, err)
+	require.True(t, current, "a room without events is current at once")
+	require.False(t, r.Exists())
+
+	app := eventlog.NewAppender(e.js, "n1")
+	evs := withLeave(t)
+	for _, x := range evs {
+		x.ID, x.Room, x.Subject = events.NewID(), "r", "r"
+		_, err = app.Append(ctx, x)
+		require.NoError(t, err)
+	}
+	var stored []events.Envelope
+	require.NoError(t, eventlog.Read(ctx, e.js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter("r")}, func(x events.Envelope) error {
+		stored = append(stored, x)
+		return nil
+	}))
+	require.Len(t, stored, len(evs))
+	k := projections.NewKVRunner(e.kv, nil)
+	lag := len(stored) - 3 // the leave events not folded yet
+	for _, x := range stored[:lag] {
+		require.NoError(t, k.Apply(ctx, x))
+	}
+	r, current, err = projections.LoadRoomCurrent(ctx, e.kv, stream, "r", 50*time.Millisecond)
+	require.NoError(t, err)
+	require.False(t, current, "the bucket lags the log")
+	require.Equal(t, stored[lag-1].Seq, r.LastSeq)
+	require.Contains(t, r.Peers, "pub", "the lagging state still has the publisher that left")
+
+	folded := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		for _, x := range stored[lag:] {
+			if err := k.Apply(ctx, x); err != nil {
+				folded <- err
+				return
+			}
+		}
+		folded <- nil
+	}()
+	r, current, err = projections.LoadRoomCurrent(ctx, e.kv, stream, "r", 10*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, <-folded)
+	require.True(t, current)
+	require.Equal(t, stored[len(stored)-1].Seq, r.LastSeq)
+	require.NotContains(t, r.Peers, "pub", "read once the publisher's leave is folded")
+}

@@ -62,6 +62,8 @@ type KVRunner struct {
 	// lastRaw is the last stored event of each room in the batch being handled (valid during
 	// HandleBatch): a snapshot's head is its hash.
 	lastRaw map[string]eventlog.StoredEvent
+	// logJS, when set, reads the events a room's state read from the bucket lacks (catchUp).
+	logJS jetstream.JetStream
 }
 
 // roomCache is one room as the runner knows it.
@@ -151,6 +153,19 @@ func (k *KVRunner) UseSnapshots(store *SnapshotStore, every int, folded func(roo
 	k.snaps, k.snapEvery, k.folded = store, every, folded
 }
 
+// UseLog makes the runner check every room state it reads from the bucket against the log
+// (through js, at the EVENTS stream's leader) before it folds events onto it: the events of
+// the room between the state's last_seq and the first event handed over are read from the log
+// and folded first. Without it a runner trusts that the bucket holds every event of a room
+// before the ones it is handed, which does not hold when two runners share the durable for a
+// moment (a lease hand-over: each is handed part of the events) or when a read of the bucket
+// misses what it holds (a replica behind its leader). Call it before the first event.
+func (k *KVRunner) UseLog(js jetstream.JetStream) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.logJS = js
+}
+
 // Handle is the watermill handler: one stored event per message. It writes what it folded
 // when the message ends its batch (eventlog.MetaBatchEnd not "0": also a message from a
 // subscriber that does not batch).
@@ -194,7 +209,10 @@ func (k *KVRunner) HandleBatch(ctx context.Context, batch []eventlog.StoredEvent
 		e.Seq = st.Seq
 		k.fold(e)
 	}
-	return k.flush(ctx)
+	start := time.Now()
+	err := k.flush(ctx)
+	k.log.Debug("batch folded", "events", len(batch), "first_seq", batch[0].Seq, "took", time.Since(start), "err", err)
+	return err
 }
 
 // already reports, without decoding the event, whether its room's state in memory has folded
@@ -296,13 +314,17 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 		}
 	}
 	loaded := make([]*roomCache, len(load))
+	gaps := make([][]events.Envelope, len(load))
 	errs := make([]error, len(load))
 	todo := make(chan int)
 	var wg sync.WaitGroup
 	for range min(len(load), kvWriters) {
 		wg.Go(func() {
 			for i := range todo {
-				loaded[i], errs[i] = k.load(ctx, load[i])
+				room := load[i]
+				if loaded[i], errs[i] = k.load(ctx, room); errs[i] == nil {
+					gaps[i], errs[i] = k.missing(ctx, room, loaded[i].room.LastSeq, k.waiting[room])
+				}
 			}
 		})
 	}
@@ -312,11 +334,17 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 	close(todo)
 	wg.Wait()
 	for i, room := range load {
-		if errs[i] == nil {
-			k.rooms[room] = loaded[i]
-			if loaded[i].seeded {
-				k.dirty[room] = true
-			}
+		if errs[i] != nil {
+			continue
+		}
+		// A room is kept only with the events it lacked: loaded without them, a retry would
+		// fold the batch onto the incomplete state.
+		k.rooms[room] = loaded[i]
+		if loaded[i].seeded {
+			k.dirty[room] = true
+		}
+		for _, e := range gaps[i] {
+			k.foldInto(loaded[i], e)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -329,6 +357,55 @@ func (k *KVRunner) loadWaiting(ctx context.Context) error {
 		delete(k.waiting, room)
 	}
 	return nil
+}
+
+// missing returns the room's events in the log after last (the state read from the bucket)
+// and before the first of next (the events to fold) after last, read one by one from the
+// EVENTS stream's leader (not a replica, which may be behind: direct gets and consumers are
+// served by any of them). None without UseLog, or when nothing of next comes after last.
+//
+// The bucket holds every event of a room up to the projection's ack floor only while one
+// runner writes it. When two runners share the durable for a moment (the lease moved, and the
+// runner that lost it folds what it was handed until it notices), each is handed part of the
+// events: the first of a room's events that one of them folds may follow events the other
+// has not written yet. Folded onto the state read from the bucket, that event put the room
+// past them, and the other runner's write, reloaded onto that state, folded them as
+// redeliveries: they were lost (a room record without created_at and node after a kill,
+// issue 13). A read of the bucket that misses what it holds (an absent room) is repaired the
+// same way: the whole room is folded from the log (from its snapshot, if the runner has one).
+func (k *KVRunner) missing(ctx context.Context, room string, last uint64, next []events.Envelope) ([]events.Envelope, error) {
+	if k.logJS == nil {
+		return nil, nil
+	}
+	i := slices.IndexFunc(next, func(e events.Envelope) bool { return e.Seq > last })
+	if i < 0 || next[i].Seq == last+1 {
+		return nil, nil
+	}
+	before := next[i].Seq
+	var gap []events.Envelope
+	for seq := last; ; {
+		st, ok, err := eventlog.NextRoomEvent(ctx, k.logJS, room, seq+1)
+		if err != nil {
+			return nil, fmt.Errorf("projections: room %s: events after %d: %w", room, seq, err)
+		}
+		if !ok || st.Seq >= before {
+			break
+		}
+		seq = st.Seq
+		e, err := events.Decode(st.Data)
+		if err != nil {
+			k.log.Error("skipping undecodable event", "subject", st.Subject, "seq", st.Seq, "err", err)
+			continue
+		}
+		e.Seq = st.Seq
+		gap = append(gap, e)
+	}
+	if len(gap) > 0 {
+		k.log.Warn("room read from the bucket lacks events before those handed over; folded them from the log",
+			"room", room, "bucket_last_seq", last, "first_handed", before, "folded_from_log", len(gap),
+			"from_seq", gap[0].Seq, "to_seq", gap[len(gap)-1].Seq)
+	}
+	return gap, nil
 }
 
 // load reads a room from the bucket, or, when the bucket has never held it, from its latest
@@ -458,6 +535,9 @@ func (k *KVRunner) snapshot(ctx context.Context, room string) {
 		return
 	}
 	c.sinceSnap = 0
+	if _, err := k.snaps.prune(ctx, room, snap.Seq); err != nil {
+		k.log.Warn("room snapshots not pruned", "room", room, "err", err)
+	}
 }
 
 // reload replaces a room's cache with the bucket's state and folds its pending events again.
@@ -467,12 +547,17 @@ func (k *KVRunner) reload(ctx context.Context, room string) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range old.pending {
+	gap, err := k.missing(ctx, room, c.room.LastSeq, old.pending)
+	if err != nil {
+		return err
+	}
+	pending := append(gap, old.pending...)
+	for _, e := range pending {
 		if c.room, err = Fold(c.room, e); err != nil {
 			return err
 		}
 	}
-	c.pending = old.pending
+	c.pending = pending
 	k.rooms[room] = c
 	return nil
 }

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -113,7 +114,11 @@ func runProjection(tb testing.TB, e env, kv jetstream.KeyValue, cfg eventlog.Eve
 // handing batches to HandleBatch. stop ends it and waits.
 func runNodeProjection(tb testing.TB, e env, kv jetstream.KeyValue, durable string) (stop func()) {
 	tb.Helper()
-	return runBatchConsumer(tb, e, projections.NewKVRunner(kv, nil), eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects, Batch: projections.KVBatch})
+	runner := projections.NewKVRunner(kv, nil)
+	if os.Getenv("JETMEDIA_BENCH_NO_LOG_CHECK") != "1" { // the cost of the check, for comparison
+		runner.UseLog(e.js)
+	}
+	return runBatchConsumer(tb, e, runner, eventlog.BatchConsumerConfig{Durable: durable, Filter: eventlog.EventsSubjects, Batch: projections.KVBatch})
 }
 
 // runBatchConsumer runs a BatchConsumer with cfg handing batches to runner; stop ends it and

@@ -1,11 +1,14 @@
 package projections
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -53,10 +56,36 @@ type snapshotBody struct {
 }
 
 // sealedSnapshot is what the snapshot store holds: the body's exact bytes and their digest.
+// A body over snapshotZipAbove is stored gzipped in Zipped instead of Body (the digest is
+// still the plain body's): a room's state is repetitive JSON that shrinks about tenfold, so a
+// room of tens of thousands of subscriptions still fits one message of the bucket. A sealed
+// snapshot still larger than snapshotPartSize is stored in parts (SnapshotStore.Put): its key
+// then holds a head with the digest and Parts, each part's gzipped bytes under a key of its own.
 type sealedSnapshot struct {
-	Digest string          `json:"digest"` // lowercase hex SHA-256 of Body
-	Body   json.RawMessage `json:"body"`
+	Digest string          `json:"digest"` // lowercase hex SHA-256 of the plain body
+	Body   json.RawMessage `json:"body,omitempty"`
+	Zipped []byte          `json:"zipped,omitempty"` // the body, gzipped
+	Parts  []snapshotPart  `json:"parts,omitempty"`  // Zipped, cut in parts stored apart
 }
+
+// snapshotPart is one part of a parted snapshot's gzipped body, as its head names it.
+type snapshotPart struct {
+	Size   int    `json:"size"`   // bytes
+	Digest string `json:"digest"` // lowercase hex SHA-256 of the part's bytes
+}
+
+// snapshotZipAbove is the body size above which a snapshot is stored gzipped, and
+// maxSnapshotBody the largest body a snapshot may hold or unzip to, and the most its parts
+// may add up to (a bound on what a corrupt or hostile entry of the bucket can make a reader
+// allocate, and on what a writer stores).
+const (
+	snapshotZipAbove = 64 << 10
+	maxSnapshotBody  = 256 << 20
+)
+
+// ErrSnapshotTooLarge is returned when a room's state is over maxSnapshotBody (256 MiB) of
+// JSON: such a room has no snapshot (its replays fold its log).
+var ErrSnapshotTooLarge = errors.New("projections: room state too large for a snapshot")
 
 // NewRoomSnapshot is the snapshot of state, whose last folded event is stored with hash head,
 // and whose events' latest time is maxTime. The state is copied.
@@ -72,24 +101,65 @@ func NewRoomSnapshot(state Room, head string, maxTime time.Time) (RoomSnapshot, 
 
 // Encode seals the snapshot: its JSON body and the body's digest.
 func (s RoomSnapshot) Encode() ([]byte, error) {
-	body, err := json.Marshal(snapshotBody{RoomSnapshot: s, State: s.State, Peers: s.State.Peers, Tracks: s.State.Tracks, Subs: s.State.Subs})
+	sealed, err := s.seal()
 	if err != nil {
-		return nil, fmt.Errorf("projections: encode snapshot of %s at %d: %w", s.Room, s.Seq, err)
+		return nil, err
 	}
-	sum := sha256.Sum256(body)
-	b, err := json.Marshal(sealedSnapshot{Digest: hex.EncodeToString(sum[:]), Body: body})
+	b, err := json.Marshal(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("projections: encode snapshot of %s at %d: %w", s.Room, s.Seq, err)
 	}
 	return b, nil
 }
 
+// seal encodes the body, gzipped when it is over snapshotZipAbove, and its digest.
+func (s RoomSnapshot) seal() (sealedSnapshot, error) {
+	body, err := json.Marshal(snapshotBody{RoomSnapshot: s, State: s.State, Peers: s.State.Peers, Tracks: s.State.Tracks, Subs: s.State.Subs})
+	if err != nil {
+		return sealedSnapshot{}, fmt.Errorf("projections: encode snapshot of %s at %d: %w", s.Room, s.Seq, err)
+	}
+	if len(body) > maxSnapshotBody {
+		return sealedSnapshot{}, fmt.Errorf("%w: room %s at %d is %d bytes of JSON, over the %d a snapshot may hold",
+			ErrSnapshotTooLarge, s.Room, s.Seq, len(body), maxSnapshotBody)
+	}
+	sum := sha256.Sum256(body)
+	sealed := sealedSnapshot{Digest: hex.EncodeToString(sum[:]), Body: body}
+	if len(body) > snapshotZipAbove {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		if _, err := zw.Write(body); err != nil {
+			return sealedSnapshot{}, fmt.Errorf("projections: compress snapshot of %s at %d: %w", s.Room, s.Seq, err)
+		}
+		if err := zw.Close(); err != nil {
+			return sealedSnapshot{}, fmt.Errorf("projections: compress snapshot of %s at %d: %w", s.Room, s.Seq, err)
+		}
+		sealed.Body, sealed.Zipped = nil, zb.Bytes()
+	}
+	return sealed, nil
+}
+
 // DecodeSnapshot reads a sealed snapshot and checks its digest and its consistency (state of
-// its room, at its sequence). It does not look at the log: see SnapshotStore.
+// its room, at its sequence). It does not look at the log: see SnapshotStore. The head of a
+// snapshot stored in parts is refused: SnapshotStore reads the parts.
 func DecodeSnapshot(b []byte) (RoomSnapshot, error) {
 	var sealed sealedSnapshot
 	if err := json.Unmarshal(b, &sealed); err != nil {
 		return RoomSnapshot{}, fmt.Errorf("%w: %w", ErrSnapshotInvalid, err)
+	}
+	if sealed.Parts != nil {
+		return RoomSnapshot{}, fmt.Errorf("%w: stored in %d parts, which only the snapshot store reads", ErrSnapshotInvalid, len(sealed.Parts))
+	}
+	return decodeSealed(sealed)
+}
+
+// decodeSealed checks a sealed snapshot (its parts, if any, joined into Zipped).
+func decodeSealed(sealed sealedSnapshot) (RoomSnapshot, error) {
+	if sealed.Zipped != nil {
+		body, err := unzipBody(sealed.Zipped)
+		if err != nil {
+			return RoomSnapshot{}, err
+		}
+		sealed.Body = body
 	}
 	sum := sha256.Sum256(sealed.Body)
 	if hex.EncodeToString(sum[:]) != sealed.Digest {
@@ -112,6 +182,22 @@ func DecodeSnapshot(b []byte) (RoomSnapshot, error) {
 		return RoomSnapshot{}, fmt.Errorf("%w: no chain head", ErrSnapshotInvalid)
 	}
 	return s, nil
+}
+
+// unzipBody reads a gzipped snapshot body, at most maxSnapshotBody bytes of it.
+func unzipBody(zipped []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(zipped))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %w", ErrSnapshotInvalid, err)
+	}
+	body, err := io.ReadAll(io.LimitReader(zr, maxSnapshotBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %w", ErrSnapshotInvalid, err)
+	}
+	if len(body) > maxSnapshotBody {
+		return nil, fmt.Errorf("%w: compressed body over %d bytes", ErrSnapshotInvalid, maxSnapshotBody)
+	}
+	return body, nil
 }
 
 // usableAt reports whether the snapshot is the state at instant at (zero: now) as StateAt

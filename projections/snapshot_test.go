@@ -138,7 +138,7 @@ func (s *syncBuffer) String() string {
 func TestStateAtFromSnapshotsProperty(t *testing.T) {
 	env := start(t)
 	ctx := t.Context()
-	store, err := projections.OpenSnapshotStore(ctx, env.js, nil)
+	store, err := projections.OpenSnapshotStore(ctx, env.js, nil, keepAll)
 	require.NoError(t, err)
 	logs := appendRooms(t, env, 4, 500)
 	rng := rand.New(rand.NewPCG(11, 11))
@@ -185,7 +185,7 @@ func TestStateAtFromSnapshotsProperty(t *testing.T) {
 
 // appendRooms writes n events of rooms random rooms through the Appender (chained) and returns
 // each room's log as read back.
-func appendRooms(t *testing.T, env env, rooms, n int) map[string][]events.Envelope {
+func appendRooms(t testing.TB, env env, rooms, n int) map[string][]events.Envelope {
 	ctx := t.Context()
 	a := eventlog.NewAppender(env.js, "n1")
 	rng := rand.New(rand.NewPCG(uint64(rooms), uint64(n)))
@@ -287,7 +287,7 @@ func TestKVRunnerStartsFromSnapshot(t *testing.T) {
 	ctx := t.Context()
 	var logged syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logged, nil))
-	store, err := projections.OpenSnapshotStore(ctx, env.js, logger)
+	store, err := projections.OpenSnapshotStore(ctx, env.js, logger, keepAll)
 	require.NoError(t, err)
 	logs := appendRooms(t, env, 2, 400)
 	_, err = store.WriteSnapshots(ctx, "room0", 40, false)
@@ -422,4 +422,89 @@ func TestSeedFromSnapshots(t *testing.T) {
 	again, err := projections.SeedFromSnapshots(ctx, env.js, fresh, store)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), again, "a bucket that holds rooms is not cold")
+}
+
+// TestSnapshotOfALargeRoom: a webinar-sized room (5,000 viewers subscribed to 4 tracks) has a
+// state of several MiB; its snapshot is stored gzipped under the bucket's 1 MiB message limit,
+// reads back equal, and an edit of the compressed bytes is rejected.
+func TestSnapshotOfALargeRoom(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	r := projections.NewRoom("webinar")
+	r.LastSeq, r.CreatedAt, r.LastEvent, r.Node = 123_456, at, at, "node-a"
+	tracks := []string{"t-cam", "t-mic", "t-screen", "t-screen-audio"}
+	for _, tr := range tracks {
+		r.Tracks[tr] = projections.Track{Track: tr, Peer: "host", Kind: "video", Codec: "video/VP8", PublishedAt: at}
+	}
+	for i := range 5000 {
+		p := fmt.Sprintf("viewer-%06d", i)
+		r.Peers[p] = projections.Peer{Peer: p, Transport: "whep", Role: "subscriber", Node: "node-a",
+			RemoteAddr: fmt.Sprintf("10.0.%d.%d:5000", i/250, i%250), UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/142", JoinedAt: at}
+		for _, tr := range tracks {
+			r.Subs[p+"."+tr] = projections.Subscription{Peer: p, Track: tr, Publisher: "host", Since: at}
+		}
+	}
+	snap, err := projections.NewRoomSnapshot(r, "head", at)
+	require.NoError(t, err)
+	b, err := snap.Encode()
+	require.NoError(t, err)
+	plain, err := json.Marshal(r.Subs)
+	require.NoError(t, err)
+	t.Logf("sealed snapshot: %d bytes (the subscriptions alone are %d bytes of JSON)", len(b), len(plain))
+	require.Less(t, len(b), 1<<20, "the snapshot fits the bucket's message limit")
+	got, err := projections.DecodeSnapshot(b)
+	require.NoError(t, err)
+	require.Equal(t, snap.State.Subs, got.State.Subs)
+	require.Equal(t, snap.State.Peers, got.State.Peers)
+	require.Equal(t, snap.Seq, got.Seq)
+
+	var sealed struct {
+		Digest string `json:"digest"`
+		Zipped []byte `json:"zipped"`
+	}
+	require.NoError(t, json.Unmarshal(b, &sealed))
+	require.NotEmpty(t, sealed.Zipped, "stored compressed")
+	for _, i := range []int{0, 10, len(sealed.Zipped) / 2, len(sealed.Zipped) - 5} {
+		z := bytes.Clone(sealed.Zipped)
+		z[i] ^= 0x55
+		raw, err := json.Marshal(map[string]any{"digest": sealed.Digest, "zipped": z})
+		require.NoError(t, err)
+		_, err = projections.DecodeSnapshot(raw)
+		require.ErrorIs(t, err, projections.ErrSnapshotInvalid, "compressed byte %d changed", i)
+	}
+}
+
+// keepAll keeps every snapshot written, for the tests that count them (retention has its own).
+var keepAll = projections.SnapshotKeep(1 << 30)
+
+// TestRebuildFromSnapshots: a rebuild from the rooms' snapshots (one room snapshotted midway,
+// one at its head, one without any) plus the events after them equals the whole-log rebuild,
+// key for key, and folds only the tails.
+func TestRebuildFromSnapshots(t *testing.T) {
+	env := start(t)
+	ctx := t.Context()
+	store, err := projections.OpenSnapshotStore(ctx, env.js, nil)
+	require.NoError(t, err)
+	appendRooms(t, env, 3, 200)
+	_, err = store.WriteSnapshots(ctx, "room0", 1000, true) // at its head
+	require.NoError(t, err)
+	_, err = store.WriteSnapshots(ctx, "room1", 1000, true)
+	require.NoError(t, err)
+	appendRooms(t, env, 3, 100) // room1's snapshot is now midway; room2 has none
+
+	full, err := projections.Rebuild(ctx, env.js, "rooms-full", eventlog.StorageConfig{})
+	require.NoError(t, err)
+	folded, err := projections.RebuildFromSnapshots(ctx, env.js, "rooms-snap", eventlog.StorageConfig{}, store)
+	require.NoError(t, err)
+	require.Less(t, folded, full, "only the tails after the snapshots are folded")
+	a, err := env.js.KeyValue(ctx, "rooms-full")
+	require.NoError(t, err)
+	b, err := env.js.KeyValue(ctx, "rooms-snap")
+	require.NoError(t, err)
+	want, err := projections.Snapshot(ctx, a)
+	require.NoError(t, err)
+	got, err := projections.Snapshot(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	_, err = projections.RebuildFromSnapshots(ctx, env.js, eventlog.BucketRooms, eventlog.StorageConfig{}, store)
+	require.Error(t, err, "never into the live bucket")
 }

@@ -3,6 +3,7 @@ package projections
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,21 +26,51 @@ import (
 // so every node of a system reads the snapshots any node wrote (docs/snapshots.md says why a
 // bucket and not the node's pebble store).
 type SnapshotStore struct {
-	js  jetstream.JetStream
-	kv  jetstream.KeyValue
-	log *slog.Logger
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	log  *slog.Logger
+	keep int // snapshots kept per room by Prune
+	// markerTTL: the bucket's delete markers expire (eventlog.SnapshotsMarkerTTL).
+	markerTTL bool
+}
+
+// SnapshotOption configures a SnapshotStore.
+type SnapshotOption func(*SnapshotStore) error
+
+// SnapshotKeep sets how many snapshots per room Prune keeps (SnapshotKeepDefault unless set);
+// at least 1.
+func SnapshotKeep(k int) SnapshotOption {
+	return func(s *SnapshotStore) error {
+		if k < 1 {
+			return fmt.Errorf("projections: keep %d snapshots per room: keep at least 1", k)
+		}
+		s.keep = k
+		return nil
+	}
 }
 
 // OpenSnapshotStore opens the snapshots bucket (eventlog.Declare creates it).
-func OpenSnapshotStore(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*SnapshotStore, error) {
+func OpenSnapshotStore(ctx context.Context, js jetstream.JetStream, log *slog.Logger, opts ...SnapshotOption) (*SnapshotStore, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &SnapshotStore{js: js, log: log.With("component", "snapshots"), keep: SnapshotKeepDefault}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
 	kv, err := js.KeyValue(ctx, eventlog.BucketSnapshots)
 	if err != nil {
 		return nil, fmt.Errorf("projections: bucket %s: %w", eventlog.BucketSnapshots, err)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	s.kv = kv
+	if st, err := kv.Status(ctx); err == nil {
+		// A bucket declared by an older version has no expiring markers until a node of this
+		// one declares it again; till then deletions leave plain markers.
+		s.markerTTL = st.LimitMarkerTTL() > 0
 	}
-	return &SnapshotStore{js: js, kv: kv, log: log.With("component", "snapshots")}, nil
+	return s, nil
 }
 
 // SnapshotKey is the key of a snapshot in the bucket.
@@ -56,12 +87,23 @@ type snapshotRef struct {
 
 // Put stores a snapshot. A snapshot already stored under its key is left as it is: the fold is
 // deterministic, so another writer's (another node's runner) is the same.
+// A sealed snapshot over snapshotPartSize is stored in parts (putParts) under a head.
 func (s *SnapshotStore) Put(ctx context.Context, snap RoomSnapshot) error {
-	b, err := snap.Encode()
+	sealed, err := snap.seal()
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Create(ctx, SnapshotKey(snap.Room, snap.Seq, snap.MaxTime), b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	key := SnapshotKey(snap.Room, snap.Seq, snap.MaxTime)
+	b, err := json.Marshal(sealed)
+	if err != nil {
+		return fmt.Errorf("projections: encode snapshot of %s at %d: %w", snap.Room, snap.Seq, err)
+	}
+	if len(b) > snapshotPartSize {
+		if b, err = s.putParts(ctx, key, sealed); err != nil {
+			return fmt.Errorf("projections: store snapshot of %s at %d: %w", snap.Room, snap.Seq, err)
+		}
+	}
+	if _, err := s.kv.Create(ctx, key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("projections: store snapshot of %s at %d: %w", snap.Room, snap.Seq, err)
 	}
 	return nil
@@ -69,29 +111,47 @@ func (s *SnapshotStore) Put(ctx context.Context, snap RoomSnapshot) error {
 
 // refs lists a room's snapshots, newest (highest sequence) first.
 func (s *SnapshotStore) refs(ctx context.Context, room string) ([]snapshotRef, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, room+".*.*")
+	refs, _, err := s.keys(ctx, room, false)
+	return refs, err
+}
+
+// keys lists a room's snapshots, newest (highest sequence) first, and with parts the keys of
+// the parts stored in the bucket by their head's key (a head that is not in refs: parts whose
+// writer has not stored the head yet, or never will).
+func (s *SnapshotStore) keys(ctx context.Context, room string, parts bool) ([]snapshotRef, map[string][]string, error) {
+	filters := []string{room + ".*.*"}
+	if parts {
+		filters = append(filters, room+".*.*.*")
+	}
+	lister, err := s.kv.ListKeysFiltered(ctx, filters...)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, fmt.Errorf("projections: list snapshots of %s: %w", room, err)
+		return nil, nil, fmt.Errorf("projections: list snapshots of %s: %w", room, err)
 	}
 	defer func() { _ = lister.Stop() }()
 	var out []snapshotRef
+	partsOf := map[string][]string{}
 	for key := range lister.Keys() {
-		parts := strings.Split(key, ".")
-		if len(parts) != 3 {
+		tokens := strings.Split(key, ".")
+		if len(tokens) < 3 || len(tokens) > 4 {
 			continue
 		}
-		seq, err1 := strconv.ParseUint(parts[1], 10, 64)
-		ns, err2 := strconv.ParseInt(parts[2], 10, 64)
+		seq, err1 := strconv.ParseUint(tokens[1], 10, 64)
+		ns, err2 := strconv.ParseInt(tokens[2], 10, 64)
 		if err1 != nil || err2 != nil {
 			continue // not a snapshot key
+		}
+		if len(tokens) == 4 {
+			head := strings.Join(tokens[:3], ".")
+			partsOf[head] = append(partsOf[head], key)
+			continue
 		}
 		out = append(out, snapshotRef{key: key, seq: seq, maxTime: ns})
 	}
 	slices.SortFunc(out, func(a, b snapshotRef) int { return cmp.Compare(b.seq, a.seq) })
-	return out, nil
+	return out, partsOf, nil
 }
 
 // Nearest returns the room's latest snapshot that is its state at instant at (zero: now) and
@@ -125,11 +185,7 @@ func (s *SnapshotStore) Nearest(ctx context.Context, room string, at time.Time) 
 
 // load reads one snapshot and checks it against its key and the log.
 func (s *SnapshotStore) load(ctx context.Context, room string, ref snapshotRef) (RoomSnapshot, error) {
-	e, err := s.kv.Get(ctx, ref.key)
-	if err != nil {
-		return RoomSnapshot{}, fmt.Errorf("projections: read snapshot %s: %w", ref.key, err)
-	}
-	snap, err := DecodeSnapshot(e.Value())
+	snap, err := s.read(ctx, ref.key)
 	if err != nil {
 		return RoomSnapshot{}, err
 	}
@@ -148,7 +204,7 @@ func (s *SnapshotStore) CheckHead(ctx context.Context, snap RoomSnapshot) error 
 	}
 	msg, err := stream.GetMsg(ctx, snap.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("%w: the log holds no event at %d", ErrSnapshotInvalid, snap.Seq)
+		return checkLink(ctx, stream, snap)
 	}
 	if err != nil {
 		return fmt.Errorf("projections: read event %d: %w", snap.Seq, err)
@@ -170,11 +226,7 @@ func (s *SnapshotStore) List(ctx context.Context, room string) ([]RoomSnapshot, 
 	}
 	out := make([]RoomSnapshot, 0, len(refs))
 	for _, ref := range slices.Backward(refs) {
-		e, err := s.kv.Get(ctx, ref.key)
-		if err != nil {
-			return nil, fmt.Errorf("projections: read snapshot %s: %w", ref.key, err)
-		}
-		snap, err := DecodeSnapshot(e.Value())
+		snap, err := s.read(ctx, ref.key)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", ref.key, err)
 		}
@@ -185,7 +237,8 @@ func (s *SnapshotStore) List(ctx context.Context, room string) ([]RoomSnapshot, 
 
 // WriteSnapshots folds a room's log from its latest valid snapshot (or from the start) to the
 // log's head and stores a snapshot every `every` events (0: SnapshotEvery) and, with atHead,
-// one at the head. It returns how many it stored.
+// one at the head. Having stored any, it prunes the room's snapshots (Prune). It returns how
+// many it stored.
 func (s *SnapshotStore) WriteSnapshots(ctx context.Context, room string, every int, atHead bool) (int, error) {
 	if every <= 0 {
 		every = SnapshotEvery
@@ -200,7 +253,7 @@ func (s *SnapshotStore) WriteSnapshots(ctx context.Context, room string, every i
 	} else {
 		f = newSnapshotFolder(room, nil)
 	}
-	written := 0
+	written, last := 0, uint64(0)
 	take := func() error {
 		snap, err := NewRoomSnapshot(f.room, f.head, f.maxTime)
 		if err != nil {
@@ -209,7 +262,7 @@ func (s *SnapshotStore) WriteSnapshots(ctx context.Context, room string, every i
 		if err := s.Put(ctx, snap); err != nil {
 			return err
 		}
-		written++
+		written, last = written+1, snap.Seq
 		f.folded = 0
 		return nil
 	}
@@ -227,7 +280,14 @@ func (s *SnapshotStore) WriteSnapshots(ctx context.Context, room string, every i
 		return written, err
 	}
 	if atHead && f.folded > 0 {
-		return written, take()
+		if err := take(); err != nil {
+			return written, err
+		}
+	}
+	if written > 0 {
+		if _, err := s.prune(ctx, room, last); err != nil {
+			return written, err
+		}
 	}
 	return written, nil
 }

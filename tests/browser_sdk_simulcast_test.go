@@ -126,7 +126,11 @@ func testBrowserSDKSimulcast(t *testing.T, chromium, codec string) {
 	})
 	t.Logf("widths: low %d (SDK), middle %d (WHEP), top %d (SDK after the switch); packets lost %d -> %d",
 		low.FrameWidth, ws.FrameWidth, top.FrameWidth, low.PacketsLost, top.PacketsLost)
-	require.Equal(t, low.PacketsLost, top.PacketsLost, "no sequence gap at the switch")
+	// A gap in the viewer's numbering at the switch would count as the distance between the
+	// layers' sequence numbers (random, thousands on average); the rewriter's continuity is
+	// checked to the packet in egress/forward. What Chromium counts here also holds real
+	// loss: a CI run at load 22 lost 2 packets on loopback around the switch.
+	require.LessOrEqual(t, top.PacketsLost-low.PacketsLost, 5, "no sequence gap at the switch")
 
 	// Automatic again, for a small rendered size: the node picks the low layer. The page's own
 	// size reports (its tiles' ResizeObserver) stop first, so that a late resize cannot win.

@@ -79,12 +79,22 @@ func testBrowserSimulcast(t *testing.T, chromium, codec string) {
 	// Switch the low layer's viewer to the top layer mid-stream.
 	low := viewers["q"]
 	before := wait(low, "low viewer still decoding", 10*time.Second, func(browser.PageStats) bool { return true })
+	pubBefore := wait(publisher, "publisher stats", 10*time.Second, func(browser.PageStats) bool { return true })
+	midBefore := wait(viewers["h"], "middle viewer stats", 10*time.Second, func(browser.PageStats) bool { return true })
 	_, err := browser.Eval[any](low, 5*time.Second, `window.jetmedia.setLayer("f").then(() => true)`)
 	require.NoError(t, err)
 	after := wait(low, "the switched viewer decodes the top layer", 20*time.Second, func(s browser.PageStats) bool {
 		return s.FrameWidth == width["f"] && s.FramesDecoded > before.FramesDecoded+10
 	})
 	t.Logf("switched viewer: before %+v, after %+v", before, after)
+	// The switch asked the top layer alone for a key frame: the middle layer got no PLI but
+	// those its own viewer sent.
+	pubAfter := wait(publisher, "publisher stats", 10*time.Second, func(browser.PageStats) bool { return true })
+	midAfter := wait(viewers["h"], "middle viewer stats", 10*time.Second, func(browser.PageStats) bool { return true })
+	t.Logf("publisher's PLIs by layer: before the switch %v, after %v; the middle viewer sent %d", pubBefore.PLIsByLayer, pubAfter.PLIsByLayer, midAfter.PLICount-midBefore.PLICount)
+	require.Greater(t, pubAfter.PLIsByLayer["f"], pubBefore.PLIsByLayer["f"], "the switch asked the top layer for a key frame")
+	require.LessOrEqual(t, pubAfter.PLIsByLayer["h"]-pubBefore.PLIsByLayer["h"], midAfter.PLICount-midBefore.PLICount,
+		"a PLI reached the middle layer that its viewer did not send: the switch asked every layer")
 	require.Equal(t, before.PacketsLost, after.PacketsLost, "no sequence gap at the switch (packetsLost unchanged)")
 	final := wait(low, "the switched viewer keeps decoding", 10*time.Second, func(s browser.PageStats) bool {
 		return s.FramesDecoded > after.FramesDecoded+10

@@ -26,6 +26,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -42,6 +43,9 @@ type churnNode struct {
 	measure func() (heap, live uint64, goroutines int)
 	// heapProfile writes the node's heap profile to path.
 	heapProfile func(path string)
+	// dump, if set, saves what the node's debug endpoints say (goroutines, metrics) and the
+	// room's log while a lifecycle is stuck, and returns where.
+	dump func(room string) string
 }
 
 // TestChurnSoak runs room lifecycles through a real node running as a child process
@@ -56,7 +60,8 @@ type churnNode struct {
 // names). Each measurement waits for what JetStream keeps for a while by design to go (the
 // rooms bucket's markers of ended keys, a minute; the log's dedupe window of event ids, two
 // minutes). JETMEDIA_CHURN_HEAPPROFILE=prefix writes the node's heap profiles after the first
-// 10 and after the last (prefix-warm.pb.gz, prefix-end.pb.gz):
+// 10 and after the last (prefix-warm.pb.gz, prefix-end.pb.gz); JETMEDIA_CHURN_GODEBUG=
+// memprofilerate=1 makes them exact (the node's GODEBUG only):
 //
 //	JETMEDIA_CHURN=1000 JETMEDIA_CHURN_ROOMS=10 go test ./tests -run 'TestChurnSoak$' -v -timeout 60m
 func TestChurnSoak(t *testing.T) {
@@ -74,7 +79,15 @@ func TestChurnSoak(t *testing.T) {
 		"--http", httpAddr, "--udp-host", "127.0.0.1", "--udp-port", "0",
 		"--pprof", "127.0.0.1:"+strconv.Itoa(ports[1]), "--nats-listen", "127.0.0.1:"+strconv.Itoa(ports[2]),
 		"--auth-key", testKey.String(), "--log-level", "error")
+	// JETMEDIA_CHURN_SERVE_ARGS adds arguments to the node's command line (experiments, e.g.
+	// "--nats-config=/path/with/server/options.conf").
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("JETMEDIA_CHURN_SERVE_ARGS"))...)
 	cmd.Stderr = os.Stderr
+	// JETMEDIA_CHURN_GODEBUG is the node's GODEBUG alone (memprofilerate=1 for exact heap
+	// profiles), so the test's own pion peers keep their speed.
+	if g := os.Getenv("JETMEDIA_CHURN_GODEBUG"); g != "" {
+		cmd.Env = append(os.Environ(), "GODEBUG="+g)
+	}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -147,6 +160,28 @@ func TestChurnSoak(t *testing.T) {
 		},
 		heapProfile: func(path string) {
 			require.NoError(t, os.WriteFile(path, []byte(get(pprofURL+"/heap?gc=1")), 0o644))
+		},
+		dump: func(room string) string {
+			base := filepath.Join(os.TempDir(), fmt.Sprintf("churn-stuck-%d", time.Now().Unix()))
+			var evs strings.Builder
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
+				fmt.Fprintf(&evs, "%s %s actor=%s %s\n", e.Time.Format(time.RFC3339Nano), e.Type, e.Actor, e.Data)
+				return nil
+			})
+			if err != nil {
+				fmt.Fprintf(&evs, "reading the log: %v\n", err)
+			}
+			_ = os.WriteFile(base+"-events.txt", []byte(evs.String()), 0o644)
+			for name, u := range map[string]string{"goroutines.txt": pprofURL + "/goroutine?debug=2", "metrics.txt": url + "/metrics"} {
+				if resp, err := http.Get(u); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					_ = os.WriteFile(base+"-"+name, b, 0o644)
+				}
+			}
+			return base + "-*"
 		},
 	})
 }
@@ -234,7 +269,7 @@ func runChurn(t *testing.T, total int, node churnNode) {
 					if rooms > 0 {
 						name = fmt.Sprintf("churn-ring-%d", i%rooms)
 					}
-					if err := churnRoom(node.url, api, t, name); err != nil {
+					if err := churnRoom(node.url, api, t, name, node.dump); err != nil {
 						errs <- fmt.Errorf("lifecycle %d: %w", i, err)
 					}
 				}
@@ -329,7 +364,7 @@ const churnViewers = 3
 
 // churnRoom is one room's life: a publisher, churnViewers viewers receiving audio and video,
 // then everyone leaves.
-func churnRoom(url string, api *webrtc.API, t *testing.T, room string) error {
+func churnRoom(url string, api *webrtc.API, t *testing.T, room string, dump func(room string) string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pub, err := rtcclient.Publish(ctx, api, url, room, asPublisher(t, room))
@@ -354,10 +389,40 @@ func churnRoom(url string, api *webrtc.API, t *testing.T, room string) error {
 		for v.Video.Load() < 5 || v.Audio.Load() < 5 {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("viewer got %d video and %d audio packets: %w", v.Video.Load(), v.Audio.Load(), ctx.Err())
+				saved := "no dump"
+				if dump != nil {
+					saved = "the node's goroutines, metrics and the room's log in " + dump(room)
+				}
+				return fmt.Errorf("viewer got %d video and %d audio packets (answer's media: %s; publisher got %d PLIs; %s): %w",
+					v.Video.Load(), v.Audio.Load(), answerMedia(v.PC), pub.PLIs.Load(), saved, ctx.Err())
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
 	return nil
+}
+
+// answerMedia lists the kind and direction of each m-line of pc's remote description (the
+// server's answer): "video sendonly, audio sendonly".
+func answerMedia(pc *webrtc.PeerConnection) string {
+	rd := pc.RemoteDescription()
+	if rd == nil {
+		return "no answer"
+	}
+	parsed, err := rd.Unmarshal()
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, m := range parsed.MediaDescriptions {
+		dir := "sendrecv"
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "sendonly", "recvonly", "inactive":
+				dir = a.Key
+			}
+		}
+		out = append(out, m.MediaName.Media+" "+dir)
+	}
+	return strings.Join(out, ", ")
 }

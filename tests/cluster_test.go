@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
+	"github.com/jetmedia/jetmedia/tests/testports"
 )
 
 // TestTwoServersLeaf: node b is a media-only leaf of hub a (b has no JetStream and uses a's
@@ -92,15 +92,10 @@ func publishOnAPlayOnB(t *testing.T, a, b *app.Node, crossed func() uint64) {
 	require.InDelta(t, float64(sent), float64(recv), float64(sent)/20+5)
 }
 
+// freePorts reserves n loopback ports for this test (see testports: asking the kernel for :0
+// and closing races with parallel test packages).
 func freePorts(t *testing.T, n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		out[i] = l.Addr().(*net.TCPAddr).Port
-		require.NoError(t, l.Close())
-	}
-	return out
+	return testports.Reserve(t, n)
 }
 
 // startLeafPair starts hub a (JetStream) and b, a media-only leaf of a that uses a's

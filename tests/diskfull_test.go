@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -147,14 +149,25 @@ func TestDiskFull(t *testing.T) {
 
 	// The same update again is recorded now.
 	require.NoError(t, alice.room.UpdateMetadata("while-full"))
-	require.Eventually(t, func() bool {
-		for _, e := range roomEvents(t, node.JetStream(), room) {
-			if e.Type == events.TypePeerUpdated {
-				return true
-			}
+	// Each look reads the room's log with a deadline of its own: a read that stalls (seen
+	// once under load, right after recovery) is tried again, not a failure by itself.
+	updated := func() (bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		found := false
+		err := eventlog.Read(rctx, node.JetStream(), eventlog.ReadOptions{Filter: eventlog.RoomEventsFilter(room)}, func(e events.Envelope) error {
+			found = found || e.Type == events.TypePeerUpdated
+			return nil
+		})
+		return found, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		found, err := updated()
+		if found && err == nil {
+			break
 		}
-		return false
-	}, 10*time.Second, 20*time.Millisecond, "the retried update reached the log")
+		require.True(t, time.Now().Before(deadline), "the retried update did not reach the log (last read: %v)", err)
+	}
 
 	chains, err := projections.VerifyChains(ctx, node.JetStream(), "", nil)
 	require.NoError(t, err)

@@ -109,6 +109,12 @@ func TestMetricsMove(t *testing.T) {
 	// One viewer: its packets are written at once, not batched.
 	require.Positive(t, value(t, m, "jetmedia_edge_datagrams_sent_total", "path", "direct"))
 	require.Zero(t, value(t, m, "jetmedia_edge_send_errors_total"))
+	// Loopback: the bandwidth allocation paused nothing (the series are there, at zero).
+	require.Zero(t, value(t, m, "jetmedia_congestion_video_pauses_total", "change", "paused"))
+	require.Zero(t, value(t, m, "jetmedia_congestion_layer_changes_total", "direction", "down"))
+	// The viewer's pacing dropped nothing (its cache replay may have waited: queued is >= 0).
+	require.Zero(t, value(t, m, "jetmedia_pacing_packets_total", "result", "dropped"))
+	require.GreaterOrEqual(t, value(t, m, "jetmedia_pacing_bytes_total", "result", "queued"), 0.0)
 	if runtime.GOOS == "linux" {
 		require.Equal(t, 1.0, value(t, m, "jetmedia_edge_gso"), "UDP GSO is on by default where the kernel has it")
 	}

@@ -167,14 +167,20 @@ func TestPresenceNodeKilled(t *testing.T) {
 
 	killB()
 	killed := time.Now()
-	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "b")) == 0 }, 15*time.Second, 50*time.Millisecond,
-		"b's publisher ended in the rooms bucket within 15 s of the kill")
+	// 15 s is the bound; a -race build on a loaded machine (CI) gets twice that, as
+	// the cluster kill tests do: their times are logged, the bound is liveness.
+	bound := 15 * time.Second
+	if raceDetector {
+		bound = 30 * time.Second
+	}
+	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "b")) == 0 }, bound, 50*time.Millisecond,
+		"b's publisher ended in the rooms bucket within %s of the kill", bound)
 	t.Logf("kill -9 of b -> its publisher gone from the rooms bucket: %.1f s (lease TTL %v, renewed every %v)",
 		time.Since(killed).Seconds(), testLease.TTL, testLease.Renew)
 	// The viewer's node learns of the tracks' end from its watch on the rooms bucket; when the
 	// dead node hosted that watch's consumer, the watch first recovers (missed heartbeats).
-	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "a")) == 0 }, 15*time.Second, 20*time.Millisecond,
-		"a's WHEP viewer of the lost publisher ended")
+	viewerGone := func() bool { return len(peersOn(t, a, room, "a")) == 0 }
+	require.Eventually(t, viewerGone, bound, 20*time.Millisecond, "a's WHEP viewer of the lost publisher ended")
 	t.Logf("kill -9 of b -> a's WHEP viewer ended: %.1f s", time.Since(killed).Seconds())
 
 	// Both survivors keep checking: give the other one time to write a duplicate, if it would.

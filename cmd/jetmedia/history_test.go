@@ -195,7 +195,8 @@ func TestParseInstant(t *testing.T) {
 
 // TestReplayFromSnapshots: `projections snapshot` writes a room's snapshots and verifies them;
 // `replay --at` then starts from the nearest one (the same state, a timeline of the events
-// after it only), and `--full` prints every event again.
+// after it only), and `--full` prints every event again. `--prune --keep 2` then leaves the
+// newest two, and a replay before them folds from the start.
 func TestReplayFromSnapshots(t *testing.T) {
 	evs := loggen.Events("snapped", 200, 9, genStart, time.Second)
 	for i := range evs {
@@ -206,7 +207,7 @@ func TestReplayFromSnapshots(t *testing.T) {
 		require.NoError(t, loggen.Write(t.Context(), js, len(evs), func() events.Envelope { i++; return evs[i-1] }))
 	})
 	data := "--data=" + dir
-	out, err := runCLI(t, "projections", "snapshot", data, "--room", "snapped", "--every", "30", "--verify")
+	out, err := runCLI(t, "projections", "snapshot", data, "--room", "snapped", "--every", "30", "--verify", "--keep", "100")
 	require.NoError(t, err)
 	require.Contains(t, out, "room snapped: 7 new snapshots")
 	require.Contains(t, out, "room snapped: 7 snapshots verified against the log")
@@ -248,4 +249,23 @@ func TestReplayFromSnapshots(t *testing.T) {
 			require.Len(t, got.Events, len(before)-int(got.FromSnapshot))
 		}
 	}
+
+	out, err = runCLI(t, "projections", "snapshot", data, "--prune", "--keep", "2")
+	require.NoError(t, err)
+	require.Contains(t, out, "room snapped: 5 snapshots deleted")
+	out, err = runCLI(t, "projections", "snapshot", data, "--room", "snapped", "--verify")
+	require.NoError(t, err)
+	require.Contains(t, out, "room snapped: 0 new snapshots")
+	require.Contains(t, out, "room snapped: 2 snapshots verified against the log")
+	at := evs[95].Time
+	out, err = runCLI(t, "replay", data, "--room", "snapped", "--at", at.Format(time.RFC3339Nano), "--json")
+	require.NoError(t, err)
+	var got replayJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	want, err := projections.FoldUntil("snapped", evs, at)
+	require.NoError(t, err)
+	require.Equal(t, mustJSON(t, roomsapi.ViewOf(want)), mustJSON(t, got.State))
+	require.Zero(t, got.FromSnapshot, "the snapshots before event 95 are pruned")
+	_, err = runCLI(t, "projections", "snapshot", data, "--prune", "--keep", "0")
+	require.ErrorContains(t, err, "keep at least 1")
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 	"github.com/jetmedia/jetmedia/tests/loggen"
+	"github.com/jetmedia/jetmedia/tests/testports"
 )
 
 // TestHelperServe is not a test: TestReadModelsSurviveKill9 runs the test binary with it as a
@@ -68,10 +68,7 @@ func TestReadModelsSurviveKill9(t *testing.T) {
 		lastOf[e.Room] = e.Seq
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testports.Addr(t)
 	startServe := func() *exec.Cmd {
 		argv, _ := json.Marshal([]string{"--data", dir, "--http", addr, "--udp-port", "0", "--log-level", "error"})
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")

@@ -28,7 +28,9 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.FPS, "fps", cfg.FPS, "video frames per second")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest RTP payload, bytes")
 	fs.StringVar(&cfg.Viewer, "viewer", cfg.Viewer, "how --mode whip subscribers receive: lite (pion's protocol libraries, viewers sharing batched sockets: a few µs of CPU a packet, so the tool takes little from a server on the same machine) or pion (a PeerConnection each)")
+	fs.BoolVar(&cfg.ViewerTWCC, "viewer-twcc", cfg.ViewerTWCC, "pion viewers send transport-wide congestion feedback every 100 ms, as browsers do, so the server's bandwidth estimator runs for them")
 	fs.BoolVar(&cfg.Audio, "audio", cfg.Audio, "add a 50 packets/s audio track to each publisher")
+	fs.BoolVar(&cfg.Simulcast, "simulcast", false, "--mode whip: publish video in three simulcast layers (q, h, f at 10, 30 and 100 % of --bitrate); each viewer gets one")
 	fs.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread the subscribers' joins over this long")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "hold with every subscriber joined this long (measured)")
 	fs.StringVar(&cfg.Room, "room", cfg.Room, "room name prefix")
@@ -73,6 +75,14 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
+// viewerName is the report's viewer kind, with the feedback the viewers sent.
+func viewerName(r *loadgen.Report) string {
+	if r.ViewerTWCC {
+		return r.Viewer + " (transport-cc)"
+	}
+	return r.Viewer
+}
+
 func loadTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
@@ -83,8 +93,12 @@ func printReport(w io.Writer, r *loadgen.Report) {
 		fmt.Fprintf(w, "%s: %d room(s) of %d SDK publisher(s) + %d subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
 			r.URL, r.Rooms, r.Publishers/max(r.Rooms, 1), r.SubscribersPerPublisher, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
 	} else {
-		fmt.Fprintf(w, "%s: %d publisher(s) × %d %s subscriber(s), %d kbit/s at %d fps, ramp %.0fs, hold %.1fs\n",
-			r.URL, r.Publishers, r.SubscribersPerPublisher, r.Viewer, r.BitrateBPS/1000, r.FPS, r.RampSeconds, r.HoldSeconds)
+		layers := ""
+		if r.Simulcast {
+			layers = " (simulcast: 3 layers)"
+		}
+		fmt.Fprintf(w, "%s: %d publisher(s) × %d %s subscriber(s), %d kbit/s%s at %d fps, ramp %.0fs, hold %.1fs\n",
+			r.URL, r.Publishers, r.SubscribersPerPublisher, viewerName(r), r.BitrateBPS/1000, layers, r.FPS, r.RampSeconds, r.HoldSeconds)
 	}
 	fmt.Fprintf(w, "sent      %d packets, %d bytes\n", r.Sent.Packets, r.Sent.Bytes)
 	fmt.Fprintf(w, "received  %d packets, %d bytes (%.0f packets/s in the hold)\n", r.Received.Packets, r.Received.Bytes, r.ReceivedPPS)

@@ -22,6 +22,11 @@ Usage:
   jetmedia replay --room R [--json]      print a room's timeline and the state folded from it
   jetmedia cluster [--json]              list the nodes (zone, role, load, lease age) and the
                                          replicas and leader of the log and the buckets
+  jetmedia cluster forget <edge> [--domain D] [--yes] [--url URL --token T]
+                                         end a dead edge's sessions in the region's log and
+                                         stop sourcing its log (refused while its lease holds)
+  jetmedia cluster unforget <edge> [--domain D]
+                                         undo a forget: the edge sources its log again
   jetmedia audit verify [--room R] [--json]
                                          check each room's hash chain: intact, or the first
                                          event that breaks it (exit status 1)

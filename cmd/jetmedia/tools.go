@@ -153,6 +153,12 @@ func rooms(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func clusterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "forget" {
+		return clusterForgetCmd(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "unforget" {
+		return clusterUnforgetCmd(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	var cf connFlags
 	cf.register(fs)
@@ -202,13 +208,14 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return snapshotCmd(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "rebuild" {
-		fmt.Fprintln(stderr, "usage: jetmedia projections rebuild [--bucket B] | snapshot [--room R] [--every N] [--verify]  [--nats URL | --data DIR]")
+		fmt.Fprintln(stderr, "usage: jetmedia projections rebuild [--bucket B] [--from-snapshots] | snapshot [--room R] [--every N] [--verify] [--prune] [--keep K]  [--nats URL | --data DIR]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
 	var cf connFlags
 	cf.register(fs)
 	bucket := fs.String("bucket", "rooms-rebuild", "bucket to rebuild into (created fresh; never the live one)")
+	fromSnapshots := fs.Bool("from-snapshots", false, "fold each room from its newest valid snapshot (checked against the log) and the events after it, instead of the whole log")
 	if err := parse(fs, args[1:], stderr); err != nil {
 		return err
 	}
@@ -217,7 +224,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer c.close()
-	return logtools.Rebuild(ctx, c.js, *bucket, stdout)
+	return logtools.Rebuild(ctx, c.js, *bucket, *fromSnapshots, stdout, stderr)
 }
 
 func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -228,11 +235,16 @@ func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.Room, "room", "", "the room to snapshot (default: every room of the log)")
 	fs.IntVar(&o.Every, "every", projections.SnapshotEvery, "events between two snapshots")
 	fs.BoolVar(&o.Verify, "verify", false, "then verify every snapshot of the rooms against the log (folds each room's log)")
+	fs.BoolVar(&o.Prune, "prune", false, "only delete each room's snapshots but the newest --keep (never the newest valid one); write none")
+	fs.IntVar(&o.Keep, "keep", projections.SnapshotKeepDefault, "snapshots kept per room when pruning (after writing, or with --prune); at least 1")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if o.Room != "" && !events.ValidID(o.Room) {
 		return fmt.Errorf("--room %q: give a valid room id", o.Room)
+	}
+	if o.Keep < 1 {
+		return fmt.Errorf("--keep %d: keep at least 1 snapshot per room", o.Keep)
 	}
 	c, err := cf.open(ctx)
 	if err != nil {

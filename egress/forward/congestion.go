@@ -82,7 +82,7 @@ type bweOutput struct {
 	kind     allocate.Kind
 	fan      *Fanout // a single-layer track's; a simulcast one's moves with the layer
 	track    *Track  // a simulcast track (with Layers), else nil
-	keyframe func()
+	keyframe func(layer string)
 	// A simulcast track's layer last asked for (-1: none yet) and since when it is on its
 	// lowest allowed layer with not even that layer allotted (Step's goroutine).
 	asked      int
@@ -428,7 +428,11 @@ func (c *Congestion) apply(o *Output, b *bweOutput, open bool) {
 	case open && o.gate.CompareAndSwap(gatePaused, gateResume):
 		c.Resumes.Add(1)
 		if b.keyframe != nil {
-			b.keyframe() // the viewer's decoder needs one to show the track again
+			layer := ""
+			if b.track != nil {
+				layer = b.track.SimulcastLayer()
+			}
+			b.keyframe(layer) // the viewer's decoder needs one to show the track again
 		}
 	}
 }

@@ -48,10 +48,13 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 	cc := &forward.Congestion{Estimates: est}
 	hub.Congest(cc)
 
-	var keyframes sync.Map // layer switches ask for key frames
+	var (
+		kmu       sync.Mutex
+		keyframes []string // the layers switches and resumes asked key frames of
+	)
 	track := &forward.Track{Hub: hub, Room: "r", TrackID: "cam", Stream: "s", MediaKind: "video",
 		Codec: "video/VP8", Layers: layers,
-		OnKeyframeRequest: func() { keyframes.Store(time.Now(), true) }}
+		OnKeyframeRequest: func(layer string) { kmu.Lock(); keyframes = append(keyframes, layer); kmu.Unlock() }}
 	col := &collector{}
 	out := forward.NewOutput(9, 96, col)
 	out.StartAtKeyframe(forward.KeyframeStart("video/VP8")) // as Bind does for a video viewer
@@ -105,6 +108,10 @@ func TestCongestionMovesSimulcastLayers(t *testing.T) {
 
 	est.set(300_000, true) // a 300 kbit/s path: only q (160 kbit/s) fits 90 % of it
 	require.True(t, run(500, layerIs("q")), "the viewer moved to the low layer (now %s, target %+v)", track.Layer(), track.Target())
+	kmu.Lock()
+	require.NotEmpty(t, keyframes)
+	require.Equal(t, "q", keyframes[len(keyframes)-1], "the switch asked a key frame of the layer it waited for, not of every layer: %q", keyframes)
+	kmu.Unlock()
 	t.Logf("300 kbit/s: layer %s after %d layer downs; target bitrate %d", track.Layer(), cc.LayerDowns.Load(), track.Target().Bitrate)
 	atQ := col.len()
 	run(200, nil)

@@ -44,7 +44,7 @@ func TestCongestionPausesVideoAndResumesWithoutGap(t *testing.T) {
 	video.add(vout)
 	audio.add(aout)
 	keyframes := 0
-	c.add("v", &Track{MediaKind: "video", OnKeyframeRequest: func() { keyframes++ }}, vout, &video)
+	c.add("v", &Track{MediaKind: "video", OnKeyframeRequest: func(string) { keyframes++ }}, vout, &video)
 	c.add("a", &Track{MediaKind: "audio"}, aout, &audio)
 
 	now := time.Unix(0, 0)

@@ -274,6 +274,12 @@ func (l *lane) write(pkt []byte, batch Batcher) {
 				l.hdr.Extensions = l.ext
 			}
 			o.rw.RewriteHeader(&l.hdr)
+			// Room for the viewer's own extensions (the transport-wide sequence number):
+			// pion's SetExtension appends, which would allocate per packet on a nil slice.
+			if cap(l.ext) == 0 {
+				l.ext = make([]rtp.Extension, 0, 4)
+			}
+			l.hdr.Extensions = l.ext[:0]
 			if _, err := o.hw.WriteRTP(&l.hdr, payload); err != nil {
 				l.stats.DroppedWrite++
 				l.stats.Dropped++

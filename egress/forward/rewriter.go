@@ -72,7 +72,14 @@ func blankExtension(pkt []byte) {
 func (r *Rewriter) next(seq uint16, ts, ssrc uint32) (uint16, uint32) {
 	first := !r.started
 	if first {
+		// The viewer's stream starts below 2^15 (the source's number with its top bit
+		// cleared): SRTP receivers guess the rollover counter from the first packet they
+		// decrypt (RFC 3711 3.3.1), so a stream that started near 65535 and wrapped before the
+		// viewer's first packet got through (lost, or dropped before DTLS was up) would be
+		// guessed one roll short and never decrypt again. libwebrtc starts its senders below
+		// 2^15 for the same reason.
 		r.started, r.srcSSRC = true, ssrc
+		r.seqOffset = -(seq & 0x8000)
 	} else if ssrc != r.srcSSRC {
 		// New source (a publisher that reconnected, or another simulcast layer at its key
 		// frame): continue after the last packet sent, one frame of 90 kHz later, enough for

@@ -35,7 +35,7 @@ func TestRewriterHeader(t *testing.T) {
 		require.Equal(t, uint32(0xCAFE), p.SSRC)
 		require.Equal(t, uint8(96), p.PayloadType)
 		require.Equal(t, marker, p.Marker, "marker bit kept")
-		require.Equal(t, uint16(10), p.SequenceNumber, "first source keeps its numbering")
+		require.Equal(t, uint16(10), p.SequenceNumber, "first source below 2^15 keeps its numbering")
 		require.Equal(t, uint32(1000), p.Timestamp)
 		require.Equal(t, "frame", string(p.Payload), "payload untouched")
 	}
@@ -63,9 +63,15 @@ func TestRewriterSourceSwitch(t *testing.T) {
 		{"switch back and forth",
 			[]in{{1, 10, 0}, {2, 60000, 1 << 31}, {2, 60001, 1<<31 + 10}, {1, 11, 90}},
 			[]uint16{10, 11, 12, 13}, []uint32{0, 3000, 3010, 6010}},
+		{"first packet's number above 2^15 starts the viewer below it",
+			[]in{{1, 65534, 100}, {1, 65535, 200}, {1, 0, 300}, {2, 7, 5}, {2, 8, 6}},
+			[]uint16{32766, 32767, 32768, 32769, 32770}, []uint32{100, 200, 300, 3300, 3301}},
 		{"switch across the sequence wrap",
-			[]in{{1, 65534, 100}, {1, 65535, 200}, {2, 7, 5}, {2, 8, 6}},
-			[]uint16{65534, 65535, 0, 1}, []uint32{100, 200, 3200, 3201}},
+			[]in{{1, 32766, 100}, {1, 32767, 200}, {2, 7, 5}, {2, 8, 6}, {1, 32768, 300}, {1, 32769, 400}},
+			[]uint16{32766, 32767, 32768, 32769, 32770, 32771}, []uint32{100, 200, 3200, 3201, 6201, 6301}},
+		{"the viewer's numbers wrap where the source's do",
+			[]in{{1, 30000, 1}, {1, 65535, 2}, {1, 0, 3}},
+			[]uint16{30000, 65535, 0}, []uint32{1, 2, 3}},
 		{"reordered packet after a switch continues from the newest",
 			[]in{{1, 100, 1000}, {1, 102, 3000}, {1, 101, 2000}, {2, 40, 0}},
 			[]uint16{100, 102, 101, 103}, []uint32{1000, 3000, 2000, 6000}},
@@ -87,6 +93,24 @@ func TestRewriterSourceSwitch(t *testing.T) {
 				require.Equal(t, x.ssrc, rw.Source())
 			}
 		})
+	}
+}
+
+// Whatever the source's first number, the viewer's stream starts below 2^15, and every later
+// packet keeps the distance to it (SRTP's rollover guess at the receiver needs that margin).
+func TestRewriterStartsBelowHalfRange(t *testing.T) {
+	for _, first := range []uint16{0, 1, 32767, 32768, 40000, 65535} {
+		rw := forward.Rewriter{SSRC: 9, PayloadType: 96}
+		b := packet(t, 1, first, 0, false, "x")
+		require.True(t, rw.Rewrite(b))
+		out := parse(t, b).SequenceNumber
+		require.Less(t, out, uint16(1<<15), "first source number %d", first)
+		next := packet(t, 1, first+100, 0, false, "x")
+		require.True(t, rw.Rewrite(next))
+		require.Equal(t, out+100, parse(t, next).SequenceNumber)
+		src, ok := rw.SourceSeq(out + 100)
+		require.True(t, ok)
+		require.Equal(t, first+100, src)
 	}
 }
 

@@ -30,9 +30,13 @@ type Track struct {
 	Choose Chooser
 	// OnBound runs once packets flow to the client unless they began with the track's cached
 	// key frame (request a keyframe there, so a new client sees a picture at once: a video
-	// client's packets wait for it). OnKeyframeRequest runs for the client's PLI and FIR,
-	// and while a layer switch waits for a key frame.
-	OnBound, OnKeyframeRequest func()
+	// client's packets wait for it), naming the simulcast layer the client starts on ("" for
+	// a track without simulcast).
+	OnBound func(layer string)
+	// OnKeyframeRequest runs for the client's PLI and FIR, naming the layer the client is
+	// on, and while a layer switch waits for a key frame, naming the layer it waits for
+	// ("" for a track without simulcast).
+	OnKeyframeRequest func(layer string)
 	// OnLayer, if set, runs after the viewer's layer changed (at the new layer's key frame).
 	OnLayer func(layer string)
 
@@ -111,7 +115,7 @@ func (t *Track) bind(sender string, out *Output) error {
 	t.mu.Unlock()
 	t.Hub.congestionControl().add(sender, t, out, fan)
 	if t.OnBound != nil && out.isKey == nil {
-		t.OnBound()
+		t.OnBound(t.SimulcastLayer())
 	} // else when the viewer's transport is up (ReadRTCP), unless the cache served it
 	return nil
 }
@@ -143,10 +147,18 @@ func (t *Track) Detach() {
 func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
 	t.startWhenConnected(sender)
 	lost := make([]uint16, 0, 64)
+	buf := make([]byte, 1500)
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		n, _, err := sender.Read(buf)
 		if err != nil {
 			return
+		}
+		if !answerable(buf[:n]) {
+			continue // reports and transport-wide feedback: parsing them would only allocate
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
 		}
 		for _, p := range pkts {
 			switch p := p.(type) {
@@ -163,11 +175,27 @@ func (t *Track) ReadRTCP(sender *webrtc.RTPSender) {
 				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				if t.OnKeyframeRequest != nil {
-					t.OnKeyframeRequest()
+					t.OnKeyframeRequest(t.SimulcastLayer())
 				}
 			}
 		}
 	}
+}
+
+// answerable reports whether a compound RTCP packet holds something ReadRTCP answers: a
+// NACK (RTPFB 1), a PLI (PSFB 1) or a FIR (PSFB 4). A viewer's RTCP is mostly receiver
+// reports and, ten times a second, transport-wide feedback, which pion's ReadRTCP would
+// parse into fresh objects (and a fresh buffer) each time.
+func answerable(compound []byte) bool {
+	for len(compound) >= 4 {
+		pt, f := rtcp.PacketType(compound[1]), compound[0]&0x1f
+		if (pt == rtcp.TypeTransportSpecificFeedback && f == rtcp.FormatTLN) ||
+			(pt == rtcp.TypePayloadSpecificFeedback && (f == rtcp.FormatPLI || f == rtcp.FormatFIR)) {
+			return true
+		}
+		compound = compound[min(4*((int(compound[2])<<8|int(compound[3]))+1), len(compound)):]
+	}
+	return false
 }
 
 // startPoll is how often startWhenConnected looks at the client's transport, and startWithin
@@ -198,7 +226,7 @@ func (t *Track) startWhenConnected(sender *webrtc.RTPSender) {
 		tr := sender.Transport()
 		if tr == nil || time.Now().After(deadline) {
 			if bound && !fan.start(out) && t.OnBound != nil { // play it anyway
-				t.OnBound()
+				t.OnBound(t.SimulcastLayer())
 			}
 			return
 		}
@@ -208,7 +236,7 @@ func (t *Track) startWhenConnected(sender *webrtc.RTPSender) {
 		case webrtc.DTLSTransportStateConnected:
 			if bound {
 				if !fan.start(out) && t.OnBound != nil {
-					t.OnBound()
+					t.OnBound(t.SimulcastLayer())
 				}
 				return
 			}
@@ -243,6 +271,14 @@ func (t *Track) Layer() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.layer
+}
+
+// SimulcastLayer is the layer the client is on, "" for a track without simulcast.
+func (t *Track) SimulcastLayer() string {
+	if len(t.Layers) == 0 {
+		return ""
+	}
+	return t.Layer()
 }
 
 // current is the fan-out the viewer is attached to, its layer and target.
@@ -319,7 +355,7 @@ func (t *Track) switched(layer string, f *Fanout, detach func()) {
 // held, or the retry timer's goroutine).
 func (t *Track) askKeyframe() {
 	if t.OnKeyframeRequest != nil {
-		t.OnKeyframeRequest()
+		t.OnKeyframeRequest(t.pending)
 	}
 	t.retry = time.AfterFunc(keyframeRetry, func() {
 		t.sw.Lock()

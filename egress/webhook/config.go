@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // Endpoint is one receiver of events.
@@ -189,6 +191,8 @@ type Config struct {
 	// Client sends the requests (default: a client with Timeout).
 	Client *http.Client
 	Logger *slog.Logger
+	// Storage gives the parked stream the log's replicas and placement (the node sets it).
+	Storage eventlog.StorageConfig
 }
 
 // Defaults returns the documented defaults (no endpoints).

@@ -92,7 +92,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Deliverer,
 	if d.client == nil {
 		d.client = &http.Client{Timeout: cfg.Timeout}
 	}
-	if err := DeclareParked(ctx, js); err != nil {
+	if err := DeclareParked(ctx, js, cfg.Storage); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

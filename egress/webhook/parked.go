@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 )
 
 // StreamParked holds the events that ran out of attempts, on parked.<endpoint id>.<room>
@@ -30,9 +32,11 @@ const (
 // ParkedSubject is where an endpoint's parked events of a room are stored.
 func ParkedSubject(endpointID, room string) string { return "parked." + endpointID + "." + room }
 
-// DeclareParked creates or updates the parked stream.
-func DeclareParked(ctx context.Context, js jetstream.JetStream) error {
+// DeclareParked creates or updates the parked stream, with sc's replicas and placement.
+func DeclareParked(ctx context.Context, js jetstream.JetStream, sc eventlog.StorageConfig) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
 		Name:        StreamParked,
 		Description: "jetmedia webhook events that ran out of attempts, until redriven",
 		Subjects:    []string{ParkedSubjects},

@@ -31,6 +31,10 @@ func NewCore(t rtc.Timeouts, peer rtc.Peer, publisher string, tracks []string) *
 	return c
 }
 
+// Tracks are the tracks the viewer plays (fixed when the core is made: safe to read outside
+// the session's lock).
+func (c *Core) Tracks() []string { return c.tracks }
+
 // Answered: the viewer is in the room and subscribed to the tracks.
 func (c *Core) Answered(now time.Time, remoteAddr, userAgent string) Output {
 	out := c.Lifecycle.Answered(now, remoteAddr, userAgent)
@@ -43,8 +47,9 @@ func (c *Core) Answered(now time.Time, remoteAddr, userAgent string) Output {
 	return out
 }
 
-// Bound: media for track starts flowing to the viewer. A video keyframe is requested at once
-// so the viewer sees a picture without waiting for the publisher's next periodic one.
+// Bound: media for track (a rtc.LayerKey: the simulcast layer it starts on) starts flowing
+// to the viewer. A video keyframe is requested at once so the viewer sees a picture without
+// waiting for the publisher's next periodic one.
 func (c *Core) Bound(now time.Time, track string, video bool) Output {
 	if !video {
 		return Output{}

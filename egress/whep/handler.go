@@ -105,6 +105,12 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	for i, t := range chosen {
 		ids[i] = t.Track
 	}
+	if gone := h.playing.endedOf(o.Room, ids); len(gone) > 0 {
+		// The room's state named a publisher whose tracks ended since (it left as another
+		// joined): the next try finds the room as it is now.
+		return &rtc.HTTPError{Status: http.StatusConflict, RetryAfter: 1,
+			Msg: fmt.Sprintf("the tracks of the publisher in room %q just ended; retry", o.Room)}
+	}
 	v := &viewer{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o), publisher, ids)}
 	// The layer extension of the WHEP draft: where the viewer chooses its simulcast layer.
 	w.Header().Add("Link", fmt.Sprintf("<%s/%s%s%s/layer>; rel=%q", h.ep.Prefix, o.Room, h.ep.SessionSegment,
@@ -116,8 +122,23 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	var s *rtc.Session
 	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) {
 		s = ss
-		h.playing.add(o.Room, ss, v)
+		gone := h.playing.add(o.Room, ss, v, ids)
 		ss.OnClose(func() { h.playing.remove(o.Room, ss) })
+		// A track the catalog named may have ended before the session was indexed.
+		if len(gone) > 0 {
+			now := h.cfg.Sessions.Now()
+			ss.Step(func(rtc.Core) Output {
+				var out Output
+				for _, t := range gone {
+					o := v.core.Unpublished(now, t)
+					out.Events = append(out.Events, o.Events...)
+					if o.Close != "" {
+						out.Close = o.Close
+					}
+				}
+				return out
+			})
+		}
 	}, func() error {
 		for _, spec := range chosen {
 			t := v.track(s, spec, publisher)
@@ -194,8 +215,9 @@ func (v *viewer) simulcast() []*forward.Track {
 	return out
 }
 
-// sendPLI asks the publisher's node for a keyframe of track (on the session's goroutine).
-func (v *viewer) sendPLI(s *rtc.Session, track string) { rtc.AskPublisher(v.h.cfg.Bus, s, track) }
+// sendPLI asks the publisher's node for a keyframe of track or of one of its layers (a
+// rtc.LayerKey), on the session's goroutine.
+func (v *viewer) sendPLI(s *rtc.Session, key string) { rtc.AskPublisher(v.h.cfg.Bus, s, key) }
 
 // startingUp reports whether the viewer wants a kind (left in wanted) that the publisher does not
 // send yet while its newest track is younger than StartGrace: more tracks are likely on the way.
@@ -222,14 +244,15 @@ func (v *viewer) track(s *rtc.Session, spec TrackSpec, publisher string) *forwar
 	return &forward.Track{
 		Hub: v.h.cfg.Hub, Room: s.Room, TrackID: spec.Track, Stream: publisher,
 		MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.Fmtp, Layers: layersOf(spec),
-		OnBound: func() {
-			now := v.h.cfg.Sessions.Now()
+		OnBound: func(layer string) {
+			now, key := v.h.cfg.Sessions.Now(), rtc.LayerKey(spec.Track, layer)
 			video := spec.Kind == "video"
-			s.Step(func(rtc.Core) Output { return v.core.Bound(now, spec.Track, video) })
+			s.Step(func(rtc.Core) Output { return v.core.Bound(now, key, video) })
 		},
-		OnKeyframeRequest: func() {
+		OnKeyframeRequest: func(layer string) {
 			now := v.h.cfg.Sessions.Now()
-			s.Step(func(rtc.Core) Output { return v.core.KeyframeRequested(now, spec.Track) })
+			key := rtc.LayerKey(spec.Track, layer)
+			s.Step(func(rtc.Core) Output { return v.core.KeyframeRequested(now, key) })
 		},
 	}
 }

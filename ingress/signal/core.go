@@ -103,6 +103,10 @@ type Core struct {
 	tracks map[string]TrackSpec
 	// sent is what the client was told to send of its simulcast tracks (core_pause.go).
 	sent map[string]*sentLayers
+	// subs: this peer's subscriptions in the room's state, by track; resyncing: set between
+	// KVResync and KVResynced (core_resync.go).
+	subs      map[string]bool
+	resyncing *resync
 	// subscribed tracks (forwarded to this client), and announced publishes not yet started.
 	subscribed map[string]bool
 	announced  []ClientMessage
@@ -133,7 +137,7 @@ type Core struct {
 func NewCore(t rtc.Timeouts, room, peer, node string, claims auth.Claims, autoSubscribe bool) *Core {
 	c := &Core{room: room, peer: peer, node: node, claims: claims, auto: autoSubscribe,
 		peers: map[string]PeerInfo{}, tracks: map[string]TrackSpec{}, subscribed: map[string]bool{},
-		muted: map[string]bool{}}
+		muted: map[string]bool{}, subs: map[string]bool{}}
 	c.Lifecycle = rtc.NewLifecycle(t, rtc.Peer{ID: peer, Node: node, Transport: Transport, Role: c.role(),
 		Identity: claims.Identity, Name: claims.Name}, c.ending)
 	c.setLimits(Limits{})
@@ -204,6 +208,7 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 	if !ok {
 		return out
 	}
+	c.confirm(kind, id)
 	switch kind {
 	case "peer":
 		var p peerRecord
@@ -239,8 +244,13 @@ func (c *Core) KVPut(_ time.Time, key string, value []byte) Output {
 		}
 	case "sub":
 		var s subRecord
-		if json.Unmarshal(value, &s) != nil || s.Peer != c.peer || !c.ready {
+		if json.Unmarshal(value, &s) != nil || s.Peer != c.peer {
 			return out
+		}
+		known := c.subs[s.Track]
+		c.subs[s.Track] = true
+		if !c.ready || (known && c.resyncing != nil) {
+			return out // a resync's repeat of a subscription the client knows is no news
 		}
 		if t, ok := c.tracks[s.Track]; ok {
 			out.Send = append(out.Send, ServerMessage{Type: TypeSubscription, Track: trackInfo(t), State: "active"})
@@ -259,6 +269,7 @@ func (c *Core) KVDeleted(_ time.Time, key string) Output {
 	if !ok {
 		return out
 	}
+	c.confirm(kind, id)
 	switch kind {
 	case "peer":
 		info, known := c.peers[id]
@@ -281,6 +292,9 @@ func (c *Core) KVDeleted(_ time.Time, key string) Output {
 		}
 	case "sub":
 		p, track, _ := strings.Cut(id, ".")
+		if p == c.peer {
+			delete(c.subs, track)
+		}
 		if p == c.peer && c.ready {
 			if t, ok := c.tracks[track]; ok {
 				out.Send = append(out.Send, ServerMessage{Type: TypeSubscription, Track: trackInfo(t), State: "ended"})

@@ -10,7 +10,9 @@
 // each session is an rtc.Session in the node's one registry. A session's loop runs apart from
 // its WebSocket, so a socket that drops can be replaced by a resume within the grace period
 // (Config.ResumeGrace); the core decides (SocketClosed, Tick, Resume), the loop only swaps
-// sockets.
+// sockets. A session whose room watch stays behind the node's one watch of room records
+// (Handler.RoomWritten) replaces it, and the core resyncs from the new watch's initial state
+// (KVResync, KVResynced): a watch whose consumer died with a node can stay silent for good.
 //
 // It imports events, pipeline (auth, mediabus, rtc), nats.go for the KV watch and data
 // subjects, and the WebSocket library; never egress (subscribed tracks come from a Deliverer

@@ -34,9 +34,10 @@ type Verifier interface {
 }
 
 // Deliverer makes the pion track that carries one published track to one client: onBound runs
-// once packets flow to it, onKeyframeRequest for the client's PLI and FIR. Egress provides it
-// (a forward.Track on the node's hub), wired by cmd, because ingress may not import egress.
-type Deliverer func(room string, spec TrackSpec, onBound, onKeyframeRequest func()) DeliveredTrack
+// once packets flow to it, onKeyframeRequest for the client's PLI and FIR and a layer switch's
+// key frame, each naming the simulcast layer it is about ("" for all). Egress provides it (a
+// forward.Track on the node's hub), wired by cmd, because ingress may not import egress.
+type Deliverer func(room string, spec TrackSpec, onBound, onKeyframeRequest func(layer string)) DeliveredTrack
 
 // LayerChooser is a DeliveredTrack that forwards one of several simulcast layers; the client's
 // choice reaches it here (nil pointers: unchanged).
@@ -98,6 +99,8 @@ type Handler struct {
 	// speakers: each room's latest ranking of speakers on this node (rooms where someone
 	// speaks), for the sessions that join after it changed.
 	speakers map[string][]audiolevel.Speaker
+	// rooms: the running sessions by room, for RoomWritten.
+	rooms map[string]map[*conn]struct{}
 }
 
 // New returns a handler.
@@ -121,7 +124,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "signal"), live: map[string]*conn{},
-		speakers: map[string][]audiolevel.Speaker{}}, nil
+		speakers: map[string][]audiolevel.Speaker{}, rooms: map[string]map[*conn]struct{}{}}, nil
 }
 
 // Register adds the WebSocket route to mux.
@@ -423,7 +426,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	id := events.NewID()
 	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
 		simulcast: map[*webrtc.RTPTransceiver][]string{}, layered: map[*webrtc.RTPReceiver]TrackSpec{},
-		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1)}
+		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1), behind: make(chan struct{}, 1)}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
 	opts := JoinOptions{Metadata: join.Metadata, Limits: h.cfg.Limits}
 	if h.cfg.ResumeGrace > 0 {
@@ -482,6 +485,10 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	})
 	h.mu.Lock()
 	h.live[id] = c
+	if h.rooms[room] == nil {
+		h.rooms[room] = map[*conn]struct{}{}
+	}
+	h.rooms[room][c] = struct{}{}
 	if sp := h.speakers[c.s.Room]; sp != nil {
 		c.tellSpeakers(sp)
 	}
@@ -531,22 +538,29 @@ type conn struct {
 	// (cap 1) wakes it. Only the latest counts, so the hub that tells it never blocks.
 	speakers    atomic.Pointer[[]audiolevel.Speaker]
 	speakersNew chan struct{}
+	// seen is the bucket sequence of the newest entry the session's room watch delivered;
+	// written, the newest write of the room's record the node's watch saw (RoomWritten);
+	// behind (cap 1) wakes the watch's goroutine when written passed seen (roomwatch.go).
+	seen, written atomic.Uint64
+	behind        chan struct{}
 }
 
 // input is one thing for the loop. sock names the socket a message or error came from.
 type input struct {
-	sock     *socket
-	msg      *ClientMessage
-	err      error
-	resume   *resumeReq
-	kv       jetstream.KeyValueEntry
-	ready    bool
-	data     *DataMessage
-	track    *webrtc.TrackRemote
-	rcv      *webrtc.RTPReceiver // track's
-	speakers *[]audiolevel.Speaker
-	cand     *webrtc.ICECandidate
-	layers   bool // time to report which layers of the client's simulcast tracks are watched
+	sock   *socket
+	msg    *ClientMessage
+	err    error
+	resume *resumeReq
+	kv     jetstream.KeyValueEntry
+	ready  bool
+	// resync: the room's watch was replaced, its initial state follows; resynced: it is in.
+	resync, resynced bool
+	data             *DataMessage
+	track            *webrtc.TrackRemote
+	rcv              *webrtc.RTPReceiver // track's
+	speakers         *[]audiolevel.Speaker
+	cand             *webrtc.ICECandidate
+	layers           bool // time to report which layers of the client's simulcast tracks are watched
 }
 
 // layersEvery is how often a session reports which layers of its client's simulcast tracks
@@ -660,43 +674,6 @@ func (c *conn) loop(watcher jetstream.KeyWatcher) {
 // anything later still arrives as a change.
 const watchStall = 2 * time.Second
 
-// watch feeds the room's KV state to the loop until the watch or the session ends.
-func (c *conn) watch(watcher jetstream.KeyWatcher) {
-	stall := time.NewTimer(watchStall)
-	defer stall.Stop()
-	ready := false
-	for {
-		var i input
-		select {
-		case e, ok := <-watcher.Updates():
-			if !ok {
-				return
-			}
-			i = input{kv: e}
-			if e == nil {
-				i = input{ready: true}
-			}
-		case <-stall.C:
-			c.s.Log.Info("room watch stalled before its initial values were done; taking the state read so far", "after", watchStall)
-			i = input{ready: true}
-		case <-c.ctx.Done():
-			return
-		}
-		if i.ready {
-			if ready {
-				continue
-			}
-			ready = true
-			stall.Stop()
-		} else if !ready {
-			stall.Reset(watchStall)
-		}
-		if !c.feed(i) {
-			return
-		}
-	}
-}
-
 // handle is the loop's step for one input.
 func (c *conn) handle(now time.Time, i input) {
 	switch {
@@ -708,6 +685,10 @@ func (c *conn) handle(now time.Time, i input) {
 		c.detach(now, "closed")
 	case i.ready:
 		c.step(func() Output { return c.core.KVReady(now) })
+	case i.resync:
+		c.step(func() Output { return c.core.KVResync(now) })
+	case i.resynced:
+		c.step(func() Output { return c.core.KVResynced(now) })
 	case i.kv != nil:
 		e := i.kv
 		if e.Operation() == jetstream.KeyValuePut {
@@ -736,6 +717,12 @@ func (c *conn) finish() {
 	c.h.mu.Lock()
 	if c.h.live[c.s.ID] == c {
 		delete(c.h.live, c.s.ID)
+	}
+	if in := c.h.rooms[c.s.Room]; in != nil {
+		delete(in, c)
+		if len(in) == 0 {
+			delete(c.h.rooms, c.s.Room)
+		}
 	}
 	c.h.forgetSpeakers(c.s.Room)
 	c.h.mu.Unlock()
@@ -1001,7 +988,7 @@ func (c *conn) offer() {
 // asks for its first keyframe and throttles the viewers' requests.
 func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 	if spec, ok := c.layered[rcv]; ok { // a further layer of a simulcast track
-		c.publishedLayer(tr, spec)
+		c.publishedLayer(tr, rcv, spec)
 		return
 	}
 	codec := tr.Codec()
@@ -1018,7 +1005,7 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		}
 	}
 	reg := c.h.cfg.Sessions
-	c.keys.Add(spec.Track, tr.SSRC())
+	c.keys.Add(spec.Track, tr.RID(), tr.SSRC())
 	now := reg.Now()
 	var ok bool
 	c.step(func() Output {
@@ -1030,10 +1017,10 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		return
 	}
 	bus := c.h.cfg.Bus
-	sub, err := bus.SubscribeFeedback(c.s.Room, spec.Track, func(data []byte) {
+	sub, err := bus.SubscribeFeedback(c.s.Room, spec.Track, func(layer string, data []byte) {
 		if rtc.IsKeyframeRequest(data) {
-			now := reg.Now()
-			c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, spec.Track) })
+			now, key := reg.Now(), rtc.LayerKey(spec.Track, layer)
+			c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, key) })
 		}
 	})
 	if err != nil {
@@ -1053,7 +1040,9 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 	if tr.Kind() == webrtc.RTPCodecTypeAudio {
 		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rcv.GetParameters()), sender)
 	}
+	rtc.EndReadsOnClose(c.s, tr, rcv)
 	reg.Go(func() { rtc.ReadRTP(src, sender, stopped, nil) })
+	reg.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 }
 
 // peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec
@@ -1061,17 +1050,20 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 const peekCodecWait = 2 * time.Second
 
 // publishedLayer starts moving a further simulcast layer of a published track.
-func (c *conn) publishedLayer(tr *webrtc.TrackRemote, spec TrackSpec) {
+func (c *conn) publishedLayer(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver, spec TrackSpec) {
 	if !slices.Contains(spec.Layers, tr.RID()) {
 		c.s.Log.Warn("simulcast layer not offered, ignored", "track", spec.Track, "rid", tr.RID())
 		return
 	}
-	c.keys.Add(spec.Track, tr.SSRC())
-	now := c.h.cfg.Sessions.Now()
-	c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, spec.Track) })
+	c.keys.Add(spec.Track, tr.RID(), tr.SSRC())
+	// The layer's first keyframe may have gone before anyone listened.
+	now, key := c.h.cfg.Sessions.Now(), rtc.LayerKey(spec.Track, tr.RID())
+	c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, key) })
 	stopped := c.stopped[spec.Track]
 	sender := c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID())
+	rtc.EndReadsOnClose(c.s, tr, rcv)
 	c.h.cfg.Sessions.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
+	c.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 }
 
 // layersOf are the layers the offers asked rcv's transceiver for ([rid] when unknown).

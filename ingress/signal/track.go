@@ -8,25 +8,27 @@ import "github.com/jetmedia/jetmedia/pipeline/rtc"
 func (c *conn) subTrack(spec TrackSpec) DeliveredTrack {
 	var t DeliveredTrack
 	reg := c.h.cfg.Sessions
-	keyframe := func() {
+	keyframe := func(layer string) {
 		now := reg.Now()
-		c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, spec.Track) })
+		key := rtc.LayerKey(spec.Track, layer)
+		c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, key) })
 	}
-	t = c.h.cfg.Deliver(c.s.Room, spec, func() {
+	t = c.h.cfg.Deliver(c.s.Room, spec, func(layer string) {
 		c.s.OnClose(t.Detach)
 		if spec.Kind == "video" {
-			keyframe()
+			keyframe(layer)
 		}
 	}, keyframe)
 	return t
 }
 
-// sendPLI is the session's OnPLI: a track the client publishes gets a PLI on its
-// PeerConnection; a track it receives, a keyframe request toward its publisher's node.
-func (c *conn) sendPLI(s *rtc.Session, track string) {
-	if c.keys.Owns(track) {
-		c.keys.Request(s, track)
+// sendPLI is the session's OnPLI for a track or one of its layers (a rtc.LayerKey): a track
+// the client publishes gets a PLI on its PeerConnection; a track it receives, a keyframe
+// request toward its publisher's node.
+func (c *conn) sendPLI(s *rtc.Session, key string) {
+	if c.keys.Owns(key) {
+		c.keys.Request(s, key)
 		return
 	}
-	rtc.AskPublisher(c.h.cfg.Bus, s, track)
+	rtc.AskPublisher(c.h.cfg.Bus, s, key)
 }

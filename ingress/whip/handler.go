@@ -110,13 +110,13 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.
 		s.Log.Warn("simulcast layer not in the offer, ignored", "track", info.Track, "rid", layer)
 		return
 	}
-	p.keys.Add(info.Track, tr.SSRC())
+	p.keys.Add(info.Track, layer, tr.SSRC())
 	if first {
 		reg := p.h.cfg.Sessions
-		sub, err := p.h.cfg.Bus.SubscribeFeedback(s.Room, info.Track, func(data []byte) {
+		sub, err := p.h.cfg.Bus.SubscribeFeedback(s.Room, info.Track, func(layer string, data []byte) {
 			if rtc.IsKeyframeRequest(data) {
-				now := reg.Now()
-				s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
+				now, key := reg.Now(), rtc.LayerKey(info.Track, layer)
+				s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, key) })
 			}
 		})
 		if err != nil {
@@ -129,13 +129,15 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.
 		s.Log.Debug("track published", "track", info.Track, "kind", info.Kind, "codec", info.Codec, "layers", info.Layers)
 	} else {
 		// A later layer: its first keyframe may have gone before anyone listened.
-		now := p.h.cfg.Sessions.Now()
-		s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, info.Track) })
+		now, key := p.h.cfg.Sessions.Now(), rtc.LayerKey(info.Track, layer)
+		s.Step(func(rtc.Core) Output { return p.core.KeyframeRequested(now, key) })
 	}
 	var dst rtc.RTPSender = p.h.cfg.Bus.Sender(s.Room, info.Track, layer)
 	if tr.Kind() == webrtc.RTPCodecTypeAudio {
 		dst = p.h.cfg.Levels.Tap(s, info.Track, rtc.AudioLevelID(rcv.GetParameters()), dst)
 	}
+	rtc.EndReadsOnClose(s, tr, rcv)
+	p.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 	rtc.ReadRTP(src, dst, nil, &p.h.rtp)
 }
 

@@ -1,11 +1,14 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,10 +51,16 @@ var ErrConflict = errors.New("pipeline: room log moved on (optimistic concurrenc
 // decides again.
 type Appender struct {
 	js jetstream.JetStream
+	// nc is js's connection, which the appender publishes on; timeout bounds a publish whose
+	// context has no deadline (js's default timeout, as jetstream.PublishMsg does).
+	nc      *nats.Conn
+	timeout time.Duration
 	// node names the writer in room.created events the appender adds.
 	node string
 
 	gate Gate // nil: none
+	// replies are the reply inboxes publishes are answered on.
+	replies *replies
 	// idle and now decide when a room's head is forgotten (see WithHeadIdle).
 	idle time.Duration
 	now  func() time.Time
@@ -63,8 +72,11 @@ type Appender struct {
 }
 
 type roomHead struct {
-	mu   sync.Mutex
-	last uint64
+	mu sync.Mutex
+	// filter is the room's RoomEventsFilter; subjects caches EventSubject by event type.
+	filter   string
+	subjects map[string]string
+	last     uint64
 	// hash is the chain hash of the event at last (events.Hash), the next event's prevhash.
 	hash  string
 	known bool
@@ -103,7 +115,9 @@ func WithClock(now func() time.Time) AppenderOption {
 
 // NewAppender returns an appender writing through js on behalf of node.
 func NewAppender(js jetstream.JetStream, node string, opts ...AppenderOption) *Appender {
-	a := &Appender{js: js, node: node, rooms: make(map[string]*roomHead), idle: DefaultHeadIdle, now: time.Now}
+	a := &Appender{js: js, nc: js.Conn(), timeout: js.Options().DefaultTimeout, node: node,
+		rooms: make(map[string]*roomHead), idle: DefaultHeadIdle, now: time.Now}
+	a.replies = newReplies(a.nc)
 	for _, o := range opts {
 		o(a)
 	}
@@ -122,7 +136,7 @@ func (a *Appender) head(room string) *roomHead {
 	}
 	h, ok := a.rooms[room]
 	if !ok {
-		h = &roomHead{}
+		h = &roomHead{filter: RoomEventsFilter(room)}
 		a.rooms[room] = h
 	}
 	h.users++
@@ -134,6 +148,14 @@ func (a *Appender) release(h *roomHead) {
 	defer a.mu.Unlock()
 	h.users--
 	h.used = a.now()
+}
+
+// Close releases the appender's reply subscriptions (those in use as their appends end). The
+// appender stays usable: later appends subscribe and unsubscribe a reply inbox each. An
+// appender that is not closed holds its idle inboxes (up to 256 subscriptions, no goroutines)
+// until its connection closes.
+func (a *Appender) Close() {
+	a.replies.close()
 }
 
 // Heads is the number of rooms whose head the appender remembers.
@@ -179,11 +201,10 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			return 0, fmt.Errorf("pipeline: append: events of rooms %s and %s in one call", room, e.Room)
 		}
 	}
-	ctx, done, err := a.gated(ctx)
+	failed, err := a.gateOpen()
 	if err != nil {
 		return 0, err
 	}
-	defer done()
 	h := a.head(room)
 	defer a.release(h)
 	h.mu.Lock()
@@ -191,7 +212,7 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 	var lastErr error
 	for attempt := range appendAttempts {
 		if !h.known {
-			seq, hash, err := a.readHead(ctx, room)
+			seq, hash, err := a.readHeadGated(ctx, room)
 			if err != nil {
 				return 0, err
 			}
@@ -208,7 +229,7 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			created.ID = "room-created-" + room
 			batch = append([]events.Envelope{created}, evs...)
 		}
-		seq, err := a.appendExpect(ctx, h, batch)
+		seq, err := a.appendExpect(ctx, h, batch, failed)
 		if err == nil {
 			return seq, nil
 		}
@@ -224,10 +245,15 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 		// it, so back off a random while before retrying, or a busy peer starves it. The
 		// window doubles: a replicated stream refuses every write of a room while another is
 		// in flight (a raft round trip), so writers there collide far more often than on R1.
+		backoff := time.NewTimer(rand.N(time.Millisecond << min(attempt, 6)))
 		select {
 		case <-ctx.Done():
+			backoff.Stop()
 			return 0, fmt.Errorf("pipeline: append to room %s: %w", room, ctx.Err())
-		case <-time.After(rand.N(time.Millisecond << min(attempt, 6))):
+		case <-failed:
+			backoff.Stop()
+			return 0, a.unavailable(fmt.Errorf("pipeline: append to room %s: %w", room, errLogFailed))
+		case <-backoff.C:
 		}
 	}
 	return 0, lastErr
@@ -239,18 +265,17 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	if len(evs) == 0 {
 		return expected, nil
 	}
-	ctx, done, err := a.gated(ctx)
+	failed, err := a.gateOpen()
 	if err != nil {
 		return 0, err
 	}
-	defer done()
 	h := a.head(evs[0].Room)
 	defer a.release(h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.known || h.last != expected {
 		// The next event's prevhash is the hash of the event at expected: read the head.
-		seq, hash, err := a.readHead(ctx, evs[0].Room)
+		seq, hash, err := a.readHeadGated(ctx, evs[0].Room)
 		if err != nil {
 			return 0, err
 		}
@@ -259,7 +284,7 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 			return 0, fmt.Errorf("%w: room %s: head is %d, expected %d", ErrConflict, evs[0].Room, seq, expected)
 		}
 	}
-	seq, err := a.appendExpect(ctx, h, evs)
+	seq, err := a.appendExpect(ctx, h, evs, failed)
 	if err != nil {
 		h.known = false
 		if !errors.Is(err, ErrConflict) {
@@ -269,8 +294,30 @@ func (a *Appender) AppendExpect(ctx context.Context, expected uint64, evs ...eve
 	return seq, err
 }
 
+// gateOpen refuses at once while the gate says the log cannot write, and otherwise returns the
+// channel closed when the log fails (nil without a gate), which ends an append's waits.
+func (a *Appender) gateOpen() (<-chan struct{}, error) {
+	if a.gate == nil {
+		return nil, nil
+	}
+	if err := a.gate.WriteErr(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return a.gate.WriteFailed(), nil
+}
+
+// readHeadGated is readHead cancelled if the log fails meanwhile (see Gate).
+func (a *Appender) readHeadGated(ctx context.Context, room string) (uint64, string, error) {
+	ctx, done, err := a.gated(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	defer done()
+	return a.readHead(ctx, room)
+}
+
 // gated refuses at once while the gate says the log cannot write, and otherwise returns ctx
-// cancelled if the log fails while the append runs (done releases it).
+// cancelled if the log fails while it is in use (done releases it).
 func (a *Appender) gated(ctx context.Context) (context.Context, func(), error) {
 	if a.gate == nil {
 		return ctx, func() {}, nil
@@ -301,6 +348,9 @@ func (a *Appender) unavailable(err error) error {
 			return fmt.Errorf("%w: %w (%v)", ErrUnavailable, gerr, err)
 		}
 	}
+	if errors.Is(err, errLogFailed) { // and recovered since
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
@@ -311,25 +361,43 @@ func (a *Appender) unavailable(err error) error {
 	return err
 }
 
-func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.Envelope) (uint64, error) {
+// appendExpect publishes evs one after the other, each chained on and checked against the
+// head before it. The hot path of every append: docs/benchmarks.md ("Append throughput,
+// second pass") says what each step costs.
+func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.Envelope, failed <-chan struct{}) (uint64, error) {
+	if len(evs) == 0 {
+		return h.last, nil
+	}
+	in, err := a.replies.take()
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: append %s to room %s: %w", evs[0].Type, evs[0].Room, err)
+	}
+	defer a.replies.give(in)
+	return a.publishEach(ctx, h, evs, in, failed)
+}
+
+func (a *Appender) publishEach(ctx context.Context, h *roomHead, evs []events.Envelope, in *replyInbox, failed <-chan struct{}) (uint64, error) {
+	var seqBuf [20]byte
 	for _, e := range evs {
 		e.PrevHash = h.hash
-		data, err := events.Encode(e)
+		data, err := events.AppendEncode(in.buf[:0], e)
 		if err != nil {
 			return 0, err
 		}
-		msg := &nats.Msg{Subject: EventSubject(e.Room, events.Kind(e.Type)), Data: data, Header: nats.Header{}}
-		ack, err := a.js.PublishMsg(ctx, msg,
-			jetstream.WithMsgID(e.ID),
-			jetstream.WithExpectStream(StreamEvents),
-			jetstream.WithExpectLastSequenceForSubject(h.last, RoomEventsFilter(e.Room)))
+		in.buf = data
+		in.msg.Subject, in.msg.Data = h.subject(e.Room, e.Type), data
+		hdr := in.msg.Header
+		hdr[jetstream.MsgIDHeader][0] = e.ID
+		hdr[jetstream.ExpectedLastSubjSeqHeader][0] = string(strconv.AppendUint(seqBuf[:0], h.last, 10))
+		hdr[jetstream.ExpectedLastSubjSeqSubjHeader][0] = h.filter
+		ack, err := a.publish(ctx, in, failed)
 		if err != nil {
 			if apiErr, ok := wrongLastSequence(err); ok {
 				return 0, fmt.Errorf("%w: room %s: %s", ErrConflict, e.Room, apiErr.Description)
 			}
 			return 0, fmt.Errorf("pipeline: append %s to room %s: %w", e.Type, e.Room, err)
 		}
-		if ack.Duplicate {
+		if ack.duplicate {
 			// Stored before (a retry, perhaps with another prevhash): the head may be past it;
 			// re-read it before the next write.
 			seq, hash, err := a.readHead(ctx, e.Room)
@@ -339,9 +407,103 @@ func (a *Appender) appendExpect(ctx context.Context, h *roomHead, evs []events.E
 			h.last, h.hash = seq, hash
 			continue
 		}
-		h.last, h.hash = ack.Sequence, events.Hash(data)
+		h.last, h.hash = ack.seq, events.Hash(data)
 	}
 	return h.last, nil
+}
+
+// subject is EventSubject for an event of the room, remembered per type.
+func (h *roomHead) subject(room, eventType string) string {
+	if s, ok := h.subjects[eventType]; ok {
+		return s
+	}
+	if h.subjects == nil {
+		h.subjects = make(map[string]string)
+	}
+	s := EventSubject(room, events.Kind(eventType))
+	if len(h.subjects) < maxCachedSubjects {
+		h.subjects[eventType] = s
+	}
+	return s
+}
+
+// maxCachedSubjects bounds a head's subject cache (event types are a few dozen).
+const maxCachedSubjects = 64
+
+// pubAck is what the appender needs of JetStream's answer to a publish.
+type pubAck struct {
+	seq       uint64
+	duplicate bool
+}
+
+// publish sends in.msg on the appender's connection and reads the stream's answer. It is
+// jetstream.PublishMsg without the per-call option processing, answered on a reusable inbox
+// and with a cheaper read of the common answer (the append hot path, measured in
+// docs/benchmarks.md): the headers are set by the caller, and a JetStream error comes back
+// as a *jetstream.APIError as PublishMsg returns it. A publish whose context has no deadline
+// is bounded by the JetStream context's default timeout, as with PublishMsg.
+func (a *Appender) publish(ctx context.Context, in *replyInbox, failed <-chan struct{}) (pubAck, error) {
+	resp, err := a.replies.request(ctx, in, a.timeout, failed)
+	if err != nil {
+		return pubAck{}, fmt.Errorf("publish: %w", err)
+	}
+	return parsePubAck(resp.Data)
+}
+
+// ackPrefix starts the answer to a message stored in the EVENTS stream.
+const ackPrefix = `{"stream":"` + StreamEvents + `",`
+
+// parsePubAck reads a publish's answer. The common one, {"stream":"EVENTS","seq":N} or with
+// the JetStream domain, {"stream":"EVENTS","domain":"D","seq":N} (the server writes both from
+// a template), is read without encoding/json; anything else (a duplicate, an error) goes
+// through encoding/json.
+func parsePubAck(data []byte) (pubAck, error) {
+	if seq, ok := fastPubAck(data); ok {
+		return pubAck{seq: seq}, nil
+	}
+	var r struct {
+		Stream    string              `json:"stream"`
+		Seq       uint64              `json:"seq"`
+		Duplicate bool                `json:"duplicate"`
+		Error     *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return pubAck{}, jetstream.ErrInvalidJSAck
+	}
+	if r.Error != nil {
+		return pubAck{}, fmt.Errorf("nats: %w", r.Error)
+	}
+	if r.Stream == "" {
+		return pubAck{}, jetstream.ErrInvalidJSAck
+	}
+	return pubAck{seq: r.Seq, duplicate: r.Duplicate}, nil
+}
+
+// fastPubAck reads the server's template answer for a stored message, or reports false.
+func fastPubAck(data []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(ackPrefix))
+	if !ok {
+		return 0, false
+	}
+	if domain, ok := bytes.CutPrefix(rest, []byte(`"domain":"`)); ok {
+		end := bytes.IndexByte(domain, '"')
+		if end < 0 || bytes.ContainsFunc(domain[:end], func(r rune) bool { return r == '\\' || r < ' ' }) {
+			return 0, false // an escape or a control character: let encoding/json judge it
+		}
+		if rest, ok = bytes.CutPrefix(domain[end+1:], []byte(",")); !ok {
+			return 0, false
+		}
+	}
+	digits, ok := bytes.CutPrefix(rest, []byte(`"seq":`))
+	if !ok {
+		return 0, false
+	}
+	digits, ok = bytes.CutSuffix(digits, []byte("}"))
+	if !ok || len(digits) == 0 || digits[0] < '1' || digits[0] > '9' {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(string(digits), 10, 64)
+	return seq, err == nil
 }
 
 // wrongLastSequence reports whether err is JetStream's answer to a stale expected sequence. A

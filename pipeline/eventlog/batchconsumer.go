@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -35,7 +36,15 @@ type BatchConsumerConfig struct {
 	// RetryDelay is the first pause before a failed batch is handed over again (default
 	// 50 ms); it doubles up to 5 s.
 	RetryDelay time.Duration
-	Logger     *slog.Logger
+	// Gapless says the filter takes every subject of the stream (EventsSubjects on EVENTS,
+	// which denies deletes), so its events come with consecutive stream sequences, apart from
+	// those the log's limits removed. An event after a sequence never handed over is then
+	// known to be out of order: JetStream redelivers a message it handed out and lost (with a
+	// consumer leader that died, say) only after AckWait, behind the newer ones, and a fold
+	// that saw the newer ones skips it as a redelivery. The missing events are read from the
+	// stream by sequence and handed over first, in order; their redelivery later is a no-op.
+	Gapless bool
+	Logger  *slog.Logger
 }
 
 // DefaultBatch is BatchConsumerConfig.Batch's default.
@@ -55,6 +64,8 @@ type BatchConsumer struct {
 	log *slog.Logger
 	// consumer is set by Declare, before Run's loop (Declare and Run are not concurrent).
 	consumer jetstream.Consumer
+	// last is the stream sequence of the newest event handled (Gapless), owned by Run.
+	last uint64
 }
 
 // NewBatchConsumer validates cfg and returns a consumer reading through js. It does not own
@@ -130,7 +141,10 @@ func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error 
 		return err
 	}
 	// A 5 s pull expiry, as the subscriber's: a lost pull request is noticed within seconds.
-	it, err := c.consumer.Messages(jetstream.PullMaxMessages(2*c.cfg.Batch), jetstream.PullExpiry(5*time.Second))
+	// A 1 s heartbeat: a pull request lost with a consumer leader that died is noticed in 2 s
+	// (the default, half the expiry, took 5 s after a kill).
+	it, err := c.consumer.Messages(jetstream.PullMaxMessages(2*c.cfg.Batch), jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("pipeline: consume %s: %w", c.cfg.Durable, err)
 	}
@@ -144,6 +158,7 @@ func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error 
 			return err
 		}
 		batch = batch[:0]
+		last := c.last
 		for _, m := range msgs {
 			st, err := storedEvent(m)
 			if err != nil {
@@ -151,11 +166,18 @@ func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error 
 				c.log.Error("skipping event without metadata", "subject", m.Subject(), "err", err)
 				continue
 			}
+			if c.missed(ctx, last, st.Seq) {
+				if batch, err = c.readMissing(ctx, batch, last+1, st.Seq); err != nil {
+					return ctx.Err()
+				}
+			}
 			batch = append(batch, st)
+			last = max(last, st.Seq)
 		}
 		if len(batch) > 0 && !c.handle(ctx, handle, batch, msgs) {
 			return ctx.Err()
 		}
+		c.last = last
 		for _, m := range msgs {
 			// A plain ack, not a double ack: a lost ack means one redelivery, which a fold
 			// with sequence checkpoints ignores.
@@ -165,6 +187,57 @@ func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error 
 		}
 		clear(msgs) // drop the references to the messages' buffers before reuse
 	}
+}
+
+// missed reports whether an event of sequence seq, after last, comes after one never handed
+// over (Gapless): a sequence skipped that the log still holds.
+func (c *BatchConsumer) missed(ctx context.Context, last, seq uint64) bool {
+	if !c.cfg.Gapless || last == 0 || seq <= last+1 {
+		return false
+	}
+	s, err := c.js.Stream(ctx, StreamEvents)
+	return err != nil || s.CachedInfo().State.FirstSeq < seq
+}
+
+// readMissing appends the stored events from..to-1 to batch, read from the stream by sequence
+// (those the log's limits removed meanwhile are skipped), asking again after a failed read
+// until ctx ends (then the error).
+func (c *BatchConsumer) readMissing(ctx context.Context, batch []StoredEvent, from, to uint64) ([]StoredEvent, error) {
+	c.log.Warn("events were not handed over; reading them from the log", "from_seq", from, "to_seq", to-1)
+	delay := c.cfg.RetryDelay
+	for seq := from; seq < to; {
+		st, err := c.readOne(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			seq++
+		case err == nil:
+			batch = append(batch, st)
+			seq++
+		default:
+			c.log.Warn("reading a missing event failed; trying again", "seq", seq, "err", err, "retry_in", delay)
+			select {
+			case <-ctx.Done():
+				return batch, ctx.Err()
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 5*time.Second)
+		}
+	}
+	return batch, nil
+}
+
+// readOne reads the stored event of sequence seq at the stream's leader: a replica behind it
+// (a direct get may be answered by any) would report an event stored a moment ago as not
+// found, and the event would be skipped as one the log's limits removed.
+func (c *BatchConsumer) readOne(ctx context.Context, seq uint64) (StoredEvent, error) {
+	st, ok, err := ReadAtLeader(ctx, c.js, seq)
+	if err != nil {
+		return StoredEvent{}, err
+	}
+	if !ok {
+		return StoredEvent{}, jetstream.ErrMsgNotFound
+	}
+	return st, nil
 }
 
 // Declare creates the durable, or recreates it at its ack floor if its last reader left
@@ -187,10 +260,27 @@ func (c *BatchConsumer) Declare(ctx context.Context) error {
 }
 
 // next fills msgs with the next batch: at least one event, then more while the server says it
-// has more to deliver, up to Batch.
+// has more to deliver or the client holds more already, up to Batch.
+//
+// The server's NumPending alone does not fill a batch while the handler is slower than the
+// appends: each event is pushed to the open pull request as it is stored, with nothing pending
+// behind it, so every batch was one event while many waited in the client's buffer. Under
+// -race on the loaded 2-core machine a batch's KV writes took 0.2-0.8 s, so one event per
+// batch fell behind a room appending 20 events/s, and the rooms bucket lagged the log by 10 s
+// and more before any node died (TestKillStreamLeader's lag probe).
 func (c *BatchConsumer) next(ctx context.Context, it jetstream.MessagesContext, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+	more := true // the server has more to deliver: wait for it
 	for len(msgs) < c.cfg.Batch {
-		m, err := it.Next()
+		var m jetstream.Msg
+		var err error
+		if more {
+			m, err = it.Next()
+		} else {
+			m, err = it.Next(jetstream.NextMaxWait(bufferedWait))
+			if errors.Is(err, nats.ErrTimeout) {
+				break // nothing more buffered
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				return msgs, fmt.Errorf("pipeline: consume %s: %w", c.cfg.Durable, err)
@@ -203,12 +293,18 @@ func (c *BatchConsumer) next(ctx context.Context, it jetstream.MessagesContext, 
 			continue
 		}
 		msgs = append(msgs, m)
-		if md, err := m.Metadata(); err != nil || md.NumPending == 0 {
-			break
-		}
+		md, err := m.Metadata()
+		more = err == nil && md.NumPending > 0
 	}
 	return msgs, nil
 }
+
+// pullExpiry is how long a pull request of the consumer stays open at the server.
+const pullExpiry = 5 * time.Second
+
+// bufferedWait is how long a batch waits for a further event once the server has none pending:
+// long enough to take what the client has buffered, short enough not to delay a lone event.
+const bufferedWait = time.Millisecond
 
 // handle runs the handler until it accepts the batch; false when ctx ended first.
 func (c *BatchConsumer) handle(ctx context.Context, fn BatchHandler, batch []StoredEvent, msgs []jetstream.Msg) bool {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
@@ -152,4 +153,108 @@ func TestBatchConsumerRedeclaresDeleted(t *testing.T) {
 	}
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// Events appended while the handler is busy come as one batch, not one batch each: the server
+// pushes each to the open pull request with nothing pending behind it, so only what the client
+// holds already tells that a batch can be bigger.
+func TestBatchConsumerBatchesWhileBusy(t *testing.T) {
+	n := start(t)
+	ctx := t.Context()
+	a := eventlog.NewAppender(n.js, "n1")
+	_, err := a.Append(ctx, joined(t, "r", "p0"))
+	require.NoError(t, err) // seqs 1 and 2
+	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{Durable: "busy",
+		Filter: eventlog.EventsSubjects, Batch: 64, RetryDelay: time.Millisecond})
+	require.NoError(t, err)
+	busy, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	rec := &batchRecorder{}
+	handle := func(ctx context.Context, batch []eventlog.StoredEvent) error {
+		once.Do(func() { close(busy); <-release }) // the first batch is slow
+		return rec.handle(ctx, batch)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx, handle) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	<-busy
+	const more = 20
+	for i := range more {
+		_, err := a.Append(ctx, joined(t, "r", fmt.Sprint("p", i+1)))
+		require.NoError(t, err)
+	}
+	cons, err := n.js.Consumer(ctx, eventlog.StreamEvents, "busy")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 2+more
+	}, 10*time.Second, 5*time.Millisecond, "every event delivered to the client while the handler is busy")
+	close(release)
+	require.Eventually(t, func() bool { seqs, _ := rec.snapshot(); return len(seqs) == 2+more }, 10*time.Second, 5*time.Millisecond)
+	_, sizes := rec.snapshot()
+	require.Equal(t, 2+more-sizes[0], sizes[1], "the events delivered meanwhile, in one batch: %v", sizes)
+}
+
+// A Gapless consumer handed an event after one it never got (here another reader took it and
+// never acknowledged it; after a kill it is a message the dead consumer leader handed out and
+// lost) reads the missing event from the log and hands it over first, in order; without
+// Gapless the missing event comes back only after AckWait (30 s here), behind the others.
+func TestBatchConsumerGapless(t *testing.T) {
+	for _, gapless := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gapless=%v", gapless), func(t *testing.T) {
+			n := start(t)
+			ctx := t.Context()
+			a := eventlog.NewAppender(n.js, "n1")
+			_, err := a.Append(ctx, joined(t, "r", "p0"))
+			require.NoError(t, err) // seqs 1, 2
+			c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{Durable: "gaps",
+				Filter: eventlog.EventsSubjects, RetryDelay: time.Millisecond, AckWait: 30 * time.Second, Gapless: gapless})
+			require.NoError(t, err)
+			rec := &batchRecorder{}
+			last := func() uint64 {
+				seqs, _ := rec.snapshot()
+				if len(seqs) == 0 {
+					return 0
+				}
+				return seqs[len(seqs)-1]
+			}
+			run := func(until uint64) {
+				runCtx, cancel := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() { done <- c.Run(runCtx, rec.handle) }()
+				require.Eventually(t, func() bool { return last() == until }, 10*time.Second, 5*time.Millisecond)
+				cancel()
+				require.NoError(t, <-done)
+			}
+			run(2)
+			cons, err := n.js.Consumer(ctx, eventlog.StreamEvents, "gaps")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { // the stopped run's pull request expired
+				info, err := cons.Info(ctx)
+				return err == nil && info.NumWaiting == 0
+			}, 10*time.Second, 20*time.Millisecond)
+			_, err = a.Append(ctx, joined(t, "r", "p1"))
+			require.NoError(t, err) // seq 3
+			lost, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			require.NoError(t, err)
+			for m := range lost.Messages() {
+				md, err := m.Metadata()
+				require.NoError(t, err)
+				require.Equal(t, uint64(3), md.Sequence.Stream, "taken and never acknowledged")
+			}
+			for i := range 2 {
+				_, err := a.Append(ctx, joined(t, "r", fmt.Sprint("p", i+2)))
+				require.NoError(t, err) // seqs 4, 5
+			}
+			run(5)
+			seqs, _ := rec.snapshot()
+			if gapless {
+				require.Equal(t, []uint64{1, 2, 3, 4, 5}, seqs, "3 read from the log, in order")
+			} else {
+				require.Equal(t, []uint64{1, 2, 4, 5}, seqs, "3 comes back only after AckWait")
+			}
+		})
+	}
 }

@@ -3,6 +3,8 @@ package eventlog
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +18,17 @@ type StorageConfig struct {
 	MaxBytes int64
 	// Replicas of the stream and buckets inside one cluster (1 on a single node).
 	Replicas int
+	// Region is the cluster (a region of a supercluster) the stream and buckets are placed
+	// in; "" places them where the declaring node's JetStream puts them (its own cluster).
+	Region string
+}
+
+// Placement is where sc places a stream or bucket: in Region, or nil for the server's choice.
+func (sc StorageConfig) Placement() *jetstream.Placement {
+	if sc.Region == "" {
+		return nil
+	}
+	return &jetstream.Placement{Cluster: sc.Region}
 }
 
 // EventsStreamConfig is the declaration of the EVENTS stream.
@@ -33,6 +46,7 @@ func EventsStreamConfig(sc StorageConfig) jetstream.StreamConfig {
 		MaxAge:      sc.MaxAge,
 		MaxBytes:    maxBytes,
 		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
 		DenyDelete:  true,
@@ -54,6 +68,7 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
 		// Keys of peers, tracks and subscriptions that ended are purged with a marker that
 		// expires (projections use jetstream.PurgeTTL(RoomsMarkerTTL)): a plain delete
 		// marker would stay forever, one per peer, track and subscription the room ever had,
@@ -62,8 +77,12 @@ func RoomsBucketConfig(bucket string, sc StorageConfig) jetstream.KeyValueConfig
 	}
 }
 
-// SnapshotsBucketConfig is the declaration of the snapshots bucket: one key per snapshot,
-// kept until deleted (a snapshot stays valid as long as the log holds its sequence).
+// SnapshotsMarkerTTL is how long the snapshots bucket keeps the marker of a key that
+// retention deleted: nothing watches the bucket, the markers only have to go.
+const SnapshotsMarkerTTL = time.Minute
+
+// SnapshotsBucketConfig is the declaration of the snapshots bucket: one key per snapshot (or
+// per part of a large one), kept until retention deletes it (docs/snapshots.md).
 func SnapshotsBucketConfig(sc StorageConfig) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      BucketSnapshots,
@@ -71,6 +90,11 @@ func SnapshotsBucketConfig(sc StorageConfig) jetstream.KeyValueConfig {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
+		// Deleted keys are purged with a marker that expires (projections use
+		// jetstream.PurgeTTL(SnapshotsMarkerTTL)), or a marker per snapshot ever deleted would
+		// stay in the stream's subjects for ever.
+		LimitMarkerTTL: SnapshotsMarkerTTL,
 	}
 }
 
@@ -163,6 +187,50 @@ func AddEdgeSource(ctx context.Context, region jetstream.JetStream, edgeDomain s
 	cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: StreamEvents, Domain: edgeDomain})
 	if _, err := region.UpdateStream(ctx, cfg); err != nil {
 		return false, fmt.Errorf("pipeline: source edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
+	}
+	return true, nil
+}
+
+// EdgeSources lists the JetStream domains of the edges whose EVENTS stream the region's
+// EVENTS stream (reached through region) sources, in the stream's order.
+func EdgeSources(ctx context.Context, region jetstream.JetStream) ([]string, error) {
+	s, err := region.Stream(ctx, StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+	}
+	var out []string
+	for _, src := range s.CachedInfo().Config.Sources {
+		if src.Name != StreamEvents || src.External == nil {
+			continue
+		}
+		if d, ok := strings.CutPrefix(src.External.APIPrefix, "$JS."); ok {
+			if d, ok = strings.CutSuffix(d, ".API"); ok {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+// RemoveEdgeSource stops the region's EVENTS stream sourcing the EVENTS stream of the edge
+// whose domain is edgeDomain; what it copied stays. It returns false when there was no such
+// source. An edge re-adds itself (AddEdgeSource) unless it is told not to: callers record
+// that first.
+func RemoveEdgeSource(ctx context.Context, region jetstream.JetStream, edgeDomain string) (bool, error) {
+	s, err := region.Stream(ctx, StreamEvents)
+	if err != nil {
+		return false, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+	}
+	cfg := s.CachedInfo().Config
+	if !hasEdgeSource(cfg, edgeDomain) {
+		return false, nil
+	}
+	prefix := "$JS." + edgeDomain + ".API"
+	cfg.Sources = slices.DeleteFunc(slices.Clone(cfg.Sources), func(src *jetstream.StreamSource) bool {
+		return src.Name == StreamEvents && src.External != nil && src.External.APIPrefix == prefix
+	})
+	if _, err := region.UpdateStream(ctx, cfg); err != nil {
+		return false, fmt.Errorf("pipeline: stop sourcing edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
 	}
 	return true, nil
 }

@@ -39,6 +39,7 @@ func PoisonStreamConfig(sc StorageConfig) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      30 * 24 * time.Hour,
 		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
 		AllowDirect: true,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -90,6 +91,9 @@ func Follow(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn fu
 	return err
 }
 
+// readHeartbeat is how often the server tells a reader's pull it is alive.
+const readHeartbeat = time.Second
+
 func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func(jetstream.Msg) (bool, error)) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{opts.Filter}}
 	if opts.FromSeq == 0 {
@@ -102,7 +106,11 @@ func consume(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn f
 	if err != nil {
 		return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(512))
+	// A pull whose messages never come (seen on a loaded machine: the read of a few events
+	// stalled) is noticed by a missing heartbeat, and the ordered consumer is then recreated
+	// after the last message it delivered. nats.go's default heartbeat is 5 s, noticed after
+	// 10 s: a read could stall that long; with 1 s it recovers within ~2 s.
+	it, err := c.Messages(jetstream.PullMaxMessages(512), jetstream.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("pipeline: read %s: %w", opts.Filter, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
+	"github.com/jetmedia/jetmedia/tests/testports"
 )
 
 // startCluster runs n embedded servers joined by routes into one JetStream cluster, started
@@ -22,13 +22,7 @@ import (
 // stream with n replicas. It returns one JetStream client per server.
 func startCluster(t *testing.T, n int) []jetstream.JetStream {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		require.NoError(t, l.Close())
-	}
+	ports := testports.Reserve(t, n)
 	routes := make([]string, n)
 	for i, p := range ports {
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(p)

@@ -154,8 +154,8 @@ func (s *JetStreamSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	return out, nil
 }
 
-// resumeAtAckFloor recreates a durable whose previous reader left messages unacknowledged
-// at its ack floor + 1. A batch held when a node stopped or crashed would otherwise be
+// resumeAtAckFloor resets a durable whose previous reader (this process before, another node
+// before a projection's writer changed) left messages unacknowledged to its ack floor + 1. A batch held when a node stopped or crashed would otherwise be
 // redelivered after AckWait, behind the newer messages the server hands out at once, and a
 // fold that has seen the newer ones skips them as redeliveries.
 func resumeAtAckFloor(ctx context.Context, js jetstream.JetStream, log *slog.Logger, stream string, ccfg jetstream.ConsumerConfig) (jetstream.ConsumerConfig, error) {
@@ -179,12 +179,16 @@ func resumeAtAckFloor(ctx context.Context, js jetstream.JetStream, log *slog.Log
 		ccfg.DeliverPolicy, ccfg.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
 		return ccfg, nil
 	}
-	if err := js.DeleteConsumer(ctx, stream, name); err != nil {
-		return ccfg, fmt.Errorf("pipeline: recreate consumer %s on %s: %w", name, stream, err)
+	// JetStream's consumer reset: one proposal to the consumer's replicas. Deleting and
+	// recreating the durable (as this did before) needs the meta leader and a new replica
+	// group: after a node's kill, under -race, that took 5-18 s, all of it added to how late
+	// the rooms projection was when its writer changed (TestKillProjector).
+	resp, err := js.ResetConsumer(ctx, stream, name)
+	if err != nil {
+		return ccfg, fmt.Errorf("pipeline: reset consumer %s on %s to its ack floor: %w", name, stream, err)
 	}
-	ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	ccfg.OptStartSeq = info.AckFloor.Stream + 1
-	log.Info("consumer resumes at its ack floor", "consumer", name, "seq", ccfg.OptStartSeq,
+	ccfg.DeliverPolicy, ccfg.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
+	log.Info("consumer resumes at its ack floor", "consumer", name, "seq", resp.ResetSeq,
 		"unacknowledged", info.NumAckPending)
 	return ccfg, nil
 }

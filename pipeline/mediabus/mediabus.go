@@ -252,19 +252,29 @@ func (b *MediaBus) Subscribe(room, track, layer string, fn func(data []byte)) (*
 	return ms, nil
 }
 
-// SendFeedback publishes a marshalled RTCP packet toward the publisher of a track.
-func (b *MediaBus) SendFeedback(room, track string, rtcp []byte) error {
+// SendFeedback publishes a marshalled RTCP packet toward the publisher of a track; layer,
+// if not empty, names the simulcast layer it is about (a keyframe request for the layer a
+// viewer is on or switching to), carried in the FeedbackLayerHeader.
+func (b *MediaBus) SendFeedback(room, track, layer string, rtcp []byte) error {
 	subj := FeedbackSubject(room, track)
-	if err := b.nc.Publish(subj, rtcp); err != nil {
+	msg := &nats.Msg{Subject: subj, Data: rtcp}
+	if layer != "" {
+		msg.Header = nats.Header{FeedbackLayerHeader: []string{layer}}
+	}
+	if err := b.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("pipeline: feedback publish %s: %w", subj, err)
 	}
 	return nil
 }
 
-// SubscribeFeedback delivers RTCP feedback for one track to fn.
-func (b *MediaBus) SubscribeFeedback(room, track string, fn func(data []byte)) (*nats.Subscription, error) {
+// FeedbackLayerHeader names the simulcast layer a feedback message is about.
+const FeedbackLayerHeader = "Jetmedia-Layer"
+
+// SubscribeFeedback delivers RTCP feedback for one track to fn, with the layer it names ("":
+// the track as a whole).
+func (b *MediaBus) SubscribeFeedback(room, track string, fn func(layer string, data []byte)) (*nats.Subscription, error) {
 	subj := FeedbackSubject(room, track)
-	sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Data) })
+	sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Header.Get(FeedbackLayerHeader), m.Data) })
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: feedback subscribe %s: %w", subj, err)
 	}

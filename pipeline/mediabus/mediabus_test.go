@@ -81,11 +81,13 @@ func TestLocalMediaBus(t *testing.T) {
 
 	// Feedback still goes through NATS, to every subscriber including A's own.
 	fb := newMediaRecorder()
-	_, err = a.SubscribeFeedback("r", "t", fb.fn)
+	_, err = a.SubscribeFeedback("r", "t", func(layer string, data []byte) { fb.fn(append([]byte(layer+":"), data...)) })
 	require.NoError(t, err)
 	require.NoError(t, a.Flush())
-	require.NoError(t, a.SendFeedback("r", "t", []byte("pli")))
-	require.Equal(t, []string{"pli"}, fb.waitFor(t, 1))
+	require.NoError(t, a.SendFeedback("r", "t", "", []byte("pli")))
+	// A keyframe request for one simulcast layer names it.
+	require.NoError(t, a.SendFeedback("r", "t", "h", []byte("pli")))
+	require.Equal(t, []string{":pli", "h:pli"}, fb.waitFor(t, 2))
 
 	// Unsubscribing ends the local half too.
 	require.NoError(t, subA.Unsubscribe())

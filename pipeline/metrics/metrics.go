@@ -51,6 +51,11 @@ type Forwarding struct {
 	DroppedInvalid, DroppedWrite, DroppedOversize, DroppedSlow uint64
 }
 
+// Congestion are the counters of the viewers' bandwidth allocation (forward.Congestion).
+type Congestion struct {
+	Pauses, Resumes, LayerDowns, LayerUps uint64
+}
+
 // Sources are where a node's figures are read at scrape time. A nil source is left out.
 type Sources struct {
 	Sessions func() map[string]int // live WebRTC sessions by transport
@@ -58,6 +63,8 @@ type Sources struct {
 	// RTMP are the RTMP ingest's counters (nil: RTMP off); PLIsSent is not used.
 	RTMP       func() Ingress
 	Forwarding func() Forwarding
+	// Congestion is the bandwidth allocation's counters (nil: --bwe=false).
+	Congestion func() Congestion
 	Bus        *mediabus.MediaBus
 	Edge       *rtc.Edge
 	// Stages are the forward path's stage timings (stagetime), exported as one histogram.
@@ -167,6 +174,17 @@ var (
 	descStages = prometheus.NewDesc("jetmedia_forward_stage_seconds",
 		"Time RTP spends in each stage of the node's forward path: ingest (the edge socket's read to the track's fan-out: pion's demultiplexing, SRTP, interceptors and goroutine hand-offs), fanout (the fan-out's start until a lane has written the packet to its viewers), queue (the oldest packet of a batched send's wait for its sender), send (the send's system calls).",
 		[]string{"stage"}, nil)
+	descPauses = prometheus.NewDesc("jetmedia_congestion_video_pauses_total",
+		"Viewers' video tracks paused because their bandwidth estimate carried not even the lowest layer (resumed: given a layer again).",
+		[]string{"change"}, nil)
+	descLayerChanges = prometheus.NewDesc("jetmedia_congestion_layer_changes_total",
+		"Simulcast layer changes the bandwidth allocation asked of viewers' tracks, by direction.", []string{"direction"}, nil)
+	descPacedPackets = prometheus.NewDesc("jetmedia_pacing_packets_total",
+		"Packets to viewers that waited in their connection's pacing queue (queued) and those of them dropped past its bounds (dropped; never audio).", []string{"result"}, nil)
+	descPacedBytes = prometheus.NewDesc("jetmedia_pacing_bytes_total",
+		"Bytes of jetmedia_pacing_packets_total.", []string{"result"}, nil)
+	descPacingDelay = prometheus.NewDesc("jetmedia_pacing_queue_delay_seconds",
+		"How long the packets that waited in a viewer connection's pacing queue waited before they left.", nil, nil)
 	descEdgeGSO = prometheus.NewDesc("jetmedia_edge_gso",
 		"1 while the WebRTC port sends with UDP GSO (asked for, offered by the kernel and not refused by it).", nil, nil)
 )
@@ -177,7 +195,8 @@ type nodeCollector struct{ src Sources }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
 		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descReplayed, descNACKs, descNACKed,
-		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descStages} {
+		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descStages,
+		descPauses, descLayerChanges, descPacedPackets, descPacedBytes, descPacingDelay} {
 		ch <- d
 	}
 }
@@ -194,6 +213,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range stageMetrics(c.src.Stages) {
 			ch <- m
 		}
+	}
+	if c.src.Edge != nil {
+		ch <- pacingDelay(c.src.Edge.PacingStats())
 	}
 	if c.src.ProjectionLag == nil || c.src.RoomKeys == nil {
 		return
@@ -258,6 +280,13 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		counter(descDropped, f.DroppedSlow, "slow_consumer")
 		counter(descDropped, dropPublish, "publish_error")
 	}
+	if c.src.Congestion != nil {
+		s := c.src.Congestion()
+		counter(descPauses, s.Pauses, "paused")
+		counter(descPauses, s.Resumes, "resumed")
+		counter(descLayerChanges, s.LayerDowns, "down")
+		counter(descLayerChanges, s.LayerUps, "up")
+	}
 	if c.src.Bus != nil {
 		b := c.src.Bus.Stats()
 		counter(descBus, b.Sent, "published")
@@ -276,10 +305,26 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 			gso = 1
 		}
 		gauge(descEdgeGSO, gso)
+		p := c.src.Edge.PacingStats()
+		counter(descPacedPackets, p.Queued, "queued")
+		counter(descPacedPackets, p.Dropped, "dropped")
+		counter(descPacedBytes, p.QueuedBytes, "queued")
+		counter(descPacedBytes, p.DroppedBytes, "dropped")
 	}
 	if c.src.NATS != nil {
 		counter(descSlow, uint64(max(c.src.NATS.NATS().NumSlowConsumers(), 0)))
 	}
+}
+
+// pacingDelay is the pacing queues' delay histogram, in Prometheus' cumulative form.
+func pacingDelay(p rtc.PacingStats) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(rtc.PacingDelayBounds))
+	var cum uint64
+	for i, b := range rtc.PacingDelayBounds {
+		cum += p.DelayBuckets[i]
+		buckets[b.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(descPacingDelay, cum+p.DelayBuckets[len(rtc.PacingDelayBounds)], p.DelaySum.Seconds(), buckets)
 }
 
 // stageMetrics are the forward path's stage histograms, in Prometheus' cumulative form.

@@ -53,6 +53,7 @@ type Edge struct {
 	API *webrtc.API
 	// Estimates are the viewers' bandwidth estimates (nil with BWE.Off).
 	Estimates *Estimates
+	pacing    *pacing // nil: no pacing
 	conn      *batchConn
 	mux       ice.UDPMux
 }
@@ -84,11 +85,12 @@ func NewEdge(cfg Config) (*Edge, error) {
 		// reads the list again) tells an operator at once whether a client can reach them.
 		cfg.Logger.Info("media edge", "udp", conn.LocalAddr().String(), "candidates", mux.GetListenAddresses())
 	}
-	me, ir, est, err := newEngine(cfg, pionLog)
+	me, ir, est, pace, err := newEngine(cfg, pionLog, conn)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
+	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux}
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)
@@ -100,13 +102,14 @@ func NewEdge(cfg Config) (*Edge, error) {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External: cfg.Announce, AsCandidateType: webrtc.ICECandidateTypeHost,
 		}); err != nil {
-			_ = mux.Close()
+			_ = edge.Close()
 			return nil, fmt.Errorf("rtc: announce %v: %w", cfg.Announce, err)
 		}
 	}
 	se.LoggerFactory = pionLog
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return &Edge{API: api, Estimates: est, conn: conn, mux: mux}, nil
+	edge.API = api
+	return edge, nil
 }
 
 // UDPAddr is the address the ICE port is bound to.
@@ -123,8 +126,14 @@ func (e *Edge) Cork() { e.conn.Cork() }
 // Uncork ends a Cork and sends what is queued.
 func (e *Edge) Uncork() { e.conn.Uncork() }
 
-// Close releases the UDP port. Sessions must be closed first.
+// PacingStats are the counters of the pacing of what viewers are sent (zero without it).
+func (e *Edge) PacingStats() PacingStats { return e.pacing.stats() }
+
+// Close releases the UDP port and stops the pacing. Sessions must be closed first.
 func (e *Edge) Close() error {
+	if e.pacing != nil {
+		e.pacing.close()
+	}
 	// The mux owns the socket and closes it.
 	return e.mux.Close()
 }
@@ -135,22 +144,25 @@ func (e *Edge) Close() error {
 // answered by egress from one packet cache per track per node, not by a pion responder per
 // viewer (which costs megabytes each), so no responder is registered; the nack feedback is
 // still advertised.
-func newEngine(cfg Config, lf logging.LoggerFactory) (*webrtc.MediaEngine, *interceptor.Registry, *Estimates, error) {
+func newEngine(cfg Config, lf logging.LoggerFactory, batch interface {
+	Cork()
+	Uncork()
+}) (*webrtc.MediaEngine, *interceptor.Registry, *Estimates, *pacing, error) {
 	me, ir, err := newBaseEngine()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if cfg.MaxPublishBitrate > 0 {
 		ir.Add(&rembFactory{bitrate: float32(cfg.MaxPublishBitrate)})
 	}
 	if cfg.BWE.Off {
-		return me, ir, nil, nil
+		return me, ir, nil, nil, nil
 	}
-	est, err := addBWE(me, ir, cfg.BWE, lf)
+	est, pace, err := addBWE(me, ir, cfg.BWE, lf, batch)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return me, ir, est, nil
+	return me, ir, est, pace, nil
 }
 
 // newBaseEngine is the codecs, NACK generation and RTCP reports.
@@ -183,7 +195,7 @@ func newBaseEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: receiver reports: %w", err)
 	}
-	ir.Add(rep)
+	ir.Add(senderReports{rep})
 	srep, err := report.NewSenderInterceptor()
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: sender reports: %w", err)

@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -12,6 +13,9 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/jetmedia/jetmedia/pipeline/bwe"
+	"github.com/jetmedia/jetmedia/pipeline/pacer"
 )
 
 // BWEConfig bounds the send-side bandwidth estimate of each viewer.
@@ -22,7 +26,23 @@ type BWEConfig struct {
 	// Initial, Min and Max are the estimate's start and bounds in bit/s (0: 1 Mbit/s,
 	// 100 kbit/s, 20 Mbit/s).
 	Initial, Min, Max int
+	// Estimator is EstimatorJetmedia (the default, pipeline/bwe) or EstimatorGCC
+	// (pion/interceptor's GCC, for comparison: it allocates per packet and per feedback and
+	// runs goroutines per viewer).
+	Estimator string
+	// Pacing paces what each viewer connection is sent by its estimate (pace.go); it needs
+	// EstimatorJetmedia and is on unless Pacing.Off.
+	Pacing PacingConfig
 }
+
+// Estimators BWEConfig.Estimator names.
+const (
+	EstimatorJetmedia = "jetmedia"
+	EstimatorGCC      = "gcc"
+)
+
+// ErrEstimator is returned for an unknown BWEConfig.Estimator.
+var ErrEstimator = errors.New("rtc: unknown bandwidth estimator")
 
 func (c BWEConfig) withDefaults() BWEConfig {
 	if c.Initial <= 0 {
@@ -54,6 +74,9 @@ type Estimate struct {
 	// Connection identifies the viewer's PeerConnection: tracks with the same Connection
 	// share one estimate.
 	Connection string
+	// Feedbacks counts the viewer's transport-wide feedback messages the estimate took (the
+	// node's own estimator; 0 with GCC).
+	Feedbacks uint64
 }
 
 // Estimates holds the bandwidth estimator of every PeerConnection of an edge, found by the
@@ -61,12 +84,19 @@ type Estimate struct {
 // a track learns when it is bound).
 type Estimates struct {
 	mu       sync.Mutex
-	byPC     map[string]*estimator
-	byStream map[string]*estimator
+	byPC     map[string]connEstimator
+	byStream map[string]connEstimator
+}
+
+// connEstimator is one PeerConnection's estimator: pion's GCC (estimator) or ours
+// (twccEstimator).
+type connEstimator interface {
+	estimate() Estimate
+	sending() bool // it has streams that carry transport-wide sequence numbers
 }
 
 func newEstimates() *Estimates {
-	return &Estimates{byPC: map[string]*estimator{}, byStream: map[string]*estimator{}}
+	return &Estimates{byPC: map[string]connEstimator{}, byStream: map[string]connEstimator{}}
 }
 
 // Of returns the estimate of the PeerConnection that owns sender (a TrackLocalContext's ID,
@@ -109,17 +139,14 @@ func (e *Estimates) All() []Estimate {
 		return nil
 	}
 	e.mu.Lock()
-	ests := make([]*estimator, 0, len(e.byPC))
+	ests := make([]connEstimator, 0, len(e.byPC))
 	for _, est := range e.byPC {
 		ests = append(ests, est)
 	}
 	e.mu.Unlock()
 	out := make([]Estimate, 0, len(ests))
 	for _, est := range ests {
-		est.mu.Lock()
-		n := len(est.streams)
-		est.mu.Unlock()
-		if n > 0 {
+		if est.sending() {
 			out = append(out, est.estimate())
 		}
 	}
@@ -153,6 +180,12 @@ func (e *estimator) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWri
 		e.SendSideBWE.AddStream(&rtx, w)
 	}
 	return e.SendSideBWE.AddStream(info, w)
+}
+
+func (e *estimator) sending() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.streams) > 0
 }
 
 // WriteRTCP feeds transport-wide feedback to GCC; other RTCP is none of its business.
@@ -191,21 +224,47 @@ func (e *estimator) Close() error {
 
 // addBWE registers transport-wide congestion control for what the edge sends: the
 // transport-cc header extension (offered on sending transceivers only: publishers' streams
-// keep what they had) and its feedback, a sequence number on every packet sent, and a GCC
-// estimator per PeerConnection fed by the viewer's feedback. GCC's own leaky-bucket pacer
-// is not used: it queues every packet on a goroutine per viewer, and the fan-out already
-// sends a viewer's packets in the order and at the rate they arrive; what to do with a
-// lower estimate is the allocator's decision (fewer or lower layers), not a queue's.
-func addBWE(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg BWEConfig, lf logging.LoggerFactory) (*Estimates, error) {
+// keep what they had) and its feedback, a sequence number on every packet sent, and an
+// estimator per PeerConnection fed by the viewer's feedback: ours (twcc.go) or pion's GCC.
+func addBWE(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg BWEConfig, lf logging.LoggerFactory,
+	batch interface {
+		Cork()
+		Uncork()
+	}) (*Estimates, *pacing, error) {
 	cfg = cfg.withDefaults()
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind,
 			webrtc.RTPTransceiverDirectionSendonly); err != nil {
-			return nil, fmt.Errorf("rtc: transport-cc extension: %w", err)
+			return nil, nil, fmt.Errorf("rtc: transport-cc extension: %w", err)
 		}
 		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
 	}
 	set := newEstimates()
+	switch cfg.Estimator {
+	case "", EstimatorJetmedia:
+		ir.Add(&twccFactory{set: set, cfg: bwe.Config{Initial: cfg.Initial, Min: cfg.Min, Max: cfg.Max}})
+		if cfg.Pacing.Off {
+			return set, nil, nil
+		}
+		if _, err := pacer.New[*queuedPacket](cfg.Pacing.Pacer); err != nil {
+			return nil, nil, fmt.Errorf("rtc: pacing: %w", err)
+		}
+		// Registered after the estimator: it runs first on the way out (pacingFactory).
+		p := newPacing(cfg.Pacing, batch)
+		ir.Add(&pacingFactory{p: p, set: set})
+		return set, p, nil
+	case EstimatorGCC:
+		return set, nil, addGCC(ir, set, cfg, lf)
+	}
+	return nil, nil, fmt.Errorf("%w %q (want %s or %s)", ErrEstimator, cfg.Estimator, EstimatorJetmedia, EstimatorGCC)
+}
+
+// addGCC registers pion's GCC per PeerConnection and pion's transport-wide sequence
+// numbers. GCC's own leaky-bucket pacer
+// is not used: it queues every packet on a goroutine per viewer, and the fan-out already
+// sends a viewer's packets in the order and at the rate they arrive; what to do with a
+// lower estimate is the allocator's decision (fewer or lower layers), not a queue's.
+func addGCC(ir *interceptor.Registry, set *Estimates, cfg BWEConfig, lf logging.LoggerFactory) error {
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		g, err := gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(cfg.Initial), gcc.SendSideBWEMinBitrate(cfg.Min),
 			gcc.SendSideBWEMaxBitrate(cfg.Max), gcc.SendSideBWEPacer(gcc.NewNoOpPacer()), gcc.WithLoggerFactory(lf))
@@ -215,7 +274,7 @@ func addBWE(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg BWEConfig, lf 
 		return &estimator{SendSideBWE: g, set: set}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rtc: congestion control: %w", err)
+		return fmt.Errorf("rtc: congestion control: %w", err)
 	}
 	f.OnNewPeerConnection(func(id string, be cc.BandwidthEstimator) {
 		e, ok := be.(*estimator)
@@ -232,8 +291,8 @@ func addBWE(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg BWEConfig, lf 
 	ir.Add(f)
 	tw, err := twcc.NewHeaderExtensionInterceptor()
 	if err != nil {
-		return nil, fmt.Errorf("rtc: transport-cc sequence numbers: %w", err)
+		return fmt.Errorf("rtc: transport-cc sequence numbers: %w", err)
 	}
 	ir.Add(tw)
-	return set, nil
+	return nil
 }

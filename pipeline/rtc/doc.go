@@ -20,5 +20,5 @@
 // imports events, pipeline/auth and pion; never NATS (its Appender, RTPSender and
 // FeedbackSender are the interfaces the NATS side fills in).
 //
-// Imports: events, pipeline/audiolevel, pipeline/auth, pipeline/stagetime
+// Imports: events, pipeline/audiolevel, pipeline/auth, pipeline/bwe, pipeline/pacer, pipeline/stagetime
 package rtc

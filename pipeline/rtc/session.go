@@ -214,9 +214,25 @@ func (r *Registry) Close() error {
 		<-s.done
 	}
 	r.cancel()
-	r.wg.Wait()
+	waited := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(closeWait):
+		// A read blocked inside pion after its PeerConnection closed (see EndReadsOnClose)
+		// must not hold the node's shutdown for good: say so and go on.
+		r.log.Error("session goroutines still running after their sessions ended; not waiting for them",
+			"waited", closeWait)
+	}
 	return nil
 }
+
+// closeWait bounds Close's wait for the sessions' goroutines once every session has ended
+// (their reads end when the PeerConnections close, within milliseconds).
+const closeWait = 10 * time.Second
 
 func (r *Registry) tick() {
 	defer r.wg.Done()
@@ -345,7 +361,13 @@ func (s *Session) run() {
 func (s *Session) carry(j job) bool {
 	var err error
 	if len(j.out.Events) > 0 {
-		err = s.append(j.out.Events)
+		var envs []events.Envelope
+		if envs, err = s.envelopes(j.out.Events); err == nil {
+			err = s.appendEnvelopes(envs)
+		}
+		if err != nil && envs != nil && j.out.Close != "" && j.out.Close != ReasonShutdown && j.res == nil {
+			err = s.retryEnd(envs, err)
+		}
 	}
 	if j.res != nil {
 		j.res <- err
@@ -404,7 +426,9 @@ func (s *Session) Started(attrs ...any) {
 	s.Log.Info("session started", attrs...)
 }
 
-func (s *Session) append(ps []events.Payload) error {
+// envelopes stamps the session's events (ids, time, actor) once, so that a retried append
+// of them is stored once.
+func (s *Session) envelopes(ps []events.Payload) ([]events.Envelope, error) {
 	now := s.reg.cfg.Now()
 	actor := s.Identity
 	if actor == "" {
@@ -414,10 +438,14 @@ func (s *Session) append(ps []events.Payload) error {
 	for _, p := range ps {
 		e, err := events.New(events.Meta{Room: s.Room, Actor: actor, Node: s.reg.cfg.Node, Time: now}, p)
 		if err != nil {
-			return fmt.Errorf("rtc: session %s: %w", s.ID, err)
+			return nil, fmt.Errorf("rtc: session %s: %w", s.ID, err)
 		}
 		envs = append(envs, e)
 	}
+	return envs, nil
+}
+
+func (s *Session) appendEnvelopes(envs []events.Envelope) error {
 	// Not the registry's context: Close cancels it only after every session has recorded
 	// its end.
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
@@ -426,6 +454,28 @@ func (s *Session) append(ps []events.Payload) error {
 		return fmt.Errorf("rtc: session %s: append %d events: %w", s.ID, len(envs), err)
 	}
 	return nil
+}
+
+// endPatience is how long a session's last events (its subscriptions' and its own end) are
+// tried again when the log does not take them, e.g. while a replicated stream elects a new
+// leader after a node's death: without them the log and the rooms bucket would keep the
+// session for good. A session ended by the node's shutdown, or while its registry closes,
+// tries once (the node's next start ends the sessions its log still holds).
+const endPatience = time.Minute
+
+// retryEnd appends the session's last events again, with backoff, until the log takes them,
+// endPatience has passed or the registry closes; it returns the last error.
+func (s *Session) retryEnd(envs []events.Envelope, err error) error {
+	s.Log.Warn("session end not recorded yet; trying again", "events", len(envs), "err", err)
+	deadline := time.Now().Add(endPatience)
+	for wait := 250 * time.Millisecond; time.Now().Before(deadline) && !s.reg.Closing(); wait = min(2*wait, 4*time.Second) {
+		time.Sleep(wait)
+		if err = s.appendEnvelopes(envs); err == nil {
+			s.Log.Info("session end recorded after a retry", "events", len(envs))
+			return nil
+		}
+	}
+	return err
 }
 
 func (s *Session) onState(st webrtc.PeerConnectionState) {

@@ -227,6 +227,36 @@ func TestSessionStepWaitErrors(t *testing.T) {
 	})
 }
 
+// A session's last events are tried again while the log does not take them (a replicated
+// stream electing a leader after a node died): once it does, they are recorded once, and the
+// session ends; a shutdown does not wait for the log.
+func TestSessionEndRetriedUntilRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		l := rtc.NewLifecycle(rtc.Timeouts{}, rtc.Peer{ID: "p1"}, nil)
+		s, err := w.reg.NewSession(rtc.SessionConfig{ID: "p1", Room: "r1", Transport: "whep", Core: l})
+		require.NoError(t, err)
+		now := w.reg.Now()
+		require.NoError(t, s.StepWait(func(rtc.Core) rtc.Output { return l.Answered(now, "", "") }))
+		w.log.mu.Lock()
+		w.log.fail = errors.New("no stream leader")
+		w.log.mu.Unlock()
+		s.Step(func(c rtc.Core) rtc.Output { return c.Deleted(now) })
+		time.Sleep(5 * time.Second) // fake time: several tries fail
+		synctest.Wait()
+		require.False(t, ended(s), "the session waits for its end to be recorded")
+		require.Equal(t, []string{"joined"}, w.log.types("p1"))
+		w.log.mu.Lock()
+		w.log.fail = nil
+		w.log.mu.Unlock()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		require.True(t, ended(s))
+		require.Equal(t, []string{"joined", "left:closed"}, w.log.types("p1"), "recorded once")
+		require.NoError(t, w.reg.Close())
+	})
+}
+
 // One registry for every transport: counts by transport, lookups that keep transports apart,
 // and Close that records every session's end before it returns.
 func TestRegistryCloseAndCounts(t *testing.T) {

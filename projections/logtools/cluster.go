@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections/presence"
+	"github.com/jetmedia/jetmedia/projections/projector"
 )
 
 // ClusterView is what `jetmedia cluster` shows: every node's lease, and where the log and the
@@ -20,6 +21,18 @@ import (
 type ClusterView struct {
 	Nodes   []NodeView   `json:"nodes"`
 	Streams []StreamView `json:"streams"`
+	// Projectors are the nodes writing the projections (the rooms bucket), from their leases.
+	Projectors []ProjectorView `json:"projectors,omitempty"`
+	// Edges are the JetStream domains of the edges whose logs the region's log sources;
+	// Forgotten the edges the region forgot (jetmedia cluster forget).
+	Edges     []string             `json:"edges,omitempty"`
+	Forgotten []presence.Forgotten `json:"forgotten,omitempty"`
+}
+
+// ProjectorView is the lease of one projection's writer.
+type ProjectorView struct {
+	Projection string `json:"projection"`
+	projector.Record
 }
 
 // NodeView is one node's lease as the bucket holds it.
@@ -64,6 +77,21 @@ func Cluster(ctx context.Context, js jetstream.JetStream, asJSON bool, stdout io
 	if len(v.Nodes) == 0 {
 		fmt.Fprintln(tw, "(no node has announced itself)")
 	}
+	if len(v.Projectors) > 0 {
+		fmt.Fprintln(tw, "\nPROJECTION\tWRITER\tSINCE")
+		for _, p := range v.Projectors {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Projection, orDash(p.Node), p.Since.Format(time.RFC3339))
+		}
+	}
+	if len(v.Edges) > 0 || len(v.Forgotten) > 0 {
+		fmt.Fprintln(tw, "\nEDGE DOMAIN\tSTATE")
+		for _, d := range v.Edges {
+			fmt.Fprintf(tw, "%s\tsourced into the region's log\n", d)
+		}
+		for _, f := range v.Forgotten {
+			fmt.Fprintf(tw, "%s\tforgotten (edge %s, by %s at %s)\n", f.Domain, f.Node, f.By, f.At.Format(time.RFC3339))
+		}
+	}
 	fmt.Fprintln(tw, "\nSTREAM\tREPLICAS\tLEADER\tMESSAGES")
 	for _, s := range v.Streams {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", s.Name, s.Replicas, orDash(s.Leader), s.Messages)
@@ -89,7 +117,17 @@ func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (Cl
 			v.Nodes = append(v.Nodes, NodeView{Lease: l.Lease, LeaseAge: l.Age, Lost: l.Expired()})
 		}
 	}
-	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms, "KV_" + eventlog.BucketSnapshots, "KV_" + presence.BucketNodes} {
+	if v.Projectors, err = readProjectors(ctx, js); err != nil {
+		return v, err
+	}
+	if v.Edges, err = eventlog.EdgeSources(ctx, js); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return v, err
+	}
+	if v.Forgotten, err = presence.ListForgotten(ctx, js); err != nil {
+		return v, err
+	}
+	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms, "KV_" + eventlog.BucketSnapshots,
+		"KV_" + presence.BucketNodes, "KV_" + projector.Bucket} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
@@ -111,6 +149,30 @@ func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (Cl
 		v.Streams = append(v.Streams, sv)
 	}
 	return v, nil
+}
+
+// readProjectors reads the rooms projection's lease (none before a node of this version ran,
+// or while it changes hands).
+func readProjectors(ctx context.Context, js jetstream.JetStream) ([]ProjectorView, error) {
+	kv, err := js.KeyValue(ctx, projector.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", projector.Bucket, err)
+	}
+	e, err := kv.Get(ctx, projector.KeyRooms)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", projector.Bucket, err)
+	}
+	var r projector.Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, fmt.Errorf("bucket %s: lease %s: %w", projector.Bucket, projector.KeyRooms, err)
+	}
+	return []ProjectorView{{Projection: projector.KeyRooms, Record: r}}, nil
 }
 
 func orDash(s string) string {

@@ -191,15 +191,27 @@ func timelineLine(e events.Envelope) string {
 		e.Time.Format("2006-01-02T15:04:05.000Z07:00"), e.Seq, e.Type, e.Actor, e.Node, strings.Join(parts, " "))
 }
 
-// Rebuild folds the whole log into a fresh bucket and compares it with the live rooms
-// projection.
-func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, stdout io.Writer) error {
+// Rebuild folds the whole log into a fresh bucket (fromSnapshots: each room's newest valid
+// snapshot and the events after it) and compares it with the live rooms projection.
+func Rebuild(ctx context.Context, js jetstream.JetStream, bucket string, fromSnapshots bool, stdout, stderr io.Writer) error {
 	start := time.Now()
-	n, err := projections.Rebuild(ctx, js, bucket, eventlog.StorageConfig{})
+	var n int
+	var err error
+	how := ""
+	if fromSnapshots {
+		store, serr := projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil)))
+		if serr != nil {
+			return fmt.Errorf("rebuild from snapshots: %w", serr)
+		}
+		n, err = projections.RebuildFromSnapshots(ctx, js, bucket, eventlog.StorageConfig{}, store)
+		how = " after the rooms' snapshots"
+	} else {
+		n, err = projections.Rebuild(ctx, js, bucket, eventlog.StorageConfig{})
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "folded %d events into bucket %s in %s\n", n, bucket, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "folded %d events%s into bucket %s in %s\n", n, how, bucket, time.Since(start).Round(time.Millisecond))
 	live, err := js.KeyValue(ctx, eventlog.BucketRooms)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
@@ -240,18 +252,26 @@ type SnapshotOptions struct {
 	Room   string // "": every room of the log
 	Every  int    // events between two snapshots (0: projections.SnapshotEvery)
 	Verify bool   // then verify every snapshot of the rooms against the log, the long way
+	Prune  bool   // only prune the rooms' snapshots (write none)
+	Keep   int    // snapshots kept per room when pruning (0: projections.SnapshotKeepDefault)
 }
 
 // Snapshots writes snapshots of one room or every room: from each room's latest valid one to
-// the log's head, one every o.Every events and one at the head.
+// the log's head, one every o.Every events and one at the head, and prunes each room written
+// to its newest o.Keep. With o.Prune it only prunes.
 func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, stdout, stderr io.Writer) error {
-	store, err := projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil)))
+	var opts []projections.SnapshotOption
+	if o.Keep != 0 {
+		opts = append(opts, projections.SnapshotKeep(o.Keep))
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	store, err := projections.OpenSnapshotStore(ctx, js, logger, opts...)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		// A data directory no node of this version has run on yet.
 		if _, err = js.CreateOrUpdateKeyValue(ctx, eventlog.SnapshotsBucketConfig(eventlog.StorageConfig{})); err != nil {
 			return fmt.Errorf("create bucket %s: %w", eventlog.BucketSnapshots, err)
 		}
-		store, err = projections.OpenSnapshotStore(ctx, js, slog.New(slog.NewTextHandler(stderr, nil)))
+		store, err = projections.OpenSnapshotStore(ctx, js, logger, opts...)
 	}
 	if err != nil {
 		return err
@@ -261,6 +281,9 @@ func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, s
 		if rooms, err = projections.LogRooms(ctx, js); err != nil {
 			return err
 		}
+	}
+	if o.Prune {
+		return pruneSnapshots(ctx, store, rooms, stdout)
 	}
 	var bad []string
 	for _, room := range rooms {
@@ -289,4 +312,22 @@ func Snapshots(ctx context.Context, js jetstream.JetStream, o SnapshotOptions, s
 		return fmt.Errorf("snapshots that do not match the log in rooms %v", slices.Compact(bad))
 	}
 	return nil
+}
+
+// pruneSnapshots prunes the rooms' snapshots, then the bucket's markers of keys deleted more
+// than 30 minutes ago.
+func pruneSnapshots(ctx context.Context, store *projections.SnapshotStore, rooms []string, stdout io.Writer) error {
+	total := 0
+	for _, room := range rooms {
+		n, err := store.Prune(ctx, room)
+		if err != nil {
+			return fmt.Errorf("room %s: %w", room, err)
+		}
+		if n > 0 {
+			fmt.Fprintf(stdout, "room %s: %d snapshots deleted\n", room, n)
+		}
+		total += n
+	}
+	fmt.Fprintf(stdout, "%d snapshots deleted in %d rooms\n", total, len(rooms))
+	return store.PurgeMarkers(ctx)
 }

@@ -72,6 +72,7 @@ func BucketConfig(sc eventlog.StorageConfig) jetstream.KeyValueConfig {
 		TTL:         recordMaxAge,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
 	}
 }
 

@@ -333,14 +333,8 @@ func End(ctx context.Context, rooms jetstream.KeyValue, app Appender, ghost func
 	n := 0
 	var errs []error
 	for _, r := range all {
-		nodes := map[string]bool{}
-		for _, peer := range r.Peers {
-			if ghost(r, peer.Node) {
-				nodes[peer.Node] = true
-			}
-		}
 		var evs []events.Envelope
-		for _, node := range slices.Sorted(maps.Keys(nodes)) {
+		for _, node := range ghostNodes(r, ghost) {
 			more, err := EndSessions(r, node, ending(node))
 			if err != nil {
 				return n, err
@@ -354,13 +348,31 @@ func End(ctx context.Context, rooms jetstream.KeyValue, app Appender, ghost func
 			errs = append(errs, fmt.Errorf("presence: end sessions in room %s: %w", r.Room, err))
 			continue
 		}
-		for _, e := range evs {
-			if e.Type == events.TypePeerLeft {
-				n++
-			}
-		}
+		n += countLeft(evs)
 	}
 	return n, errors.Join(errs...)
+}
+
+// ghostNodes are the nodes of r's peers that ghost says are gone, sorted.
+func ghostNodes(r projections.Room, ghost func(r projections.Room, node string) bool) []string {
+	nodes := map[string]bool{}
+	for _, peer := range r.Peers {
+		if ghost(r, peer.Node) {
+			nodes[peer.Node] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(nodes))
+}
+
+// countLeft counts the sessions evs end (their peer.left).
+func countLeft(evs []events.Envelope) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == events.TypePeerLeft {
+			n++
+		}
+	}
+	return n
 }
 
 // Close stops renewing and deletes the lease: a node that stops cleanly has ended its

@@ -142,18 +142,16 @@ func TestTableAgesFromWhatItSaw(t *testing.T) {
 	require.False(t, got[0].Expired())
 }
 
-// TestLostNodeEndedOnce: two presences on one real server watch node x's lease, which nobody
-// renews; the rooms bucket shows x's publisher and viewer. Their sessions are ended in the log
-// once.
-func TestLostNodeEndedOnce(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "presence-test", JetStream: true, StoreDir: t.TempDir()})
+// startLog starts a real server named name with the log, the rooms bucket and the nodes bucket
+// declared; the server and the connection end with the test.
+func startLog(ctx context.Context, t *testing.T, name string) (jetstream.JetStream, jetstream.KeyValue, jetstream.KeyValue) {
+	t.Helper()
+	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: name, JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect("test")
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
@@ -161,10 +159,20 @@ func TestLostNodeEndedOnce(t *testing.T) {
 	require.NoError(t, err)
 	nodes, err := presence.Declare(ctx, js, eventlog.StorageConfig{})
 	require.NoError(t, err)
+	return js, rooms, nodes
+}
+
+// TestLostNodeEndedOnce: two presences on one real server watch node x's lease, which nobody
+// renews; the rooms bucket shows x's publisher and viewer. Their sessions are ended in the log
+// once.
+func TestLostNodeEndedOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, rooms, nodes := startLog(ctx, t, "presence-test")
 
 	// The log and the bucket as x left them.
 	app := eventlog.NewAppender(js, "x")
-	_, err = app.Append(ctx, twoNodeRoom(t)[1:]...)
+	_, err := app.Append(ctx, twoNodeRoom(t)[1:]...)
 	require.NoError(t, err)
 	fold := func() {
 		runner := projections.NewKVRunner(rooms, nil)

@@ -237,6 +237,9 @@ type PageStats struct {
 	NACKCount            int     `json:"nackCount"`
 	PLICount             int     `json:"pliCount"`
 	Retransmitted        int     `json:"retransmittedPacketsReceived"`
+	// PLIsByLayer counts the PLIs each outbound video encoding received, by RID ("" without
+	// simulcast).
+	PLIsByLayer map[string]int `json:"plisByLayer"`
 }
 
 // Stats reads the demo page's counters.

@@ -46,7 +46,7 @@ func TestPageLoadsCleanly(t *testing.T) {
 
 	stats, err := tab.Stats()
 	require.NoError(t, err)
-	require.Equal(t, browser.PageStats{State: "idle"}, stats)
+	require.Equal(t, browser.PageStats{State: "idle", PLIsByLayer: map[string]int{}}, stats)
 	room, err := browser.Eval[string](tab, 5*time.Second, `document.getElementById("room").value`)
 	require.NoError(t, err)
 	require.Equal(t, "demo", room)

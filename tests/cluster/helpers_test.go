@@ -25,6 +25,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
+	"github.com/jetmedia/jetmedia/tests/testports"
 )
 
 // testKey signs the tokens of every node of a test's system; the links between the nodes
@@ -108,15 +109,10 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// freePorts reserves n loopback ports for this test (see testports: asking the kernel for :0
+// and closing races with parallel test packages).
 func freePorts(t testing.TB, n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		out[i] = l.Addr().(*net.TCPAddr).Port
-		require.NoError(t, l.Close())
-	}
-	return out
+	return testports.Reserve(t, n)
 }
 
 // writeFile writes a nats-server configuration file into the test's temp dir.

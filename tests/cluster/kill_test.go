@@ -28,9 +28,6 @@ type killCase struct {
 	victim            *child
 	viewers           string
 	live, writer, obs *app.Node
-	// viewerEndLogged makes the end of the dead publisher's viewer a logged figure in a -race
-	// build instead of a requirement (see TestKillGatewayNode).
-	viewerEndLogged bool
 }
 
 // ackWriter appends pairs of peer.joined/peer.left for made-up peers of its own room through
@@ -119,7 +116,7 @@ func (w *ackWriter) count() (acked, failed int) {
 // lost (acked vs the log, and every room's hash chain), appends resume, the dead node's
 // sessions end once within 15 s with the node-lost cause, the viewer of the dead publisher
 // ends, the viewer of the other keeps playing, and the rooms bucket equals the fold of the log.
-func runKill(t *testing.T, kc killCase) {
+func runKill(t *testing.T, kc killCase) (killed time.Time) {
 	ctx := ctxT(t, 3*time.Minute)
 	api := clientAPI(t)
 	room := newRoom("kill")
@@ -144,7 +141,13 @@ func runKill(t *testing.T, kc killCase) {
 	require.Eventually(t, func() bool {
 		return vDead.Video.Load() > 30 && vLive.Video.Load() > 30 && vLive.Audio.Load() > 30
 	}, 20*time.Second, 20*time.Millisecond, "both viewers play")
-	viewerOf := viewersByPublisher(t, kc.obs, room)
+	// The viewers' subscriptions reach the observer's bucket through the projection, which
+	// may lag the media under load: wait for them.
+	var viewerOf map[string][]string
+	require.Eventually(t, func() bool {
+		viewerOf = viewersByPublisher(t, kc.obs, room)
+		return len(viewerOf[dead[0]]) >= 1 && len(viewerOf[live[0]]) >= 1
+	}, 20*time.Second, 50*time.Millisecond, "the bucket shows both viewers' subscriptions")
 	require.Len(t, viewerOf[dead[0]], 1)
 	require.Len(t, viewerOf[live[0]], 1)
 	deadTracks := tracksOf(t, kc.obs, room, dead[0])
@@ -153,9 +156,12 @@ func runKill(t *testing.T, kc killCase) {
 	w := startWriter(t, kc.writer)
 	require.Eventually(t, func() bool { n, _ := w.count(); return n >= 10 }, 20*time.Second, 20*time.Millisecond,
 		"the writer appends before the kill")
+	probe := startLagProbe(t, kc.obs.JetStream(), kc.obs.Rooms(), w.room)
+	time.Sleep(2 * time.Second) // the bucket's lag before the kill, for comparison
+	writer, _ := kc.obs.ProjectionWriter()
 
 	kc.victim.kill()
-	killed := time.Now()
+	killed = time.Now()
 	require.Eventually(t, func() bool { return len(peersOnNode(t, kc.obs, room, kc.victim.name)) == 0 },
 		ghostBound(), 50*time.Millisecond, "the dead node's publisher ended in the rooms bucket within %v", ghostBound())
 	ghosts := time.Since(killed)
@@ -176,17 +182,10 @@ func runKill(t *testing.T, kc killCase) {
 		}
 		return false
 	}
-	if kc.viewerEndLogged && raceDetector {
-		deadline := time.Now().Add(3 * ghostBound())
-		for !viewerGone() && time.Now().Before(deadline) {
-			time.Sleep(500 * time.Millisecond)
-		}
-		if !viewerGone() {
-			t.Logf("KNOWN PROBLEM: the viewer of the dead publisher did not end within %v of the kill (see TestKillGatewayNode)", 3*ghostBound())
-		}
-	} else {
-		require.Eventually(t, viewerGone, 3*ghostBound(), 500*time.Millisecond, "the viewer of the dead publisher ended (its peer.left in the log)")
-	}
+	// Required under -race too: the viewer's node replaces a track-ends watch whose consumer
+	// died with the node by one with a new name (nats.go's own re-creation could keep asking
+	// the dead server for good), and rechecks its viewers' tracks against the bucket (issue 13).
+	require.Eventually(t, viewerGone, 3*ghostBound(), 500*time.Millisecond, "the viewer of the dead publisher ended (its peer.left in the log)")
 	viewerEnded := time.Since(killed)
 	require.Eventually(t, func() bool { first, _ := w.since(killed); return !first.IsZero() },
 		30*time.Second, 20*time.Millisecond, "appends resume after the kill")
@@ -202,6 +201,17 @@ func runKill(t *testing.T, kc killCase) {
 	time.Sleep(3 * killLease.Renew)
 	w.stop()
 	<-w.done
+	// Figures, not requirements: how late the bucket showed the writer's room after the kill.
+	// Wait (bounded) until it shows the room's last event, so the figure covers the whole lag.
+	deadline := time.Now().Add(2 * time.Minute)
+	for probe.around(killed).behind && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	probe.close()
+	lag := probe.around(killed)
+	t.Logf("rooms bucket vs the log (writer's room, read through %s; %s wrote the bucket at the kill): worst wait of a logged event "+
+		"%.2f s before the kill, %.2f s after it; within 1 s of the log again %.2f s after the kill (still behind at the end: %v)",
+		kc.obs.Name(), writer, lag.before.Seconds(), lag.worst.Seconds(), lag.settled.Seconds(), lag.behind)
 	first, longest := w.since(killed)
 	acked, failed := w.count()
 	t.Logf("kill -9 of %s: first append acked after %.2f s, longest time without an ack %.2f s; "+
@@ -226,6 +236,7 @@ func runKill(t *testing.T, kc killCase) {
 	requireEndedOnce(t, roomEvents(t, kc.obs.JetStream(), room), dead[0], deadTracks, kc.victim.name)
 	requireChainsHold(t, kc.obs.JetStream())
 	requireRebuildEqual(t, kc.obs)
+	return killed
 }
 
 // ghostBound is how long after a kill the dead node's sessions must have ended: the issue's
@@ -399,7 +410,7 @@ func routedConfigs(t *testing.T, names ...string) []app.Config {
 }
 
 // TestKillStreamLeader: three routed nodes, the log and buckets R3; node b (a child process)
-// leads the EVENTS stream and holds a publisher. kill -9 of b during the room: the survivors
+// leads the EVENTS stream and holds a publisher; a writes the rooms projection. kill -9 of b during the room: the survivors
 // elect a new leader and appends resume, no acknowledged event is lost, b's publisher ends
 // once within 15 s.
 func TestKillStreamLeader(t *testing.T) {
@@ -413,6 +424,10 @@ func TestKillStreamLeader(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, s.CachedInfo().Config.Replicas)
 	moveLeader(t, js, "EVENTS", "b")
+	// The rooms projection's writer survives (TestKillProjector kills it): the bucket's lag
+	// after the kill is the stream's election, not a takeover. b, up first, usually takes the
+	// lease.
+	moveProjector(t, a, "a")
 	runKill(t, killCase{victim: b, live: a, viewers: c.HTTPURL(), writer: c, obs: a})
 	t.Logf("EVENTS leader after the kill: %s", streamLeader(t, js, "EVENTS"))
 }
@@ -522,8 +537,7 @@ func TestKillGatewayNode(t *testing.T) {
 	// had to be recreated while the dead node's meta leadership moved) did not end the viewer
 	// within 90 s in one run, though the dead publisher's end was in the log after ~5 s; without
 	// -race it ended in 6-15 s. Not solved yet: logged, not required, in a -race build.
-	runKill(t, killCase{victim: children[holder], live: w1, viewers: children[viewers].url, writer: w1, obs: w1,
-		viewerEndLogged: true})
+	runKill(t, killCase{victim: children[holder], live: w1, viewers: children[viewers].url, writer: w1, obs: w1})
 	require.Eventually(t, func() bool {
 		p := outboundPort(t, w1, "east")
 		return p != 0 && p != ports[holder]

@@ -90,7 +90,8 @@ func Plan(o Options) ([]Node, error) {
 				"--nats-listen", addr(port(r, i, offNATS)), "--cluster-name", region,
 				"--cluster-listen", addr(port(r, i, offCluster)), "--routes", strings.Join(routes, ","))
 			if n.Config != "" {
-				n.Args = append(n.Args, "--nats-config", n.ConfigPath)
+				// The log lives in the first region, whichever region's nodes come up first.
+				n.Args = append(n.Args, "--nats-config", n.ConfigPath, "--log-region", o.Regions[0])
 			}
 			if i == 0 {
 				n.Args = append(n.Args, "--leaf-listen", addr(port(r, i, offLeaf)))

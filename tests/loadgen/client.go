@@ -13,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jetmedia/jetmedia/ingress/signal/client"
@@ -22,14 +23,17 @@ import (
 // newAPI is the pion API of the run's clients of one role (rtcclient.NewAPI): viewers get
 // rtcclient.LightReceiver (a hundred of them share the server's cores in a benchmark), and a
 // server not on loopback gets candidates of every interface. extra interceptors run after
-// the others.
-func newAPI(loopback, viewer bool, extra ...interceptor.Factory) (*webrtc.API, error) {
+// the others; twcc gives viewers transport-wide feedback (rtcclient.TWCCFeedback).
+func newAPI(loopback, viewer, twcc bool, extra ...interceptor.Factory) (*webrtc.API, error) {
 	opts := []rtcclient.APIOption{rtcclient.WithInterceptors(extra...)}
 	if !loopback {
 		opts = append(opts, rtcclient.AnyInterface())
 	}
 	if viewer {
 		opts = append(opts, rtcclient.LightReceiver())
+	}
+	if viewer && twcc {
+		opts = append(opts, rtcclient.TWCCFeedback())
 	}
 	return rtcclient.NewAPI(opts...)
 }
@@ -68,23 +72,64 @@ type publisher struct {
 
 	video, audio         *webrtc.TrackLocalStaticRTP
 	videoSent, audioSent counters
+	// layers are the video's simulcast layers, lowest first; one (video itself) without
+	// simulcast.
+	layers []*videoLayer
+	ids    rtpIDs // set before sending when layers has more than one
 	// videoSeq and audioSeq are the next probe sequence numbers: a subscriber's loss is
 	// measured up to the last one sent.
 	videoSeq, audioSeq atomic.Uint32
 	plis               atomic.Uint64
-	keyframe           chan struct{}
 
 	wg sync.WaitGroup
 }
 
-// newPublisher makes a publisher's tracks, not yet sent anywhere.
-func newPublisher(room, token string, audio bool) (*publisher, error) {
-	p := &publisher{room: room, token: token, keyframe: make(chan struct{}, 1)}
-	var err error
-	p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "load")
-	if err != nil {
-		return nil, err
+// videoLayer is one simulcast layer of a publisher's video (or its only one).
+type videoLayer struct {
+	track *webrtc.TrackLocalStaticRTP
+	// share is the layer's bit rate in thousandths of the configured one.
+	share    int
+	keyframe chan struct{} // a PLI or FIR asked for a key frame
+	ssrc     atomic.Uint32 // known once negotiated (0: not known)
+	seq      uint16        // the send loop's
+}
+
+// rtpIDs are what a simulcast layer's packets carry so the server knows their layer before
+// any RTCP: the negotiated header extension ids of the MID and the RID (0: none), and the MID.
+type rtpIDs struct {
+	midID, ridID uint8
+	mid          string
+}
+
+// simulcastLayers are the RIDs and bit-rate shares of a simulcast publisher's layers, lowest
+// first, about what a browser sends at scaleResolutionDownBy 4, 2, 1.
+var simulcastLayers = []struct {
+	rid   string
+	share int
+}{{"q", 100}, {"h", 300}, {"f", 1000}}
+
+// newPublisher makes a publisher's tracks, not yet sent anywhere; simulcast sends the video
+// in three layers.
+func newPublisher(room, token string, audio, simulcast bool) (*publisher, error) {
+	p := &publisher{room: room, token: token}
+	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if simulcast {
+		for _, l := range simulcastLayers {
+			tr, err := webrtc.NewTrackLocalStaticRTP(vp8, "video", "load", webrtc.WithRTPStreamID(l.rid))
+			if err != nil {
+				return nil, err
+			}
+			p.layers = append(p.layers, &videoLayer{track: tr, share: l.share, keyframe: make(chan struct{}, 1)})
+		}
+	} else {
+		tr, err := webrtc.NewTrackLocalStaticRTP(vp8, "video", "load")
+		if err != nil {
+			return nil, err
+		}
+		p.layers = []*videoLayer{{track: tr, share: 1000, keyframe: make(chan struct{}, 1)}}
 	}
+	p.video = p.layers[0].track
+	var err error
 	if audio {
 		p.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "load")
 		if err != nil {
@@ -103,8 +148,8 @@ func (p *publisher) tracks() []webrtc.TrackLocal {
 }
 
 // startPublisher publishes a new publisher's tracks through WHIP; the caller starts sending.
-func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL, room, token string, audio bool) (*publisher, error) {
-	p, err := newPublisher(room, token, audio)
+func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseURL, room, token string, audio, simulcast bool) (*publisher, error) {
+	p, err := newPublisher(room, token, audio, simulcast)
 	if err != nil {
 		return nil, err
 	}
@@ -114,21 +159,85 @@ func startPublisher(ctx context.Context, api *webrtc.API, hc *http.Client, baseU
 			p.watchRTCP(pkts)
 		}
 	}
-	p.whip, err = rtcclient.StartWHIP(ctx, api, strings.TrimRight(baseURL, "/")+"/whip/"+room, p.tracks(), onRTCP,
-		rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc))
+	opts := []rtcclient.Option{rtcclient.WithToken(token), rtcclient.WithHTTPClient(hc)}
+	if simulcast {
+		more := make([]webrtc.TrackLocal, 0, len(p.layers)-1)
+		for _, l := range p.layers[1:] {
+			more = append(more, l.track)
+		}
+		opts = append(opts, rtcclient.WithSimulcast(0, more...))
+	}
+	p.whip, err = rtcclient.StartWHIP(ctx, api, strings.TrimRight(baseURL, "/")+"/whip/"+room, p.tracks(), onRTCP, opts...)
 	if err != nil {
 		return nil, err
 	}
+	p.learnSSRCs(p.whip.PC)
 	return p, nil
 }
 
-// watchRTCP takes the keyframe requests (PLI, FIR) among pkts: the next frame is a keyframe.
+// learnSSRCs notes each video layer's SSRC, which its keyframe requests name, and the ids of
+// the MID and RID header extensions that a simulcast layer's packets carry.
+func (p *publisher) learnSSRCs(pc *webrtc.PeerConnection) {
+	for _, tr := range pc.GetTransceivers() {
+		s := tr.Sender()
+		if s == nil || s.Track() == nil || s.Track().Kind() != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		params := s.GetParameters()
+		for _, ext := range params.HeaderExtensions {
+			switch ext.URI {
+			case sdp.SDESMidURI:
+				p.ids.midID = uint8(ext.ID)
+			case sdp.SDESRTPStreamIDURI:
+				p.ids.ridID = uint8(ext.ID)
+			}
+		}
+		p.ids.mid = tr.Mid()
+		for _, enc := range params.Encodings {
+			for _, l := range p.layers {
+				if l.track.RID() == enc.RID {
+					l.ssrc.Store(uint32(enc.SSRC))
+				}
+			}
+		}
+	}
+}
+
+// watchRTCP takes the keyframe requests (PLI, FIR) among pkts: the next frame of the layer
+// they name (of every layer, for an SSRC not known) is a keyframe.
 func (p *publisher) watchRTCP(pkts []rtcp.Packet) {
-	if n := rtcclient.KeyFrameRequests(pkts); n > 0 {
-		p.plis.Add(uint64(n))
-		select {
-		case p.keyframe <- struct{}{}:
+	for _, pkt := range pkts {
+		var ssrcs []uint32
+		switch k := pkt.(type) {
+		case *rtcp.PictureLossIndication:
+			ssrcs = []uint32{k.MediaSSRC}
+		case *rtcp.FullIntraRequest:
+			for _, e := range k.FIR {
+				ssrcs = append(ssrcs, e.SSRC)
+			}
 		default:
+			continue
+		}
+		p.plis.Add(1)
+		for _, ssrc := range ssrcs {
+			p.askKeyframe(ssrc)
+		}
+	}
+}
+
+// askKeyframe makes the next frame of the layer with ssrc a keyframe (of every layer when
+// none has it).
+func (p *publisher) askKeyframe(ssrc uint32) {
+	known := false
+	for _, l := range p.layers {
+		known = known || l.ssrc.Load() == ssrc
+	}
+	for _, l := range p.layers {
+		if !known || l.ssrc.Load() == ssrc {
+			select {
+			case l.keyframe <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -139,43 +248,53 @@ func (p *publisher) send(ctx context.Context, bitrate, fps, maxPayload int) {
 	if p.audio != nil {
 		p.wg.Go(func() { p.sendAudio(ctx) })
 	}
+	// Every layer sends a frame in as many packets as the top one, smaller in proportion to
+	// its share, and packet i of frame n carries the same probe on every layer: a viewer
+	// moved between layers at a key frame sees one unbroken probe sequence.
 	sizes := framePackets(frameBytes(bitrate, fps), maxPayload)
 	payload := make([]byte, maxPayload+probeSize)
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
 	start := time.Now()
 	var ts uint32
-	var seq uint16
 	keyEvery := int64(2 * fps)
-	sinceKey := int64(0)
+	sinceKey := make([]int64, len(p.layers))
+	key := make([]bool, len(p.layers))
 	for k := int64(0); ; k++ {
 		if !sleepUntil(ctx, due(start, k, fps)) {
 			return
 		}
-		select {
-		case <-p.keyframe:
-			sinceKey = 0
-		default:
+		for j, l := range p.layers {
+			select {
+			case <-l.keyframe:
+				sinceKey[j] = 0
+			default:
+			}
+			key[j] = sinceKey[j]%keyEvery == 0
+			sinceKey[j]++
 		}
-		key := sinceKey%keyEvery == 0
-		sinceKey++
 		ts += uint32(90000 / fps)
 		for i, size := range sizes {
-			b := payload[:size]
-			clear(b[:probeOffset])
-			if i == 0 {
-				b[0] = 0x10 // VP8 descriptor: start of partition 0
-				if !key {
-					b[1] = 0x01 // VP8 frame header: inter frame
+			probe := p.videoSeq.Load()
+			sent := time.Now().UnixNano()
+			for j, l := range p.layers {
+				b := payload[:max(probeSize, size*l.share/1000)]
+				clear(b[:probeOffset])
+				if i == 0 {
+					b[0] = 0x10 // VP8 descriptor: start of partition 0
+					if !key[j] {
+						b[1] = 0x01 // VP8 frame header: inter frame
+					}
 				}
-			}
-			seq++
-			pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload = seq, ts, i == len(sizes)-1, b
-			putProbe(b, time.Now().UnixNano(), p.videoSeq.Load())
-			if err := p.video.WriteRTP(pkt); err != nil {
-				continue
+				l.seq++
+				pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload = l.seq, ts, i == len(sizes)-1, b
+				p.ids.mark(&pkt.Header, l.track.RID())
+				putProbe(b, sent, probe)
+				if err := l.track.WriteRTP(pkt); err != nil {
+					continue
+				}
+				p.videoSent.add(12 + len(b))
 			}
 			p.videoSeq.Add(1)
-			p.videoSent.add(12 + size)
 		}
 	}
 }
@@ -338,3 +457,15 @@ func (s *subscriber) joinStarted() time.Time { return s.posted }
 
 // close DELETEs the session, closes the PeerConnection and waits for its readers.
 func (s *subscriber) close(*http.Client) { _ = s.whep.Close(true) }
+
+// mark sets a simulcast layer's MID and RID header extensions on h (nothing without
+// simulcast: the ids are 0).
+func (ids rtpIDs) mark(h *rtp.Header, rid string) {
+	if ids.ridID == 0 || rid == "" {
+		return
+	}
+	if ids.midID != 0 {
+		_ = h.SetExtension(ids.midID, []byte(ids.mid))
+	}
+	_ = h.SetExtension(ids.ridID, []byte(rid))
+}

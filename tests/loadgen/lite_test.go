@@ -67,12 +67,12 @@ func TestLiteOffer(t *testing.T) {
 // TestLiteOfferPionAnswer has a real pion PeerConnection, as the server is, answer the lite
 // offer, and reads that answer.
 func TestLiteOfferPionAnswer(t *testing.T) {
-	api, err := newAPI(true, false)
+	api, err := newAPI(true, false, false)
 	require.NoError(t, err)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	require.NoError(t, err)
 	defer pc.Close()
-	pub, err := newPublisher("r", "", true)
+	pub, err := newPublisher("r", "", true, false)
 	require.NoError(t, err)
 	for _, tr := range pub.tracks() {
 		_, err := pc.AddTrack(tr)
@@ -351,7 +351,7 @@ func hotViewer(tb testing.TB, profile srtp.ProtectionProfile) (*liteViewer, [][]
 	require.NoError(tb, err)
 	h := &liteHub{lat: &latencies{}}
 	h.lat.measuring.Store(true)
-	pub, err := newPublisher("r", "", true)
+	pub, err := newPublisher("r", "", true, false)
 	require.NoError(tb, err)
 	v := newLiteViewer(h, pub, "")
 	v.remote.Store(&liteRemote{videoSSRC: 1234, audioSSRC: 5678, videoPT: 96, audioPT: 111})
@@ -542,7 +542,7 @@ func TestLiteViewerPionPeer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			pub, err := newPublisher("room", "", true)
+			pub, err := newPublisher("room", "", true, false)
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			pub.wg.Go(func() { pub.send(ctx, 300_000, 30, 1200) })

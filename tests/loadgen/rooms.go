@@ -62,12 +62,12 @@ func (w *rtcpWatch) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RT
 // startRoomPublisher joins room as a publishing peer and publishes the tracks; the caller
 // starts sending and waits for the server to name them (published).
 func startRoomPublisher(ctx context.Context, loopback bool, baseURL, room, token string, audio bool) (*publisher, error) {
-	p, err := newPublisher(room, token, audio)
+	p, err := newPublisher(room, token, audio, false)
 	if err != nil {
 		return nil, err
 	}
 	// An API of its own: its RTCP watch is this publisher's.
-	api, err := newAPI(loopback, false, &rtcpWatch{p: p})
+	api, err := newAPI(loopback, false, false, &rtcpWatch{p: p})
 	if err != nil {
 		return nil, err
 	}

@@ -58,9 +58,16 @@ type Config struct {
 	Bitrate, FPS, MaxPayload int
 	// Audio adds a 50 packets/s audio track to each publisher.
 	Audio bool
+	// Simulcast sends each WHIP publisher's video in three layers (q, h, f at 10 %, 30 % and
+	// 100 % of Bitrate, as many packets a frame each); the server forwards each viewer one.
+	Simulcast bool
 	// Viewer is how ModeWHIP subscribers receive: ViewerLite (default) or ViewerPion.
 	// ModeRooms subscribers are always Go SDK peers.
 	Viewer string
+	// ViewerTWCC makes ViewerPion subscribers send transport-wide congestion control
+	// feedback, as browsers do (rtcclient.TWCCFeedback), so the server estimates their
+	// bandwidth from it.
+	ViewerTWCC bool
 	// Ramp spreads the subscribers' joins over this long; Duration is the hold after it.
 	Ramp, Duration time.Duration
 	// Room prefixes the rooms' names (<room>-<run id>-<n>).
@@ -135,6 +142,12 @@ func (c Config) validateShape() []error {
 	if c.Viewer != ViewerLite && c.Viewer != ViewerPion {
 		errs = append(errs, fmt.Errorf("viewer %q: want %s or %s", c.Viewer, ViewerLite, ViewerPion))
 	}
+	if c.Simulcast && c.Mode != ModeWHIP {
+		errs = append(errs, fmt.Errorf("simulcast: only mode %s publishes in simulcast", ModeWHIP))
+	}
+	if c.ViewerTWCC && (c.Mode != ModeWHIP || c.Viewer != ViewerPion) {
+		errs = append(errs, fmt.Errorf("viewer twcc: only %s viewers (mode %s) send transport-wide feedback", ViewerPion, ModeWHIP))
+	}
 	if c.Publishers < 1 || c.Subscribers < 0 {
 		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
 	}
@@ -165,6 +178,10 @@ type Report struct {
 	Mode string `json:"mode"`
 	// Viewer is how the subscribers received: lite or pion (ModeWHIP), sdk (ModeRooms).
 	Viewer string `json:"viewer"`
+	// Simulcast: the publishers sent three video layers.
+	Simulcast bool `json:"simulcast,omitempty"`
+	// ViewerTWCC: the viewers sent transport-wide feedback.
+	ViewerTWCC bool `json:"viewer_twcc,omitempty"`
 	// Rooms is the number of rooms (in ModeWHIP one per publisher); Publishers counts them
 	// all. Every publisher has SubscribersPerPublisher subscribers: of its own in ModeWHIP,
 	// the room's in ModeRooms.
@@ -329,11 +346,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.URL)
-	api, err := newAPI(isLoopback(u), false)
+	api, err := newAPI(isLoopback(u), false, false)
 	if err != nil {
 		return nil, err
 	}
-	viewAPI, err := newAPI(isLoopback(u), true)
+	viewAPI, err := newAPI(isLoopback(u), true, cfg.ViewerTWCC)
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +463,7 @@ func (r *run) publishWHIP(ctx, sendCtx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := startPublisher(ctx, r.api, r.hc, c.URL, room, tok, c.Audio)
+		p, err := startPublisher(ctx, r.api, r.hc, c.URL, room, tok, c.Audio, c.Simulcast)
 		if err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}
@@ -560,7 +577,7 @@ func (r *run) sent() Traffic {
 // report accounts every subscriber against what its publisher sent.
 func (r *run) report(started time.Time, hold time.Duration) *Report {
 	c := r.cfg
-	rep := &Report{URL: c.URL, Mode: c.Mode, Viewer: c.Viewer, Rooms: c.Rooms, Publishers: len(r.pubs), SubscribersPerPublisher: c.Subscribers,
+	rep := &Report{URL: c.URL, Mode: c.Mode, Viewer: c.Viewer, ViewerTWCC: c.ViewerTWCC, Simulcast: c.Simulcast, Rooms: c.Rooms, Publishers: len(r.pubs), SubscribersPerPublisher: c.Subscribers,
 		BitrateBPS: c.Bitrate, FPS: c.FPS, RampSeconds: c.Ramp.Seconds(), HoldSeconds: hold.Seconds(),
 		ElapsedSeconds: time.Since(started).Seconds(), Sent: r.sent()}
 	if c.Mode == ModeWHIP {

@@ -13,8 +13,8 @@ import (
 type APIOption func(*apiConfig)
 
 type apiConfig struct {
-	anyInterface, lightReceiver bool
-	interceptors                []interceptor.Factory
+	anyInterface, lightReceiver, twcc bool
+	interceptors                      []interceptor.Factory
 }
 
 // AnyInterface gathers candidates on every interface, for a server on another machine. By
@@ -29,6 +29,13 @@ func AnyInterface() APIOption { return func(c *apiConfig) { c.anyInterface = tru
 // server, and what they spend per packet delays the packets they measure. By default the
 // connections get pion's default interceptors (NACK, RTCP reports, TWCC, stats).
 func LightReceiver() APIOption { return func(c *apiConfig) { c.lightReceiver = true } }
+
+// TWCCFeedback gives a LightReceiver's connections transport-wide congestion control
+// feedback, as browsers send it: they negotiate the transport-cc header extension and
+// feedback and report every packet's arrival (pion's twcc sender, a message every 100 ms),
+// so the server's bandwidth estimator works for them as for a browser. Connections without
+// LightReceiver have it already.
+func TWCCFeedback() APIOption { return func(c *apiConfig) { c.twcc = true } }
 
 // WithInterceptors adds interceptors, run after the others.
 func WithInterceptors(fs ...interceptor.Factory) APIOption {
@@ -53,6 +60,11 @@ func NewAPI(opts ...APIOption) (*webrtc.API, error) {
 		}
 		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 			return nil, fmt.Errorf("rtcclient: rtcp reports: %w", err)
+		}
+		if c.twcc {
+			if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+				return nil, fmt.Errorf("rtcclient: transport-wide feedback: %w", err)
+			}
 		}
 	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("rtcclient: interceptors: %w", err)

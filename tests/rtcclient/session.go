@@ -19,6 +19,7 @@ type options struct {
 	token       string
 	hc          *http.Client
 	onConnected func()
+	encodings   map[int][]webrtc.TrackLocal
 }
 
 // WithToken sends token as the bearer token (Authorization: Bearer) of the POST and of the
@@ -30,6 +31,18 @@ func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = h
 
 // WithConnected calls fn once the session's PeerConnection is connected (ICE and DTLS done).
 func WithConnected(fn func()) Option { return func(o *options) { o.onConnected = fn } }
+
+// WithSimulcast sends the WHIP track at index track in simulcast: its track (made with
+// webrtc.WithRTPStreamID) is the first layer, more are the further ones, each with a RID of
+// its own, lowest first.
+func WithSimulcast(track int, more ...webrtc.TrackLocal) Option {
+	return func(o *options) {
+		if o.encodings == nil {
+			o.encodings = map[int][]webrtc.TrackLocal{}
+		}
+		o.encodings[track] = append(o.encodings[track], more...)
+	}
+}
 
 func collect(opts []Option) options {
 	o := options{hc: http.DefaultClient}
@@ -69,17 +82,33 @@ func StartWHIP(ctx context.Context, api *webrtc.API, endpoint string, tracks []w
 		if err != nil {
 			return nil, s.abort(fmt.Errorf("rtcclient: add track: %w", err))
 		}
-		s.wg.Go(func() {
-			for {
-				pkts, _, err := tr.Sender().ReadRTCP()
-				if err != nil {
-					return
+		sender := tr.Sender()
+		read := []func() ([]rtcp.Packet, error){func() ([]rtcp.Packet, error) { p, _, err := sender.ReadRTCP(); return p, err }}
+		if more := s.opts.encodings[i]; len(more) > 0 {
+			read = nil // each layer's RTCP (its PLIs) is read apart
+			for _, layer := range append([]webrtc.TrackLocal{t}, more...) {
+				if layer != t {
+					if err := sender.AddEncoding(layer); err != nil {
+						return nil, s.abort(fmt.Errorf("rtcclient: add simulcast layer %s: %w", layer.RID(), err))
+					}
 				}
-				if onRTCP != nil {
-					onRTCP(i, pkts)
-				}
+				rid := layer.RID()
+				read = append(read, func() ([]rtcp.Packet, error) { p, _, err := sender.ReadSimulcastRTCP(rid); return p, err })
 			}
-		})
+		}
+		for _, r := range read {
+			s.wg.Go(func() {
+				for {
+					pkts, err := r()
+					if err != nil {
+						return
+					}
+					if onRTCP != nil {
+						onRTCP(i, pkts)
+					}
+				}
+			})
+		}
 	}
 	if s.Location, err = Exchange(ctx, s.opts.hc, pc, endpoint, s.opts.token); err != nil {
 		return nil, s.abort(err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/tests/testports"
 )
 
 // requireBaresip returns the baresip binary. Without it the test skips loudly, and fails under
@@ -44,18 +46,7 @@ const baresipModules = "/usr/lib/baresip/modules"
 // freePort is a loopback port free for TCP and UDP when asked.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			_ = u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return testports.One(t)
 }
 
 // freeSIPPort is a loopback port for baresip's sip_listen: free for UDP and TCP, and the one
@@ -295,6 +286,29 @@ func (b *baresip) eventTypes() []string {
 		out = append(out, fmt.Sprint(e["type"], " ", e["param"]))
 	}
 	return out
+}
+
+// waitRecorded waits until the phone has decoded at least d of call audio (sndfile's dump
+// grows as frames are decoded), so a test hangs up after enough was heard however slowly a
+// loaded machine lets baresip and the node run (a CI run's phone got a ninth of the call's
+// audio rate for seconds).
+func (b *baresip) waitRecorded(d time.Duration, within time.Duration) {
+	b.t.Helper()
+	const rate, header = 8000, 44
+	want := int64(header + 2*rate*d/time.Second)
+	var size int64
+	require.Eventually(b.t, func() bool {
+		files, err := filepath.Glob(filepath.Join(b.dir, "dump-*-dec.wav"))
+		if err != nil || len(files) != 1 {
+			return false
+		}
+		st, err := os.Stat(files[0])
+		if err != nil {
+			return false
+		}
+		size = st.Size()
+		return size >= want
+	}, within, 100*time.Millisecond, "the phone's recording stayed at %d bytes (want %d)", size, want)
 }
 
 // recording is the audio baresip decoded from the call (sndfile's dump-…-dec.wav).

@@ -49,6 +49,7 @@ func TestSIPDialOut(t *testing.T) {
 	peer := sipPeer(t, node, room)
 	heard := listen(t, node, room, peer, lib)
 	require.Eventually(t, func() bool { return len(heard.samples()) >= 2*8000 }, 20*time.Second, 100*time.Millisecond)
+	phone.waitRecorded(3*time.Second, 30*time.Second)
 	phone.command("hangup", "")
 	require.Eventually(t, func() bool {
 		for _, e := range roomEvents(t, node, room) {

@@ -259,6 +259,10 @@ func TestSIPCallBaresip(t *testing.T) {
 		"the room's viewer of the caller got %d samples", len(heard.samples()))
 
 	// Hold and resume (re-INVITEs with sendonly, then sendrecv): the call goes on.
+	// And the phone records what it hears before the hold: baresip (1.0) re-creates its
+	// player on resume and its recorder gets nothing after that, although the node sends.
+	phone.waitRecorded(3*time.Second, 30*time.Second)
+
 	phone.command("hold", "")
 	time.Sleep(500 * time.Millisecond)
 	phone.command("resume", "")

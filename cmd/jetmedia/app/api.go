@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +16,7 @@ import (
 	"github.com/jetmedia/jetmedia/ingress/signal"
 	"github.com/jetmedia/jetmedia/ingress/signal/client/browser"
 	"github.com/jetmedia/jetmedia/ingress/whip/demo"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/metrics"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/clusterapi"
@@ -29,7 +32,8 @@ func (n *Node) registerHTTP(mux *http.ServeMux) {
 	historyapi.API{JS: n.js, Heads: n.appender, Authorize: n.authorizeAdmin, Logger: n.log, Snapshots: n.snaps, Rooms: n.rooms,
 		WriteTimeout: n.cfg.HTTP.WriteTimeout}.Register(mux)
 	readmodels.API{Models: n.rm, JS: n.js, Node: n.cfg.Name, Authorize: n.authorizeAdmin, Logger: n.log}.Register(mux)
-	clusterapi.API{JS: n.js, Authorize: n.authorizeAdmin, Logger: n.log, Node: n.cfg.Name, Links: n.srv.Links}.Register(mux)
+	clusterapi.API{JS: n.js, Authorize: n.authorizeAdmin, Logger: n.log, Node: n.cfg.Name, Links: n.srv.Links,
+		Identity: n.identityOf}.Register(mux)
 	n.metrics.Register(mux, n.cfg.Name, n.ready)
 	n.registerAuth(mux)
 	n.registerSIP(mux)
@@ -40,6 +44,16 @@ func (n *Node) registerHTTP(mux *http.ServeMux) {
 }
 
 func writeJSON(w http.ResponseWriter, v any) { roomsapi.WriteJSON(w, v) }
+
+// congestionCounters are the bandwidth allocation's counters (zero with --bwe=false).
+func (n *Node) congestionCounters() metrics.Congestion {
+	c := n.congestion
+	if c == nil {
+		return metrics.Congestion{}
+	}
+	return metrics.Congestion{Pauses: c.Pauses.Load(), Resumes: c.Resumes.Load(),
+		LayerDowns: c.LayerDowns.Load(), LayerUps: c.LayerUps.Load()}
+}
 
 // metricSources tells the metrics registry where the node's figures are.
 func (n *Node) metricSources() metrics.Sources {
@@ -70,6 +84,7 @@ func (n *Node) metricSources() metrics.Sources {
 			return metrics.Ingress{PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, DroppedPublish: s.Dropped}
 		},
 		Forwarding:    func() metrics.Forwarding { return metrics.Forwarding(n.hub.Stats()) },
+		Congestion:    n.congestionCounters,
 		Bus:           n.bus,
 		Edge:          n.edge,
 		Stages:        n.timings,
@@ -118,6 +133,7 @@ func (n *Node) startWebhooks(ctx context.Context) error {
 	}
 	cfg := n.cfg.Webhooks
 	cfg.Logger = n.log
+	cfg.Storage = n.cfg.Storage
 	d, err := webhook.Start(ctx, n.js, cfg)
 	if err != nil {
 		return err
@@ -157,11 +173,54 @@ func (n *Node) ReadModelsDB() *pebble.DB {
 }
 
 // catalog answers WHEP's "what does this room publish" from the rooms projection, so a viewer
-// on any node sees what was published on any other.
-type catalog struct{ kv jetstream.KeyValue }
+// on any node sees what was published on any other, once the projection has caught up with
+// the room's log (a publisher that just left is still in a lagging bucket: the churn soak
+// bound viewers to such a publisher's tracks, which never delivered a packet).
+type catalog struct {
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	events atomic.Pointer[jetstream.Stream] // looked up at the first request that finds it
+}
 
-func (c catalog) Published(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
-	r, err := projections.LoadRoom(ctx, c.kv, room)
+// catalogCatchUp bounds the wait for the rooms projection to reach the room's newest event.
+const catalogCatchUp = 2 * time.Second
+
+// room reads room's state once the projection holds the room's newest event (for up to
+// catalogCatchUp), or, while the log's stream cannot be looked up, as the bucket has it.
+func (c *catalog) room(ctx context.Context, room string) (projections.Room, error) {
+	evs, err := c.eventsStream(ctx)
+	if err != nil {
+		return projections.LoadRoom(ctx, c.kv, room)
+	}
+	r, _, err := projections.LoadRoomCurrent(ctx, c.kv, evs, room, catalogCatchUp)
+	return r, err
+}
+
+// eventsStream is the log's stream, looked up at the first call that finds it.
+func (c *catalog) eventsStream(ctx context.Context) (jetstream.Stream, error) {
+	if evs := c.events.Load(); evs != nil {
+		return *evs, nil
+	}
+	s, err := c.js.Stream(ctx, eventlog.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("app: the log's stream: %w", err)
+	}
+	c.events.Store(&s)
+	return s, nil
+}
+
+// Gone is whep.TrackChecker: the tracks of room the rooms bucket, caught up with the log, no
+// longer holds (see projections.TracksGone).
+func (c *catalog) Gone(ctx context.Context, room string, tracks []string) ([]string, error) {
+	evs, err := c.eventsStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return projections.TracksGone(ctx, c.kv, evs, room, tracks, catalogCatchUp)
+}
+
+func (c *catalog) Published(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
+	r, err := c.room(ctx, room)
 	if err != nil {
 		return "", nil, err
 	}

@@ -140,3 +140,12 @@ func (n *Node) authorizeAdmin(w http.ResponseWriter, r *http.Request, room strin
 	}
 	return true
 }
+
+// identityOf is the identity of an authorized admin request's token ("" without one: dev mode).
+func (n *Node) identityOf(r *http.Request) string {
+	c, err := n.keys.Authenticate(r, time.Now())
+	if err != nil {
+		return ""
+	}
+	return c.Identity
+}

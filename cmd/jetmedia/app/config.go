@@ -19,6 +19,8 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/httpserver"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
+	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/presence"
 )
 
@@ -83,6 +85,12 @@ type Config struct {
 	// Storage sets the event log's retention (default: keep everything). Its Replicas is set
 	// from Replicas at start.
 	Storage eventlog.StorageConfig
+	// LogRegion is the cluster (the region of a supercluster, its cluster name) that holds the
+	// log and the buckets, placed there by every node that declares them; nodes of other
+	// regions and media-only leaves wait for that region's nodes to declare them ("", the
+	// default: the cluster of whichever node declares them first). An edge ignores it: its log
+	// lives in its own domain. docs/cluster.md.
+	LogRegion string
 	// Replicas of the EVENTS stream and every bucket inside the cluster (0, the default: 3 in
 	// a cluster of 3 or more nodes by its routes, else 1). It cannot exceed the cluster's size.
 	Replicas int
@@ -116,6 +124,9 @@ type Config struct {
 	// the loudest speakers, then those who spoke last (default 3; 0: every one). The choice is
 	// made once per room per node from the publishers' audio levels (docs/audio.md).
 	MaxAudioStreams int
+	// SnapshotsKeep is how many snapshots of each room the node keeps when it writes one
+	// (projections.SnapshotKeepDefault, 3); older ones are deleted (docs/snapshots.md).
+	SnapshotsKeep int
 	// EdgeSenders is how many goroutines send the batched packets of this node's WebRTC
 	// port, each to its share of the destinations (default: GOMAXPROCS).
 	EdgeSenders int
@@ -123,8 +134,16 @@ type Config struct {
 	// segments (UDP GSO; default on where the kernel has it).
 	EdgeGSO bool
 	// BWE estimates each viewer's bandwidth from its transport-wide congestion feedback
-	// (GCC) and lets the allocator pause video a viewer's path cannot carry (default on).
+	// and lets the allocator pause video a viewer's path cannot carry (default on).
 	BWE bool
+	// BWEEstimator is the estimator BWE uses: rtc.EstimatorJetmedia (default, pipeline/bwe)
+	// or rtc.EstimatorGCC (pion's GCC, for comparison).
+	BWEEstimator string
+	// Pacing paces what each viewer is sent at 2.5 times its estimate (default on; needs
+	// BWE with rtc.EstimatorJetmedia, off otherwise).
+	Pacing bool
+	// BWEMaxBitrate is the highest estimate a viewer may have, in bit/s (0: 20 Mbit/s).
+	BWEMaxBitrate int
 	// MaxPublishBitrate caps each publisher's send rate, in bit/s, with a REMB once a second
 	// (default 4 Mbit/s; 0: no REMB).
 	MaxPublishBitrate int
@@ -169,6 +188,7 @@ func Defaults() Config {
 		ResumeGrace:     10 * time.Second,
 		FanoutLanes:     runtime.GOMAXPROCS(0),
 		MaxAudioStreams: 3,
+		SnapshotsKeep:   projections.SnapshotKeepDefault,
 		EdgeSenders:     runtime.GOMAXPROCS(0),
 		EdgeGSO:         true,
 		Webhooks:        webhook.Defaults(),
@@ -176,16 +196,23 @@ func Defaults() Config {
 		Presence:        presence.DefaultTiming(),
 		Placement:       true,
 	}
-	c.BWE, c.MaxPublishBitrate = true, 4_000_000
+	c.BWE, c.BWEEstimator, c.MaxPublishBitrate, c.Pacing = true, rtc.EstimatorJetmedia, 4_000_000, true
 	return c
 }
 
 // mediaErrors checks the media settings of congestion control.
 func (c Config) mediaErrors() []error {
+	var errs []error
 	if c.MaxPublishBitrate < 0 {
-		return []error{fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate)}
+		errs = append(errs, fmt.Errorf("max publish bitrate %d: 0 (no cap) or more", c.MaxPublishBitrate))
 	}
-	return nil
+	if c.BWEMaxBitrate < 0 {
+		errs = append(errs, fmt.Errorf("bwe max bitrate %d: 0 (default) or more", c.BWEMaxBitrate))
+	}
+	if c.BWEEstimator != rtc.EstimatorJetmedia && c.BWEEstimator != rtc.EstimatorGCC {
+		errs = append(errs, fmt.Errorf("bwe estimator %q: %s or %s", c.BWEEstimator, rtc.EstimatorJetmedia, rtc.EstimatorGCC))
+	}
+	return errs
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -232,6 +259,9 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateRTMP(), c.SIP.validate())
 	if c.ResumeGrace < 0 {
 		errs = append(errs, fmt.Errorf("resume grace %v is negative", c.ResumeGrace))
+	}
+	if c.SnapshotsKeep < 1 {
+		errs = append(errs, fmt.Errorf("snapshots kept per room %d: at least 1", c.SnapshotsKeep))
 	}
 	if err := c.SignalLimits.Validate(); err != nil {
 		errs = append(errs, err)

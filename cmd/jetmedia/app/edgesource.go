@@ -6,8 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
+	"github.com/jetmedia/jetmedia/projections/presence"
 )
 
 // edgeSourceCheck is how often an edge checks that the region's log sources its own: once a
@@ -41,20 +41,29 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 				return
 			case <-time.After(wait):
 			}
-			attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-			added, err := eventlog.AddEdgeSource(attempt, region, edge)
-			cancel()
-			switch {
-			case err != nil:
-				n.log.Debug("the region's log does not source this edge's yet", "domain", edge, "err", err)
-				wait = edgeSourceRetry
-			case added:
-				n.log.Info("the region's log now sources this edge's", "region", domain, "domain", edge)
-				wait = edgeSourceRetry // confirm it was not overwritten
-			default:
-				wait = edgeSourceCheck
-			}
+			wait = n.checkEdgeSource(ctx, region, domain, edge)
 		}
 	}()
 	return nil
+}
+
+// checkEdgeSource runs one check and returns the wait until the next.
+func (n *Node) checkEdgeSource(ctx context.Context, region jetstream.JetStream, domain, edge string) time.Duration {
+	attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+	state, f, err := presence.KeepEdgeSourced(attempt, region, edge)
+	cancel()
+	switch {
+	case state == presence.SourceForgotten:
+		n.log.Error("the region forgot this edge: its events no longer reach the region's log, and the region ended its sessions there; "+
+			"to rejoin, restart this edge with a fresh --data and another --js-domain (a new domain is a new edge to the region); "+
+			"`jetmedia cluster unforget "+n.cfg.Name+" --domain "+edge+"` against the region undoes the forget for this domain", "region", domain, "domain", edge, "forgotten_by", f.By, "forgotten_at", f.At, "err", err)
+		return edgeSourceCheck
+	case err != nil:
+		n.log.Debug("the region's log does not source this edge's yet", "domain", edge, "err", err)
+		return edgeSourceRetry
+	case state == presence.SourceAdded:
+		n.log.Info("the region's log now sources this edge's", "region", domain, "domain", edge)
+		return edgeSourceRetry // confirm it was not overwritten
+	}
+	return edgeSourceCheck
 }

@@ -30,15 +30,9 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/stagetime"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/presence"
+	"github.com/jetmedia/jetmedia/projections/projector"
 	"github.com/jetmedia/jetmedia/projections/readmodels"
 )
-
-// ProjectionDurable is the durable consumer that feeds a node's rooms projection; its ack floor
-// is the projection's checkpoint. Each node has its own: a runner folds events in batches, which
-// needs every event of a room, in order (a durable shared by nodes deals its events out among
-// them). The runners of several nodes write one bucket with conditional writes (see
-// projections.KVRunner).
-func ProjectionDurable(node string) string { return "proj-rooms-" + node }
 
 // Node is a running jetmedia server.
 type Node struct {
@@ -67,8 +61,10 @@ type Node struct {
 	rtmp     *rtmp.Server // nil unless Config.RTMPAddr is set
 	sip      *sip.Server  // nil unless Config.SIP.Listen is set
 	metrics  *metrics.Registry
-	// stopProjection ends the rooms projection and its snapshotter (n.wg waits for them).
+	// stopProjection ends the rooms projection's election and, on the node writing it, the
+	// projection and its snapshotter (n.wg waits for them).
 	stopProjection context.CancelFunc
+	projector      *projector.Elector         // the rooms projection's lease
 	snaps          *projections.SnapshotStore // room snapshots; nil when the bucket cannot be reached
 	webhooks       *webhook.Deliverer
 	rm             *readmodels.Runner // pebble read models (audit index, analytics); nil without JetStream
@@ -96,6 +92,9 @@ func prepare(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	cfg.Storage.Replicas = cfg.EffectiveReplicas()
+	if !cfg.Edge() {
+		cfg.Storage.Region = cfg.LogRegion // an edge's log lives in its own domain
+	}
 	return cfg, nil
 }
 
@@ -136,15 +135,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.whip = wh
-	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: catalog{kv: n.rooms}})
+	cat := &catalog{kv: n.rooms, js: n.js}
+	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: cat})
 	if err != nil {
 		return nil, err
 	}
 	if err = n.watchTrackEnds(runCtx, we.TrackEnded); err != nil {
 		return nil, err
 	}
+	n.wg.Go(func() { we.RunRecheck(runCtx, whep.RecheckEvery, cat, log) })
 
-	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func()) signal.DeliveredTrack {
+	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func(layer string)) signal.DeliveredTrack {
 		return &forward.Track{Hub: n.hub, Room: room, TrackID: spec.Track, Stream: spec.Peer,
 			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true, Layers: simulcastLayers(spec.Layers),
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
@@ -152,6 +153,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Place: n.placeRTC, Logger: log})
 	if err != nil {
+		return nil, err
+	}
+	if err = n.watchRoomRecords(runCtx, sg.RoomWritten); err != nil {
 		return nil, err
 	}
 
@@ -184,83 +188,6 @@ func (n *Node) subscribeLevels(room string, fn func([]byte)) (func() error, erro
 		return nil, err
 	}
 	return sub.Unsubscribe, nil
-}
-
-// startProjection runs the rooms projection: batches of the node's durable consumer folded by
-// a KVRunner (one hand-over and one write of the changed keys per batch).
-func (n *Node) startProjection(ctx context.Context) error {
-	var err error
-	if n.snaps, err = projections.OpenSnapshotStore(ctx, n.js, n.log); err != nil {
-		n.log.Warn("room snapshots off: replays and a cold projection fold whole logs", "err", err)
-		n.snaps = nil
-	}
-	c, err := eventlog.NewBatchConsumer(n.js, eventlog.BatchConsumerConfig{
-		Durable: ProjectionDurable(n.cfg.Name), Filter: eventlog.EventsSubjects, Logger: n.log,
-		Batch: projections.KVBatch, StartSeq: n.projectionStart(ctx),
-	})
-	if err != nil {
-		return err
-	}
-	if err := c.Declare(ctx); err != nil {
-		return err
-	}
-	runner := projections.NewKVRunner(n.rooms, n.log)
-	pctx, cancel := context.WithCancel(ctx)
-	n.stopProjection = cancel
-	if n.snaps != nil {
-		snapshotter := projections.NewSnapshotter(n.snaps, projections.SnapshotEvery, n.log)
-		runner.UseSnapshots(n.snaps, projections.SnapshotEvery, snapshotter.Folded)
-		n.wg.Go(func() { snapshotter.Run(pctx) })
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := c.Run(pctx, runner.HandleBatch); err != nil {
-			n.log.Error("rooms projection stopped", "err", err)
-		}
-	}()
-	return nil
-}
-
-// projectionStart is where a projection durable the node does not have yet starts: after what
-// an older version's shared durable folded, or, on an empty bucket, after what the rooms'
-// snapshots hold (written into the bucket first); 0 (the start, or where the existing durable
-// is) otherwise.
-func (n *Node) projectionStart(ctx context.Context) uint64 {
-	if _, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name)); err == nil {
-		return 0
-	}
-	if floor := n.legacyProjectionFloor(ctx); floor > 0 || n.snaps == nil {
-		return floor
-	}
-	start, err := projections.SeedFromSnapshots(ctx, n.js, n.rooms, n.snaps)
-	if err != nil {
-		n.log.Warn("cold rooms projection starts from the first event: seeding it from snapshots failed", "err", err)
-		return 0
-	}
-	if start > 1 {
-		n.log.Info("cold rooms projection seeded from room snapshots", "start_seq", start)
-	}
-	return start
-}
-
-// legacyProjectionDurable is the durable all nodes shared before each had its own.
-const legacyProjectionDurable = "proj-rooms"
-
-// legacyProjectionFloor is where a node's new projection durable starts on a log the shared
-// durable of an older version already folded: its ack floor + 1 (the bucket holds every event
-// up to it), not the start of the log. 0 (the start) when there is none, or the node's own
-// durable exists already (StartSeq does not move it).
-func (n *Node) legacyProjectionFloor(ctx context.Context) uint64 {
-	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, legacyProjectionDurable)
-	if err != nil {
-		return 0
-	}
-	info, err := c.Info(ctx)
-	if err != nil || info.AckFloor.Stream == 0 {
-		return 0
-	}
-	return info.AckFloor.Stream + 1
 }
 
 // HTTPURL is the base URL of the HTTP API.
@@ -296,6 +223,9 @@ func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 // Estimates are the viewers' bandwidth estimates (nil with BWE off).
 func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
 
+// Pacing are the counters of the pacing of what viewers are sent (zero with it off).
+func (n *Node) Pacing() rtc.PacingStats { return n.edge.PacingStats() }
+
 // Congestion is the viewers' bandwidth allocation (nil with BWE off).
 func (n *Node) Congestion() *forward.Congestion { return n.congestion }
 
@@ -305,34 +235,6 @@ func (n *Node) ForwardedTracks() int { return n.hub.Tracks() }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
-
-// ProjectionLag is the number of events the rooms projection has not applied yet.
-func (n *Node) ProjectionLag(ctx context.Context) (uint64, error) {
-	c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name))
-	if err != nil {
-		return 0, fmt.Errorf("projection consumer: %w", err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("projection consumer: %w", err)
-	}
-	return info.NumPending + uint64(info.NumAckPending), nil
-}
-
-// WaitProjected waits until the rooms projection has applied every stored event.
-func (n *Node) WaitProjected(ctx context.Context) error {
-	for {
-		lag, err := n.ProjectionLag(ctx)
-		if err == nil && lag == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("projection lag %d: %w", lag, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // CatchUp waits until the rooms projection is within projections.ReadyLag events of the log
 // (what /readyz requires), calling progress about once a second meanwhile with the lag and

@@ -76,7 +76,7 @@ func (n *Node) logHead(ctx context.Context) (uint64, error) {
 // consumer's ack floor reached it), or has nothing left to apply.
 func (n *Node) waitProjectedTo(ctx context.Context, seq uint64) error {
 	for {
-		c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable(n.cfg.Name))
+		c, err := n.js.Consumer(ctx, eventlog.StreamEvents, ProjectionDurable)
 		if err == nil {
 			info := c.CachedInfo()
 			if info.AckFloor.Stream >= seq || info.NumPending+uint64(info.NumAckPending) == 0 {

@@ -67,24 +67,10 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	if n.js, err = jetstream.New(n.ctrl); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelDeclare()
-	n.keepReplicas(declareCtx)
+	if err = n.declareLog(ctx); err != nil {
+		return err
+	}
 	cfg = n.cfg
-	if err = eventlog.Declare(declareCtx, n.js, cfg.Storage); err != nil {
-		return err
-	}
-	// Retried: in a cluster that is still forming, the bucket another node just declared may
-	// not be found through this one for a moment.
-	if err = eventlog.Retry(declareCtx, func(ctx context.Context) (err error) {
-		n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms)
-		return err
-	}); err != nil {
-		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
-	}
-	if n.nodes, err = presence.Declare(declareCtx, n.js, cfg.Storage); err != nil {
-		return err
-	}
 	// The server's storage guard: appends fail at once while this node's JetStream cannot
 	// write (a full disk), and resume when it recovers.
 	n.appender = eventlog.NewAppender(n.js, cfg.Name, eventlog.WithGate(n.srv))
@@ -124,6 +110,65 @@ func (n *Node) serverConfig(storeDir string) natsnode.ServerConfig {
 		}
 	}
 	return sc
+}
+
+// declareLog declares the log and the buckets (in --log-region's cluster, with the replicas
+// of an existing log if higher) and opens the rooms and nodes buckets.
+func (n *Node) declareLog(ctx context.Context) (err error) {
+	if err = n.awaitLogRegion(ctx); err != nil {
+		return err
+	}
+	declareCtx, cancelDeclare := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelDeclare()
+	n.keepReplicas(declareCtx)
+	if err = eventlog.Declare(declareCtx, n.js, n.cfg.Storage); err != nil {
+		return err
+	}
+	// Retried: in a cluster that is still forming, the bucket another node just declared may
+	// not be found through this one for a moment.
+	if err = eventlog.Retry(declareCtx, func(ctx context.Context) (err error) {
+		n.rooms, err = n.js.KeyValue(ctx, eventlog.BucketRooms)
+		return err
+	}); err != nil {
+		return fmt.Errorf("bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	n.nodes, err = presence.Declare(declareCtx, n.js, n.cfg.Storage)
+	return err
+}
+
+// awaitLogRegion: a node outside the log's region (--log-region names another cluster, or
+// this node is a media-only leaf) does not declare the log: it waits, until ctx ends, for the
+// region's nodes to have declared it, so that the log is placed there whatever order the
+// regions start in, with the replicas the region's nodes chose (a one-node region declaring
+// first had made it R1, and then the three-node region's nodes could not raise it there).
+func (n *Node) awaitLogRegion(ctx context.Context) error {
+	region := n.cfg.Storage.Region
+	if region == "" || region == n.srv.NATS().ClusterName() {
+		return nil
+	}
+	started := time.Now()
+	next := started.Add(5 * time.Second)
+	var last error
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := n.js.Stream(attempt, eventlog.StreamEvents)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		if now := time.Now(); now.After(next) {
+			n.log.Warn("waiting for the log's region to declare the log", "region", region,
+				"waited", now.Sub(started).Round(time.Second), "err", err)
+			next = now.Add(5 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the log lives in region %q (--log-region), whose nodes have not declared it after %s: start a node of that region (last answer: %w)",
+				region, time.Since(started).Round(time.Second), last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // keepReplicas: with automatic replicas, a node never lowers those of an existing log (a
@@ -193,8 +238,10 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 	n.edge, err = rtc.NewEdge(rtc.Config{
 		UDPListen: net.JoinHostPort(cfg.UDPHost, strconv.Itoa(cfg.UDPPort)),
 		Announce:  cfg.Announce, Senders: cfg.EdgeSenders, NoGSO: !cfg.EdgeGSO, Logger: n.log,
-		BWE: rtc.BWEConfig{Off: !cfg.BWE}, MaxPublishBitrate: cfg.MaxPublishBitrate,
-		Timings: n.timings,
+		BWE: rtc.BWEConfig{Off: !cfg.BWE, Estimator: cfg.BWEEstimator, Max: cfg.BWEMaxBitrate,
+			Pacing: rtc.PacingConfig{Off: !cfg.Pacing || cfg.BWEEstimator != rtc.EstimatorJetmedia}},
+		MaxPublishBitrate: cfg.MaxPublishBitrate,
+		Timings:           n.timings,
 	})
 	if err != nil {
 		return fmt.Errorf("WebRTC UDP port: %w (change --udp-port or --udp-host)", err)

@@ -349,7 +349,8 @@ window.jetmedia = {
   async stats() {
     const out = { framesDecoded: 0, framesSent: 0, bytesReceived: 0, state, devMode, identity,
       frameWidth: 0, frameHeight: 0, packetsLost: 0, layersSent: 0, codec: "", audioEnergy: 0,
-      freezeCount: 0, totalFreezesDuration: 0, nackCount: 0, retransmittedPacketsReceived: 0, pliCount: 0 };
+      freezeCount: 0, totalFreezesDuration: 0, nackCount: 0, retransmittedPacketsReceived: 0, pliCount: 0,
+      plisByLayer: {} };
     for (const role of Object.values(roles)) {
       if (!role.session) continue;
       const report = await role.session.pc.getStats();
@@ -376,6 +377,8 @@ window.jetmedia = {
         } else if (s.type === "outbound-rtp" && s.kind === "video") {
           out.framesSent += s.framesSent ?? 0;
           if ((s.framesSent ?? 0) > 0) out.layersSent++;
+          // The keyframe requests each sent layer (simulcast RID) received.
+          out.plisByLayer[s.rid ?? ""] = (out.plisByLayer[s.rid ?? ""] ?? 0) + (s.pliCount ?? 0);
         }
       });
     }

@@ -1,0 +1,192 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/pipeline/auth"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections/logtools"
+	"github.com/jetmedia/jetmedia/projections/presence"
+	"github.com/jetmedia/jetmedia/tests/rtcclient"
+)
+
+// TestForgetDeadEdge: region1 (a hub) and edge1, a leaf with its own JetStream domain run as
+// a child process; a publisher on the edge, a WHEP viewer of it on the region. Forgetting an
+// unknown node and the live edge is refused. After SIGKILL of the edge, `cluster forget`
+// (POST /v1/cluster/nodes/edge1/forget) ends the publisher in the region's log once, with the
+// node-lost events; the region's viewer ends; every room's chain holds; the rooms bucket
+// equals a rebuild from the log; a second forget writes nothing; the edge restarted on its
+// data logs an error and does not source its log into the region's again.
+func TestForgetDeadEdge(t *testing.T) {
+	hc := nodeConfig(t, "region1")
+	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
+	hub := startNodes(t, hc)[0]
+	ec := nodeConfig(t, "edge1")
+	ec.Hub, ec.HTTPAddr = hub.Server().LeafURL(), "127.0.0.1:"+strconv.Itoa(freePorts(t, 1)[0])
+	ec.Presence, ec.Placement = killLease, false
+	edge := startChild(t, ec)
+	edge.waitUp(t)
+	js := hub.JetStream()
+	ctx := ctxT(t, 4*time.Minute)
+	require.Eventually(t, func() bool {
+		ok, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
+		return err == nil && ok
+	}, 30*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
+
+	cv, err := logtools.ReadCluster(ctx, js, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, []string{"edge-edge1"}, cv.Edges, "jetmedia cluster lists the edge")
+
+	status, body := forget(t, hub.HTTPURL(), "nosuch")
+	require.Equal(t, http.StatusNotFound, status, body)
+
+	api := clientAPI(t)
+	room := newRoom("forget")
+	pub, err := rtcclient.Publish(ctx, api, edge.url, room, asPublisher(t, room))
+	require.NoError(t, err)
+	defer pub.Close(false)
+	waitTracks(t, hub, room, 2)
+	published := peersOnNode(t, hub, room, "edge1")
+	require.Len(t, published, 1)
+	tracks := tracksOf(t, hub, room, published[0])
+	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), room, asViewer(t, room))
+	require.NoError(t, err)
+	defer v.Close()
+	require.Eventually(t, func() bool { return v.Video.Load() > 30 && v.Audio.Load() > 30 },
+		20*time.Second, 20*time.Millisecond, "the region's viewer plays the edge's publisher")
+	viewers := viewersByPublisher(t, hub, room)[published[0]]
+	require.Len(t, viewers, 1)
+
+	status, body = forget(t, hub.HTTPURL(), "edge1")
+	require.Equal(t, http.StatusConflict, status, "a live edge is not forgotten: %s", body)
+	_, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
+	require.NoError(t, err)
+	require.False(t, found, "a refused forget records nothing")
+
+	edge.kill()
+	killed := time.Now()
+	status, body = forget(t, hub.HTTPURL(), "edge1")
+	require.Equal(t, http.StatusOK, status, body)
+	t.Logf("kill -> forget answered: %.2f s; %s", time.Since(killed).Seconds(), body)
+	var res presence.ForgetResult
+	require.NoError(t, json.Unmarshal([]byte(body), &res))
+	require.False(t, res.Already)
+	require.True(t, res.SourceRemoved)
+	require.Equal(t, 1, res.Ended)
+	require.Equal(t, "ops", res.By, "the token's identity")
+	sourced, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
+	require.NoError(t, err)
+	require.False(t, sourced, "the region's log no longer sources the edge's")
+
+	cv, err = logtools.ReadCluster(ctx, js, time.Now())
+	require.NoError(t, err)
+	require.Empty(t, cv.Edges)
+	require.Len(t, cv.Forgotten, 1, "jetmedia cluster lists the forgotten edge")
+	require.Equal(t, "edge1", cv.Forgotten[0].Node)
+
+	requireEndedOnce(t, roomEvents(t, js, room), published[0], tracks, "edge1")
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewers[0]) != "" },
+		20*time.Second, 200*time.Millisecond, "the region's viewer of the forgotten publisher ends")
+	t.Logf("the region's viewer ended (reason %s) %.2f s after the kill", leftReason(t, roomEvents(t, js, room), viewers[0]),
+		time.Since(killed).Seconds())
+	requireChainsHold(t, js)
+	requireRebuildEqual(t, hub)
+
+	// A second forget, straight through the library as the command line does it: no-op.
+	before := lastSeq(t, js)
+	again, err := presence.Forget(ctx, js, presence.ForgetRequest{Node: "edge1", By: "someone-else", Writer: "test"})
+	require.NoError(t, err)
+	require.True(t, again.Noop(), "%+v", again)
+	require.Equal(t, "ops", again.By, "the first forget's record stays")
+	require.Equal(t, before, lastSeq(t, js), "a second forget writes nothing")
+
+	// The edge restarted on its data is told it was forgotten and stays out.
+	logs := &capturedLog{min: slog.LevelError}
+	ec.Logger = slog.New(logs)
+	startNodes(t, ec)
+	require.Eventually(t, func() bool { return logs.has("the region forgot this edge") },
+		20*time.Second, 100*time.Millisecond, "the restarted edge logs that it was forgotten")
+	time.Sleep(3 * time.Second) // it checks at start, then every minute: an add would show by now
+	sourced, err = eventlog.EdgeSourced(ctx, js, "edge-edge1")
+	require.NoError(t, err)
+	require.False(t, sourced, "a forgotten edge does not source its log again")
+	require.Equal(t, before, lastSeq(t, js), "nothing of the restarted edge reaches the region's log")
+}
+
+// forget posts a forget of node to a node's HTTP API with an admin token.
+func forget(t *testing.T, base, node string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), http.MethodPost, base+"/v1/cluster/nodes/"+node+"/forget", bytes.NewReader(nil))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, auth.AnyRoom, "ops", auth.Admin))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// leftReason is the reason of peer's peer.left in evs, "" if it has none.
+func leftReason(t *testing.T, evs []events.Envelope, peer string) string {
+	for _, e := range evs {
+		p, err := e.Payload()
+		require.NoError(t, err)
+		if l, ok := p.(events.PeerLeft); ok && l.Peer == peer {
+			return l.Reason
+		}
+	}
+	return ""
+}
+
+// lastSeq is the sequence of the newest event in the log js reaches.
+func lastSeq(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctxT(t, 10*time.Second), eventlog.StreamEvents)
+	require.NoError(t, err)
+	info, err := s.Info(ctxT(t, 10*time.Second))
+	require.NoError(t, err)
+	return info.State.LastSeq
+}
+
+// capturedLog keeps the messages of the records logged at min or above.
+type capturedLog struct {
+	min  slog.Level
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *capturedLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= l.min }
+func (l *capturedLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *capturedLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *capturedLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *capturedLog) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
