@@ -1,7 +1,9 @@
 package bwe_test
 
 import (
+	"context"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,5 +198,42 @@ func TestHistoryConcurrent(t *testing.T) {
 			}
 		}
 	})
+	wg.Wait()
+}
+
+// TestHistorySlotContention: two senders write packets HistorySize apart (one slot) over and
+// over while a lookup reads it; each packet's time and size must stay paired. The old
+// seqlock let the two writes interleave and a lookup paired one packet's size with the
+// other's time (CI once, from TestHistoryConcurrent; here it needs a write preempted
+// mid-way or three cores, so this catches it now and then, never wrongly).
+func TestHistorySlotContention(t *testing.T) {
+	var h bwe.History
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for _, seq := range []uint16{7, 7 + bwe.HistorySize} {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				h.Sent(seq, time.Duration(seq)*time.Microsecond, int(seq))
+				if i%64 == 0 {
+					runtime.Gosched() // lets the lookup in on a machine of two cores
+				}
+			}
+		})
+	}
+	seen := 0
+	for i := 0; seen < 200_000; i++ {
+		seq := []uint16{7, 7 + bwe.HistorySize}[i%2]
+		at, size, ok := h.Lookup(seq)
+		if !ok {
+			continue
+		}
+		seen++
+		if at != time.Duration(seq)*time.Microsecond || size != int(seq) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("lookup %d: time %v, size %d: two packets mixed", seq, at, size)
+		}
+	}
+	cancel()
 	wg.Wait()
 }
