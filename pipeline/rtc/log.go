@@ -63,13 +63,17 @@ var nodeWarnings = []string{
 
 // routineErrors are in the pion errors that end a peer that went away or sent garbage:
 // SCTP gives up retransmitting to it, its DTLS handshake was cancelled by the session's
-// close, a response or candidate of an old pair or ICE generation, an invalid chunk.
+// close, a response or candidate of an old pair or ICE generation, an invalid chunk, a
+// packet that arrived for a connection the session's end had just closed (the UDP mux's
+// "Failed to write packet: io: read/write on closed pipe", logged by nodes in the churn soak).
+// An error's arguments are matched too (they carry the cause).
 var routineErrors = []string{
 	"retransmission failure",
 	"handshake canceled",
 	"Success response from invalid candidate pair",
 	"doesn't match the current ufrags",
 	"failed validating chunk",
+	"read/write on closed pipe",
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {
@@ -91,6 +95,11 @@ func containsAny(s string, parts []string) bool {
 }
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
+	if level >= slog.LevelError {
+		// Errors are rare: classify them by the whole line, cause included.
+		l.msg(level, fmt.Sprintf(format, args...))
+		return
+	}
 	level = pionLevel(level, format)
 	if l.log.Enabled(context.Background(), level) {
 		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))

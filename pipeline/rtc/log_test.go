@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -33,6 +34,8 @@ func TestPionLevels(t *testing.T) {
 		{slog.LevelError, "[%s] retransmission failure: T3-rtx (DATA)", slog.LevelDebug},
 		{slog.LevelError, "[%s] client handshake canceled: state=%s", slog.LevelDebug},
 		{slog.LevelInfo, "Setting new connection state: Checking", slog.LevelDebug},
+		{slog.LevelError, "Failed to write packet: io: read/write on closed pipe", slog.LevelDebug},
+		{slog.LevelError, "io: read/write on closed pipe", slog.LevelDebug},
 	} {
 		require.Equal(t, tc.want, pionLevel(tc.level, tc.msg), "%s %q", tc.level, tc.msg)
 	}
@@ -44,6 +47,7 @@ func TestPionLoggerWritesAtItsLevel(t *testing.T) {
 	log.Warnf("Failed to ping without candidate pairs. Connection is not possible yet.")
 	log.Warn("Failed to accept RTCP stream is already closed")
 	log.Infof("ICE connection state changed: %s", "checking")
+	log.Errorf("Failed to write packet: %v", io.ErrClosedPipe) // a session's end under the UDP mux
 	require.Empty(t, buf.String(), "routine lines are below Info")
 	log.Errorf("Failed to read UDP packet: %v", "boom")
 	log.Warnf("Failed to listen %s: %v", "udp4", "address in use")
