@@ -112,19 +112,41 @@ func Declare(ctx context.Context, js jetstream.JetStream, sc StorageConfig) erro
 	}); err != nil {
 		return fmt.Errorf("pipeline: declare stream %s: %w", StreamEvents, err)
 	}
-	if err := Retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateKeyValue(ctx, RoomsBucketConfig(BucketRooms, sc))
+	if _, err := DeclareBucket(ctx, js, RoomsBucketConfig(BucketRooms, sc)); err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketRooms, err)
 	}
-	if err := Retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateKeyValue(ctx, SnapshotsBucketConfig(sc))
+	_, err := DeclareBucket(ctx, js, SnapshotsBucketConfig(sc))
+	return err
+}
+
+// DeclareBucket creates or updates a KV bucket, retrying (Retry) while JetStream cannot
+// answer yet.
+func DeclareBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := Retry(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
 		return err
-	}); err != nil {
-		return fmt.Errorf("pipeline: declare bucket %s: %w", BucketSnapshots, err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: declare bucket %s: %w", cfg.Bucket, err)
 	}
-	return nil
+	return kv, nil
+}
+
+// LeaseBucketConfig is the declaration of a bucket of leases (the nodes' presence, the
+// projections' writers): the newest record of each key, kept for maxAge when nobody renews
+// or releases it (a lease's expiry is its TTL as its readers reckon it, not this), with the
+// log's replicas and placement.
+func LeaseBucketConfig(bucket, description string, maxAge time.Duration, sc StorageConfig) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: description,
+		History:     1,
+		TTL:         maxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(sc.Replicas, 1),
+		Placement:   sc.Placement(),
+	}
 }
 
 // Retry runs a JetStream declaration in short attempts until it succeeds or ctx ends, and

@@ -65,28 +65,12 @@ type Load struct {
 
 // BucketConfig is the declaration of the nodes bucket.
 func BucketConfig(sc eventlog.StorageConfig) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      BucketNodes,
-		Description: "jetmedia node leases: who is up, where, how loaded",
-		History:     1,
-		TTL:         recordMaxAge,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(sc.Replicas, 1),
-		Placement:   sc.Placement(),
-	}
+	return eventlog.LeaseBucketConfig(BucketNodes, "jetmedia node leases: who is up, where, how loaded", recordMaxAge, sc)
 }
 
 // Declare creates or updates the nodes bucket.
 func Declare(ctx context.Context, js jetstream.JetStream, sc eventlog.StorageConfig) (jetstream.KeyValue, error) {
-	var kv jetstream.KeyValue
-	err := eventlog.Retry(ctx, func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, BucketConfig(sc))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("presence: declare bucket %s: %w", BucketNodes, err)
-	}
-	return kv, nil
+	return eventlog.DeclareBucket(ctx, js, BucketConfig(sc))
 }
 
 // Observed is a lease as one reader saw it: the record and when it was last renewed, by the

@@ -25,28 +25,12 @@ const recordMaxAge = time.Hour
 
 // BucketConfig is the declaration of the projectors bucket.
 func BucketConfig(sc eventlog.StorageConfig) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "jetmedia projection leases: which node writes each projection",
-		History:     1,
-		TTL:         recordMaxAge,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(sc.Replicas, 1),
-		Placement:   sc.Placement(),
-	}
+	return eventlog.LeaseBucketConfig(Bucket, "jetmedia projection leases: which node writes each projection", recordMaxAge, sc)
 }
 
 // Declare creates or updates the projectors bucket.
 func Declare(ctx context.Context, js jetstream.JetStream, sc eventlog.StorageConfig) (jetstream.KeyValue, error) {
-	var kv jetstream.KeyValue
-	err := eventlog.Retry(ctx, func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, BucketConfig(sc))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("projector: declare bucket %s: %w", Bucket, err)
-	}
-	return kv, nil
+	return eventlog.DeclareBucket(ctx, js, BucketConfig(sc))
 }
 
 // Record is what a lease key holds.
