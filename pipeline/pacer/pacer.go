@@ -145,15 +145,7 @@ func (p *Pacer[T]) Send(now time.Duration, c Class, size int) bool {
 		return true
 	}
 	p.refill(now)
-	if c == Audio {
-		p.budget = max(p.budget-float64(size), -p.depth)
-		return true
-	}
-	if p.n > 0 || p.budget <= 0 {
-		return false
-	}
-	p.budget -= float64(size)
-	return true
+	return p.TrySend(c, size)
 }
 
 // TrySend is Send without a clock: it lets the packet out while the budget last refilled

@@ -44,16 +44,11 @@ const (
 // ErrEstimator is returned for an unknown BWEConfig.Estimator.
 var ErrEstimator = errors.New("rtc: unknown bandwidth estimator")
 
+// withDefaults fills the zero bounds with the estimator's defaults (bwe.Config.Defaults, for
+// GCC too), the initial estimate within them.
 func (c BWEConfig) withDefaults() BWEConfig {
-	if c.Initial <= 0 {
-		c.Initial = 1_000_000
-	}
-	if c.Min <= 0 {
-		c.Min = 100_000
-	}
-	if c.Max <= 0 {
-		c.Max = 20_000_000
-	}
+	d := bwe.Config{Initial: c.Initial, Min: c.Min, Max: c.Max}.Defaults()
+	c.Initial, c.Min, c.Max = d.Initial, d.Min, d.Max
 	return c
 }
 
