@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // The hash chain.
@@ -26,6 +27,23 @@ import (
 // after it. The chain cannot protect its newest event (a forger who computes the right prevhash
 // can append at the head, or rewrite the tail and re-chain it); an anchor of the head hash kept
 // elsewhere does (projections.Anchor).
+
+// Two writers. An edge (a leaf with its own JetStream domain) appends a room's events to its
+// own log, chained there, and that log is copied into the region's; the region's nodes append
+// the same room's other events (a region viewer of an edge publisher) chained to whatever the
+// region's log held last, edge events included. In the region's log a room's events then form
+// one chain per writer, interleaved: an edge event's prevhash is the hash of the edge's previous
+// event of the room, which other events may follow in this log, and the edge's first event of a
+// room the region already had carries no prevhash. Chain accepts exactly that, for events its
+// caller says were copied from another log (AddFrom's writer: the source stream, which
+// JetStream records on each copied message) and only for them: such an event links to the
+// room's previous event, or else to its writer's previous event of the room (WriterLinks), or
+// starts its writer's chain without prevhash when the writer has none in the room
+// (WriterStarts). An event appended to this log must link to the room's previous event, as
+// ever, so one written past the appender still breaks the chain. Deleting, altering or
+// inserting an event between two linked ones breaks a link; what no later event links to is
+// listed (Unlinked): each writer's newest event, which the chain protects no more than it
+// protects the head. A room no edge wrote has no writer links and nothing unlinked.
 
 // ErrChainBroken is wrapped by every *ChainBreak.
 var ErrChainBroken = errors.New("events: hash chain broken")
@@ -81,8 +99,21 @@ type Chain struct {
 	Head, HeadID      string
 	// Break is the first broken link; once set, later events are not checked.
 	Break *ChainBreak
+	// WriterLinks counts the copied events linked to their writer's previous event of the
+	// room, not to the room's previous event; WriterStarts the copied events after the room's
+	// first that carry no prevhash because their writer had no event in the room (an edge's
+	// chain beside the region's: see "Two writers").
+	WriterLinks, WriterStarts int
 
-	chained bool
+	chained    bool
+	headLinked bool                 // a later event links to the head
+	writers    map[string]chainLink // each writer's newest event of the room
+	unlinked   map[uint64]struct{}  // events (seq), the head aside, no later event links to
+}
+
+type chainLink struct {
+	seq  uint64
+	hash string
 }
 
 // links is the part of an envelope the chain needs; decoding only it keeps verification fast.
@@ -92,9 +123,14 @@ type links struct {
 	PrevHash string `json:"prevhash"`
 }
 
-// Add checks the next stored event of the room (its stream sequence and stored bytes). It
-// returns the *ChainBreak the first time a link does not hold, and nil after that.
-func (c *Chain) Add(seq uint64, raw []byte) error {
+// Add checks the next stored event of the room (its stream sequence and stored bytes),
+// appended to this log. It returns the *ChainBreak the first time a link does not hold, and
+// nil after that.
+func (c *Chain) Add(seq uint64, raw []byte) error { return c.AddFrom(seq, raw, "") }
+
+// AddFrom is Add for an event copied into this log from writer's ("" for none: Add), which
+// may link to writer's previous event of the room instead (see "Two writers").
+func (c *Chain) AddFrom(seq uint64, raw []byte, writer string) error {
 	if c.Break != nil {
 		return nil
 	}
@@ -110,19 +146,54 @@ func (c *Chain) Add(seq uint64, raw []byte) error {
 		c.Truncated = l.PrevHash != ""
 		c.chained = c.Truncated
 	} else {
+		own, ownOK := c.writers[writer]
 		switch {
 		case l.PrevHash == "" && !c.chained:
 			c.Legacy++
-		case l.PrevHash != c.Head:
+		case l.PrevHash == c.Head:
+			c.chained = true
+			c.headLinked = true
+		case writer == "":
 			c.Break = &ChainBreak{Room: c.Room, Seq: seq, ID: l.ID, PrevSeq: c.HeadSeq, Want: c.Head, Got: l.PrevHash}
 			return c.Break
-		default:
+		case l.PrevHash == "" && !ownOK:
+			c.WriterStarts++
+		case ownOK && l.PrevHash == own.hash:
 			c.chained = true
+			c.WriterLinks++
+			delete(c.unlinked, own.seq)
+		default:
+			c.Break = &ChainBreak{Room: c.Room, Seq: seq, ID: l.ID, PrevSeq: c.HeadSeq, Want: c.Head, Got: l.PrevHash}
+			return c.Break
+		}
+		if !c.headLinked && c.chained {
+			if c.unlinked == nil {
+				c.unlinked = map[uint64]struct{}{}
+			}
+			c.unlinked[c.HeadSeq] = struct{}{}
 		}
 	}
 	c.Events++
 	c.HeadSeq = seq
 	c.HeadID = l.ID
 	c.Head = Hash(raw)
+	c.headLinked = false
+	if writer != "" {
+		if c.writers == nil {
+			c.writers = map[string]chainLink{}
+		}
+		c.writers[writer] = chainLink{seq, c.Head}
+	}
 	return nil
+}
+
+// Unlinked returns, in log order, the events other than the head that no later event links
+// to: with two writers, each one's newest event (see "Two writers"); with one, none.
+func (c *Chain) Unlinked() []uint64 {
+	out := make([]uint64, 0, len(c.unlinked))
+	for seq := range c.unlinked {
+		out = append(out, seq)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -170,4 +171,101 @@ func BenchmarkChainAdd(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// twoWriters returns a room's events as the region's log stores them when writers (one letter
+// each, in log order) append: 'e' is an edge, chained in its own log to its own previous
+// event (its first without prevhash) and copied into the region's; any other letter is a
+// region node, chained to the region log's previous event (edge events included).
+func twoWriters(t testing.TB, writers string) [][]byte {
+	t.Helper()
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	var out [][]byte
+	prev, edgePrev := "", ""
+	for i, w := range writers {
+		node := "region-" + string(w)
+		if w == 'e' {
+			node = "edge"
+		}
+		e, err := events.New(events.Meta{Room: "r1", Actor: "p1", Node: node, Time: at.Add(time.Duration(i) * time.Second)},
+			events.PeerJoined{Peer: fmt.Sprintf("p%d", i), Transport: events.TransportWHIP, Role: "publisher", Node: node})
+		require.NoError(t, err)
+		e.PrevHash = prev
+		if w == 'e' {
+			e.PrevHash = edgePrev
+		}
+		raw, err := events.Encode(e)
+		require.NoError(t, err)
+		prev = events.Hash(raw)
+		if w == 'e' {
+			edgePrev = prev
+		}
+		out = append(out, raw)
+	}
+	return out
+}
+
+// verifyCopied checks raws as the region's log holds them: the events of writers' 'e' copied
+// from the edge's log (AddFrom with the edge's identity), the others appended to it.
+func verifyCopied(t testing.TB, raws [][]byte, writers string, seqs []uint64) *events.Chain {
+	t.Helper()
+	c := &events.Chain{}
+	for i, raw := range raws {
+		seq := uint64(i + 1)
+		if seqs != nil {
+			seq = seqs[i]
+		}
+		from := ""
+		if writers[i] == 'e' {
+			from = "EVENTS:edge-1"
+		}
+		if err := c.AddFrom(seq, raw, from); err != nil {
+			require.ErrorIs(t, err, events.ErrChainBroken)
+		}
+	}
+	return c
+}
+
+// TestChainTwoWriters: an edge's chain interleaved with the region's verifies, each copied
+// event linked to the room's previous one or to its writer's; the events nothing links to are
+// listed; tampering still breaks it, and so does an event appended to the log (not copied)
+// that links the edge's way.
+func TestChainTwoWriters(t *testing.T) {
+	// A room of the region only, served by several nodes: one chain, nothing unlinked.
+	c := verifyCopied(t, twoWriters(t, "abcabca"), "abcabca", nil)
+	require.Nil(t, c.Break)
+	require.Zero(t, c.WriterLinks+c.WriterStarts)
+	require.Empty(t, c.Unlinked())
+
+	// Region first (a, b), then an edge joins (its first event has no prevhash) and both go on.
+	const writers = "abeaeebe"
+	raws := twoWriters(t, writers)
+	c = verifyCopied(t, raws, writers, nil)
+	require.Nil(t, c.Break)
+	require.Equal(t, 8, c.Events)
+	require.Equal(t, 1, c.WriterStarts, "the edge's first event")
+	// seq 5 (e) follows seq 4 (a) but links to seq 3 (e); seq 6 (e) links to seq 5, the head;
+	// seq 8 (e) links to seq 6 past seq 7 (b, which linked to seq 6).
+	require.Equal(t, 2, c.WriterLinks)
+	// seq 2 (b) is followed by the edge's start; seq 4 (a) by the edge's seq 5; seq 7 (b) by
+	// the edge's seq 8: nothing links to them.
+	require.Equal(t, []uint64{2, 4, 7}, c.Unlinked())
+
+	// The same events appended to the log itself (none copied): the edge's start breaks it,
+	// as an event written past the appender does.
+	c = verifyCopied(t, raws, "abxaxxbx", nil)
+	require.NotNil(t, c.Break)
+	require.EqualValues(t, 3, c.Break.Seq)
+
+	// Tampering: an altered edge event breaks the next edge event's link; a removed one the
+	// link after it.
+	altered := slices.Clone(raws)
+	altered[4] = bytes.Replace(altered[4], []byte(`"p4"`), []byte(`"pX"`), 1)
+	c = verifyCopied(t, altered, writers, nil)
+	require.NotNil(t, c.Break)
+	require.EqualValues(t, 6, c.Break.Seq)
+	removed := append(slices.Clone(raws[:4]), raws[5:]...)
+	c = verifyCopied(t, removed, "abeaebe", []uint64{1, 2, 3, 4, 6, 7, 8})
+	require.NotNil(t, c.Break)
+	require.EqualValues(t, 6, c.Break.Seq)
 }

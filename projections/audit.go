@@ -32,7 +32,7 @@ func VerifyChains(ctx context.Context, js jetstream.JetStream, room string, prog
 		if progress != nil {
 			progress(s.Seq)
 		}
-		if err := c.Add(s.Seq, s.Data); err != nil && c.Break == nil {
+		if err := c.AddFrom(s.Seq, s.Data, s.Source); err != nil && c.Break == nil {
 			return err // not JSON: the log is unreadable, not merely broken
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +41,23 @@ type StoredEvent struct {
 	Subject string
 	// Data is the message payload; it is only valid during the callback.
 	Data []byte
+	// Source names the stream the event was copied from (an edge's log the region sources:
+	// the first word of the message's Nats-Stream-Source header, which JetStream sets on
+	// every sourced message); "" for an event appended to this log.
+	Source string
+}
+
+// SourceHeader is the header JetStream puts on a message it copied from another stream
+// (nats-server's JSStreamSource): the source's identity, then the message's sequence there.
+const SourceHeader = "Nats-Stream-Source"
+
+// sourceOf returns the identity of the stream msg was copied from ("" when it was not).
+func sourceOf(msg jetstream.Msg) string {
+	h := msg.Headers().Get(SourceHeader)
+	if i := strings.IndexByte(h, ' '); i >= 0 {
+		return h[:i]
+	}
+	return h
 }
 
 // ReadStored is Read without decoding: it delivers each stored event's sequence and bytes, up to
@@ -69,7 +87,7 @@ func ReadStored(ctx context.Context, js jetstream.JetStream, opts ReadOptions, f
 			return false, fmt.Errorf("pipeline: stored event on %s metadata: %w", msg.Subject(), err)
 		}
 		seq := md.Sequence.Stream
-		if err := fn(StoredEvent{Seq: seq, Subject: msg.Subject(), Data: msg.Data()}); err != nil {
+		if err := fn(StoredEvent{Seq: seq, Subject: msg.Subject(), Data: msg.Data(), Source: sourceOf(msg)}); err != nil {
 			return false, err
 		}
 		return seq < last.Sequence, nil

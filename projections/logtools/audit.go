@@ -25,15 +25,20 @@ var ErrAnchorMismatch = errors.New("anchor mismatch")
 
 // ChainReport is the --json form of one room's chain.
 type ChainReport struct {
-	Room      string      `json:"room"`
-	Intact    bool        `json:"intact"`
-	Events    int         `json:"events"`
-	FirstSeq  uint64      `json:"first_seq"`
-	HeadSeq   uint64      `json:"head_seq"`
-	Head      string      `json:"head"`
-	Legacy    int         `json:"legacy,omitempty"`
-	Truncated bool        `json:"truncated,omitempty"`
-	Break     *ChainBreak `json:"break,omitempty"`
+	Room      string `json:"room"`
+	Intact    bool   `json:"intact"`
+	Events    int    `json:"events"`
+	FirstSeq  uint64 `json:"first_seq"`
+	HeadSeq   uint64 `json:"head_seq"`
+	Head      string `json:"head"`
+	Legacy    int    `json:"legacy,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	// WriterLinks, WriterStarts and Unlinked tell a room with two writers' chains interleaved
+	// (an edge's and the region's: events.Chain, "Two writers"); all zero for one writer.
+	WriterLinks  int         `json:"writer_links,omitempty"`
+	WriterStarts int         `json:"writer_starts,omitempty"`
+	Unlinked     []uint64    `json:"unlinked,omitempty"`
+	Break        *ChainBreak `json:"break,omitempty"`
 }
 
 // ChainBreak is where a room's chain breaks, in a ChainReport.
@@ -106,7 +111,8 @@ func chainReports(chains []*events.Chain) (reports []ChainReport, broken int) {
 	reports = make([]ChainReport, 0, len(chains))
 	for _, ch := range chains {
 		r := ChainReport{Room: ch.Room, Intact: ch.Break == nil, Events: ch.Events, FirstSeq: ch.FirstSeq,
-			HeadSeq: ch.HeadSeq, Head: ch.Head, Legacy: ch.Legacy, Truncated: ch.Truncated}
+			HeadSeq: ch.HeadSeq, Head: ch.Head, Legacy: ch.Legacy, Truncated: ch.Truncated,
+			WriterLinks: ch.WriterLinks, WriterStarts: ch.WriterStarts, Unlinked: ch.Unlinked()}
 		if b := ch.Break; b != nil {
 			broken++
 			r.Break = &ChainBreak{b.Seq, b.ID, b.PrevSeq, b.Want, b.Got}
@@ -259,6 +265,11 @@ func printChain(w io.Writer, ch *events.Chain) {
 	}
 	if ch.Truncated {
 		fmt.Fprintf(w, "  the room's earlier events are gone (stream retention); checked from seq %d on\n", ch.FirstSeq)
+	}
+	if ch.WriterLinks+ch.WriterStarts > 0 {
+		fmt.Fprintf(w, "  two writers (an edge's log copied in beside the region's): %d events link to their own node's previous event, %d start a node's chain;"+
+			" no later event links to seq %v, which the chain protects no more than the head (expected only in rooms an edge served)\n",
+			ch.WriterLinks, ch.WriterStarts, ch.Unlinked())
 	}
 }
 

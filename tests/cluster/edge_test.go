@@ -90,6 +90,17 @@ func TestEdgeLogsWhileCut(t *testing.T) {
 	time.Sleep(time.Second) // a second copy, were there one, would have arrived by now
 	require.Equal(t, ids(edgeLog), ids(roomEvents(t, hub.JetStream(), offline)), "in order, once")
 	waitPeers(t, hub, offline, 0)
+
+	// Every room's chain holds in the region's log. The linked room had two writers, the
+	// edge (its publisher) and the region (its viewer's subscription): the edge's events link
+	// to the edge's previous ones past the region's (events.Chain, "Two writers").
+	requireChainsHold(t, hub.JetStream())
+	chains, err := projections.VerifyChains(ctx, hub.JetStream(), linked, nil)
+	require.NoError(t, err)
+	require.Len(t, chains, 1)
+	t.Logf("linked room in the region's log: %d events, %d linked to their writer's previous, %d writer starts, unlinked %v",
+		chains[0].Events, chains[0].WriterLinks, chains[0].WriterStarts, chains[0].Unlinked())
+	require.Positive(t, chains[0].WriterLinks, "the edge's events after the region's viewer link past it")
 }
 
 // byNode keeps the events node wrote.
