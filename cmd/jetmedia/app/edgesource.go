@@ -23,10 +23,7 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 	if !n.srv.Edge() {
 		return nil
 	}
-	domain := n.cfg.HubDomain
-	if domain == "" {
-		domain = natsnode.DefaultDomain
-	}
+	domain := n.hubDomain()
 	region, err := jetstream.NewWithDomain(n.ctrl, domain)
 	if err != nil {
 		return err
@@ -45,6 +42,23 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// hubDomain is the region's JetStream domain, which an edge reaches over its link.
+func (n *Node) hubDomain() string {
+	if n.cfg.HubDomain != "" {
+		return n.cfg.HubDomain
+	}
+	return natsnode.DefaultDomain
+}
+
+// regionCatalog is an edge's WHEP catalog of the region's rooms (edgecatalog.go).
+func (n *Node) regionCatalog() (*regionCatalog, error) {
+	region, err := jetstream.NewWithDomain(n.ctrl, n.hubDomain())
+	if err != nil {
+		return nil, err
+	}
+	return newRegionCatalog(region, n.log), nil
 }
 
 // checkEdgeSource runs one check and returns the wait until the next.

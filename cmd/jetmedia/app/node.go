@@ -136,6 +136,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.whip = wh
 	cat := &catalog{kv: n.rooms, js: n.js}
+	if n.srv.Edge() {
+		if cat.region, err = n.regionCatalog(); err != nil {
+			return nil, err
+		}
+	}
 	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: cat})
 	if err != nil {
 		return nil, err
