@@ -28,6 +28,7 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.region = region
 	edge := n.srv.Domain()
 	n.wg.Add(1)
 	go func() {
@@ -52,13 +53,14 @@ func (n *Node) hubDomain() string {
 	return natsnode.DefaultDomain
 }
 
-// regionCatalog is an edge's WHEP catalog of the region's rooms (edgecatalog.go).
-func (n *Node) regionCatalog() (*regionCatalog, error) {
-	region, err := jetstream.NewWithDomain(n.ctrl, n.hubDomain())
-	if err != nil {
-		return nil, err
+// catalog is WHEP's catalog of the rooms: the node's rooms bucket, and on an edge also the
+// region's (edgecatalog.go).
+func (n *Node) catalog() *catalog {
+	cat := &catalog{kv: n.rooms, js: n.js}
+	if n.region != nil {
+		cat.region = newRegionCatalog(n.region, n.log)
 	}
-	return newRegionCatalog(region, n.log), nil
+	return cat
 }
 
 // checkEdgeSource runs one check and returns the wait until the next.
