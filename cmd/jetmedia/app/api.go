@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -180,6 +181,8 @@ type catalog struct {
 	kv     jetstream.KeyValue
 	js     jetstream.JetStream
 	events atomic.Pointer[jetstream.Stream] // looked up at the first request that finds it
+	// region is set on an edge: the region's catalog, over the edge's link (edgecatalog.go).
+	region *regionCatalog
 }
 
 // catalogCatchUp bounds the wait for the rooms projection to reach the room's newest event.
@@ -210,20 +213,41 @@ func (c *catalog) eventsStream(ctx context.Context) (jetstream.Stream, error) {
 }
 
 // Gone is whep.TrackChecker: the tracks of room the rooms bucket, caught up with the log, no
-// longer holds (see projections.TracksGone).
+// longer holds (see projections.TracksGone); on an edge, of the tracks it played from the
+// region's bucket, those the region's no longer holds (edgecatalog.go).
 func (c *catalog) Gone(ctx context.Context, room string, tracks []string) ([]string, error) {
 	evs, err := c.eventsStream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return projections.TracksGone(ctx, c.kv, evs, room, tracks, catalogCatchUp)
+	gone, err := projections.TracksGone(ctx, c.kv, evs, room, tracks, catalogCatchUp)
+	if err != nil || c.region == nil {
+		return gone, err
+	}
+	return c.region.gone(ctx, room, gone), nil
 }
 
+// Published is whep.Catalog: on an edge, a room or peer its own bucket does not hold is looked
+// up in the region's (edgecatalog.go).
 func (c *catalog) Published(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
+	publisher, specs, err := c.published(ctx, room, peer)
+	if c.region != nil && (errors.Is(err, whep.ErrNoPublisher) || errors.Is(err, whep.ErrNoPeer)) {
+		return c.region.published(ctx, room, peer, err)
+	}
+	return publisher, specs, err
+}
+
+func (c *catalog) published(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
 	r, err := c.room(ctx, room)
 	if err != nil {
 		return "", nil, err
 	}
+	return publishedIn(r, peer)
+}
+
+// publishedIn is what room r publishes: peer's tracks, or with peer "" those of the latest
+// peer to join that publishes something.
+func publishedIn(r projections.Room, peer string) (string, []whep.TrackSpec, error) {
 	if peer == "" {
 		// The current publisher: the latest peer to join that publishes something.
 		for _, id := range r.PeerIDs() {

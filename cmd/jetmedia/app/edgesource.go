@@ -23,14 +23,12 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 	if !n.srv.Edge() {
 		return nil
 	}
-	domain := n.cfg.HubDomain
-	if domain == "" {
-		domain = natsnode.DefaultDomain
-	}
+	domain := n.hubDomain()
 	region, err := jetstream.NewWithDomain(n.ctrl, domain)
 	if err != nil {
 		return err
 	}
+	n.region = region
 	edge := n.srv.Domain()
 	n.wg.Add(1)
 	go func() {
@@ -45,6 +43,24 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// hubDomain is the region's JetStream domain, which an edge reaches over its link.
+func (n *Node) hubDomain() string {
+	if n.cfg.HubDomain != "" {
+		return n.cfg.HubDomain
+	}
+	return natsnode.DefaultDomain
+}
+
+// catalog is WHEP's catalog of the rooms: the node's rooms bucket, and on an edge also the
+// region's (edgecatalog.go).
+func (n *Node) catalog() *catalog {
+	cat := &catalog{kv: n.rooms, js: n.js}
+	if n.region != nil {
+		cat.region = newRegionCatalog(n.region, n.log)
+	}
+	return cat
 }
 
 // checkEdgeSource runs one check and returns the wait until the next.

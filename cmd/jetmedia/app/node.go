@@ -44,6 +44,7 @@ type Node struct {
 	media    *nats.Conn // media plane: feedback
 	rtp      *nats.Conn // media plane: RTP, without echo (the bus hands the node's own to its viewers)
 	js       jetstream.JetStream
+	region   jetstream.JetStream // on an edge: the region's JetStream, over the link (its domain)
 	rooms    jetstream.KeyValue
 	nodes    jetstream.KeyValue // leases (projections/presence)
 	presence *presence.Presence
@@ -135,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.whip = wh
-	cat := &catalog{kv: n.rooms, js: n.js}
+	cat := n.catalog()
 	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: cat})
 	if err != nil {
 		return nil, err

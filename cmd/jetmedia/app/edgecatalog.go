@@ -1,0 +1,160 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmedia/jetmedia/egress/whep"
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/projections"
+)
+
+// regionCatalog is an edge's view of the region's rooms, for WHEP. An edge's own rooms bucket
+// holds the edge's sessions only (its log lives in its own domain; the region sources it, not
+// the other way round), so a WHEP viewer on an edge of a room published in the region or on
+// another edge found no publisher there and was told to retry (409) for good: issue 13's
+// topology (a publisher on one region's edge, viewers on the other region's edge) played on
+// the region's nodes but not on the edge. The region's bucket and log, read over the edge's
+// link under the region's JetStream domain, answer what the edge's own do not hold; the tracks
+// the edge plays from them are remembered, and their ends judged by the region's bucket (the
+// edge's own never held them, so it calls them gone at once). Both read the region's room
+// with a watch of its keys: the region's log and key reads by direct get did not answer over
+// the link (below). A track's entry is dropped once the region says it is gone; one whose
+// viewers all left before that stays (a few bytes per track played from the region).
+//
+// While the link is down the region does not answer: the edge's own rooms play as before, a
+// new viewer of another room is told to retry, and the region's tracks the edge plays are not
+// judged gone (their media stopped with the link; they end once the region says they did).
+// Their ends reach the edge through the WHEP recheck (whep.RecheckEvery), not the track-ends
+// watch, which follows the edge's own bucket.
+type regionCatalog struct {
+	js  jetstream.JetStream
+	kv  atomic.Pointer[jetstream.KeyValue] // the region's rooms bucket, opened at the first call that can
+	log *slog.Logger
+
+	mu     sync.Mutex
+	played map[string][]string // room -> the tracks served from the region, sorted
+}
+
+func newRegionCatalog(js jetstream.JetStream, log *slog.Logger) *regionCatalog {
+	return &regionCatalog{js: js, log: log, played: map[string][]string{}}
+}
+
+// bucket is the region's rooms bucket.
+func (r *regionCatalog) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if kv := r.kv.Load(); kv != nil {
+		return *kv, nil
+	}
+	kv, err := r.js.KeyValue(ctx, eventlog.BucketRooms)
+	if err != nil {
+		return nil, fmt.Errorf("app: the region's bucket %s: %w", eventlog.BucketRooms, err)
+	}
+	r.kv.Store(&kv)
+	return kv, nil
+}
+
+// published answers from the region's catalog what the edge's own could not (its answer was
+// own); when the region cannot say, own stands.
+func (r *regionCatalog) published(ctx context.Context, room, peer string, own error) (string, []whep.TrackSpec, error) {
+	publisher, specs, err := r.publishedInRegion(ctx, room, peer)
+	if err != nil {
+		if !errors.Is(err, whep.ErrNoPublisher) && !errors.Is(err, whep.ErrNoPeer) {
+			r.log.Debug("whep: the region's catalog did not answer", "room", room, "err", err)
+		}
+		return "", nil, own
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range specs {
+		r.played[room] = insertSorted(r.played[room], s.Track)
+	}
+	return publisher, specs, nil
+}
+
+// gone takes the tracks the edge's own bucket no longer holds (ownGone) and returns those
+// that are gone: the edge's own tracks as they are, the region's tracks only once the region's
+// bucket no longer holds them either.
+func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []string {
+	r.mu.Lock()
+	local, remote := splitPlayed(r.played[room], ownGone)
+	r.mu.Unlock()
+	if len(remote) == 0 {
+		return local
+	}
+	gone, err := r.goneInRegion(ctx, room, remote)
+	if err != nil {
+		r.log.Debug("whep: the region's tracks not rechecked", "room", room, "err", err)
+		return local
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	left := slices.DeleteFunc(slices.Clone(r.played[room]), func(t string) bool { return slices.Contains(gone, t) })
+	if len(left) == 0 {
+		delete(r.played, room)
+	} else {
+		r.played[room] = left
+	}
+	return append(local, gone...)
+}
+
+// publishedInRegion reads the room from the region's bucket as it is, without waiting for it
+// to fold the room's newest event (the catalog's LoadRoomCurrent): that wait reads the newest
+// event from the region's log with a direct get (of ev.<room>.>), which does not come back
+// over the edge's link (the request times out; the same read on a region node answers). A publisher that left a moment ago may still be chosen then, as on a node
+// whose log cannot be looked up.
+func (r *regionCatalog) publishedInRegion(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	rm, err := projections.LoadRoom(ctx, kv, room)
+	if err != nil {
+		return "", nil, err
+	}
+	return publishedIn(rm, peer)
+}
+
+// goneInRegion returns the tracks (each one the region's bucket held when the edge chose it)
+// the region's bucket no longer holds. No wait for the bucket to catch up with the log is
+// needed here: a track is only ever deleted from it, never put back. The room is read with a
+// watch, as publishedInRegion reads it: a key read (a direct get, even of a plain key) timed
+// out over the edge's link too.
+func (r *regionCatalog) goneInRegion(ctx context.Context, room string, tracks []string) ([]string, error) {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := projections.LoadRoom(ctx, kv, room)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(slices.Clone(tracks), func(t string) bool { _, held := rm.Tracks[t]; return held }), nil
+}
+
+// splitPlayed splits tracks into those not served from the region and those that were
+// (fromRegion sorted).
+func splitPlayed(fromRegion, tracks []string) (local, remote []string) {
+	for _, t := range tracks {
+		if _, ok := slices.BinarySearch(fromRegion, t); ok {
+			remote = append(remote, t)
+		} else {
+			local = append(local, t)
+		}
+	}
+	return local, remote
+}
+
+func insertSorted(s []string, v string) []string {
+	i, ok := slices.BinarySearch(s, v)
+	if ok {
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
