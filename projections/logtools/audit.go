@@ -267,7 +267,7 @@ func printChain(w io.Writer, ch *events.Chain) {
 		fmt.Fprintf(w, "  the room's earlier events are gone (stream retention); checked from seq %d on\n", ch.FirstSeq)
 	}
 	if ch.WriterLinks+ch.WriterStarts > 0 {
-		fmt.Fprintf(w, "  two writers (an edge's log copied in beside the region's): %d events link to their own node's previous event, %d start a node's chain;"+
+		fmt.Fprintf(w, "  two writers (an edge's log copied in beside the region's): %d copied events link to their writer's previous event, %d start a writer's chain;"+
 			" no later event links to seq %v, which the chain protects no more than the head (expected only in rooms an edge served)\n",
 			ch.WriterLinks, ch.WriterStarts, ch.Unlinked())
 	}
