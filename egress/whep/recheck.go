@@ -12,7 +12,15 @@ import (
 // rooms bucket, and only once it has folded the room's newest event: a track it reports gone
 // is gone from the log too.
 type TrackChecker interface {
-	Gone(ctx context.Context, room string, tracks []string) ([]string, error)
+	Gone(ctx context.Context, room string, tracks []string) ([]GoneTrack, error)
+}
+
+// GoneTrack is a track a TrackChecker found gone. Unwatched says the node's track-ends watch
+// does not follow it (an edge's track played from the region's bucket), so the recheck is
+// how the node hears of its end, not a missed end worth a warning.
+type GoneTrack struct {
+	Track     string
+	Unwatched bool
 }
 
 // RecheckEvery is how often RunRecheck asks about the tracks the node's viewers play.
@@ -52,9 +60,13 @@ func (h *Handler) RunRecheck(ctx context.Context, every time.Duration, check Tra
 				continue
 			}
 			for _, t := range gone {
-				// The track-ends watch should have told: say so, it is worth a look.
-				log.Warn("whep: a track's end found by the recheck, not the track-ends watch", "room", room, "track", t)
-				h.TrackEnded(room, t)
+				if t.Unwatched {
+					log.Debug("whep: a track's end found by the recheck (not followed by the track-ends watch)", "room", room, "track", t.Track)
+				} else {
+					// The track-ends watch should have told: say so, it is worth a look.
+					log.Warn("whep: a track's end found by the recheck, not the track-ends watch", "room", room, "track", t.Track)
+				}
+				h.TrackEnded(room, t.Track)
 			}
 		}
 	}

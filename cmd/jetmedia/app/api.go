@@ -215,16 +215,28 @@ func (c *catalog) eventsStream(ctx context.Context) (jetstream.Stream, error) {
 // Gone is whep.TrackChecker: the tracks of room the rooms bucket, caught up with the log, no
 // longer holds (see projections.TracksGone); on an edge, of the tracks it played from the
 // region's bucket, those the region's no longer holds (edgecatalog.go).
-func (c *catalog) Gone(ctx context.Context, room string, tracks []string) ([]string, error) {
+func (c *catalog) Gone(ctx context.Context, room string, tracks []string) ([]whep.GoneTrack, error) {
 	evs, err := c.eventsStream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	gone, err := projections.TracksGone(ctx, c.kv, evs, room, tracks, catalogCatchUp)
-	if err != nil || c.region == nil {
-		return gone, err
+	if err != nil {
+		return nil, err
+	}
+	if c.region == nil {
+		return watchedGone(gone), nil
 	}
 	return c.region.gone(ctx, room, gone), nil
+}
+
+// watchedGone marks tracks gone that the track-ends watch follows.
+func watchedGone(tracks []string) []whep.GoneTrack {
+	out := make([]whep.GoneTrack, len(tracks))
+	for i, t := range tracks {
+		out[i] = whep.GoneTrack{Track: t}
+	}
+	return out
 }
 
 // Published is whep.Catalog: on an edge, a room or peer its own bucket does not hold is looked

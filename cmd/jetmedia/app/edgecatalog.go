@@ -32,8 +32,8 @@ import (
 // While the link is down the region does not answer: the edge's own rooms play as before, a
 // new viewer of another room is told to retry, and the region's tracks the edge plays are not
 // judged gone (their media stopped with the link; they end once the region says they did).
-// Their ends reach the edge through the WHEP recheck (whep.RecheckEvery), not the track-ends
-// watch, which follows the edge's own bucket.
+// Their ends reach the edge through the WHEP recheck (whep.RecheckEvery, logged at Debug for
+// them), not the track-ends watch, which follows the edge's own bucket.
 type regionCatalog struct {
 	js  jetstream.JetStream
 	kv  atomic.Pointer[jetstream.KeyValue] // the region's rooms bucket, opened at the first call that can
@@ -80,18 +80,20 @@ func (r *regionCatalog) published(ctx context.Context, room, peer string, own er
 
 // gone takes the tracks the edge's own bucket no longer holds (ownGone) and returns those
 // that are gone: the edge's own tracks as they are, the region's tracks only once the region's
-// bucket no longer holds them either.
-func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []string {
+// bucket no longer holds them either (unwatched: the edge's track-ends watch follows its own
+// bucket, so the recheck is how it hears of them).
+func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []whep.GoneTrack {
 	r.mu.Lock()
 	local, remote := splitPlayed(r.played[room], ownGone)
 	r.mu.Unlock()
+	out := watchedGone(local)
 	if len(remote) == 0 {
-		return local
+		return out
 	}
 	gone, err := r.goneInRegion(ctx, room, remote)
 	if err != nil {
 		r.log.Debug("whep: the region's tracks not rechecked", "room", room, "err", err)
-		return local
+		return out
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,7 +103,10 @@ func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string)
 	} else {
 		r.played[room] = left
 	}
-	return append(local, gone...)
+	for _, t := range gone {
+		out = append(out, whep.GoneTrack{Track: t, Unwatched: true})
+	}
+	return out
 }
 
 // publishedInRegion reads the room from the region's bucket as it is, without waiting for it
