@@ -208,7 +208,19 @@ func TestSuperclusterTopology(t *testing.T) {
 		require.Eventually(t, func() bool { return n.ForwardedTracks() == 0 }, 20*time.Second, 50*time.Millisecond,
 			"%s forwards nothing once its viewer left", n.Name())
 	}
-	time.Sleep(2 * time.Second) // west's interest goes; east's gateways and the edge learn it
+	// West's interest goes; east's gateways and the edge learn it. A liveness wait, not a
+	// fixed pause (under -race on a loaded machine that can take longer): the edge's RTP
+	// connection publishes nothing for a second.
+	deadline := time.Now().Add(30 * time.Second)
+	for before := rtpInBytes(t, east.edge); ; {
+		time.Sleep(time.Second)
+		now := rtpInBytes(t, east.edge)
+		if now == before {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "east's edge still publishes RTP 30 s after west's viewers left")
+		before = now
+	}
 	w2 := window()
 	t.Logf("no viewer in west: east's edge published %d RTP packets (%d bytes to NATS), east's gateways sent west %d messages (%d bytes) in %v",
 		w2.sent, w2.pubBytes, w2.cross, w2.crossBytes, w2.took.Round(time.Millisecond))
