@@ -23,6 +23,13 @@ type GoneTrack struct {
 	Unwatched bool
 }
 
+// PlayingObserver, if a TrackChecker has it, is told at each round of RunRecheck what the
+// node's viewers play (room -> tracks whose end is not known, sorted), so that what the
+// checker keeps for played tracks can go when nobody plays them.
+type PlayingObserver interface {
+	Playing(played map[string][]string)
+}
+
 // RecheckEvery is how often RunRecheck asks about the tracks the node's viewers play.
 const RecheckEvery = 5 * time.Second
 
@@ -48,6 +55,9 @@ func (h *Handler) RunRecheck(ctx context.Context, every time.Duration, check Tra
 		case <-tick.C:
 		}
 		played := h.playing.played()
+		if o, ok := check.(PlayingObserver); ok {
+			o.Playing(played)
+		}
 		for _, room := range slices.Sorted(maps.Keys(played)) {
 			cctx, cancel := context.WithTimeout(ctx, every)
 			gone, err := check.Gone(cctx, room, played[room])

@@ -230,6 +230,14 @@ func (c *catalog) Gone(ctx context.Context, room string, tracks []string) ([]whe
 	return c.region.gone(ctx, room, gone), nil
 }
 
+// Playing is whep.PlayingObserver: on an edge, the region's tracks nobody plays any more are
+// forgotten (edgecatalog.go).
+func (c *catalog) Playing(played map[string][]string) {
+	if c.region != nil {
+		c.region.playing(played, time.Now())
+	}
+}
+
 // watchedGone marks tracks gone that the track-ends watch follows.
 func watchedGone(tracks []string) []whep.GoneTrack {
 	out := make([]whep.GoneTrack, len(tracks))

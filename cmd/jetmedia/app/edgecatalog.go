@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,8 +27,8 @@ import (
 // the edge plays from them are remembered, and their ends judged by the region's bucket (the
 // edge's own never held them, so it calls them gone at once). Both read the region's room
 // with a watch of its keys: the region's log and key reads by direct get did not answer over
-// the link (below). A track's entry is dropped once the region says it is gone; one whose
-// viewers all left before that stays (a few bytes per track played from the region).
+// the link (below). A track's entry is dropped once the region says it is gone, or once no
+// viewer of the edge has played it for forgetAfter (the recheck tells what is played).
 //
 // While the link is down the region does not answer: the edge's own rooms play as before, a
 // new viewer of another room is told to retry, and the region's tracks the edge plays are not
@@ -40,11 +41,16 @@ type regionCatalog struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	played map[string][]string // room -> the tracks served from the region, sorted
+	played map[string]map[string]time.Time // room -> track served from the region -> last known played
 }
 
+// forgetAfter is how long a track served from the region is remembered after the last round
+// of the recheck that saw a viewer play it: long enough for a viewer that has just chosen it
+// to be counted as playing it, so its end is still judged by the region's bucket.
+const forgetAfter = time.Minute
+
 func newRegionCatalog(js jetstream.JetStream, log *slog.Logger) *regionCatalog {
-	return &regionCatalog{js: js, log: log, played: map[string][]string{}}
+	return &regionCatalog{js: js, log: log, played: map[string]map[string]time.Time{}}
 }
 
 // bucket is the region's rooms bucket.
@@ -70,12 +76,55 @@ func (r *regionCatalog) published(ctx context.Context, room, peer string, own er
 		}
 		return "", nil, own
 	}
+	tracks := make([]string, len(specs))
+	for i, s := range specs {
+		tracks[i] = s.Track
+	}
+	r.remember(room, tracks, time.Now())
+	return publisher, specs, nil
+}
+
+// remember notes that the edge serves tracks of room from the region, played at now.
+func (r *regionCatalog) remember(room string, tracks []string, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range specs {
-		r.played[room] = insertSorted(r.played[room], s.Track)
+	m := r.played[room]
+	if m == nil {
+		m = map[string]time.Time{}
+		r.played[room] = m
 	}
-	return publisher, specs, nil
+	for _, t := range tracks {
+		m[t] = now
+	}
+}
+
+// playing takes what the edge's viewers play now (room -> tracks, from the recheck's round):
+// those tracks are played at now; the region's tracks nobody has played for forgetAfter are
+// forgotten.
+func (r *regionCatalog) playing(played map[string][]string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for room, m := range r.played {
+		for t, last := range m {
+			switch {
+			case slices.Contains(played[room], t):
+				m[t] = now
+			case now.Sub(last) > forgetAfter:
+				delete(m, t)
+			}
+		}
+		if len(m) == 0 {
+			delete(r.played, room)
+		}
+	}
+}
+
+// remembered reports whether the edge serves track of room from the region.
+func (r *regionCatalog) remembered(room, track string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.played[room][track]
+	return ok
 }
 
 // gone takes the tracks the edge's own bucket no longer holds (ownGone) and returns those
@@ -83,9 +132,14 @@ func (r *regionCatalog) published(ctx context.Context, room, peer string, own er
 // bucket no longer holds them either (unwatched: the edge's track-ends watch follows its own
 // bucket, so the recheck is how it hears of them).
 func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []whep.GoneTrack {
-	r.mu.Lock()
-	local, remote := splitPlayed(r.played[room], ownGone)
-	r.mu.Unlock()
+	var local, remote []string
+	for _, t := range ownGone {
+		if r.remembered(room, t) {
+			remote = append(remote, t)
+		} else {
+			local = append(local, t)
+		}
+	}
 	out := watchedGone(local)
 	if len(remote) == 0 {
 		return out
@@ -96,13 +150,13 @@ func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string)
 		return out
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	left := slices.DeleteFunc(slices.Clone(r.played[room]), func(t string) bool { return slices.Contains(gone, t) })
-	if len(left) == 0 {
-		delete(r.played, room)
-	} else {
-		r.played[room] = left
+	for _, t := range gone {
+		delete(r.played[room], t)
 	}
+	if len(r.played[room]) == 0 {
+		delete(r.played, room)
+	}
+	r.mu.Unlock()
 	for _, t := range gone {
 		out = append(out, whep.GoneTrack{Track: t, Unwatched: true})
 	}
@@ -141,25 +195,4 @@ func (r *regionCatalog) goneInRegion(ctx context.Context, room string, tracks []
 		return nil, err
 	}
 	return slices.DeleteFunc(slices.Clone(tracks), func(t string) bool { _, held := rm.Tracks[t]; return held }), nil
-}
-
-// splitPlayed splits tracks into those not served from the region and those that were
-// (fromRegion sorted).
-func splitPlayed(fromRegion, tracks []string) (local, remote []string) {
-	for _, t := range tracks {
-		if _, ok := slices.BinarySearch(fromRegion, t); ok {
-			remote = append(remote, t)
-		} else {
-			local = append(local, t)
-		}
-	}
-	return local, remote
-}
-
-func insertSorted(s []string, v string) []string {
-	i, ok := slices.BinarySearch(s, v)
-	if ok {
-		return s
-	}
-	return slices.Insert(s, i, v)
 }
