@@ -108,7 +108,7 @@ type Chain struct {
 	chained    bool
 	headLinked bool                 // a later event links to the head
 	writers    map[string]chainLink // each writer's newest event of the room
-	unlinked   map[uint64]struct{}  // events (seq), the head aside, no later event links to
+	unlinked   map[uint64]string    // events (seq -> hash), the head aside, no later event links to
 }
 
 type chainLink struct {
@@ -168,9 +168,9 @@ func (c *Chain) AddFrom(seq uint64, raw []byte, writer string) error {
 		}
 		if !c.headLinked && c.chained {
 			if c.unlinked == nil {
-				c.unlinked = map[uint64]struct{}{}
+				c.unlinked = map[uint64]string{}
 			}
-			c.unlinked[c.HeadSeq] = struct{}{}
+			c.unlinked[c.HeadSeq] = c.Head
 		}
 	}
 	c.Events++
@@ -196,4 +196,10 @@ func (c *Chain) Unlinked() []uint64 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// UnlinkedHash returns the hash of an event Unlinked lists.
+func (c *Chain) UnlinkedHash(seq uint64) (string, bool) {
+	h, ok := c.unlinked[seq]
+	return h, ok
 }

@@ -50,6 +50,16 @@ type RoomAnchor struct {
 	ID     string `json:"id"`
 	Hash   string `json:"hash"`
 	Events int    `json:"events"`
+	// Unlinked are the room's other events no later event linked to when it was anchored: in a
+	// room with two writers (events.Chain, "Two writers") each other writer's newest event.
+	// With the head they fix every event before them. Absent for a room with one writer.
+	Unlinked []AnchoredEvent `json:"unlinked,omitempty"`
+}
+
+// AnchoredEvent is an event anchored beside a room's head: its stream sequence and hash.
+type AnchoredEvent struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 // NewAnchor anchors the heads of chains (as VerifyChains returns them). A broken chain is an
@@ -60,7 +70,12 @@ func NewAnchor(chains []*events.Chain, node string, now time.Time) (Anchor, erro
 		if c.Break != nil {
 			return Anchor{}, fmt.Errorf("projections: will not anchor room %s: %w", c.Room, c.Break)
 		}
-		a.Rooms = append(a.Rooms, RoomAnchor{Room: c.Room, Seq: c.HeadSeq, ID: c.HeadID, Hash: c.Head, Events: c.Events})
+		ra := RoomAnchor{Room: c.Room, Seq: c.HeadSeq, ID: c.HeadID, Hash: c.Head, Events: c.Events}
+		for _, seq := range c.Unlinked() {
+			h, _ := c.UnlinkedHash(seq)
+			ra.Unlinked = append(ra.Unlinked, AnchoredEvent{Seq: seq, Hash: h})
+		}
+		a.Rooms = append(a.Rooms, ra)
 	}
 	return a, nil
 }
@@ -181,7 +196,37 @@ func CheckAnchor(ctx context.Context, js jetstream.JetStream, a Anchor, room str
 		case c.Break == nil && !c.Truncated && c.Events < ra.Events:
 			mis.Reason = fmt.Sprintf("the room has %d events, the anchor counted %d: events before the anchored one were removed", c.Events, ra.Events)
 		default:
+			m, err := checkUnlinked(ctx, stream, ra)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m...)
 			continue
+		}
+		out = append(out, mis)
+	}
+	return out, nil
+}
+
+// checkUnlinked checks the events anchored beside a room's head: each must still be stored at
+// its sequence, in the room, with its hash.
+func checkUnlinked(ctx context.Context, stream jetstream.Stream, ra RoomAnchor) ([]AnchorMismatch, error) {
+	var out []AnchorMismatch
+	for _, e := range ra.Unlinked {
+		mis := AnchorMismatch{Room: ra.Room, Seq: e.Seq, Want: e.Hash}
+		msg, err := stream.GetMsg(ctx, e.Seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			mis.Reason = "the anchored event (a writer's newest beside the head) is no longer stored (removed, or aged out by retention)"
+		case err != nil:
+			return nil, fmt.Errorf("projections: anchored seq %d of room %s: %w", e.Seq, ra.Room, err)
+		case roomOfSubject(msg.Subject) != ra.Room:
+			mis.Reason = fmt.Sprintf("seq %d now holds an event of %s, not the room's anchored event", e.Seq, msg.Subject)
+		default:
+			if mis.Got = events.Hash(msg.Data); mis.Got == e.Hash {
+				continue
+			}
+			mis.Reason = fmt.Sprintf("stored hash %s, anchored %s (a writer's newest event beside the head): it or one before it was rewritten and re-chained", mis.Got, e.Hash)
 		}
 		out = append(out, mis)
 	}

@@ -169,3 +169,85 @@ func TestAuditAnchor(t *testing.T) {
 	_, err = runCLI(t, "audit", "anchor", data, "--anchor-key", anchorFile+".missing")
 	require.ErrorContains(t, err, "--anchor-key")
 }
+
+// TestAuditAnchorTwoWriters: a room with two writers, the region's appender and an edge whose
+// events arrive copied (with JetStream's source header, as the region's log sources an edge's).
+// Its chain verifies with writer links, and two events nothing links to: the anchor holds
+// them beside the head (no later link protects them) and verify --anchor checks them.
+func TestAuditAnchorTwoWriters(t *testing.T) {
+	const room = "two"
+	dir := withStore(t, func(js jetstream.JetStream) {
+		ctx := t.Context()
+		region := eventlog.NewAppender(js, "r1")
+		evs := loggen.Events(room, 7, 5, genStart, time.Second)
+		// The edge's log: a stream of its own, copied into EVENTS as a region sources an edge's
+		// (a subject transform stands for the edge's other domain).
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EDGE", Subjects: []string{"edge.ev.>"}})
+		require.NoError(t, err)
+		s, err := js.Stream(ctx, eventlog.StreamEvents)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.Sources = []*jetstream.StreamSource{{Name: "EDGE",
+			SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: "edge.ev.>", Destination: "ev.>"}}}}
+		_, err = js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+		edgeHead := ""
+		copyFromEdge := func(e events.Envelope) {
+			e.Node, e.PrevHash = "edge1", edgeHead
+			raw, err := events.Encode(e)
+			require.NoError(t, err)
+			edgeHead = events.Hash(raw)
+			before, err := s.Info(ctx)
+			require.NoError(t, err)
+			want := before.State.Msgs + 1
+			_, err = js.Publish(ctx, "edge."+eventlog.EventSubject(room, "peer_joined"), raw)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				info, err := s.Info(ctx)
+				return err == nil && info.State.Msgs == want
+			}, 10*time.Second, 10*time.Millisecond, "the edge's event copied into the log")
+		}
+		for _, e := range evs[:3] { // seq 1-3: the region
+			_, err := region.Append(ctx, e)
+			require.NoError(t, err)
+		}
+		copyFromEdge(evs[3])                // seq 4: the edge's first, no prevhash
+		copyFromEdge(evs[4])                // seq 5: linked to seq 4, the head
+		_, err = region.Append(ctx, evs[5]) // seq 6: the region, linked to seq 5
+		require.NoError(t, err)
+		copyFromEdge(evs[6]) // seq 7: linked to seq 5, past seq 6
+	})
+	data := "--data=" + dir
+	out, err := runCLI(t, "audit", "verify", data, "--room", room)
+	require.NoError(t, err)
+	require.Contains(t, out, "room two: intact: 7 events")
+	require.Contains(t, out, "1 copied events link to their writer's previous event, 1 start a writer's chain; no later event links to seq [3 6]")
+
+	anchorFile := filepath.Join(t.TempDir(), "anchor.json")
+	_, err = runCLI(t, "audit", "anchor", data, "--out", anchorFile)
+	require.NoError(t, err)
+	raw, err := os.ReadFile(anchorFile)
+	require.NoError(t, err)
+	a, err := projections.ParseAnchor(raw)
+	require.NoError(t, err)
+	require.Len(t, a.Rooms, 1)
+	require.EqualValues(t, 7, a.Rooms[0].Seq)
+	require.Len(t, a.Rooms[0].Unlinked, 2)
+	require.EqualValues(t, 3, a.Rooms[0].Unlinked[0].Seq)
+	require.EqualValues(t, 6, a.Rooms[0].Unlinked[1].Seq)
+	_, err = runCLI(t, "audit", "verify", data, "--anchor", anchorFile)
+	require.NoError(t, err)
+
+	// EVENTS denies deleting a message and the server refuses a published source header, so
+	// the stored seq 6 cannot be forged here: the anchor claims another hash for it instead.
+	// Every link of the log holds; the anchor's check of seq 6 does not.
+	wrong := a
+	wrong.Rooms = []projections.RoomAnchor{a.Rooms[0]}
+	wrong.Rooms[0].Unlinked = []projections.AnchoredEvent{a.Rooms[0].Unlinked[0], {Seq: 6, Hash: a.Rooms[0].Hash}}
+	rawWrong, err := json.Marshal(wrong)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(anchorFile, rawWrong, 0o600))
+	out, err = runCLI(t, "audit", "verify", data, "--anchor", anchorFile)
+	require.ErrorIs(t, err, logtools.ErrAnchorMismatch)
+	require.Contains(t, out, "room two: anchor mismatch at seq 6")
+}

@@ -102,7 +102,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, o VerifyOptions, stdout
 		return fmt.Errorf("%w in %d room(s)", ErrBroken, broken)
 	}
 	if len(mismatches) > 0 {
-		return fmt.Errorf("%w: %d anchored head(s) do not match the log", ErrAnchorMismatch, len(mismatches))
+		return fmt.Errorf("%w: %d anchored event(s) do not match the log", ErrAnchorMismatch, len(mismatches))
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func printVerify(w io.Writer, chains []*events.Chain, broken int, took time.Dura
 		fmt.Fprintln(w, m)
 	}
 	if len(mismatches) == 0 {
-		fmt.Fprintf(w, "anchor of %s (%d rooms) holds: every anchored head is in the log with its hash\n",
+		fmt.Fprintf(w, "anchor of %s (%d rooms) holds: every anchored event is in the log with its hash\n",
 			anchor.Time.Format(time.RFC3339), len(anchor.Rooms))
 	}
 }
