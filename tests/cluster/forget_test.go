@@ -2,14 +2,12 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/jetmedia/jetmedia/projections/logtools"
 	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
+	"github.com/jetmedia/jetmedia/tests/testlog"
 )
 
 // TestForgetDeadEdge: region1 (a hub) and edge1, a leaf with its own JetStream domain run as
@@ -115,10 +114,10 @@ func TestForgetDeadEdge(t *testing.T) {
 	require.Equal(t, before, lastSeq(t, js), "a second forget writes nothing")
 
 	// The edge restarted on its data is told it was forgotten and stays out.
-	logs := &capturedLog{min: slog.LevelError}
+	logs := &testlog.Capture{Min: slog.LevelError}
 	ec.Logger = slog.New(logs)
 	startNodes(t, ec)
-	require.Eventually(t, func() bool { return logs.has("the region forgot this edge") },
+	require.Eventually(t, func() bool { return logs.Has("the region forgot this edge") },
 		20*time.Second, 100*time.Millisecond, "the restarted edge logs that it was forgotten")
 	time.Sleep(3 * time.Second) // it checks at start, then every minute: an add would show by now
 	sourced, err = eventlog.EdgeSourced(ctx, js, "edge-edge1")
@@ -161,32 +160,4 @@ func lastSeq(t *testing.T, js jetstream.JetStream) uint64 {
 	info, err := s.Info(ctxT(t, 10*time.Second))
 	require.NoError(t, err)
 	return info.State.LastSeq
-}
-
-// capturedLog keeps the messages of the records logged at min or above.
-type capturedLog struct {
-	min  slog.Level
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *capturedLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= l.min }
-func (l *capturedLog) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *capturedLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *capturedLog) WithGroup(string) slog.Handler      { return l }
-
-func (l *capturedLog) has(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
 }

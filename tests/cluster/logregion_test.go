@@ -13,6 +13,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections/presence"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
+	"github.com/jetmedia/jetmedia/tests/testlog"
 )
 
 // TestLogRegionWhateverStartOrder: with --log-region east on every node, region west (w1,
@@ -26,7 +27,7 @@ func TestLogRegionWhateverStartOrder(t *testing.T) {
 	west := routedConfigs(t, "w1")
 	west[0].ClusterName, west[0].Zone, west[0].LogRegion = "west", "west", "east"
 	west[0].NATSConfig = writeFile(t, "w1.conf", listenGatewayConf, "west", ports[3])
-	waiting := &capturedLog{min: slog.LevelWarn}
+	waiting := &testlog.Capture{Min: slog.LevelWarn}
 	west[0].Logger = slog.New(waiting)
 	east := routedConfigs(t, "e1", "e2", "e3")
 	for i := range east {
@@ -48,7 +49,7 @@ func TestLogRegionWhateverStartOrder(t *testing.T) {
 			_ = w1.Close()
 		}
 	})
-	require.Eventually(t, func() bool { return waiting.has("waiting for the log's region") }, 30*time.Second,
+	require.Eventually(t, func() bool { return waiting.Has("waiting for the log's region") }, 30*time.Second,
 		100*time.Millisecond, "w1 waits for east to declare the log")
 
 	eastNodes := startNodes(t, east...)

@@ -3,8 +3,6 @@ package app_test
 import (
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/jetmedia/jetmedia/egress/whep"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
+	"github.com/jetmedia/jetmedia/tests/testlog"
 )
 
 // TestEdgeViewerOfRegionRoom: a WHEP viewer on an edge plays a room published on the edge's
@@ -39,7 +38,7 @@ func TestEdgeViewerOfRegionRoom(t *testing.T) {
 	t.Cleanup(func() { _ = hub.Close() })
 	edgeCfg := config("edge")
 	edgeCfg.Hub = hub.Server().LeafURL()
-	warns := &warnings{}
+	warns := &testlog.Capture{Min: slog.LevelWarn}
 	edgeCfg.Logger = slog.New(warns)
 	edge, err := app.Start(ctx, edgeCfg)
 	require.NoError(t, err)
@@ -77,33 +76,5 @@ func TestEdgeViewerOfRegionRoom(t *testing.T) {
 	require.Eventually(t, func() bool { return edge.ForwardedTracks() == 0 }, 2*whep.RecheckEvery+10*time.Second,
 		50*time.Millisecond, "the viewer ends once the region's publisher left")
 	// The recheck is how an edge hears of a region track's end: not a missed end to warn of.
-	require.Empty(t, warns.matching("found by the recheck"), "the edge's warnings")
-}
-
-// warnings is a slog handler that keeps the messages of WARN and ERROR records.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, r.Message)
-	return nil
-}
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
-func (w *warnings) WithGroup(string) slog.Handler      { return w }
-
-func (w *warnings) matching(part string) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []string
-	for _, m := range w.msgs {
-		if strings.Contains(m, part) {
-			out = append(out, m)
-		}
-	}
-	return out
+	require.Empty(t, warns.Matching("found by the recheck"), "the edge's warnings")
 }
