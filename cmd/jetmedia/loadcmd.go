@@ -28,7 +28,7 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.FPS, "fps", cfg.FPS, "video frames per second")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest RTP payload, bytes")
 	fs.StringVar(&cfg.Viewer, "viewer", cfg.Viewer, "how --mode whip subscribers receive: lite (pion's protocol libraries, viewers sharing batched sockets: a few µs of CPU a packet, so the tool takes little from a server on the same machine) or pion (a PeerConnection each)")
-	fs.BoolVar(&cfg.ViewerTWCC, "viewer-twcc", cfg.ViewerTWCC, "pion viewers send transport-wide congestion feedback every 100 ms, as browsers do, so the server's bandwidth estimator runs for them")
+	fs.BoolVar(&cfg.ViewerTWCC, "viewer-twcc", cfg.ViewerTWCC, "viewers (pion or lite) send transport-wide congestion feedback every 100 ms, as browsers do, so the server's bandwidth estimator runs for them")
 	fs.BoolVar(&cfg.Audio, "audio", cfg.Audio, "add a 50 packets/s audio track to each publisher")
 	fs.BoolVar(&cfg.Simulcast, "simulcast", false, "--mode whip: publish video in three simulcast layers (q, h, f at 10, 30 and 100 % of --bitrate); each viewer gets one")
 	fs.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread the subscribers' joins over this long")

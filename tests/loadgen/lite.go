@@ -21,6 +21,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -48,12 +49,15 @@ const (
 	// liteIdle is the longest a socket's reader sleeps with no timed work due: it wakes for
 	// its viewers' ICE checks, reports and NACK retries only when they are due, and when a
 	// joining viewer kicks it, so an idle wake-up costs nothing per packet.
-	liteIdle            = time.Second
-	liteCheckInterval   = 50 * time.Millisecond
-	liteKeepalive       = 2 * time.Second
-	liteReportInterval  = time.Second
-	liteHandshakeWithin = 15 * time.Second
-	liteReadBuffer      = 4 << 20
+	liteIdle           = time.Second
+	liteCheckInterval  = 50 * time.Millisecond
+	liteKeepalive      = 2 * time.Second
+	liteReportInterval = time.Second
+	// liteFeedbackInterval is how often a viewer with transport-cc sends transport-wide
+	// feedback: Chromium's default.
+	liteFeedbackInterval = 100 * time.Millisecond
+	liteHandshakeWithin  = 15 * time.Second
+	liteReadBuffer       = 4 << 20
 )
 
 // liteHub is one run's lite viewers: the certificate they share and their sockets.
@@ -64,6 +68,9 @@ type liteHub struct {
 	cert        tls.Certificate
 	fingerprint string
 	lat         *latencies
+	// twcc: viewers offer transport-wide sequence numbers and send feedback every
+	// liteFeedbackInterval, as browsers do.
+	twcc bool
 
 	mu       sync.Mutex
 	sockets  []*liteSocket
@@ -424,6 +431,11 @@ type liteViewer struct {
 	nackDirty  bool
 	video      liteTrack
 	audio      liteTrack
+	// With transport-cc: the arrivals of the transport-wide sequence numbers (extension
+	// id twccID) since the last feedback, and when the next is due.
+	twccID       uint8
+	twccRec      *twcc.Recorder
+	nextFeedback time.Time
 }
 
 func newLiteViewer(h *liteHub, pub *publisher, token string) *liteViewer {
@@ -451,7 +463,7 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 		}
 	}()
 	offer := liteOffer{ufrag: v.creds.ufrag, pwd: v.creds.pwd, fingerprint: h.fingerprint, cand: v.localAP,
-		audio: audio, sessionID: mrand.Uint64() >> 1}.sdp()
+		audio: audio, twcc: h.twcc, sessionID: mrand.Uint64() >> 1}.sdp()
 	endpoint := strings.TrimRight(baseURL, "/") + "/whep/" + pub.room
 	var answer string
 	for {
@@ -475,6 +487,10 @@ func (h *liteHub) startLiteViewer(ctx context.Context, hc *http.Client, baseURL 
 	rm := &liteRemote{creds: iceCreds{ufrag: a.ufrag, pwd: a.pwd}, addr: a.pickCandidate(h.loopback, h.host),
 		videoSSRC: a.videoSSRC, audioSSRC: a.audioSSRC, videoPT: a.videoPT, audioPT: a.audioPT}
 	v.dconn.raddr = net.UDPAddrFromAddrPort(rm.addr)
+	if h.twcc && a.twccID != 0 {
+		// Set before the answer is published to the reader, which uses them from then on.
+		v.twccID, v.twccRec = a.twccID, twcc.NewRecorder(v.rtcpSSRC)
+	}
 	v.remote.Store(rm)
 	v.sock.kick() // the first ICE check now
 
@@ -581,6 +597,12 @@ func (v *liteViewer) onRTP(b []byte, arrived, now time.Time, hdr *rtp.Header) bo
 	if tr == nil {
 		return false
 	}
+	if v.twccRec != nil {
+		// As a browser does: the arrival at the socket, per transport-wide sequence number.
+		if ext := hdr.GetExtension(v.twccID); len(ext) >= 2 {
+			v.twccRec.Record(hdr.SSRC, uint16(ext[0])<<8|uint16(ext[1]), arrived.UnixMicro())
+		}
+	}
 	nowNs := now.UnixNano()
 	gap := tr.nack.received(hdr.SequenceNumber, nowNs)
 	tr.rr.add(hdr.SequenceNumber, hdr.Timestamp, (nowNs-v.started)*tr.clock/int64(time.Second))
@@ -666,6 +688,17 @@ func (v *liteViewer) tick(now time.Time, buf []uint16) ([]uint16, time.Time) {
 	due := v.nextCheck
 	if v.nextReport.Before(due) {
 		due = v.nextReport
+	}
+	if v.twccRec != nil {
+		if !now.Before(v.nextFeedback) {
+			if fb := v.twccRec.BuildFeedbackPacket(); len(fb) > 0 {
+				v.sendRTCP(k, fb...)
+			}
+			v.nextFeedback = now.Add(liteFeedbackInterval)
+		}
+		if v.nextFeedback.Before(due) {
+			due = v.nextFeedback
+		}
 	}
 	buf = v.sendNACKs(now, k, buf)
 	if v.video.nack.pending() || v.audio.nack.pending() {

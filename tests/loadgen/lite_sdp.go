@@ -26,11 +26,20 @@ type liteOffer struct {
 	fingerprint string // sha-256, upper-case hex pairs joined by ':'
 	cand        netip.AddrPort
 	audio       bool
-	sessionID   uint64
+	// twcc offers transport-wide sequence numbers and feedback (transport-cc), as browsers
+	// do, so the server's bandwidth estimator runs for the viewer.
+	twcc      bool
+	sessionID uint64
 }
 
-// sdp is the offer's text: BUNDLEd receive-only VP8 video (NACK, PLI) and, with audio,
-// Opus, over one host candidate, no trickle.
+// twccURI is the RTP header extension of transport-wide sequence numbers.
+const twccURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+// liteTWCCID is the extension id the lite viewer offers for twccURI.
+const liteTWCCID = 3
+
+// sdp is the offer's text: BUNDLEd receive-only VP8 video (NACK, PLI, and with twcc
+// transport-cc) and, with audio, Opus, over one host candidate, no trickle.
 func (o liteOffer) sdp() string {
 	var b strings.Builder
 	mids := "0"
@@ -47,6 +56,9 @@ func (o liteOffer) sdp() string {
 		}
 		for _, f := range fb {
 			fmt.Fprintf(&b, "a=rtcp-fb:%d %s\r\n", pt, f)
+		}
+		if o.twcc {
+			fmt.Fprintf(&b, "a=extmap:%d %s\r\na=rtcp-fb:%d transport-cc\r\n", liteTWCCID, twccURI, pt)
 		}
 		fmt.Fprintf(&b, "a=candidate:1 1 udp 2130706431 %s %d typ host\r\na=end-of-candidates\r\n", o.cand.Addr(), o.cand.Port())
 	}
@@ -80,6 +92,9 @@ type liteAnswer struct {
 	// SSRCs (0: not announced) and payload types (-1: not accepted) of the tracks.
 	videoSSRC, audioSSRC uint32
 	videoPT, audioPT     int
+	// twccID is the id of the transport-wide sequence number extension the server took
+	// (0: none).
+	twccID uint8
 }
 
 var errBadAnswer = errors.New("load: unusable WHEP answer")
@@ -127,6 +142,10 @@ func (a *liteAnswer) takeTransport(attrs []sdp.Attribute, setup *string) {
 		case "candidate":
 			if c, ok := parseHostCandidate(at.Value); ok && !containsAddrPort(a.cands, c) {
 				a.cands = append(a.cands, c)
+			}
+		case "extmap":
+			if id, ok := parseExtmap(at.Value, twccURI); ok {
+				a.twccID = id
 			}
 		}
 	}
@@ -194,6 +213,21 @@ func (a *liteAnswer) check(setup string) (*liteAnswer, error) {
 		return nil, fmt.Errorf("%w: %v", errBadAnswer, err)
 	}
 	return a, nil
+}
+
+// parseExtmap is the id of an a=extmap value ("<id>[/<direction>] <uri> ...") naming uri;
+// ids 1-14, the one-byte header form's.
+func parseExtmap(v, uri string) (uint8, bool) {
+	f := strings.Fields(v)
+	if len(f) < 2 || f[1] != uri {
+		return 0, false
+	}
+	num, _, _ := strings.Cut(f[0], "/")
+	id, err := strconv.ParseUint(num, 10, 8)
+	if err != nil || id < 1 || id > 14 {
+		return 0, false
+	}
+	return uint8(id), true
 }
 
 // parseHostCandidate reads an a=candidate value: component 1, UDP, IPv4, type host.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
@@ -447,6 +449,13 @@ func BenchmarkLiteHotPath(b *testing.B) {
 // pionWHEP is a WHEP endpoint backed by real pion PeerConnections that send pub's tracks,
 // answering with DTLS role role. tamper, when set, rewrites each answer.
 func pionWHEP(t *testing.T, pub *publisher, role webrtc.DTLSRole, tamper func(string) string) (*httptest.Server, *atomic.Int32) {
+	return pionWHEPFeedback(t, pub, role, tamper, nil)
+}
+
+// pionWHEPFeedback is pionWHEP whose answers, when feedback is set, take transport-wide
+// sequence numbers (pion numbers every packet sent) and hand every transport-wide feedback
+// message its senders read to feedback.
+func pionWHEPFeedback(t *testing.T, pub *publisher, role webrtc.DTLSRole, tamper func(string) string, feedback func(*rtcp.TransportLayerCC)) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var se webrtc.SettingEngine
 	require.NoError(t, se.SetAnsweringDTLSRole(role))
@@ -456,7 +465,11 @@ func pionWHEP(t *testing.T, pub *publisher, role webrtc.DTLSRole, tamper func(st
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	me := &webrtc.MediaEngine{}
 	require.NoError(t, me.RegisterDefaultCodecs())
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	ir := &interceptor.Registry{}
+	if feedback != nil {
+		require.NoError(t, webrtc.ConfigureTWCCHeaderExtensionSender(me, ir))
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
 	var mu sync.Mutex
 	pcs := map[string]*webrtc.PeerConnection{}
 	deleted := &atomic.Int32{}
@@ -478,9 +491,25 @@ func pionWHEP(t *testing.T, pub *publisher, role webrtc.DTLSRole, tamper func(st
 			return
 		}
 		for _, tr := range pub.tracks() {
-			if _, err := pc.AddTrack(tr); err != nil {
+			sender, err := pc.AddTrack(tr)
+			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
+			}
+			if feedback != nil {
+				go func() { // ends when the PeerConnection closes
+					for {
+						pkts, _, err := sender.ReadRTCP()
+						if err != nil {
+							return
+						}
+						for _, p := range pkts {
+							if cc, ok := p.(*rtcp.TransportLayerCC); ok {
+								feedback(cc)
+							}
+						}
+					}
+				}()
 			}
 		}
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
@@ -580,6 +609,62 @@ func TestLiteViewerPionPeer(t *testing.T) {
 			srv.Close()
 			require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, 5*time.Second, 20*time.Millisecond,
 				"goroutines: %d before, %d after", before, runtime.NumGoroutine())
+		})
+	}
+}
+
+// TestLiteViewerTWCC: a lite viewer with twcc offers transport-cc, reads the extension id
+// from a real pion answer and sends transport-wide feedback about the packets it got, as a
+// browser does; without twcc it offers none and sends none.
+func TestLiteViewerTWCC(t *testing.T) {
+	for _, withTWCC := range []bool{true, false} {
+		t.Run(fmt.Sprintf("twcc=%v", withTWCC), func(t *testing.T) {
+			pub, err := newPublisher("room", "", true, false)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			pub.wg.Go(func() { pub.send(ctx, 300_000, 30, 1200) })
+			defer func() {
+				cancel()
+				pub.wg.Wait()
+			}()
+			var mu sync.Mutex
+			var messages, received int
+			srv, _ := pionWHEPFeedback(t, pub, webrtc.DTLSRoleServer, nil, func(cc *rtcp.TransportLayerCC) {
+				mu.Lock()
+				defer mu.Unlock()
+				messages++
+				received += len(cc.RecvDeltas)
+			})
+			var lat latencies
+			h, err := newLiteHub(srv.URL, &lat)
+			require.NoError(t, err)
+			defer h.close()
+			h.twcc = withTWCC
+			hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer hcancel()
+			v, err := h.startLiteViewer(hctx, srv.Client(), srv.URL, pub, "", true)
+			require.NoError(t, err)
+			defer v.close(srv.Client())
+			if !withTWCC {
+				require.Zero(t, v.twccID)
+				require.Eventually(t, func() bool { return v.rec.video.got.packets.Load() > 30 }, 5*time.Second, 10*time.Millisecond)
+				time.Sleep(300 * time.Millisecond) // three feedback intervals: none may come
+				mu.Lock()
+				defer mu.Unlock()
+				require.Zero(t, messages)
+				return
+			}
+			require.NotZero(t, v.twccID, "the answer's transport-cc extension id")
+			require.Eventually(t, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return messages >= 5 && received >= 30
+			}, 5*time.Second, 10*time.Millisecond, "transport-wide feedback reaches the sender")
+			mu.Lock()
+			defer mu.Unlock()
+			// Every packet the feedback says arrived is one the viewer got.
+			got := int(v.rec.video.got.packets.Load() + v.rec.audio.got.packets.Load())
+			require.LessOrEqual(t, received, got, "packets acknowledged %d, received %d", received, got)
 		})
 	}
 }

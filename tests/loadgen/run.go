@@ -64,9 +64,9 @@ type Config struct {
 	// Viewer is how ModeWHIP subscribers receive: ViewerLite (default) or ViewerPion.
 	// ModeRooms subscribers are always Go SDK peers.
 	Viewer string
-	// ViewerTWCC makes ViewerPion subscribers send transport-wide congestion control
-	// feedback, as browsers do (rtcclient.TWCCFeedback), so the server estimates their
-	// bandwidth from it.
+	// ViewerTWCC makes ModeWHIP subscribers send transport-wide congestion control
+	// feedback every 100 ms, as browsers do (pion viewers: rtcclient.TWCCFeedback; lite
+	// viewers their own), so the server estimates their bandwidth from it.
 	ViewerTWCC bool
 	// Ramp spreads the subscribers' joins over this long; Duration is the hold after it.
 	Ramp, Duration time.Duration
@@ -145,8 +145,8 @@ func (c Config) validateShape() []error {
 	if c.Simulcast && c.Mode != ModeWHIP {
 		errs = append(errs, fmt.Errorf("simulcast: only mode %s publishes in simulcast", ModeWHIP))
 	}
-	if c.ViewerTWCC && (c.Mode != ModeWHIP || c.Viewer != ViewerPion) {
-		errs = append(errs, fmt.Errorf("viewer twcc: only %s viewers (mode %s) send transport-wide feedback", ViewerPion, ModeWHIP))
+	if c.ViewerTWCC && c.Mode != ModeWHIP {
+		errs = append(errs, fmt.Errorf("viewer twcc: only mode %s viewers send transport-wide feedback", ModeWHIP))
 	}
 	if c.Publishers < 1 || c.Subscribers < 0 {
 		errs = append(errs, fmt.Errorf("publishers %d, subscribers %d: want at least 1 and 0", c.Publishers, c.Subscribers))
@@ -366,6 +366,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if r.lite, err = newLiteHub(cfg.URL, &r.lat); err != nil {
 			return nil, err
 		}
+		r.lite.twcc = cfg.ViewerTWCC
 	}
 	started := time.Now()
 
