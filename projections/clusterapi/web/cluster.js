@@ -112,11 +112,12 @@ function render(v) {
     tr.classList.toggle("lost", n.lost);
     tr.classList.toggle("self", n.name === v.node);
     return tr;
-  }));
+  }), "No node has announced itself.");
   fill("streams", v.streams.map((s) => row([s.name, s.replicas, s.leader, (s.peers ?? []).join(", "), s.messages],
     { stream: s.name, leader: s.leader ?? "" })));
   fill("links", v.links.map((l) => row([l.kind, l.remote, l.addr, l.outbound ? "out" : "in", l.rtt,
-    `${l.in_msgs} / ${l.out_msgs}`, `${l.in_bytes} / ${l.out_bytes}`], { kind: l.kind, remote: l.remote })));
+    `${l.in_msgs} / ${l.out_msgs}`, `${l.in_bytes} / ${l.out_bytes}`], { kind: l.kind, remote: l.remote })),
+  "No route, gateway or leaf connection: this node runs on its own.");
   fill("edges", edgeRows(v), "No edge: the region's log copies no edge's log (a single node, routed nodes or media-only leaves).");
   fill("forgotten", forgottenRows(v), "No edge forgotten.");
   const lost = v.nodes.filter((n) => n.lost).length;
