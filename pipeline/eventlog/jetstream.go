@@ -222,16 +222,25 @@ func EdgeSources(ctx context.Context, region jetstream.JetStream) ([]string, err
 	}
 	var out []string
 	for _, src := range s.CachedInfo().Config.Sources {
-		if src.Name != StreamEvents || src.External == nil {
-			continue
-		}
-		if d, ok := strings.CutPrefix(src.External.APIPrefix, "$JS."); ok {
-			if d, ok = strings.CutSuffix(d, ".API"); ok {
-				out = append(out, d)
-			}
+		if d, ok := EdgeSourceDomain(src.Name, src.External); ok {
+			out = append(out, d)
 		}
 	}
 	return out, nil
+}
+
+// EdgeSourceDomain is the JetStream domain of the edge a source of the region's EVENTS stream
+// copies from (a source's name and external API, as its config and its state in the stream's
+// info carry them); false for a source that is no edge's log.
+func EdgeSourceDomain(name string, ext *jetstream.ExternalStream) (string, bool) {
+	if name != StreamEvents || ext == nil {
+		return "", false
+	}
+	d, ok := strings.CutPrefix(ext.APIPrefix, "$JS.")
+	if ok {
+		d, ok = strings.CutSuffix(d, ".API")
+	}
+	return d, ok && d != ""
 }
 
 // RemoveEdgeSource stops the region's EVENTS stream sourcing the EVENTS stream of the edge

@@ -27,6 +27,26 @@ type ClusterView struct {
 	// Forgotten the edges the region forgot (jetmedia cluster forget).
 	Edges     []string             `json:"edges,omitempty"`
 	Forgotten []presence.Forgotten `json:"forgotten,omitempty"`
+	// EdgeSources says, for each of Edges in its order, how the region's copying of that
+	// edge's log goes.
+	EdgeSources []EdgeSourceView `json:"edge_sources,omitempty"`
+}
+
+// EdgeSourceView is the region's source of one edge's log, as the region's EVENTS stream
+// reports it (its leader's view).
+type EdgeSourceView struct {
+	Domain string `json:"domain"`
+	// Node is the edge's node name when Domain is the default "edge-<node>", "" otherwise.
+	Node string `json:"node,omitempty"`
+	// Active is how long ago the region last heard from the edge's log: a copied event or the
+	// source's heartbeat, which comes every second while the edge's JetStream answers. -1:
+	// not since the stream's leader started sourcing it. A dead edge and one cut off go
+	// silent alike.
+	Active time.Duration `json:"active"`
+	// Lag is how many of the edge's events the region had not copied when it last heard.
+	Lag uint64 `json:"lag"`
+	// Error is what the stream reports as failing in the copying, if anything.
+	Error string `json:"error,omitempty"`
 }
 
 // ProjectorView is the lease of one projection's writer.
@@ -85,8 +105,8 @@ func Cluster(ctx context.Context, js jetstream.JetStream, asJSON bool, stdout io
 	}
 	if len(v.Edges) > 0 || len(v.Forgotten) > 0 {
 		fmt.Fprintln(tw, "\nEDGE DOMAIN\tSTATE")
-		for _, d := range v.Edges {
-			fmt.Fprintf(tw, "%s\tsourced into the region's log\n", d)
+		for _, e := range v.EdgeSources {
+			fmt.Fprintf(tw, "%s\tsourced into the region's log (%s)\n", e.Domain, e.heard())
 		}
 		for _, f := range v.Forgotten {
 			fmt.Fprintf(tw, "%s\tforgotten (edge %s, by %s at %s)\n", f.Domain, f.Node, f.By, f.At.Format(time.RFC3339))
@@ -140,6 +160,9 @@ func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (Cl
 			return v, fmt.Errorf("stream %s: %w", name, err)
 		}
 		sv := StreamView{Name: name, Replicas: info.Config.Replicas, Messages: info.State.Msgs}
+		if name == eventlog.StreamEvents {
+			v.EdgeSources = edgeSources(v.Edges, info.Sources)
+		}
 		if info.Cluster != nil {
 			sv.Leader = info.Cluster.Leader
 			for _, p := range info.Cluster.Replicas {
@@ -149,6 +172,41 @@ func ReadCluster(ctx context.Context, js jetstream.JetStream, now time.Time) (Cl
 		v.Streams = append(v.Streams, sv)
 	}
 	return v, nil
+}
+
+// heard says when the region last heard from the edge's log.
+func (e EdgeSourceView) heard() string {
+	s := "not heard from"
+	if e.Active >= 0 {
+		s = fmt.Sprintf("heard from %s ago, %d behind", e.Active.Round(100*time.Millisecond), e.Lag)
+	}
+	if e.Error != "" {
+		s += "; " + e.Error
+	}
+	return s
+}
+
+// edgeSources pairs the edges' domains with the sources' state in the region's stream info
+// (an edge whose source the leader does not report yet: never heard from).
+func edgeSources(domains []string, sources []*jetstream.StreamSourceInfo) []EdgeSourceView {
+	byDomain := make(map[string]*jetstream.StreamSourceInfo, len(sources))
+	for _, si := range sources {
+		if d, ok := eventlog.EdgeSourceDomain(si.Name, si.External); ok {
+			byDomain[d] = si
+		}
+	}
+	var out []EdgeSourceView
+	for _, d := range domains {
+		ev := EdgeSourceView{Domain: d, Node: presence.EdgeNodeOf(d), Active: -1}
+		if si := byDomain[d]; si != nil {
+			ev.Active, ev.Lag = si.Active, si.Lag
+			if si.Error != nil {
+				ev.Error = si.Error.Error()
+			}
+		}
+		out = append(out, ev)
+	}
+	return out
 }
 
 // readProjectors reads the rooms projection's lease (none before a node of this version ran,

@@ -37,7 +37,7 @@ func ConfirmForget(o ForgetOptions, stdin io.Reader, stdout io.Writer) bool {
 	}
 	domain := o.Domain
 	if domain == "" {
-		domain = "edge-" + o.Node
+		domain = presence.DefaultEdgeDomain(o.Node)
 	}
 	fmt.Fprintf(stdout, "Forget edge %s (JetStream domain %s)? The region stops sourcing its log for good and ends its sessions\n"+
 		"in the region's log (peer.left, reason node_lost). Only do this for an edge that is gone: the region cannot tell a\n"+
@@ -115,7 +115,7 @@ func PrintForget(stdout io.Writer, res presence.ForgetResult, asJSON bool) error
 // Unforget deletes the record of a forgotten edge and says so.
 func Unforget(ctx context.Context, js jetstream.JetStream, node, domain string, stdout io.Writer) error {
 	if domain == "" {
-		domain = "edge-" + node
+		domain = presence.DefaultEdgeDomain(node)
 	}
 	ok, err := presence.Unforget(ctx, js, domain)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,23 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // edgeReadTimeout bounds the read of an edge's lease in its domain: a dead edge's domain
 // answers "no responders" at once, a link that drops requests costs this much.
 const edgeReadTimeout = 3 * time.Second
+
+// edgeDomainPrefix starts an edge's default JetStream domain, "edge-<node>" (the default of
+// --js-domain).
+const edgeDomainPrefix = "edge-"
+
+// DefaultEdgeDomain is the JetStream domain of edge node unless it was given another one.
+func DefaultEdgeDomain(node string) string { return edgeDomainPrefix + node }
+
+// EdgeNodeOf is the node name a default edge domain ("edge-<node>") carries, "" for a domain
+// of another form: its edge was given a --js-domain that does not name it.
+func EdgeNodeOf(domain string) string {
+	node, ok := strings.CutPrefix(domain, edgeDomainPrefix)
+	if !ok || !namePattern.MatchString(node) {
+		return ""
+	}
+	return node
+}
 
 // Forgotten is the record of an edge the region forgot.
 type Forgotten struct {
@@ -84,7 +102,7 @@ func (r ForgetResult) Noop() bool { return r.Already && !r.SourceRemoved && r.En
 // Each step is idempotent: a retry or a racing second call writes nothing twice.
 func Forget(ctx context.Context, region jetstream.JetStream, req ForgetRequest) (ForgetResult, error) {
 	if req.Domain == "" {
-		req.Domain = "edge-" + req.Node
+		req.Domain = DefaultEdgeDomain(req.Node)
 	}
 	if !namePattern.MatchString(req.Node) || !namePattern.MatchString(req.Domain) {
 		return ForgetResult{}, fmt.Errorf("%w: edge %q of domain %q: names are 1-64 letters, digits, - or _", ErrBadName, req.Node, req.Domain)

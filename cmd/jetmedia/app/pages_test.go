@@ -49,6 +49,8 @@ func TestPagesAndOrigins(t *testing.T) {
 		"/sdk/jetmedia.js": "export class Room",
 		"/timeline.html":   `src="timeline.js"`,
 		"/timeline.js":     "/v1/rooms/",
+		"/cluster.html":    `src="/cluster.js"`,
+		"/cluster.js":      "/forget",
 	} {
 		code, _, body := get(path, "")
 		require.Equal(t, http.StatusOK, code, path)
