@@ -163,22 +163,58 @@ func edgeLease(ctx context.Context, nc *nats.Conn, node, domain string) (string,
 	}
 	e, err := kv.Get(ctx, node)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// The domain answers but holds no lease of that name: the edge stopped cleanly, or
+		// the name is not the one its node runs under (a --js-domain that does not name it).
+		// A live lease of any node there is a running edge all the same.
+		if other, age, ttl, live := liveLeaseIn(ctx, kv); live {
+			return "", fmt.Errorf("%w: domain %s holds no lease of %s, but node %s renewed its lease there %s ago (TTL %v): the edge is running (under that name?); stop it first",
+				ErrEdgeLive, domain, node, other, age.Round(time.Millisecond), ttl)
+		}
 		return fmt.Sprintf("none in domain %s (the edge stopped cleanly or never ran)", domain), nil
 	}
 	if err != nil {
 		return fmt.Sprintf("unreadable in domain %s (%v): the edge is down or cut off", domain, err), nil
 	}
-	var l Lease
-	if err := json.Unmarshal(e.Value(), &l); err != nil {
-		return fmt.Sprintf("unreadable in domain %s (%v)", domain, err), nil
+	l, age, ok := leaseOf(e)
+	if !ok {
+		return fmt.Sprintf("unreadable in domain %s (not a lease)", domain), nil
 	}
-	// Aged from when the edge's bucket stored it, as `jetmedia cluster` ages leases.
-	if age := time.Since(e.Created()); age <= l.TTL {
+	if age <= l.TTL {
 		return "", fmt.Errorf("%w: edge %s renewed its lease in domain %s %s ago (TTL %v): it is running; stop it first",
 			ErrEdgeLive, node, domain, age.Round(time.Millisecond), l.TTL)
 	}
 	return fmt.Sprintf("expired in domain %s (renewed %s ago, TTL %v): the edge's JetStream answers but its node does not renew",
-		domain, time.Since(e.Created()).Round(time.Second), l.TTL), nil
+		domain, age.Round(time.Second), l.TTL), nil
+}
+
+// leaseOf is the lease an entry of a nodes bucket holds and its age, from when the bucket
+// stored it (as `jetmedia cluster` ages leases); false when it holds none.
+func leaseOf(e jetstream.KeyValueEntry) (Lease, time.Duration, bool) {
+	var l Lease
+	if e == nil || e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &l) != nil {
+		return Lease{}, 0, false
+	}
+	return l, time.Since(e.Created()), true
+}
+
+// liveLeaseIn finds a lease in an edge's nodes bucket renewed within its TTL: its node, age
+// and TTL. A bucket that cannot be listed within ctx has none found (as an unreadable lease).
+func liveLeaseIn(ctx context.Context, kv jetstream.KeyValue) (string, time.Duration, time.Duration, bool) {
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if l, age, ok := leaseOf(e); ok && age <= l.TTL {
+			return k, age, l.TTL, true
+		}
+	}
+	return "", 0, 0, false
 }
 
 // forgottenBucket opens (create: declares) the region's bucket of forgotten edges, with the

@@ -72,6 +72,11 @@ func TestForgetDeadEdge(t *testing.T) {
 
 	status, body = forget(t, hub.HTTPURL(), "edge1")
 	require.Equal(t, http.StatusConflict, status, "a live edge is not forgotten: %s", body)
+	// Nor under a name its node does not run under, its domain given: the domain holds
+	// another node's live lease.
+	status, body = forgetDomain(t, hub.HTTPURL(), "wrongname", "edge-edge1")
+	require.Equal(t, http.StatusConflict, status, "a live edge is not forgotten under another name: %s", body)
+	require.Contains(t, body, "node edge1 renewed its lease")
 	_, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
 	require.NoError(t, err)
 	require.False(t, found, "a refused forget records nothing")
@@ -129,7 +134,17 @@ func TestForgetDeadEdge(t *testing.T) {
 // forget posts a forget of node to a node's HTTP API with an admin token.
 func forget(t *testing.T, base, node string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), http.MethodPost, base+"/v1/cluster/nodes/"+node+"/forget", bytes.NewReader(nil))
+	return forgetDomain(t, base, node, "")
+}
+
+// forgetDomain is forget naming the edge's JetStream domain (none: the default).
+func forgetDomain(t *testing.T, base, node, domain string) (int, string) {
+	t.Helper()
+	var body []byte
+	if domain != "" {
+		body = []byte(`{"domain":"` + domain + `"}`)
+	}
+	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), http.MethodPost, base+"/v1/cluster/nodes/"+node+"/forget", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token(t, auth.AnyRoom, "ops", auth.Admin))
 	resp, err := http.DefaultClient.Do(req)
