@@ -153,8 +153,8 @@ function openForget(e) {
   $("forget-title").textContent = `Forget edge ${pending.node || "?"} (JetStream domain ${e.domain})?`;
   $("forget-label").textContent = pending.node
     ? `Type the edge's name, ${pending.node}, to confirm:`
-    : "This domain does not name its edge: type the edge's node name (its --name) to confirm. Check it: " +
-      "the edge's lease is read under that name, so a wrong one finds none and does not refuse a running edge.";
+    : "This domain does not name its edge: type the edge's node name (its --name) to confirm. " +
+      "A running edge is refused under any name (its domain holds a live lease).";
   const h = $("forget-heard");
   if (e.active >= 0 && e.active <= SILENT_NS) {
     h.textContent = `The region heard from this edge's log ${seconds(e.active)} ago: its JetStream answers. ` +
