@@ -33,8 +33,10 @@ import (
 // While the link is down the region does not answer: the edge's own rooms play as before, a
 // new viewer of another room is told to retry, and the region's tracks the edge plays are not
 // judged gone (their media stopped with the link; they end once the region says they did).
-// Their ends reach the edge through the WHEP recheck (whep.RecheckEvery, logged at Debug for
-// them), not the track-ends watch, which follows the edge's own bucket.
+// Their ends reach the edge through the edge's watch of the region's bucket over the link
+// (Node.watchRegionTrackEnds, within about a second; after an outage, once it is back in
+// place); the WHEP recheck (whep.RecheckEvery) asks the region's bucket too, as the safety
+// net under that watch, and logs what it finds first at Debug (gone).
 type regionCatalog struct {
 	js  jetstream.JetStream
 	kv  atomic.Pointer[jetstream.KeyValue] // the region's rooms bucket, opened at the first call that can
@@ -129,8 +131,9 @@ func (r *regionCatalog) remembered(room, track string) bool {
 
 // gone takes the tracks the edge's own bucket no longer holds (ownGone) and returns those
 // that are gone: the edge's own tracks as they are, the region's tracks only once the region's
-// bucket no longer holds them either (unwatched: the edge's track-ends watch follows its own
-// bucket, so the recheck is how it hears of them).
+// bucket no longer holds them either (unwatched: not followed by the edge's own track-ends
+// watch but by its watch of the region's bucket over the link, which may be down or just
+// healed, so the recheck may be first to find them).
 func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []whep.GoneTrack {
 	var local, remote []string
 	for _, t := range ownGone {
