@@ -67,6 +67,96 @@ func RunRoomRecords(ctx context.Context, js jetstream.JetStream, bucket string, 
 	return runKeyWatch(ctx, js, w, started)
 }
 
+// Backoff of a watch over a link (RunTrackEndsOverLink) between failed tries: from
+// linkedRetryMin, doubled up to linkedRetryMax. While an edge's link is down every try fails
+// at once (no responders); a hub that does not answer costs trackEndsCreate a try.
+const (
+	linkedRetryMin = time.Second
+	linkedRetryMax = 4 * time.Second
+)
+
+// RunTrackEndsOverLink is RunTrackEnds for a bucket reached over a link that may be down (an
+// edge's watch of the region's rooms bucket, through a JetStream handle of the region's
+// domain), until ctx ends. It does not wait for the first watch: it starts from the bucket's
+// last message at the first try that reaches it, and from then on each run starts after the
+// last message seen, as RunTrackEnds's do, so an end written while the link was down is told
+// once it heals (while the bucket still holds its marker, eventlog.RoomsMarkerTTL). Failed
+// tries back off from linkedRetryMin to linkedRetryMax; the first trouble of an outage is
+// logged at WARN, the rest of it at Debug, and the watch's return at Info.
+func RunTrackEndsOverLink(ctx context.Context, js jetstream.JetStream, bucket string, ended func(room, track string), log *slog.Logger) {
+	w := newTrackEndsWatch(js, bucket, ended, log)
+	w.linked = true
+	w.runLinked(ctx)
+}
+
+// runLinked keeps w running over a link until ctx ends (RunTrackEndsOverLink).
+func (w *keyWatch) runLinked(ctx context.Context) {
+	begun := false // the first run's start sequence is known
+	var backoff time.Duration
+	var next time.Time // no try before
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if w.broken() && !time.Now().Before(next) {
+			if w.run != nil {
+				w.warn("bucket watch over a link replaced", "stream", w.stream, "filter", w.filter, "after_seq", w.last.Load())
+				w.stop()
+			}
+			err := w.begin(ctx, &begun)
+			if err == nil {
+				err = w.start(ctx)
+			}
+			switch {
+			case ctx.Err() != nil:
+				w.stop()
+				return
+			case err != nil:
+				backoff = min(max(2*backoff, linkedRetryMin), linkedRetryMax)
+				next = time.Now().Add(backoff)
+				w.warn("bucket watch over a link not in place, trying again", "stream", w.stream, "filter", w.filter, "in", backoff, "err", err)
+			default:
+				backoff, next = 0, time.Time{}
+				if w.outage.Swap(false) {
+					w.log.Info("bucket watch over a link in place again", "stream", w.stream, "filter", w.filter, "after_seq", w.last.Load())
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			w.stop()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// begin sets, once, where the first run starts: after the stream's last message.
+func (w *keyWatch) begin(ctx context.Context, begun *bool) error {
+	if *begun {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, trackEndsCreate)
+	defer cancel()
+	stream, err := w.js.Stream(cctx, w.stream)
+	if err != nil {
+		return fmt.Errorf("projections: watch the %s stream's %s: %w", w.stream, w.filter, err)
+	}
+	w.last.Store(stream.CachedInfo().State.LastSeq)
+	*begun = true
+	return nil
+}
+
+// warn logs a trouble of the watch at WARN; on a watch over a link only the first of an
+// outage (every try fails until the link heals, and each run's pulls fail too), the rest at
+// Debug.
+func (w *keyWatch) warn(msg string, args ...any) {
+	if w.linked && w.outage.Swap(true) {
+		w.log.Debug(msg, args...)
+		return
+	}
+	w.log.Warn(msg, args...)
+}
+
 // runKeyWatch runs w (see RunTrackEnds) from the stream's last message until ctx ends.
 func runKeyWatch(ctx context.Context, js jetstream.JetStream, w *keyWatch, started func()) error {
 	log := w.log
@@ -134,6 +224,11 @@ type keyWatch struct {
 
 	last atomic.Uint64 // stream sequence of the last message seen, by any run
 	run  *keyWatchRun  // nil while none runs (runKeyWatch's goroutine)
+
+	// linked: the bucket is reached over a link that may be down (RunTrackEndsOverLink);
+	// outage: a trouble of it was logged at WARN since it last ran (warn).
+	linked bool
+	outage atomic.Bool
 }
 
 // keyWatchRun is one consumer of the watch, from its creation to its replacement.
@@ -191,7 +286,7 @@ func (w *keyWatch) start(ctx context.Context) error {
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !r.over.Load() {
 				r.failed.Store(true)
-				w.log.Warn("bucket watch", "stream", w.stream, "consumer", r.name, "err", err)
+				w.warn("bucket watch", "stream", w.stream, "consumer", r.name, "err", err)
 			}
 		}))
 	if err != nil {

@@ -15,9 +15,10 @@ type TrackChecker interface {
 	Gone(ctx context.Context, room string, tracks []string) ([]GoneTrack, error)
 }
 
-// GoneTrack is a track a TrackChecker found gone. Unwatched says the node's track-ends watch
-// does not follow it (an edge's track played from the region's bucket), so the recheck is
-// how the node hears of its end, not a missed end worth a warning.
+// GoneTrack is a track a TrackChecker found gone. Unwatched says the node's own track-ends
+// watch does not follow it (an edge's track played from the region's bucket): the edge's watch
+// of the region's bucket runs over its link, which may be down or just healed, so the recheck
+// finding its end first is not a missed end worth a warning.
 type GoneTrack struct {
 	Track     string
 	Unwatched bool
@@ -71,7 +72,7 @@ func (h *Handler) RunRecheck(ctx context.Context, every time.Duration, check Tra
 			}
 			for _, t := range gone {
 				if t.Unwatched {
-					log.Debug("whep: a track's end found by the recheck (not followed by the track-ends watch)", "room", room, "track", t.Track)
+					log.Debug("whep: a track's end found by the recheck (followed over a link, not by the node's own track-ends watch)", "room", room, "track", t.Track)
 				} else {
 					// The track-ends watch should have told: say so, it is worth a look.
 					log.Warn("whep: a track's end found by the recheck, not the track-ends watch", "room", room, "track", t.Track)

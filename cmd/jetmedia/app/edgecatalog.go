@@ -26,15 +26,19 @@ import (
 // link under the region's JetStream domain, answer what the edge's own do not hold; the tracks
 // the edge plays from them are remembered, and their ends judged by the region's bucket (the
 // edge's own never held them, so it calls them gone at once). Both read the region's room
-// with a watch of its keys: the region's log and key reads by direct get did not answer over
-// the link (below). A track's entry is dropped once the region says it is gone, or once no
+// with a watch of its keys: direct gets (key reads, the room's newest event) from an edge get
+// no answer when the region's streams live across a gateway (nats-server drops a leaf's
+// message to a queue group across gateways; docs/cluster.md, "Direct gets over an edge's
+// link", pipeline/natsnode's TestEdgeDirectGetAcrossGateway). A track's entry is dropped once the region says it is gone, or once no
 // viewer of the edge has played it for forgetAfter (the recheck tells what is played).
 //
 // While the link is down the region does not answer: the edge's own rooms play as before, a
 // new viewer of another room is told to retry, and the region's tracks the edge plays are not
 // judged gone (their media stopped with the link; they end once the region says they did).
-// Their ends reach the edge through the WHEP recheck (whep.RecheckEvery, logged at Debug for
-// them), not the track-ends watch, which follows the edge's own bucket.
+// Their ends reach the edge through the edge's watch of the region's bucket over the link
+// (Node.watchRegionTrackEnds, within about a second; after an outage, once it is back in
+// place); the WHEP recheck (whep.RecheckEvery) asks the region's bucket too, as the safety
+// net under that watch, and logs what it finds first at Debug (gone).
 type regionCatalog struct {
 	js  jetstream.JetStream
 	kv  atomic.Pointer[jetstream.KeyValue] // the region's rooms bucket, opened at the first call that can
@@ -129,8 +133,9 @@ func (r *regionCatalog) remembered(room, track string) bool {
 
 // gone takes the tracks the edge's own bucket no longer holds (ownGone) and returns those
 // that are gone: the edge's own tracks as they are, the region's tracks only once the region's
-// bucket no longer holds them either (unwatched: the edge's track-ends watch follows its own
-// bucket, so the recheck is how it hears of them).
+// bucket no longer holds them either (unwatched: not followed by the edge's own track-ends
+// watch but by its watch of the region's bucket over the link, which may be down or just
+// healed, so the recheck may be first to find them).
 func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string) []whep.GoneTrack {
 	var local, remote []string
 	for _, t := range ownGone {
@@ -165,9 +170,9 @@ func (r *regionCatalog) gone(ctx context.Context, room string, ownGone []string)
 
 // publishedInRegion reads the room from the region's bucket as it is, without waiting for it
 // to fold the room's newest event (the catalog's LoadRoomCurrent): that wait reads the newest
-// event from the region's log with a direct get (of ev.<room>.>), which does not come back
-// over the edge's link (the request times out; the same read on a region node answers). A publisher that left a moment ago may still be chosen then, as on a node
-// whose log cannot be looked up.
+// event from the region's log with a direct get (of ev.<room>.>), which gets no answer over
+// the edge's link when the log lives across a gateway (regionCatalog). A publisher that left a
+// moment ago may still be chosen then, as on a node whose log cannot be looked up.
 func (r *regionCatalog) publishedInRegion(ctx context.Context, room, peer string) (string, []whep.TrackSpec, error) {
 	kv, err := r.bucket(ctx)
 	if err != nil {
@@ -183,8 +188,7 @@ func (r *regionCatalog) publishedInRegion(ctx context.Context, room, peer string
 // goneInRegion returns the tracks (each one the region's bucket held when the edge chose it)
 // the region's bucket no longer holds. No wait for the bucket to catch up with the log is
 // needed here: a track is only ever deleted from it, never put back. The room is read with a
-// watch, as publishedInRegion reads it: a key read (a direct get, even of a plain key) timed
-// out over the edge's link too.
+// watch, as publishedInRegion reads it: a key read is a direct get too.
 func (r *regionCatalog) goneInRegion(ctx context.Context, room string, tracks []string) ([]string, error) {
 	kv, err := r.bucket(ctx)
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 // hub (the region), which the edge's own rooms bucket never holds: the edge's catalog finds
 // the publisher in the region's bucket over its link (before, the viewer was told to retry
 // for good). The edge's recheck of its viewers' tracks asks the region too: the viewer keeps
-// playing past two rechecks, and ends once the publisher has left.
+// playing past two rechecks. Once the publisher has left, the viewer ends within
+// edgeEndBound, told by the edge's watch of the region's bucket over the link, not found by
+// the recheck (every whep.RecheckEvery, which was how an edge heard of it before).
 func TestEdgeViewerOfRegionRoom(t *testing.T) {
 	key := auth.GenerateKey("edge-test")
 	config := func(name string) app.Config {
@@ -38,8 +40,8 @@ func TestEdgeViewerOfRegionRoom(t *testing.T) {
 	t.Cleanup(func() { _ = hub.Close() })
 	edgeCfg := config("edge")
 	edgeCfg.Hub = hub.Server().LeafURL()
-	warns := &testlog.Capture{Min: slog.LevelWarn}
-	edgeCfg.Logger = slog.New(warns)
+	logs := &testlog.Capture{Min: slog.LevelDebug}
+	edgeCfg.Logger = slog.New(logs)
 	edge, err := app.Start(ctx, edgeCfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = edge.Close() })
@@ -72,9 +74,24 @@ func TestEdgeViewerOfRegionRoom(t *testing.T) {
 		"the viewer still plays after two rechecks")
 	require.Positive(t, edge.ForwardedTracks())
 
+	left := time.Now()
 	require.NoError(t, pub.Close(true))
 	require.Eventually(t, func() bool { return edge.ForwardedTracks() == 0 }, 2*whep.RecheckEvery+10*time.Second,
-		50*time.Millisecond, "the viewer ends once the region's publisher left")
-	// The recheck is how an edge hears of a region track's end: not a missed end to warn of.
-	require.Empty(t, warns.Matching("found by the recheck"), "the edge's warnings")
+		10*time.Millisecond, "the viewer ends once the region's publisher left")
+	took := time.Since(left)
+	t.Logf("the region's publisher left -> the edge's viewer ended: %s", took.Round(time.Millisecond))
+	require.Empty(t, logs.Matching("found by the recheck"), "the edge's watch of the region's bucket tells the end, not the recheck")
+	bound := edgeEndBound
+	if raceDetector {
+		bound = edgeEndBoundRace
+	}
+	require.Less(t, took, bound, "the edge's viewer hears of the end promptly")
 }
+
+// edgeEndBound bounds how long an edge's viewer of a region's publisher takes to end once the
+// publisher left (its session's end in the region's log, folded into the region's bucket, told
+// over the link): well under whep.RecheckEvery. The race detector slows every step.
+const (
+	edgeEndBound     = 2 * time.Second
+	edgeEndBoundRace = 3 * time.Second
+)

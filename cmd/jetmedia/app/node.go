@@ -144,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.watchTrackEnds(runCtx, we.TrackEnded); err != nil {
 		return nil, err
 	}
+	n.watchRegionTrackEnds(runCtx, we.TrackEnded)
 	n.wg.Go(func() { we.RunRecheck(runCtx, whep.RecheckEvery, cat, log) })
 
 	deliver := func(room string, spec signal.TrackSpec, onBound, onKeyframe func(layer string)) signal.DeliveredTrack {

@@ -20,6 +20,20 @@ func (n *Node) watchTrackEnds(ctx context.Context, ended func(room, track string
 	})
 }
 
+// watchRegionTrackEnds, on an edge, tells ended(room, track) of every track the region's rooms
+// bucket drops, until ctx ends, with a watch over the edge's link (projections.RunTrackEndsOverLink,
+// on a goroutine the node's wait group owns): the edge's viewers of a track published in the
+// region or on another edge (edgecatalog.go) hear of its end as promptly as those of its own
+// tracks, not at the next WHEP recheck. It does not wait for the link. The edge's own tracks
+// are told twice (the region's bucket holds them too, through the source of the edge's log);
+// a told end is idempotent. A node that is not an edge has no region and runs none.
+func (n *Node) watchRegionTrackEnds(ctx context.Context, ended func(room, track string)) {
+	if n.region == nil {
+		return
+	}
+	n.wg.Go(func() { projections.RunTrackEndsOverLink(ctx, n.region, eventlog.BucketRooms, ended, n.log) })
+}
+
 // watchRoomRecords tells written(room, seq) of every write of a room's record in the rooms
 // bucket, until ctx ends: room SDK sessions check their own watch of the room against it.
 // One watch per node (projections.RunRoomRecords), run as watchTrackEnds runs its own.
