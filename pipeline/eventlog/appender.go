@@ -55,8 +55,9 @@ type Appender struct {
 	// context has no deadline (js's default timeout, as jetstream.PublishMsg does).
 	nc      *nats.Conn
 	timeout time.Duration
-	// node names the writer in room.created events the appender adds.
-	node string
+	// node names the writer in room.created events the appender adds; scope, when set, is
+	// the log's own name in a system of several (an edge's JetStream domain), part of their id.
+	node, scope string
 
 	gate Gate // nil: none
 	// replies are the reply inboxes publishes are answered on.
@@ -111,6 +112,26 @@ func WithClock(now func() time.Time) AppenderOption {
 			a.now = now
 		}
 	}
+}
+
+// WithScope names the log the appender writes as one of several whose events meet in one
+// log: an edge's, whose log the region's sources. It goes into the id of the room.created
+// events the appender adds (RoomCreatedID).
+func WithScope(scope string) AppenderOption {
+	return func(a *Appender) { a.scope = scope }
+}
+
+// RoomCreatedID is the id of the room.created event an appender adds before a room's first
+// event. It is derived from the room, so that two nodes racing to create it in one log
+// dedupe, and from the log's scope (WithScope; "" for the region's): an edge that joins a
+// room the region created writes a room.created of its own into its own log, and were its id
+// the region's, the region's log would drop the copy as a duplicate while the edge's next
+// event, copied after it, links to it, a link the region's log could not verify.
+func RoomCreatedID(room, scope string) string {
+	if scope == "" {
+		return "room-created-" + room
+	}
+	return "room-created-" + room + "@" + scope
 }
 
 // NewAppender returns an appender writing through js on behalf of node.
@@ -225,8 +246,7 @@ func (a *Appender) Append(ctx context.Context, evs ...events.Envelope) (uint64, 
 			if err != nil {
 				return 0, err
 			}
-			// The id is derived from the room so that two nodes racing to create it dedupe.
-			created.ID = "room-created-" + room
+			created.ID = RoomCreatedID(room, a.scope)
 			batch = append([]events.Envelope{created}, evs...)
 		}
 		seq, err := a.appendExpect(ctx, h, batch, failed)

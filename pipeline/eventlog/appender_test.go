@@ -33,6 +33,8 @@ func TestAppendCreatesRoom(t *testing.T) {
 	require.Equal(t, []string{events.TypeRoomCreated, events.TypePeerJoined}, types(got))
 	created := got[0]
 	require.Equal(t, "room-created-r", created.ID)
+	require.Equal(t, "room-created-r", eventlog.RoomCreatedID("r", ""))
+	require.Equal(t, "room-created-r@edge-x", eventlog.RoomCreatedID("r", "edge-x"), "an edge's own room.created is not the region's")
 	require.Equal(t, e.ID, created.CausationID)
 	require.Equal(t, "system", created.Actor)
 	p, err := created.Payload()

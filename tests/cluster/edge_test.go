@@ -113,9 +113,9 @@ const edgeEndCut = 8 * time.Second
 // (region1, the edge's hub, linked through a TCP proxy). With the link cut, the region's
 // publisher leaves: the edge cannot hear of it, and its viewer stays. Once the link heals,
 // the edge's watch of the region's bucket, which starts after the last marker it saw, tells
-// the end and the viewer ends; the outage costs that watch one WARN at most. The region's
-// chains are not verified here: the room has two writers whose second (the edge) joined a room
-// the first created, which the chain check does not accept yet (docs/cluster.md, "Not yet").
+// the end and the viewer ends; the outage costs that watch one WARN at most. The room then has
+// two writers, the region (its creator and publisher) and the edge (its viewer, whose events
+// begin with the edge's own room.created): every chain of the region's log holds.
 func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
 	hubCfg := nodeConfig(t, "region1")
 	hubCfg.LeafListen = "127.0.0.1:0"
@@ -156,6 +156,24 @@ func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
 	t.Logf("link healed -> the edge's viewer of the region's publisher ended: %s (found by the recheck: %t)",
 		time.Since(healed).Round(time.Millisecond), debug.Has("found by the recheck"))
 	require.LessOrEqual(t, len(warns.Matching("bucket watch")), 1, "one WARN per outage: %q", warns.Matching("bucket watch"))
+
+	// The edge's events of the room (its room.created, the viewer's join, subscriptions and
+	// leave) reach the region's log, and its chains hold there.
+	require.Eventually(t, func() bool {
+		for _, e := range byNode(roomEvents(t, hub.JetStream(), room), "edge1") {
+			if e.Type == events.TypePeerLeft {
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 100*time.Millisecond, "the edge's viewer's leave reaches the region's log")
+	requireChainsHold(t, hub.JetStream())
+	chains, err := projections.VerifyChains(ctx, hub.JetStream(), room, nil)
+	require.NoError(t, err)
+	require.Len(t, chains, 1)
+	t.Logf("the room in the region's log: %d events, %d linked to their writer's previous, %d writer starts, unlinked %v",
+		chains[0].Events, chains[0].WriterLinks, chains[0].WriterStarts, chains[0].Unlinked())
+	require.Positive(t, chains[0].WriterStarts, "the edge's room.created starts its chain")
 }
 
 // teeHandler hands every record to each of its handlers that takes its level.

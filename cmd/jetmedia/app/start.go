@@ -73,7 +73,12 @@ func (n *Node) startNATS(ctx context.Context) (err error) {
 	cfg = n.cfg
 	// The server's storage guard: appends fail at once while this node's JetStream cannot
 	// write (a full disk), and resume when it recovers.
-	n.appender = eventlog.NewAppender(n.js, cfg.Name, eventlog.WithGate(n.srv))
+	opts := []eventlog.AppenderOption{eventlog.WithGate(n.srv)}
+	if n.srv.Edge() {
+		// The region's log sources this one: rooms this edge creates are its own.
+		opts = append(opts, eventlog.WithScope(n.srv.Domain()))
+	}
+	n.appender = eventlog.NewAppender(n.js, cfg.Name, opts...)
 	if n.bus, err = mediabus.NewLocalMediaBus(n.media, n.rtp, n.srv.Interest); err != nil {
 		return err
 	}
