@@ -72,7 +72,7 @@ func RunRoomRecords(ctx context.Context, js jetstream.JetStream, bucket string, 
 // at once (no responders); a hub that does not answer costs trackEndsCreate a try.
 const (
 	linkedRetryMin = time.Second
-	linkedRetryMax = 4 * time.Second
+	linkedRetryMax = 2 * time.Second
 )
 
 // RunTrackEndsOverLink is RunTrackEnds for a bucket reached over a link that may be down (an

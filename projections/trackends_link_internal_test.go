@@ -2,9 +2,7 @@ package projections
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
+	"github.com/jetmedia/jetmedia/tests/cutproxy"
 	"github.com/jetmedia/jetmedia/tests/testlog"
 )
 
@@ -33,10 +32,9 @@ func TestTrackEndsOverLinkSurvivesCut(t *testing.T) {
 		ConfigFile: conf, Leaf: natsnode.LeafConfig{Listen: "127.0.0.1:0"}})
 	require.NoError(t, err)
 	defer hub.Shutdown()
-	proxy := newLinkProxy(t, strings.TrimPrefix(hub.LeafURL(), "nats-leaf://"))
-	defer proxy.close()
+	proxy := cutproxy.New(t, strings.TrimPrefix(hub.LeafURL(), "nats-leaf://"))
 	edge, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "edge", JetStream: true, StoreDir: t.TempDir(),
-		Domain: "edge-x", Leaf: natsnode.LeafConfig{Hub: "nats-leaf://" + proxy.addr, Isolate: []string{"$KV.>"}}})
+		Domain: "edge-x", Leaf: natsnode.LeafConfig{Hub: "nats-leaf://" + proxy.Addr(), Isolate: []string{"$KV.>"}}})
 	require.NoError(t, err)
 	defer edge.Shutdown()
 
@@ -96,7 +94,7 @@ func TestTrackEndsOverLinkSurvivesCut(t *testing.T) {
 	t.Logf("linked: an end told over the link after %s", time.Since(start).Round(time.Millisecond))
 	require.Empty(t, warns.Matching(""), "no warning while linked")
 
-	proxy.cut()
+	proxy.Cut()
 	require.Eventually(t, func() bool { return hub.NATS().NumLeafNodes() == 0 }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, kv.Delete(ctx, "r.track.b"))
 	require.NoError(t, kv.Delete(ctx, "r.peer.p")) // not a track
@@ -105,7 +103,7 @@ func TestTrackEndsOverLinkSurvivesCut(t *testing.T) {
 	require.Equal(t, []string{"r/a"}, toldNow(), "nothing told while cut")
 	require.LessOrEqual(t, len(warns.Matching("")), 1, "one warning per outage: %v", warns.Matching(""))
 
-	proxy.heal()
+	proxy.Heal()
 	healed := time.Now()
 	require.Eventually(t, func() bool { return len(toldNow()) == 3 }, 20*time.Second, 10*time.Millisecond,
 		"the ends written while cut are told after the heal")
@@ -114,84 +112,4 @@ func TestTrackEndsOverLinkSurvivesCut(t *testing.T) {
 	require.Equal(t, []string{"r/a", "r/b", "r/c"}, toldNow(), "each end told once, in order")
 	t.Logf("warnings: %q", warns.Matching(""))
 	require.LessOrEqual(t, len(warns.Matching("")), 1, "one warning per outage: %v", warns.Matching(""))
-}
-
-// linkProxy forwards TCP connections to a target until cut; heal listens again on the same
-// port (tests/cluster's cutProxy, which this package cannot import).
-type linkProxy struct {
-	t      testing.TB
-	addr   string
-	target string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newLinkProxy(t testing.TB, target string) *linkProxy {
-	p := &linkProxy{t: t, target: target}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	return p
-}
-
-func (p *linkProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
-		}
-	})
-}
-
-// cut closes the listener and every connection through it.
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
-// heal listens on the proxy's port again.
-func (p *linkProxy) heal() {
-	var ln net.Listener
-	var err error
-	for range 50 { // the port was just closed; it is free again at once on Linux
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NoError(p.t, err)
-	p.serve(ln)
-}
-
-// close cuts the link for good and waits for the proxy's goroutines.
-func (p *linkProxy) close() {
-	p.cut()
-	p.wg.Wait()
 }

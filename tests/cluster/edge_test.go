@@ -13,6 +13,7 @@ import (
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
+	"github.com/jetmedia/jetmedia/tests/cutproxy"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 	"github.com/jetmedia/jetmedia/tests/testlog"
 )
@@ -35,9 +36,9 @@ func TestEdgeLogsWhileCut(t *testing.T) {
 	// proxy. The file's setting stays under the flags' listen address.
 	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
 	hub := startNodes(t, hubCfg)[0]
-	proxy := newCutProxy(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
+	proxy := cutproxy.New(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
 	edgeCfg := nodeConfig(t, "edge1")
-	edgeCfg.Hub = "nats-leaf://" + proxy.addr
+	edgeCfg.Hub = "nats-leaf://" + proxy.Addr()
 	edge := startNodes(t, edgeCfg)[0]
 	require.Equal(t, "edge-edge1", edge.Server().Domain())
 	require.Equal(t, "jetmedia", hub.Server().Domain())
@@ -66,7 +67,7 @@ func TestEdgeLogsWhileCut(t *testing.T) {
 	require.Equal(t, ids(roomEvents(t, edge.JetStream(), linked)), ids(byNode(roomEvents(t, hub.JetStream(), linked), "edge1")))
 
 	// Cut: a whole session on the edge.
-	proxy.cut()
+	proxy.Cut()
 	cutAt := time.Now()
 	offline := newRoom("offline")
 	pub, err = rtcclient.Publish(ctx, api, edge.HTTPURL(), offline, asPublisher(t, offline))
@@ -81,7 +82,7 @@ func TestEdgeLogsWhileCut(t *testing.T) {
 	require.Empty(t, roomEvents(t, hub.JetStream(), offline), "the region cannot have them yet")
 
 	time.Sleep(time.Until(cutAt.Add(edgeCut)))
-	proxy.heal()
+	proxy.Heal()
 	healed := time.Now()
 	// The region's stream source retries an unreachable edge with a growing backoff (nats-server:
 	// 10 s more per failure, up to 2 min), so after a 30 s cut the events come up to ~30 s later.
@@ -121,9 +122,9 @@ func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
 	hubCfg.LeafListen = "127.0.0.1:0"
 	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
 	hub := startNodes(t, hubCfg)[0]
-	proxy := newCutProxy(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
+	proxy := cutproxy.New(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
 	edgeCfg := nodeConfig(t, "edge1")
-	edgeCfg.Hub = "nats-leaf://" + proxy.addr
+	edgeCfg.Hub = "nats-leaf://" + proxy.Addr()
 	debug, warns := &testlog.Capture{Min: slog.LevelDebug}, &testlog.Capture{Min: slog.LevelWarn}
 	edgeCfg.Logger = slog.New(teeHandler{edgeCfg.Logger.Handler(), debug, warns})
 	edge := startNodes(t, edgeCfg)[0]
@@ -143,13 +144,13 @@ func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
 	require.Eventually(t, func() bool { return v.Video.Load() > 30 && v.Audio.Load() > 30 },
 		15*time.Second, 20*time.Millisecond, "the edge's viewer gets the region's media")
 
-	proxy.cut()
+	proxy.Cut()
 	cutAt := time.Now()
 	require.NoError(t, pub.Close(true))
 	waitTracks(t, hub, room, 0)
 	time.Sleep(time.Until(cutAt.Add(edgeEndCut)))
 	require.Positive(t, edge.ForwardedTracks(), "the region's end cannot reach the edge while cut")
-	proxy.heal()
+	proxy.Heal()
 	healed := time.Now()
 	require.Eventually(t, func() bool { return edge.ForwardedTracks() == 0 }, 20*time.Second, 10*time.Millisecond,
 		"the edge's viewer hears of the region's publisher's end after the heal")
