@@ -30,16 +30,7 @@ const edgeCut = 30 * time.Second
 // heals, the region's log holds exactly the edge's events of that room, in the edge's order,
 // once, and the region's rooms bucket shows the room empty.
 func TestEdgeLogsWhileCut(t *testing.T) {
-	hubCfg := nodeConfig(t, "region1")
-	hubCfg.LeafListen = "127.0.0.1:0"
-	// The hub must not tell the edge its own leaf URL: the edge would reconnect there past the
-	// proxy. The file's setting stays under the flags' listen address.
-	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
-	hub := startNodes(t, hubCfg)[0]
-	proxy := cutproxy.New(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
-	edgeCfg := nodeConfig(t, "edge1")
-	edgeCfg.Hub = "nats-leaf://" + proxy.Addr()
-	edge := startNodes(t, edgeCfg)[0]
+	hub, edge, proxy := startCutEdge(t, nil)
 	require.Equal(t, "edge-edge1", edge.Server().Domain())
 	require.Equal(t, "jetmedia", hub.Server().Domain())
 
@@ -118,16 +109,8 @@ const edgeEndCut = 8 * time.Second
 // two writers, the region (its creator and publisher) and the edge (its viewer, whose events
 // begin with the edge's own room.created): every chain of the region's log holds.
 func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
-	hubCfg := nodeConfig(t, "region1")
-	hubCfg.LeafListen = "127.0.0.1:0"
-	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
-	hub := startNodes(t, hubCfg)[0]
-	proxy := cutproxy.New(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
-	edgeCfg := nodeConfig(t, "edge1")
-	edgeCfg.Hub = "nats-leaf://" + proxy.Addr()
 	debug, warns := &testlog.Capture{Min: slog.LevelDebug}, &testlog.Capture{Min: slog.LevelWarn}
-	edgeCfg.Logger = slog.New(teeHandler{edgeCfg.Logger.Handler(), debug, warns})
-	edge := startNodes(t, edgeCfg)[0]
+	hub, edge, proxy := startCutEdge(t, func(h slog.Handler) slog.Handler { return teeHandler{h, debug, warns} })
 
 	ctx := ctxT(t, 2*time.Minute)
 	api := clientAPI(t)
@@ -175,6 +158,26 @@ func TestEdgeViewerOfRegionRoomAcrossCut(t *testing.T) {
 	t.Logf("the room in the region's log: %d events, %d linked to their writer's previous, %d writer starts, unlinked %v",
 		chains[0].Events, chains[0].WriterLinks, chains[0].WriterStarts, chains[0].Unlinked())
 	require.Positive(t, chains[0].WriterStarts, "the edge's room.created starts its chain")
+}
+
+// startCutEdge starts region1, a node of the region (a hub: --leaf-listen), and edge1, a leaf
+// with JetStream of its own (its own domain) linked to it through a cut proxy; logs, when
+// set, wraps the edge's log handler.
+func startCutEdge(t *testing.T, logs func(slog.Handler) slog.Handler) (hub, edge *app.Node, proxy *cutproxy.Proxy) {
+	t.Helper()
+	hubCfg := nodeConfig(t, "region1")
+	hubCfg.LeafListen = "127.0.0.1:0"
+	// The hub must not tell the edge its own leaf URL: the edge would reconnect there past the
+	// proxy. The file's setting stays under the flags' listen address.
+	hubCfg.NATSConfig = writeFile(t, "hub.conf", "leafnodes { no_advertise: true }\n")
+	hub = startNodes(t, hubCfg)[0]
+	proxy = cutproxy.New(t, strings.TrimPrefix(hub.Server().LeafURL(), "nats-leaf://"))
+	edgeCfg := nodeConfig(t, "edge1")
+	edgeCfg.Hub = "nats-leaf://" + proxy.Addr()
+	if logs != nil {
+		edgeCfg.Logger = slog.New(logs(edgeCfg.Logger.Handler()))
+	}
+	return hub, startNodes(t, edgeCfg)[0], proxy
 }
 
 // teeHandler hands every record to each of its handlers that takes its level.
