@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -132,14 +131,7 @@ func TestClusterConsole(t *testing.T) {
 // SIGKILL of the edge, forgotten, with the ended sessions' count; the edge then moves to the
 // forgotten edges, by the token's identity.
 func TestClusterConsoleForget(t *testing.T) {
-	hc := nodeConfig(t, "region1")
-	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
-	hub := startNodes(t, hc)[0]
-	ec := nodeConfig(t, "edge1")
-	ec.Hub, ec.HTTPAddr = hub.Server().LeafURL(), "127.0.0.1:"+strconv.Itoa(freePorts(t, 1)[0])
-	ec.Presence, ec.Placement = killLease, false
-	edge := startChild(t, ec)
-	edge.waitUp(t)
+	hub, edge, _ := startChildEdge(t)
 	js := hub.JetStream()
 	ctx := ctxT(t, 3*time.Minute)
 	admin := token(t, auth.AnyRoom, "ops", auth.Admin)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/cmd/jetmedia/app"
 	"github.com/jetmedia/jetmedia/events"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
@@ -31,14 +32,7 @@ import (
 // equals a rebuild from the log; a second forget writes nothing; the edge restarted on its
 // data logs an error and does not source its log into the region's again.
 func TestForgetDeadEdge(t *testing.T) {
-	hc := nodeConfig(t, "region1")
-	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
-	hub := startNodes(t, hc)[0]
-	ec := nodeConfig(t, "edge1")
-	ec.Hub, ec.HTTPAddr = hub.Server().LeafURL(), "127.0.0.1:"+strconv.Itoa(freePorts(t, 1)[0])
-	ec.Presence, ec.Placement = killLease, false
-	edge := startChild(t, ec)
-	edge.waitUp(t)
+	hub, edge, ec := startChildEdge(t)
 	js := hub.JetStream()
 	ctx := ctxT(t, 4*time.Minute)
 	require.Eventually(t, func() bool {
@@ -129,6 +123,23 @@ func TestForgetDeadEdge(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, sourced, "a forgotten edge does not source its log again")
 	require.Equal(t, before, lastSeq(t, js), "nothing of the restarted edge reaches the region's log")
+}
+
+// startChildEdge starts region1, a node of the region (a hub: --leaf-listen), and edge1, a
+// leaf with its own JetStream domain run as a child process (so that a test can kill it), both
+// with the kill tests' short lease and without placement, and waits for the edge's HTTP; ec
+// is the edge's configuration, to start it again in the test's process.
+func startChildEdge(t *testing.T) (hub *app.Node, edge *child, ec app.Config) {
+	t.Helper()
+	hc := nodeConfig(t, "region1")
+	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
+	hub = startNodes(t, hc)[0]
+	ec = nodeConfig(t, "edge1")
+	ec.Hub, ec.HTTPAddr = hub.Server().LeafURL(), "127.0.0.1:"+strconv.Itoa(freePorts(t, 1)[0])
+	ec.Presence, ec.Placement = killLease, false
+	edge = startChild(t, ec)
+	edge.waitUp(t)
+	return hub, edge, ec
 }
 
 // forget posts a forget of node to a node's HTTP API with an admin token.
