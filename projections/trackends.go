@@ -73,6 +73,10 @@ func RunRoomRecords(ctx context.Context, js jetstream.JetStream, bucket string, 
 const (
 	linkedRetryMin = time.Second
 	linkedRetryMax = 2 * time.Second
+	// linkedStartGrace: an edge starts before its link is up as often as not, so the watch's
+	// tries before it is first in place log at Debug for this long (then at WARN as any
+	// outage's first trouble: a link that never comes up is said).
+	linkedStartGrace = 30 * time.Second
 )
 
 // RunTrackEndsOverLink is RunTrackEnds for a bucket reached over a link that may be down (an
@@ -92,6 +96,7 @@ func RunTrackEndsOverLink(ctx context.Context, js jetstream.JetStream, bucket st
 // runLinked keeps w running over a link until ctx ends (RunTrackEndsOverLink).
 func (w *keyWatch) runLinked(ctx context.Context) {
 	begun := false // the first run's start sequence is known
+	w.quietUntil.Store(time.Now().Add(linkedStartGrace).UnixNano())
 	var backoff time.Duration
 	var next time.Time // no try before
 	tick := time.NewTicker(time.Second)
@@ -116,6 +121,7 @@ func (w *keyWatch) runLinked(ctx context.Context) {
 				w.warn("bucket watch over a link not in place, trying again", "stream", w.stream, "filter", w.filter, "in", backoff, "err", err)
 			default:
 				backoff, next = 0, time.Time{}
+				w.quietUntil.Store(0)
 				if w.outage.Swap(false) {
 					w.log.Info("bucket watch over a link in place again", "stream", w.stream, "filter", w.filter, "after_seq", w.last.Load())
 				}
@@ -150,6 +156,10 @@ func (w *keyWatch) begin(ctx context.Context, begun *bool) error {
 // outage (every try fails until the link heals, and each run's pulls fail too), the rest at
 // Debug.
 func (w *keyWatch) warn(msg string, args ...any) {
+	if q := w.quietUntil.Load(); w.linked && q != 0 && time.Now().UnixNano() < q {
+		w.log.Debug(msg, args...)
+		return
+	}
 	if w.linked && w.outage.Swap(true) {
 		w.log.Debug(msg, args...)
 		return
@@ -229,6 +239,9 @@ type keyWatch struct {
 	// outage: a trouble of it was logged at WARN since it last ran (warn).
 	linked bool
 	outage atomic.Bool
+	// quietUntil (Unix nanoseconds, 0: none): until then, and until it is first in place, a
+	// watch over a link logs its troubles at Debug (linkedStartGrace).
+	quietUntil atomic.Int64
 }
 
 // keyWatchRun is one consumer of the watch, from its creation to its replacement.
