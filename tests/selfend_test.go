@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetmedia/jetmedia/events"
+	"github.com/jetmedia/jetmedia/ingress/signal"
+	"github.com/jetmedia/jetmedia/ingress/signal/client"
 	"github.com/jetmedia/jetmedia/pipeline/auth"
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
@@ -19,12 +21,13 @@ import (
 	"github.com/jetmedia/jetmedia/tests/testlog"
 )
 
-// TestLostWhileAliveEndsOwnSessions: node a serves a WHIP publisher and a WHEP viewer of it
-// when another node takes a for lost (its renewals stalled) and ends a's sessions in the log,
+// TestLostWhileAliveEndsOwnSessions: node a serves a WHIP publisher, a WHEP viewer of it and a
+// room SDK peer when another node takes a for lost (its renewals stalled) and ends a's sessions in the log,
 // as a lapse of a's lease does (presence.End naming a, through another appender), while a
-// lives on. Within a few seconds a ends both sessions itself (the WHIP and WHEP resources are
-// gone, the clients' PeerConnections stop being connected), says so in one warning per
-// session, and the log holds one peer.left per peer: a writes no second one.
+// lives on. Within a few seconds a ends the sessions itself (the WHIP and WHEP resources are
+// gone, the clients' PeerConnections stop being connected, the SDK client is told to join
+// again), says so in a warning, and the log holds one peer.left per peer: a writes no second
+// one.
 func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real peers")
@@ -48,12 +51,26 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	require.NoError(t, err)
 	defer viewer.Close()
 	require.Eventually(t, func() bool { return viewer.Video.Load() > 30 }, 15*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "a")) == 2 }, 10*time.Second, 20*time.Millisecond)
+	sdk, err := client.Join(ctx, sdkURL(a), token(t, room, "sam", auth.Subscribe), client.Options{API: api})
+	require.NoError(t, err)
+	defer sdk.Close()
+	sdkErrors := make(chan []client.Event, 1)
+	go func() {
+		var errs []client.Event
+		for e := range sdk.Events() {
+			if e.Type == client.ErrorEvent {
+				errs = append(errs, e)
+			}
+		}
+		sdkErrors <- errs
+	}()
+	require.Eventually(t, func() bool { return len(peersOn(t, a, room, "a")) == 3 }, 10*time.Second, 20*time.Millisecond)
 	peers := peersOn(t, a, room, "a")
 	// Both sessions live through several of a's checks before anything is ended.
 	time.Sleep(2 * cfg.Presence.Renew)
 	require.Equal(t, 1, a.Sessions(events.TransportWHIP))
 	require.Equal(t, 1, a.Sessions(events.TransportWHEP))
+	require.Equal(t, 1, a.Sessions(signal.Transport))
 	require.Empty(t, warnings.Matching("the log ended this session"))
 
 	lost := func(_ projections.Room, node string) bool { return node == "a" }
@@ -62,7 +79,7 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	}
 	n, err := presence.End(ctx, a.Rooms(), eventlog.NewAppender(a.JetStream(), "survivor"), lost, ending)
 	require.NoError(t, err)
-	require.Equal(t, 2, n)
+	require.Equal(t, 3, n)
 	endedInLog := time.Now()
 
 	require.Eventually(t, func() bool { return a.Sessions(events.TransportWHIP) == 0 }, 3*cfg.Presence.Renew+5*time.Second,
@@ -71,6 +88,17 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	require.Eventually(t, func() bool { return a.Sessions(events.TransportWHEP) == 0 }, 3*cfg.Presence.Renew+5*time.Second,
 		10*time.Millisecond, "a ended its viewer")
 	t.Logf("ended in the log -> a's WHEP session closed: %v", time.Since(endedInLog).Round(time.Millisecond))
+	require.Eventually(t, func() bool { return a.Sessions(signal.Transport) == 0 }, 3*cfg.Presence.Renew+5*time.Second,
+		10*time.Millisecond, "a ended its room SDK peer")
+	t.Logf("ended in the log -> a's room SDK session closed: %v", time.Since(endedInLog).Round(time.Millisecond))
+	select {
+	case errs := <-sdkErrors:
+		require.NotEmpty(t, errs)
+		require.Equal(t, signal.CodeResumeExpired, errs[0].Code, "%+v", errs)
+		t.Logf("the SDK client was told: %s %q", errs[0].Code, errs[0].Message)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the SDK client's room did not end")
+	}
 	for loc, tok := range map[string]string{pub.Location: token(t, room, publisherIdentity, auth.Publish),
 		viewer.Location: token(t, room, viewerIdentity, auth.Subscribe)} {
 		err := rtcclient.Delete(ctx, http.DefaultClient, loc, tok)
@@ -84,18 +112,29 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	require.Eventually(t, notConnected(pub.PC), 20*time.Second, 20*time.Millisecond, "the publisher's PeerConnection ends")
 	require.Eventually(t, notConnected(viewer.PC), 20*time.Second, 20*time.Millisecond, "the viewer's PeerConnection ends")
 	t.Logf("ended in the log -> both clients' PeerConnections no longer connected: %v", time.Since(endedInLog).Round(time.Millisecond))
-	require.NotEmpty(t, warnings.Matching("the log ended this session"), "a warning per session a ended")
+	t.Logf("warnings that the log ended a session: %d", len(warnings.Matching("the log ended this session")))
+	require.GreaterOrEqual(t, len(warnings.Matching("the log ended this session")), 2,
+		"a warning per session a ended (the publisher, the SDK peer; the viewer may end first with its tracks)")
 
 	// a's checks go on: nothing more is written.
 	time.Sleep(3 * cfg.Presence.Renew)
-	left := map[string]int{}
+	left, ended := map[string]int{}, map[string]int{}
 	for _, e := range roomEvents(t, a.JetStream(), room) {
 		p, err := e.Payload()
 		require.NoError(t, err)
-		if l, ok := p.(events.PeerLeft); ok {
-			left[l.Peer]++
+		switch p := p.(type) {
+		case events.PeerLeft:
+			left[p.Peer]++
+			t.Logf("peer.left %s reason %s", p.Peer, p.Reason)
+		case events.TrackUnpublished:
+			ended["track "+p.Track]++
+		case events.SubscriptionEnded:
+			ended["sub "+p.Peer+" "+p.Track]++
 		}
 	}
-	require.Equal(t, map[string]int{peers[0]: 1, peers[1]: 1}, left, "one peer.left per peer")
+	require.Equal(t, map[string]int{peers[0]: 1, peers[1]: 1, peers[2]: 1}, left, "one peer.left per peer")
+	for what, n := range ended {
+		require.Equal(t, 1, n, "%s ended once", what)
+	}
 	requireRebuildEqual(t, a)
 }
