@@ -24,14 +24,7 @@ func TestTrackEndsWatchResumesAfterReplacement(t *testing.T) {
 	srv, err := natsnode.StartServer(ctx, natsnode.ServerConfig{Name: "trackends", JetStream: true, StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	defer srv.Shutdown()
-	nc, err := srv.Connect("test")
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
-	kv, err := js.KeyValue(ctx, eventlog.BucketRooms)
-	require.NoError(t, err)
+	js, kv := declaredRooms(ctx, t, srv, "test")
 
 	var mu sync.Mutex
 	var told []string
@@ -90,4 +83,19 @@ func TestTrackEndsWatchResumesAfterReplacement(t *testing.T) {
 	_, err = kv.Put(ctx, "r.track.d", []byte("{}"))
 	require.NoError(t, err)
 	require.Eventually(t, w.broken, 10*time.Second, 10*time.Millisecond, "a gap breaks the run")
+}
+
+// declaredRooms connects a client to srv (closed when the test ends), declares the log's
+// streams and buckets there and returns its JetStream and the rooms bucket.
+func declaredRooms(ctx context.Context, t *testing.T, srv *natsnode.Server, client string) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	nc, err := srv.Connect(client)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, eventlog.Declare(ctx, js, eventlog.StorageConfig{}))
+	kv, err := js.KeyValue(ctx, eventlog.BucketRooms)
+	require.NoError(t, err)
+	return js, kv
 }
