@@ -201,3 +201,14 @@ func TestPayloadErrors(t *testing.T) {
 	_, err = e.Payload()
 	require.ErrorIs(t, err, events.ErrInvalid)
 }
+
+// TestEndingIDFrozen: the ids of the events that end a session are derived the same way by
+// every writer and every version (a survivor, the node restarted, the session itself), or
+// JetStream's duplicate window cannot store them once. The value was computed independently
+// (sha256 of the parts, each followed by a zero byte).
+func TestEndingIDFrozen(t *testing.T) {
+	joined := time.Date(2025, 12, 7, 12, 0, 0, 0, time.UTC)
+	require.Equal(t, "lost-f227938f0632116d3be507a8c29929d0", events.EndingID("r1", "b", "p1", joined, "left"))
+	require.NotEqual(t, events.EndingID("r1", "b", "p1", joined, "left"), events.EndingID("r1", "b", "p1", joined.Add(time.Microsecond), "left"))
+	require.True(t, events.ValidID(events.EndingID("r1", "b", "p1", joined, "track", "cam")))
+}

@@ -664,6 +664,16 @@ func (c *Core) Deleted(now time.Time) rtc.Output { return c.close(now, rtc.Reaso
 // Shutdown: the node is stopping.
 func (c *Core) Shutdown(now time.Time) rtc.Output { return c.close(now, rtc.ReasonShutdown).Output }
 
+// EndedInLog: the log has ended the session already (a node that took this one for lost wrote
+// its end): it ends without recording anything.
+func (c *Core) EndedInLog(now time.Time) rtc.Output {
+	if c.closed {
+		return rtc.Output{}
+	}
+	c.closed = true
+	return c.Lifecycle.EndedInLog(now)
+}
+
 // Tick: the lifecycle's timeouts (media negotiated but never connected, connectivity not back
 // within the grace), then the resume grace: a session whose socket has been gone that long
 // ends (its tracks are unpublished and the peer leaves, reason "disconnected").

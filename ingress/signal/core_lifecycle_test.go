@@ -35,6 +35,18 @@ func TestCoreLifecycle(t *testing.T) {
 		require.Empty(t, c.KeyframeRequested(t0.Add(100*ms), "v").PLI, "a viewer's request inside the interval")
 		require.Equal(t, []string{"v"}, c.KeyframeRequested(t0.Add(300*ms), "v").PLI)
 	})
+	t.Run("ended in the log: closed, nothing recorded, not even its tracks' end", func(t *testing.T) {
+		c := newCore()
+		c.Message(t0, ClientMessage{Type: TypePublish, Kind: "audio"})
+		_, ok := c.TrackStarted(t0, TrackSpec{Track: "a", Peer: "me", Kind: "audio", Codec: "audio/opus"})
+		require.True(t, ok)
+		out := c.EndedInLog(t0.Add(time.Second))
+		require.Equal(t, rtc.ReasonEndedInLog, out.Close)
+		require.Empty(t, out.Events)
+		require.True(t, c.Closed())
+		require.Empty(t, c.EndedInLog(t0.Add(2*time.Second)).Close, "once")
+		require.Empty(t, c.Message(t0, ClientMessage{Type: TypeLeave}).Events, "nothing after it")
+	})
 	t.Run("a data-only peer never times out", func(t *testing.T) {
 		c := newCore()
 		require.Empty(t, c.Tick(t0.Add(time.Hour)).Events)

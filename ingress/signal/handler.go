@@ -726,7 +726,13 @@ func (c *conn) finish() {
 	}
 	c.h.forgetSpeakers(c.s.Room)
 	c.h.mu.Unlock()
-	if c.cur != nil {
+	switch {
+	case c.cur == nil:
+	case c.s.EndReason() == rtc.ReasonEndedInLog:
+		// The client must join again, as after a resume that came too late.
+		c.cur.enqueue(errMsg(CodeResumeExpired, "%s: join again", endedInLog))
+		c.cur.release(websocket.StatusGoingAway, endedInLog)
+	default:
 		c.cur.release(websocket.StatusNormalClosure, "left")
 	}
 	close(c.done)
@@ -741,6 +747,10 @@ func (c *conn) finish() {
 		}
 	}
 }
+
+// endedInLog is the close reason of a socket whose session the log ended (its node was taken
+// for lost while it still served it).
+const endedInLog = "ended in the log: node declared lost"
 
 // detach lets the current socket go (it failed or its client was too slow); the core decides
 // whether the session waits for a resume.

@@ -42,6 +42,9 @@ const (
 	// ReasonUnpublished: every track a viewer played was unpublished (its publisher left, or
 	// its node was lost), and a WHEP session cannot take other tracks.
 	ReasonUnpublished Reason = events.ReasonUnpublished
+	// ReasonEndedInLog: the log ended the session already (a surviving node took this one for
+	// lost and wrote its end); it ends here too, recording nothing more.
+	ReasonEndedInLog Reason = "ended_in_log"
 )
 
 // Output is what a session core asks its shell to do after an input: append Events in order,
@@ -230,6 +233,17 @@ func (l *Lifecycle) Close(_ time.Time, reason Reason) Output {
 	}
 	out.Events = append(out.Events, events.NewPeerLeft(l.peer.ID, string(reason)))
 	return out
+}
+
+// EndedInLog: the log has ended the session already (its peer.left is there, written by a
+// node that took this one for lost): the session ends without recording anything, since
+// what it would record is in the log.
+func (l *Lifecycle) EndedInLog(time.Time) Output {
+	if l.state == StateClosed {
+		return Output{}
+	}
+	l.state = StateClosed
+	return Output{Close: ReasonEndedInLog}
 }
 
 // KeyframeRequested: someone wants a keyframe of track (a viewer's PLI or FIR, a new viewer,

@@ -199,7 +199,7 @@ type lifecycleInput struct {
 func (in lifecycleInput) apply(l *rtc.Lifecycle, now time.Time) rtc.Output {
 	plain := map[string]func(time.Time) rtc.Output{
 		"connected": l.Connected, "disconnected": l.Disconnected, "failed": l.Failed,
-		"deleted": l.Deleted, "shutdown": l.Shutdown, "tick": l.Tick,
+		"deleted": l.Deleted, "shutdown": l.Shutdown, "tick": l.Tick, "ended-in-log": l.EndedInLog,
 	}
 	if f, ok := plain[in.op]; ok {
 		return f(now)
@@ -238,6 +238,9 @@ func TestLifecycleGolden(t *testing.T) {
 		{"room join without media never times out", []lifecycleInput{{0, "joined", ""}, {time.Hour, "tick", ""},
 			{time.Hour, "negotiating", ""}, {time.Hour + 30*time.Second, "tick", ""}}},
 		{"ends before the join: close only", []lifecycleInput{{0, "failed", ""}, {0, "answered", ""}}},
+		{"the log ended it (node taken for lost): close, nothing recorded", []lifecycleInput{{0, "answered", ""},
+			{400 * ms, "connected", ""}, {5 * time.Second, "ended-in-log", ""}, {5 * time.Second, "ended-in-log", ""},
+			{6 * time.Second, "deleted", ""}}},
 	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var b strings.Builder

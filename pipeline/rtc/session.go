@@ -24,6 +24,7 @@ type Core interface {
 	Deleted(now time.Time) Output
 	Shutdown(now time.Time) Output
 	Tick(now time.Time) Output
+	EndedInLog(now time.Time) Output
 }
 
 // Appender stores events; eventlog.Appender is the real one.
@@ -124,6 +125,52 @@ func (r *Registry) Find(transport, room, id string) (*Session, error) {
 		return nil, Errorf(http.StatusNotFound, "no session %q in room %q", id, room)
 	}
 	return s, nil
+}
+
+// Joined is a live session whose peer.joined the log holds.
+type Joined struct {
+	ID, Room, Transport string
+	// Seq is a log sequence at or past the session's peer.joined: a rooms bucket whose room
+	// is folded up to Seq shows the peer unless the log has ended it.
+	Seq uint64
+}
+
+// Joined lists the live sessions whose join the log holds and that are not closing.
+func (r *Registry) Joined() []Joined {
+	var out []Joined
+	for _, s := range r.snapshot() {
+		seq := s.joinSeq.Load()
+		if seq == 0 {
+			continue
+		}
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if !closing {
+			out = append(out, Joined{ID: s.ID, Room: s.Room, Transport: s.Transport, Seq: seq})
+		}
+	}
+	return out
+}
+
+// EndedInLog ends session id because the log has ended it (its core's EndedInLog: nothing
+// is recorded). It reports whether that ended the session: false if it was gone or closing
+// already for another reason.
+func (r *Registry) EndedInLog(id string) bool {
+	r.mu.Lock()
+	s, ok := r.sessions[id]
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	now := r.cfg.Now()
+	ended := false
+	s.step(func(c Core) Output {
+		out := c.EndedInLog(now)
+		ended = out.Close != ""
+		return out
+	}, nil)
+	return ended
 }
 
 // SessionConfig describes a new session.
@@ -269,6 +316,13 @@ type Session struct {
 	// started is when the session's join was recorded (zero: never).
 	started   atomic.Int64
 	iceFailed atomic.Bool
+	// joinSeq is the log sequence at or past the session's peer.joined once the log took it
+	// (zero: not yet), joinedAt that event's time (UnixNano): what the log knows the
+	// session by (EndedInLog, endingIDs).
+	joinSeq  atomic.Uint64
+	joinedAt atomic.Int64
+	// reason is why the session ended (set once it has).
+	reason atomic.Value
 
 	mu      sync.Mutex // serialises the core's inputs; guards the fields below
 	core    Core
@@ -362,11 +416,15 @@ func (s *Session) carry(j job) bool {
 	var err error
 	if len(j.out.Events) > 0 {
 		var envs []events.Envelope
-		if envs, err = s.envelopes(j.out.Events); err == nil {
-			err = s.appendEnvelopes(envs)
+		var seq uint64
+		if envs, err = s.envelopes(j.out.Events, j.out.Close != ""); err == nil {
+			seq, err = s.appendEnvelopes(envs)
 		}
 		if err != nil && envs != nil && j.out.Close != "" && j.out.Close != ReasonShutdown && j.res == nil {
-			err = s.retryEnd(envs, err)
+			seq, err = s.retryEnd(envs, err)
+		}
+		if err == nil {
+			s.noteJoin(envs, seq)
 		}
 	}
 	if j.res != nil {
@@ -391,6 +449,7 @@ func (s *Session) carry(j job) bool {
 
 // end runs the closers, forgets the session, closes its PeerConnection and logs its end.
 func (s *Session) end(reason Reason) {
+	s.reason.Store(reason)
 	s.mu.Lock()
 	s.ended = true
 	closers := s.closers
@@ -426,9 +485,29 @@ func (s *Session) Started(attrs ...any) {
 	s.Log.Info("session started", attrs...)
 }
 
+// EndReason is why the session ended ("" while it goes on).
+func (s *Session) EndReason() Reason {
+	r, _ := s.reason.Load().(Reason)
+	return r
+}
+
+// noteJoin remembers, when envs (stored at or before seq) hold the session's peer.joined,
+// where and when the log has it.
+func (s *Session) noteJoin(envs []events.Envelope, seq uint64) {
+	for _, e := range envs {
+		if e.Type == events.TypePeerJoined {
+			s.joinedAt.Store(e.Time.UnixNano())
+			s.joinSeq.Store(seq)
+		}
+	}
+}
+
 // envelopes stamps the session's events (ids, time, actor) once, so that a retried append
-// of them is stored once.
-func (s *Session) envelopes(ps []events.Payload) ([]events.Envelope, error) {
+// of them is stored once. The events that end a joined session (closing) get the ids a
+// node ending it in the log derives (events.EndingID): should the log have ended the session
+// a moment before it closes on its own (a survivor took this node for lost, and the session
+// closed before EndedInLog reached it), its end is stored once, not twice.
+func (s *Session) envelopes(ps []events.Payload, closing bool) ([]events.Envelope, error) {
 	now := s.reg.cfg.Now()
 	actor := s.Identity
 	if actor == "" {
@@ -440,20 +519,47 @@ func (s *Session) envelopes(ps []events.Payload) ([]events.Envelope, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rtc: session %s: %w", s.ID, err)
 		}
+		if closing {
+			if id := s.endingID(p); id != "" {
+				e.ID = id
+			}
+		}
 		envs = append(envs, e)
 	}
 	return envs, nil
 }
 
-func (s *Session) appendEnvelopes(envs []events.Envelope) error {
+// endingID is the derived id of an event that ends part of the session (its peer.left, a
+// track unpublished, a subscription ended), "" for other events or before its join is in
+// the log.
+func (s *Session) endingID(p events.Payload) string {
+	joined := s.joinedAt.Load()
+	if joined == 0 {
+		return ""
+	}
+	at := time.Unix(0, joined).UTC()
+	switch p := p.(type) {
+	case events.PeerLeft:
+		return events.EndingID(s.Room, s.reg.cfg.Node, p.Peer, at, "left")
+	case events.TrackUnpublished:
+		return events.EndingID(s.Room, s.reg.cfg.Node, p.Peer, at, "track", p.Track)
+	case events.SubscriptionEnded:
+		return events.EndingID(s.Room, s.reg.cfg.Node, p.Peer, at, "sub", p.Track)
+	}
+	return ""
+}
+
+// appendEnvelopes appends envs and returns the log's sequence of the last.
+func (s *Session) appendEnvelopes(envs []events.Envelope) (uint64, error) {
 	// Not the registry's context: Close cancels it only after every session has recorded
 	// its end.
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
-	if _, err := s.reg.cfg.Appender.Append(ctx, envs...); err != nil {
-		return fmt.Errorf("rtc: session %s: append %d events: %w", s.ID, len(envs), err)
+	seq, err := s.reg.cfg.Appender.Append(ctx, envs...)
+	if err != nil {
+		return 0, fmt.Errorf("rtc: session %s: append %d events: %w", s.ID, len(envs), err)
 	}
-	return nil
+	return seq, nil
 }
 
 // endPatience is how long a session's last events (its subscriptions' and its own end) are
@@ -464,18 +570,19 @@ func (s *Session) appendEnvelopes(envs []events.Envelope) error {
 const endPatience = time.Minute
 
 // retryEnd appends the session's last events again, with backoff, until the log takes them,
-// endPatience has passed or the registry closes; it returns the last error.
-func (s *Session) retryEnd(envs []events.Envelope, err error) error {
+// endPatience has passed or the registry closes; it returns the sequence or the last error.
+func (s *Session) retryEnd(envs []events.Envelope, err error) (uint64, error) {
 	s.Log.Warn("session end not recorded yet; trying again", "events", len(envs), "err", err)
 	deadline := time.Now().Add(endPatience)
 	for wait := 250 * time.Millisecond; time.Now().Before(deadline) && !s.reg.Closing(); wait = min(2*wait, 4*time.Second) {
 		time.Sleep(wait)
-		if err = s.appendEnvelopes(envs); err == nil {
+		seq, err2 := s.appendEnvelopes(envs)
+		if err = err2; err == nil {
 			s.Log.Info("session end recorded after a retry", "events", len(envs))
-			return nil
+			return seq, nil
 		}
 	}
-	return err
+	return 0, err
 }
 
 func (s *Session) onState(st webrtc.PeerConnectionState) {

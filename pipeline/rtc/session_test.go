@@ -3,6 +3,7 @@ package rtc_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -280,5 +281,42 @@ func TestRegistryCloseAndCounts(t *testing.T) {
 		}
 		_, err = w.reg.NewSession(rtc.SessionConfig{ID: "d", Room: "r1", Transport: "whip", Core: rtc.NewLifecycle(rtc.Timeouts{}, rtc.Peer{}, nil)})
 		require.Error(t, err, "no session after Close")
+	})
+}
+
+// TestSessionEndedInLog: a session the log has ended (a node that took this one for lost wrote
+// its end) ends without recording anything more; Joined lists the sessions whose join is in
+// the log, with a sequence at or past it. A session that closes on its own writes its end
+// with the ids a survivor derives (events.EndingID), so that an end the log has already is
+// stored once.
+func TestSessionEndedInLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		p1, _ := w.start("p1", "whip")
+		p2, l2 := w.start("p2", "whep")
+		require.ElementsMatch(t, []rtc.Joined{{ID: "p1", Room: "r1", Transport: "whip", Seq: 1},
+			{ID: "p2", Room: "r1", Transport: "whep", Seq: 2}}, w.reg.Joined())
+
+		require.True(t, w.reg.EndedInLog("p1"))
+		synctest.Wait()
+		require.True(t, ended(p1))
+		require.Equal(t, rtc.ReasonEndedInLog, p1.EndReason())
+		require.Equal(t, []string{"joined"}, w.log.types("p1"), "nothing recorded")
+		require.False(t, w.reg.EndedInLog("p1"), "gone already")
+		require.Equal(t, []rtc.Joined{{ID: "p2", Room: "r1", Transport: "whep", Seq: 2}}, w.reg.Joined())
+
+		w.step(p2, l2.Deleted)
+		synctest.Wait()
+		require.True(t, ended(p2))
+		require.False(t, w.reg.EndedInLog("p2"))
+		w.log.mu.Lock()
+		evs := slices.Clone(w.log.evs)
+		w.log.mu.Unlock()
+		require.Len(t, evs, 4)
+		joined := evs[1].Time
+		require.Equal(t, events.EndingID("r1", "n1", "p2", joined, "track", "cam"), evs[2].ID)
+		require.Equal(t, events.EndingID("r1", "n1", "p2", joined, "left"), evs[3].ID)
+		require.NotEqual(t, evs[0].ID, events.EndingID("r1", "n1", "p1", evs[0].Time, "left"), "only ends get derived ids")
+		require.NoError(t, w.reg.Close())
 	})
 }

@@ -1,11 +1,8 @@
 package presence
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jetmedia/jetmedia/events"
@@ -32,12 +29,13 @@ type Ending struct {
 // a restart) derives the same ids and JetStream's duplicate window stores them once.
 func EndSessions(r projections.Room, node string, e Ending) ([]events.Envelope, error) {
 	var out []events.Envelope
-	add := func(p events.Payload, parts ...string) error {
+	var joined time.Time
+	add := func(p events.Payload, peer string, what ...string) error {
 		ev, err := events.New(events.Meta{Room: r.Room, Actor: "system", Node: e.By, Time: e.Time}, p)
 		if err != nil {
 			return err
 		}
-		ev.ID = endingID(append([]string{r.Room, node}, parts...)...)
+		ev.ID = events.EndingID(r.Room, node, peer, joined, what...)
 		out = append(out, ev)
 		return nil
 	}
@@ -46,37 +44,26 @@ func EndSessions(r projections.Room, node string, e Ending) ([]events.Envelope, 
 		if p.Node != node || !e.Before.IsZero() && !p.JoinedAt.Before(e.Before) {
 			continue
 		}
-		joined := strconv.FormatInt(p.JoinedAt.UnixNano(), 10)
+		joined = p.JoinedAt
 		for _, tid := range r.TrackIDs() {
 			if t := r.Tracks[tid]; t.Peer == id {
-				if err := add(events.TrackUnpublished{Peer: id, Track: tid}, id, joined, "track", tid); err != nil {
+				if err := add(events.TrackUnpublished{Peer: id, Track: tid}, id, "track", tid); err != nil {
 					return nil, err
 				}
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(r.Subs)) {
 			if s := r.Subs[k]; s.Peer == id {
-				if err := add(events.SubscriptionEnded{Peer: id, Track: s.Track}, id, joined, "sub", s.Track); err != nil {
+				if err := add(events.SubscriptionEnded{Peer: id, Track: s.Track}, id, "sub", s.Track); err != nil {
 					return nil, err
 				}
 			}
 		}
 		left := events.NewPeerLeft(id, events.ReasonNodeLost)
 		left.Cause.Detail = e.Detail
-		if err := add(left, id, joined, "left"); err != nil {
+		if err := add(left, id, "left"); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-// endingID is "lost-" and 128 bits of a hash of parts: a valid event id, the same for every
-// writer that ends the same session.
-func endingID(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return "lost-" + hex.EncodeToString(h.Sum(nil)[:16])
 }

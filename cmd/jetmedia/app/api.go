@@ -56,6 +56,9 @@ func (n *Node) congestionCounters() metrics.Congestion {
 		LayerDowns: c.LayerDowns.Load(), LayerUps: c.LayerUps.Load()}
 }
 
+// Sessions is the number of the node's live WebRTC sessions of transport ("": of every one).
+func (n *Node) Sessions(transport string) int { return n.sessions.Len(transport) }
+
 // metricSources tells the metrics registry where the node's figures are.
 func (n *Node) metricSources() metrics.Sources {
 	return metrics.Sources{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
+	"github.com/jetmedia/jetmedia/pipeline/rtc"
 	"github.com/jetmedia/jetmedia/projections/presence"
 )
 
@@ -42,8 +43,24 @@ func (n *Node) startPresence(ctx, runCtx context.Context) error {
 		return err
 	}
 	n.wg.Go(func() { n.endOwnStale(runCtx, p, head) })
+	self := &presence.SelfEnd{Rooms: n.rooms, Sessions: localSessions{n.sessions}, Logger: n.log}
+	n.wg.Go(func() { self.Run(runCtx, n.cfg.Presence.Renew) })
 	return nil
 }
+
+// localSessions are the registry's sessions as presence.SelfEnd asks for them.
+type localSessions struct{ reg *rtc.Registry }
+
+func (l localSessions) Joined() []presence.LocalSession {
+	joined := l.reg.Joined()
+	out := make([]presence.LocalSession, len(joined))
+	for i, j := range joined {
+		out[i] = presence.LocalSession{ID: j.ID, Room: j.Room, Transport: j.Transport, JoinSeq: j.Seq}
+	}
+	return out
+}
+
+func (l localSessions) EndedInLog(id string) bool { return l.reg.EndedInLog(id) }
 
 // endOwnStale ends this node's sessions of a previous process once the rooms projection has
 // applied the log up to head (the log's last sequence when this process started).
