@@ -29,6 +29,9 @@ const (
 // RoomKey is the key of the room record.
 func RoomKey(room string) string { return room + "." + keyRoom }
 
+// PeerKey is the key of a peer of the room.
+func PeerKey(room, peer string) string { return room + "." + keyPeer + "." + peer }
+
 // Entries returns the KV entries that represent r: key → JSON value. Values depend only on the
 // events folded in, so a rebuild writes the same bytes as the live projection.
 func Entries(r Room) (map[string][]byte, error) {
@@ -45,7 +48,7 @@ func Entries(r Room) (map[string][]byte, error) {
 		return nil, err
 	}
 	for id, p := range r.Peers {
-		if err := put(r.Room+"."+keyPeer+"."+id, p); err != nil {
+		if err := put(PeerKey(r.Room, id), p); err != nil {
 			return nil, err
 		}
 	}

@@ -42,15 +42,23 @@ func TestEndedInLog(t *testing.T) {
 // sessionList is a node's live sessions as presence.SelfEnd sees them: a list, and the ids
 // it was told to end.
 type sessionList struct {
-	mu    sync.Mutex
-	live  []presence.LocalSession
-	ended []string
+	mu     sync.Mutex
+	live   []presence.LocalSession
+	ended  []string
+	rounds int // calls of Joined: rounds that looked at the sessions
 }
 
 func (l *sessionList) Joined() []presence.LocalSession {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.rounds++
 	return slices.Clone(l.live)
+}
+
+func (l *sessionList) counts() (rounds int, ended []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rounds, slices.Clone(l.ended)
 }
 
 func (l *sessionList) EndedInLog(id string) bool {
@@ -114,4 +122,63 @@ func TestSelfEndWaitsForTheBucket(t *testing.T) {
 	require.Equal(t, []string{"p", "w"}, sessions.ended)
 	require.Equal(t, []string{"q"}, []string{sessions.Joined()[0].ID})
 	require.Zero(t, self.Check(ctx), "nothing more")
+}
+
+// TestSelfEndRunsOnWrites: the rounds read only the rooms whose record was written since the
+// last (Written, from the node's room-records watch). With no write, no round looks at the
+// sessions or reads the bucket, however long it runs; a write of a room whose sessions the
+// log ended has them ended at the next round; a write of a room without local sessions reads
+// nothing either.
+func TestSelfEndRunsOnWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, rooms, _ := startLog(ctx, t, "selfend-run")
+	_, err := eventlog.NewAppender(js, "x").Append(ctx, twoNodeRoom(t)[1:]...)
+	require.NoError(t, err)
+	lost := func(_ projections.Room, node string) bool { return node == "x" }
+	ending := func(string) presence.Ending {
+		return presence.Ending{By: "s1", Detail: "node x lost: lease expired", Time: time.Now()}
+	}
+	runner := projections.NewKVRunner(rooms, nil)
+	fold := func() {
+		require.NoError(t, eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(e events.Envelope) error {
+			return runner.Apply(ctx, e)
+		}))
+	}
+	fold()
+	_, err = presence.End(ctx, rooms, eventlog.NewAppender(js, "s1"), lost, ending)
+	require.NoError(t, err)
+	fold()
+
+	sessions := &sessionList{live: []presence.LocalSession{
+		{ID: "p", Room: "r", Transport: events.TransportWHIP, JoinSeq: 4},
+		{ID: "w", Room: "r", Transport: events.TransportWHEP, JoinSeq: 8},
+	}}
+	self := &presence.SelfEnd{Rooms: rooms, Sessions: sessions}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		self.Run(rctx, 100*time.Millisecond)
+	}()
+	defer func() { stop(); <-done }()
+
+	time.Sleep(500 * time.Millisecond) // five rounds with nothing written
+	rounds, ended := sessions.counts()
+	require.Zero(t, rounds, "no write, no round")
+	require.Empty(t, ended)
+
+	self.Written("elsewhere", 1)
+	require.Eventually(t, func() bool { r, _ := sessions.counts(); return r >= 1 }, 5*time.Second, 5*time.Millisecond)
+	_, ended = sessions.counts()
+	require.Empty(t, ended, "a room without local sessions ends nothing")
+
+	self.Written("r", 12)
+	self.Written("r", 13)
+	require.Eventually(t, func() bool { _, e := sessions.counts(); return len(e) == 2 }, 5*time.Second, 5*time.Millisecond,
+		"the sessions the log ended are ended at the round after their room's write")
+	rounds, _ = sessions.counts()
+	time.Sleep(300 * time.Millisecond)
+	after, _ := sessions.counts()
+	require.Equal(t, rounds, after, "no round once nothing is written")
 }

@@ -48,6 +48,8 @@ type Node struct {
 	rooms    jetstream.KeyValue
 	nodes    jetstream.KeyValue // leases (projections/presence)
 	presence *presence.Presence
+	// selfEnd ends the sessions the log ended while this node served them (presence.SelfEnd).
+	selfEnd  *presence.SelfEnd
 	started  time.Time
 	httpURL  atomic.Value // string: the HTTP base URL once the port is open, for the lease
 	appender *eventlog.Appender
@@ -157,7 +159,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err = n.watchRoomRecords(runCtx, sg.RoomWritten); err != nil {
+	// Sessions the log ended while this node served them (taken for lost while alive) are
+	// found from the writes of their rooms' records (startPresence runs the rounds).
+	n.selfEnd = &presence.SelfEnd{Rooms: n.rooms, Sessions: localSessions{n.sessions}, Logger: n.log}
+	written := func(room string, seq uint64) {
+		sg.RoomWritten(room, seq)
+		n.selfEnd.Written(room, seq)
+	}
+	if err = n.watchRoomRecords(runCtx, written); err != nil {
 		return nil, err
 	}
 

@@ -43,8 +43,7 @@ func (n *Node) startPresence(ctx, runCtx context.Context) error {
 		return err
 	}
 	n.wg.Go(func() { n.endOwnStale(runCtx, p, head) })
-	self := &presence.SelfEnd{Rooms: n.rooms, Sessions: localSessions{n.sessions}, Logger: n.log}
-	n.wg.Go(func() { self.Run(runCtx, n.cfg.Presence.Renew) })
+	n.wg.Go(func() { n.selfEnd.Run(runCtx, n.cfg.Presence.Renew) })
 	return nil
 }
 
