@@ -1,12 +1,15 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
@@ -22,9 +25,11 @@ import (
 )
 
 // TestLostWhileAliveEndsOwnSessions: node a serves a WHIP publisher, a WHEP viewer of it and a
-// room SDK peer when another node takes a for lost (its renewals stalled) and ends a's sessions in the log,
-// as a lapse of a's lease does (presence.End naming a, through another appender), while a
-// lives on. Within a few seconds a ends the sessions itself (the WHIP and WHEP resources are
+// room SDK peer when its lease renewals fail (the nodes bucket refuses them: its largest
+// message is lowered under a lease's size) for longer than the others wait, and another node
+// takes a for lost and ends a's sessions in the log (presence.End naming a, through another
+// appender), while a lives on. a says its lease lapsed; within a few seconds of the ends a
+// ends the sessions itself (the WHIP and WHEP resources are
 // gone, the clients' PeerConnections stop being connected, the SDK client is told to join
 // again), says so in a warning, and the log holds one peer.left per peer: a writes no second
 // one.
@@ -35,6 +40,7 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	warnings := &testlog.Capture{Min: slog.LevelWarn}
 	cfg := nodeConfig(t, "a")
 	cfg.Logger = slog.New(warnings)
+	cfg.Presence = presence.Timing{Renew: 500 * time.Millisecond, TTL: 3 * time.Second, Recheck: 10 * time.Second}
 	a := startNode(t, cfg)
 	api := clientAPI(t)
 	room := newRoom("selfend")
@@ -72,6 +78,15 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 	require.Equal(t, 1, a.Sessions(events.TransportWHEP))
 	require.Equal(t, 1, a.Sessions(signal.Transport))
 	require.Empty(t, warnings.Matching("the log ended this session"))
+	require.Empty(t, warnings.Matching("lease went unrenewed"))
+
+	// a's renewals are refused: once they have been for longer than the others wait, a knows
+	// it may be taken for lost. Its sessions go on meanwhile.
+	restore := refuseLeases(ctx, t, a.JetStream())
+	defer restore()
+	require.Eventually(t, func() bool { return len(warnings.Matching("lease went unrenewed")) > 0 },
+		cfg.Presence.TTL+5*time.Second, 20*time.Millisecond, "a says its lease lapsed")
+	require.Equal(t, 1, a.Sessions(events.TransportWHIP))
 
 	lost := func(_ projections.Room, node string) bool { return node == "a" }
 	ending := func(node string) presence.Ending {
@@ -137,4 +152,25 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 		require.Equal(t, 1, n, "%s ended once", what)
 	}
 	requireRebuildEqual(t, a)
+}
+
+// refuseLeases has the nodes bucket refuse every lease write (its stream's largest message
+// lowered under a lease's size) until restore is called.
+func refuseLeases(ctx context.Context, t *testing.T, js jetstream.JetStream) (restore func()) {
+	t.Helper()
+	s, err := js.Stream(ctx, "KV_"+presence.BucketNodes)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	was := cfg.MaxMsgSize
+	cfg.MaxMsgSize = 8
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cfg.MaxMsgSize = was
+			_, err := js.UpdateStream(context.WithoutCancel(ctx), cfg)
+			require.NoError(t, err)
+		})
+	}
 }

@@ -61,6 +61,11 @@ type Config struct {
 	Describe func() Lease
 	Timing   Timing
 	Logger   *slog.Logger
+	// Lapsed, when set, is told that this node may have been taken for lost (SelfEnd.Suspect):
+	// a renewal came, or is still missing, later than TTL less one renewal period after the
+	// start of the last renewal the bucket stored. It is called on the renewing goroutine at
+	// each renewal while that holds, with the time of the call, and must not block.
+	Lapsed func(now time.Time)
 }
 
 // Presence holds this node's lease and ends the sessions of nodes whose lease expired.
@@ -78,6 +83,10 @@ type Presence struct {
 	// stalled: a renewal of this node's lease failed or was slow since the last check (set by
 	// the renewing goroutine, taken by the checking one).
 	stalled atomic.Bool
+	// renewed is when the last renewal that was stored started (owned by the renewing
+	// goroutine); lapsing: the last renewal found the lease lapsed.
+	renewed time.Time
+	lapsing bool
 	// ownChecked: the first check after start looked again for this node's stale sessions.
 	ownChecked bool
 	// leases are every lease as the last check read them (for placement).
@@ -110,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Presence, error) {
 	}
 	p := &Presence{cfg: cfg, self: cfg.Describe().Name, started: time.Now(), log: log.With("component", "presence"),
 		table: NewTable(), reaped: map[string]reaped{}, refresh: make(chan struct{}, 1)}
+	p.renewed = time.Now()
 	if err := p.renew(ctx); err != nil {
 		return nil, err
 	}
@@ -162,15 +172,34 @@ func (p *Presence) checkLoop(ctx context.Context) {
 }
 
 // renewLogged renews the lease and notes a renewal that failed or took longer than a quarter
-// of the TTL: the bucket stalled.
+// of the TTL: the bucket stalled. It tells Lapsed when the lease may have lapsed in the eyes
+// of the others: they age a lease from when they saw it written, which is after the renewal
+// started, so a node whose stored renewals start less than TTL apart cannot be taken for lost;
+// one renewal period of margin covers the moment a survivor reads the bucket.
 func (p *Presence) renewLogged(ctx context.Context) {
 	start := time.Now()
 	err := p.renew(ctx)
-	if err != nil || time.Since(start) > p.cfg.Timing.TTL/4 {
+	now := time.Now()
+	if err != nil || now.Sub(start) > p.cfg.Timing.TTL/4 {
 		p.stalled.Store(true)
 	}
 	if err != nil && ctx.Err() == nil {
 		p.log.Warn("lease not renewed", "err", err)
+	}
+	if gap := now.Sub(p.renewed); gap > p.cfg.Timing.TTL-p.cfg.Timing.Renew && ctx.Err() == nil {
+		if !p.lapsing {
+			p.log.Warn("this node's lease went unrenewed for longer than the others wait: they may have taken it for lost and ended its sessions in the log; checking",
+				"unrenewed", gap.Round(time.Millisecond), "ttl", p.cfg.Timing.TTL)
+		}
+		p.lapsing = true
+		if p.cfg.Lapsed != nil {
+			p.cfg.Lapsed(now)
+		}
+	} else {
+		p.lapsing = false
+	}
+	if err == nil {
+		p.renewed = start
 	}
 }
 

@@ -3,6 +3,7 @@ package presence_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,4 +211,63 @@ func TestLostNodeEndedOnce(t *testing.T) {
 	r, err := projections.LoadRoom(ctx, rooms, "r")
 	require.NoError(t, err)
 	require.Equal(t, []string{"v"}, r.PeerIDs())
+}
+
+// refuseLeases has the nodes bucket refuse every lease write (its stream's largest message
+// lowered under a lease's size) until the returned function restores it.
+func refuseLeases(ctx context.Context, t *testing.T, js jetstream.JetStream) (restore func()) {
+	t.Helper()
+	s, err := js.Stream(ctx, "KV_"+presence.BucketNodes)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	was := cfg.MaxMsgSize
+	cfg.MaxMsgSize = 8
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	return func() {
+		cfg.MaxMsgSize = was
+		_, err := js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+}
+
+// TestLapsedWhenRenewalsFail: a node whose renewals are refused is told, once the last stored
+// renewal started longer ago than the TTL less a renewal period, that the others may have
+// taken it for lost (Lapsed), at each renewal while that holds; not before, and not once
+// renewals are stored again.
+func TestLapsedWhenRenewalsFail(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, rooms, nodes := startLog(ctx, t, "lapse-test")
+	var mu sync.Mutex
+	var lapses []time.Time
+	timing := presence.Timing{Renew: 100 * time.Millisecond, TTL: time.Second, Recheck: time.Minute}
+	p, err := presence.Start(ctx, presence.Config{Nodes: nodes, Rooms: rooms, Appender: eventlog.NewAppender(js, "n"),
+		Describe: func() presence.Lease { return presence.Lease{Name: "n"} }, Timing: timing,
+		Lapsed: func(now time.Time) { mu.Lock(); lapses = append(lapses, now); mu.Unlock() }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, p.Close()) }()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(lapses) }
+
+	time.Sleep(5 * timing.TTL / 4)
+	require.Zero(t, count(), "renewals stored on time: no lapse")
+
+	restore := refuseLeases(ctx, t, js)
+	refused := time.Now()
+	require.Eventually(t, func() bool { return count() >= 2 }, 5*time.Second, 10*time.Millisecond, "lapsed, at each renewal")
+	mu.Lock()
+	first := lapses[0]
+	mu.Unlock()
+	require.GreaterOrEqual(t, first.Sub(refused), timing.TTL-2*timing.Renew, "not before the lease could have lapsed")
+	t.Logf("renewals refused -> first lapse told: %v (TTL %v, renew %v)", first.Sub(refused).Round(time.Millisecond), timing.TTL, timing.Renew)
+
+	restore()
+	require.Eventually(t, func() bool {
+		e, err := nodes.Get(ctx, "n")
+		return err == nil && time.Since(e.Created()) < timing.Renew
+	}, 5*time.Second, 10*time.Millisecond, "renewals stored again")
+	time.Sleep(3 * timing.Renew)
+	n := count()
+	time.Sleep(5 * timing.Renew)
+	require.Equal(t, n, count(), "renewals on time again: no more lapses")
 }

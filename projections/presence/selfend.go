@@ -50,37 +50,64 @@ func EndedInLog(r projections.Room, sessions []LocalSession) []LocalSession {
 }
 
 // SelfEnd ends this node's sessions that the log has ended: a node whose lease renewals stall
-// longer than the TTL while the others' do not (overloaded, partitioned) is taken for lost,
-// and a survivor writes its sessions' ends (End), while it may still serve them. Each round
-// reads, for every room with a local session, the room once from the rooms bucket (never per
-// packet, never per session) and ends there at once the sessions EndedInLog names, with one
-// warning each. A room that cannot be read is tried again next round.
+// longer than the TTL while the others' do not (overloaded, partitioned, paused) is taken for
+// lost, and a survivor writes its sessions' ends (End), while it may still serve them.
 //
-// A round reads only the rooms whose record the bucket wrote since the last round (Written,
-// fed by the node's watch of the rooms' records): a survivor's ends are such a write, and a
-// room nothing happens in costs nothing, on this node or on the links to wherever the bucket
-// lives. A room written to often is still read at most once a round.
+// It looks only while the node may have been taken for lost: Presence tells it (Suspect) when
+// a renewal of the lease came, or is still missing, later than a survivor can wait (the TTL
+// less one renewal period after the start of the last renewal that was stored), and it looks
+// until a while after the last such renewal. A node whose lease is renewed on time cannot be
+// taken for lost (a survivor ages a lease from when it saw it written), and reads nothing:
+// the check costs nothing on a healthy node, or on the links to wherever the bucket lives.
+//
+// While it looks, a round (every renewal period) reads the rooms whose record the bucket
+// wrote since the last round (Written, fed by the node's watch of the rooms' records; a
+// survivor's ends are such a write), and at the first round of a window every room with a
+// local session, whatever was written: the record once and the local sessions' peer keys,
+// never per packet; it ends there at once the sessions EndedInLog names, with one warning
+// each. A room that cannot be read, or whose record read is older than the write that named
+// it (a replica that lags), is read again next round.
 type SelfEnd struct {
 	Rooms    jetstream.KeyValue
 	Sessions LocalSessions
 	Logger   *slog.Logger
 
 	mu      sync.Mutex
-	written map[string]struct{} // rooms whose record was written since the last round
+	until   time.Time         // look until then (Suspect)
+	all     bool              // the next round reads every room with a local session
+	written map[string]uint64 // rooms whose record was written since the last round → latest bucket sequence
 }
 
-// Written notes a write of room's record in the rooms bucket (projections.RunRoomRecords):
-// the next round reads the room if this node has sessions in it. It does not block.
-func (s *SelfEnd) Written(room string, _ uint64) {
+// Suspect tells that this node may have been taken for lost: look until `until` (a later
+// call extends the window; the first of a window has the next round read every room with a
+// local session). It does not block.
+func (s *SelfEnd) Suspect(now, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.written == nil {
-		s.written = map[string]struct{}{}
+	if !now.Before(s.until) {
+		s.all = true // a new window: what was written before it was not kept
 	}
-	s.written[room] = struct{}{}
+	if until.After(s.until) {
+		s.until = until
+	}
 }
 
-// Run checks, every `every` until ctx ends, the rooms written since the last round.
+// Written notes a write of room's record in the rooms bucket at bucket sequence seq
+// (projections.RunRoomRecords): the next round reads the room if this node has sessions in
+// it and is looking. It does not block.
+func (s *SelfEnd) Written(room string, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !time.Now().Before(s.until) {
+		return // not looking: nothing is kept
+	}
+	if s.written == nil {
+		s.written = map[string]uint64{}
+	}
+	s.written[room] = max(s.written[room], seq)
+}
+
+// Run runs a round every `every` while the node looks (Suspect), until ctx ends.
 func (s *SelfEnd) Run(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -91,18 +118,26 @@ func (s *SelfEnd) Run(ctx context.Context, every time.Duration) {
 		case <-tick.C:
 		}
 		s.mu.Lock()
-		rooms := s.written
-		s.written = nil
+		rooms, all, looking := s.written, s.all, time.Now().Before(s.until)
+		s.written, s.all = nil, false
 		s.mu.Unlock()
-		if len(rooms) == 0 {
+		if !all && (!looking || len(rooms) == 0) {
 			continue
+		}
+		if all {
+			rooms = nil // every room with a local session
 		}
 		cctx, cancel := context.WithTimeout(ctx, every)
 		_, unread := s.check(cctx, rooms)
 		cancel()
-		for _, room := range unread { // read again next round
-			s.Written(room, 0)
+		s.mu.Lock()
+		for room, seq := range unread { // read again next round
+			if s.written == nil {
+				s.written = map[string]uint64{}
+			}
+			s.written[room] = max(s.written[room], seq)
 		}
+		s.mu.Unlock()
 	}
 }
 
@@ -113,9 +148,10 @@ func (s *SelfEnd) Check(ctx context.Context) int {
 	return n
 }
 
-// check runs one round over the rooms with a local session that are in only (nil: all) and
-// returns how many sessions it ended and the rooms it could not read.
-func (s *SelfEnd) check(ctx context.Context, only map[string]struct{}) (int, []string) {
+// check runs one round over the rooms with a local session that are in only (nil: all; a
+// room's value is the bucket sequence a read of its record must reach) and returns how many
+// sessions it ended and the rooms it could not read (or read only from before that sequence).
+func (s *SelfEnd) check(ctx context.Context, only map[string]uint64) (int, map[string]uint64) {
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -130,11 +166,14 @@ func (s *SelfEnd) check(ctx context.Context, only map[string]struct{}) (int, []s
 		byRoom[l.Room] = append(byRoom[l.Room], l)
 	}
 	n := 0
-	var unread []string
+	unread := map[string]uint64{}
 	for _, room := range slices.Sorted(maps.Keys(byRoom)) {
-		r, err := s.readPeers(ctx, room, byRoom[room])
+		r, rev, err := s.readPeers(ctx, room, byRoom[room])
+		if err == nil && rev < only[room] {
+			err = fmt.Errorf("presence: room %s: read its record at bucket sequence %d, written at %d (a lagging replica)", room, rev, only[room])
+		}
 		if err != nil {
-			unread = append(unread, room)
+			unread[room] = only[room]
 			log.Debug("presence: room not read for this node's sessions", "room", room, "err", err)
 			continue
 		}
@@ -154,17 +193,18 @@ func (s *SelfEnd) check(ctx context.Context, only map[string]struct{}) (int, []s
 // and the keys of the local sessions' peers, a key read each (direct gets where the bucket
 // allows them), not the whole room: a round costs one read more than the room's local
 // sessions, whatever the room's size.
-func (s *SelfEnd) readPeers(ctx context.Context, room string, sessions []LocalSession) (projections.Room, error) {
+func (s *SelfEnd) readPeers(ctx context.Context, room string, sessions []LocalSession) (projections.Room, uint64, error) {
 	r := projections.NewRoom(room)
 	e, err := s.Rooms.Get(ctx, projections.RoomKey(room))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return r, nil // no record: the room has not been folded (or has ended); nobody ends
+		return r, 0, nil // no record: the room has not been folded; nobody ends
 	}
 	if err != nil {
-		return r, fmt.Errorf("presence: room %s: %w", room, err)
+		return r, 0, fmt.Errorf("presence: room %s: %w", room, err)
 	}
+	rev := e.Revision()
 	if err := projections.ApplyEntry(&r, e.Key(), e.Value()); err != nil {
-		return r, err
+		return r, rev, err
 	}
 	for _, l := range sessions {
 		e, err := s.Rooms.Get(ctx, projections.PeerKey(room, l.ID))
@@ -172,11 +212,11 @@ func (s *SelfEnd) readPeers(ctx context.Context, room string, sessions []LocalSe
 			continue
 		}
 		if err != nil {
-			return r, fmt.Errorf("presence: room %s, peer %s: %w", room, l.ID, err)
+			return r, rev, fmt.Errorf("presence: room %s, peer %s: %w", room, l.ID, err)
 		}
 		if err := projections.ApplyEntry(&r, e.Key(), e.Value()); err != nil {
-			return r, err
+			return r, rev, err
 		}
 	}
-	return r, nil
+	return r, rev, nil
 }

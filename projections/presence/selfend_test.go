@@ -124,12 +124,13 @@ func TestSelfEndWaitsForTheBucket(t *testing.T) {
 	require.Zero(t, self.Check(ctx), "nothing more")
 }
 
-// TestSelfEndRunsOnWrites: the rounds read only the rooms whose record was written since the
-// last (Written, from the node's room-records watch). With no write, no round looks at the
-// sessions or reads the bucket, however long it runs; a write of a room whose sessions the
-// log ended has them ended at the next round; a write of a room without local sessions reads
-// nothing either.
-func TestSelfEndRunsOnWrites(t *testing.T) {
+// TestSelfEndLooksOnlyWhenSuspected: a node whose lease lapsed in the others' eyes may have
+// been taken for lost; until it is told so (Suspect), the rounds read nothing, however many
+// writes there are. Told, the first round reads every room with a local session and ends the
+// sessions the log ended; later rounds read only the rooms written since the last (a write of
+// a room without local sessions reads nothing), and once the window has passed, writes are
+// not even kept.
+func TestSelfEndLooksOnlyWhenSuspected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	js, rooms, _ := startLog(ctx, t, "selfend-run")
@@ -153,6 +154,7 @@ func TestSelfEndRunsOnWrites(t *testing.T) {
 	sessions := &sessionList{live: []presence.LocalSession{
 		{ID: "p", Room: "r", Transport: events.TransportWHIP, JoinSeq: 4},
 		{ID: "w", Room: "r", Transport: events.TransportWHEP, JoinSeq: 8},
+		{ID: "o", Room: "other", Transport: events.TransportWHEP, JoinSeq: 8},
 	}}
 	self := &presence.SelfEnd{Rooms: rooms, Sessions: sessions}
 	rctx, stop := context.WithCancel(ctx)
@@ -163,22 +165,64 @@ func TestSelfEndRunsOnWrites(t *testing.T) {
 	}()
 	defer func() { stop(); <-done }()
 
-	time.Sleep(500 * time.Millisecond) // five rounds with nothing written
+	self.Written("r", 12)
+	time.Sleep(500 * time.Millisecond) // five rounds, not suspected
 	rounds, ended := sessions.counts()
-	require.Zero(t, rounds, "no write, no round")
+	require.Zero(t, rounds, "not suspected: no round, whatever is written")
 	require.Empty(t, ended)
 
-	self.Written("elsewhere", 1)
-	require.Eventually(t, func() bool { r, _ := sessions.counts(); return r >= 1 }, 5*time.Second, 5*time.Millisecond)
-	_, ended = sessions.counts()
-	require.Empty(t, ended, "a room without local sessions ends nothing")
-
-	self.Written("r", 12)
-	self.Written("r", 13)
+	now := time.Now()
+	self.Suspect(now, now.Add(time.Second))
 	require.Eventually(t, func() bool { _, e := sessions.counts(); return len(e) == 2 }, 5*time.Second, 5*time.Millisecond,
-		"the sessions the log ended are ended at the round after their room's write")
+		"the first round of a window reads every room with a local session")
 	rounds, _ = sessions.counts()
 	time.Sleep(300 * time.Millisecond)
 	after, _ := sessions.counts()
-	require.Equal(t, rounds, after, "no round once nothing is written")
+	require.Equal(t, rounds, after, "no round while nothing is written")
+
+	self.Written("elsewhere", 1)
+	require.Eventually(t, func() bool { r, _ := sessions.counts(); return r > after }, 5*time.Second, 5*time.Millisecond,
+		"a write in the window has a round")
+	_, ended = sessions.counts()
+	require.Equal(t, []string{"p", "w"}, ended, "a room without local sessions ends nothing")
+
+	time.Sleep(time.Until(now.Add(time.Second + 100*time.Millisecond)))
+	rounds, _ = sessions.counts()
+	self.Written("other", 99)
+	time.Sleep(300 * time.Millisecond)
+	after, _ = sessions.counts()
+	require.Equal(t, rounds, after, "the window has passed: writes have no round")
+}
+
+// TestSelfEndRereadsALaggingRecord: a write the watch told of at a bucket sequence the read
+// does not reach (a replica that lags) is read again next round, until the read reaches it.
+func TestSelfEndRereadsALaggingRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, rooms, _ := startLog(ctx, t, "selfend-lag")
+	_, err := eventlog.NewAppender(js, "x").Append(ctx, twoNodeRoom(t)[1:]...)
+	require.NoError(t, err)
+	runner := projections.NewKVRunner(rooms, nil)
+	require.NoError(t, eventlog.Read(ctx, js, eventlog.ReadOptions{Filter: eventlog.EventsSubjects}, func(e events.Envelope) error {
+		return runner.Apply(ctx, e)
+	}))
+	rec, err := rooms.Get(ctx, projections.RoomKey("r"))
+	require.NoError(t, err)
+	sessions := &sessionList{live: []presence.LocalSession{{ID: "p", Room: "r", Transport: events.TransportWHIP, JoinSeq: 4}}}
+	self := &presence.SelfEnd{Rooms: rooms, Sessions: sessions}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		self.Run(rctx, 50*time.Millisecond)
+	}()
+	defer func() { stop(); <-done }()
+	now := time.Now()
+	self.Suspect(now, now.Add(time.Minute))
+	require.Eventually(t, func() bool { r, _ := sessions.counts(); return r >= 1 }, 5*time.Second, 5*time.Millisecond)
+	self.Written("r", rec.Revision()+1000) // told of a write the bucket does not hold
+	require.Eventually(t, func() bool { r, _ := sessions.counts(); return r >= 4 }, 5*time.Second, 5*time.Millisecond,
+		"read again every round while the read lags the write")
+	_, ended := sessions.counts()
+	require.Empty(t, ended, "p is in the room")
 }

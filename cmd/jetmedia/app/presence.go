@@ -33,7 +33,9 @@ func (n *Node) startPresence(ctx, runCtx context.Context) error {
 			Load: meter.read(time.Now(), n.sessions.Len(""), n.hub.Stats().ForwardedBytes)}
 	}
 	p, err := presence.Start(ctx, presence.Config{Nodes: n.nodes, Rooms: n.rooms, Appender: n.appender,
-		Describe: describe, Timing: n.cfg.Presence, Logger: n.log})
+		Describe: describe, Timing: n.cfg.Presence, Logger: n.log,
+		// A lapse of the lease has the node look, for a while, for sessions a survivor ended.
+		Lapsed: func(now time.Time) { n.selfEnd.Suspect(now, now.Add(n.cfg.Presence.Recheck)) }})
 	if err != nil {
 		return err
 	}
