@@ -78,17 +78,22 @@ func publishOnAPlayOnB(t *testing.T, a, b *app.Node, crossed func() uint64) {
 	}
 
 	// Over a steady window: packets a put on media subjects, messages a sent to b, and
-	// packets b took off them (one subscription per track for both viewers).
+	// packets b took off them (one subscription per track for both viewers). The window spans
+	// three lease periods (2 s each), so that b's periodic control traffic weighs about the
+	// same in every run.
 	sentBefore, crossedBefore, recvBefore := a.Media().Sent, crossed(), b.Media().Received
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * app.Defaults().Presence.Renew)
 	sent, cross, recv := a.Media().Sent-sentBefore, crossed()-crossedBefore, b.Media().Received-recvBefore
 	t.Logf("window: a published %d RTP packets, %d messages crossed a->b, b received %d", sent, cross, recv)
 	require.Greater(t, sent, uint64(100))
 	// Every packet crossed (the viewers got them all), and once: with two viewers a
-	// per-viewer crossing would double the count. A few control messages (JetStream acks, KV
-	// updates) share the connection, hence the small slack.
+	// per-viewer crossing would double the count. b's control traffic shares the connection:
+	// classified by subject on the leaf pair (2026-12-07), ~30-48 messages per 6 s: idle
+	// heartbeats and expired pulls of b's ordered consumers, replies to b's lease renewals
+	// and lease reads, direct gets of the projector lease (each second) and of the room's
+	// tracks (the WHEP recheck), which is at most a quarter of the media at 80 packets/s.
 	require.GreaterOrEqual(t, cross, sent-5)
-	require.Less(t, cross, sent+sent/10+10)
+	require.Less(t, cross, sent+sent/4)
 	require.InDelta(t, float64(sent), float64(recv), float64(sent)/20+5)
 }
 
