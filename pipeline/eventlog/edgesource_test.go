@@ -128,4 +128,21 @@ func TestRestartEdgeSourceResumes(t *testing.T) {
 	restarted, err := eventlog.RestartEdgeSource(ctx, overLink, edge, "edge-x", time.Hour)
 	require.NoError(t, err)
 	require.False(t, restarted)
+
+	// Once the region's log drops events, the copy a source put back finds its position from
+	// may be gone (nats-server would start at the region's newest event's time): a source
+	// whose last copied event is not a minute older than the region's oldest stays as it is.
+	s, err := region.Stream(ctx, eventlog.StreamEvents)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = int64(len(want))
+	_, err = region.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := region.Publish(ctx, eventlog.EventSubject("regional", "x"), []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	restarted, err = eventlog.RestartEdgeSource(ctx, overLink, edge, "edge-x", 0)
+	require.NoError(t, err)
+	require.False(t, restarted, "the region's log dropped events")
 }
