@@ -181,13 +181,7 @@ func EdgeSourced(ctx context.Context, region jetstream.JetStream, edgeDomain str
 }
 
 func hasEdgeSource(cfg jetstream.StreamConfig, edgeDomain string) bool {
-	prefix := "$JS." + edgeDomain + ".API"
-	for _, src := range cfg.Sources {
-		if src.Name == StreamEvents && src.External != nil && src.External.APIPrefix == prefix {
-			return true
-		}
-	}
-	return false
+	return edgeSourceIndex(cfg, edgeDomain) >= 0
 }
 
 // AddEdgeSource makes the region's EVENTS stream source the EVENTS stream of the edge whose
@@ -195,22 +189,35 @@ func hasEdgeSource(cfg jetstream.StreamConfig, edgeDomain string) bool {
 // down, and JetStream copies its events into the region's log in the edge's order, resuming
 // where it stopped when the link returns (a source's position is the region's, so each event
 // is copied once; the events' ids are deduplicated besides). It returns false when the
-// source was already there. Two edges adding themselves at once may overwrite each other's
-// update: callers check again later (EdgeSourced).
+// source was already there. It writes the stream's config under the sources' lock
+// (withSourcesLock); a region node that declares the stream (Declare) does not take it, and
+// may overwrite the update: callers check again later (EdgeSourced).
 func AddEdgeSource(ctx context.Context, region jetstream.JetStream, edgeDomain string) (bool, error) {
 	s, err := region.Stream(ctx, StreamEvents)
 	if err != nil {
 		return false, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
 	}
-	cfg := s.CachedInfo().Config
-	if hasEdgeSource(cfg, edgeDomain) {
+	if hasEdgeSource(s.CachedInfo().Config, edgeDomain) {
 		return false, nil
 	}
-	cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: StreamEvents, Domain: edgeDomain})
-	if _, err := region.UpdateStream(ctx, cfg); err != nil {
-		return false, fmt.Errorf("pipeline: source edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
-	}
-	return true, nil
+	added := false
+	err = withSourcesLock(ctx, region, s.CachedInfo().Config, edgeDomain+" adds its source", func(ctx context.Context) error {
+		s, err := region.Stream(ctx, StreamEvents)
+		if err != nil {
+			return fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+		}
+		cfg := s.CachedInfo().Config
+		if hasEdgeSource(cfg, edgeDomain) {
+			return nil
+		}
+		cfg.Sources = append(slices.Clone(cfg.Sources), &jetstream.StreamSource{Name: StreamEvents, Domain: edgeDomain})
+		if _, err := region.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("pipeline: source edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
+		}
+		added = true
+		return nil
+	})
+	return added, err
 }
 
 // EdgeSources lists the JetStream domains of the edges whose EVENTS stream the region's
@@ -246,22 +253,34 @@ func EdgeSourceDomain(name string, ext *jetstream.ExternalStream) (string, bool)
 // RemoveEdgeSource stops the region's EVENTS stream sourcing the EVENTS stream of the edge
 // whose domain is edgeDomain; what it copied stays. It returns false when there was no such
 // source. An edge re-adds itself (AddEdgeSource) unless it is told not to: callers record
-// that first.
+// that first. It writes under the sources' lock, as AddEdgeSource.
 func RemoveEdgeSource(ctx context.Context, region jetstream.JetStream, edgeDomain string) (bool, error) {
 	s, err := region.Stream(ctx, StreamEvents)
 	if err != nil {
 		return false, fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
 	}
-	cfg := s.CachedInfo().Config
-	if !hasEdgeSource(cfg, edgeDomain) {
+	if !hasEdgeSource(s.CachedInfo().Config, edgeDomain) {
 		return false, nil
 	}
-	prefix := "$JS." + edgeDomain + ".API"
-	cfg.Sources = slices.DeleteFunc(slices.Clone(cfg.Sources), func(src *jetstream.StreamSource) bool {
-		return src.Name == StreamEvents && src.External != nil && src.External.APIPrefix == prefix
+	removed := false
+	err = withSourcesLock(ctx, region, s.CachedInfo().Config, edgeDomain+" is forgotten", func(ctx context.Context) error {
+		s, err := region.Stream(ctx, StreamEvents)
+		if err != nil {
+			return fmt.Errorf("pipeline: the region's %s: %w", StreamEvents, err)
+		}
+		cfg := s.CachedInfo().Config
+		if !hasEdgeSource(cfg, edgeDomain) {
+			return nil
+		}
+		cfg.Sources = slices.DeleteFunc(slices.Clone(cfg.Sources), func(src *jetstream.StreamSource) bool {
+			d, ok := EdgeSourceDomain(src.Name, src.External)
+			return ok && d == edgeDomain
+		})
+		if _, err := region.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("pipeline: stop sourcing edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
+		}
+		removed = true
+		return nil
 	})
-	if _, err := region.UpdateStream(ctx, cfg); err != nil {
-		return false, fmt.Errorf("pipeline: stop sourcing edge %s into the region's %s: %w", edgeDomain, StreamEvents, err)
-	}
-	return true, nil
+	return removed, err
 }

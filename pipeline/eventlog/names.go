@@ -12,6 +12,9 @@ const (
 	// BucketSnapshots is the KV bucket of room snapshots: each room's folded state at a log
 	// sequence, bound to the log by the room's chain head there (projections.SnapshotStore).
 	BucketSnapshots = "snapshots"
+	// BucketSourcesLock is the KV bucket, in the region, whose one key lets one writer at a time
+	// change the EVENTS stream's sources (edgesource.go). It exists once an edge was sourced.
+	BucketSourcesLock = "events_sources_lock"
 )
 
 // EventSubject is the subject an event of kind (see events.Kind) in room is stored under.

@@ -401,6 +401,19 @@ func (s *Server) Domain() string {
 // domain, whose log the region sources.
 func (s *Server) Edge() bool { return s.opts.JetStream && len(s.opts.LeafNode.Remotes) > 0 }
 
+// HubLinked reports whether a leaf connection this server dialled is up: on an edge, whether
+// its link to the region is. It reads the server's state and sends nothing.
+func (s *Server) HubLinked() bool {
+	if s.opts.LeafNode.Port == 0 { // it accepts none: every leaf connection is its own
+		return s.ns.NumLeafNodes() > 0
+	}
+	lz, err := s.ns.Leafz(nil)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(lz.Leafs, func(l *server.LeafInfo) bool { return l.IsSpoke })
+}
+
 // NATS exposes the underlying server for monitoring (Varz, Gatewayz...).
 func (s *Server) NATS() *server.Server { return s.ns }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections/presence"
 )
@@ -16,6 +17,18 @@ import (
 const (
 	edgeSourceCheck = time.Minute
 	edgeSourceRetry = 2 * time.Second
+)
+
+// When an edge's link returns, the region's source of the edge's log may be waiting out
+// nats-server's retry backoff (+10 s a failure, up to 2 min): a request it sent while the
+// link was down waits 30 s for an answer before the next try. The edge looks at its own
+// server for its link's state every edgeLinkPoll (this sends nothing), and edgeSourceIdle
+// after the link returns it has the source restarted if the region has not heard from it
+// since (eventlog.RestartEdgeSource): a source that survived the cut sends its heartbeats
+// every second by then. An edge that starts counts as a link that returns.
+const (
+	edgeLinkPoll   = 250 * time.Millisecond
+	edgeSourceIdle = 2 * time.Second
 )
 
 // startEdgeSource keeps the region's EVENTS stream sourcing this edge's, on an edge.
@@ -29,20 +42,59 @@ func (n *Node) startEdgeSource(ctx context.Context) error {
 		return err
 	}
 	n.region = region
-	edge := n.srv.Domain()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for wait := time.Duration(0); ; {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = n.checkEdgeSource(ctx, region, domain, edge)
-		}
-	}()
+	n.wg.Go(func() { n.keepEdgeSource(ctx, region, domain, n.srv.Domain()) })
 	return nil
+}
+
+// keepEdgeSource runs the edge's checks (checkEdgeSource) and restarts (restartEdgeSource)
+// until ctx ends.
+func (n *Node) keepEdgeSource(ctx context.Context, region jetstream.JetStream, domain, edge string) {
+	check := time.NewTimer(0)
+	defer check.Stop()
+	poll := time.NewTicker(edgeLinkPoll)
+	defer poll.Stop()
+	linked := false
+	var restart <-chan time.Time // nil unless a restart is due
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			check.Reset(n.checkEdgeSource(ctx, region, domain, edge))
+		case <-poll.C:
+			up := n.srv.HubLinked()
+			switch {
+			case up && !linked:
+				restart = time.After(edgeSourceIdle)
+			case !up:
+				restart = nil
+			}
+			linked = up
+		case <-restart:
+			restart = nil
+			if n.restartEdgeSource(ctx, region, edge) {
+				check.Reset(edgeSourceRetry) // confirm the source is back
+			}
+		}
+	}
+}
+
+// restartEdgeSource has the region restart its source of this edge's log if it has not heard
+// from it for edgeSourceIdle, and reports whether it did.
+func (n *Node) restartEdgeSource(ctx context.Context, region jetstream.JetStream, edge string) bool {
+	start := time.Now()
+	attempt, cancel := context.WithTimeout(ctx, 15*time.Second)
+	restarted, err := eventlog.RestartEdgeSource(attempt, region, n.js, edge, edgeSourceIdle)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		n.log.Warn("the link returned but the region's source of this edge's log could not be restarted: it retries on its own, up to 2 min later",
+			"domain", edge, "err", err)
+	case restarted:
+		n.log.Info("the link returned and the region had not heard from this edge's log since: restarted its source",
+			"domain", edge, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return restarted || err != nil // after an error too: a source taken out may not be back
 }
 
 // hubDomain is the region's JetStream domain, which an edge reaches over its link.
