@@ -72,32 +72,53 @@ func TestBrowserRoom(t *testing.T) {
 	b := browser.Start(t, chromium) // cleaned up before the node
 
 	room := "room-" + strings.ToLower(rand.Text()[:10])
-	tabs := []*roomTab{{name: "alice"}, {name: "bob"}, {name: "carol"}}
-	// diagnose reports what every page saw, for failure messages.
-	diagnose := func() string {
-		var sb strings.Builder
-		for _, r := range tabs {
-			if r.tab == nil {
-				continue
-			}
-			stats, err := r.stats()
-			sdk, serr := browser.Eval[string](r.tab, 5*time.Second, `JSON.stringify({state: window.jetmedia?.room?.state,
-				self: window.jetmedia?.room?.self, peers: [...(window.jetmedia?.room?.peers?.values() ?? [])].map(p => p.peer),
-				tracks: [...(window.jetmedia?.room?.tracks?.values() ?? [])],
-				ice: window.jetmedia?.room?.peerConnection?.iceConnectionState,
-				pc: window.jetmedia?.room?.peerConnection?.connectionState})`)
-			fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nsdk: %s (err %v)\nstats: %+v (err %v)\nchat: %s\nconsole:\n%s\n",
-				r.name, r.peer, r.tab.Text("status"), sdk, serr, stats, err, r.tab.Text("messages"), tabConsole(r.tab))
-		}
-		return sb.String()
-	}
-	waitFor := func(r *roomTab, timeout time.Duration, what, cond string) {
-		t.Helper()
-		waitTab(t, r.tab, timeout, r.name+": "+what, cond, diagnose)
-	}
-
+	rt := &roomTest{t: t, tabs: []*roomTab{{name: "alice"}, {name: "bob"}, {name: "carol"}}}
 	// Bob's signalling goes through a proxy that the test cuts to drop his WebSocket.
 	proxy := startCutProxy(t, strings.TrimPrefix(node.HTTPURL(), "http://"))
+	rt.join(b, node, room, proxy)
+	rt.requireDecodeEachOther()
+	aliceVideo := rt.muteMetadataAndSecondVideo()
+	rt.resume(proxy, aliceVideo)
+	rt.dataAndLeave()
+	rt.requireWireAndLog(node, room)
+}
+
+// roomTest is TestBrowserRoom's three tabs and the test, for its phases.
+type roomTest struct {
+	t    *testing.T
+	tabs []*roomTab
+}
+
+// diagnose reports what every page saw, for failure messages.
+func (rt *roomTest) diagnose() string {
+	tabs := rt.tabs
+	var sb strings.Builder
+	for _, r := range tabs {
+		if r.tab == nil {
+			continue
+		}
+		stats, err := r.stats()
+		sdk, serr := browser.Eval[string](r.tab, 5*time.Second, `JSON.stringify({state: window.jetmedia?.room?.state,
+			self: window.jetmedia?.room?.self, peers: [...(window.jetmedia?.room?.peers?.values() ?? [])].map(p => p.peer),
+			tracks: [...(window.jetmedia?.room?.tracks?.values() ?? [])],
+			ice: window.jetmedia?.room?.peerConnection?.iceConnectionState,
+			pc: window.jetmedia?.room?.peerConnection?.connectionState})`)
+		fmt.Fprintf(&sb, "\n--- %s (peer %s)\nstatus: %s\nsdk: %s (err %v)\nstats: %+v (err %v)\nchat: %s\nconsole:\n%s\n",
+			r.name, r.peer, r.tab.Text("status"), sdk, serr, stats, err, r.tab.Text("messages"), tabConsole(r.tab))
+	}
+	return sb.String()
+}
+
+// waitFor waits until cond holds in r's page.
+func (rt *roomTest) waitFor(r *roomTab, timeout time.Duration, what, cond string) {
+	rt.t.Helper()
+	waitTab(rt.t, r.tab, timeout, r.name+": "+what, cond, rt.diagnose)
+}
+
+// join opens a tab per peer on the room page, joins, and logs when the first page saw each
+// later one join.
+func (rt *roomTest) join(b *browser.Browser, node *app.Node, room string, proxy *cutProxy) {
+	t, tabs := rt.t, rt.tabs
 	// Small video keeps three encoders and six decoders affordable on a loaded 2-core machine.
 	for i, r := range tabs {
 		q := url.Values{"room": {room}, "name": {r.name}, "identity": {"web-" + r.name}, "auto": {"join"},
@@ -106,27 +127,32 @@ func TestBrowserRoom(t *testing.T) {
 			q.Set("url", proxy.URL())
 		}
 		r.tab = b.Open(t, node.HTTPURL()+"/room.html?"+q.Encode())
-		waitFor(r, 30*time.Second, "join", `window.jetmedia.room?.state === "joined"`)
-		r.peer = evalIn[string](t, r, diagnose, `window.jetmedia.room.self.peer`)
-		waitFor(r, 5*time.Second, "show the call instead of the join form", `getComputedStyle(document.getElementById("join-form")).display === "none" &&
+		rt.waitFor(r, 30*time.Second, "join", `window.jetmedia.room?.state === "joined"`)
+		r.peer = evalIn[string](t, r, rt.diagnose, `window.jetmedia.room.self.peer`)
+		rt.waitFor(r, 5*time.Second, "show the call instead of the join form", `getComputedStyle(document.getElementById("join-form")).display === "none" &&
 			getComputedStyle(document.getElementById("call")).display !== "none"`)
 		// Join to visible, for the log (not a pass/fail bound): from this page's join() call
 		// until the first page's SDK dispatched its peerjoined, both on the machine's clock.
 		if i > 0 {
-			waitFor(tabs[0], 10*time.Second, "see "+r.name+" join", fmt.Sprintf(`window.testJoined[%q] !== undefined`, r.peer))
-			seen := evalIn[float64](t, tabs[0], diagnose, fmt.Sprintf(`window.testJoined[%q]`, r.peer))
-			called := evalIn[float64](t, r, diagnose, `window.jetmedia.joinCalledAt`)
+			rt.waitFor(tabs[0], 10*time.Second, "see "+r.name+" join", fmt.Sprintf(`window.testJoined[%q] !== undefined`, r.peer))
+			seen := evalIn[float64](t, tabs[0], rt.diagnose, fmt.Sprintf(`window.testJoined[%q]`, r.peer))
+			called := evalIn[float64](t, r, rt.diagnose, `window.jetmedia.joinCalledAt`)
 			t.Logf("%s's join was visible to alice %.0f ms after its join() call", r.name, seen-called)
 		} else {
-			evalIn[bool](t, r, diagnose, `(() => { window.testJoined = {};
+			evalIn[bool](t, r, rt.diagnose, `(() => { window.testJoined = {};
 				window.jetmedia.room.addEventListener("peerjoined", (e) => { window.testJoined[e.detail.peer.peer] = Date.now(); });
 				return true })()`)
 		}
 	}
 
+}
+
+// requireDecodeEachOther: each page sees the other two and decodes both of their videos.
+func (rt *roomTest) requireDecodeEachOther() {
+	t, tabs := rt.t, rt.tabs
 	// Each page sees the other two and decodes both of their videos (counted per peer).
 	for _, r := range tabs {
-		waitFor(r, 30*time.Second, "see both other peers", `window.jetmedia.room.peers.size === 2`)
+		rt.waitFor(r, 30*time.Second, "see both other peers", `window.jetmedia.room.peers.size === 2`)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for _, r := range tabs {
@@ -146,7 +172,7 @@ func TestBrowserRoom(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s does not decode video from both other peers within 60s%s", r.name, diagnose())
+				t.Fatalf("%s does not decode video from both other peers within 60s%s", r.name, rt.diagnose())
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -155,15 +181,21 @@ func TestBrowserRoom(t *testing.T) {
 	for _, r := range tabs {
 		for _, o := range tabs {
 			if o != r {
-				waitFor(r, 5*time.Second, o.name+"'s tile", fmt.Sprintf(
+				rt.waitFor(r, 5*time.Second, o.name+"'s tile", fmt.Sprintf(
 					`document.querySelector('li[data-peer=%q] .name')?.textContent === %q`, o.peer, o.name))
 			}
 		}
 	}
 
+}
+
+// muteMetadataAndSecondVideo: alice mutes her camera, changes her metadata, publishes and
+// unpublishes a second video; the others see each. It returns her camera track's id.
+func (rt *roomTest) muteMetadataAndSecondVideo() string {
+	t, tabs := rt.t, rt.tabs
 	alice, bob, carol := tabs[0], tabs[1], tabs[2]
 	for _, r := range tabs {
-		evalIn[bool](t, r, diagnose, `(() => {
+		evalIn[bool](t, r, rt.diagnose, `(() => {
 			window.testUpdates = []; window.testConn = []; window.testLeft = []; window.testPeerUpdates = [];
 			const room = window.jetmedia.room;
 			room.addEventListener("peerupdated", (e) => window.testPeerUpdates.push(e.detail.peer));
@@ -175,19 +207,19 @@ func TestBrowserRoom(t *testing.T) {
 
 	// Alice turns her camera off: the others see her video track muted, in the SDK and on
 	// her tile.
-	aliceVideo := evalIn[string](t, alice, diagnose, `[...window.jetmedia.room.localTracks.values()].find((l) => l.kind === "video").id`)
+	aliceVideo := evalIn[string](t, alice, rt.diagnose, `[...window.jetmedia.room.localTracks.values()].find((l) => l.kind === "video").id`)
 	require.NoError(t, alice.tab.Click("mute-camera"))
 	for _, r := range []*roomTab{bob, carol} {
-		waitFor(r, 10*time.Second, "see alice's camera muted", fmt.Sprintf(`window.testUpdates.some((t) => t.track === %q && t.muted === true) &&
+		rt.waitFor(r, 10*time.Second, "see alice's camera muted", fmt.Sprintf(`window.testUpdates.some((t) => t.track === %q && t.muted === true) &&
 			window.jetmedia.room.tracks.get(%q).muted === true`, aliceVideo, aliceVideo))
-		waitFor(r, 5*time.Second, "show alice's camera off", fmt.Sprintf(
+		rt.waitFor(r, 5*time.Second, "show alice's camera off", fmt.Sprintf(
 			`document.querySelector('li[data-peer=%q] .state').textContent.includes("camera off")`, alice.peer))
 	}
 
 	// Alice changes her metadata: the others see it.
-	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"raised"}'); return true })()`)
+	evalIn[bool](t, alice, rt.diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"raised"}'); return true })()`)
 	for _, r := range []*roomTab{bob, carol} {
-		waitFor(r, 10*time.Second, "see alice's metadata", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"raised"}'`, alice.peer))
+		rt.waitFor(r, 10*time.Second, "see alice's metadata", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"raised"}'`, alice.peer))
 	}
 
 	// Alice publishes a second video track after receiving the others' video: the SDK must keep
@@ -198,49 +230,62 @@ func TestBrowserRoom(t *testing.T) {
 		window.testScreen = await window.jetmedia.room.publish(track, { source: "screen" });
 		return window.testScreen.id })()`)
 	if err != nil {
-		t.Fatalf("alice publishes a second video: %v%s", err, diagnose())
+		t.Fatalf("alice publishes a second video: %v%s", err, rt.diagnose())
 	}
 	for _, r := range []*roomTab{bob, carol} {
-		waitFor(r, 30*time.Second, "decode alice's second video", fmt.Sprintf(`window.jetmedia.room.remoteTrack(%q)?.receiver.getStats().then((st) =>
+		rt.waitFor(r, 30*time.Second, "decode alice's second video", fmt.Sprintf(`window.jetmedia.room.remoteTrack(%q)?.receiver.getStats().then((st) =>
 			[...st.values()].some((s) => s.type === "inbound-rtp" && s.framesDecoded > 0))`, screen))
-		require.Equal(t, "screen", evalIn[string](t, r, diagnose, fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).source`, screen)))
+		require.Equal(t, "screen", evalIn[string](t, r, rt.diagnose, fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).source`, screen)))
 	}
-	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.unpublish(window.testScreen); window.testScreen.track.stop(); return true })()`)
+	evalIn[bool](t, alice, rt.diagnose, `(() => { window.jetmedia.room.unpublish(window.testScreen); window.testScreen.track.stop(); return true })()`)
 	for _, r := range []*roomTab{bob, carol} {
-		waitFor(r, 10*time.Second, "see alice's second video go", fmt.Sprintf(`!window.jetmedia.room.tracks.has(%q)`, screen))
+		rt.waitFor(r, 10*time.Second, "see alice's second video go", fmt.Sprintf(`!window.jetmedia.room.tracks.has(%q)`, screen))
 	}
 
+	return aliceVideo
+}
+
+// resume: bob's WebSocket drops and he resumes within the grace period.
+func (rt *roomTest) resume(proxy *cutProxy, aliceVideo string) {
+	t, tabs := rt.t, rt.tabs
+	alice, bob, carol := tabs[0], tabs[1], tabs[2]
 	// Bob's WebSocket drops and cannot reconnect for a while; meanwhile alice turns her camera
 	// back on and changes her metadata. Bob resumes within the grace period: the others never
 	// see him leave, his SDK learns of the unmute and the metadata from the resumed snapshot
 	// (with trackupdated and peerupdated events), and his media never stopped.
 	proxy.cut(true)
-	waitFor(bob, 10*time.Second, "notice the drop", `window.jetmedia.room.state === "reconnecting"`)
+	rt.waitFor(bob, 10*time.Second, "notice the drop", `window.jetmedia.room.state === "reconnecting"`)
 	require.NoError(t, alice.tab.Click("mute-camera"))
-	evalIn[bool](t, alice, diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"down"}'); return true })()`)
-	waitFor(carol, 10*time.Second, "see alice's camera on again and her new metadata", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
+	evalIn[bool](t, alice, rt.diagnose, `(() => { window.jetmedia.room.setMetadata('{"hand":"down"}'); return true })()`)
+	rt.waitFor(carol, 10*time.Second, "see alice's camera on again and her new metadata", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
 		window.jetmedia.room.peers.get(%q).metadata === '{"hand":"down"}'`, aliceVideo, alice.peer))
-	require.Equal(t, "reconnecting", evalIn[string](t, bob, diagnose, `window.jetmedia.room.state`), "bob was still away")
+	require.Equal(t, "reconnecting", evalIn[string](t, bob, rt.diagnose, `window.jetmedia.room.state`), "bob was still away")
 	before, err := bob.stats()
 	require.NoError(t, err)
 	proxy.allow()
-	waitFor(bob, 15*time.Second, "resume", `window.jetmedia.room.state === "joined" && window.testConn.join() === "reconnecting,reconnected"`)
-	waitFor(bob, 5*time.Second, "learn of the unmute from the snapshot", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
+	rt.waitFor(bob, 15*time.Second, "resume", `window.jetmedia.room.state === "joined" && window.testConn.join() === "reconnecting,reconnected"`)
+	rt.waitFor(bob, 5*time.Second, "learn of the unmute from the snapshot", fmt.Sprintf(`window.jetmedia.room.tracks.get(%q).muted === false &&
 		window.testUpdates.some((t) => t.track === %q && t.muted === false)`, aliceVideo, aliceVideo))
-	waitFor(bob, 5*time.Second, "learn of alice's metadata from the snapshot", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"down"}' &&
+	rt.waitFor(bob, 5*time.Second, "learn of alice's metadata from the snapshot", fmt.Sprintf(`window.jetmedia.room.peers.get(%q).metadata === '{"hand":"down"}' &&
 		window.testPeerUpdates.some((p) => p.peer === %q && p.metadata === '{"hand":"down"}')`, alice.peer, alice.peer))
-	require.Equal(t, bob.peer, evalIn[string](t, bob, diagnose, `window.jetmedia.room.self.peer`), "the same peer after the resume")
-	waitFor(bob, 30*time.Second, "keep decoding alice", fmt.Sprintf(`window.jetmedia.stats().then((s) => s.peers[%q].framesDecoded > %d)`,
+	require.Equal(t, bob.peer, evalIn[string](t, bob, rt.diagnose, `window.jetmedia.room.self.peer`), "the same peer after the resume")
+	rt.waitFor(bob, 30*time.Second, "keep decoding alice", fmt.Sprintf(`window.jetmedia.stats().then((s) => s.peers[%q].framesDecoded > %d)`,
 		alice.peer, before.Peers[alice.peer].FramesDecoded))
 	for _, r := range []*roomTab{alice, carol} {
-		require.Equal(t, "", evalIn[string](t, r, diagnose, `window.testLeft.join()`), "%s saw nobody leave", r.name)
-		require.True(t, evalIn[bool](t, r, diagnose, fmt.Sprintf(`window.jetmedia.room.peers.has(%q)`, bob.peer)))
+		require.Equal(t, "", evalIn[string](t, r, rt.diagnose, `window.testLeft.join()`), "%s saw nobody leave", r.name)
+		require.True(t, evalIn[bool](t, r, rt.diagnose, fmt.Sprintf(`window.jetmedia.room.peers.has(%q)`, bob.peer)))
 	}
 
+}
+
+// dataAndLeave: a room message and a private one, then carol leaves and the others leave.
+func (rt *roomTest) dataAndLeave() {
+	t, tabs := rt.t, rt.tabs
+	alice, bob, carol := tabs[0], tabs[1], tabs[2]
 	stay := []*roomTab{alice, bob}
 	// The staying pages note, on their own clock, when carol leaves and what data arrives.
 	for _, r := range stay {
-		evalIn[bool](t, r, diagnose, fmt.Sprintf(`(() => {
+		evalIn[bool](t, r, rt.diagnose, fmt.Sprintf(`(() => {
 			window.testLeftAt = null; window.testData = [];
 			const room = window.jetmedia.room;
 			room.addEventListener("peerleft", (e) => { if (e.detail.peer.peer === %q) window.testLeftAt = Date.now(); });
@@ -249,51 +294,57 @@ func TestBrowserRoom(t *testing.T) {
 	}
 
 	// Carol writes in the chat; alice and bob receive it, from her.
-	evalIn[bool](t, carol, diagnose, `(() => {
+	evalIn[bool](t, carol, rt.diagnose, `(() => {
 		window.testData = []; window.jetmedia.room.addEventListener("data", (e) => window.testData.push(e.detail));
 		document.getElementById("chat-input").value = "hello from carol";
 		document.getElementById("chat-send").click();
 		return true })()`)
 	for _, r := range stay {
-		waitFor(r, 10*time.Second, "receive carol's message", fmt.Sprintf(
+		rt.waitFor(r, 10*time.Second, "receive carol's message", fmt.Sprintf(
 			`window.testData.some((d) => d.from === %q && d.to === null && d.payload === "hello from carol")`, carol.peer))
 		require.Contains(t, r.tab.Text("messages"), "carol: hello from carol", "%s's chat shows the message", r.name)
 	}
 	time.Sleep(300 * time.Millisecond) // a stray echo would arrive by now
-	require.Zero(t, evalIn[int](t, carol, diagnose, `window.testData.length`), "the sender does not get its own message")
+	require.Zero(t, evalIn[int](t, carol, rt.diagnose, `window.testData.length`), "the sender does not get its own message")
 	// Bob whispers to carol: only she gets it, marked as to her.
-	evalIn[bool](t, bob, diagnose, fmt.Sprintf(`(() => { window.jetmedia.room.send("psst carol", { to: %q }); return true })()`, carol.peer))
-	waitFor(carol, 10*time.Second, "receive bob's private message", fmt.Sprintf(
+	evalIn[bool](t, bob, rt.diagnose, fmt.Sprintf(`(() => { window.jetmedia.room.send("psst carol", { to: %q }); return true })()`, carol.peer))
+	rt.waitFor(carol, 10*time.Second, "receive bob's private message", fmt.Sprintf(
 		`window.testData.some((d) => d.from === %q && d.to === %q && d.payload === "psst carol")`, bob.peer, carol.peer))
 	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, 1, evalIn[int](t, alice, diagnose, `window.testData.length`), "alice got only carol's room message")
+	require.Equal(t, 1, evalIn[int](t, alice, rt.diagnose, `window.testData.length`), "alice got only carol's room message")
 
 	// Carol leaves. Both clocks are the same machine's Date.now(), read in the pages: when
 	// carol's page calls leave and when the others' SDK dispatches peerleft.
-	leaveAt := evalIn[float64](t, carol, diagnose, `(() => { const at = Date.now(); document.getElementById("leave").click(); return at })()`)
+	leaveAt := evalIn[float64](t, carol, rt.diagnose, `(() => { const at = Date.now(); document.getElementById("leave").click(); return at })()`)
 	for _, r := range stay {
-		waitFor(r, 10*time.Second, "see carol leave", `window.testLeftAt !== null`)
-		leftAt := evalIn[float64](t, r, diagnose, `window.testLeftAt`)
+		rt.waitFor(r, 10*time.Second, "see carol leave", `window.testLeftAt !== null`)
+		leftAt := evalIn[float64](t, r, rt.diagnose, `window.testLeftAt`)
 		latency := time.Duration((leftAt - leaveAt) * float64(time.Millisecond))
 		t.Logf("%s saw carol leave %v after she called leave", r.name, latency)
 		// Not a timing test (the figure above is logged for that): a leave seen only after
 		// the resume grace (10 s) means it was taken for a dropped socket, not a leave.
 		if latency >= leaveNotGrace {
-			t.Errorf("%s saw carol leave %v after her leave: as late as a grace period, not the leave itself (want < %v)%s", r.name, latency, leaveNotGrace, diagnose())
+			t.Errorf("%s saw carol leave %v after her leave: as late as a grace period, not the leave itself (want < %v)%s", r.name, latency, leaveNotGrace, rt.diagnose())
 		}
-		waitFor(r, 10*time.Second, "drop carol's tile", fmt.Sprintf(`!document.querySelector('li[data-peer=%q]')`, carol.peer))
+		rt.waitFor(r, 10*time.Second, "drop carol's tile", fmt.Sprintf(`!document.querySelector('li[data-peer=%q]')`, carol.peer))
 	}
-	waitFor(carol, 10*time.Second, "leave", `window.jetmedia.room === null && document.getElementById("status").textContent === "left the room"`)
+	rt.waitFor(carol, 10*time.Second, "leave", `window.jetmedia.room === null && document.getElementById("status").textContent === "left the room"`)
 
 	for _, r := range stay {
 		require.NoError(t, r.tab.Click("leave"))
-		waitFor(r, 10*time.Second, "leave", `window.jetmedia.room === null`)
+		rt.waitFor(r, 10*time.Second, "leave", `window.jetmedia.room === null`)
 	}
 
+}
+
+// requireWireAndLog: every signalling message matched its schema, and the room's log holds
+// what the pages did and folds to the live state.
+func (rt *roomTest) requireWireAndLog(node *app.Node, room string) {
+	t, tabs := rt.t, rt.tabs
 	// Every signalling message the pages sent and got matches its schema.
 	wl := &wireLog{}
 	for _, r := range tabs {
-		for _, m := range evalIn[[][2]string](t, r, diagnose, `window.jetmedia.wire`) {
+		for _, m := range evalIn[[][2]string](t, r, rt.diagnose, `window.jetmedia.wire`) {
 			wl.trace(m[0] == "server", []byte(m[1]))
 		}
 	}
