@@ -1,15 +1,12 @@
 package tests
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/eventlog"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/presence"
+	"github.com/jetmedia/jetmedia/tests/leasefault"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 	"github.com/jetmedia/jetmedia/tests/testlog"
 )
@@ -82,7 +80,7 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 
 	// a's renewals are refused: once they have been for longer than the others wait, a knows
 	// it may be taken for lost. Its sessions go on meanwhile.
-	restore := refuseLeases(ctx, t, a.JetStream())
+	restore := leasefault.Refuse(ctx, t, a.JetStream())
 	defer restore()
 	require.Eventually(t, func() bool { return len(warnings.Matching("lease went unrenewed")) > 0 },
 		cfg.Presence.TTL+5*time.Second, 20*time.Millisecond, "a says its lease lapsed")
@@ -152,25 +150,4 @@ func TestLostWhileAliveEndsOwnSessions(t *testing.T) {
 		require.Equal(t, 1, n, "%s ended once", what)
 	}
 	requireRebuildEqual(t, a)
-}
-
-// refuseLeases has the nodes bucket refuse every lease write (its stream's largest message
-// lowered under a lease's size) until restore is called.
-func refuseLeases(ctx context.Context, t *testing.T, js jetstream.JetStream) (restore func()) {
-	t.Helper()
-	s, err := js.Stream(ctx, "KV_"+presence.BucketNodes)
-	require.NoError(t, err)
-	cfg := s.CachedInfo().Config
-	was := cfg.MaxMsgSize
-	cfg.MaxMsgSize = 8
-	_, err = js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cfg.MaxMsgSize = was
-			_, err := js.UpdateStream(context.WithoutCancel(ctx), cfg)
-			require.NoError(t, err)
-		})
-	}
 }

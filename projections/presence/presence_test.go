@@ -15,6 +15,7 @@ import (
 	"github.com/jetmedia/jetmedia/pipeline/natsnode"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/projections/presence"
+	"github.com/jetmedia/jetmedia/tests/leasefault"
 )
 
 var t0 = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
@@ -213,24 +214,6 @@ func TestLostNodeEndedOnce(t *testing.T) {
 	require.Equal(t, []string{"v"}, r.PeerIDs())
 }
 
-// refuseLeases has the nodes bucket refuse every lease write (its stream's largest message
-// lowered under a lease's size) until the returned function restores it.
-func refuseLeases(ctx context.Context, t *testing.T, js jetstream.JetStream) (restore func()) {
-	t.Helper()
-	s, err := js.Stream(ctx, "KV_"+presence.BucketNodes)
-	require.NoError(t, err)
-	cfg := s.CachedInfo().Config
-	was := cfg.MaxMsgSize
-	cfg.MaxMsgSize = 8
-	_, err = js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
-	return func() {
-		cfg.MaxMsgSize = was
-		_, err := js.UpdateStream(ctx, cfg)
-		require.NoError(t, err)
-	}
-}
-
 // TestLapsedWhenRenewalsFail: a node whose renewals are refused is told, once the last stored
 // renewal started longer ago than the TTL less a renewal period, that the others may have
 // taken it for lost (Lapsed), at each renewal while that holds; not before, and not once
@@ -252,7 +235,7 @@ func TestLapsedWhenRenewalsFail(t *testing.T) {
 	time.Sleep(5 * timing.TTL / 4)
 	require.Zero(t, count(), "renewals stored on time: no lapse")
 
-	restore := refuseLeases(ctx, t, js)
+	restore := leasefault.Refuse(ctx, t, js)
 	refused := time.Now()
 	require.Eventually(t, func() bool { return count() >= 2 }, 5*time.Second, 10*time.Millisecond, "lapsed, at each renewal")
 	mu.Lock()
