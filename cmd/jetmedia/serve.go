@@ -87,6 +87,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name (default jetmedia)")
 	fs.StringVar(&cfg.LogRegion, "log-region", cfg.LogRegion, "the cluster (region) that holds the log and buckets in a supercluster; give every node the same (default: the cluster of the node that declares them first)")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of the event log and buckets in the cluster (0: 3 with 3 or more routed nodes, else 1; at most the cluster's size)")
+	fs.DurationVar(&cfg.EdgeLostAfter, "edge-lost-after", cfg.EdgeLostAfter, "on a region node: forget an edge whose log the region has not heard from for this long, ending its sessions in the log, as jetmedia cluster forget does; an edge cut off that long is forgotten too (0: never, an operator decides)")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "new WHIP/WHEP/room sessions beyond this many on this node go to another node or are refused (503, room error full) (0: no limit)")
 	fs.BoolVar(&cfg.Placement, "placement", cfg.Placement, "send new WHIP/WHEP sessions (307) and room joins (redirect message) to the node that should serve them (same zone, then least loaded); false: serve here")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone this node runs in (data centre, region, rack), announced in its lease")

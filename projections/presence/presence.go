@@ -419,3 +419,10 @@ func (p *Presence) Close() error {
 	})
 	return err
 }
+
+// Designated reports whether this node, by the leases its last check read, is the one to act
+// for the region (the live node with the smallest name): false before the first check.
+func (p *Presence) Designated() bool {
+	leases := p.Leases()
+	return leases != nil && p.designated(leases)
+}

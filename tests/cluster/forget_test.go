@@ -125,14 +125,69 @@ func TestForgetDeadEdge(t *testing.T) {
 	require.Equal(t, before, lastSeq(t, js), "nothing of the restarted edge reaches the region's log")
 }
 
+// TestEdgeLostAfter: with --edge-lost-after on the region's node, an edge killed while it
+// serves a publisher (a region viewer plays it) is forgotten by the region without an
+// operator: the publisher's session ends in the region's log once, with the node-lost events,
+// within the 15 s of the kill; the forgotten record names the policy; the region's
+// viewer ends.
+func TestEdgeLostAfter(t *testing.T) {
+	const after = 2 * 3 * time.Second // two of killLease's TTLs, the least the flag takes
+	hub, edge, _ := startChildEdge(t, func(c *app.Config) { c.EdgeLostAfter = after })
+	js := hub.JetStream()
+	ctx := ctxT(t, 3*time.Minute)
+	require.Eventually(t, func() bool {
+		ok, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
+		return err == nil && ok
+	}, 30*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
+	api := clientAPI(t)
+	room := newRoom("edgelost")
+	pub, err := rtcclient.Publish(ctx, api, edge.url, room, asPublisher(t, room))
+	require.NoError(t, err)
+	defer pub.Close(false)
+	waitTracks(t, hub, room, 2)
+	published := peersOnNode(t, hub, room, "edge1")
+	require.Len(t, published, 1)
+	tracks := tracksOf(t, hub, room, published[0])
+	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), room, asViewer(t, room))
+	require.NoError(t, err)
+	defer v.Close()
+	require.Eventually(t, func() bool { return v.Video.Load() > 30 }, 20*time.Second, 20*time.Millisecond)
+	viewers := viewersByPublisher(t, hub, room)[published[0]]
+	require.Len(t, viewers, 1)
+	// A live edge stays: three checks' worth past the policy's wait.
+	time.Sleep(after + 3*time.Second)
+	_, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
+	require.NoError(t, err)
+	require.False(t, found, "a live edge is not forgotten")
+
+	edge.kill()
+	killed := time.Now()
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), published[0]) != "" },
+		15*time.Second, 200*time.Millisecond, "the killed edge's publisher ends in the region's log within 15 s, no operator")
+	t.Logf("kill -> the edge's publisher ended in the region's log: %.2f s (--edge-lost-after %v)", time.Since(killed).Seconds(), after)
+	rec, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Contains(t, rec.By, "--edge-lost-after")
+	requireEndedOnce(t, roomEvents(t, js, room), published[0], tracks, "edge1")
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewers[0]) != "" },
+		20*time.Second, 200*time.Millisecond, "the region's viewer of the lost edge's publisher ends")
+	requireChainsHold(t, js)
+	requireRebuildEqual(t, hub)
+}
+
 // startChildEdge starts region1, a node of the region (a hub: --leaf-listen), and edge1, a
 // leaf with its own JetStream domain run as a child process (so that a test can kill it), both
 // with the kill tests' short lease and without placement, and waits for the edge's HTTP; ec
-// is the edge's configuration, to start it again in the test's process.
-func startChildEdge(t *testing.T) (hub *app.Node, edge *child, ec app.Config) {
+// is the edge's configuration, to start it again in the test's process; hubEdits change the
+// hub's configuration.
+func startChildEdge(t *testing.T, hubEdits ...func(*app.Config)) (hub *app.Node, edge *child, ec app.Config) {
 	t.Helper()
 	hc := nodeConfig(t, "region1")
 	hc.LeafListen, hc.Presence, hc.Placement = "127.0.0.1:0", killLease, false
+	for _, edit := range hubEdits {
+		edit(&hc)
+	}
 	hub = startNodes(t, hc)[0]
 	ec = nodeConfig(t, "edge1")
 	ec.Hub, ec.HTTPAddr = hub.Server().LeafURL(), "127.0.0.1:"+strconv.Itoa(freePorts(t, 1)[0])

@@ -107,6 +107,10 @@ type Config struct {
 	Placement bool
 	// Presence sets the rhythm of the node's lease in the nodes bucket (docs/cluster.md).
 	Presence presence.Timing
+	// EdgeLostAfter, on a region node, forgets an edge whose log the region has not heard from
+	// for this long, as `jetmedia cluster forget` does (presence.EdgeLost); 0, the default:
+	// never, an operator decides.
+	EdgeLostAfter time.Duration
 	// Timeouts of WebRTC sessions (connect timeout, disconnect grace, PLI interval).
 	ConnectTimeout  time.Duration
 	DisconnectGrace time.Duration
@@ -312,6 +316,9 @@ func (c Config) validateCluster() error {
 	}
 	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
 		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
+	}
+	if c.EdgeLostAfter < 0 || c.EdgeLostAfter > 0 && c.EdgeLostAfter < 2*c.Presence.TTL {
+		errs = append(errs, fmt.Errorf("--edge-lost-after %v: 0 (never) or at least two lease TTLs (%v)", c.EdgeLostAfter, 2*c.Presence.TTL))
 	}
 	if c.MaxSessions < 0 {
 		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))

@@ -46,6 +46,10 @@ func (n *Node) startPresence(ctx, runCtx context.Context) error {
 	}
 	n.wg.Go(func() { n.endOwnStale(runCtx, p, head) })
 	n.wg.Go(func() { n.selfEnd.Run(runCtx, n.cfg.Presence.Renew) })
+	if n.cfg.EdgeLostAfter > 0 && n.cfg.JetStream && !n.srv.Edge() {
+		lost := &presence.EdgeLost{Region: n.js, Node: n.cfg.Name, After: n.cfg.EdgeLostAfter, Designated: p.Designated, Logger: n.log}
+		n.wg.Go(func() { lost.Run(runCtx) })
+	}
 	return nil
 }
 
