@@ -82,16 +82,34 @@ func (p *playing) inLocked(room string) map[*rtc.Session]*viewer {
 func (p *playing) end(room, track string, now time.Time) map[*rtc.Session]*viewer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgetLocked(now)
 	if p.ended == nil {
 		p.ended = map[endedTrack]time.Time{}
 	}
+	p.ended[endedTrack{room, track}] = now
+	return p.inLocked(room)
+}
+
+// forget drops the ends older than endedMemory; RunRecheck calls it every round, so that an
+// idle node does not keep them until the next end.
+func (p *playing) forget(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(now)
+}
+
+func (p *playing) forgetLocked(now time.Time) {
 	for k, at := range p.ended {
 		if now.Sub(at) > endedMemory {
 			delete(p.ended, k)
 		}
 	}
-	p.ended[endedTrack{room, track}] = now
-	return p.inLocked(room)
+	if len(p.ended) == 0 {
+		// A map never shrinks: drop the table a burst of ends grew, and with it the keys'
+		// strings, which are cut from the NATS messages that told of the ends and would pin
+		// the heap spans those were allocated in among short-lived session objects (issue 12).
+		p.ended = nil
+	}
 }
 
 // TrackEnded tells the viewers of room that track was unpublished (the wiring feeds it from
