@@ -90,8 +90,10 @@ func (p *playing) end(room, track string, now time.Time) map[*rtc.Session]*viewe
 	return p.inLocked(room)
 }
 
-// forget drops the ends older than endedMemory; RunRecheck calls it every round, so that an
-// idle node does not keep them until the next end.
+// forget drops the ends older than endedMemory. RunRecheck calls it every round, so that an
+// idle node does not keep them until the next end: their keys are strings cut from the NATS
+// messages that told of the ends, allocated among short-lived session objects, and would pin
+// those objects' heap spans (issue 12).
 func (p *playing) forget(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -105,10 +107,7 @@ func (p *playing) forgetLocked(now time.Time) {
 		}
 	}
 	if len(p.ended) == 0 {
-		// A map never shrinks: drop the table a burst of ends grew, and with it the keys'
-		// strings, which are cut from the NATS messages that told of the ends and would pin
-		// the heap spans those were allocated in among short-lived session objects (issue 12).
-		p.ended = nil
+		p.ended = nil // a map never shrinks: drop the table a burst of ends grew
 	}
 }
 
