@@ -55,6 +55,7 @@ func (h *Handler) RunRecheck(ctx context.Context, every time.Duration, check Tra
 			return
 		case <-tick.C:
 		}
+		h.playing.forget(h.cfg.Sessions.Now())
 		played := h.playing.played()
 		if o, ok := check.(PlayingObserver); ok {
 			o.Playing(played)

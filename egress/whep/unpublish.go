@@ -82,16 +82,33 @@ func (p *playing) inLocked(room string) map[*rtc.Session]*viewer {
 func (p *playing) end(room, track string, now time.Time) map[*rtc.Session]*viewer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgetLocked(now)
 	if p.ended == nil {
 		p.ended = map[endedTrack]time.Time{}
 	}
+	p.ended[endedTrack{room, track}] = now
+	return p.inLocked(room)
+}
+
+// forget drops the ends older than endedMemory. RunRecheck calls it every round, so that an
+// idle node does not keep them until the next end: their keys are strings cut from the NATS
+// messages that told of the ends, allocated among short-lived session objects, and would pin
+// those objects' heap spans (issue 12).
+func (p *playing) forget(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(now)
+}
+
+func (p *playing) forgetLocked(now time.Time) {
 	for k, at := range p.ended {
 		if now.Sub(at) > endedMemory {
 			delete(p.ended, k)
 		}
 	}
-	p.ended[endedTrack{room, track}] = now
-	return p.inLocked(room)
+	if len(p.ended) == 0 {
+		p.ended = nil // a map never shrinks: drop the table a burst of ends grew
+	}
 }
 
 // TrackEnded tells the viewers of room that track was unpublished (the wiring feeds it from

@@ -70,6 +70,11 @@ type Appender struct {
 	// rooms holds the head of each room written recently; swept once per idle period.
 	rooms     map[string]*roomHead
 	lastSweep time.Time
+	// sweeper forgets the idle heads once no append came for an idle period, so that an idle
+	// node does not keep them (and the heap spans they pin) until its next append; nil when
+	// no head is left or after Close.
+	sweeper *time.Timer
+	closed  bool
 }
 
 type roomHead struct {
@@ -152,8 +157,7 @@ func (a *Appender) head(room string) *roomHead {
 	defer a.mu.Unlock()
 	now := a.now()
 	if now.Sub(a.lastSweep) >= a.idle {
-		a.lastSweep = now
-		maps.DeleteFunc(a.rooms, func(_ string, h *roomHead) bool { return h.users == 0 && now.Sub(h.used) >= a.idle })
+		a.sweepLocked(now)
 	}
 	h, ok := a.rooms[room]
 	if !ok {
@@ -169,13 +173,49 @@ func (a *Appender) release(h *roomHead) {
 	defer a.mu.Unlock()
 	h.users--
 	h.used = a.now()
+	if a.sweeper == nil && !a.closed {
+		a.sweeper = time.AfterFunc(a.idle, a.sweepIdle)
+	}
 }
 
-// Close releases the appender's reply subscriptions (those in use as their appends end). The
-// appender stays usable: later appends subscribe and unsubscribe a reply inbox each. An
+// sweepIdle is the sweeper's round: it forgets the idle heads, then comes back while some
+// are left.
+func (a *Appender) sweepIdle() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sweeper = nil
+	if a.closed {
+		return
+	}
+	a.sweepLocked(a.now())
+	if len(a.rooms) > 0 {
+		a.sweeper = time.AfterFunc(a.idle, a.sweepIdle)
+	}
+}
+
+// sweepLocked forgets the heads nothing was appended to for the idle period.
+func (a *Appender) sweepLocked(now time.Time) {
+	a.lastSweep = now
+	maps.DeleteFunc(a.rooms, func(_ string, h *roomHead) bool { return h.users == 0 && now.Sub(h.used) >= a.idle })
+	if len(a.rooms) == 0 {
+		// A map never shrinks: drop the table a burst of rooms grew.
+		a.rooms = make(map[string]*roomHead)
+	}
+}
+
+// Close releases the appender's reply subscriptions (those in use as their appends end) and
+// stops its idle sweep. The appender stays usable: later appends subscribe and unsubscribe a
+// reply inbox each, and forget idle heads on the next append after an idle period. An
 // appender that is not closed holds its idle inboxes (up to 256 subscriptions, no goroutines)
 // until its connection closes.
 func (a *Appender) Close() {
+	a.mu.Lock()
+	a.closed = true
+	if a.sweeper != nil {
+		a.sweeper.Stop()
+		a.sweeper = nil
+	}
+	a.mu.Unlock()
 	a.replies.close()
 }
 

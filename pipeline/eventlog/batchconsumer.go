@@ -185,7 +185,11 @@ func (c *BatchConsumer) runOnce(ctx context.Context, handle BatchHandler) error 
 				c.log.Warn("ack failed; the event will be redelivered", "err", err)
 			}
 		}
-		clear(msgs) // drop the references to the messages' buffers before reuse
+		// Drop the references to the messages' buffers before reuse: a batch smaller than the
+		// largest one so far would leave the tail's events (their payloads and subjects) alive
+		// for good, pinning the heap spans they were allocated in (issue 12).
+		clear(msgs)
+		clear(batch)
 	}
 }
 
