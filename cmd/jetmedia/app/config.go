@@ -317,9 +317,7 @@ func (c Config) validateCluster() error {
 	if !c.JetStream && len(c.Routes) == 0 && c.Hub == "" && c.NATSConfig == "" {
 		errs = append(errs, errors.New("a node without JetStream must join a hub (--hub) or a cluster (--routes)"))
 	}
-	if c.EdgeLostAfter < 0 || c.EdgeLostAfter > 0 && c.EdgeLostAfter < 2*c.Presence.TTL {
-		errs = append(errs, fmt.Errorf("--edge-lost-after %v: 0 (never) or at least two lease TTLs (%v)", c.EdgeLostAfter, 2*c.Presence.TTL))
-	}
+	errs = append(errs, c.validateEdgeLost())
 	if c.MaxSessions < 0 {
 		errs = append(errs, fmt.Errorf("max sessions %d: at least 0 (0: no limit)", c.MaxSessions))
 	}
@@ -378,4 +376,13 @@ func (c Config) EffectiveReplicas() int {
 		return 3
 	}
 	return 1
+}
+
+// validateEdgeLost: --edge-lost-after is off or longer than two lease TTLs (an edge must not
+// be forgotten for a silence its own lease would ride out).
+func (c Config) validateEdgeLost() error {
+	if c.EdgeLostAfter < 0 || c.EdgeLostAfter > 0 && c.EdgeLostAfter < 2*c.Presence.TTL {
+		return fmt.Errorf("--edge-lost-after %v: 0 (never) or at least two lease TTLs (%v)", c.EdgeLostAfter, 2*c.Presence.TTL)
+	}
+	return nil
 }
