@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -35,10 +36,7 @@ func TestForgetDeadEdge(t *testing.T) {
 	hub, edge, ec := startChildEdge(t)
 	js := hub.JetStream()
 	ctx := ctxT(t, 4*time.Minute)
-	require.Eventually(t, func() bool {
-		ok, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
-		return err == nil && ok
-	}, 30*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
+	waitEdgeSourced(t, ctx, js)
 
 	cv, err := logtools.ReadCluster(ctx, js, time.Now())
 	require.NoError(t, err)
@@ -47,22 +45,8 @@ func TestForgetDeadEdge(t *testing.T) {
 	status, body := forget(t, hub.HTTPURL(), "nosuch")
 	require.Equal(t, http.StatusNotFound, status, body)
 
-	api := clientAPI(t)
 	room := newRoom("forget")
-	pub, err := rtcclient.Publish(ctx, api, edge.url, room, asPublisher(t, room))
-	require.NoError(t, err)
-	defer pub.Close(false)
-	waitTracks(t, hub, room, 2)
-	published := peersOnNode(t, hub, room, "edge1")
-	require.Len(t, published, 1)
-	tracks := tracksOf(t, hub, room, published[0])
-	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), room, asViewer(t, room))
-	require.NoError(t, err)
-	defer v.Close()
-	require.Eventually(t, func() bool { return v.Video.Load() > 30 && v.Audio.Load() > 30 },
-		20*time.Second, 20*time.Millisecond, "the region's viewer plays the edge's publisher")
-	viewers := viewersByPublisher(t, hub, room)[published[0]]
-	require.Len(t, viewers, 1)
+	published, tracks, viewer := edgePublisherRegionViewer(t, ctx, hub, edge, room)
 
 	status, body = forget(t, hub.HTTPURL(), "edge1")
 	require.Equal(t, http.StatusConflict, status, "a live edge is not forgotten: %s", body)
@@ -96,10 +80,10 @@ func TestForgetDeadEdge(t *testing.T) {
 	require.Len(t, cv.Forgotten, 1, "jetmedia cluster lists the forgotten edge")
 	require.Equal(t, "edge1", cv.Forgotten[0].Node)
 
-	requireEndedOnce(t, roomEvents(t, js, room), published[0], tracks, "edge1")
-	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewers[0]) != "" },
+	requireEndedOnce(t, roomEvents(t, js, room), published, tracks, "edge1")
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewer) != "" },
 		20*time.Second, 200*time.Millisecond, "the region's viewer of the forgotten publisher ends")
-	t.Logf("the region's viewer ended (reason %s) %.2f s after the kill", leftReason(t, roomEvents(t, js, room), viewers[0]),
+	t.Logf("the region's viewer ended (reason %s) %.2f s after the kill", leftReason(t, roomEvents(t, js, room), viewer),
 		time.Since(killed).Seconds())
 	requireChainsHold(t, js)
 	requireRebuildEqual(t, hub)
@@ -135,25 +119,9 @@ func TestEdgeLostAfter(t *testing.T) {
 	hub, edge, _ := startChildEdge(t, func(c *app.Config) { c.EdgeLostAfter = after })
 	js := hub.JetStream()
 	ctx := ctxT(t, 3*time.Minute)
-	require.Eventually(t, func() bool {
-		ok, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
-		return err == nil && ok
-	}, 30*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
-	api := clientAPI(t)
+	waitEdgeSourced(t, ctx, js)
 	room := newRoom("edgelost")
-	pub, err := rtcclient.Publish(ctx, api, edge.url, room, asPublisher(t, room))
-	require.NoError(t, err)
-	defer pub.Close(false)
-	waitTracks(t, hub, room, 2)
-	published := peersOnNode(t, hub, room, "edge1")
-	require.Len(t, published, 1)
-	tracks := tracksOf(t, hub, room, published[0])
-	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), room, asViewer(t, room))
-	require.NoError(t, err)
-	defer v.Close()
-	require.Eventually(t, func() bool { return v.Video.Load() > 30 }, 20*time.Second, 20*time.Millisecond)
-	viewers := viewersByPublisher(t, hub, room)[published[0]]
-	require.Len(t, viewers, 1)
+	published, tracks, viewer := edgePublisherRegionViewer(t, ctx, hub, edge, room)
 	// A live edge stays: three checks' worth past the policy's wait.
 	time.Sleep(after + 3*time.Second)
 	_, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
@@ -162,18 +130,49 @@ func TestEdgeLostAfter(t *testing.T) {
 
 	edge.kill()
 	killed := time.Now()
-	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), published[0]) != "" },
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), published) != "" },
 		15*time.Second, 200*time.Millisecond, "the killed edge's publisher ends in the region's log within 15 s, no operator")
 	t.Logf("kill -> the edge's publisher ended in the region's log: %.2f s (--edge-lost-after %v)", time.Since(killed).Seconds(), after)
 	rec, found, err := presence.EdgeForgotten(ctx, js, "edge-edge1")
 	require.NoError(t, err)
 	require.True(t, found)
 	require.Contains(t, rec.By, "--edge-lost-after")
-	requireEndedOnce(t, roomEvents(t, js, room), published[0], tracks, "edge1")
-	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewers[0]) != "" },
+	requireEndedOnce(t, roomEvents(t, js, room), published, tracks, "edge1")
+	require.Eventually(t, func() bool { return leftReason(t, roomEvents(t, js, room), viewer) != "" },
 		20*time.Second, 200*time.Millisecond, "the region's viewer of the lost edge's publisher ends")
 	requireChainsHold(t, js)
 	requireRebuildEqual(t, hub)
+}
+
+// waitEdgeSourced waits until the region's log (js) sources edge1's.
+func waitEdgeSourced(t *testing.T, ctx context.Context, js jetstream.JetStream) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ok, err := eventlog.EdgeSourced(ctx, js, "edge-edge1")
+		return err == nil && ok
+	}, 30*time.Second, 100*time.Millisecond, "the region's log sources the edge's")
+}
+
+// edgePublisherRegionViewer publishes in room on the edge and plays it on the hub (both closed
+// at the end of the test); it returns the publisher's peer and tracks and the viewer's peer,
+// as the region's rooms bucket shows them.
+func edgePublisherRegionViewer(t *testing.T, ctx context.Context, hub *app.Node, edge *child, room string) (published string, tracks []string, viewer string) {
+	t.Helper()
+	api := clientAPI(t)
+	pub, err := rtcclient.Publish(ctx, api, edge.url, room, asPublisher(t, room))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pub.Close(false) })
+	waitTracks(t, hub, room, 2)
+	peers := peersOnNode(t, hub, room, "edge1")
+	require.Len(t, peers, 1)
+	v, err := rtcclient.Play(ctx, api, hub.HTTPURL(), room, asViewer(t, room))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = v.Close() })
+	require.Eventually(t, func() bool { return v.Video.Load() > 30 && v.Audio.Load() > 30 },
+		20*time.Second, 20*time.Millisecond, "the region's viewer plays the edge's publisher")
+	viewers := viewersByPublisher(t, hub, room)[peers[0]]
+	require.Len(t, viewers, 1)
+	return peers[0], tracksOf(t, hub, room, peers[0]), viewers[0]
 }
 
 // startChildEdge starts region1, a node of the region (a hub: --leaf-listen), and edge1, a
