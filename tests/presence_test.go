@@ -73,7 +73,9 @@ func startChild(t *testing.T, h helperNode) (kill func()) {
 	spec, err := json.Marshal(h)
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNode$")
-	cmd.Env = append(os.Environ(), "JETMEDIA_HELPER_NODE="+string(spec))
+	// The child is killed with SIGKILL, so its own t.TempDir is never removed: it makes
+	// it under the parent's, which the parent removes.
+	cmd.Env = append(os.Environ(), "JETMEDIA_HELPER_NODE="+string(spec), "TMPDIR="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	var once sync.Once

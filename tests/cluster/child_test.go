@@ -92,7 +92,9 @@ func startChild(t *testing.T, cfg app.Config) *child {
 	spec, err := json.Marshal(childOf(cfg))
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNode$")
-	cmd.Env = append(os.Environ(), "JETMEDIA_CLUSTER_CHILD="+string(spec))
+	// The child is killed with SIGKILL, so its own t.TempDir is never removed: it makes
+	// it under the parent's, which the parent removes.
+	cmd.Env = append(os.Environ(), "JETMEDIA_CLUSTER_CHILD="+string(spec), "TMPDIR="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	c := &child{name: cfg.Name, url: "http://" + cfg.HTTPAddr, cmd: cmd}
