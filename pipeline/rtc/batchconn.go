@@ -59,6 +59,9 @@ type batchConn struct {
 	rmu sync.Mutex
 	oob [128]byte
 
+	// tap, when set (by tests), sees every datagram read, before anything else does.
+	tap atomic.Pointer[func(b []byte, from netip.AddrPort)]
+
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct, coalesced atomic.Uint64
 }
@@ -420,6 +423,17 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // ReadFromAddrPort reads from the socket, noting the local address the datagram came to
 // when the socket is bound to every interface.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, from, err := c.readOne(b)
+	if err == nil {
+		if tap := c.tap.Load(); tap != nil {
+			(*tap)(b[:n], from)
+		}
+	}
+	return n, from, err
+}
+
+// readOne reads one datagram.
+func (c *batchConn) readOne(b []byte) (int, netip.AddrPort, error) {
 	if c.src == nil {
 		n, from, err := c.conn.ReadFromUDPAddrPort(b)
 		if err == nil && c.timings != nil {
