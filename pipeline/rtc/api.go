@@ -44,6 +44,9 @@ type Config struct {
 	// Timings, when set, get the arrival of every RTP datagram the edge reads and the queue
 	// and send times of its batched sends (stagetime's Ingest, Queue and Send stages).
 	Timings *stagetime.Timings
+	// FastIngest has the edge's socket reader decrypt publishers' RTP and send it on itself
+	// (NewPublisher, FastIngest), instead of through pion's goroutines.
+	FastIngest bool
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -61,6 +64,8 @@ type Edge struct {
 	se webrtc.SettingEngine
 	me *webrtc.MediaEngine
 	ir *interceptor.Registry
+	// fastIngest is Config.FastIngest.
+	fastIngest bool
 }
 
 // NewEdge opens the UDP port and builds the API.
@@ -95,7 +100,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux}
+	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux, fastIngest: cfg.FastIngest}
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)

@@ -1,0 +1,349 @@
+package rtc
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// FastIngest moves one publisher session's RTP from the edge's socket to its tracks'
+// senders on the goroutine that read the datagram. Through pion, a packet read from the
+// socket changes goroutine four times before ReadRTP has it (ICE mux reader, ICE conn,
+// DTLS/SRTP demux, SRTP session, track read): under load that was 0.5-1 ms of the ingest
+// stage (docs/benchmarks.md, issue 17). Here the socket reader decrypts the packet with the
+// session's own SRTP keys (SRTPKeys), runs it through the session's receive interceptors
+// (NACK generation, receiver reports, whatever the edge registers: the same instances
+// pion's path uses, so their state is one) and sends it on.
+//
+// Pion still does everything else: ICE, DTLS, all RTCP both ways, RTX, the first packets of
+// a stream (until Publish names its sender) and any packet the fast path cannot open before
+// it has opened one (keys not known yet, or not the keys pion has). Once a packet has been
+// opened, one that fails (bad tag, replay, malformed) is dropped and counted: pion's context
+// has not seen the fast path's packets, and would take a replay of one.
+type FastIngest struct {
+	conn *batchConn
+	keys SRTPKeys
+
+	// Owned by the socket's reader (under conn.fmu).
+	ctx    *srtp.Context
+	opened bool
+	hdr    rtp.Header
+
+	// streams are the session's remote streams by SSRC, replaced whole (under mu) when one
+	// changes: the reader loads them without a lock.
+	streams atomic.Pointer[map[uint32]*fastStream]
+	mu      sync.Mutex
+	route   netip.AddrPort // the peer's address the edge routes to f (under mu)
+	closed  bool
+
+	// Counters.
+	fast, refused atomic.Uint64
+}
+
+// fastStream is one remote stream: the receive interceptors' reader that pion bound for it,
+// and once Publish named them, where its packets go.
+type fastStream struct {
+	chain  interceptor.RTPReader
+	dst    RTPSender
+	paused *atomic.Bool
+	n      *RTPCounters
+	// attrs and size are the reader's (under conn.fmu): the attributes passed down the
+	// chain, which tell the innermost reader (fastTap) to hand back the packet of size bytes
+	// already in the buffer instead of reading pion's SRTP stream.
+	attrs interceptor.Attributes
+	size  int
+}
+
+// FastIngestStats count what the fast path moved (Packets) and what it dropped (Refused:
+// bad tag, replay, malformed, or refused by the interceptors).
+type FastIngestStats struct{ Packets, Refused uint64 }
+
+// Stats returns f's counters (zero for a nil f).
+func (f *FastIngest) Stats() FastIngestStats {
+	if f == nil {
+		return FastIngestStats{}
+	}
+	return FastIngestStats{Packets: f.fast.Load(), Refused: f.refused.Load()}
+}
+
+// NewPublisher is a PeerConnection for a publishing session: with Config.FastIngest, one of
+// its own API whose RTP the edge's socket reader takes (FastIngest), else one of API's and
+// a nil FastIngest (whose methods do nothing).
+func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
+	if !e.fastIngest {
+		pc, err := e.API.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
+		}
+		return pc, nil, nil
+	}
+	f := &FastIngest{conn: e.conn}
+	api, err := e.keyedAPI(&f.keys, []interceptor.Factory{tapFactory{f: f}}, []interceptor.Factory{tapFactory{f: f, outer: true}})
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
+	}
+	return pc, f, nil
+}
+
+// Publish sends the RTP of the remote stream ssrc to dst from now on, as ReadRTP would
+// (paused and n as there; either may be nil), and routes the peer's datagrams (from the
+// address of pc's selected ICE pair) to f. Packets pion has read already still reach
+// ReadRTP, which should keep running: it also gets what the fast path leaves to pion.
+func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RTPSender, paused *atomic.Bool, n *RTPCounters) error {
+	if f == nil {
+		return nil
+	}
+	addr, err := peerAddr(pc)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		n = &RTPCounters{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrSessionClosed
+	}
+	f.update(uint32(ssrc), func(s *fastStream) { s.dst, s.paused, s.n = dst, paused, n })
+	if addr != f.route {
+		if f.route.IsValid() {
+			f.conn.unroute(f.route, f)
+		}
+		f.route = addr
+		f.conn.routeTo(addr, f)
+	}
+	return nil
+}
+
+// Close stops routing the peer's datagrams to f; pion's path has them again.
+func (f *FastIngest) Close() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if f.route.IsValid() {
+		f.conn.unroute(f.route, f)
+	}
+}
+
+// peerAddr is the remote address of pc's selected ICE candidate pair.
+func peerAddr(pc *webrtc.PeerConnection) (netip.AddrPort, error) {
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		return netip.AddrPort{}, fmt.Errorf("rtc: fast ingest: no selected candidate pair: %v", err)
+	}
+	a, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("rtc: fast ingest: peer address %q: %w", pair.Remote.Address, err)
+	}
+	return netip.AddrPortFrom(a.Unmap(), pair.Remote.Port), nil
+}
+
+// update replaces stream ssrc with a copy that change made (under mu).
+func (f *FastIngest) update(ssrc uint32, change func(*fastStream)) {
+	old := f.streams.Load()
+	m := make(map[uint32]*fastStream, 4)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	s := &fastStream{}
+	if o := m[ssrc]; o != nil {
+		*s = *o
+	}
+	change(s)
+	if s.chain == nil && s.dst == nil {
+		delete(m, ssrc)
+	} else {
+		s.attrs = interceptor.Attributes{}
+		m[ssrc] = s
+	}
+	f.streams.Store(&m)
+}
+
+// bound and unbound follow pion's binding of the interceptors to a remote stream.
+func (f *FastIngest) bound(ssrc uint32, chain interceptor.RTPReader) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.update(ssrc, func(s *fastStream) { s.chain = chain })
+}
+
+func (f *FastIngest) unbound(ssrc uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.update(ssrc, func(s *fastStream) { s.chain, s.dst = nil, nil })
+}
+
+// ingest takes one SRTP datagram of f's peer, decrypting it into buf: false leaves it to
+// pion (unchanged). Called by the socket's reader under conn.fmu.
+func (f *FastIngest) ingest(b, buf []byte) bool {
+	if len(b) < 12 {
+		return false
+	}
+	m := f.streams.Load()
+	if m == nil {
+		return false
+	}
+	s := (*m)[binary.BigEndian.Uint32(b[8:12])]
+	if s == nil || s.chain == nil || s.dst == nil {
+		return false
+	}
+	if f.ctx == nil && !f.context() {
+		return false
+	}
+	out, err := f.ctx.DecryptRTP(buf, b, &f.hdr)
+	if err != nil {
+		if !f.opened {
+			return false
+		}
+		f.refused.Add(1)
+		return true
+	}
+	f.opened = true
+	clear(s.attrs)
+	s.attrs[fastKey{}] = s
+	s.size = len(out)
+	k, _, err := s.chain.Read(out, s.attrs)
+	if err != nil {
+		f.refused.Add(1)
+		return true
+	}
+	f.fast.Add(1)
+	if s.paused != nil && s.paused.Load() {
+		return true
+	}
+	s.n.Packets.Add(1)
+	s.n.Bytes.Add(uint64(k))
+	if err := s.dst.Send(out[:k]); err != nil {
+		s.n.Dropped.Add(1)
+	}
+	return true
+}
+
+// context makes the decrypting context once the handshake has given the keys.
+func (f *FastIngest) context() bool {
+	k, err := f.keys.Keying()
+	if err != nil {
+		return false
+	}
+	if f.ctx, err = k.PeerContext(); err != nil {
+		return false
+	}
+	return true
+}
+
+// fastKey marks, in the attributes passed down a stream's interceptors, a packet the fast
+// path has decrypted already.
+type fastKey struct{}
+
+// tapFactory builds fastTaps: the inner one around pion's SRTP read stream, the outer one
+// around the whole chain.
+type tapFactory struct {
+	f     *FastIngest
+	outer bool
+}
+
+func (t tapFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &fastTap{f: t.f, outer: t.outer}, nil
+}
+
+// fastTap lets the fast path run a packet through a remote stream's interceptors: the
+// outer tap hands the chain pion bound to the FastIngest; the inner one, called at the
+// bottom of the chain, returns the fast path's packet (already in the buffer) when the
+// attributes say so, else reads pion's SRTP stream as usual.
+type fastTap struct {
+	interceptor.NoOp
+	f     *FastIngest
+	outer bool
+}
+
+func (t *fastTap) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	if t.outer {
+		t.f.bound(info.SSRC, r)
+		return r
+	}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		if s, ok := a[fastKey{}].(*fastStream); ok {
+			return s.size, a, nil
+		}
+		return r.Read(b, a)
+	})
+}
+
+func (t *fastTap) UnbindRemoteStream(info *interceptor.StreamInfo) {
+	if t.outer {
+		t.f.unbound(info.SSRC)
+	}
+}
+
+// fastRoutes are the peers whose datagrams the edge's socket reader gives to a FastIngest,
+// by address; the reader loads the map without a lock, changes replace it under mu.
+type fastRoutes struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[netip.AddrPort]*FastIngest]
+}
+
+func (c *batchConn) routeTo(addr netip.AddrPort, f *FastIngest) {
+	c.routes.change(func(m map[netip.AddrPort]*FastIngest) { m[addr] = f })
+}
+
+func (c *batchConn) unroute(addr netip.AddrPort, f *FastIngest) {
+	c.routes.change(func(m map[netip.AddrPort]*FastIngest) {
+		if m[addr] == f {
+			delete(m, addr)
+		}
+	})
+}
+
+func (r *fastRoutes) change(do func(map[netip.AddrPort]*FastIngest)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[netip.AddrPort]*FastIngest{}
+	if old := r.m.Load(); old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	do(m)
+	if len(m) == 0 {
+		r.m.Store(nil)
+		return
+	}
+	r.m.Store(&m)
+}
+
+// ingest gives an RTP datagram from a routed peer to its FastIngest: true when taken.
+func (c *batchConn) ingest(b []byte, from netip.AddrPort) bool {
+	m := c.routes.m.Load()
+	if m == nil || len(b) < 12 {
+		return false
+	}
+	// RTP by RFC 7983 (first byte 128-191), not RTCP (packet types 192-223 in the second).
+	if b0, b1 := b[0], b[1]; b0 < 128 || b0 > 191 || (b1 >= 192 && b1 <= 223) {
+		return false
+	}
+	f := (*m)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	if f == nil {
+		return false
+	}
+	// fmu makes the fast path one reader at a time (the ICE mux has one reading goroutine);
+	// nothing else takes it, so the sends made under it hold up no one but the next read.
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	return f.ingest(b, c.fbuf[:])
+}
