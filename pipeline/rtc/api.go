@@ -64,8 +64,9 @@ type Edge struct {
 	se webrtc.SettingEngine
 	me *webrtc.MediaEngine
 	ir *interceptor.Registry
-	// fastIngest is Config.FastIngest.
+	// fastIngest is Config.FastIngest; fastCounts count what its FastIngests did.
 	fastIngest bool
+	fastCounts fastCounts
 }
 
 // NewEdge opens the UDP port and builds the API.

@@ -43,8 +43,15 @@ type FastIngest struct {
 	route   netip.AddrPort // the peer's address the edge routes to f (under mu)
 	closed  bool
 
-	// Counters.
-	fast, refused atomic.Uint64
+	// counts are the edge's, which every FastIngest of it adds to.
+	counts *fastCounts
+}
+
+// fastCounts are the counters of an edge's FastIngests.
+type fastCounts struct{ packets, refused atomic.Uint64 }
+
+func (c *fastCounts) stats() FastIngestStats {
+	return FastIngestStats{Packets: c.packets.Load(), Refused: c.refused.Load()}
 }
 
 // fastStream is one remote stream: the receive interceptors' reader that pion bound for it,
@@ -65,13 +72,8 @@ type fastStream struct {
 // bad tag, replay, malformed, or refused by the interceptors).
 type FastIngestStats struct{ Packets, Refused uint64 }
 
-// Stats returns f's counters (zero for a nil f).
-func (f *FastIngest) Stats() FastIngestStats {
-	if f == nil {
-		return FastIngestStats{}
-	}
-	return FastIngestStats{Packets: f.fast.Load(), Refused: f.refused.Load()}
-}
+// FastIngestStats returns the counters of every FastIngest of the edge.
+func (e *Edge) FastIngestStats() FastIngestStats { return e.fastCounts.stats() }
 
 // NewPublisher is a PeerConnection for a publishing session: with Config.FastIngest, one of
 // its own API whose RTP the edge's socket reader takes (FastIngest), else one of API's and
@@ -84,7 +86,7 @@ func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
 		}
 		return pc, nil, nil
 	}
-	f := &FastIngest{conn: e.conn}
+	f := &FastIngest{conn: e.conn, counts: &e.fastCounts}
 	api, err := e.keyedAPI(&f.keys, []interceptor.Factory{tapFactory{f: f}}, []interceptor.Factory{tapFactory{f: f, outer: true}})
 	if err != nil {
 		return nil, nil, err
@@ -211,7 +213,7 @@ func (f *FastIngest) ingest(b, buf []byte) bool {
 		if !f.opened {
 			return false
 		}
-		f.refused.Add(1)
+		f.counts.refused.Add(1)
 		return true
 	}
 	f.opened = true
@@ -220,10 +222,10 @@ func (f *FastIngest) ingest(b, buf []byte) bool {
 	s.size = len(out)
 	k, _, err := s.chain.Read(out, s.attrs)
 	if err != nil {
-		f.refused.Add(1)
+		f.counts.refused.Add(1)
 		return true
 	}
-	f.fast.Add(1)
+	f.counts.packets.Add(1)
 	if s.paused != nil && s.paused.Load() {
 		return true
 	}

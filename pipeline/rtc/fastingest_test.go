@@ -100,8 +100,8 @@ func TestFastIngestPublisher(t *testing.T) {
 		send()
 		time.Sleep(time.Millisecond)
 	}
-	require.Eventually(t, func() bool { return fi.Stats().Packets >= 95 }, 5*time.Second, 10*time.Millisecond,
-		"the fast path took the packets: %+v", fi.Stats())
+	require.Eventually(t, func() bool { return edge.FastIngestStats().Packets >= 95 }, 5*time.Second, 10*time.Millisecond,
+		"the fast path took the packets: %+v", edge.FastIngestStats())
 	require.Eventually(t, func() bool {
 		s := dst.seqs()
 		return len(s) > 0 && s[len(s)-1] == seq
@@ -112,7 +112,7 @@ func TestFastIngestPublisher(t *testing.T) {
 	slices.Sort(sorted)
 	require.Equal(t, len(sorted), len(slices.Compact(sorted)), "each packet sent on once")
 	require.Equal(t, uint64(len(got)), counters.Packets.Load())
-	require.Zero(t, fi.Stats().Refused)
+	require.Zero(t, edge.FastIngestStats().Refused)
 	dst.mu.Lock()
 	last := dst.pkts[len(dst.pkts)-1]
 	dst.mu.Unlock()
@@ -154,7 +154,7 @@ const fixtureSSRC = 0x11223344
 func newFastFixture(t testing.TB) *fastFixture {
 	keying := SRTPKeying{Profile: srtp.ProtectionProfileAes128CmHmacSha1_80,
 		ClientKey: bytes.Repeat([]byte{1}, 16), ClientSalt: bytes.Repeat([]byte{2}, 14)}
-	f := &FastIngest{}
+	f := &FastIngest{counts: &fastCounts{}}
 	var err error
 	f.ctx, err = keying.PeerContext()
 	require.NoError(t, err)
@@ -220,10 +220,10 @@ func TestFastIngestBadInput(t *testing.T) {
 		{"csrc count beyond the packet", func() []byte { b := bytes.Clone(second); b[0] |= 0x0f; return b }(), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := x.f.Stats().Refused
+			before := x.f.counts.stats().Refused
 			require.Equal(t, tc.taken, x.f.ingest(bytes.Clone(tc.pkt), x.buf))
 			if tc.taken {
-				require.Equal(t, before+1, x.f.Stats().Refused)
+				require.Equal(t, before+1, x.f.counts.stats().Refused)
 			}
 		})
 	}
@@ -270,7 +270,7 @@ func BenchmarkFastIngest(b *testing.B) {
 		}
 	}
 	require.Equal(b, uint64(b.N), n.Load())
-	require.Zero(b, x.f.Stats().Refused)
+	require.Zero(b, x.f.counts.stats().Refused)
 }
 
 type discard struct{}

@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
 	levels := &rtc.Levels{Reporter: n.bus}
-	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Levels: levels})
+	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Levels: levels, Publishers: n.edge})
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +233,9 @@ func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
 // Estimates are the viewers' bandwidth estimates (nil with BWE off).
 func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
+
+// FastIngest are the counters of the WebRTC port's fast ingest (--fast-ingest).
+func (n *Node) FastIngest() rtc.FastIngestStats { return n.edge.FastIngestStats() }
 
 // Pacing are the counters of the pacing of what viewers are sent (zero with it off).
 func (n *Node) Pacing() rtc.PacingStats { return n.edge.PacingStats() }
