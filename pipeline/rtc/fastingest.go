@@ -18,9 +18,12 @@ import (
 // socket changes goroutine four times before ReadRTP has it (ICE mux reader, ICE conn,
 // DTLS/SRTP demux, SRTP session, track read): under load that was 0.5-1 ms of the ingest
 // stage (docs/benchmarks.md, issue 17). Here the socket reader decrypts the packet with the
-// session's own SRTP keys (SRTPKeys), runs it through the session's receive interceptors
-// (NACK generation, receiver reports, whatever the edge registers: the same instances
-// pion's path uses, so their state is one) and sends it on.
+// session's own SRTP keys (SRTPKeys) into its stream's queue, and the stream's own goroutine
+// runs it through the session's receive interceptors (NACK generation, receiver reports,
+// whatever the edge registers: the same instances pion's path uses, so their state is one)
+// and sends it on: one hand-off. Sending on the reader itself held the socket's next
+// datagrams (a video frame's other packets, every peer's RTCP) for the fan-out of each
+// packet, which cost more than the hand-offs saved (docs/benchmarks.md).
 //
 // Pion still does everything else: ICE, DTLS, all RTCP both ways, RTX, the first packets of
 // a stream (until Publish names its sender) and any packet the fast path cannot open before
@@ -42,35 +45,54 @@ type FastIngest struct {
 	mu      sync.Mutex
 	route   netip.AddrPort // the peer's address the edge routes to f (under mu)
 	closed  bool
+	queues  []*fastQueue // every stream's, to stop (under mu)
+	senders sync.WaitGroup
 
 	// counts are the edge's, which every FastIngest of it adds to.
 	counts *fastCounts
 }
 
 // fastCounts are the counters of an edge's FastIngests.
-type fastCounts struct{ packets, refused atomic.Uint64 }
+type fastCounts struct{ packets, refused, full atomic.Uint64 }
 
 func (c *fastCounts) stats() FastIngestStats {
-	return FastIngestStats{Packets: c.packets.Load(), Refused: c.refused.Load()}
+	return FastIngestStats{Packets: c.packets.Load(), Refused: c.refused.Load(), Full: c.full.Load()}
 }
 
 // fastStream is one remote stream: the receive interceptors' reader that pion bound for it,
-// and once Publish named them, where its packets go.
+// and once Publish named them, where its packets go and the queue to its sender goroutine.
 type fastStream struct {
 	chain  interceptor.RTPReader
 	dst    RTPSender
 	paused *atomic.Bool
 	n      *RTPCounters
-	// attrs and size are the reader's (under conn.fmu): the attributes passed down the
-	// chain, which tell the innermost reader (fastTap) to hand back the packet of size bytes
-	// already in the buffer instead of reading pion's SRTP stream.
+	q      *fastQueue
+}
+
+// fastSlots is how many packets a stream's sender may lag behind the socket's reader: a
+// keyframe's burst fits; beyond it packets are dropped (counted as Full).
+const fastSlots = 128
+
+// fastQueue is a single-producer (the socket's reader, under conn.fmu), single-consumer (the
+// stream's sender goroutine) ring of decrypted packets.
+type fastQueue struct {
+	ssrc       uint32
+	head, tail atomic.Uint64
+	n          [fastSlots]int
+	buf        [fastSlots][batchSlot]byte
+	wake       chan struct{} // cap 1: something was queued
+	stop       chan struct{}
+	// attrs and size are the sender's: the attributes passed down the chain, which tell
+	// the innermost reader (fastTap) to hand back the packet of size bytes already in the
+	// buffer instead of reading pion's SRTP stream.
 	attrs interceptor.Attributes
 	size  int
 }
 
 // FastIngestStats count what the fast path moved (Packets) and what it dropped (Refused:
-// bad tag, replay, malformed, or refused by the interceptors).
-type FastIngestStats struct{ Packets, Refused uint64 }
+// bad tag, replay, malformed, or refused by the interceptors; Full: its stream's sender
+// was fastSlots packets behind).
+type FastIngestStats struct{ Packets, Refused, Full uint64 }
 
 // FastIngestStats returns the counters of every FastIngest of the edge.
 func (e *Edge) FastIngestStats() FastIngestStats { return e.fastCounts.stats() }
@@ -110,15 +132,12 @@ func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RT
 	if err != nil {
 		return err
 	}
-	if n == nil {
-		n = &RTPCounters{}
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return ErrSessionClosed
 	}
-	f.update(uint32(ssrc), func(s *fastStream) { s.dst, s.paused, s.n = dst, paused, n })
+	f.publishLocked(uint32(ssrc), dst, paused, n)
 	if addr != f.route {
 		if f.route.IsValid() {
 			f.conn.unroute(f.route, f)
@@ -129,17 +148,40 @@ func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RT
 	return nil
 }
 
-// Close stops routing the peer's datagrams to f; pion's path has them again.
+// publishLocked names stream ssrc's sender and starts its goroutine (under mu).
+func (f *FastIngest) publishLocked(ssrc uint32, dst RTPSender, paused *atomic.Bool, n *RTPCounters) {
+	if n == nil {
+		n = &RTPCounters{}
+	}
+	f.update(ssrc, func(s *fastStream) {
+		s.dst, s.paused, s.n = dst, paused, n
+		if s.q == nil {
+			s.q = &fastQueue{ssrc: ssrc, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+				attrs: interceptor.Attributes{}}
+			f.queues = append(f.queues, s.q)
+			f.senders.Go(func() { f.send(s.q) })
+		}
+	})
+}
+
+// Close stops routing the peer's datagrams to f (pion's path has them again) and stops
+// its streams' senders, which it waits for. It is idempotent.
 func (f *FastIngest) Close() {
 	if f == nil {
 		return
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	if f.route.IsValid() {
-		f.conn.unroute(f.route, f)
+	if !f.closed {
+		f.closed = true
+		if f.route.IsValid() {
+			f.conn.unroute(f.route, f)
+		}
+		for _, q := range f.queues {
+			close(q.stop)
+		}
 	}
+	f.mu.Unlock()
+	f.senders.Wait()
 }
 
 // peerAddr is the remote address of pc's selected ICE candidate pair.
@@ -169,10 +211,9 @@ func (f *FastIngest) update(ssrc uint32, change func(*fastStream)) {
 		*s = *o
 	}
 	change(s)
-	if s.chain == nil && s.dst == nil {
+	if s.chain == nil && s.dst == nil && s.q == nil {
 		delete(m, ssrc)
 	} else {
-		s.attrs = interceptor.Attributes{}
 		m[ssrc] = s
 	}
 	f.streams.Store(&m)
@@ -202,13 +243,24 @@ func (f *FastIngest) ingest(b, buf []byte) bool {
 		return false
 	}
 	s := (*m)[binary.BigEndian.Uint32(b[8:12])]
-	if s == nil || s.chain == nil || s.dst == nil {
+	if s == nil || s.chain == nil || s.dst == nil || len(b) > batchSlot {
 		return false
 	}
 	if f.ctx == nil && !f.context() {
 		return false
 	}
-	out, err := f.ctx.DecryptRTP(buf, b, &f.hdr)
+	q := s.q
+	tail := q.tail.Load()
+	if tail-q.head.Load() >= fastSlots {
+		// Decrypted all the same: the replay window and rollover count must see it.
+		if _, err := f.ctx.DecryptRTP(buf, b, &f.hdr); err != nil && !f.opened {
+			return false
+		}
+		f.counts.full.Add(1)
+		return true
+	}
+	slot := tail % fastSlots
+	out, err := f.ctx.DecryptRTP(q.buf[slot][:], b, &f.hdr)
 	if err != nil {
 		if !f.opened {
 			return false
@@ -217,24 +269,58 @@ func (f *FastIngest) ingest(b, buf []byte) bool {
 		return true
 	}
 	f.opened = true
-	clear(s.attrs)
-	s.attrs[fastKey{}] = s
-	s.size = len(out)
-	k, _, err := s.chain.Read(out, s.attrs)
+	q.n[slot] = len(out)
+	q.tail.Store(tail + 1)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// send is the sender goroutine of q's stream: it takes the packets the reader queued
+// through the stream's interceptors to its RTPSender, as ReadRTP does, until Close.
+func (f *FastIngest) send(q *fastQueue) {
+	for {
+		select {
+		case <-q.wake:
+		case <-q.stop:
+			return
+		}
+		for h := q.head.Load(); h != q.tail.Load(); h++ {
+			f.forward(q, q.buf[h%fastSlots][:q.n[h%fastSlots]])
+			q.head.Store(h + 1)
+		}
+	}
+}
+
+// forward takes one decrypted packet of q's stream through its interceptors and sends it on.
+func (f *FastIngest) forward(q *fastQueue, pkt []byte) {
+	m := f.streams.Load()
+	if m == nil {
+		return
+	}
+	s := (*m)[q.ssrc]
+	if s == nil || s.chain == nil || s.dst == nil {
+		return // unbound since it was queued
+	}
+	clear(q.attrs)
+	q.attrs[fastKey{}] = q
+	q.size = len(pkt)
+	k, _, err := s.chain.Read(pkt, q.attrs)
 	if err != nil {
 		f.counts.refused.Add(1)
-		return true
+		return
 	}
 	f.counts.packets.Add(1)
 	if s.paused != nil && s.paused.Load() {
-		return true
+		return
 	}
 	s.n.Packets.Add(1)
 	s.n.Bytes.Add(uint64(k))
-	if err := s.dst.Send(out[:k]); err != nil {
+	if err := s.dst.Send(pkt[:k]); err != nil {
 		s.n.Dropped.Add(1)
 	}
-	return true
 }
 
 // context makes the decrypting context once the handshake has given the keys.
@@ -280,8 +366,8 @@ func (t *fastTap) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.R
 		return r
 	}
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		if s, ok := a[fastKey{}].(*fastStream); ok {
-			return s.size, a, nil
+		if q, ok := a[fastKey{}].(*fastQueue); ok {
+			return q.size, a, nil
 		}
 		return r.Read(b, a)
 	})
@@ -344,7 +430,7 @@ func (c *batchConn) ingest(b []byte, from netip.AddrPort) bool {
 		return false
 	}
 	// fmu makes the fast path one reader at a time (the ICE mux has one reading goroutine);
-	// nothing else takes it, so the sends made under it hold up no one but the next read.
+	// nothing else takes it.
 	c.fmu.Lock()
 	defer c.fmu.Unlock()
 	return f.ingest(b, c.fbuf[:])

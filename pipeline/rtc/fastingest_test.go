@@ -3,6 +3,7 @@ package rtc
 import (
 	"bytes"
 	"encoding/binary"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -176,11 +177,29 @@ func newFastFixture(t testing.TB) *fastFixture {
 		}))
 	dst := &sink{}
 	f.mu.Lock()
-	f.update(fixtureSSRC, func(s *fastStream) { s.dst, s.n = dst, &RTPCounters{} })
+	f.publishLocked(fixtureSSRC, dst, nil, nil)
 	f.mu.Unlock()
+	t.Cleanup(f.Close)
 	protect, err := keying.PeerContext() // same keys, its own state: the peer's
 	require.NoError(t, err)
 	return &fastFixture{f: f, dst: dst, protect: protect, buf: make([]byte, batchSlot)}
+}
+
+// drained waits until the stream's sender has sent what was queued.
+func (x *fastFixture) drained(t testing.TB) {
+	q := (*x.f.streams.Load())[fixtureSSRC].q
+	deadline := time.Now().Add(5 * time.Second)
+	for q.head.Load() != q.tail.Load() {
+		require.True(t, time.Now().Before(deadline), "the sender is stuck")
+		runtime.Gosched()
+	}
+}
+
+// ingest gives the fast path one datagram and waits until its sender is done with it.
+func (x *fastFixture) ingest(t testing.TB, b []byte) bool {
+	taken := x.f.ingest(b, x.buf)
+	x.drained(t)
+	return taken
 }
 
 func (x *fastFixture) srtp(t testing.TB, seq uint16, payload []byte) []byte {
@@ -200,9 +219,9 @@ func TestFastIngestBadInput(t *testing.T) {
 	badTag := bytes.Clone(first)
 	badTag[len(badTag)-1] ^= 1
 	keep := bytes.Clone(badTag)
-	require.False(t, x.f.ingest(badTag, x.buf), "not opened yet: pion's")
+	require.False(t, x.ingest(t, badTag), "not opened yet: pion's")
 	require.Equal(t, keep, badTag, "left unchanged")
-	require.True(t, x.f.ingest(first, x.buf))
+	require.True(t, x.ingest(t, first))
 	require.Equal(t, []uint16{1}, x.dst.seqs())
 
 	second := x.srtp(t, 2, []byte("two"))
@@ -221,14 +240,14 @@ func TestFastIngestBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := x.f.counts.stats().Refused
-			require.Equal(t, tc.taken, x.f.ingest(bytes.Clone(tc.pkt), x.buf))
+			require.Equal(t, tc.taken, x.ingest(t, bytes.Clone(tc.pkt)))
 			if tc.taken {
 				require.Equal(t, before+1, x.f.counts.stats().Refused)
 			}
 		})
 	}
 	require.Equal(t, []uint16{1}, x.dst.seqs(), "nothing bad was sent on")
-	require.True(t, x.f.ingest(second, x.buf))
+	require.True(t, x.ingest(t, second))
 	require.Equal(t, []uint16{1, 2}, x.dst.seqs())
 }
 
@@ -239,16 +258,18 @@ func FuzzFastIngest(f *testing.F) {
 	f.Add(valid[:20])
 	f.Add(x.srtp(f, 8, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		x.f.ingest(b, x.buf)
+		x.ingest(t, b)
 	})
 }
 
 // The fast path's cost a packet: decrypt, the receive interceptors, the send.
 func BenchmarkFastIngest(b *testing.B) {
 	x := newFastFixture(b)
-	x.dst = nil
-	m := *x.f.streams.Load()
-	m[fixtureSSRC].dst = discard{}
+	var sent atomic.Uint64
+	x.f.mu.Lock()
+	x.f.publishLocked(fixtureSSRC, counting{&sent}, nil, nil)
+	x.f.mu.Unlock()
+	q := (*x.f.streams.Load())[fixtureSSRC].q
 	pkts := make([][]byte, 1024)
 	for i := range pkts {
 		pkts[i] = x.srtp(b, uint16(i), make([]byte, 1100))
@@ -265,14 +286,66 @@ func BenchmarkFastIngest(b *testing.B) {
 			}
 			b.StartTimer()
 		}
+		for q.tail.Load()-q.head.Load() >= fastSlots { // the sender's pace, not drops
+			runtime.Gosched()
+		}
 		if x.f.ingest(pkts[i%len(pkts)], x.buf) {
 			n.Add(1)
 		}
 	}
+	x.drained(b)
+	b.StopTimer()
 	require.Equal(b, uint64(b.N), n.Load())
-	require.Zero(b, x.f.counts.stats().Refused)
+	require.Equal(b, uint64(b.N), sent.Load())
+	require.Equal(b, FastIngestStats{Packets: uint64(b.N)}, x.f.counts.stats())
 }
 
-type discard struct{}
+// counting is an RTPSender that counts.
+type counting struct{ n *atomic.Uint64 }
 
-func (discard) Send([]byte) error { return nil }
+func (c counting) Send([]byte) error { c.n.Add(1); return nil }
+
+// gated is a sink whose Send waits until open is closed.
+type gated struct {
+	sink
+	open chan struct{}
+}
+
+func (g *gated) Send(pkt []byte) error {
+	<-g.open
+	return g.sink.Send(pkt)
+}
+
+// A stream's sender that falls fastSlots packets behind the socket loses the packets beyond
+// (counted as full), and the reader never waits for it; the lost ones were still opened, so
+// a replay of one is refused, and later packets flow again.
+func TestFastIngestSenderBehind(t *testing.T) {
+	x := newFastFixture(t)
+	g := &gated{open: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.open) }) }
+	t.Cleanup(release) // before the fixture's Close, which waits for the sender
+	x.f.mu.Lock()
+	x.f.publishLocked(fixtureSSRC, g, nil, nil)
+	x.f.mu.Unlock()
+
+	const extra = 10
+	var pkts [][]byte
+	for seq := range uint16(fastSlots + extra) {
+		pkts = append(pkts, x.srtp(t, seq+1, []byte{byte(seq)}))
+		require.True(t, x.f.ingest(pkts[seq], x.buf), "packet %d", seq+1)
+	}
+	require.Equal(t, uint64(extra), x.f.counts.stats().Full)
+	release()
+	x.drained(t)
+	want := make([]uint16, fastSlots)
+	for i := range want {
+		want[i] = uint16(i + 1)
+	}
+	require.Equal(t, want, g.seqs())
+
+	require.True(t, x.ingest(t, pkts[fastSlots+2]), "a replay of a packet lost to the full queue")
+	require.Equal(t, uint64(1), x.f.counts.stats().Refused)
+	require.True(t, x.ingest(t, x.srtp(t, fastSlots+extra+1, nil)))
+	require.Equal(t, uint16(fastSlots+extra+1), g.seqs()[fastSlots])
+}
