@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetmedia/jetmedia/ingress/signal/client"
 	"github.com/jetmedia/jetmedia/projections"
 	"github.com/jetmedia/jetmedia/tests/rtcclient"
 )
@@ -80,4 +81,34 @@ func TestWHIPFastIngest(t *testing.T) {
 		return err == nil && len(r.Tracks) == 0
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return node.Sessions("whip") == 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestSDKRoomFastIngest: room SDK publishers through a --fast-ingest node: each peer
+// receives the other's track carried by the fast path; a peer that leaves is seen leaving
+// with its track.
+func TestSDKRoomFastIngest(t *testing.T) {
+	cfg := nodeConfig(t, "sdkfast")
+	cfg.FastIngest = true
+	node := startNode(t, cfg)
+	room := newRoom("sdkfast")
+	ctx := ctxT(t, 60*time.Second)
+
+	a := joinSDK(t, ctx, node, room, "alice", true)
+	b := joinSDK(t, ctx, node, room, "bob", true)
+	ids := []string{a.room.Self.Peer, b.room.Self.Peer}
+	require.Eventually(t, func() bool { return a.received(ids[1]) > 60 && b.received(ids[0]) > 60 },
+		20*time.Second, 20*time.Millisecond, "alice got %d, bob got %d", a.received(ids[1]), b.received(ids[0]))
+	fast := node.FastIngest()
+	require.Greater(t, fast.Packets, uint64(100), "the fast path carried the media: %+v", fast)
+	require.Zero(t, fast.Refused)
+
+	a.stopSend()
+	require.NoError(t, a.room.Leave())
+	require.Eventually(t, func() bool {
+		left, unpub := b.seen(client.PeerLeft), b.seen(client.TrackUnpublished)
+		return len(left) == 1 && left[0].Peer.Peer == ids[0] && len(unpub) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	b.stopSend()
+	require.NoError(t, b.room.Leave())
+	require.Eventually(t, func() bool { return node.Sessions("sdk") == 0 }, 10*time.Second, 20*time.Millisecond)
 }

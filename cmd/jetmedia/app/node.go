@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true, Layers: simulcastLayers(spec.Layers),
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
-	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
+	sg, err := signal.New(signal.Config{API: n.edge.API, Publishers: n.edge, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Place: n.placeRTC, Logger: log})
 	if err != nil {
 		return nil, err
