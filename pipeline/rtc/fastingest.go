@@ -117,6 +117,15 @@ func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
 	}
+	// The peer's media comes from the selected pair's remote address, which ICE may change
+	// after the first selection (Chromium nominates a better pair once it has one).
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		if addr, err := pairAddr(p); err == nil {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.routeLocked(addr)
+		}
+	})
 	return pc, f, nil
 }
 
@@ -138,14 +147,21 @@ func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RT
 		return ErrSessionClosed
 	}
 	f.publishLocked(uint32(ssrc), dst, paused, n)
-	if addr != f.route {
-		if f.route.IsValid() {
-			f.conn.unroute(f.route, f)
-		}
-		f.route = addr
-		f.conn.routeTo(addr, f)
-	}
+	f.routeLocked(addr)
 	return nil
+}
+
+// routeLocked routes the peer's datagrams from addr, and no longer from the address before
+// (under mu).
+func (f *FastIngest) routeLocked(addr netip.AddrPort) {
+	if f.closed || addr == f.route {
+		return
+	}
+	if f.route.IsValid() {
+		f.conn.unroute(f.route, f)
+	}
+	f.route = addr
+	f.conn.routeTo(addr, f)
 }
 
 // publishLocked names stream ssrc's sender and starts its goroutine (under mu).
@@ -189,6 +205,14 @@ func peerAddr(pc *webrtc.PeerConnection) (netip.AddrPort, error) {
 	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
 		return netip.AddrPort{}, fmt.Errorf("rtc: fast ingest: no selected candidate pair: %v", err)
+	}
+	return pairAddr(pair)
+}
+
+// pairAddr is the remote address of a candidate pair.
+func pairAddr(pair *webrtc.ICECandidatePair) (netip.AddrPort, error) {
+	if pair == nil || pair.Remote == nil {
+		return netip.AddrPort{}, fmt.Errorf("rtc: fast ingest: no remote candidate")
 	}
 	a, err := netip.ParseAddr(pair.Remote.Address)
 	if err != nil {
