@@ -1072,17 +1072,20 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rcv.GetParameters()), sender)
 	}
 	rtc.EndReadsOnClose(c.s, tr, rcv)
-	c.fastIngest(tr, spec.Track, sender, stopped)
+	sender = c.fastIngest(tr, spec.Track, sender, stopped)
 	reg.Go(func() { rtc.ReadRTP(src, sender, stopped, nil) })
 	reg.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 }
 
-// fastIngest hands a published layer's RTP to the session's FastIngest, if any; ReadRTP
-// still reads what pion has and what the fast path leaves.
-func (c *conn) fastIngest(tr *webrtc.TrackRemote, track string, sender rtc.RTPSender, stopped *atomic.Bool) {
-	if err := c.fast.Publish(c.pc, tr.SSRC(), sender, stopped, nil); err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
+// fastIngest hands a published layer's RTP to the session's FastIngest, if any, and
+// returns the sender ReadRTP must use: it still reads what pion has and what the fast path
+// leaves.
+func (c *conn) fastIngest(tr *webrtc.TrackRemote, track string, sender rtc.RTPSender, stopped *atomic.Bool) rtc.RTPSender {
+	sender, err := c.fast.Publish(c.pc, tr.SSRC(), sender, stopped, nil)
+	if err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
 		c.s.Log.Warn("layer read through pion: no fast ingest", "track", track, "rid", tr.RID(), "err", err)
 	}
+	return sender
 }
 
 // peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec
@@ -1100,9 +1103,8 @@ func (c *conn) publishedLayer(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver, s
 	now, key := c.h.cfg.Sessions.Now(), rtc.LayerKey(spec.Track, tr.RID())
 	c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, key) })
 	stopped := c.stopped[spec.Track]
-	sender := c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID())
 	rtc.EndReadsOnClose(c.s, tr, rcv)
-	c.fastIngest(tr, spec.Track, sender, stopped)
+	sender := c.fastIngest(tr, spec.Track, c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID()), stopped)
 	c.h.cfg.Sessions.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
 	c.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 }

@@ -156,7 +156,8 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.
 	}
 	rtc.EndReadsOnClose(s, tr, rcv)
 	p.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
-	if err := p.fast.Publish(s.PC, tr.SSRC(), dst, nil, &p.h.rtp); err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
+	dst, err := p.fast.Publish(s.PC, tr.SSRC(), dst, nil, &p.h.rtp)
+	if err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
 		s.Log.Warn("layer read through pion: no fast ingest", "track", info.Track, "layer", layer, "err", err)
 	}
 	rtc.ReadRTP(src, dst, nil, &p.h.rtp) // what pion read before, and what the fast path leaves

@@ -132,23 +132,39 @@ func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
 // Publish sends the RTP of the remote stream ssrc to dst from now on, as ReadRTP would
 // (paused and n as there; either may be nil), and routes the peer's datagrams (from the
 // address of pc's selected ICE pair) to f. Packets pion has read already still reach
-// ReadRTP, which should keep running: it also gets what the fast path leaves to pion.
-func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RTPSender, paused *atomic.Bool, n *RTPCounters) error {
+// ReadRTP, which should keep running (it also gets what the fast path leaves to pion) with
+// the sender Publish returns: dst, behind a lock the fast path's sends take too, since an
+// RTPSender is written by one goroutine at a time. With an error, or a nil f, it is dst.
+func (f *FastIngest) Publish(pc *webrtc.PeerConnection, ssrc webrtc.SSRC, dst RTPSender, paused *atomic.Bool, n *RTPCounters) (RTPSender, error) {
 	if f == nil {
-		return nil
+		return dst, nil
 	}
 	addr, err := peerAddr(pc)
 	if err != nil {
-		return err
+		return dst, err
 	}
+	one := &oneAtATime{dst: dst}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return ErrSessionClosed
+		return dst, ErrSessionClosed
 	}
-	f.publishLocked(uint32(ssrc), dst, paused, n)
+	f.publishLocked(uint32(ssrc), one, paused, n)
 	f.routeLocked(addr)
-	return nil
+	return one, nil
+}
+
+// oneAtATime serialises the sends of a stream's two paths, pion's (ReadRTP) and the fast
+// one, while both have packets (pion's until what it had read before Publish is read).
+type oneAtATime struct {
+	mu  sync.Mutex
+	dst RTPSender
+}
+
+func (o *oneAtATime) Send(pkt []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dst.Send(pkt)
 }
 
 // routeLocked routes the peer's datagrams from addr, and no longer from the address before

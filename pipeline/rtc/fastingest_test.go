@@ -63,9 +63,10 @@ func TestFastIngestPublisher(t *testing.T) {
 	var readers sync.WaitGroup
 	published := make(chan error, 1)
 	node.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
-		published <- fi.Publish(node, tr.SSRC(), dst, nil, &counters)
+		one, err := fi.Publish(node, tr.SSRC(), dst, nil, &counters)
+		published <- err
 		readers.Go(func() { ReadPublisherRTCP(rcv, "") })
-		ReadRTP(tr, dst, nil, &counters)
+		ReadRTP(tr, one, nil, &counters)
 	})
 	t.Cleanup(func() {
 		require.NoError(t, p.peer.Close())
