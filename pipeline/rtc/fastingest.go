@@ -291,24 +291,25 @@ func (f *FastIngest) ingest(b, buf []byte) bool {
 	}
 	q := s.q
 	tail := q.tail.Load()
-	if tail-q.head.Load() >= fastSlots {
-		// Decrypted all the same: the replay window and rollover count must see it.
-		if _, err := f.ctx.DecryptRTP(buf, b, &f.hdr); err != nil && !f.opened {
-			return false
-		}
-		f.counts.full.Add(1)
-		return true
+	full := tail-q.head.Load() >= fastSlots
+	into := q.buf[tail%fastSlots][:]
+	if full {
+		into = buf // opened all the same: the replay window and rollover count must see it
 	}
-	slot := tail % fastSlots
-	out, err := f.ctx.DecryptRTP(q.buf[slot][:], b, &f.hdr)
-	if err != nil {
-		if !f.opened {
-			return false
-		}
+	out, err := f.ctx.DecryptRTP(into, b, &f.hdr)
+	switch {
+	case err != nil && !f.opened:
+		return false
+	case err != nil:
 		f.counts.refused.Add(1)
 		return true
 	}
 	f.opened = true
+	if full {
+		f.counts.full.Add(1)
+		return true
+	}
+	slot := tail % fastSlots
 	q.n[slot] = len(out)
 	q.tail.Store(tail + 1)
 	select {
