@@ -30,7 +30,9 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }
 
-// nodeConfig is a node on loopback with random ports and a fresh data dir.
+// nodeConfig is a node on loopback with random ports and a fresh data dir. With
+// JETMEDIA_TEST_FAST_INGEST=1 every node takes its publishers' RTP on the fast ingest path
+// (--fast-ingest), to run the suite through it.
 func nodeConfig(t testing.TB, name string) app.Config {
 	cfg := app.Defaults()
 	cfg.Name = name
@@ -39,6 +41,7 @@ func nodeConfig(t testing.TB, name string) app.Config {
 	cfg.UDPPort = 0
 	cfg.Logger = testLogger(t)
 	cfg.AuthKeys = []auth.Key{testKey}
+	cfg.FastIngest = os.Getenv("JETMEDIA_TEST_FAST_INGEST") == "1"
 	return cfg
 }
 
@@ -78,7 +81,12 @@ func startNode(t testing.TB, cfg app.Config) *app.Node {
 	defer cancel()
 	n, err := app.Start(ctx, cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = n.Close() })
+	t.Cleanup(func() {
+		if cfg.FastIngest {
+			t.Logf("node %s fast ingest: %+v", cfg.Name, n.FastIngest())
+		}
+		_ = n.Close()
+	})
 	return n
 }
 

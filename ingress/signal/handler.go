@@ -54,12 +54,21 @@ type DeliveredTrack interface {
 	Detach()
 }
 
+// Publishers makes a session's PeerConnection and, when the edge takes the RTP it publishes
+// itself, the FastIngest that does (nil otherwise); *rtc.Edge is one.
+type Publishers interface {
+	NewPublisher() (*webrtc.PeerConnection, *rtc.FastIngest, error)
+}
+
 // Config wires a Handler.
 type Config struct {
-	API      *webrtc.API
-	Sessions *rtc.Registry
-	Bus      *mediabus.MediaBus
-	Deliver  Deliverer
+	API *webrtc.API
+	// Publishers, when set, makes the sessions' PeerConnections (*rtc.Edge: with its fast
+	// ingest, when on); nil: API's.
+	Publishers Publishers
+	Sessions   *rtc.Registry
+	Bus        *mediabus.MediaBus
+	Deliver    Deliverer
 	// Levels reads the audio level of published audio tracks (nil: not read).
 	Levels *rtc.Levels
 	// Rooms is the rooms KV bucket the session watches for the room's state.
@@ -414,17 +423,26 @@ func newResumeToken(peer string) string {
 	return peer + "." + rand.Text()
 }
 
+// newPeerConnection is a session's PeerConnection, and its FastIngest when the edge's is on.
+func (h *Handler) newPeerConnection() (*webrtc.PeerConnection, *rtc.FastIngest, error) {
+	if h.cfg.Publishers != nil {
+		return h.cfg.Publishers.NewPublisher()
+	}
+	pc, err := h.cfg.API.NewPeerConnection(webrtc.Configuration{})
+	return pc, nil, err
+}
+
 // start creates a new session for a join and starts its loop.
 func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Claims, join ClientMessage) *conn {
 	reg := h.cfg.Sessions
-	pc, err := h.cfg.API.NewPeerConnection(webrtc.Configuration{})
+	pc, fast, err := h.newPeerConnection()
 	if err != nil {
 		sk.fail(CodeInternal, "new peer connection: %v", err)
 		return nil
 	}
 	auto := join.AutoSubscribe == nil || *join.AutoSubscribe
 	id := events.NewID()
-	c := &conn{h: h, pc: pc, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
+	c := &conn{h: h, pc: pc, fast: fast, cur: sk, senders: map[string]*webrtc.RTPSender{}, stopped: map[string]*atomic.Bool{},
 		simulcast: map[*webrtc.RTPTransceiver][]string{}, layered: map[*webrtc.RTPReceiver]TrackSpec{},
 		in: make(chan input, 64), done: make(chan struct{}), speakersNew: make(chan struct{}, 1), behind: make(chan struct{}, 1)}
 	c.core = NewCore(h.cfg.Timeouts, room, id, reg.Node(), claims, auto)
@@ -444,6 +462,7 @@ func (h *Handler) start(r *http.Request, sk *socket, room string, claims auth.Cl
 	// shutdown).
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.s.OnClose(c.cancel)
+	c.s.OnClose(fast.Close)
 	now := reg.Now()
 	if err := c.stepWait(func() Output { return c.core.Joined(now, r.RemoteAddr, r.UserAgent()) }); err != nil {
 		c.s.Step(func(rtc.Core) rtc.Output { return c.core.Shutdown(reg.Now()) })
@@ -505,6 +524,8 @@ type conn struct {
 	s    *rtc.Session
 	core *Core
 	pc   *webrtc.PeerConnection
+	// fast takes the RTP the client publishes off the edge's socket (nil: pion's path only).
+	fast *rtc.FastIngest
 	// keys sends keyframe requests to the client for the tracks it publishes.
 	keys rtc.Keyframes
 
@@ -1051,8 +1072,20 @@ func (c *conn) published(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		sender = c.h.cfg.Levels.Tap(c.s, spec.Track, rtc.AudioLevelID(rcv.GetParameters()), sender)
 	}
 	rtc.EndReadsOnClose(c.s, tr, rcv)
+	sender = c.fastIngest(tr, spec.Track, sender, stopped)
 	reg.Go(func() { rtc.ReadRTP(src, sender, stopped, nil) })
 	reg.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
+}
+
+// fastIngest hands a published layer's RTP to the session's FastIngest, if any, and
+// returns the sender ReadRTP must use: it still reads what pion has and what the fast path
+// leaves.
+func (c *conn) fastIngest(tr *webrtc.TrackRemote, track string, sender rtc.RTPSender, stopped *atomic.Bool) rtc.RTPSender {
+	sender, err := c.fast.Publish(c.pc, tr.SSRC(), sender, stopped, nil)
+	if err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
+		c.s.Log.Warn("layer read through pion: no fast ingest", "track", track, "rid", tr.RID(), "err", err)
+	}
+	return sender
 }
 
 // peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec
@@ -1070,8 +1103,8 @@ func (c *conn) publishedLayer(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver, s
 	now, key := c.h.cfg.Sessions.Now(), rtc.LayerKey(spec.Track, tr.RID())
 	c.s.Step(func(rtc.Core) rtc.Output { return c.core.KeyframeRequested(now, key) })
 	stopped := c.stopped[spec.Track]
-	sender := c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID())
 	rtc.EndReadsOnClose(c.s, tr, rcv)
+	sender := c.fastIngest(tr, spec.Track, c.h.cfg.Bus.Sender(c.s.Room, spec.Track, tr.RID()), stopped)
 	c.h.cfg.Sessions.Go(func() { rtc.ReadRTP(tr, sender, stopped, nil) })
 	c.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
 }

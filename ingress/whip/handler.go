@@ -2,6 +2,7 @@ package whip
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -22,6 +23,15 @@ type Config struct {
 	Bus *mediabus.MediaBus
 	// Levels reads the audio level of published audio tracks (nil: not read).
 	Levels *rtc.Levels
+	// Publishers, when set, makes the sessions' PeerConnections (*rtc.Edge: with its fast
+	// ingest, when on); nil: HTTPConfig.API's.
+	Publishers Publishers
+}
+
+// Publishers makes a publishing session's PeerConnection and, when the edge takes its RTP
+// itself, the FastIngest that does (nil otherwise); *rtc.Edge is one.
+type Publishers interface {
+	NewPublisher() (*webrtc.PeerConnection, *rtc.FastIngest, error)
 }
 
 // Handler serves WHIP. Its sessions live in the Registry, which owns their goroutines.
@@ -76,7 +86,13 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := &publisher{h: h, core: NewCore(h.cfg.Timeouts, h.ep.Peer(o)), keys: rtc.Keyframes{Sent: &h.plis},
 		simulcast: rtc.SimulcastLayers(o.Parsed), tracks: map[*webrtc.RTPReceiver]*TrackInfo{}}
+	if h.cfg.Publishers != nil {
+		if o.PC, p.fast, err = h.cfg.Publishers.NewPublisher(); err != nil {
+			return fmt.Errorf("whip: %w", err)
+		}
+	}
 	return h.ep.Start(w, o, p.core, p.keys.Request, func(s *rtc.Session) {
+		s.OnClose(p.fast.Close)
 		s.PC.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { p.forward(s, tr, rcv) })
 	}, nil)
 }
@@ -89,8 +105,10 @@ type publisher struct {
 	// simulcast are the offer's layers by mid; tracks the published tracks by receiver (a
 	// simulcast m-line's layers share one receiver and are one track).
 	simulcast map[string][]string
-	mu        sync.Mutex
-	tracks    map[*webrtc.RTPReceiver]*TrackInfo
+	// fast takes the session's RTP off the edge's socket (nil: pion's path only).
+	fast   *rtc.FastIngest
+	mu     sync.Mutex
+	tracks map[*webrtc.RTPReceiver]*TrackInfo
 }
 
 // forward runs on pion's OnTrack goroutine for the life of the track (one per simulcast
@@ -138,7 +156,11 @@ func (p *publisher) forward(s *rtc.Session, tr *webrtc.TrackRemote, rcv *webrtc.
 	}
 	rtc.EndReadsOnClose(s, tr, rcv)
 	p.h.cfg.Sessions.Go(func() { rtc.ReadPublisherRTCP(rcv, tr.RID()) })
-	rtc.ReadRTP(src, dst, nil, &p.h.rtp)
+	dst, err := p.fast.Publish(s.PC, tr.SSRC(), dst, nil, &p.h.rtp)
+	if err != nil && !errors.Is(err, rtc.ErrSessionClosed) {
+		s.Log.Warn("layer read through pion: no fast ingest", "track", info.Track, "layer", layer, "err", err)
+	}
+	rtc.ReadRTP(src, dst, nil, &p.h.rtp) // what pion read before, and what the fast path leaves
 }
 
 // peekCodecWait bounds the wait for a simulcast layer's first packet, which names its codec

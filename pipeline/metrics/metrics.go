@@ -185,6 +185,8 @@ var (
 		"Bytes of jetmedia_pacing_packets_total.", []string{"result"}, nil)
 	descPacingDelay = prometheus.NewDesc("jetmedia_pacing_queue_delay_seconds",
 		"How long the packets that waited in a viewer connection's pacing queue waited before they left.", nil, nil)
+	descFastIngest = prometheus.NewDesc("jetmedia_fast_ingest_packets_total",
+		"Publishers' RTP packets the WebRTC port's reader decrypted itself (--fast-ingest): sent on, refused (bad tag, replay, malformed) or dropped because the stream's sender was too far behind (full).", []string{"result"}, nil)
 	descEdgeGSO = prometheus.NewDesc("jetmedia_edge_gso",
 		"1 while the WebRTC port sends with UDP GSO (asked for, offered by the kernel and not refused by it).", nil, nil)
 )
@@ -195,7 +197,7 @@ type nodeCollector struct{ src Sources }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
 		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descReplayed, descNACKs, descNACKed,
-		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descStages,
+		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descFastIngest, descStages,
 		descPauses, descLayerChanges, descPacedPackets, descPacedBytes, descPacingDelay} {
 		ch <- d
 	}
@@ -305,6 +307,10 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 			gso = 1
 		}
 		gauge(descEdgeGSO, gso)
+		f := c.src.Edge.FastIngestStats()
+		counter(descFastIngest, f.Packets, "sent")
+		counter(descFastIngest, f.Refused, "refused")
+		counter(descFastIngest, f.Full, "full")
 		p := c.src.Edge.PacingStats()
 		counter(descPacedPackets, p.Queued, "queued")
 		counter(descPacedPackets, p.Dropped, "dropped")

@@ -44,6 +44,9 @@ type Config struct {
 	// Timings, when set, get the arrival of every RTP datagram the edge reads and the queue
 	// and send times of its batched sends (stagetime's Ingest, Queue and Send stages).
 	Timings *stagetime.Timings
+	// FastIngest has the edge's socket reader decrypt publishers' RTP and send it on itself
+	// (NewPublisher, FastIngest), instead of through pion's goroutines.
+	FastIngest bool
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -56,6 +59,14 @@ type Edge struct {
 	pacing    *pacing // nil: no pacing
 	conn      *batchConn
 	mux       ice.UDPMux
+	// se, me and ir are what API was built from, for the sessions that need an API of
+	// their own (keyedAPI).
+	se webrtc.SettingEngine
+	me *webrtc.MediaEngine
+	ir *interceptor.Registry
+	// fastIngest is Config.FastIngest; fastCounts count what its FastIngests did.
+	fastIngest bool
+	fastCounts fastCounts
 }
 
 // NewEdge opens the UDP port and builds the API.
@@ -90,7 +101,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux}
+	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux, fastIngest: cfg.FastIngest}
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)
@@ -109,7 +120,40 @@ func NewEdge(cfg Config) (*Edge, error) {
 	se.LoggerFactory = pionLog
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	edge.API = api
+	edge.se, edge.me, edge.ir = se, me, ir
 	return edge, nil
+}
+
+// keyedAPI is an API like the edge's, for one PeerConnection, whose DTLS handshake keys
+// learns; its interceptors are before, the edge's (as one chain) and after, in that order
+// (the first wraps pion's SRTP read stream, the last sees the whole chain). A pion API is
+// a few pointers: the MediaEngine is copied for each PeerConnection anyway and the
+// interceptors built for each from the same factories.
+func (e *Edge) keyedAPI(keys *SRTPKeys, before, after []interceptor.Factory) (*webrtc.API, error) {
+	se := e.se
+	if err := keys.Bind(&se); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	for _, f := range before {
+		ir.Add(f)
+	}
+	ir.Add(chainFactory{e.ir})
+	for _, f := range after {
+		ir.Add(f)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(e.me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// chainFactory builds a registry's interceptors as one.
+type chainFactory struct{ ir *interceptor.Registry }
+
+func (f chainFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	c, err := f.ir.Build(id)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: edge interceptors: %w", err)
+	}
+	return c, nil
 }
 
 // UDPAddr is the address the ICE port is bound to.

@@ -59,6 +59,14 @@ type batchConn struct {
 	rmu sync.Mutex
 	oob [128]byte
 
+	// tap, when set (by tests), sees every datagram read, before anything else does.
+	tap atomic.Pointer[func(b []byte, from netip.AddrPort)]
+	// routes are the peers whose RTP a FastIngest takes as it is read; fmu and fbuf are
+	// the fast path's (ingest).
+	routes fastRoutes
+	fmu    sync.Mutex
+	fbuf   [batchSlot]byte
+
 	// Counters, read by Stats.
 	packets, batches, sendErrors, direct, coalesced atomic.Uint64
 }
@@ -419,7 +427,25 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // ReadFromAddrPort reads from the socket, noting the local address the datagram came to
 // when the socket is bound to every interface.
+// A publisher's RTP that a FastIngest takes is not returned: the read goes on to the next
+// datagram.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		n, from, err := c.readOne(b)
+		if err != nil {
+			return n, from, err
+		}
+		if tap := c.tap.Load(); tap != nil {
+			(*tap)(b[:n], from)
+		}
+		if !c.ingest(b[:n], from) {
+			return n, from, nil
+		}
+	}
+}
+
+// readOne reads one datagram.
+func (c *batchConn) readOne(b []byte) (int, netip.AddrPort, error) {
 	if c.src == nil {
 		n, from, err := c.conn.ReadFromUDPAddrPort(b)
 		if err == nil && c.timings != nil {

@@ -15,6 +15,11 @@
 // feeds the track's meter, whose speaking changes the session records and whose reports go
 // to a LevelReporter.
 //
+// FastIngest (Config.FastIngest, --fast-ingest) moves a publisher's RTP from the edge's
+// socket reader to the stream's sender with one goroutine hand-off instead of pion's four:
+// SRTPKeys derives the session's SRTP keys from its DTLS handshake, the reader decrypts, the
+// stream's goroutine runs pion's receive interceptors and sends; pion keeps the rest.
+//
 // ReadRTP is the one loop that moves a published track's RTP onward. It sits in pipeline
 // because both transports' directions depend on it and neither may import the other. It
 // imports events, pipeline/auth and pion; never NATS (its Appender, RTPSender and

@@ -120,7 +120,10 @@ type Offer struct {
 	Claims auth.Claims
 	SDP    string
 	Parsed *sdp.SessionDescription
-	req    *http.Request
+	// PC, when set, is the PeerConnection Start uses (and closes on failure); nil: a new
+	// one of API's.
+	PC  *webrtc.PeerConnection
+	req *http.Request
 }
 
 // Accept checks a POST: 400 for a bad room id or offer, 401/403 for its token, 415/413 for its
@@ -162,9 +165,12 @@ type HTTPCore interface {
 // attrs, the 201. On any error the session ends and nothing is left behind.
 func (e *Endpoint) Start(w http.ResponseWriter, o *Offer, core HTTPCore, onPLI func(s *Session, track string),
 	setup func(s *Session), before func() error, attrs ...any) error {
-	pc, err := e.API.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return fmt.Errorf("rtc: %s: new peer connection: %w", e.Transport, err)
+	pc := o.PC
+	if pc == nil {
+		var err error
+		if pc, err = e.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+			return fmt.Errorf("rtc: %s: new peer connection: %w", e.Transport, err)
+		}
 	}
 	s, err := e.Sessions.NewSession(SessionConfig{ID: core.Peer().ID, Room: o.Room, Transport: e.Transport,
 		Identity: o.Claims.Identity, PC: pc, Core: core, OnPLI: onPLI})

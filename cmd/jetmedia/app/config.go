@@ -151,6 +151,9 @@ type Config struct {
 	// MaxPublishBitrate caps each publisher's send rate, in bit/s, with a REMB once a second
 	// (default 4 Mbit/s; 0: no REMB).
 	MaxPublishBitrate int
+	// FastIngest has the WebRTC port's reader decrypt publishers' RTP (WHIP, room SDK)
+	// itself, one goroutine hand-off instead of pion's four (default off; rtc.FastIngest).
+	FastIngest bool
 	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
 	// (pipeline/httpserver; README "Flags").
 	HTTP httpserver.Config

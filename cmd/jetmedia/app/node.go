@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	webrtcHTTP := rtc.HTTPConfig{API: n.edge.API, Sessions: n.sessions, Auth: n.keys, Timeouts: timeouts, Logger: log}
 	levels := &rtc.Levels{Reporter: n.bus}
-	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Levels: levels})
+	wh, err := whip.New(whip.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Levels: levels, Publishers: n.edge})
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			MediaKind: spec.Kind, Codec: spec.Codec, Fmtp: spec.FmtpLine, TopAudio: true, Layers: simulcastLayers(spec.Layers),
 			OnBound: onBound, OnKeyframeRequest: onKeyframe}
 	}
-	sg, err := signal.New(signal.Config{API: n.edge.API, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
+	sg, err := signal.New(signal.Config{API: n.edge.API, Publishers: n.edge, Sessions: n.sessions, Bus: n.bus, Deliver: deliver, Levels: levels,
 		Rooms: n.rooms, Data: n.ctrl, Auth: n.keys, ResumeGrace: cfg.ResumeGrace, Limits: cfg.SignalLimits, Timeouts: timeouts, Place: n.placeRTC, Logger: log})
 	if err != nil {
 		return nil, err
@@ -233,6 +233,9 @@ func (n *Node) Forwarding() forward.Stats { return n.hub.Stats() }
 
 // Estimates are the viewers' bandwidth estimates (nil with BWE off).
 func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
+
+// FastIngest are the counters of the WebRTC port's fast ingest (--fast-ingest).
+func (n *Node) FastIngest() rtc.FastIngestStats { return n.edge.FastIngestStats() }
 
 // Pacing are the counters of the pacing of what viewers are sent (zero with it off).
 func (n *Node) Pacing() rtc.PacingStats { return n.edge.PacingStats() }

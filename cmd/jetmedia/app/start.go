@@ -246,6 +246,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 		BWE: rtc.BWEConfig{Off: !cfg.BWE, Estimator: cfg.BWEEstimator, Max: cfg.BWEMaxBitrate,
 			Pacing: rtc.PacingConfig{Off: !cfg.Pacing || cfg.BWEEstimator != rtc.EstimatorJetmedia}},
 		MaxPublishBitrate: cfg.MaxPublishBitrate,
+		FastIngest:        cfg.FastIngest,
 		Timings:           n.timings,
 	})
 	if err != nil {
