@@ -67,7 +67,7 @@ func (e *Edge) NewViewer() (*webrtc.PeerConnection, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(keyedConfiguration)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: new peer connection: %w", err)
 	}
@@ -82,6 +82,11 @@ func (e *Edge) NewViewer() (*webrtc.PeerConnection, error) {
 	})
 	return pc, nil
 }
+
+// keyedConfiguration is the configuration of the PeerConnections whose SRTP the edge
+// protects or opens itself: without RTP header encryption (RFC 9335 cryptex, which pion
+// would otherwise use with a peer offering it), which the edge's own contexts do not do.
+var keyedConfiguration = webrtc.Configuration{RTPHeaderEncryptionPolicy: webrtc.RTPHeaderEncryptionPolicyDisable}
 
 // plainPool holds the buffers a packet is protected into, taken and given back per packet so
 // that the write to the socket happens outside the lock.

@@ -113,7 +113,7 @@ func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(keyedConfiguration)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
 	}
