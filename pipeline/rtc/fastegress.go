@@ -24,7 +24,7 @@ import (
 // if they cannot be derived, packets take pion's path.
 type FastEgress struct {
 	conn   *batchConn
-	keys   SRTPKeys
+	keys   *SRTPKeys
 	counts *fastEgressCounts
 
 	mu     sync.Mutex // guards what follows; no I/O under it
@@ -52,8 +52,9 @@ type Viewers interface {
 	NewViewer() (*webrtc.PeerConnection, error)
 }
 
-// NewViewer is a PeerConnection for a viewing session: with Config.FastEgress, one of its
-// own API whose RTP the edge protects and sends itself (FastEgress), else one of API's.
+// NewViewer is a PeerConnection for a viewing session (WHEP): with Config.FastEgress, one
+// of its own API whose RTP the edge protects and sends itself (FastEgress), else one of
+// API's. Room sessions, which publish and view, take NewPublisher's.
 func (e *Edge) NewViewer() (*webrtc.PeerConnection, error) {
 	if !e.fastEgressOn {
 		pc, err := e.API.NewPeerConnection(webrtc.Configuration{})
@@ -62,8 +63,8 @@ func (e *Edge) NewViewer() (*webrtc.PeerConnection, error) {
 		}
 		return pc, nil
 	}
-	f := &FastEgress{conn: e.conn, counts: &e.fastEgress}
-	api, err := e.keyedAPI(&f.keys, []interceptor.Factory{egressFactory{f: f}}, nil)
+	f := &FastEgress{conn: e.conn, keys: &SRTPKeys{}, counts: &e.fastEgress}
+	api, err := e.keyedAPI(f.keys, []interceptor.Factory{egressFactory{f: f}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +76,20 @@ func (e *Edge) NewViewer() (*webrtc.PeerConnection, error) {
 	// after the first selection.
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		if addr, err := pairAddr(p); err == nil {
-			f.mu.Lock()
-			f.route = addr
-			f.mu.Unlock()
+			f.routeTo(addr)
 		}
 	})
 	return pc, nil
+}
+
+// routeTo sends what f is given to addr from now on; a nil f does nothing.
+func (f *FastEgress) routeTo(addr netip.AddrPort) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.route = addr
+	f.mu.Unlock()
 }
 
 // keyedConfiguration is the configuration of the PeerConnections whose SRTP the edge

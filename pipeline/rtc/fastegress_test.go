@@ -128,7 +128,7 @@ func TestFastEgressBeforeKeys(t *testing.T) {
 	edge, err := NewEdge(Config{UDPListen: "127.0.0.1:0", BWE: BWEConfig{Off: true}, FastEgress: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, edge.Close()) })
-	f := &FastEgress{conn: edge.conn, counts: &edge.fastEgress}
+	f := &FastEgress{conn: edge.conn, keys: &SRTPKeys{}, counts: &edge.fastEgress}
 	next := &countingWriter{}
 	h := testPacket(1, 1, []byte{1}).Header
 	_, err = f.write(&h, []byte{1}, nil, next)
