@@ -17,11 +17,11 @@ import (
 
 // TestWHIPFastIngest: with --fast-ingest a pion WHIP publisher's RTP is taken off the edge's
 // socket by the node itself, and everything pion did on that path still happens: a WHEP
-// viewer plays audio and video, the publisher gets receiver reports that echo its sender
+// viewer (on the fast egress path, --fast-egress) plays audio and video, the publisher gets receiver reports that echo its sender
 // reports, and when it leaves its session and tracks end.
 func TestWHIPFastIngest(t *testing.T) {
 	cfg := nodeConfig(t, "fast")
-	cfg.FastIngest = true
+	cfg.FastIngest, cfg.FastEgress = true, true
 	node := startNode(t, cfg)
 	room := newRoom("fast")
 	ctx := ctxT(t, 60*time.Second)
@@ -66,6 +66,9 @@ func TestWHIPFastIngest(t *testing.T) {
 	fast := node.FastIngest()
 	require.Greater(t, fast.Packets, uint64(100), "the fast path carried the media: %+v", fast)
 	require.Zero(t, fast.Refused)
+	out := node.FastEgress()
+	require.Greater(t, out.Packets, uint64(130), "the fast egress path carried the viewer's media: %+v", out)
+	require.Zero(t, out.Failed)
 	require.Eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -83,12 +86,12 @@ func TestWHIPFastIngest(t *testing.T) {
 	require.Eventually(t, func() bool { return node.Sessions("whip") == 0 }, 10*time.Second, 20*time.Millisecond)
 }
 
-// TestSDKRoomFastIngest: room SDK publishers through a --fast-ingest node: each peer
-// receives the other's track carried by the fast path; a peer that leaves is seen leaving
+// TestSDKRoomFastIngest: room SDK publishers through a --fast-ingest --fast-egress node:
+// each peer receives the other's track carried by both fast paths; a peer that leaves is seen leaving
 // with its track.
 func TestSDKRoomFastIngest(t *testing.T) {
 	cfg := nodeConfig(t, "sdkfast")
-	cfg.FastIngest = true
+	cfg.FastIngest, cfg.FastEgress = true, true
 	node := startNode(t, cfg)
 	room := newRoom("sdkfast")
 	ctx := ctxT(t, 60*time.Second)
@@ -101,6 +104,9 @@ func TestSDKRoomFastIngest(t *testing.T) {
 	fast := node.FastIngest()
 	require.Greater(t, fast.Packets, uint64(100), "the fast path carried the media: %+v", fast)
 	require.Zero(t, fast.Refused)
+	out := node.FastEgress()
+	require.Greater(t, out.Packets, uint64(120), "the fast egress path carried the subscribers' media: %+v", out)
+	require.Zero(t, out.Failed)
 
 	a.stopSend()
 	require.NoError(t, a.room.Leave())

@@ -32,7 +32,8 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // nodeConfig is a node on loopback with random ports and a fresh data dir. With
 // JETMEDIA_TEST_FAST_INGEST=1 every node takes its publishers' RTP on the fast ingest path
-// (--fast-ingest), to run the suite through it.
+// (--fast-ingest), with JETMEDIA_TEST_FAST_EGRESS=1 it sends WHEP viewers' RTP on the fast
+// egress path (--fast-egress), to run the suite through them.
 func nodeConfig(t testing.TB, name string) app.Config {
 	cfg := app.Defaults()
 	cfg.Name = name
@@ -42,6 +43,7 @@ func nodeConfig(t testing.TB, name string) app.Config {
 	cfg.Logger = testLogger(t)
 	cfg.AuthKeys = []auth.Key{testKey}
 	cfg.FastIngest = os.Getenv("JETMEDIA_TEST_FAST_INGEST") == "1"
+	cfg.FastEgress = os.Getenv("JETMEDIA_TEST_FAST_EGRESS") == "1"
 	return cfg
 }
 

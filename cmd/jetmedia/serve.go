@@ -114,6 +114,7 @@ func serveFlags(cfg *app.Config, logLevel *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.Pacing, "pacing", cfg.Pacing, "pace what each viewer is sent at 2.5 times its bandwidth estimate, queueing bursts (key frames, cache replays, retransmissions); needs --bwe with the jetmedia estimator")
 	fs.IntVar(&cfg.MaxPublishBitrate, "max-publish-bitrate", cfg.MaxPublishBitrate, "cap each publisher's send rate in bit/s with REMB (0: no cap)")
 	fs.BoolVar(&cfg.FastIngest, "fast-ingest", cfg.FastIngest, "the WebRTC port's reader decrypts publishers' RTP (WHIP, room SDK) itself, one goroutine hand-off instead of pion's four (experimental)")
+	fs.BoolVar(&cfg.FastEgress, "fast-egress", cfg.FastEgress, "the node protects and sends WHEP viewers' and room subscribers' RTP itself with each session's SRTP keys, past pion's SRTP session and ICE connection (experimental)")
 	fs.DurationVar(&cfg.ResumeGrace, "resume-grace", cfg.ResumeGrace, "how long a room SDK session waits for its client to resume after the WebSocket drops (0: leave at once)")
 	fs.StringVar(logLevel, "log-level", *logLevel, "debug, info, warn or error")
 	addHTTPFlags(fs, &cfg.HTTP)

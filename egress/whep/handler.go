@@ -51,6 +51,9 @@ type Config struct {
 	Bus     *mediabus.MediaBus
 	Hub     *forward.Hub
 	Catalog Catalog
+	// Viewers, when set, makes the sessions' PeerConnections (*rtc.Edge: with its fast
+	// egress, when on); nil: HTTPConfig.API's.
+	Viewers rtc.Viewers
 }
 
 // Handler serves WHEP.
@@ -119,6 +122,11 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Add("Link", fmt.Sprintf("<%s/%s%s%s/sse>; rel=%q; events=\"layers\"", h.ep.Prefix, o.Room, h.ep.SessionSegment,
 		v.core.Peer().ID, EventsRel))
 	initial := r.URL.Query().Get("layer") // a first choice, before any packet flows
+	if h.cfg.Viewers != nil {
+		if o.PC, err = h.cfg.Viewers.NewViewer(); err != nil {
+			return fmt.Errorf("whep: %w", err)
+		}
+	}
 	var s *rtc.Session
 	return h.ep.Start(w, o, v.core, v.sendPLI, func(ss *rtc.Session) {
 		s = ss

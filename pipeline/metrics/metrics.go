@@ -187,6 +187,8 @@ var (
 		"How long the packets that waited in a viewer connection's pacing queue waited before they left.", nil, nil)
 	descFastIngest = prometheus.NewDesc("jetmedia_fast_ingest_packets_total",
 		"Publishers' RTP packets the WebRTC port's reader decrypted itself (--fast-ingest): sent on, refused (bad tag, replay, malformed) or dropped because the stream's sender was too far behind (full).", []string{"result"}, nil)
+	descFastEgress = prometheus.NewDesc("jetmedia_fast_egress_packets_total",
+		"Viewers' RTP packets the node protected and queued on the WebRTC port itself (--fast-egress): sent, or failed (not protected, not sent).", []string{"result"}, nil)
 	descEdgeGSO = prometheus.NewDesc("jetmedia_edge_gso",
 		"1 while the WebRTC port sends with UDP GSO (asked for, offered by the kernel and not refused by it).", nil, nil)
 )
@@ -197,7 +199,7 @@ type nodeCollector struct{ src Sources }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descRooms, descPeers, descTracks, descSubs,
 		descInPackets, descInBytes, descOutPackets, descOutBytes, descRetransmitted, descRetransmittedRTX, descReplayed, descNACKs, descNACKed,
-		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descFastIngest, descStages,
+		descPLIs, descDropped, descBus, descLag, descSlow, descEdgeSent, descEdgeErrors, descEdgeSegments, descEdgeGSO, descFastIngest, descFastEgress, descStages,
 		descPauses, descLayerChanges, descPacedPackets, descPacedBytes, descPacingDelay} {
 		ch <- d
 	}
@@ -311,6 +313,9 @@ func (c nodeCollector) collectMedia(gauge gaugeFunc, counter counterFunc) {
 		counter(descFastIngest, f.Packets, "sent")
 		counter(descFastIngest, f.Refused, "refused")
 		counter(descFastIngest, f.Full, "full")
+		fe := c.src.Edge.FastEgressStats()
+		counter(descFastEgress, fe.Packets, "sent")
+		counter(descFastEgress, fe.Failed, "failed")
 		p := c.src.Edge.PacingStats()
 		counter(descPacedPackets, p.Queued, "queued")
 		counter(descPacedPackets, p.Dropped, "dropped")

@@ -47,6 +47,9 @@ type Config struct {
 	// FastIngest has the edge's socket reader decrypt publishers' RTP and send it on itself
 	// (NewPublisher, FastIngest), instead of through pion's goroutines.
 	FastIngest bool
+	// FastEgress has the edge protect and send viewers' RTP itself (NewViewer, FastEgress),
+	// instead of through pion's SRTP session and ICE connection.
+	FastEgress bool
 	// Logger gets pion's log lines.
 	Logger *slog.Logger
 }
@@ -67,6 +70,9 @@ type Edge struct {
 	// fastIngest is Config.FastIngest; fastCounts count what its FastIngests did.
 	fastIngest bool
 	fastCounts fastCounts
+	// fastEgressOn is Config.FastEgress; fastEgress count what its FastEgresses did.
+	fastEgressOn bool
+	fastEgress   fastEgressCounts
 }
 
 // NewEdge opens the UDP port and builds the API.
@@ -101,7 +107,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux, fastIngest: cfg.FastIngest}
+	edge := &Edge{Estimates: est, pacing: pace, conn: conn, mux: mux, fastIngest: cfg.FastIngest, fastEgressOn: cfg.FastEgress}
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)

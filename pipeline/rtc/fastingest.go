@@ -32,7 +32,7 @@ import (
 // has not seen the fast path's packets, and would take a replay of one.
 type FastIngest struct {
 	conn *batchConn
-	keys SRTPKeys
+	keys *SRTPKeys // shared with the session's FastEgress, when it has one
 
 	// Owned by the socket's reader (under conn.fmu).
 	ctx    *srtp.Context
@@ -97,34 +97,53 @@ type FastIngestStats struct{ Packets, Refused, Full uint64 }
 // FastIngestStats returns the counters of every FastIngest of the edge.
 func (e *Edge) FastIngestStats() FastIngestStats { return e.fastCounts.stats() }
 
-// NewPublisher is a PeerConnection for a publishing session: with Config.FastIngest, one of
-// its own API whose RTP the edge's socket reader takes (FastIngest), else one of API's and
-// a nil FastIngest (whose methods do nothing).
+// NewPublisher is a PeerConnection for a session that publishes (WHIP) or publishes and
+// views (room SDK): with Config.FastIngest, one of its own API whose RTP the edge's socket
+// reader takes (FastIngest); with Config.FastEgress, what it is sent is protected and queued
+// by the edge itself (FastEgress); with neither, one of API's and a nil FastIngest (whose
+// methods do nothing).
 func (e *Edge) NewPublisher() (*webrtc.PeerConnection, *FastIngest, error) {
-	if !e.fastIngest {
+	if !e.fastIngest && !e.fastEgressOn {
 		pc, err := e.API.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
 		}
 		return pc, nil, nil
 	}
-	f := &FastIngest{conn: e.conn, counts: &e.fastCounts}
-	api, err := e.keyedAPI(&f.keys, []interceptor.Factory{tapFactory{f: f}}, []interceptor.Factory{tapFactory{f: f, outer: true}})
+	keys := &SRTPKeys{}
+	var f *FastIngest
+	var g *FastEgress
+	var before, after []interceptor.Factory
+	if e.fastIngest {
+		f = &FastIngest{conn: e.conn, keys: keys, counts: &e.fastCounts}
+		before = append(before, tapFactory{f: f})
+		after = append(after, tapFactory{f: f, outer: true})
+	}
+	if e.fastEgressOn {
+		g = &FastEgress{conn: e.conn, keys: keys, counts: &e.fastEgress}
+		before = append(before, egressFactory{f: g})
+	}
+	api, err := e.keyedAPI(keys, before, after)
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(keyedConfiguration)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rtc: new peer connection: %w", err)
 	}
-	// The peer's media comes from the selected pair's remote address, which ICE may change
-	// after the first selection (Chromium nominates a better pair once it has one).
+	// The peer's media comes from, and goes to, the selected pair's remote address, which ICE
+	// may change after the first selection (Chromium nominates a better pair once it has one).
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
-		if addr, err := pairAddr(p); err == nil {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.routeLocked(addr)
+		addr, err := pairAddr(p)
+		if err != nil {
+			return
 		}
+		if f != nil {
+			f.mu.Lock()
+			f.routeLocked(addr)
+			f.mu.Unlock()
+		}
+		g.routeTo(addr)
 	})
 	return pc, f, nil
 }

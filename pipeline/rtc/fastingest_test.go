@@ -156,7 +156,7 @@ const fixtureSSRC = 0x11223344
 func newFastFixture(t testing.TB) *fastFixture {
 	keying := SRTPKeying{Profile: srtp.ProtectionProfileAes128CmHmacSha1_80,
 		ClientKey: bytes.Repeat([]byte{1}, 16), ClientSalt: bytes.Repeat([]byte{2}, 14)}
-	f := &FastIngest{counts: &fastCounts{}}
+	f := &FastIngest{keys: &SRTPKeys{}, counts: &fastCounts{}}
 	var err error
 	f.ctx, err = keying.PeerContext()
 	require.NoError(t, err)

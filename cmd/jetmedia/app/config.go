@@ -154,6 +154,9 @@ type Config struct {
 	// FastIngest has the WebRTC port's reader decrypt publishers' RTP (WHIP, room SDK)
 	// itself, one goroutine hand-off instead of pion's four (default off; rtc.FastIngest).
 	FastIngest bool
+	// FastEgress has the node protect and send WHEP viewers' RTP itself, past pion's SRTP
+	// session and ICE connection (default off; rtc.FastEgress).
+	FastEgress bool
 	// HTTP protects the HTTP server: timeouts, connection cap, allowed origins
 	// (pipeline/httpserver; README "Flags").
 	HTTP httpserver.Config

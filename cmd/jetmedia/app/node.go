@@ -139,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.whip = wh
 	cat := n.catalog()
-	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: cat})
+	we, err := whep.New(whep.Config{HTTPConfig: webrtcHTTP, Bus: n.bus, Hub: n.hub, Catalog: cat, Viewers: n.edge})
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +236,9 @@ func (n *Node) Estimates() *rtc.Estimates { return n.edge.Estimates }
 
 // FastIngest are the counters of the WebRTC port's fast ingest (--fast-ingest).
 func (n *Node) FastIngest() rtc.FastIngestStats { return n.edge.FastIngestStats() }
+
+// FastEgress are the counters of the WebRTC port's fast egress (--fast-egress).
+func (n *Node) FastEgress() rtc.FastEgressStats { return n.edge.FastEgressStats() }
 
 // Pacing are the counters of the pacing of what viewers are sent (zero with it off).
 func (n *Node) Pacing() rtc.PacingStats { return n.edge.PacingStats() }

@@ -247,6 +247,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 			Pacing: rtc.PacingConfig{Off: !cfg.Pacing || cfg.BWEEstimator != rtc.EstimatorJetmedia}},
 		MaxPublishBitrate: cfg.MaxPublishBitrate,
 		FastIngest:        cfg.FastIngest,
+		FastEgress:        cfg.FastEgress,
 		Timings:           n.timings,
 	})
 	if err != nil {
