@@ -43,6 +43,8 @@ type churnNode struct {
 	measure func() (heap, live uint64, goroutines int)
 	// heapProfile writes the node's heap profile to path.
 	heapProfile func(path string)
+	// heapDump, if set, writes the node's heap dump (runtime/debug.WriteHeapDump) to path.
+	heapDump func(path string)
 	// dump, if set, saves what the node's debug endpoints say (goroutines, metrics) and the
 	// room's log while a lifecycle is stuck, and returns where.
 	dump func(room string) string
@@ -61,7 +63,8 @@ type churnNode struct {
 // rooms bucket's markers of ended keys, a minute; the log's dedupe window of event ids, two
 // minutes). JETMEDIA_CHURN_HEAPPROFILE=prefix writes the node's heap profiles after the first
 // 10 and after the last (prefix-warm.pb.gz, prefix-end.pb.gz); JETMEDIA_CHURN_GODEBUG=
-// memprofilerate=1 makes them exact (the node's GODEBUG only):
+// memprofilerate=1 makes them exact (the node's GODEBUG only); JETMEDIA_CHURN_HEAPDUMP=prefix
+// writes its heap dumps (prefix-warm.dump, prefix-end.dump: every object and the span it is in):
 //
 //	JETMEDIA_CHURN=1000 JETMEDIA_CHURN_ROOMS=10 go test ./tests -run 'TestChurnSoak$' -v -timeout 60m
 func TestChurnSoak(t *testing.T) {
@@ -161,6 +164,9 @@ func TestChurnSoak(t *testing.T) {
 		heapProfile: func(path string) {
 			require.NoError(t, os.WriteFile(path, []byte(get(pprofURL+"/heap?gc=1")), 0o644))
 		},
+		heapDump: func(path string) {
+			require.NoError(t, os.WriteFile(path, []byte(get(strings.TrimSuffix(pprofURL, "pprof")+"heapdump")), 0o644))
+		},
 		dump: func(room string) string {
 			base := filepath.Join(os.TempDir(), fmt.Sprintf("churn-stuck-%d", time.Now().Unix()))
 			var evs strings.Builder
@@ -246,6 +252,12 @@ func runChurn(t *testing.T, total int, node churnNode) {
 	// what the node keeps per session from what JetStream keeps per room ever written.
 	rooms, _ := strconv.Atoi(os.Getenv("JETMEDIA_CHURN_ROOMS"))
 	profile := os.Getenv("JETMEDIA_CHURN_HEAPPROFILE")
+	// JETMEDIA_CHURN_HEAPDUMP=prefix writes the node's heap dumps after the first 10 and after
+	// the last (prefix-warm.dump, prefix-end.dump): which spans the live objects sit in.
+	heapDump := os.Getenv("JETMEDIA_CHURN_HEAPDUMP")
+	if heapDump != "" && node.heapDump == nil {
+		t.Fatal("JETMEDIA_CHURN_HEAPDUMP: this node has no heap dump")
+	}
 	// JETMEDIA_CHURN_CHECKPOINTS=100,500 also measures the idle node after those many
 	// lifecycles (multiples of 100), to tell a plateau from steady growth.
 	var checkpoints []int
@@ -325,9 +337,7 @@ func runChurn(t *testing.T, total int, node churnNode) {
 	run(0, warm)
 	heapWarm, liveWarm, gWarm := settle()
 	t.Logf("after %d lifecycles: heap in use %.1f MiB (live objects %.1f MiB), %d goroutines (%v)", warm, mib(heapWarm), mib(liveWarm), gWarm, time.Since(start).Round(time.Second))
-	if profile != "" {
-		node.heapProfile(profile + "-warm.pb.gz")
-	}
+	node.save(profile, heapDump, "warm")
 	for done := warm; done < total; {
 		step := min(total-done, 100)
 		run(done, done+step)
@@ -340,9 +350,7 @@ func runChurn(t *testing.T, total int, node churnNode) {
 		}
 	}
 	heapEnd, liveEnd, gEnd := settle()
-	if profile != "" {
-		node.heapProfile(profile + "-end.pb.gz")
-	}
+	node.save(profile, heapDump, "end")
 	for _, name := range []string{eventlog.StreamEvents, "KV_" + eventlog.BucketRooms} {
 		st, err := node.js.Stream(context.Background(), name)
 		require.NoError(t, err)
@@ -355,6 +363,17 @@ func runChurn(t *testing.T, total int, node churnNode) {
 		total, mib(heapEnd), mib(liveEnd), gEnd, time.Since(start).Round(time.Second), warm, ratio, float64(liveEnd)/float64(liveWarm))
 	require.LessOrEqual(t, ratio, 1.10, "heap in use grew by more than 10%%")
 	require.LessOrEqual(t, gEnd, gWarm+2, "goroutines did not come back to their idle count")
+}
+
+// save writes the node's heap profile to profile-when.pb.gz and its heap dump to
+// dump-when.dump, each when its prefix is set.
+func (n churnNode) save(profile, dump, when string) {
+	if profile != "" {
+		n.heapProfile(profile + "-" + when + ".pb.gz")
+	}
+	if dump != "" {
+		n.heapDump(dump + "-" + when + ".dump")
+	}
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

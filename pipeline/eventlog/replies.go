@@ -122,6 +122,7 @@ func (r *replies) give(in *replyInbox) {
 	if cap(in.buf) > maxKeptBuffer {
 		in.buf = nil
 	}
+	in.forget()
 	r.mu.Lock()
 	if !r.closed && len(r.idle) < maxIdleReplies {
 		r.idle = append(r.idle, in)
@@ -130,6 +131,16 @@ func (r *replies) give(in *replyInbox) {
 	}
 	r.mu.Unlock()
 	r.drop(in)
+}
+
+// forget lets go of what the last publish pointed at: an idle inbox holding its room subject,
+// event id and sequence strings kept them, allocated among a session's short-lived objects,
+// and their partly used spans in use on an idle node (issue 12's heap dumps).
+func (in *replyInbox) forget() {
+	in.msg.Subject, in.msg.Data = "", nil
+	for _, k := range [...]string{jetstream.MsgIDHeader, jetstream.ExpectedLastSubjSeqHeader, jetstream.ExpectedLastSubjSeqSubjHeader} {
+		in.msg.Header[k][0] = ""
+	}
 }
 
 // drop ends an inbox that may still get an answer.
