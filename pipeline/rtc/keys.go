@@ -128,14 +128,16 @@ const exporterLabel = "EXTRACTOR-dtls_srtp"
 // with the node as DTLS server.
 func (k *SRTPKeys) Keying() (SRTPKeying, error) {
 	k.mu.Lock()
-	hello, logged, suite, profile := k.hello, k.logged, k.suite, k.profile
+	if !k.hello || !k.logged {
+		// Asked for per packet by a FastEgress until the keys are known: nothing allocated.
+		k.mu.Unlock()
+		return SRTPKeying{}, ErrNoSRTPKeys
+	}
+	suite, profile := k.suite, k.profile
 	seed := make([]byte, 0, len(exporterLabel)+2*handshake.RandomLength)
 	seed = append(append(append(seed, exporterLabel...), k.clientRandom[:]...), k.serverRandom[:]...)
 	master := k.master
 	k.mu.Unlock()
-	if !hello || !logged {
-		return SRTPKeying{}, ErrNoSRTPKeys
-	}
 	h, err := prfHash(suite)
 	if err != nil {
 		return SRTPKeying{}, err
